@@ -1,0 +1,43 @@
+// Build: generate the Sieve parser from grammar/sieve.peggy (peggy 5, ES module with
+// TypeScript declarations), compile TypeScript to dist/, copy the generated parser
+// beside the compiled code, and build the PAM helper when the system can.
+// Generated files are build output and are not committed.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+
+const generatedDir = join(root, 'src/sieve/generated');
+mkdirSync(generatedDir, { recursive: true });
+if (existsSync(join(root, 'grammar/sieve.peggy'))) {
+  run(process.execPath, [
+    join(root, 'node_modules/peggy/bin/peggy.js'),
+    '--format', 'es', '--dts',
+    '--return-types', JSON.stringify({ Script: 'import("../ast.js").Script' }),
+    '--allowed-start-rules', 'Script',
+    '-o', join(generatedDir, 'parser.js'),
+    join(root, 'grammar/sieve.peggy'),
+  ]);
+}
+run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+
+// tsc does not copy the generated JavaScript; put it where the compiled code imports it.
+const distGenerated = join(root, 'dist/sieve/generated');
+mkdirSync(distGenerated, { recursive: true });
+for (const f of existsSync(generatedDir) ? readdirSync(generatedDir) : []) {
+  if (f.endsWith('.js')) copyFileSync(join(generatedDir, f), join(distGenerated, f));
+}
+if (existsSync(join(root, 'dist/cli.js'))) chmodSync(join(root, 'dist/cli.js'), 0o755);
+
+// The PAM helper is optional at build time: without libpam headers the pam backend
+// refuses to start with a clear message and everything else still works.
+if (existsSync(join(root, 'helper/build.sh'))) {
+  try {
+    run('bash', [join(root, 'helper/build.sh')]);
+  } catch {
+    console.warn('tsieved: PAM helper not built (see message above); the pam backend is unavailable');
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The contract between the login step and everything that follows it.
+ *
+ * An auth backend turns a (user, password) pair, or a SCRAM lookup, into an
+ * outcome. It knows nothing of sockets, of the wire protocol or of storage: the
+ * session layer decides what the client is told, and the storage launcher decides
+ * how the verified identity gets its ScriptStore.
+ */
+
+/** Who a user turned out to be, as every backend reports it. */
+export interface Identity {
+  /** The canonical login name the backend settled on (PAM may map it). */
+  readonly user: string;
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly home?: string;
+  readonly mail?: string;
+  /** Any further fields the backend holds (userdb fields, LDAP attributes). */
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+/**
+ * A process that was started as part of the login itself (the PAM helper's child,
+ * which holds the user's credentials). The storage launcher adopts it instead of
+ * starting a worker of its own. Opaque to everything but the launcher.
+ */
+export interface AttachedWorker {
+  readonly pid: number;
+  /** Duplex byte streams to the worker (its stdin/stdout). */
+  readonly input: NodeJS.WritableStream;
+  readonly output: NodeJS.ReadableStream;
+  /** Ends the worker and, for PAM, lets the helper close the PAM session. */
+  terminate(): void;
+  /** Resolves when the worker has exited. */
+  readonly exited: Promise<void>;
+}
+
+/**
+ * What a login attempt came to. `rejected` covers both unknown user and wrong
+ * password (the client must not be able to tell them apart); `reason` is for the
+ * log only. `unavailable` means the backend could not answer (directory down,
+ * file unreadable, helper missing): the client is told to try later.
+ */
+export type AuthOutcome =
+  | { readonly kind: 'ok'; readonly identity: Identity; readonly attached?: AttachedWorker }
+  | { readonly kind: 'rejected'; readonly reason: string }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** Where a login comes from, for PAM_RHOST, logs and rate limits. */
+export interface AuthContext {
+  readonly remoteAddress: string;
+  readonly secure: boolean;
+}
+
+export type ScramAlgorithm = 'SHA-1' | 'SHA-256';
+
+/** Stored SCRAM keys (RFC 5802 section 3), as a backend can supply them. */
+export interface ScramCredentials {
+  readonly iterations: number;
+  readonly salt: Buffer;
+  readonly storedKey: Buffer;
+  readonly serverKey: Buffer;
+}
+
+export type ScramLookup =
+  | { readonly kind: 'found'; readonly credentials: ScramCredentials; readonly identity: Identity }
+  | { readonly kind: 'unknown' }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+export interface AuthBackend {
+  /** Short name for logs: "userdb", "passwd-file", "pam", "ldap". */
+  readonly name: string;
+  verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome>;
+  /**
+   * Present only on backends that can hold SCRAM keys. Which mechanisms are
+   * offered is decided by `scramAlgorithms`.
+   */
+  readonly scramAlgorithms?: readonly ScramAlgorithm[];
+  lookupScram?(user: string, algorithm: ScramAlgorithm): Promise<ScramLookup>;
+  /** Re-read files or reconnect (SIGHUP). */
+  reload?(): Promise<void>;
+  close?(): Promise<void>;
+}

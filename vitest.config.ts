@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // Integration suites start real daemons (Exim, slapd, tsieved itself); keep the
+    // 2-core CI machine from running too many at once.
+    maxWorkers: 2,
+    reporters: ['default', ['json', { outputFile: 'test-results/results.json' }]],
+  },
+});
