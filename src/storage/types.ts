@@ -36,7 +36,7 @@ export class StorageError extends Error {
   constructor(
     readonly kind: StorageErrorKind,
     message: string,
-    readonly cause?: unknown,
+    override readonly cause?: unknown,
   ) {
     super(message);
     this.name = 'StorageError';
