@@ -1,0 +1,103 @@
+/**
+ * The in-memory table of accounts read from a text source (userdb or passwd-file):
+ * re-parsed whenever the source changes, malformed lines logged with file and line
+ * number and skipped, duplicate names logged (the first one wins).
+ *
+ * Must not know: the line format (a parse function is handed in), hashing, SASL.
+ */
+import type { Logger } from '../log/logger.js';
+import type { Identity, ScramAlgorithm } from './types.js';
+import { FileSource, type SourceLine } from './file-source.js';
+import { isLocked, scramSourceOf } from './password-hash.js';
+
+export interface Account {
+  readonly identity: Identity;
+  /** The stored password value (hash or `{SCHEME}value`); undefined when the entry has none. */
+  readonly stored: string | undefined;
+}
+
+export type LineParse =
+  | { readonly kind: 'account'; readonly name: string; readonly account: Account }
+  | { readonly kind: 'skip' }
+  | { readonly kind: 'malformed'; readonly reason: string };
+
+export type LineParser = (text: string) => LineParse;
+
+export interface Table {
+  readonly accounts: ReadonlyMap<string, Account>;
+  /** SCRAM algorithms for which every account that has a usable password can supply keys. */
+  readonly scramAlgorithms: readonly ScramAlgorithm[];
+}
+
+export type TableRead = { readonly kind: 'ok'; readonly table: Table } | { readonly kind: 'unavailable'; readonly reason: string };
+
+const ALGORITHMS: readonly ScramAlgorithm[] = ['SHA-256', 'SHA-1'];
+
+export class AccountTable {
+  private readonly source: FileSource;
+  private table: Table = { accounts: new Map(), scramAlgorithms: [] };
+
+  constructor(
+    path: string,
+    private readonly parse: LineParser,
+    private readonly log: Logger,
+  ) {
+    this.source = new FileSource(path);
+  }
+
+  /** The table as of the last successful read, without touching the disk. */
+  get last(): Table {
+    return this.table;
+  }
+
+  async current(force = false): Promise<TableRead> {
+    const read = await this.source.current(force);
+    if (read.kind === 'error') {
+      // Stale data could let a removed user in: refuse until the source is readable.
+      this.log.error({ path: this.source.path, err: read.reason }, 'account file unreadable: logins refused');
+      this.table = { accounts: new Map(), scramAlgorithms: [] };
+      return { kind: 'unavailable', reason: read.reason };
+    }
+    if (read.changed) this.table = this.build(read.lines);
+    return { kind: 'ok', table: this.table };
+  }
+
+  private build(lines: readonly SourceLine[]): Table {
+    const accounts = new Map<string, Account>();
+    const firstSeen = new Map<string, SourceLine>();
+    let malformed = 0;
+    for (const line of lines) {
+      const t = line.text;
+      if (t.trim() === '' || t.trimStart().startsWith('#')) continue;
+      let r: LineParse;
+      try {
+        r = this.parse(t);
+      } catch (e) {
+        r = { kind: 'malformed', reason: e instanceof Error ? e.message : String(e) };
+      }
+      if (r.kind === 'skip') continue;
+      if (r.kind === 'malformed') {
+        malformed++;
+        // Never log the line itself: it may hold a password hash.
+        this.log.warn({ file: line.file, line: line.lineNo, reason: r.reason }, `malformed line ${line.lineNo} in ${line.file} skipped: ${r.reason}`);
+        continue;
+      }
+      const prev = firstSeen.get(r.name);
+      if (prev !== undefined) {
+        this.log.warn(
+          { file: line.file, line: line.lineNo, user: r.name },
+          `duplicate entry for ${JSON.stringify(r.name)} at ${line.file}:${line.lineNo} ignored (first at ${prev.file}:${prev.lineNo})`,
+        );
+        continue;
+      }
+      firstSeen.set(r.name, line);
+      accounts.set(r.name, r.account);
+    }
+    const usable = [...accounts.values()].filter((a) => a.stored !== undefined && !isLocked(a.stored));
+    const scramAlgorithms = ALGORITHMS.filter(
+      (alg) => usable.length > 0 && usable.every((a) => scramSourceOf(a.stored!, alg).kind !== 'none'),
+    );
+    this.log.info({ path: this.source.path, accounts: accounts.size, malformed, scram: scramAlgorithms }, 'account file loaded');
+    return { accounts, scramAlgorithms };
+  }
+}

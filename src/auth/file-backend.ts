@@ -1,0 +1,131 @@
+/**
+ * What the userdb and passwd-file backends share: verifying a password against
+ * the account table, and supplying SCRAM keys.
+ *
+ * Unknown user, locked entry, wrong password and unsupported scheme all give the
+ * same `rejected` outcome (only `reason`, for the log, differs); for an unknown
+ * user a throw-away verification against another entry's hash is run so the
+ * answer takes about as long.
+ *
+ * SCRAM is offered for an algorithm only when *every* account with a usable
+ * password can supply keys for it (`{SCRAM-...}` values of that algorithm, or
+ * cleartext). Why every, not any: clients pick a mechanism from the server's list
+ * before they know whether their own entry has keys (Thunderbird takes the first
+ * of SCRAM/PLAIN in server order) and do not fall back to PLAIN after a failure,
+ * so offering SCRAM to a user without keys would lock that user out. If the file
+ * changes between the capability list and the login so that the user has no keys,
+ * the exchange fails like a wrong password, with a log line saying why.
+ *
+ * Must not know: the line format (subclasses), the wire protocol, SASL framing.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import type { Logger } from '../log/logger.js';
+import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramLookup } from './types.js';
+import { AccountTable, type LineParser } from './account-table.js';
+import { checkPassword, checkUserName } from './identity-rules.js';
+import {
+  DEFAULT_SCRAM_ITERATIONS,
+  deriveScramCredentials,
+  isLocked,
+  prepScramPassword,
+  scramSourceOf,
+  verifyPasswordHash,
+} from './password-hash.js';
+
+/** Per-process secret for salts of keys we derive from cleartext entries. */
+const SALT_SECRET = randomBytes(32);
+
+/** A stable per-user salt, so repeated exchanges for one user look alike. */
+export function derivedSalt(user: string, algorithm: ScramAlgorithm): Buffer {
+  return createHmac('sha256', SALT_SECRET).update(`${algorithm}\0${user}`).digest().subarray(0, 16);
+}
+
+export abstract class FileAccountBackend implements AuthBackend {
+  abstract readonly name: string;
+  protected readonly table: AccountTable;
+
+  constructor(
+    readonly path: string,
+    parse: LineParser,
+    protected readonly log: Logger,
+  ) {
+    this.table = new AccountTable(path, parse, log);
+  }
+
+  /**
+   * As of the last read of the file; each read also refreshes it in the
+   * background (a stat) so the next capability list is current. Call reload()
+   * once at start-up so the first list is right.
+   */
+  get scramAlgorithms(): readonly ScramAlgorithm[] {
+    void this.table.current().catch(() => undefined);
+    return this.table.last.scramAlgorithms;
+  }
+
+  async reload(): Promise<void> {
+    await this.table.current(true);
+  }
+
+  async verifyPassword(user: string, password: string, _context: AuthContext): Promise<AuthOutcome> {
+    const nameCheck = checkUserName(user);
+    if (!nameCheck.ok) return { kind: 'rejected', reason: nameCheck.reason };
+    const pwCheck = checkPassword(password);
+    if (!pwCheck.ok) return { kind: 'rejected', reason: pwCheck.reason };
+    const read = await this.table.current();
+    if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
+    const account = read.table.accounts.get(user);
+    if (account === undefined) {
+      await this.decoyVerify(password, read.table.accounts.values());
+      return { kind: 'rejected', reason: 'unknown user' };
+    }
+    if (account.stored === undefined || isLocked(account.stored)) {
+      return { kind: 'rejected', reason: 'no usable password for this user (empty or locked)' };
+    }
+    const check = await verifyPasswordHash(password, account.stored, this.log.child({ user }));
+    switch (check.kind) {
+      case 'match':
+        return { kind: 'ok', identity: account.identity };
+      case 'mismatch':
+        return { kind: 'rejected', reason: 'wrong password' };
+      case 'unsupported':
+        return { kind: 'rejected', reason: `unsupported password scheme {${check.scheme}}` };
+    }
+  }
+
+  async lookupScram(user: string, algorithm: ScramAlgorithm): Promise<ScramLookup> {
+    if (!checkUserName(user).ok) return { kind: 'unknown' };
+    const read = await this.table.current();
+    if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
+    const account = read.table.accounts.get(user);
+    if (account === undefined || account.stored === undefined) return { kind: 'unknown' };
+    const source = scramSourceOf(account.stored, algorithm);
+    switch (source.kind) {
+      case 'keys':
+        return { kind: 'found', credentials: source.credentials, identity: account.identity };
+      case 'cleartext': {
+        const credentials = await deriveScramCredentials(
+          prepScramPassword(source.password),
+          algorithm,
+          derivedSalt(user, algorithm),
+          DEFAULT_SCRAM_ITERATIONS,
+        );
+        return { kind: 'found', credentials, identity: account.identity };
+      }
+      case 'none':
+        if (!isLocked(account.stored)) {
+          this.log.warn({ user, algorithm }, `SCRAM-${algorithm} login for ${JSON.stringify(user)}, whose entry holds no keys for it: refused`);
+        }
+        return { kind: 'unknown' };
+    }
+  }
+
+  /** Spend about the time a real check would, on some other entry's hash; the result is ignored. */
+  private async decoyVerify(password: string, accounts: Iterable<{ stored: string | undefined }>): Promise<void> {
+    for (const a of accounts) {
+      if (a.stored !== undefined && !isLocked(a.stored)) {
+        await verifyPasswordHash(password, a.stored);
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Checks a password against a stored hash in any of the forms a Courier userdb or
+ * a Dovecot passwd-file holds: `{SCHEME}value` or a bare crypt(3) string. Also
+ * turns stored values into SCRAM keys (RFC 5802 section 3) where that is possible.
+ *
+ * Digests are compared with timingSafeEqual; crypt(3) strings go to libxcrypt
+ * (crypt.ts). Passwords are hashed as their UTF-8 bytes, as userdbpw, openssl,
+ * mkpasswd and doveadm do.
+ *
+ * Must not know: files, users, backends or SASL.
+ */
+import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto';
+import type { Logger } from '../log/logger.js';
+import type { ScramAlgorithm, ScramCredentials } from './types.js';
+import { cryptVerify } from './crypt.js';
+
+export type HashCheck =
+  | { readonly kind: 'match' }
+  | { readonly kind: 'mismatch' }
+  | { readonly kind: 'unsupported'; readonly scheme: string };
+
+const MATCH: HashCheck = { kind: 'match' };
+const MISMATCH: HashCheck = { kind: 'mismatch' };
+
+type Digest = 'md5' | 'sha1' | 'sha256' | 'sha512';
+const DIGEST_LEN: Record<Digest, number> = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+
+/** Unsalted digests: Courier {MD5},{MD5RAW},{SHA},{SHA256},{SHA512}; Dovecot adds PLAIN-MD5, LDAP-MD5, SHA1. */
+const PLAIN_DIGESTS: Record<string, Digest> = {
+  MD5RAW: 'md5',
+  'PLAIN-MD5': 'md5',
+  'LDAP-MD5': 'md5',
+  SHA: 'sha1',
+  SHA1: 'sha1',
+  SHA256: 'sha256',
+  SHA512: 'sha512',
+};
+/** Salted digests: base64(H(password || salt) || salt). Courier {SSHA}; Dovecot also the rest. */
+const SALTED_DIGESTS: Record<string, Digest> = { SMD5: 'md5', SSHA: 'sha1', SSHA256: 'sha256', SSHA512: 'sha512' };
+/** Dovecot names for crypt(3) schemes, plus Courier's/Dovecot's {CRYPT}. */
+const CRYPT_SCHEMES = new Set(['CRYPT', 'DES-CRYPT', 'MD5-CRYPT', 'SHA256-CRYPT', 'SHA512-CRYPT', 'BLF-CRYPT']);
+const CLEARTEXT_SCHEMES = new Set(['PLAIN', 'CLEAR', 'CLEARTEXT']);
+const SCRAM_SCHEMES: Record<string, ScramAlgorithm> = { 'SCRAM-SHA-1': 'SHA-1', 'SCRAM-SHA-256': 'SHA-256' };
+
+export interface ParsedStored {
+  /** Upper-cased scheme without braces and without a .HEX/.B64 suffix; "" for a bare crypt string. */
+  readonly scheme: string;
+  /** Dovecot's explicit encoding suffix, if any. */
+  readonly encoding?: 'hex' | 'base64';
+  readonly value: string;
+}
+
+/** Splits `{SCHEME}value` (Dovecot allows `{SHA256.HEX}` etc.). A bare string is crypt. */
+export function parseStored(stored: string): ParsedStored {
+  const m = /^\{([A-Za-z0-9_-]+)(?:\.(HEX|B64|BASE64))?\}(.*)$/is.exec(stored);
+  if (m === null) return { scheme: '', value: stored };
+  const enc = m[2]?.toUpperCase();
+  return {
+    scheme: m[1]!.toUpperCase(),
+    ...(enc === undefined ? {} : { encoding: enc === 'HEX' ? ('hex' as const) : ('base64' as const) }),
+    value: m[3]!,
+  };
+}
+
+/** A stored value no password can match: empty, or locked the Unix way. */
+export function isLocked(stored: string): boolean {
+  return stored.length === 0 || stored.startsWith('!') || stored.startsWith('*');
+}
+
+export async function verifyPasswordHash(password: string, stored: string, log?: Logger): Promise<HashCheck> {
+  if (isLocked(stored)) return MISMATCH;
+  const p = parseStored(stored);
+  const pw = Buffer.from(password, 'utf8');
+  try {
+    if (p.scheme === '' || CRYPT_SCHEMES.has(p.scheme)) return bool(await cryptVerify(pw, p.value));
+    if (p.scheme === 'MD5') {
+      // Dovecot's {MD5} is MD5-crypt ("$1$..."); Courier's is base64 MD5. The value tells them apart.
+      if (p.value.startsWith('$1$')) return bool(await cryptVerify(pw, p.value));
+      return digestCheck(pw, p.value, 'md5', p.encoding);
+    }
+    const plain = PLAIN_DIGESTS[p.scheme];
+    if (plain !== undefined) {
+      // Courier's {MD5RAW} and Dovecot's PLAIN-MD5 default to hex; the rest to base64.
+      const dflt = p.scheme === 'MD5RAW' || p.scheme === 'PLAIN-MD5' ? 'hex' : undefined;
+      return digestCheck(pw, p.value, plain, p.encoding ?? dflt);
+    }
+    const salted = SALTED_DIGESTS[p.scheme];
+    if (salted !== undefined) return saltedCheck(pw, p.value, salted, p.encoding);
+    if (CLEARTEXT_SCHEMES.has(p.scheme)) return bool(safeEqual(pw, Buffer.from(p.value, 'utf8')));
+    const scram = SCRAM_SCHEMES[p.scheme];
+    if (scram !== undefined) return await scramCheck(password, p.value, scram);
+  } finally {
+    pw.fill(0);
+  }
+  log?.warn({ scheme: p.scheme }, `unsupported password scheme {${p.scheme}}: login refused`);
+  return { kind: 'unsupported', scheme: p.scheme };
+}
+
+function bool(ok: boolean): HashCheck {
+  return ok ? MATCH : MISMATCH;
+}
+
+function safeEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const HEX = /^[0-9a-fA-F]*$/;
+
+/** Decodes hex or base64 as told, or guesses from the length (Dovecot does the same). */
+function decodeBinary(value: string, expectLen: number | undefined, enc?: 'hex' | 'base64'): Buffer | undefined {
+  const v = value.trim();
+  const asHex = (): Buffer | undefined => (HEX.test(v) && v.length % 2 === 0 ? Buffer.from(v, 'hex') : undefined);
+  const asB64 = (): Buffer | undefined => (B64.test(v) && v.length % 4 === 0 ? Buffer.from(v, 'base64') : undefined);
+  if (enc === 'hex') return asHex();
+  if (enc === 'base64') return asB64();
+  if (expectLen !== undefined && v.length === expectLen * 2) {
+    const h = asHex();
+    if (h !== undefined) return h;
+  }
+  return asB64();
+}
+
+function digestCheck(pw: Buffer, value: string, digest: Digest, enc?: 'hex' | 'base64'): HashCheck {
+  const want = decodeBinary(value, DIGEST_LEN[digest], enc);
+  if (want === undefined || want.length !== DIGEST_LEN[digest]) return MISMATCH;
+  return bool(safeEqual(createHash(digest).update(pw).digest(), want));
+}
+
+function saltedCheck(pw: Buffer, value: string, digest: Digest, enc?: 'hex' | 'base64'): HashCheck {
+  const raw = decodeBinary(value, undefined, enc);
+  const n = DIGEST_LEN[digest];
+  // A salt is required: without one it would be the unsalted scheme.
+  if (raw === undefined || raw.length <= n) return MISMATCH;
+  const salt = raw.subarray(n);
+  return bool(safeEqual(createHash(digest).update(pw).update(salt).digest(), raw.subarray(0, n)));
+}
+
+// ---------------------------------------------------------------------------
+// SCRAM (RFC 5802 section 3; RFC 7677 for SHA-256)
+
+const SCRAM_HASH: Record<ScramAlgorithm, 'sha1' | 'sha256'> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256' };
+/** Dovecot's default and RFC 7677's minimum for SCRAM-SHA-256. */
+export const DEFAULT_SCRAM_ITERATIONS = 4096;
+/** A stored count above this would let a crafted file stall the thread pool. */
+const MAX_SCRAM_ITERATIONS = 1_000_000;
+
+export function scramHashName(algorithm: ScramAlgorithm): 'sha1' | 'sha256' {
+  return SCRAM_HASH[algorithm];
+}
+
+/**
+ * The password preparation we apply where we derive SCRAM keys ourselves.
+ * RFC 5802 section 5.1 asks for SASLprep (RFC 4013); that is simplified here to
+ * Unicode NFKC, which is SASLprep's normalisation step; SASLprep's mapping of
+ * non-ASCII spaces to U+0020 is done as well, while its prohibition tables are
+ * not (such passwords simply fail to match). For ASCII and for ordinary NFC text
+ * this is the identity, which is what `doveadm pw` hashes (raw UTF-8 bytes).
+ */
+export function prepScramPassword(password: string): string {
+  return password.replace(/[\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000]/gu, ' ').normalize('NFKC');
+}
+
+function pbkdf2Async(pw: string, salt: Buffer, iterations: number, algorithm: ScramAlgorithm): Promise<Buffer> {
+  const hash = SCRAM_HASH[algorithm];
+  const len = hash === 'sha1' ? 20 : 32;
+  return new Promise((resolve, reject) =>
+    pbkdf2(Buffer.from(pw, 'utf8'), salt, iterations, len, hash, (err, key) => (err ? reject(err) : resolve(key))),
+  );
+}
+
+/** RFC 5802 section 3: SaltedPassword -> ClientKey -> StoredKey, ServerKey. */
+export async function deriveScramCredentials(
+  password: string,
+  algorithm: ScramAlgorithm,
+  salt: Buffer,
+  iterations: number,
+): Promise<ScramCredentials> {
+  const hash = SCRAM_HASH[algorithm];
+  const salted = await pbkdf2Async(password, salt, iterations, algorithm);
+  const clientKey = createHmac(hash, salted).update('Client Key').digest();
+  const storedKey = createHash(hash).update(clientKey).digest();
+  const serverKey = createHmac(hash, salted).update('Server Key').digest();
+  salted.fill(0);
+  clientKey.fill(0);
+  return { iterations, salt, storedKey, serverKey };
+}
+
+/**
+ * Parses Dovecot's `{SCRAM-SHA-256}iterations,salt,storedkey,serverkey` (all
+ * base64) for the given algorithm. Undefined when the value is of another scheme
+ * or algorithm, or malformed. Cleartext values (`{PLAIN}` etc.) cannot be turned
+ * into keys synchronously: see scramSourceOf/deriveScramCredentials.
+ */
+export function scramCredentialsFrom(stored: string, algorithm: ScramAlgorithm): ScramCredentials | undefined {
+  const p = parseStored(stored);
+  if (SCRAM_SCHEMES[p.scheme] !== algorithm) return undefined;
+  return parseScramValue(p.value, algorithm);
+}
+
+function parseScramValue(value: string, algorithm: ScramAlgorithm): ScramCredentials | undefined {
+  const parts = value.split(',');
+  if (parts.length !== 4) return undefined;
+  const [it, salt, stored, server] = parts as [string, string, string, string];
+  if (!/^[1-9][0-9]{0,9}$/.test(it)) return undefined;
+  const iterations = Number(it);
+  if (iterations > MAX_SCRAM_ITERATIONS) return undefined;
+  const len = SCRAM_HASH[algorithm] === 'sha1' ? 20 : 32;
+  const s = decodeBinary(salt, undefined, 'base64');
+  const sk = decodeBinary(stored, undefined, 'base64');
+  const vk = decodeBinary(server, undefined, 'base64');
+  if (s === undefined || s.length === 0 || sk?.length !== len || vk?.length !== len) return undefined;
+  return { iterations, salt: s, storedKey: sk, serverKey: vk };
+}
+
+/** Where SCRAM keys for a stored value would come from, if anywhere. */
+export type ScramSource =
+  | { readonly kind: 'keys'; readonly credentials: ScramCredentials }
+  | { readonly kind: 'cleartext'; readonly password: string }
+  | { readonly kind: 'none' };
+
+export function scramSourceOf(stored: string, algorithm: ScramAlgorithm): ScramSource {
+  if (isLocked(stored)) return { kind: 'none' };
+  const p = parseStored(stored);
+  if (CLEARTEXT_SCHEMES.has(p.scheme)) return p.value.length > 0 ? { kind: 'cleartext', password: p.value } : { kind: 'none' };
+  const keys = scramCredentialsFrom(stored, algorithm);
+  return keys === undefined ? { kind: 'none' } : { kind: 'keys', credentials: keys };
+}
+
+/** A plaintext login against stored SCRAM keys: derive StoredKey and compare. */
+async function scramCheck(password: string, value: string, algorithm: ScramAlgorithm): Promise<HashCheck> {
+  const keys = parseScramValue(value, algorithm);
+  if (keys === undefined) return MISMATCH;
+  // doveadm hashes the raw bytes; a SCRAM client would have applied SASLprep.
+  // Accept either form, since both stand for the password the user means.
+  const candidates = [password];
+  const prepped = prepScramPassword(password);
+  if (prepped !== password) candidates.push(prepped);
+  for (const c of candidates) {
+    const derived = await deriveScramCredentials(c, algorithm, keys.salt, keys.iterations);
+    if (safeEqual(derived.storedKey, keys.storedKey)) return MATCH;
+  }
+  return MISMATCH;
+}
