@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * The `tsieved` command: argv and signals in, exit codes out.
+ *   tsieved serve (--config FILE | --demo)
+ *   tsieved check [--config FILE] [--capabilities "..."] [--exim PATH] [--json] FILE...
+ *   tsieved config check --config FILE
+ * Must not know: how the server works inside (main.ts builds it).
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/loader.js';
+import type { Config } from './config/schema.js';
+import { prepareDemo } from './demo.js';
+import { createRootLogger, type Logger } from './log/logger.js';
+import { buildServices, startServer, StartupError } from './main.js';
+import { runCheck } from './sieve/index.js';
+
+const USAGE = `usage:
+  tsieved serve (--config FILE | --demo)
+  tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
+  tsieved config check --config FILE`;
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, demo: { type: 'boolean' } } });
+  let config: Config;
+  let log: Logger;
+  if (values.demo) {
+    const demo = prepareDemo();
+    config = demo.config;
+    log = createRootLogger(config.log.level);
+    log.info({ event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
+      `demo account: user ${demo.user} password ${demo.password} (STARTTLS uses a self-signed certificate)`);
+  } else if (values.config) {
+    config = await loadConfig(values.config);
+    log = createRootLogger(config.log.level);
+  } else {
+    process.stderr.write(USAGE + '\n');
+    return 2;
+  }
+  const server = await startServer(config, log);
+  let stopping = false;
+  process.on('SIGTERM', () => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: 'stopping' }, 'SIGTERM: no new connections; letting sessions finish');
+    server.stop().then(() => process.exit(0), () => process.exit(1));
+  });
+  process.on('SIGINT', () => process.emit('SIGTERM' as never));
+  process.on('SIGHUP', () => {
+    if (!values.config) return;
+    loadConfig(values.config)
+      .then((next) => server.reload(next))
+      .catch((error) => log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration'));
+  });
+  return new Promise<number>(() => undefined);
+}
+
+async function configCheck(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
+  if (!values.config) {
+    process.stderr.write(USAGE + '\n');
+    return 2;
+  }
+  const config = await loadConfig(values.config);
+  const log = createRootLogger('warn');
+  const built = await buildServices(config, log);
+  await built.validator.close();
+  await built.services.auth.close?.();
+  process.stdout.write(`${values.config}: configuration is valid\n`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest);
+      case 'check':
+        return await runCheck(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+      case 'config':
+        if (rest[0] === 'check') return await configCheck(rest.slice(1));
+        break;
+    }
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof StartupError) {
+      process.stderr.write(`tsieved: ${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`tsieved: ${error.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  process.stderr.write(USAGE + '\n');
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`tsieved: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

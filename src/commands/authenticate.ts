@@ -1,0 +1,116 @@
+/**
+ * AUTHENTICATE mechanism [initial-response] (RFC 5804 section 2.1).
+ *
+ * Challenges go out as `{n}` literals (sivtest and KManageSieve only read literal
+ * challenge data); responses come back as quoted strings or literals; `"*"` cancels
+ * and MUST be answered NO. Unknown user and wrong password look the same to the
+ * client, and a failed attempt is answered only after a delay that holds up this
+ * connection alone. The session is authenticated only once the user's store opened.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createExchange } from '../sasl/index.js';
+import type { SaslStep } from '../sasl/index.js';
+import { bye, encodeLiteral, no, ok, type Response } from '../protocol/response.js';
+import { str } from './args.js';
+import { NOT_AUTHENTICATED, type Command, type CommandContext, type CommandResult } from './command.js';
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function decodeBase64(value: Buffer): Buffer | undefined {
+  const text = value.toString('latin1');
+  if (!BASE64.test(text)) return undefined;
+  return Buffer.from(text, 'base64');
+}
+
+export const authenticate: Command = {
+  name: 'AUTHENTICATE',
+  states: NOT_AUTHENTICATED,
+  args: [
+    { name: 'mechanism', kind: 'string' },
+    { name: 'initial response', kind: 'string', optional: true },
+  ],
+  async run(ctx, [mechArg, initialArg]) {
+    const { session, services } = ctx;
+    const mechanism = str(mechArg).toString('latin1').toUpperCase();
+    if (!session.authenticationAllowed) {
+      // RFC 5804 section 2.1 / 5: ENCRYPT-NEEDED, the same for every user.
+      return { response: no('Authentication requires TLS; use STARTTLS first', 'ENCRYPT-NEEDED') };
+    }
+    if (!session.saslMechanisms().includes(mechanism)) {
+      return { response: no(`Unsupported authentication mechanism ${JSON.stringify(mechanism)}`) };
+    }
+    const exchange = createExchange(mechanism, services.auth, {
+      remoteAddress: session.origin.remoteAddress,
+      secure: session.secure,
+    });
+    if (!exchange) return { response: no(`Unsupported authentication mechanism ${JSON.stringify(mechanism)}`) };
+
+    let initial: Buffer | undefined;
+    if (Buffer.isBuffer(initialArg)) {
+      initial = decodeBase64(initialArg);
+      if (!initial) return { response: no('Invalid base64 in the initial response') };
+    }
+
+    let step: SaslStep = await exchange.start(initial);
+    while (step.kind === 'challenge') {
+      await ctx.write(Buffer.concat([encodeLiteral(Buffer.from(step.data.toString('base64'), 'latin1')), Buffer.from('\r\n')]));
+      const line = await ctx.readContinuation();
+      if (line.kind === 'closed') return { response: bye('Connection closed during authentication'), then: 'close' };
+      const token = line.tokens[0];
+      if (line.error || line.tokens.length !== 1 || token?.type !== 'string') {
+        return failed(ctx, mechanism, 'malformed SASL response', no('Malformed SASL response; authentication aborted'));
+      }
+      // RFC 5804 section 2.1: the client cancels with "*"; the server MUST answer NO.
+      if (!token.literal && token.value.length === 1 && token.value[0] === 0x2a) {
+        return { response: no('Authentication cancelled') };
+      }
+      const response = decodeBase64(token.value);
+      if (!response) return failed(ctx, mechanism, 'invalid base64 in SASL response', no('Invalid base64 in SASL response'));
+      step = await exchange.respond(response);
+    }
+
+    if (step.kind === 'failure') {
+      if (step.reason === 'unavailable') {
+        ctx.log.warn({ event: 'auth-unavailable', remote: session.origin.remoteAddress, mechanism, reason: step.logMessage }, 'authentication backend unavailable');
+        return { response: no('Authentication is temporarily unavailable, please try again later', 'TRYLATER') };
+      }
+      return failed(ctx, mechanism, step.logMessage, no('Authentication failed'), step.user);
+    }
+
+    const { identity, attached } = step.outcome;
+    try {
+      await session.login(identity, attached);
+    } catch (error) {
+      attached?.terminate();
+      ctx.log.error({ event: 'store-open-failed', user: identity.user, err: error }, 'could not open the user\'s script storage');
+      return { response: no('Your script storage is not available right now, please try again later', 'TRYLATER') };
+    }
+    ctx.log.info({ event: 'login', user: identity.user, mechanism, remote: session.origin.remoteAddress }, 'logged in');
+    const response: Response = step.serverFinal ? ok({ sasl: step.serverFinal.toString('base64') }) : ok();
+    return { response };
+  },
+};
+
+/**
+ * A failed login: logged in the one stable line fail2ban matches, answered after a
+ * delay (this connection only), and the connection ends after too many failures.
+ */
+async function failed(
+  ctx: CommandContext,
+  mechanism: string,
+  reason: string,
+  response: Response,
+  user?: string,
+): Promise<CommandResult> {
+  const { session, services } = ctx;
+  session.authFailures++;
+  ctx.log.warn(
+    { event: 'auth-failure', remote: session.origin.remoteAddress, user: user ?? '', mechanism, reason },
+    'authentication failed',
+  );
+  await sleep(services.config.server.auth_failure_delay_ms);
+  if (session.authFailures >= services.config.server.max_auth_failures) {
+    return { response: bye('Too many failed authentication attempts'), then: 'close' };
+  }
+  return { response };
+}

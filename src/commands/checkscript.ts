@@ -1,0 +1,19 @@
+/**
+ * CHECKSCRIPT content (RFC 5804 section 2.12): validates like PUTSCRIPT but stores
+ * nothing and MUST NOT check quota. Thunderbird calls it while the user types.
+ */
+import { ok } from '../protocol/response.js';
+import { str } from './args.js';
+import { AUTHENTICATED, type Command } from './command.js';
+import { diagnosticsToResponse } from './to-response.js';
+
+export const checkscript: Command = {
+  name: 'CHECKSCRIPT',
+  states: AUTHENTICATED,
+  args: [{ name: 'script', kind: 'string' }],
+  async run(ctx, [script]) {
+    const { checker, config } = ctx.services;
+    const diagnostics = await checker.check(str(script));
+    return { response: diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors) ?? ok() };
+  },
+};

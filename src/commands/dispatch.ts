@@ -1,0 +1,75 @@
+/**
+ * From a framed command to a result: look the command up, check that it is valid
+ * in the session's state and that its arguments have the declared shape, run it,
+ * and map any failure to a response (through to-response.ts only).
+ *
+ * Must not know: sockets, TLS, framing.
+ */
+import { ProtocolError } from '../protocol/errors.js';
+import { no } from '../protocol/response.js';
+import type { Token } from '../protocol/tokens.js';
+import type { ArgValue, Command, CommandContext, CommandResult } from './command.js';
+import { COMMANDS } from './registry.js';
+import { failureToResponse } from './to-response.js';
+
+export interface Dispatched {
+  readonly command?: string;
+  readonly result: CommandResult;
+  /** The client sent something unusable: counts toward the bad-command limit. */
+  readonly bad: boolean;
+}
+
+/** RFC 5804 section 4: numbers are 32-bit unsigned. */
+const MAX_NUMBER = 0xffff_ffff;
+
+export async function dispatch(ctx: CommandContext, tokens: Token[], frameError?: ProtocolError): Promise<Dispatched> {
+  const first = tokens[0];
+  if (!first || first.type !== 'atom') {
+    const result = frameError ? { response: failureToResponse(frameError).response } : { response: no('Expected a command name') };
+    return { result, bad: true };
+  }
+  const name = first.value.toUpperCase(); // RFC 5804 section 4: command names are case-insensitive
+  const command = COMMANDS.get(name);
+  if (!command) return { command: name, result: { response: no(`Unknown command ${name}`) }, bad: true };
+  if (frameError) return { command: name, result: { response: failureToResponse(frameError).response }, bad: !frameError.code };
+  if (!command.states.includes(ctx.session.state)) {
+    const text =
+      ctx.session.state === 'authenticated' ? `${name} is not allowed after login` : `${name} needs a login first`;
+    return { command: name, result: { response: no(text) }, bad: true };
+  }
+  const args = parseArgs(command, tokens.slice(1));
+  if (typeof args === 'string') return { command: name, result: { response: no(`${name}: ${args}`) }, bad: true };
+  try {
+    return { command: name, result: await command.run(ctx, args), bad: false };
+  } catch (error) {
+    const mapped = failureToResponse(error);
+    if (mapped.unexpected) ctx.log.error({ command: name, err: error }, 'command failed unexpectedly');
+    else ctx.log.info({ command: name, detail: mapped.detail }, 'command refused');
+    return { command: name, result: { response: mapped.response }, bad: false };
+  }
+}
+
+function parseArgs(command: Command, tokens: Token[]): ArgValue[] | string {
+  const values: ArgValue[] = [];
+  const required = command.args.filter((a) => !a.optional).length;
+  if (tokens.length < required) return 'missing arguments';
+  if (tokens.length > command.args.length) return 'too many arguments';
+  for (let i = 0; i < command.args.length; i++) {
+    const spec = command.args[i]!;
+    const token = tokens[i];
+    if (!token) {
+      values.push(undefined);
+      continue;
+    }
+    if (spec.kind === 'string') {
+      if (token.type !== 'string') return `${spec.name} must be a quoted string or a literal`;
+      values.push(token.value);
+    } else {
+      if (token.type !== 'atom' || !/^\d{1,10}$/.test(token.value) || Number(token.value) > MAX_NUMBER) {
+        return `${spec.name} must be a number`;
+      }
+      values.push(Number(token.value));
+    }
+  }
+  return values;
+}

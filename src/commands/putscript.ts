@@ -1,0 +1,33 @@
+/**
+ * PUTSCRIPT name content (RFC 5804 section 2.6): the script is validated for the
+ * dialect that will run it and stored only if valid (MUST); a failed PUTSCRIPT
+ * never changes the stored script. Zero-length scripts are refused (SHOULD).
+ */
+import { no, ok } from '../protocol/response.js';
+import { decodeName, str } from './args.js';
+import { AUTHENTICATED, type Command } from './command.js';
+import { storeOf } from './store-of.js';
+import { diagnosticsToResponse } from './to-response.js';
+
+export const putscript: Command = {
+  name: 'PUTSCRIPT',
+  states: AUTHENTICATED,
+  args: [
+    { name: 'name', kind: 'string' },
+    { name: 'script', kind: 'string' },
+  ],
+  async run(ctx, [nameArg, scriptArg]) {
+    const name = decodeName(str(nameArg));
+    const script = str(scriptArg);
+    const store = storeOf(ctx);
+    if (script.length === 0) return { response: no('Empty scripts are not stored (RFC 5804 section 2.6)') };
+    // Quota first: a script that cannot be stored need not be compiled.
+    await store.checkSpace(name, script.length);
+    const { checker, config } = ctx.services;
+    const diagnostics = await checker.check(script);
+    const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors);
+    if (verdict?.status === 'NO') return { response: verdict };
+    await store.put(name, script);
+    return { response: verdict ?? ok() };
+  },
+};

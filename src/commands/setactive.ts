@@ -1,0 +1,18 @@
+/**
+ * SETACTIVE name (RFC 5804 section 2.8): writes the filter file Exim reads from the
+ * named script; "" deactivates (OK even when nothing was active).
+ */
+import { ok } from '../protocol/response.js';
+import { decodeName, str } from './args.js';
+import { AUTHENTICATED, type Command } from './command.js';
+import { storeOf } from './store-of.js';
+
+export const setactive: Command = {
+  name: 'SETACTIVE',
+  states: AUTHENTICATED,
+  args: [{ name: 'name', kind: 'string' }],
+  async run(ctx, [name]) {
+    await storeOf(ctx).setActive(decodeName(str(name)));
+    return { response: ok() };
+  },
+};

@@ -1,0 +1,76 @@
+/**
+ * The one place where failures become wire responses: storage errors, protocol
+ * errors, script diagnostics and anything unexpected. Commands throw or return
+ * typed values; this module decides the response code and the words.
+ *
+ * Must not know: sockets, how the errors came about.
+ */
+import { ProtocolError } from '../protocol/errors.js';
+import { bye, no, ok, type Response, type ResponseCode } from '../protocol/response.js';
+import { StorageError, type StorageErrorKind } from '../storage/types.js';
+import type { ScriptDiagnostic, ScriptChecker } from '../session/services.js';
+
+const STORAGE_CODES: Record<StorageErrorKind, ResponseCode | undefined> = {
+  nonexistent: 'NONEXISTENT',
+  'already-exists': 'ALREADYEXISTS',
+  active: 'ACTIVE',
+  'quota-maxscripts': 'QUOTA/MAXSCRIPTS',
+  'quota-maxsize': 'QUOTA/MAXSIZE',
+  quota: 'QUOTA',
+  'bad-name': undefined,
+  permission: undefined,
+  trylater: 'TRYLATER',
+  io: 'TRYLATER',
+};
+
+/** Words a user can act on; details (paths, errno) stay in the log. */
+const STORAGE_TEXTS: Partial<Record<StorageErrorKind, string>> = {
+  permission: 'Permission denied by the storage; nothing was changed',
+  io: 'Storage error; nothing was changed, please try again later',
+  trylater: 'Storage is busy or unavailable; nothing was changed, please try again later',
+  quota: 'Storage quota exceeded; nothing was changed',
+};
+
+export interface MappedFailure {
+  readonly response: Response;
+  /** Internal detail for the log. */
+  readonly detail: string;
+  /** True when the failure was not foreseen (a bug or an unknown error). */
+  readonly unexpected: boolean;
+}
+
+export function failureToResponse(error: unknown): MappedFailure {
+  if (error instanceof StorageError) {
+    const text = STORAGE_TEXTS[error.kind] ?? error.message;
+    const code = STORAGE_CODES[error.kind];
+    return { response: no(text, code), detail: `${error.kind}: ${error.message}${causeText(error.cause)}`, unexpected: false };
+  }
+  if (error instanceof ProtocolError) {
+    return { response: error.fatal ? bye(error.message, error.code) : no(error.message, error.code), detail: error.message, unexpected: false };
+  }
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return { response: no('Internal error; nothing was changed, please try again later', 'TRYLATER'), detail, unexpected: true };
+}
+
+function causeText(cause: unknown): string {
+  if (cause === undefined) return '';
+  if (cause instanceof Error) return ` (${(cause as NodeJS.ErrnoException).code ?? cause.name}: ${cause.message})`;
+  return ` (${String(cause)})`;
+}
+
+/**
+ * RFC 5804 section 2.6: an invalid script gets NO with human-readable text giving the
+ * line of the first error; warnings MAY come with OK (WARNINGS).
+ */
+export function diagnosticsToResponse(
+  diagnostics: readonly ScriptDiagnostic[],
+  checker: ScriptChecker,
+  maxReported: number,
+): Response | undefined {
+  const errors = diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length > 0) return no(checker.format(errors, maxReported));
+  if (diagnostics.length > 0) return { status: 'OK', code: 'WARNINGS', text: checker.format(diagnostics, maxReported) };
+  return undefined;
+}
+
+export const success = (): Response => ok();

@@ -1,0 +1,16 @@
+/**
+ * UNAUTHENTICATE (RFC 5804 section 2.14): back to the non-authenticated state,
+ * keeping TLS; the user's store (and worker) is released.
+ */
+import { ok } from '../protocol/response.js';
+import { AUTHENTICATED, type Command } from './command.js';
+
+export const unauthenticate: Command = {
+  name: 'UNAUTHENTICATE',
+  states: AUTHENTICATED,
+  args: [],
+  async run(ctx) {
+    await ctx.session.logout();
+    return { response: ok() };
+  },
+};

@@ -1,0 +1,63 @@
+/**
+ * The embedded demo configuration behind `npm start`: a userdb with one account
+ * (its name and password are printed), scripts under ./var, and STARTTLS with a
+ * throwaway self-signed certificate made on first start. Not for production: the
+ * certificate is self-signed and the password sits in ./var/demo-password.
+ *
+ * Must not know: anything but how to lay out ./var and which config results.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Config } from './config/schema.js';
+import { validateConfig } from './config/loader.js';
+
+export const DEMO_USER = 'demo@example.org';
+
+/** Exim 4.96's list (Debian 12), used when no Exim binary is there to ask. */
+const DEMO_CAPABILITIES = ['comparator-i;ascii-numeric', 'copy', 'encoded-character', 'envelope', 'fileinto', 'subaddress', 'vacation'];
+
+export interface Demo {
+  readonly config: Config;
+  readonly user: string;
+  readonly password: string;
+  readonly varDir: string;
+}
+
+export function prepareDemo(varDir = resolve('var')): Demo {
+  const home = resolve(varDir, 'home', DEMO_USER);
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const passwordFile = resolve(varDir, 'demo-password');
+  let password: string;
+  if (existsSync(passwordFile)) {
+    password = readFileSync(passwordFile, 'utf8').trim();
+  } else {
+    password = randomBytes(9).toString('base64url');
+    writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
+  }
+  // Courier's {SHA256} scheme: base64 of the SHA-256 digest.
+  const hash = '{SHA256}' + createHash('sha256').update(password, 'utf8').digest('base64');
+  const uid = process.getuid?.() ?? 1000;
+  const gid = process.getgid?.() ?? 1000;
+  const userdb = resolve(varDir, 'userdb');
+  writeFileSync(userdb, `${DEMO_USER}\tuid=${uid}|gid=${gid}|home=${home}|mail=${home}/Maildir|systempw=${hash}\n`, { mode: 0o600 });
+
+  const cert = resolve(varDir, 'demo-cert.pem');
+  const key = resolve(varDir, 'demo-key.pem');
+  if (!existsSync(cert) || !existsSync(key)) {
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '365', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+    } catch (error) {
+      throw new Error(`the demo needs the openssl command to make a throwaway certificate: ${(error as Error).message}`);
+    }
+  }
+  const config = validateConfig({
+    server: { listen: ['127.0.0.1:4190'], greeting_name: 'tsieved-demo' },
+    tls: { cert_file: cert, key_file: key },
+    auth: { backend: 'userdb', userdb },
+    storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
+    sieve: { capabilities: DEMO_CAPABILITIES },
+  }, 'demo configuration');
+  return { config, user: DEMO_USER, password, varDir };
+}

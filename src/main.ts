@@ -1,0 +1,131 @@
+/**
+ * Builds the object graph from a parsed Config and starts listening: the only
+ * place that chooses concrete backends (auth, storage launcher, validator) and
+ * the only place that knows all of them.
+ *
+ * Must not know: argv, signals (cli.ts), the wire protocol.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { AuthBackend } from './auth/types.js';
+import type { Config } from './config/schema.js';
+import type { Logger } from './log/logger.js';
+import { mechanismNames } from './sasl/index.js';
+import { ConnectionManager, listenerSpecs } from './server/listener.js';
+import { loadTlsContext } from './server/tls.js';
+import type { ScriptChecker, ServerServices, StoreOpener } from './session/services.js';
+import { createValidator, formatDiagnosticsForClient, loadProfile, type Validator } from './sieve/index.js';
+import { checkStorageTemplates } from './storage/paths.js';
+import { InProcessLauncher } from './storage/launcher.js';
+import { UserdbBackend } from './auth/userdb.js';
+import { PasswdFileBackend } from './auth/passwd-file.js';
+
+export const VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+export interface RunningServer {
+  readonly addresses: readonly { host: string; port: number; implicitTls: boolean }[];
+  /** SIGHUP: re-read config, certificates and user files; sessions keep running. */
+  reload(config: Config): Promise<void>;
+  /** SIGTERM: stop accepting, let sessions finish for the grace period, then close. */
+  stop(): Promise<void>;
+}
+
+interface Built {
+  readonly services: ServerServices;
+  readonly validator: Validator;
+}
+
+/** Everything that can be checked without listening: `tsieved config check` uses it too. */
+export async function buildServices(config: Config, log: Logger): Promise<Built> {
+  const problems = checkStorageTemplates(config.storage);
+  if (problems.length > 0) throw new StartupError(`[storage] ${problems.join('; ')}`);
+  if (config.storage.isolation === 'process') {
+    throw new StartupError('[storage] isolation = "process" is not available in this build');
+  }
+  let tls;
+  try {
+    tls = await loadTlsContext(config.tls);
+  } catch (error) {
+    throw new StartupError((error as Error).message);
+  }
+  const auth = await createAuthBackend(config, log);
+  const stores: StoreOpener = new InProcessLauncher(config.storage, log.child({ component: 'storage' }));
+  const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
+  const validator = createValidator(profile);
+  const checker: ScriptChecker = {
+    extensions: profile.extensions,
+    check: (script) => validator.validate(script),
+    format: (diagnostics, max) => formatDiagnosticsForClient([...diagnostics], max),
+  };
+  const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION };
+  return { services, validator };
+}
+
+async function createAuthBackend(config: Config, log: Logger): Promise<AuthBackend> {
+  const { auth } = config;
+  const authLog = log.child({ component: 'auth' });
+  switch (auth.backend) {
+    case 'userdb':
+      if (!auth.userdb) throw new StartupError('[auth] backend = "userdb" needs userdb = PATH');
+      return new UserdbBackend(auth.userdb, authLog);
+    case 'passwd-file':
+      if (!auth.passwd_file) throw new StartupError('[auth] backend = "passwd-file" needs passwd_file = PATH');
+      return new PasswdFileBackend(auth.passwd_file, authLog);
+    default:
+      throw new StartupError(`[auth] backend = "${auth.backend}" is not available in this build`);
+  }
+}
+
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  let built = await buildServices(config, log);
+  const mechanisms = (): readonly string[] => mechanismNames(built.services.auth);
+  const manager = new ConnectionManager(built.services, mechanisms, log);
+  const specs = [
+    ...listenerSpecs(config.server.listen, false, config.auth.allow_plaintext),
+    ...listenerSpecs(config.server.implicit_tls_listen, true, config.auth.allow_plaintext),
+  ];
+  if (specs.some((s) => s.implicitTls) && !built.services.tls) {
+    throw new StartupError('[server] implicit_tls_listen needs [tls] cert_file and key_file');
+  }
+  const addresses: { host: string; port: number; implicitTls: boolean }[] = [];
+  for (const spec of specs) {
+    try {
+      const bound = await manager.listen(spec);
+      addresses.push({ ...bound, implicitTls: spec.implicitTls });
+    } catch (error) {
+      await manager.stopListening();
+      throw new StartupError(`cannot listen on ${spec.host}:${spec.port}: ${(error as Error).message}`);
+    }
+  }
+  return {
+    addresses,
+    async reload(next: Config) {
+      const old = built;
+      built = await buildServices(next, log);
+      manager.replaceServices(built.services);
+      log.info({ event: 'reloaded' }, 'configuration reloaded');
+      // Sessions started before the reload keep the old services until they end.
+      void old;
+    },
+    async stop() {
+      await manager.stopListening();
+      await manager.drain(built.services.config.server.shutdown_grace_seconds * 1000);
+      await built.validator.close();
+      await built.services.auth.close?.();
+    },
+  };
+}

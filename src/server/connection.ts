@@ -1,0 +1,289 @@
+/**
+ * One client connection: greets, reads one command at a time, runs it, writes the
+ * result, and enforces the per-connection limits (idle timeouts, bad commands,
+ * literal sizes by state). Owns the STARTTLS upgrade, including dropping any
+ * clear-text bytes the client sent behind the STARTTLS command (RFC 5804 section
+ * 2.2; the STARTTLS command-injection attack).
+ *
+ * Must not know: what commands mean (commands/), where scripts live (storage/).
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log/logger.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { CommandFramer, type FrameResult, type FramerLimits, type LiteralVerdict } from '../protocol/framer.js';
+import { bye, encodeResponse, ok, type Response } from '../protocol/response.js';
+import type { CommandContext, ContinuationLine } from '../commands/command.js';
+import { dispatch } from '../commands/dispatch.js';
+import { Session, type SessionOrigin } from '../session/session.js';
+import type { ServerServices } from '../session/services.js';
+
+/** Stop reading from the socket while this much input waits behind the running command. */
+const MAX_PENDING_INPUT = 64 * 1024;
+/** A TLS handshake that takes longer than this is abandoned. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
+/**
+ * A literal somewhat over the script limit is read and dropped so the client gets
+ * NO (QUOTA/MAXSIZE) instead of a dropped connection; beyond this factor it is
+ * cheaper to hang up than to read it.
+ */
+const DISCARDABLE_FACTOR = 4;
+
+export type Closed = { readonly kind: 'closed' };
+
+export class Connection {
+  private stream: Duplex;
+  private readonly framer: CommandFramer;
+  private readonly session: Session;
+  private wake: (() => void) | undefined;
+  private ended = false;
+  private closing = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  private readonly onData = (chunk: Buffer): void => {
+    this.touch();
+    this.framer.push(chunk);
+    if (this.framer.bufferedBytes > MAX_PENDING_INPUT) this.stream.pause();
+    this.wakeReader();
+  };
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.wakeReader();
+  };
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly services: ServerServices,
+    origin: SessionOrigin,
+    mechanisms: () => readonly string[],
+    log: Logger,
+  ) {
+    this.log = log;
+    this.session = new Session(services, origin, mechanisms);
+    this.framer = new CommandFramer(this.limits());
+    this.stream = socket;
+    socket.setNoDelay(true);
+  }
+
+  /** The session's stream is ready (plain, or implicit TLS already negotiated). */
+  async run(initial?: Duplex): Promise<void> {
+    if (initial) this.stream = initial;
+    this.attach(this.stream);
+    try {
+      await this.write(Buffer.concat([this.session.capabilities(), encodeResponse(ok())]));
+      await this.loop();
+    } catch (error) {
+      this.log.debug({ err: error }, 'connection ended with an error');
+    } finally {
+      clearTimeout(this.idleTimer);
+      await this.session.logout().catch((error) => this.log.warn({ err: error }, 'closing the store failed'));
+      this.destroy();
+    }
+  }
+
+  /** Server shutdown: say BYE and close once the running command is done. */
+  async shutdown(text: string): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.write(encodeResponse(bye(text))).catch(() => undefined);
+    this.destroy();
+  }
+
+  get user(): string | undefined {
+    return this.session.user;
+  }
+
+  private async loop(): Promise<void> {
+    const ctx: CommandContext = {
+      session: this.session,
+      services: this.services,
+      log: this.log,
+      write: (data) => this.write(data),
+      readContinuation: () => this.readContinuation(),
+    };
+    for (;;) {
+      const frame = await this.nextFrame();
+      if (frame.kind === 'closed' || this.closing) return;
+      if (frame.kind === 'fatal') {
+        this.log.info({ event: 'protocol-error', reason: frame.error.message }, 'closing connection');
+        await this.write(encodeResponse(bye(frame.error.message, frame.error.code)));
+        return;
+      }
+      const started = performance.now();
+      const dispatched = await dispatch(ctx, frame.tokens, frame.error);
+      const { result } = dispatched;
+      let response = result.response;
+      let then = result.then;
+      if (dispatched.bad && ++this.session.badCommands >= this.services.config.server.max_bad_commands) {
+        response = bye('Too many invalid commands');
+        then = 'close';
+      }
+      const parts = result.data ? [result.data, encodeResponse(response)] : [encodeResponse(response)];
+      await this.write(Buffer.concat(parts));
+      this.logCommand(dispatched.command, response, performance.now() - started);
+      this.framer.setLimits(this.limits());
+      if (then === 'close' || response.status === 'BYE') return;
+      if (then === 'starttls') await this.startTls();
+    }
+  }
+
+  private logCommand(command: string | undefined, response: Response, ms: number): void {
+    const code = response.code === undefined ? undefined : typeof response.code === 'string' ? response.code : 'tag' in response.code ? 'TAG' : 'SASL';
+    this.log.info(
+      {
+        event: 'command',
+        command: command ?? '?',
+        status: response.status,
+        ...(code ? { code } : {}),
+        ms: Math.round(ms * 10) / 10,
+        user: this.session.user,
+        remote: this.session.origin.remoteAddress,
+      },
+      'command',
+    );
+  }
+
+  /** Limits depend on the state: before login only small literals (SASL data) are read. */
+  private limits(): FramerLimits {
+    const { server, storage } = this.services.config;
+    const authenticated = this.session.state === 'authenticated';
+    const maxLiteral = authenticated ? storage.max_script_bytes : server.max_preauth_literal_bytes;
+    return {
+      maxLineBytes: server.max_line_bytes,
+      literalVerdict(size, sizeSoFar): LiteralVerdict {
+        const total = size + sizeSoFar;
+        if (total <= maxLiteral + (authenticated ? 1024 : 0)) return { action: 'accept' };
+        if (authenticated && total <= maxLiteral * DISCARDABLE_FACTOR) {
+          return {
+            action: 'discard',
+            error: ProtocolError.recoverable(`Script is too large (at most ${maxLiteral} octets)`, 'QUOTA/MAXSIZE'),
+          };
+        }
+        return {
+          action: 'refuse',
+          error: ProtocolError.fatal(authenticated ? `Literal too large (at most ${maxLiteral} octets)` : 'Literal too large before login'),
+        };
+      },
+    };
+  }
+
+  private async nextFrame(): Promise<Exclude<FrameResult, { kind: 'need-more' }> | Closed> {
+    for (;;) {
+      const result = this.framer.parse();
+      if (result.kind !== 'need-more') return result;
+      if (this.ended || this.closing) return { kind: 'closed' };
+      this.stream.resume();
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private async readContinuation(): Promise<ContinuationLine> {
+    const frame = await this.nextFrame();
+    if (frame.kind !== 'command') return { kind: 'closed' };
+    return frame.error ? { kind: 'line', tokens: frame.tokens, error: frame.error } : { kind: 'line', tokens: frame.tokens };
+  }
+
+  private wakeReader(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private attach(stream: Duplex): void {
+    stream.on('data', this.onData);
+    stream.on('end', this.onEnd);
+    stream.on('close', this.onEnd);
+    stream.on('error', (error) => {
+      this.log.debug({ err: error }, 'socket error');
+      this.onEnd();
+    });
+    this.touch();
+  }
+
+  private detach(stream: Duplex): void {
+    stream.off('data', this.onData);
+    stream.off('end', this.onEnd);
+    stream.off('close', this.onEnd);
+  }
+
+  /**
+   * RFC 5804 section 2.2. Nothing the client sent after STARTTLS in clear text may
+   * be executed: stop reading and drop it before the OK goes out; the handshake
+   * starts right after. The new capabilities are pushed without being asked.
+   */
+  private async startTls(): Promise<void> {
+    const secureContext = this.services.tls;
+    if (!secureContext) throw new Error('STARTTLS without TLS context');
+    // The OK has already been written; bytes that arrived after the STARTTLS line
+    // are clear-text injection attempts.
+    this.detach(this.stream);
+    this.stream.pause();
+    this.framer.discardBuffered();
+    const tlsSocket = new TLSSocket(this.socket, {
+      isServer: true,
+      secureContext,
+      requestCert: false,
+    });
+    await handshake(tlsSocket);
+    this.stream = tlsSocket;
+    this.session.secure = true;
+    this.attach(tlsSocket);
+    this.framer.setLimits(this.limits());
+    await this.write(Buffer.concat([this.session.capabilities(), encodeResponse(ok())]));
+  }
+
+  private write(data: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.stream.destroyed || !this.stream.writable) {
+        reject(new Error('connection closed'));
+        return;
+      }
+      this.stream.write(data, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /** Idle timeouts: short before login, at least 30 minutes after (RFC 5804 section 1.2). */
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    const { server } = this.services.config;
+    const seconds = this.session.state === 'authenticated' ? server.idle_timeout_seconds : server.login_timeout_seconds;
+    this.idleTimer = setTimeout(() => {
+      this.log.info({ event: 'idle-timeout', user: this.session.user }, 'disconnecting idle client');
+      this.closing = true;
+      this.write(encodeResponse(bye('Disconnected for inactivity'))).catch(() => undefined).finally(() => this.destroy());
+      this.wakeReader();
+    }, seconds * 1000);
+    this.idleTimer.unref();
+  }
+
+  private destroy(): void {
+    this.closing = true;
+    this.ended = true;
+    clearTimeout(this.idleTimer);
+    const stream = this.stream;
+    stream.end();
+    setTimeout(() => {
+      stream.destroy();
+      this.socket.destroy();
+    }, 1000).unref();
+    this.wakeReader();
+  }
+}
+
+function handshake(socket: TLSSocket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('TLS handshake timed out'));
+    }, TLS_HANDSHAKE_TIMEOUT_MS);
+    socket.once('secure', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * Accepts TCP connections on the configured addresses, applies the connection
+ * limits (total and per source address), performs implicit TLS where configured,
+ * and hands each socket to a Connection. Keeps the set of live connections so that
+ * shutdown can let them finish and then close them.
+ *
+ * Must not know: the protocol beyond starting a Connection.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { ListenerConfig } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import type { ServerServices } from '../session/services.js';
+import { Connection } from './connection.js';
+
+export interface ListenerSpec {
+  readonly host: string;
+  readonly port: number;
+  readonly implicitTls: boolean;
+  readonly allowPlaintext: boolean;
+  readonly proxyProtocol: boolean;
+}
+
+export function listenerSpecs(
+  listen: readonly ListenerConfig[],
+  implicitTls: boolean,
+  defaultPlaintext: boolean,
+): ListenerSpec[] {
+  return listen.map((entry) => {
+    const table = typeof entry === 'string' ? { address: entry, proxy_protocol: false } : entry;
+    const m = /^\[?(.*?)\]?:(\d+)$/.exec(table.address);
+    if (!m) throw new Error(`bad listen address ${table.address}`);
+    return {
+      host: m[1]!,
+      port: Number(m[2]),
+      implicitTls,
+      allowPlaintext: ('allow_plaintext' in table && table.allow_plaintext !== undefined ? table.allow_plaintext : defaultPlaintext),
+      proxyProtocol: table.proxy_protocol ?? false,
+    };
+  });
+}
+
+export class ConnectionManager {
+  private readonly servers: Server[] = [];
+  private readonly connections = new Set<Connection>();
+  private readonly perAddress = new Map<string, number>();
+
+  constructor(
+    private services: ServerServices,
+    private readonly mechanisms: () => readonly string[],
+    private readonly log: Logger,
+  ) {}
+
+  /** SIGHUP: new connections use the new services; running sessions keep theirs. */
+  replaceServices(services: ServerServices): void {
+    this.services = services;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async listen(spec: ListenerSpec): Promise<{ host: string; port: number }> {
+    const server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket, spec));
+    server.maxConnections = this.services.config.server.max_connections;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(spec.port, spec.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.log.error({ err: error }, 'listener error'));
+    this.servers.push(server);
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : spec.port;
+    this.log.info({ event: 'listening', host: spec.host, port, implicitTls: spec.implicitTls }, 'listening');
+    return { host: spec.host, port };
+  }
+
+  /** Stop accepting; existing connections go on. */
+  async stopListening(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.servers.length = 0;
+  }
+
+  /** Wait up to `graceMs` for sessions to end, then close the rest with BYE. */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.connections.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await Promise.all([...this.connections].map((c) => c.shutdown('Server shutting down')));
+  }
+
+  private accept(socket: Socket, spec: ListenerSpec): void {
+    const remoteAddress = normalizeAddress(socket.remoteAddress ?? 'unknown');
+    const { server } = this.services.config;
+    const count = this.perAddress.get(remoteAddress) ?? 0;
+    if (count >= server.max_connections_per_ip) {
+      // RFC 5804 section 1.2: BYE before hanging up.
+      this.log.warn({ event: 'too-many-connections', remote: remoteAddress }, 'refusing connection');
+      socket.end('BYE "Too many connections from your address"\r\n');
+      return;
+    }
+    this.perAddress.set(remoteAddress, count + 1);
+    const log = this.log.child({ remote: remoteAddress, port: socket.remotePort });
+    const connection = new Connection(
+      socket,
+      this.services,
+      { remoteAddress, remotePort: socket.remotePort ?? 0, plaintextAllowed: spec.allowPlaintext, implicitTls: spec.implicitTls },
+      this.mechanisms,
+      log,
+    );
+    this.connections.add(connection);
+    socket.on('error', () => undefined);
+    const finished = (): void => {
+      this.connections.delete(connection);
+      const left = (this.perAddress.get(remoteAddress) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(remoteAddress);
+      else this.perAddress.set(remoteAddress, left);
+    };
+    this.start(connection, socket, spec, log).finally(finished);
+  }
+
+  private async start(connection: Connection, socket: Socket, spec: ListenerSpec, log: Logger): Promise<void> {
+    if (!spec.implicitTls) return connection.run();
+    const secureContext = this.services.tls;
+    if (!secureContext) {
+      socket.destroy();
+      return;
+    }
+    const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext });
+    const ok = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 30_000);
+      tlsSocket.once('secure', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      tlsSocket.once('error', (error) => {
+        clearTimeout(timer);
+        log.debug({ err: error }, 'TLS handshake failed');
+        resolve(false);
+      });
+    });
+    if (!ok) {
+      tlsSocket.destroy();
+      socket.destroy();
+      return;
+    }
+    return connection.run(tlsSocket);
+  }
+}
+
+/** IPv4-mapped IPv6 addresses are shown and counted as IPv4. */
+export function normalizeAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}

@@ -1,0 +1,110 @@
+/**
+ * Starts the real tsieved (`node dist/cli.js serve --config FILE`, as built by
+ * `npm test`) with a given TOML configuration, waits until it listens, and reports
+ * the ports it bound (port 0 in the config = any free port).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = join(PACKAGE_ROOT, 'dist/cli.js');
+
+export interface RunningTsieved {
+  /** First plain (STARTTLS) listener's port. */
+  readonly port: number;
+  /** First implicit-TLS listener's port, if any. */
+  readonly tlsPort?: number;
+  readonly ports: readonly { host: string; port: number; implicitTls: boolean }[];
+  readonly process: ChildProcess;
+  readonly configFile: string;
+  /** Everything the server logged so far (pino JSON lines). */
+  logs(): string;
+  /** Parsed log lines. */
+  logLines(): Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly timeoutMs?: number;
+}
+
+export async function startTsieved(configToml: string, options: StartOptions = {}): Promise<RunningTsieved> {
+  const dir = mkdtempSync(join(tmpdir(), 'tsieved-run-'));
+  const configFile = join(dir, 'tsieved.toml');
+  writeFileSync(configFile, configToml);
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  let output = '';
+  const expected = countListeners(configToml);
+  const ports: { host: string; port: number; implicitTls: boolean }[] = [];
+  const ready = new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`tsieved did not start in time; output:\n${output}`)), options.timeoutMs ?? 20_000);
+    const onData = (chunk: Buffer): void => {
+      const before = output.length;
+      output += chunk.toString('utf8');
+      for (const line of output.slice(before === 0 ? 0 : output.lastIndexOf('\n', before) + 1).split('\n')) {
+        if (!line.includes('"event":"listening"')) continue;
+        try {
+          const entry = JSON.parse(line) as { host: string; port: number; implicitTls: boolean };
+          if (!ports.some((p) => p.port === entry.port && p.host === entry.host)) ports.push({ host: entry.host, port: entry.port, implicitTls: entry.implicitTls });
+        } catch {
+          /* partial line */
+        }
+      }
+      if (ports.length >= expected) {
+        clearTimeout(timer);
+        resolveReady();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`tsieved exited with ${code} before listening; output:\n${output}`));
+    });
+  });
+  await ready;
+  const plain = ports.find((p) => !p.implicitTls);
+  const tls = ports.find((p) => p.implicitTls);
+  return {
+    port: plain?.port ?? 0,
+    ...(tls ? { tlsPort: tls.port } : {}),
+    ports,
+    process: child,
+    configFile,
+    logs: () => output,
+    logLines: () =>
+      output
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .flatMap((l) => {
+          try {
+            return [JSON.parse(l) as Record<string, unknown>];
+          } catch {
+            return [];
+          }
+        }),
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** How many listeners a config declares (to know when start-up is complete). */
+function countListeners(toml: string): number {
+  const parsed = parseToml(toml) as { server?: { listen?: unknown[]; implicit_tls_listen?: unknown[] } };
+  const plain = parsed.server?.listen?.length ?? 1;
+  return Math.max(plain + (parsed.server?.implicit_tls_listen?.length ?? 0), 1);
+}
