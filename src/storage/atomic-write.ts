@@ -1,0 +1,99 @@
+/**
+ * Writing a file so that a reader (Exim reads the filter with one fstat and one
+ * fread) sees either the old or the new content, never a mix, and a failure
+ * leaves the old file and no temp file behind.
+ *
+ * Steps (reference/exim-sieve.md section 11, style-anchors.md section 5.6): create a
+ * temp file in the target's own directory (rename must not cross file systems;
+ * O_EXCL and a host/pid/random name so servers sharing the mount never collide),
+ * write, fchown to the user, fchmod, fsync, close with its error checked (AFS
+ * reports quota errors at close), rename over the target, fsync the directory
+ * where the file system allows it. Split into prepare/commit so a caller can get
+ * two files fully written before renaming either (script and filter together).
+ *
+ * Must not know: what the files contain, names, locks.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type { FileOps, WritableFile } from './file-ops.js';
+import { toStorageError } from './errors.js';
+
+export interface WriteOptions {
+  readonly mode: number;
+  /** fchown the new file to this owner (only meaningful when running as root). */
+  readonly owner?: { readonly uid: number; readonly gid: number } | undefined;
+}
+
+/** A fully written and closed temp file, waiting to be renamed into place. */
+export interface PreparedWrite {
+  readonly target: string;
+  readonly tempPath: string;
+  /** Renames the temp file over the target; removes it if that fails. */
+  commit(): Promise<void>;
+  /** Removes the temp file; never throws. */
+  abort(): Promise<void>;
+}
+
+/** Marker in temp file names, so leftovers of a crashed server can be recognised. */
+export const TEMP_MARKER = '.tsieved-tmp.';
+
+export function tempPathFor(target: string): string {
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_');
+  const rand = randomBytes(6).toString('hex');
+  return join(dirname(target), `.${basename(target)}${TEMP_MARKER}${host}.${process.pid}.${rand}`);
+}
+
+export async function prepareWrite(
+  ops: FileOps,
+  target: string,
+  data: Uint8Array,
+  options: WriteOptions,
+): Promise<PreparedWrite> {
+  const tempPath = tempPathFor(target);
+  let file: WritableFile | undefined;
+  try {
+    // 0600 until the content is complete and owned right, then the wanted mode.
+    file = await ops.createExclusive(tempPath, 0o600);
+  } catch (err) {
+    throw toStorageError(err, `cannot create a temporary file beside ${target}`);
+  }
+  try {
+    await file.writeAll(data);
+    if (options.owner) await file.chown(options.owner.uid, options.owner.gid);
+    await file.chmod(options.mode);
+    await file.sync();
+    const closing = file;
+    file = undefined; // whatever close reports, the descriptor is gone
+    await closing.close();
+  } catch (err) {
+    if (file) await file.close().catch(() => undefined);
+    await ops.unlink(tempPath).catch(() => undefined);
+    throw toStorageError(err, `cannot write ${target}`);
+  }
+  const removeTemp = async (): Promise<void> => {
+    await ops.unlink(tempPath).catch(() => undefined);
+  };
+  return {
+    target,
+    tempPath,
+    async commit() {
+      try {
+        await ops.rename(tempPath, target);
+      } catch (err) {
+        await removeTemp();
+        throw toStorageError(err, `cannot rename into ${target}`);
+      }
+      // Durability of the rename; the change has happened, so a directory that
+      // cannot be synced is not reported as a failure of the write.
+      await ops.syncDir(dirname(target)).catch(() => undefined);
+    },
+    abort: removeTemp,
+  };
+}
+
+/** prepare + commit in one step. */
+export async function atomicWrite(ops: FileOps, target: string, data: Uint8Array, options: WriteOptions): Promise<void> {
+  const prepared = await prepareWrite(ops, target, data, options);
+  await prepared.commit();
+}

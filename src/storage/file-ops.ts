@@ -1,0 +1,107 @@
+/**
+ * The file-system calls the store makes, behind a small interface so tests can
+ * inject the faults they cannot produce for real (AFS reports quota errors at
+ * close(2); a test cannot make a local disk do that). The default implementation
+ * is node:fs/promises.
+ *
+ * Must not know: scripts, names, locking, or what the files mean.
+ */
+import * as fsp from 'node:fs/promises';
+import { constants } from 'node:fs';
+
+export interface FileStat {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly uid: number;
+  readonly mode: number;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+}
+
+/** An open file, written whole. */
+export interface WritableFile {
+  /** Writes all of `data` (loops over short writes). */
+  writeAll(data: Uint8Array): Promise<void>;
+  sync(): Promise<void>;
+  chown(uid: number, gid: number): Promise<void>;
+  chmod(mode: number): Promise<void>;
+  /** Its error must be checked: network file systems report write failures here. */
+  close(): Promise<void>;
+}
+
+export interface FileOps {
+  /** Creates a new file exclusively (O_CREAT|O_EXCL|O_WRONLY), never follows a link. */
+  createExclusive(path: string, mode: number): Promise<WritableFile>;
+  readFile(path: string): Promise<Buffer>;
+  readdir(path: string): Promise<string[]>;
+  stat(path: string): Promise<FileStat>;
+  lstat(path: string): Promise<FileStat>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, mode: number): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  /** Touches a file or directory (lock refresh). */
+  utimes(path: string, time: Date): Promise<void>;
+  /** fsync of a directory so a rename is durable; may be unsupported (then a no-op). */
+  syncDir(path: string): Promise<void>;
+}
+
+class NodeWritableFile implements WritableFile {
+  constructor(private readonly handle: fsp.FileHandle) {}
+  async writeAll(data: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < data.length) {
+      const { bytesWritten } = await this.handle.write(data, offset, data.length - offset);
+      offset += bytesWritten;
+    }
+  }
+  sync(): Promise<void> {
+    return this.handle.sync();
+  }
+  chown(uid: number, gid: number): Promise<void> {
+    return this.handle.chown(uid, gid);
+  }
+  chmod(mode: number): Promise<void> {
+    return this.handle.chmod(mode);
+  }
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+export const nodeFileOps: FileOps = {
+  async createExclusive(path, mode) {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+    return new NodeWritableFile(await fsp.open(path, flags, mode));
+  },
+  readFile: (path) => fsp.readFile(path),
+  readdir: (path) => fsp.readdir(path),
+  stat: (path) => fsp.stat(path),
+  lstat: (path) => fsp.lstat(path),
+  rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
+  mkdir: async (path, mode) => {
+    await fsp.mkdir(path, { mode });
+  },
+  rmdir: (path) => fsp.rmdir(path),
+  chown: (path, uid, gid) => fsp.chown(path, uid, gid),
+  utimes: (path, time) => fsp.utimes(path, time, time),
+  async syncDir(path) {
+    let handle: fsp.FileHandle | undefined;
+    try {
+      handle = await fsp.open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+      await handle.sync();
+    } catch (err) {
+      // Some file systems (AFS among them) refuse fsync on a directory; the
+      // rename is then as durable as that file system makes it.
+      const code = (err as { code?: string }).code;
+      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EBADF' && code !== 'EISDIR') {
+        throw err;
+      }
+    } finally {
+      await handle?.close().catch(() => undefined);
+    }
+  },
+};
