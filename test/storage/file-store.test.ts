@@ -1,0 +1,293 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readdir, readFile, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileStore } from '../../src/storage/file-store.js';
+import { isTsievedFilter, renderFilter, TSIEVED_MARKER_LINE } from '../../src/storage/filter-file.js';
+import { kindOf, openStore, storeOptions, tempHome, type TempHome } from './helpers/store.js';
+
+const b = (s: string) => Buffer.from(s, 'utf8');
+
+let h: TempHome;
+beforeEach(async () => {
+  h = await tempHome();
+});
+afterEach(async () => {
+  await h.cleanup();
+});
+
+describe('FileStore basics', () => {
+  it('creates the scripts directory with mode 0700 and starts empty', async () => {
+    const store = await openStore(h);
+    expect(await store.list()).toEqual([]);
+    expect((await stat(h.scriptsDir)).mode & 0o777).toBe(0o700);
+  });
+
+  it('stores scripts byte-exact, CRLF and odd bytes included', async () => {
+    const store = await openStore(h);
+    const content = Buffer.concat([b('\ufeffrequire "fileinto";\r\nkeep;\r\n'), Buffer.from([0xff, 0x00, 0x0d])]);
+    await store.put('mine', content);
+    expect(await store.get('mine')).toEqual(content);
+    expect(await store.list()).toEqual([{ name: 'mine', active: false }]);
+  });
+
+  it('treats names differing only in normalisation as one script', async () => {
+    const store = await openStore(h);
+    await store.put('cafe\u0301', b('keep;'));
+    await store.put('caf\u00e9', b('discard;'));
+    expect(await store.list()).toEqual([{ name: 'caf\u00e9', active: false }]);
+    expect((await store.get('cafe\u0301')).toString()).toBe('discard;');
+  });
+
+  it('keeps awkward names inside the scripts directory and lists them by their real name', async () => {
+    const store = await openStore(h);
+    const names = ['../x', 'a/b', '.forward', '.active', '.lock', '..', '...', 'é'.repeat(128), 'x'.repeat(300)];
+    for (const n of names) await store.put(n, b(`# ${n.length}\nkeep;\n`));
+    expect((await store.list()).map((s) => s.name).sort()).toEqual([...names].sort());
+    for (const n of names) expect((await store.get(n)).toString()).toBe(`# ${n.length}\nkeep;\n`);
+    // Nothing escaped: the home holds only the scripts directory.
+    expect(await readdir(h.home)).toEqual(['sieve']);
+    for (const f of await readdir(h.scriptsDir)) expect(Buffer.byteLength(f)).toBeLessThanOrEqual(255);
+  });
+
+  it('refuses bad names with bad-name and "" for anything but setActive', async () => {
+    const store = await openStore(h);
+    expect(await kindOf(store.put('a\nb', b('keep;')))).toBe('bad-name');
+    expect(await kindOf(store.put('', b('keep;')))).toBe('bad-name');
+    expect(await kindOf(store.get('x'.repeat(2000)))).toBe('bad-name');
+  });
+
+  it('reports nonexistent for get, delete, rename and setActive of missing scripts', async () => {
+    const store = await openStore(h);
+    expect(await kindOf(store.get('nope'))).toBe('nonexistent');
+    expect(await kindOf(store.delete('nope'))).toBe('nonexistent');
+    expect(await kindOf(store.rename('nope', 'other'))).toBe('nonexistent');
+    expect(await kindOf(store.setActive('nope'))).toBe('nonexistent');
+  });
+
+  it('deletes and renames; renaming onto an existing name is already-exists', async () => {
+    const store = await openStore(h);
+    await store.put('a', b('keep;'));
+    await store.put('b', b('discard;'));
+    expect(await kindOf(store.rename('a', 'b'))).toBe('already-exists');
+    await store.rename('a', 'c');
+    expect((await store.list()).map((s) => s.name)).toEqual(['b', 'c']);
+    expect((await store.get('c')).toString()).toBe('keep;');
+    await store.delete('b');
+    expect((await store.list()).map((s) => s.name)).toEqual(['c']);
+    // Long (hashed) names rename both ways too.
+    const long = 'ü'.repeat(150);
+    await store.rename('c', long);
+    expect(await store.list()).toEqual([{ name: long, active: false }]);
+    await store.rename(long, 'd');
+    expect(await store.list()).toEqual([{ name: 'd', active: false }]);
+    expect((await readdir(h.scriptsDir)).filter((f) => !f.startsWith('.'))).toEqual(['d.sieve']);
+  });
+});
+
+describe('activation and the filter file', () => {
+  it('SETACTIVE writes the rendered filter with mode 0644 and marks the script', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('require "fileinto";\r\nfileinto "spam";\r\n'));
+    await store.setActive('main');
+    const filter = await readFile(h.filterPath);
+    expect(filter).toEqual(renderFilter(b('require "fileinto";\r\nfileinto "spam";\r\n')));
+    expect(filter.toString()).toBe(`# Sieve filter\n${TSIEVED_MARKER_LINE}\nrequire "fileinto";\nfileinto "spam";\n`);
+    expect((await stat(h.filterPath)).mode & 0o777).toBe(0o644);
+    expect(await store.list()).toEqual([{ name: 'main', active: true }]);
+  });
+
+  it('honours filter_mode', async () => {
+    const store = await openStore(h, { filterMode: '0600' });
+    await store.put('main', b('keep;'));
+    await store.setActive('main');
+    expect((await stat(h.filterPath)).mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses to delete the active script, and PUTSCRIPT over it rewrites the filter', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('keep;'));
+    await store.setActive('main');
+    expect(await kindOf(store.delete('main'))).toBe('active');
+    await store.put('main', b('discard;'));
+    expect((await readFile(h.filterPath)).toString()).toContain('\ndiscard;\n');
+    await store.put('other', b('stop;'));
+    expect((await readFile(h.filterPath)).toString()).toContain('\ndiscard;\n');
+  });
+
+  it('RENAMESCRIPT of the active script keeps it active and the filter unchanged', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('keep;'));
+    await store.setActive('main');
+    const before = await readFile(h.filterPath);
+    await store.rename('main', 'renamed');
+    expect(await store.list()).toEqual([{ name: 'renamed', active: true }]);
+    expect(await readFile(h.filterPath)).toEqual(before);
+    await store.put('renamed', b('discard;'));
+    expect((await readFile(h.filterPath)).toString()).toContain('discard;');
+  });
+
+  it('switches the active script and SETACTIVE "" removes the filter', async () => {
+    const store = await openStore(h);
+    await store.put('a', b('keep;'));
+    await store.put('b', b('discard;'));
+    await store.setActive('a');
+    await store.setActive('b');
+    expect(await store.list()).toEqual([
+      { name: 'a', active: false },
+      { name: 'b', active: true },
+    ]);
+    expect((await readFile(h.filterPath)).toString()).toContain('discard;');
+    await store.setActive('');
+    expect(await store.list()).toEqual([
+      { name: 'a', active: false },
+      { name: 'b', active: false },
+    ]);
+    await expect(stat(h.filterPath)).rejects.toMatchObject({ code: 'ENOENT' });
+    await store.setActive(''); // idempotent
+    await store.delete('b');
+  });
+
+  it('a new store on the same directory sees the same state and does not import its own filter', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('# Sieve filter\nkeep;\n'));
+    await store.setActive('main');
+    const again = await openStore(h);
+    expect(await again.list()).toEqual([{ name: 'main', active: true }]);
+    expect((await readdir(h.home)).sort()).toEqual(['.forward', 'sieve']);
+    const filter = (await readFile(h.filterPath)).toString();
+    expect(filter.match(/sieve filter/gi)).toHaveLength(1);
+  });
+
+  it('leaves no temp files behind', async () => {
+    const store = await openStore(h);
+    await store.put('a', b('keep;'));
+    await store.setActive('a');
+    await store.put('a', b('discard;'));
+    await store.rename('a', 'b');
+    const all = [...(await readdir(h.home)), ...(await readdir(h.scriptsDir))];
+    expect(all.filter((f) => f.includes('tsieved-tmp'))).toEqual([]);
+    expect(all).not.toContain('.lock');
+  });
+});
+
+describe('limits', () => {
+  it('max_scripts counts new scripts only', async () => {
+    const store = await openStore(h, { limits: { maxScripts: 2, maxScriptBytes: 100, maxTotalBytes: 0 } });
+    await store.put('a', b('keep;'));
+    await store.put('b', b('keep;'));
+    expect(await kindOf(store.put('c', b('keep;')))).toBe('quota-maxscripts');
+    expect(await kindOf(store.checkSpace('c', 1))).toBe('quota-maxscripts');
+    await store.checkSpace('a', 50);
+    await store.put('a', b('discard;'));
+    await store.rename('a', 'c');
+  });
+
+  it('max_script_bytes', async () => {
+    const store = await openStore(h, { limits: { maxScripts: 5, maxScriptBytes: 10, maxTotalBytes: 0 } });
+    await store.put('a', Buffer.alloc(10, 0x20));
+    expect(await kindOf(store.put('b', Buffer.alloc(11, 0x20)))).toBe('quota-maxsize');
+    expect(await kindOf(store.checkSpace('b', 11))).toBe('quota-maxsize');
+  });
+
+  it('max_total_bytes counts the replaced script once', async () => {
+    const store = await openStore(h, { limits: { maxScripts: 5, maxScriptBytes: 100, maxTotalBytes: 30 } });
+    await store.put('a', Buffer.alloc(20, 0x20));
+    expect(await kindOf(store.put('b', Buffer.alloc(11, 0x20)))).toBe('quota');
+    await store.put('b', Buffer.alloc(10, 0x20));
+    await store.put('a', Buffer.alloc(5, 0x20));
+    await store.checkSpace('b', 25);
+    expect(await kindOf(store.checkSpace('b', 26))).toBe('quota');
+  });
+});
+
+describe('a filter file tsieved did not write', () => {
+  async function backups(): Promise<string[]> {
+    return (await readdir(h.home)).filter((f) => f.startsWith('.forward.tsieved-backup-')).sort();
+  }
+
+  it('imports a Sieve .forward as the active script "old-forward" and backs it up', async () => {
+    const original = b('# Sieve filter\r\nif header :contains "subject" "x" { discard; }\r\n');
+    await writeFile(h.filterPath, original);
+    const store = await openStore(h);
+    expect(await store.list()).toEqual([{ name: 'old-forward', active: true }]);
+    expect(await store.get('old-forward')).toEqual(original);
+    const [backup] = await backups();
+    expect(await readFile(join(h.home, backup!))).toEqual(original);
+    // Exim keeps running the same file until the user changes something.
+    expect(await readFile(h.filterPath)).toEqual(original);
+    // Opening again does not import it a second time.
+    const again = await openStore(h);
+    expect(await again.list()).toEqual([{ name: 'old-forward', active: true }]);
+    expect(await backups()).toHaveLength(1);
+    await again.put('old-forward', b('keep;'));
+    expect(isTsievedFilter(await readFile(h.filterPath))).toBe(true);
+  });
+
+  it('keeps an address-list .forward as a backup and an inactive script, until SETACTIVE replaces it', async () => {
+    const original = b('alice@elsewhere.example\n');
+    await writeFile(h.filterPath, original);
+    const store = await openStore(h);
+    expect(await store.list()).toEqual([{ name: 'old-forward', active: false }]);
+    expect(await readFile(h.filterPath)).toEqual(original); // mail still flows as before
+    await store.put('new', b('keep;'));
+    await store.setActive('new');
+    expect(isTsievedFilter(await readFile(h.filterPath))).toBe(true);
+    const [backup] = await backups();
+    expect(await readFile(join(h.home, backup!))).toEqual(original);
+    expect(await store.get('old-forward')).toEqual(original);
+  });
+
+  it('preserves a file that appears between open and SETACTIVE, and never overwrites a backup', async () => {
+    const store = await openStore(h);
+    await store.put('new', b('keep;'));
+    await writeFile(h.filterPath, b('# Exim filter\nsave $home/mail/x\n'));
+    await store.setActive('new');
+    await writeFile(h.filterPath, b('bob@elsewhere.example\n'));
+    await store.setActive('');
+    const files = await backups();
+    expect(files).toHaveLength(2);
+    const contents = await Promise.all(files.map((f) => readFile(join(h.home, f), 'utf8')));
+    expect(contents.sort()).toEqual(['# Exim filter\nsave $home/mail/x\n', 'bob@elsewhere.example\n']);
+    expect((await store.list()).map((s) => s.name)).toEqual(['new', 'old-forward', 'old-forward-2']);
+    await expect(stat(h.filterPath)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('imports the target of a pysieved-style symlink and replaces only the link', async () => {
+    await mkdir(join(h.home, '.pysieved'));
+    const target = join(h.home, '.pysieved', 'exim');
+    await writeFile(target, b('# Sieve filter\nkeep;\n'));
+    await symlink('.pysieved/exim', h.filterPath);
+    const store = await openStore(h);
+    expect(await store.list()).toEqual([{ name: 'old-forward', active: true }]);
+    await store.put('x', b('discard;'));
+    await store.setActive('x');
+    expect((await readFile(target)).toString()).toBe('# Sieve filter\nkeep;\n');
+    expect((await readFile(h.filterPath)).toString()).toContain('discard;');
+  });
+
+  it('refuses to replace a filter path it cannot read (a directory)', async () => {
+    await mkdir(h.filterPath);
+    const store = await openStore(h);
+    await store.put('x', b('keep;'));
+    expect(await kindOf(store.setActive('x'))).toBe('io');
+    expect((await stat(h.filterPath)).isDirectory()).toBe(true);
+  });
+});
+
+describe('directories', () => {
+  it('creates missing directories only below createBelow', async () => {
+    const deep = join(h.home, 'a', 'b', 'sieve');
+    const store = await openStore(h, { scriptsDir: deep });
+    expect(await store.list()).toEqual([]);
+    expect((await stat(join(h.home, 'a'))).mode & 0o777).toBe(0o700);
+    const elsewhere = join(h.home, 'c', 'd', 'sieve');
+    expect(await kindOf(FileStore.open(storeOptions(h, { scriptsDir: elsewhere, createBelow: undefined })))).toBe('trylater');
+  });
+
+  it('a missing filter directory is trylater and changes nothing', async () => {
+    const store = await openStore(h, { filterPath: join(h.home, '.public', '.forward') });
+    await store.put('x', b('keep;'));
+    expect(await kindOf(store.setActive('x'))).toBe('trylater');
+    expect(await store.list()).toEqual([{ name: 'x', active: false }]);
+  });
+});

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { configSchema } from '../../src/config/schema.js';
+import { checkStorageTemplates, resolveUserPaths, type StorageConfig } from '../../src/storage/paths.js';
+import { StorageError } from '../../src/storage/types.js';
+import type { Identity } from '../../src/auth/types.js';
+
+function storage(over: Partial<StorageConfig> = {}): StorageConfig {
+  return configSchema.parse({ storage: over }).storage;
+}
+const alice: Identity = { user: 'alice', uid: 1001, gid: 1001, home: '/home/alice', fields: {} };
+
+function errorOf(fn: () => unknown): StorageError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof StorageError) return err;
+    throw err;
+  }
+  throw new Error('expected a StorageError');
+}
+
+describe('checkStorageTemplates', () => {
+  it('accepts the defaults and the AFS layouts', () => {
+    expect(checkStorageTemplates(storage())).toEqual([]);
+    expect(
+      checkStorageTemplates(
+        storage({
+          scripts_dir: '/afs/example.org/common/email/{u1}/{u2}/{user}/sieve',
+          filter_path: '{home}/.public/.forward',
+          roots: ['/afs/example.org'],
+        }),
+      ),
+    ).toEqual([]);
+  });
+
+  it.each([
+    [{ scripts_dir: '{home}/{nope}' }, /unknown placeholder \{nope\}/],
+    [{ scripts_dir: 'sieve/{user}' }, /must be absolute/],
+    [{ filter_path: '/var/forward' }, /no per-user placeholder/],
+    [{ scripts_dir: '{home}/../{user}' }, /"\." or "\.\." path segment/],
+    [{ scripts_dir: '{home}/{user' }, /unbalanced/],
+    [{ filter_path: '{home}/sieve', scripts_dir: '{home}/sieve' }, /are the same/],
+    [{ roots: ['relative/root'] }, /not absolute/],
+    [{ filter_mode: '0664' }, /group\/other-writable/],
+    [{ filter_mode: '0444' }, /owner must be able/],
+  ])('reports %j', (over, problem) => {
+    const problems = checkStorageTemplates(storage(over as Partial<StorageConfig>));
+    expect(problems.some((p) => problem.test(p))).toBe(true);
+  });
+});
+
+describe('resolveUserPaths', () => {
+  it('expands every placeholder', () => {
+    const s = storage({
+      scripts_dir: '/srv/mail/{domain}/{localpart}/{u1}/{u2}/sieve',
+      filter_path: '{mail}/.forward',
+    });
+    const id: Identity = { user: 'bob@example.org', mail: '/var/vmail/example.org/bob', fields: {} };
+    expect(resolveUserPaths(s, id)).toEqual({
+      scriptsDir: '/srv/mail/example.org/bob/b/bo/sieve',
+      filterPath: '/var/vmail/example.org/bob/.forward',
+    });
+  });
+
+  it('gives {u1}/{u2} by characters, for the AFS common email layout', () => {
+    const s = storage({ scripts_dir: '/afs/example.org/common/email/{u1}/{u2}/{user}', filter_path: '{home}/.public/.forward' });
+    expect(resolveUserPaths(s, { ...alice, user: 'ölaf' }).scriptsDir).toBe('/afs/example.org/common/email/ö/öl/ölaf');
+    expect(resolveUserPaths(s, { ...alice, user: 'x' }).scriptsDir).toBe('/afs/example.org/common/email/x/x/x');
+    expect(resolveUserPaths(s, alice).filterPath).toBe('/home/alice/.public/.forward');
+  });
+
+  it.each(['..', '.', 'a/b', '../../etc', 'a\u0000b', 'a\nb'])('refuses the user name %j', (user) => {
+    const s = storage({ scripts_dir: '/srv/sieve/{user}', filter_path: '/srv/forward/{user}' });
+    expect(errorOf(() => resolveUserPaths(s, { ...alice, user })).kind).toBe('bad-name');
+  });
+
+  it('refuses a domain-less user where {domain} is used', () => {
+    const s = storage({ scripts_dir: '/srv/{domain}/{localpart}', filter_path: '/srv/{domain}/{localpart}.fwd' });
+    expect(errorOf(() => resolveUserPaths(s, alice)).kind).toBe('bad-name');
+  });
+
+  it.each([undefined, 'relative/home', '/home/../etc', '/home/a\u0000'])('refuses the home %j', (home) => {
+    expect(errorOf(() => resolveUserPaths(storage(), { ...alice, home })).kind).toBe('permission');
+  });
+
+  it('keeps paths under roots, with a whole-segment comparison', () => {
+    const s = storage({ roots: ['/home'] });
+    expect(resolveUserPaths(s, alice).scriptsDir).toBe('/home/alice/sieve');
+    expect(errorOf(() => resolveUserPaths(s, { ...alice, home: '/homeother/alice' })).kind).toBe('permission');
+    expect(errorOf(() => resolveUserPaths(s, { ...alice, home: '/etc' })).kind).toBe('permission');
+    expect(resolveUserPaths(storage({ roots: [] }), { ...alice, home: '/etc' }).filterPath).toBe('/etc/.forward');
+  });
+
+  it('refuses a home that is the root directory for a filter path', () => {
+    const s = storage({ filter_path: '{home}' , scripts_dir: '{home}/sieve' });
+    expect(errorOf(() => resolveUserPaths(s, { ...alice, home: '/' })).kind).toBe('permission');
+  });
+});
