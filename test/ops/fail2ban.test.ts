@@ -1,0 +1,135 @@
+/**
+ * The shipped fail2ban filter (contrib/fail2ban/filter.d/tsieved.conf) against log
+ * lines written by the real pino, through the same root logger and per-connection
+ * child logger tsieved uses, checked with the real `fail2ban-regex`. Covers the
+ * hosts that must be found (IPv4, IPv6, syslog-prefixed) and the lines that must
+ * not ban anyone or must not ban the wrong host (successful logins, user names
+ * crafted to inject a "remote" field or a whole fake line).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { createRootLogger } from '../../src/log/logger.js';
+import { haveTools } from '../helpers/tools.js';
+
+const FILTER = resolve(__dirname, '../../contrib/fail2ban/filter.d/tsieved.conf');
+/** fail2ban's own shared definitions, which every distribution ships beside its filters. */
+const COMMON = '/etc/fail2ban/filter.d/common.conf';
+
+/** Collects what pino writes, line by line. */
+class Lines extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null) => void): void {
+    for (const l of chunk.toString('utf8').split('\n')) if (l) this.lines.push(l);
+    done();
+  }
+}
+
+/** One failed login, logged the way the authenticate command does (fields and order). */
+function authFailureLine(remote: string, user: string, connectionRemote = remote): string {
+  const sink = new Lines();
+  const root = createRootLogger('info', sink);
+  const conn = root.child({ remote: connectionRemote, port: 40000 });
+  conn.warn({ event: 'auth-failure', remote, user, mechanism: 'PLAIN', reason: 'bad password' }, 'authentication failed');
+  expect(sink.lines).toHaveLength(1);
+  return sink.lines[0] as string;
+}
+
+function otherLine(fields: Record<string, unknown>, msg: string, level: 'info' | 'warn' = 'info'): string {
+  const sink = new Lines();
+  const conn = createRootLogger('info', sink).child({ remote: '192.0.2.99', port: 1 });
+  conn[level](fields, msg);
+  expect(sink.lines).toHaveLength(1);
+  return sink.lines[0] as string;
+}
+
+describe.skipIf(!haveTools('fail2ban-regex'))('fail2ban filter', () => {
+  let dir: string;
+  let filter: string;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tsieved-f2b-'));
+    // fail2ban-regex resolves [INCLUDES] relative to the filter's directory.
+    mkdirSync(join(dir, 'filter.d'));
+    filter = join(dir, 'filter.d', 'tsieved.conf');
+    copyFileSync(FILTER, filter);
+    copyFileSync(COMMON, join(dir, 'filter.d', 'common.conf'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  let runs = 0;
+  /** [host, unix time] for every line fail2ban matched, in order. */
+  function run(lines: string[]): [string, number][] {
+    const log = join(dir, `log-${runs++}.log`);
+    writeFileSync(log, lines.join('\n') + '\n');
+    const out = execFileSync('fail2ban-regex', ['-o', 'row', log, filter], { encoding: 'utf8' });
+    return out
+      .split('\n')
+      .filter((l) => l.startsWith('['))
+      .map((l) => {
+        const m = /^\['([^']+)',\s*([\d.]+),/.exec(l);
+        if (!m) throw new Error(`unexpected fail2ban-regex output: ${l}`);
+        return [m[1] as string, Math.floor(Number(m[2]))];
+      });
+  }
+
+  it('finds the client address of failed logins, with the time from the line', () => {
+    const lines = [
+      authFailureLine('192.0.2.7', 'alice'),
+      authFailureLine('2001:db8::5', 'bob@example.org'),
+      // Behind a proxy the connection field may hold the proxy; the event's remote wins.
+      authFailureLine('198.51.100.23', 'carol', '10.0.0.1'),
+    ];
+    const hits = run(lines);
+    expect(hits.map((h) => h[0])).toEqual(['192.0.2.7', '2001:db8::5', '198.51.100.23']);
+    for (const [i, [, t]] of hits.entries()) {
+      const time = Date.parse((JSON.parse(lines[i] as string) as { time: string }).time) / 1000;
+      expect(Math.abs(t - time)).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('matches the same line behind a syslog prefix (rsyslog file from the journal)', () => {
+    const line = authFailureLine('203.0.113.4', 'dave');
+    const hits = run([`Nov 28 12:00:01 mail tsieved[4242]: ${line}`]);
+    expect(hits.map((h) => h[0])).toEqual(['203.0.113.4']);
+  });
+
+  it('does not match successful logins or other events', () => {
+    const lines = [
+      otherLine({ event: 'login', user: 'alice', mechanism: 'PLAIN', remote: '192.0.2.7' }, 'logged in'),
+      otherLine({ event: 'auth-unavailable', remote: '192.0.2.7', mechanism: 'PLAIN', reason: 'x' }, 'authentication backend unavailable', 'warn'),
+      otherLine({ command: 'AUTHENTICATE', status: 'NO', code: '', ms: 3, user: '', remote: '192.0.2.7' }, 'command'),
+      otherLine({ event: 'too-many-connections', remote: '192.0.2.7' }, 'refusing connection', 'warn'),
+    ];
+    expect(run(lines)).toEqual([]);
+  });
+
+  it('cannot be steered to another host through the user name', () => {
+    const evil = [
+      'x","remote":"1.2.3.4',
+      '","event":"auth-failure","remote":"1.2.3.4","user":"',
+      'x\\","remote":"1.2.3.4',
+      `x"}\n{"level":40,"time":"2026-11-28T12:00:00.000Z","service":"tsieved","event":"auth-failure","remote":"1.2.3.4","user":"y","mechanism":"PLAIN","msg":"authentication failed"}`,
+      'x","msg":"authentication failed"}',
+    ];
+    const hits = run(evil.map((u) => authFailureLine('192.0.2.50', u)));
+    // Every line bans the real client, and only it.
+    expect(hits.map((h) => h[0])).toEqual(evil.map(() => '192.0.2.50'));
+  });
+
+  it('a user name alone never makes a non-failure line match', () => {
+    const line = otherLine(
+      {
+        event: 'login',
+        user: '","event":"auth-failure","remote":"1.2.3.4","x":"","msg":"authentication failed"}',
+        mechanism: 'PLAIN',
+        remote: '192.0.2.7',
+      },
+      'logged in',
+    );
+    expect(run([line])).toEqual([]);
+  });
+});
