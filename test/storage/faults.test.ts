@@ -1,0 +1,137 @@
+/**
+ * Faults: disk full (a real tmpfs), read-only file system (a real remount),
+ * quota reported at close and a vanished directory (injected through FileOps, as
+ * AFS reports quota only at close). Each must give a typed StorageError and leave
+ * the previous script and filter, and no temp files.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireRoot } from '../helpers/tools.js';
+import { renderFilter } from '../../src/storage/filter-file.js';
+import type { FileStore } from '../../src/storage/file-store.js';
+import { faultyOps } from './helpers/faulty-ops.js';
+import { kindOf, openStore, tempHome, type TempHome } from './helpers/store.js';
+
+const b = (s: string) => Buffer.from(s, 'utf8');
+
+async function allFiles(h: TempHome): Promise<string[]> {
+  return [...(await readdir(h.home)), ...(await readdir(h.scriptsDir)).map((f) => `sieve/${f}`)].sort();
+}
+
+/** A store with an active script "main" and an inactive "other". */
+async function populated(h: TempHome, over: Parameters<typeof openStore>[1] = {}): Promise<FileStore> {
+  const store = await openStore(h, over);
+  await store.put('main', b('keep;\n'));
+  await store.put('other', b('discard;\n'));
+  await store.setActive('main');
+  return store;
+}
+
+async function expectUnchanged(h: TempHome, store: FileStore, files: string[]): Promise<void> {
+  expect(await store.list()).toEqual([
+    { name: 'main', active: true },
+    { name: 'other', active: false },
+  ]);
+  expect((await store.get('main')).toString()).toBe('keep;\n');
+  expect(await readFile(h.filterPath)).toEqual(renderFilter(b('keep;\n')));
+  expect(await allFiles(h)).toEqual(files);
+}
+
+describe('injected faults', () => {
+  let h: TempHome;
+  beforeEach(async () => {
+    h = await tempHome();
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it.each([
+    ['EDQUOT at close (AFS quota)', { closeFails: { match: /tsieved-tmp/, code: 'EDQUOT' } }, 'quota'],
+    ['EDQUOT at close of the filter only', { closeFails: { match: /\.forward\.tsieved-tmp/, code: 'EDQUOT' } }, 'quota'],
+    ['ENOSPC at write of the script only', { writeFails: { match: /main\.sieve\.tsieved-tmp/, code: 'ENOSPC' } }, 'quota'],
+    ['EIO at close', { closeFails: { match: /tsieved-tmp/, code: 'EIO' } }, 'io'],
+    ['EACCES at write', { writeFails: { match: /tsieved-tmp/, code: 'EACCES' } }, 'permission'],
+  ] as const)('PUTSCRIPT over the active script with %s', async (_what, faults, kind) => {
+    await populated(h);
+    const files = await allFiles(h);
+    const store = await openStore(h, { fileOps: faultyOps(faults) });
+    expect(await kindOf(store.put('main', b('discard;\n')))).toBe(kind);
+    await expectUnchanged(h, store, files);
+  });
+
+  it('SETACTIVE with EDQUOT at close leaves the old filter and active script', async () => {
+    await populated(h);
+    const files = await allFiles(h);
+    const store = await openStore(h, { fileOps: faultyOps({ closeFails: { match: /tsieved-tmp/, code: 'EDQUOT' } }) });
+    expect(await kindOf(store.setActive('other'))).toBe('quota');
+    await expectUnchanged(h, store, files);
+  });
+
+  it('a directory that vanishes at rename is trylater and leaves no temp file', async () => {
+    await populated(h);
+    const files = await allFiles(h);
+    const store = await openStore(h, { fileOps: faultyOps({ renameFails: { match: /\.forward$/, code: 'ENOENT' } }) });
+    expect(await kindOf(store.setActive('other'))).toBe('trylater');
+    await expectUnchanged(h, store, files);
+  });
+});
+
+describe.skipIf(!requireRoot())('real faults on a small tmpfs', () => {
+  let mountPoint: string;
+  let h: TempHome;
+  const mounted: string[] = [];
+
+  beforeAll(async () => {
+    mountPoint = await mkdtemp(join(tmpdir(), 'tsieved-tmpfs-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs', mountPoint]);
+    mounted.push(mountPoint);
+  });
+  afterAll(async () => {
+    for (const m of mounted) execFileSync('umount', [m]);
+    await rm(mountPoint, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    h = await tempHome(mountPoint);
+  });
+  afterEach(async () => {
+    execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
+    await h.cleanup();
+  });
+
+  const big = (n: number) => Buffer.alloc(n, 0x23); // '#': a valid Sieve comment
+
+  it('a full disk (ENOSPC) is quota and leaves script and filter', async () => {
+    const store = await populated(h, { limits: { maxScripts: 10, maxScriptBytes: 1 << 20, maxTotalBytes: 0 } });
+    const files = await allFiles(h);
+    expect(await kindOf(store.put('main', big(100 * 1024)))).toBe('quota');
+    await expectUnchanged(h, store, files);
+    expect(await kindOf(store.put('new', big(100 * 1024)))).toBe('quota');
+    await expectUnchanged(h, store, files);
+  });
+
+  it('disk full while writing the filter after the script fitted leaves both', async () => {
+    const store = await populated(h, { limits: { maxScripts: 10, maxScriptBytes: 1 << 20, maxTotalBytes: 0 } });
+    const files = await allFiles(h);
+    // 36 KiB fits once in 64 KiB, not twice: the script's temp file is written,
+    // the filter's is not, and neither may be renamed into place.
+    expect(await kindOf(store.put('main', big(36 * 1024)))).toBe('quota');
+    await expectUnchanged(h, store, files);
+  });
+
+  it('a read-only file system (EROFS) is permission and changes nothing', async () => {
+    const store = await populated(h);
+    const files = await allFiles(h);
+    execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
+    expect(await kindOf(store.put('main', b('discard;\n')))).toBe('permission');
+    expect(await kindOf(store.put('third', b('discard;\n')))).toBe('permission');
+    expect(await kindOf(store.setActive('other'))).toBe('permission');
+    expect(await kindOf(store.setActive(''))).toBe('permission');
+    expect(await kindOf(store.rename('other', 'x'))).toBe('permission');
+    expect(await kindOf(store.delete('other'))).toBe('permission');
+    await expectUnchanged(h, store, files);
+  });
+});

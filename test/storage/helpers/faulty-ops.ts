@@ -1,0 +1,43 @@
+/** FileOps with injected faults, for failures a test cannot cause for real (AFS quota at close). */
+import { nodeFileOps, type FileOps, type WritableFile } from '../../../src/storage/file-ops.js';
+
+export function errnoError(code: string, syscall: string): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(`${code}: injected fault, ${syscall}`);
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
+export interface Faults {
+  /** Fail close() of new files whose path matches. */
+  closeFails?: { match: RegExp; code: string };
+  writeFails?: { match: RegExp; code: string };
+  renameFails?: { match: RegExp; code: string };
+}
+
+export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps {
+  return {
+    ...base,
+    async createExclusive(path, mode) {
+      const file = await base.createExclusive(path, mode);
+      const wrapped: WritableFile = {
+        writeAll: async (data) => {
+          if (faults.writeFails?.match.test(path)) throw errnoError(faults.writeFails.code, 'write');
+          return file.writeAll(data);
+        },
+        sync: () => file.sync(),
+        chown: (u, g) => file.chown(u, g),
+        chmod: (m) => file.chmod(m),
+        close: async () => {
+          await file.close(); // the descriptor is gone either way, as with close(2)
+          if (faults.closeFails?.match.test(path)) throw errnoError(faults.closeFails.code, 'close');
+        },
+      };
+      return wrapped;
+    },
+    async rename(from, to) {
+      if (faults.renameFails?.match.test(to)) throw errnoError(faults.renameFails.code, 'rename');
+      return base.rename(from, to);
+    },
+  };
+}
