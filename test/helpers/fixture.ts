@@ -59,7 +59,7 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
   const toml = `
 [server]
 ${options.listeners ?? `listen = ["127.0.0.1:0"]\nimplicit_tls_listen = ["127.0.0.1:0"]`}
-auth_failure_delay_ms = 50
+${extra.server?.includes('auth_failure_delay_ms') ? '' : 'auth_failure_delay_ms = 50'}
 ${extra.server ?? ''}
 [tls]
 cert_file = "${certs.certFile}"

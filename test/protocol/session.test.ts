@@ -313,7 +313,7 @@ describe('hostile input', () => {
 
   it('reads a refused command\'s literal completely before answering (no command smuggling)', async () => {
     const c = await SieveTestClient.connect(fx.server.port);
-    const r = await c.command('PUTSCRIPT "x" {12+}\r\nLOGOUT\r\nNOOP\r\n');
+    const r = await c.command('PUTSCRIPT "x" {12+}\r\nLOGOUT\r\nNOOP');
     expect(r.status).toBe('NO');
     expect((await c.command('NOOP "alive"')).statusLine).toBe('OK (TAG "alive")');
     c.close();
