@@ -1,0 +1,96 @@
+/**
+ * The syntax tree the generated parser (grammar/sieve.peggy) builds: RFC 5228
+ * section 8 shapes with a source position on every node. It records what was
+ * written (raw spellings, list brackets, the `text:` prefix) so that later passes
+ * can judge it; it judges nothing itself.
+ *
+ * Must not know: which commands exist, Exim, or the profile.
+ */
+
+/** 1-based line and column (column in UTF-16 code units of the decoded text). */
+export interface Position {
+  offset: number;
+  line: number;
+  column: number;
+}
+
+export interface Span {
+  start: Position;
+  end: Position;
+}
+
+export interface QuotedString {
+  type: 'string';
+  kind: 'quoted';
+  /** Value after escape processing (RFC 5228 section 2.4.2: `\x` means `x`). */
+  value: string;
+  loc: Span;
+}
+
+export interface MultiLineString {
+  type: 'string';
+  kind: 'multiline';
+  /** The `text:` prefix as written (Exim only knows lower case). */
+  prefix: string;
+  /** Content lines before dot-unstuffing, without line ends. */
+  rawLines: string[];
+  /** Value after dot-unstuffing, lines joined with CRLF (RFC 5228 section 8.1). */
+  value: string;
+  loc: Span;
+}
+
+export type SieveString = QuotedString | MultiLineString;
+
+export interface StringList {
+  type: 'stringlist';
+  /** True for `[...]`, false for a lone string. */
+  bracketed: boolean;
+  items: SieveString[];
+  loc: Span;
+}
+
+export interface NumberArg {
+  type: 'number';
+  digits: string;
+  /** Quantifier as written: '', 'K', 'M', 'G' or a lower-case variant. */
+  unit: string;
+  loc: Span;
+}
+
+export interface TagArg {
+  type: 'tag';
+  /** Name without the colon, as written. */
+  name: string;
+  loc: Span;
+}
+
+export type Argument = StringList | NumberArg | TagArg;
+
+export interface Test {
+  type: 'test';
+  name: string;
+  nameLoc: Span;
+  args: Argument[];
+  /** Nested tests: a single test, or the members of a parenthesised list. */
+  tests: Test[];
+  /** True when the nested tests were written as `( ... )`. */
+  testList: boolean;
+  loc: Span;
+}
+
+export interface Command {
+  type: 'command';
+  name: string;
+  nameLoc: Span;
+  args: Argument[];
+  tests: Test[];
+  testList: boolean;
+  /** Null when the command ended with `;`. */
+  block: Command[] | null;
+  loc: Span;
+}
+
+export interface Script {
+  type: 'script';
+  commands: Command[];
+}

@@ -1,0 +1,82 @@
+/**
+ * Diagnostics: the one result type of validation (errors refuse a script,
+ * warnings are reported with OK), a sink the passes write to, and the client
+ * wording for NO / OK (WARNINGS) responses (RFC 5804 section 2.6 and 2.12: the
+ * human-readable text should name the line of the first error).
+ *
+ * Must not know: the wire encoding of responses (quoting is the protocol's job).
+ */
+import type { Position, Span } from './ast.js';
+
+export type Severity = 'error' | 'warning';
+
+/**
+ * Why a diagnostic was raised: `syntax` (RFC 5228 grammar), `input` (bytes,
+ * encoding, line ends), `dialect` (what Exim's parser or run time refuses),
+ * `semantic` (RFC extension rules), `policy` (our deliberate strictness),
+ * `limit` (size, nesting, counts), `internal` (a validator bug, turned into a
+ * refusal instead of a crash).
+ */
+export type DiagnosticCode = 'syntax' | 'input' | 'dialect' | 'semantic' | 'policy' | 'limit' | 'internal';
+
+export interface Diagnostic {
+  severity: Severity;
+  line: number;
+  column: number;
+  message: string;
+  /** Optional classification; added compatibly to the agreed shape. */
+  code?: DiagnosticCode;
+}
+
+export class DiagnosticSink {
+  readonly items: Diagnostic[] = [];
+
+  error(at: Span | Position, message: string, code: DiagnosticCode = 'semantic'): void {
+    this.add('error', at, message, code);
+  }
+
+  warning(at: Span | Position, message: string, code: DiagnosticCode = 'semantic'): void {
+    this.add('warning', at, message, code);
+  }
+
+  get errorCount(): number {
+    return this.items.filter((d) => d.severity === 'error').length;
+  }
+
+  private add(severity: Severity, at: Span | Position, message: string, code: DiagnosticCode): void {
+    const p = 'start' in at ? at.start : at;
+    this.items.push({ severity, line: p.line, column: p.column, message, code });
+  }
+}
+
+/** Position order, stable for equal positions (passes run in a meaningful order). */
+export function sortDiagnostics(diags: Diagnostic[]): Diagnostic[] {
+  return diags
+    .map((d, i) => ({ d, i }))
+    .sort((a, b) => a.d.line - b.d.line || a.d.column - b.d.column || a.i - b.i)
+    .map((x) => x.d);
+}
+
+export function hasErrors(diags: readonly Diagnostic[]): boolean {
+  return diags.some((d) => d.severity === 'error');
+}
+
+/**
+ * Lines for a NO or OK (WARNINGS) response: "line N: error: msg", errors before
+ * warnings, at most `max` lines plus a count of what was left out.
+ */
+export function formatDiagnosticsForClient(diags: Diagnostic[], max: number): string {
+  const ordered = [
+    ...sortDiagnostics(diags.filter((d) => d.severity === 'error')),
+    ...sortDiagnostics(diags.filter((d) => d.severity === 'warning')),
+  ];
+  const cap = Math.max(1, Math.floor(max));
+  const shown = ordered.slice(0, cap).map((d) => `line ${d.line}: ${d.severity}: ${d.message}`);
+  if (ordered.length > cap) shown.push(`(${ordered.length - cap} more not shown)`);
+  return shown.join('\n');
+}
+
+/** `FILE:LINE:COL: error|warning: MESSAGE`, the compiler convention editors understand. */
+export function formatDiagnosticForTerminal(file: string, d: Diagnostic): string {
+  return `${file}:${d.line}:${d.column}: ${d.severity}: ${d.message}`;
+}

@@ -1,0 +1,109 @@
+/**
+ * Turns the bytes a ManageSieve client sent into the text the grammar parses.
+ * Refuses what Exim or the filter file cannot carry: NUL, invalid UTF-8 (policy:
+ * RFC 5228 section 8.1 says scripts are UTF-8), a byte-order mark (Exim would
+ * then not see the "# Sieve filter" line and read the file as a .forward list),
+ * a CR that is not part of CRLF (Exim only knows LF; exim-sieve.md section 3),
+ * and scripts over the size limit. CRLF becomes LF, which is what the filter
+ * file holds; line numbers are unchanged by that.
+ *
+ * Must not know: the grammar or any Sieve command.
+ */
+import { DiagnosticSink } from './diagnostics.js';
+
+export interface DecodedInput {
+  /** LF-only text, or undefined when the bytes were refused. */
+  text: string | undefined;
+}
+
+/** Offset of the first byte that breaks UTF-8 (RFC 3629), or -1. */
+export function firstInvalidUtf8(buf: Uint8Array): number {
+  let i = 0;
+  const n = buf.length;
+  while (i < n) {
+    const b = buf[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let min: number;
+    if (b >= 0xc2 && b <= 0xdf) {
+      need = 1;
+      min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      min = 0x10000;
+    } else return i;
+    let cp = b & (0x3f >> need);
+    for (let k = 1; k <= need; k++) {
+      const c = buf[i + k];
+      if (c === undefined || (c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += need + 1;
+  }
+  return -1;
+}
+
+/** Line and column (in characters of the valid prefix) of a byte offset. */
+function positionOf(buf: Buffer, offset: number): { offset: number; line: number; column: number } {
+  const before = buf.subarray(0, offset);
+  let line = 1;
+  let lastLf = -1;
+  for (let i = 0; i < before.length; i++) {
+    if (before[i] === 0x0a) {
+      line++;
+      lastLf = i;
+    }
+  }
+  const column = before.subarray(lastLf + 1).toString('utf8').length + 1;
+  return { offset, line, column };
+}
+
+export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSink): DecodedInput {
+  if (script.length > maxBytes) {
+    sink.error(
+      { offset: 0, line: 1, column: 1 },
+      `script is ${script.length} bytes, more than the limit of ${maxBytes}`,
+      'limit',
+    );
+    return { text: undefined };
+  }
+  if (script.length >= 3 && script[0] === 0xef && script[1] === 0xbb && script[2] === 0xbf) {
+    sink.error(
+      { offset: 0, line: 1, column: 1 },
+      'script starts with a UTF-8 byte order mark; Exim would not recognise the file as a Sieve filter',
+      'input',
+    );
+    return { text: undefined };
+  }
+  const nul = script.indexOf(0);
+  if (nul >= 0) {
+    sink.error(positionOf(script, nul), 'NUL character is not allowed in a Sieve script', 'input');
+    return { text: undefined };
+  }
+  const bad = firstInvalidUtf8(script);
+  if (bad >= 0) {
+    sink.error(
+      positionOf(script, bad),
+      `invalid UTF-8 at byte ${bad} (0x${script[bad]!.toString(16).padStart(2, '0')}); scripts must be UTF-8`,
+      'input',
+    );
+    return { text: undefined };
+  }
+  let cr = script.indexOf(0x0d);
+  while (cr >= 0) {
+    if (script[cr + 1] !== 0x0a) {
+      sink.error(positionOf(script, cr), 'carriage return without line feed; lines end with CRLF or LF', 'input');
+      return { text: undefined };
+    }
+    cr = script.indexOf(0x0d, cr + 2);
+  }
+  const decoded = script.toString('utf8');
+  return { text: decoded.indexOf('\r') >= 0 ? decoded.replace(/\r\n/g, '\n') : decoded };
+}

@@ -1,0 +1,43 @@
+/**
+ * `require` (RFC 5228 section 3.2): only before the first other command, and
+ * only names the profile offers, compared byte for byte as Exim does
+ * (exim-sieve.md section 2.1: "FileInto" is an unknown capability there).
+ *
+ * Must not know: what the extensions do.
+ */
+import type { Script } from '../ast.js';
+import { KNOWN_UNSUPPORTED } from '../signatures.js';
+import type { PassContext } from './context.js';
+
+const UNSUPPORTED_EXTENSIONS = new Set([...KNOWN_UNSUPPORTED.values(), 'relational', 'regex', 'mailbox', 'envelope-auth', 'mime', 'foreverypart', 'extracttext', 'environment', 'editheader', 'subaddress-rfc5233']);
+
+export function checkRequires(script: Script, ctx: PassContext): void {
+  const accepted = new Set([...ctx.profile.extensions, ...ctx.profile.implicitCapabilities]);
+  let seenOther = false;
+  for (const cmd of script.commands) {
+    if (cmd.name.toLowerCase() !== 'require') {
+      seenOther = true;
+      continue;
+    }
+    if (seenOther) {
+      ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command', 'semantic');
+    }
+    const arg = cmd.args[0];
+    if (arg === undefined || arg.type !== 'stringlist') continue; // the signature check reports it
+    for (const s of arg.items) {
+      const name = s.value;
+      if (accepted.has(name)) {
+        if (!seenOther) ctx.required.add(name);
+        continue;
+      }
+      const folded = [...accepted].find((a) => a.toLowerCase() === name.toLowerCase());
+      if (folded !== undefined) {
+        ctx.sink.error(s.loc, `unknown capability "${name}"; Exim compares names case-sensitively, write "${folded}"`, 'dialect');
+      } else if (UNSUPPORTED_EXTENSIONS.has(name.toLowerCase()) || name.startsWith('comparator-') || name.toLowerCase() === 'vacation' || name.toLowerCase() === 'enotify') {
+        ctx.sink.error(s.loc, `extension "${name}" is not supported here (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
+      } else {
+        ctx.sink.error(s.loc, `unknown capability "${name}" (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
+      }
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * String-level rules, applied to every string and list of the script:
+ * - empty lists `[]` are refused (RFC 5228 section 8.1 needs one string; Exim
+ *   accepts them, and `exists []` is then always true);
+ * - `text:` must be lower case, as Exim's lexer only knows that spelling;
+ * - a multi-line string whose first line starts with "." is refused: Exim 4.96
+ *   never checks the first line for the terminator or dot-stuffing, so an empty
+ *   `text:` runs on into the rest of the script (exim-sieve.md section 3);
+ * - with `encoded-character` required, strings are decoded in place
+ *   (RFC 5228 section 2.4.2.4) and out-of-range code points refused.
+ *
+ * Must not know: which command a string belongs to.
+ */
+import type { Argument, Command, Script, Test } from '../ast.js';
+import { decodeEncodedCharacters } from '../encoded-character.js';
+import type { PassContext } from './context.js';
+
+export function checkStrings(script: Script, ctx: PassContext): void {
+  const decode = ctx.required.has('encoded-character');
+  const visitArgs = (args: Argument[]): void => {
+    for (const arg of args) {
+      if (arg.type !== 'stringlist') continue;
+      if (arg.items.length === 0) {
+        ctx.sink.error(arg.loc, 'empty string list "[]" is not allowed; a list needs at least one string', 'policy');
+      }
+      for (const s of arg.items) {
+        if (s.kind === 'multiline') {
+          if (s.prefix !== 'text:') {
+            ctx.sink.error(s.loc, `"${s.prefix}" must be written "text:" in lower case for Exim`, 'dialect');
+          }
+          const first = s.rawLines[0];
+          if (first === undefined) {
+            ctx.sink.error(s.loc, 'empty multi-line string: Exim 4.96 does not see the "." on the first line and reads on', 'dialect');
+          } else if (first.startsWith('.')) {
+            ctx.sink.error(s.loc, 'the first line of a multi-line string must not start with "." (Exim 4.96 does not unstuff it)', 'dialect');
+          }
+        }
+        if (decode) {
+          const r = decodeEncodedCharacters(s.value);
+          for (const bad of r.outOfRange) {
+            ctx.sink.error(s.loc, `\${unicode:${bad}} is outside the Unicode range (unicode character out of range)`, 'semantic');
+          }
+          s.value = r.value;
+        }
+      }
+    }
+  };
+  const visitTest = (t: Test): void => {
+    visitArgs(t.args);
+    if (t.testList && t.tests.length === 0) ctx.sink.error(t.loc, `empty test list "()" after ${t.name}`, 'syntax');
+    t.tests.forEach(visitTest);
+  };
+  const visitCommand = (c: Command): void => {
+    visitArgs(c.args);
+    if (c.testList && c.tests.length === 0) ctx.sink.error(c.loc, `empty test list "()" after ${c.name}`, 'syntax');
+    c.tests.forEach(visitTest);
+    c.block?.forEach(visitCommand);
+  };
+  // Iterative over the top level; nesting depth is bounded by the limits pass's
+  // pre-check, which runs first.
+  script.commands.forEach(visitCommand);
+}

@@ -1,0 +1,118 @@
+/**
+ * The asynchronous validator the server uses: small scripts are checked inline
+ * (cheaper than a message round trip), larger ones in a worker thread so the
+ * event loop keeps answering other sessions. A worker that dies or takes too
+ * long is replaced and the script is refused with an internal error, never a
+ * crash or a hang.
+ *
+ * Must not know: the protocol or the passes.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { Diagnostic } from './diagnostics.js';
+import type { SieveProfile } from './profile.js';
+import { validateScript } from './validate.js';
+
+export interface Validator {
+  validate(script: Buffer): Promise<Diagnostic[]>;
+  close(): Promise<void>;
+}
+
+export interface ValidatorOptions {
+  /** Scripts of at least this many bytes go to the worker. */
+  workerThreshold?: number;
+  /** A worker job running longer than this is abandoned. */
+  timeoutMs?: number;
+  /** Override the worker script (tests). */
+  workerUrl?: URL;
+}
+
+/**
+ * The compiled worker. Under vitest this module is the .ts source, whose
+ * neighbour worker.ts Node cannot load in a thread; use the build in dist/.
+ */
+export function defaultWorkerUrl(): URL {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) return new URL('../../dist/sieve/worker.js', here);
+  return new URL('./worker.js', here);
+}
+
+interface Pending {
+  resolve: (d: Diagnostic[]) => void;
+  timer: NodeJS.Timeout;
+}
+
+function internal(message: string): Diagnostic[] {
+  return [{ severity: 'error', line: 1, column: 1, message, code: 'internal' }];
+}
+
+export function createValidator(profile: SieveProfile, options: ValidatorOptions = {}): Validator {
+  const threshold = options.workerThreshold ?? 32 * 1024;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const url = options.workerUrl ?? defaultWorkerUrl();
+  const workerAvailable = existsSync(fileURLToPath(url));
+  let worker: Worker | undefined;
+  let nextId = 1;
+  const pending = new Map<number, Pending>();
+  let closed = false;
+
+  const failAll = (message: string): void => {
+    for (const [id, p] of pending) {
+      clearTimeout(p.timer);
+      p.resolve(internal(message));
+      pending.delete(id);
+    }
+  };
+
+  const getWorker = (): Worker => {
+    if (worker !== undefined) return worker;
+    const w = new Worker(url, { workerData: { profile } });
+    w.unref();
+    w.on('message', (m: { id: number; diagnostics: Diagnostic[] }) => {
+      const p = pending.get(m.id);
+      if (p === undefined) return;
+      clearTimeout(p.timer);
+      pending.delete(m.id);
+      p.resolve(m.diagnostics);
+    });
+    w.on('error', (e) => {
+      if (worker === w) worker = undefined;
+      failAll(`internal validator error: ${e.message}`);
+    });
+    w.on('exit', () => {
+      if (worker === w) worker = undefined;
+      failAll('internal validator error: the validation worker stopped');
+    });
+    worker = w;
+    return w;
+  };
+
+  return {
+    validate(script: Buffer): Promise<Diagnostic[]> {
+      if (closed || script.length < threshold || !workerAvailable) {
+        return Promise.resolve(validateScript(script, profile));
+      }
+      return new Promise((resolve) => {
+        const id = nextId++;
+        const w = getWorker();
+        const timer = setTimeout(() => {
+          pending.delete(id);
+          resolve(internal('script validation took too long'));
+          if (worker === w) worker = undefined;
+          void w.terminate();
+        }, timeoutMs);
+        pending.set(id, { resolve, timer });
+        // A copy: the caller keeps its Buffer, which may share a pooled ArrayBuffer.
+        w.postMessage({ id, script: new Uint8Array(script) });
+      });
+    },
+    async close(): Promise<void> {
+      closed = true;
+      const w = worker;
+      worker = undefined;
+      if (w !== undefined) await w.terminate();
+      failAll('validator closed');
+    },
+  };
+}
