@@ -118,6 +118,9 @@ export function checkLdapConfig(auth: AuthConfig): string[] {
       problems.push(`auth.filter has an unknown placeholder {${name}}`);
     }
     try {
+      // ldapts' parser tolerates a missing closing parenthesis; count them ourselves
+      // (values in a valid filter carry parentheses only as \28 and \29, RFC 4515).
+      if (!parenthesesBalanced(auth.filter)) throw new Error('unbalanced parentheses');
       FilterParser.parseString(expandTemplate(auth.filter, sample, escapeFilterValue));
     } catch (e) {
       problems.push(`auth.filter "${auth.filter}" is not a valid LDAP filter: ${(e as Error).message}`);
@@ -143,6 +146,15 @@ export function checkLdapConfig(auth: AuthConfig): string[] {
     if (!ATTRIBUTE.test(auth[key])) problems.push(`auth.${key} "${auth[key]}" is not an LDAP attribute name`);
   }
   return problems;
+}
+
+function parenthesesBalanced(filter: string): boolean {
+  let depth = 0;
+  for (const c of filter) {
+    if (c === '(') depth++;
+    else if (c === ')' && --depth < 0) return false;
+  }
+  return depth === 0;
 }
 
 /** The service password: the file's content without one trailing line end. */
