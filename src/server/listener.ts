@@ -12,6 +12,10 @@ import type { ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ServerServices } from '../session/services.js';
 import { Connection } from './connection.js';
+import { compileTrustedProxies, isTrustedBy, readProxyHeader, type TrustedProxies } from './proxy-protocol.js';
+
+/** A proxy sends its header at once; a peer that does not is not a proxy. */
+const PROXY_HEADER_TIMEOUT_MS = 5000;
 
 export interface ListenerSpec {
   readonly host: string;
@@ -44,16 +48,20 @@ export class ConnectionManager {
   private readonly servers: Server[] = [];
   private readonly connections = new Set<Connection>();
   private readonly perAddress = new Map<string, number>();
+  private trustedProxies: TrustedProxies;
 
   constructor(
     private services: ServerServices,
     private readonly mechanisms: () => readonly string[],
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.trustedProxies = compileTrustedProxies(services.config.server.trusted_proxies);
+  }
 
   /** SIGHUP: new connections use the new services; running sessions keep theirs. */
   replaceServices(services: ServerServices): void {
     this.services = services;
+    this.trustedProxies = compileTrustedProxies(services.config.server.trusted_proxies);
   }
 
   get connectionCount(): number {
@@ -94,7 +102,31 @@ export class ConnectionManager {
   }
 
   private accept(socket: Socket, spec: ListenerSpec): void {
-    const remoteAddress = normalizeAddress(socket.remoteAddress ?? 'unknown');
+    socket.on('error', () => undefined);
+    const peer = normalizeAddress(socket.remoteAddress ?? 'unknown');
+    if (!spec.proxyProtocol) {
+      this.admit(socket, spec, peer, socket.remotePort ?? 0);
+      return;
+    }
+    // A PROXY header is believed only from configured proxies; anyone else could
+    // claim any address and dodge the per-address limits and fail2ban.
+    if (!isTrustedBy(peer, this.trustedProxies)) {
+      this.log.warn({ event: 'untrusted-proxy', remote: peer }, 'refusing connection: not a trusted proxy');
+      socket.destroy();
+      return;
+    }
+    readProxyHeader(socket, { timeoutMs: PROXY_HEADER_TIMEOUT_MS }).then((header) => {
+      if (header.kind === 'error') {
+        this.log.warn({ event: 'proxy-header-error', remote: peer, reason: header.message }, 'refusing connection: bad PROXY header');
+        socket.destroy();
+        return;
+      }
+      const source = header.source;
+      this.admit(socket, spec, source ? normalizeAddress(source.address) : peer, source?.port ?? socket.remotePort ?? 0);
+    }, () => socket.destroy());
+  }
+
+  private admit(socket: Socket, spec: ListenerSpec, remoteAddress: string, remotePort: number): void {
     const { server } = this.services.config;
     const count = this.perAddress.get(remoteAddress) ?? 0;
     if (count >= server.max_connections_per_ip) {
@@ -104,16 +136,15 @@ export class ConnectionManager {
       return;
     }
     this.perAddress.set(remoteAddress, count + 1);
-    const log = this.log.child({ remote: remoteAddress, port: socket.remotePort });
+    const log = this.log.child({ remote: remoteAddress, port: remotePort });
     const connection = new Connection(
       socket,
       this.services,
-      { remoteAddress, remotePort: socket.remotePort ?? 0, plaintextAllowed: spec.allowPlaintext, implicitTls: spec.implicitTls },
+      { remoteAddress, remotePort, plaintextAllowed: spec.allowPlaintext, implicitTls: spec.implicitTls },
       this.mechanisms,
       log,
     );
     this.connections.add(connection);
-    socket.on('error', () => undefined);
     const finished = (): void => {
       this.connections.delete(connection);
       const left = (this.perAddress.get(remoteAddress) ?? 1) - 1;
