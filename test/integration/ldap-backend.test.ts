@@ -4,6 +4,7 @@
  * attempts, the unauthenticated-bind trap, and the directory going away and
  * coming back while the backend keeps running.
  */
+import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { createRootLogger } from '../../src/log/logger.js';
 import { LdapBackend, checkLdapConfig } from '../../src/auth/ldap.js';
+import { UserdbBackend } from '../../src/auth/userdb.js';
 import type { AuthContext, AuthOutcome } from '../../src/auth/types.js';
 import { SLAPD_SUFFIX, haveSlapd, makeTestCa, slappasswd, startSlapd, type Slapd } from '../helpers/slapd.js';
 
@@ -325,8 +327,14 @@ describe.skipIf(!haveSlapd())('LdapBackend against a real slapd', () => {
       expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable' });
       expect(await b.verifyPassword('mallory', 'x', ctx)).toMatchObject({ kind: 'unavailable' });
       expect(lines()).toMatch(/directory unavailable/);
-      // A backend on another directory is not affected.
+      // A backend on another directory is not affected, nor is another kind of backend.
       expectOk(await other.verifyPassword('alice', ALICE_PW, ctx));
+      const userdbFile = join(tmp, 'userdb');
+      const sha = createHash('sha256').update('file-pw', 'utf8').digest('base64');
+      writeFileSync(userdbFile, `filey\tuid=2000|gid=2000|home=/srv/filey|systempw={SHA256}${sha}\n`);
+      const userdb = new UserdbBackend(userdbFile, capturingLogger().log);
+      expect(expectOk(await userdb.verifyPassword('filey', 'file-pw', ctx)).uid).toBe(2000);
+      await userdb.close?.();
 
       await plain.start();
       expectOk(await b.verifyPassword('alice', ALICE_PW, ctx));
