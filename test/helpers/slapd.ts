@@ -32,6 +32,8 @@ export interface SlapdOptions {
   readonly ldif: string;
   /** Make a CA and a server certificate (SAN 127.0.0.1, localhost); listen on ldaps:// too. */
   readonly tls?: boolean;
+  /** subjectAltName of the server certificate; default "IP:127.0.0.1,DNS:localhost". */
+  readonly subjectAltName?: string;
   /** `access to` rules; default: userPassword only for auth, the rest readable when bound. */
   readonly acl?: string;
   /** Extra global slapd.conf lines (e.g. "allow bind_anon_cred"). */
@@ -88,7 +90,11 @@ access to *
 `;
 
 /** A throwaway CA and a server certificate for 127.0.0.1/localhost, in dir. */
-export function makeTestCa(dir: string, name = 'ca'): { caFile: string; certFile: string; keyFile: string } {
+export function makeTestCa(
+  dir: string,
+  name = 'ca',
+  subjectAltName = 'IP:127.0.0.1,DNS:localhost',
+): { caFile: string; certFile: string; keyFile: string } {
   const openssl = findTool('openssl') ?? 'openssl';
   const p = (f: string) => join(dir, `${name}-${f}`);
   const run = (args: string[]) => execFileSync(openssl, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -97,7 +103,7 @@ export function makeTestCa(dir: string, name = 'ca'): { caFile: string; certFile
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
   run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('server.key'), '-out', p('server.csr'),
     '-subj', '/CN=localhost']);
-  writeFileSync(p('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(p('ext.cnf'), `subjectAltName=${subjectAltName}\nextendedKeyUsage=serverAuth\n`);
   run(['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial',
     '-out', p('server.pem'), '-days', '2', '-extfile', p('ext.cnf')]);
   return { caFile: p('ca.pem'), certFile: p('server.pem'), keyFile: p('server.key') };
@@ -113,7 +119,7 @@ export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
   let tlsLines = '';
   let caFile: string | undefined;
   if (options.tls) {
-    const ca = makeTestCa(dir);
+    const ca = makeTestCa(dir, 'ca', options.subjectAltName);
     caFile = ca.caFile;
     tlsLines = `TLSCACertificateFile ${ca.caFile}\nTLSCertificateFile ${ca.certFile}\nTLSCertificateKeyFile ${ca.keyFile}\n`;
   }

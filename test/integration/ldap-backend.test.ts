@@ -297,6 +297,22 @@ describe.skipIf(!haveSlapd())('LdapBackend against a real slapd', () => {
       }
     });
 
+    it('checks the certificate against the host in the URL, not a default name', async () => {
+      // Signed by a trusted CA, but for "localhost" only: connecting to 127.0.0.1 must fail.
+      const named = await startSlapd({ ldif: directoryLdif(), tls: true, subjectAltName: 'DNS:localhost' });
+      try {
+        const base = { ...searchConfig(), tls_ca_file: named.caFile };
+        const byIp = backend({ ...base, url: named.url, starttls: true });
+        expect(await byIp.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable', reason: expect.stringMatching(/StartTLS/) });
+        const byIpLdaps = backend({ ...base, url: named.ldapsUrl });
+        expect((await byIpLdaps.verifyPassword('alice', ALICE_PW, ctx)).kind).toBe('unavailable');
+        const byName = backend({ ...base, url: (named.ldapsUrl as string).replace('127.0.0.1', 'localhost') });
+        expectOk(await byName.verifyPassword('alice', ALICE_PW, ctx));
+      } finally {
+        await named.destroy();
+      }
+    });
+
     it('connects without checking only when tls_verify = false', async () => {
       const b = backend({ ...searchConfig(), starttls: true, tls_verify: false });
       expectOk(await b.verifyPassword('alice', ALICE_PW, ctx));
