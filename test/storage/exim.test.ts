@@ -1,0 +1,64 @@
+/**
+ * The filter file written for a script is read by the real Exim as a Sieve filter
+ * and runs. `exim4 -bf` exits 0 even on errors, so its stdout is read
+ * (reference/exim-sieve.md section 8). A private configuration (-C) keeps the test
+ * away from the system's Exim set-up.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findTool, haveTools } from '../helpers/tools.js';
+import { openStore, tempHome, type TempHome } from './helpers/store.js';
+
+const b = (s: string) => Buffer.from(s, 'utf8');
+
+describe.skipIf(!haveTools('exim4'))('filter file read by exim4 -bf', () => {
+  let h: TempHome;
+  let confDir: string;
+  let conf: string;
+
+  beforeAll(async () => {
+    h = await tempHome();
+    confDir = await mkdtemp(join(tmpdir(), 'tsieved-exim-'));
+    await mkdir(join(confDir, 'spool'));
+    conf = join(confDir, 'exim.conf');
+    await writeFile(
+      conf,
+      `primary_hostname = tsieved.test\nspool_directory = ${confDir}/spool\nlog_file_path = ${confDir}/%slog\n`,
+    );
+  });
+  afterAll(async () => {
+    await h.cleanup();
+    await rm(confDir, { recursive: true, force: true });
+  });
+
+  function eximTest(filterPath: string, message: string): string {
+    return execFileSync(findTool('exim4')!, ['-C', conf, '-bf', filterPath], { input: message, encoding: 'utf8' });
+  }
+
+  it.each([
+    ['a script without a header, CRLF line ends', 'require "fileinto";\r\nif header :contains "subject" "spam" {\r\n  fileinto "Junk";\r\n}\r\n'],
+    ['a script with its own header', '# Sieve filter\nrequire "fileinto";\nif header :is "subject" "spam" { fileinto "Junk"; }\n'],
+    ['a script with a BOM and no final newline', '\ufeffif header :is "subject" "spam" { discard; }'],
+  ])('%s', async (_what, script) => {
+    const store = await openStore(h);
+    await store.put('s', b(script));
+    await store.setActive('s');
+    const out = eximTest(h.filterPath, 'Subject: spam\n\nbody\n');
+    expect(out).toContain(`Testing Sieve filter file "${h.filterPath}"`);
+    expect(out).not.toContain('Sieve error');
+    expect(out).toMatch(/No implicit keep/);
+    const ham = eximTest(h.filterPath, 'Subject: ham\n\nbody\n');
+    expect(ham).toMatch(/\nImplicit keep/);
+  });
+
+  it('reports a broken script as Exim would, so the test above can fail', async () => {
+    const store = await openStore(h);
+    await store.put('broken', b('bogus;\n'));
+    await store.setActive('broken');
+    // Line 3: the header and the marker line come first.
+    expect(eximTest(h.filterPath, 'Subject: x\n\nbody\n')).toContain('Sieve error: syntax error in line 3');
+  });
+});
