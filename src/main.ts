@@ -19,6 +19,8 @@ import { checkStorageTemplates } from './storage/paths.js';
 import { InProcessLauncher } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
 import { PasswdFileBackend } from './auth/passwd-file.js';
+import { LdapBackend } from './auth/ldap.js';
+import { checkLdapConfig } from './auth/ldap-config.js';
 
 export const VERSION: string = (() => {
   try {
@@ -85,6 +87,11 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
     case 'passwd-file':
       if (!auth.passwd_file) throw new StartupError('[auth] backend = "passwd-file" needs passwd_file = PATH');
       return new PasswdFileBackend(auth.passwd_file, authLog);
+    case 'ldap': {
+      const problems = checkLdapConfig(auth);
+      if (problems.length > 0) throw new StartupError(`[auth] ${problems.join('; ')}`);
+      return new LdapBackend(auth, authLog);
+    }
     default:
       throw new StartupError(`[auth] backend = "${auth.backend}" is not available in this build`);
   }
