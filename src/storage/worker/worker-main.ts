@@ -1,0 +1,137 @@
+/**
+ * Entry point of the per-session storage worker (dist/storage/worker/worker-main.js).
+ *
+ * It runs as the session's user (started with uid/gid by ProcessLauncher, or exec'd
+ * by the PAM helper after pam_setcred, so it holds the user's AFS token), opens that
+ * user's FileStore from the `init` request, and answers storage requests on stdin/
+ * stdout one at a time, in order. It exits when stdin ends (the server closed the
+ * store, or died): one session, one worker, and a stuck or crashed worker harms no
+ * other session. Logs go to stderr, which the server relays.
+ *
+ * Must not know: sockets, the wire protocol, auth backends.
+ */
+import { createRootLogger, type Logger } from '../../log/logger.js';
+import { fileStoreOptionsFor } from '../launcher.js';
+import { FileStore } from '../file-store.js';
+import { StorageError, type ScriptStore } from '../types.js';
+import { encodeFrame, FrameDecoder, FrameError, parseRequest, type Request, type WorkerInfo } from './protocol.js';
+
+/** Environment names the worker always has; anything else came from PAM (KRB5CCNAME). */
+const BASE_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'PWD', 'SHLVL', '_']);
+
+let store: ScriptStore | undefined;
+let log: Logger = createRootLogger('info');
+let queue: Promise<void> = Promise.resolve();
+let ending = false;
+
+function send(header: object, payload?: Buffer): void {
+  process.stdout.write(encodeFrame(header, payload));
+}
+
+function errorHeader(id: number, err: unknown): object {
+  if (err instanceof StorageError) return { id, ok: false, error: { kind: err.kind, message: err.message } };
+  log.error({ err }, 'unexpected error in storage worker');
+  return { id, ok: false, error: { kind: 'io', message: 'internal error in storage worker' } };
+}
+
+function whoami(): WorkerInfo {
+  return {
+    pid: process.pid,
+    ppid: process.ppid,
+    uid: process.getuid?.() ?? -1,
+    gid: process.getgid?.() ?? -1,
+    groups: process.getgroups?.() ?? [],
+    credentialEnv: Object.keys(process.env).filter((k) => !BASE_ENV.has(k)).sort(),
+  };
+}
+
+async function handle(req: Request, payload: Buffer): Promise<void> {
+  try {
+    if (req.op === 'init') {
+      if (store) throw new StorageError('io', 'worker already initialised');
+      const { storage, identity, logLevel } = req.init;
+      log = createRootLogger(logLevel).child({ component: 'storage-worker', user: identity.user, pid: process.pid });
+      store = await FileStore.open(fileStoreOptionsFor(storage, identity, log));
+      send({ id: req.id, ok: true, result: null });
+      return;
+    }
+    if (req.op === 'whoami') {
+      send({ id: req.id, ok: true, result: whoami() });
+      return;
+    }
+    if (!store) throw new StorageError('io', 'worker not initialised');
+    switch (req.op) {
+      case 'list':
+        send({ id: req.id, ok: true, result: await store.list() });
+        return;
+      case 'get':
+        send({ id: req.id, ok: true, result: null }, await store.get(req.name));
+        return;
+      case 'checkSpace':
+        await store.checkSpace(req.name, req.size);
+        break;
+      case 'put':
+        await store.put(req.name, payload);
+        break;
+      case 'delete':
+        await store.delete(req.name);
+        break;
+      case 'rename':
+        await store.rename(req.from, req.to);
+        break;
+      case 'setActive':
+        await store.setActive(req.name);
+        break;
+    }
+    send({ id: req.id, ok: true, result: null });
+  } catch (err) {
+    send(errorHeader(req.id, err));
+  }
+}
+
+async function end(code: number): Promise<void> {
+  if (ending) return;
+  ending = true;
+  await queue.catch(() => undefined);
+  try {
+    await store?.close();
+  } catch (err) {
+    log.warn({ err }, 'closing the store failed');
+  }
+  log.flush?.();
+  process.exitCode = code;
+  // stdout may still hold a response; let it drain, then leave.
+  process.stdout.end(() => process.exit(code));
+}
+
+function main(): void {
+  const decoder = new FrameDecoder();
+  process.stdin.on('data', (chunk: Buffer) => {
+    let frames;
+    try {
+      frames = decoder.push(chunk);
+    } catch (err) {
+      log.error({ err: err instanceof FrameError ? err.message : err }, 'malformed request stream; exiting');
+      void end(3);
+      return;
+    }
+    for (const frame of frames) {
+      const req = parseRequest(frame.header);
+      if (!req) {
+        log.error('malformed request; exiting');
+        void end(3);
+        return;
+      }
+      queue = queue.then(() => handle(req, frame.payload));
+    }
+  });
+  // The server closing our stdin is how a session ends (LOGOUT, disconnect, idle, shutdown).
+  process.stdin.on('end', () => void end(0));
+  process.stdin.on('error', () => void end(0));
+  process.stdout.on('error', () => void end(0));
+  // SIGTERM from the PAM helper or the launcher: finish the current request, then go.
+  process.on('SIGTERM', () => void end(0));
+  process.on('SIGHUP', () => void end(0));
+}
+
+main();
