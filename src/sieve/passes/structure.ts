@@ -73,6 +73,9 @@ function checkCommand(cmd: Command, prev: Command | undefined, depth: number, ct
   if (needsRequire(sig.requires, ctx)) {
     ctx.sink.error(cmd.nameLoc, `${cmd.name} needs require "${sig.requires}"`, 'semantic');
   }
+  if (name === 'require' && depth > 0) {
+    ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command, not in a block', 'semantic');
+  }
   if (name === 'elsif' || name === 'else') {
     const p = prev?.name.toLowerCase();
     if (p !== 'if' && p !== 'elsif') ctx.sink.error(cmd.nameLoc, `${cmd.name} without a preceding if`, 'semantic');
@@ -85,9 +88,9 @@ function checkCommand(cmd: Command, prev: Command | undefined, depth: number, ct
     ctx.sink.error(cmd.nameLoc, `${cmd.name} needs one test (use allof/anyof to combine tests)`, 'semantic');
   }
   if (sig.block && cmd.block === null) {
-    ctx.sink.error(cmd.loc.end, `${cmd.name} needs a block "{ ... }"`, 'syntax');
-  } else if (!sig.block && cmd.block !== null) {
-    ctx.sink.error(cmd.loc.end, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
+    ctx.sink.error(cmd.nameLoc, `${cmd.name} needs a block "{ ... }"`, 'syntax');
+  } else if (!sig.block && cmd.block !== null && !(sig.tests === 'none' && cmd.tests.length > 0)) {
+    ctx.sink.error(cmd.nameLoc, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
   }
   if (bound !== undefined) checkActionArguments(cmd, name, bound, ctx);
   if (name === 'vacation' && ++st.vacations === 2) {
