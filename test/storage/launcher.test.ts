@@ -1,0 +1,73 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { configSchema } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { InProcessLauncher } from '../../src/storage/launcher.js';
+import type { AttachedWorker, Identity } from '../../src/auth/types.js';
+import { kindOf, tempHome, type TempHome } from './helpers/store.js';
+
+let h: TempHome;
+beforeEach(async () => {
+  h = await tempHome();
+});
+afterEach(async () => {
+  await h.cleanup();
+});
+
+function fakeWorker(): AttachedWorker & { terminated: number } {
+  let resolveExit: () => void = () => undefined;
+  const exited = new Promise<void>((r) => (resolveExit = r));
+  const w = {
+    pid: 999999,
+    input: new PassThrough(),
+    output: new PassThrough(),
+    terminated: 0,
+    terminate() {
+      w.terminated++;
+      resolveExit();
+    },
+    exited,
+  };
+  return w;
+}
+
+describe('InProcessLauncher', () => {
+  it('resolves the templates and opens a working store for the identity', async () => {
+    const storage = configSchema.parse({
+      storage: { scripts_dir: '{home}/mail/{user}/sieve', filter_path: '{home}/.forward', roots: [h.home], filter_mode: '0640' },
+    }).storage;
+    const launcher = new InProcessLauncher(storage, silentLogger());
+    const identity: Identity = { user: 'alice', home: h.home, fields: {} };
+    const store = await launcher.open(identity);
+    await store.put('main', Buffer.from('keep;\n'));
+    await store.setActive('main');
+    expect(await readFile(join(h.home, 'mail', 'alice', 'sieve', 'main.sieve'), 'utf8')).toBe('keep;\n');
+    expect((await stat(h.filterPath)).mode & 0o777).toBe(0o640);
+    expect(await store.list()).toEqual([{ name: 'main', active: true }]);
+    await store.close();
+  });
+
+  it('refuses an identity whose paths would escape, and ends an attached worker', async () => {
+    const storage = configSchema.parse({ storage: { scripts_dir: '/srv/sieve/{user}', filter_path: '/srv/fwd/{user}' } }).storage;
+    const launcher = new InProcessLauncher(storage, silentLogger());
+    const worker = fakeWorker();
+    expect(await kindOf(launcher.open({ user: '../root', fields: {} }, worker))).toBe('bad-name');
+    expect(worker.terminated).toBe(1);
+    const outside = configSchema.parse({ storage: { roots: ['/nonexistent-root'] } }).storage;
+    expect(await kindOf(new InProcessLauncher(outside, silentLogger()).open({ user: 'a', home: h.home, fields: {} }))).toBe(
+      'permission',
+    );
+  });
+
+  it('keeps an attached worker alive until the store is closed', async () => {
+    const storage = configSchema.parse({}).storage;
+    const worker = fakeWorker();
+    const store = await new InProcessLauncher(storage, silentLogger()).open({ user: 'a', home: h.home, fields: {} }, worker);
+    await store.put('x', Buffer.from('keep;'));
+    expect(worker.terminated).toBe(0);
+    await store.close();
+    expect(worker.terminated).toBe(1);
+  });
+});
