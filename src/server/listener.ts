@@ -86,9 +86,13 @@ export class ConnectionManager {
     return { host: spec.host, port };
   }
 
-  /** Stop accepting; existing connections go on. */
+  /**
+   * Stop accepting; existing connections go on. (net.Server.close's callback waits
+   * for every connection to end, so it is not awaited here: the listening socket
+   * itself is closed at once.)
+   */
   async stopListening(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const server of this.servers) server.close();
     this.servers.length = 0;
   }
 
