@@ -36,6 +36,9 @@ const ALGORITHMS: readonly ScramAlgorithm[] = ['SHA-256', 'SHA-1'];
 export class AccountTable {
   private readonly source: FileSource;
   private table: Table = { accounts: new Map(), scramAlgorithms: [] };
+  private lastError: string | undefined;
+  /** Bumped whenever the table is replaced, so callers can drop caches derived from it. */
+  generation = 0;
 
   constructor(
     path: string,
@@ -54,11 +57,23 @@ export class AccountTable {
     const read = await this.source.current(force);
     if (read.kind === 'error') {
       // Stale data could let a removed user in: refuse until the source is readable.
-      this.log.error({ path: this.source.path, err: read.reason }, 'account file unreadable: logins refused');
+      // Logged once per distinct error, not once per login attempt.
+      if (this.lastError !== read.reason) {
+        this.log.error({ path: this.source.path, err: read.reason }, 'account file unreadable: logins refused');
+      }
+      this.lastError = read.reason;
+      this.generation++;
       this.table = { accounts: new Map(), scramAlgorithms: [] };
       return { kind: 'unavailable', reason: read.reason };
     }
-    if (read.changed) this.table = this.build(read.lines);
+    if (this.lastError !== undefined) {
+      this.log.info({ path: this.source.path }, 'account file readable again');
+      this.lastError = undefined;
+    }
+    if (read.changed) {
+      this.table = this.build(read.lines);
+      this.generation++;
+    }
     return { kind: 'ok', table: this.table };
   }
 

@@ -20,7 +20,7 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramLookup } from './types.js';
+import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
 import { AccountTable, type LineParser } from './account-table.js';
 import { checkPassword, checkUserName } from './identity-rules.js';
 import {
@@ -43,6 +43,9 @@ export function derivedSalt(user: string, algorithm: ScramAlgorithm): Buffer {
 export abstract class FileAccountBackend implements AuthBackend {
   abstract readonly name: string;
   protected readonly table: AccountTable;
+  /** SCRAM keys derived from cleartext entries, valid for one table generation. */
+  private readonly derived = new Map<string, ScramCredentials>();
+  private derivedGeneration = -1;
 
   constructor(
     readonly path: string,
@@ -79,6 +82,7 @@ export abstract class FileAccountBackend implements AuthBackend {
       return { kind: 'rejected', reason: 'unknown user' };
     }
     if (account.stored === undefined || isLocked(account.stored)) {
+      await this.decoyVerify(password, read.table.accounts.values());
       return { kind: 'rejected', reason: 'no usable password for this user (empty or locked)' };
     }
     const check = await verifyPasswordHash(password, account.stored, this.log.child({ user }));
@@ -103,12 +107,24 @@ export abstract class FileAccountBackend implements AuthBackend {
       case 'keys':
         return { kind: 'found', credentials: source.credentials, identity: account.identity };
       case 'cleartext': {
-        const credentials = await deriveScramCredentials(
-          prepScramPassword(source.password),
-          algorithm,
-          derivedSalt(user, algorithm),
-          DEFAULT_SCRAM_ITERATIONS,
-        );
+        // Cached, so that after the first login a cleartext entry answers as fast
+        // as stored keys and as an unknown user (whose keys are faked instantly).
+        if (this.derivedGeneration !== this.table.generation || this.derived.size > 10_000) {
+          this.derived.clear();
+          this.derivedGeneration = this.table.generation;
+        }
+        // The cleartext is part of the key: a password changed mid-derivation never hits a stale entry.
+        const key = `${algorithm}\0${user}\0${source.password}`;
+        let credentials = this.derived.get(key);
+        if (credentials === undefined) {
+          credentials = await deriveScramCredentials(
+            prepScramPassword(source.password),
+            algorithm,
+            derivedSalt(user, algorithm),
+            DEFAULT_SCRAM_ITERATIONS,
+          );
+          this.derived.set(key, credentials);
+        }
         return { kind: 'found', credentials, identity: account.identity };
       }
       case 'none':

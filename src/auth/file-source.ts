@@ -31,7 +31,9 @@ export class FileSource {
   constructor(readonly path: string) {}
 
   /** The lines as they are now; `changed` says whether they differ from the last call. */
-  current(force = false): Promise<SourceRead> {
+  async current(force = false): Promise<SourceRead> {
+    // A forced read (SIGHUP) must not be satisfied by a refresh that began before it.
+    if (force && this.inFlight !== undefined) await this.inFlight.catch(() => undefined);
     // One refresh at a time; concurrent logins share it.
     this.inFlight ??= this.refresh(force).finally(() => {
       this.inFlight = undefined;
