@@ -29,6 +29,10 @@ async function serve(argv: string[]): Promise<number> {
     log = createRootLogger(config.log.level);
     log.info({ event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
       `demo account: user ${demo.user} password ${demo.password} (STARTTLS uses a self-signed certificate)`);
+    process.stdout.write(
+      `\ntsieved demo on 127.0.0.1:4190\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
+        `  try:      sieve-connect --notlsverify -s localhost -p 4190 -u ${demo.user} --list\n\n`,
+    );
   } else if (values.config) {
     config = await loadConfig(values.config);
     log = createRootLogger(config.log.level);

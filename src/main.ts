@@ -125,8 +125,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       built = await buildServices(next, log);
       manager.replaceServices(built.services);
       log.info({ event: 'reloaded' }, 'configuration reloaded');
-      // Sessions started before the reload keep the old services until they end.
-      void old;
+      // Sessions started before the reload keep the old services until they end; a
+      // closed validator still validates, inline, so its worker thread can go now.
+      await old.validator.close();
     },
     async stop() {
       await manager.stopListening();
