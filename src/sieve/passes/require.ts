@@ -1,5 +1,6 @@
 /**
- * `require` (RFC 5228 section 3.2): only before the first other command, and
+ * `require` (RFC 5228 section 3.2): only before the first other command, only
+ * once (Exim 4.96 gives "syntax error" for a second require, verified), and
  * only names the profile offers, compared byte for byte as Exim does
  * (exim-sieve.md section 2.1: "FileInto" is an unknown capability there).
  *
@@ -14,6 +15,7 @@ const UNSUPPORTED_EXTENSIONS = new Set([...KNOWN_UNSUPPORTED.values(), 'relation
 export function checkRequires(script: Script, ctx: PassContext): void {
   const accepted = new Set([...ctx.profile.extensions, ...ctx.profile.implicitCapabilities]);
   let seenOther = false;
+  let seenRequire = false;
   for (const cmd of script.commands) {
     if (cmd.name.toLowerCase() !== 'require') {
       seenOther = true;
@@ -21,7 +23,11 @@ export function checkRequires(script: Script, ctx: PassContext): void {
     }
     if (seenOther) {
       ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command', 'semantic');
+    } else if (seenRequire) {
+      // Verified with exim4 -bf (4.96): a second require is a syntax error.
+      ctx.sink.error(cmd.nameLoc, 'Exim allows only one require command; list all capabilities in one: require ["a", "b"];', 'dialect');
     }
+    seenRequire = true;
     const arg = cmd.args[0];
     if (arg === undefined || arg.type !== 'stringlist') continue; // the signature check reports it
     for (const s of arg.items) {

@@ -1,0 +1,104 @@
+/**
+ * Agreement with the real consumer: every corpus script goes through
+ * `exim4 -bf` (Exim's filter test mode; it exits 0 even on errors, so stdout is
+ * read for "Sieve error:"). What tsieved accepts Exim must accept; what Exim
+ * rejects tsieved must reject; where tsieved is stricter the corpus entry says
+ * why, and Exim must indeed accept it (so the reason stays true).
+ *
+ * The script is fed as the filter file would be written: LF line ends and a
+ * "# Sieve filter" first line.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateScript } from '../../src/sieve/index.js';
+import { findTool, haveTools } from '../helpers/tools.js';
+import { corpus, type CorpusEntry } from '../sieve/corpus.js';
+import { fullProfile } from '../sieve/helpers.js';
+
+const MESSAGE = [
+  'From: Alice Example <alice@example.org>',
+  'To: bob@example.net',
+  'Cc: carol@example.com',
+  'Subject: quarterly report',
+  'Date: Sat, 28 Nov 2026 12:00:00 +0000',
+  'Message-ID: <t1@example.org>',
+  'X-Spam-Flag: NO',
+  '',
+  'Hello.',
+  '',
+].join('\n');
+
+/** The bytes Exim would read: LF only, with the filter header line. */
+export function asFilterFile(script: string): Buffer {
+  const lf = script.replace(/\r\n/g, '\n');
+  const header = /^\s*#\s*sieve\s*filter/i.test(lf) ? '' : '# Sieve filter\n';
+  return Buffer.from(header + lf, 'utf8');
+}
+
+interface EximVerdict {
+  accepted: boolean;
+  output: string;
+}
+
+function runExim(exim: string, file: string, message: string): Promise<EximVerdict> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(exim, ['-bf', file, '-f', 'alice@example.org'], { timeout: 20_000 }, (err, stdout, stderr) => {
+      if (err && stdout === '') {
+        reject(new Error(`exim -bf failed: ${err.message} ${stderr}`));
+        return;
+      }
+      resolve({ accepted: !stdout.includes('Sieve error:') && /Implicit keep|No implicit keep/.test(stdout), output: stdout });
+    });
+    child.stdin?.end(message);
+  });
+}
+
+describe.skipIf(!haveTools('exim4'))('agreement with exim4 -bf', () => {
+  const exim = findTool('exim4')!;
+  let dir: string;
+  let messageFile: string;
+  const results = new Map<string, EximVerdict>();
+  const checked = corpus.filter((e) => e.eximSkip === undefined);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsieved-exim-bf-'));
+    messageFile = join(dir, 'message');
+    writeFileSync(messageFile, MESSAGE);
+    // A few at a time: each run is a short-lived process.
+    const queue = [...checked.entries()];
+    const workers = Array.from({ length: 6 }, async () => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        const [i, entry] = next;
+        const file = join(dir, `script-${i}.sieve`);
+        writeFileSync(file, asFilterFile(entry.script));
+        results.set(entry.name, await runExim(exim, file, MESSAGE));
+      }
+    });
+    await Promise.all(workers);
+  }, 120_000);
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('judged most of the corpus', () => {
+    expect(checked.length).toBeGreaterThan(200);
+    expect(results.size).toBe(checked.length);
+  });
+
+  it.each(checked.map((e) => [e.name, e] as const))('%s', (_name, entry: CorpusEntry) => {
+    const exim = results.get(entry.name)!;
+    const diags = validateScript(Buffer.from(entry.script, 'utf8'), fullProfile());
+    const weAccept = !diags.some((d) => d.severity === 'error');
+    const context = `exim said:\n${exim.output}\ntsieved said:\n${diags.map((d) => `${d.line}: ${d.message}`).join('\n')}`;
+    if (weAccept) expect(exim.accepted, context).toBe(true);
+    if (!exim.accepted) expect(weAccept, context).toBe(false);
+    if (!weAccept && exim.accepted) {
+      expect(entry.stricter, `tsieved is stricter than Exim without a stated reason\n${context}`).toBeTruthy();
+    }
+    if (entry.stricter !== undefined) expect(exim.accepted, `entry claims Exim accepts it\n${context}`).toBe(true);
+  });
+});
