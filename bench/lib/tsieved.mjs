@@ -1,0 +1,74 @@
+// Starts the built tsieved (`node dist/cli.js serve --config FILE`) on a loopback
+// port with a temp userdb and storage, for the benchmark; stops it after.
+// Must not know: the workloads.
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { waitForPort } from './wait.mjs';
+
+export async function startTsieved({ root, dir, port, cert, users }) {
+  const base = join(dir, 'tsieved');
+  const homes = join(base, 'home');
+  mkdirSync(homes, { recursive: true });
+  const uid = process.getuid();
+  const gid = process.getgid();
+  const userdb = users.users
+    .map((u) => `${u}\tuid=${uid}|gid=${gid}|home=${join(homes, u)}|systempw=${users.hash}`)
+    .join('\n');
+  writeFileSync(join(base, 'userdb'), userdb + '\n', { mode: 0o600 });
+  for (const u of users.users) mkdirSync(join(homes, u), { recursive: true });
+  const configFile = join(base, 'tsieved.toml');
+  writeFileSync(configFile, `
+[server]
+listen = ["127.0.0.1:${port}"]
+max_connections = 20000
+max_connections_per_ip = 20000
+max_bad_commands = 100
+
+[tls]
+cert_file = "${cert.cert}"
+key_file = "${cert.key}"
+
+[auth]
+backend = "userdb"
+userdb = "${join(base, 'userdb')}"
+
+[storage]
+scripts_dir = "{home}/sieve"
+filter_path = "{home}/.forward"
+roots = ["${homes}"]
+
+[sieve]
+capabilities = ["fileinto", "envelope", "copy", "subaddress", "encoded-character", "comparator-i;ascii-numeric", "vacation"]
+
+[log]
+level = "info"
+`);
+  const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--config', configFile], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let tail = '';
+  child.stderr.on('data', (d) => {
+    tail = (tail + d.toString()).slice(-4000);
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await Promise.race([
+    waitForPort(port),
+    exited.then((code) => {
+      throw new Error(`tsieved exited (${code}) before listening:\n${tail}`);
+    }),
+  ]);
+  return {
+    name: 'tsieved',
+    pid: child.pid,
+    port,
+    version: 'tsieved',
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
