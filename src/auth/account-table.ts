@@ -37,6 +37,7 @@ export class AccountTable {
   private readonly source: FileSource;
   private table: Table = { accounts: new Map(), scramAlgorithms: [] };
   private lastError: string | undefined;
+  private builtVersion = -1;
   /** Bumped whenever the table is replaced, so callers can drop caches derived from it. */
   generation = 0;
 
@@ -62,6 +63,7 @@ export class AccountTable {
         this.log.error({ path: this.source.path, err: read.reason }, 'account file unreadable: logins refused');
       }
       this.lastError = read.reason;
+      this.builtVersion = -1;
       this.generation++;
       this.table = { accounts: new Map(), scramAlgorithms: [] };
       return { kind: 'unavailable', reason: read.reason };
@@ -70,7 +72,8 @@ export class AccountTable {
       this.log.info({ path: this.source.path }, 'account file readable again');
       this.lastError = undefined;
     }
-    if (read.changed) {
+    if (read.version !== this.builtVersion) {
+      this.builtVersion = read.version;
       this.table = this.build(read.lines);
       this.generation++;
     }

@@ -20,17 +20,22 @@ export interface SourceLine {
 }
 
 export type SourceRead =
-  | { readonly kind: 'ok'; readonly lines: readonly SourceLine[]; readonly changed: boolean }
+  /**
+   * `version` goes up with every re-read; callers sharing one read (concurrent
+   * logins) compare it with what they last used instead of a per-call "changed".
+   */
+  | { readonly kind: 'ok'; readonly lines: readonly SourceLine[]; readonly version: number }
   | { readonly kind: 'error'; readonly reason: string };
 
 export class FileSource {
   private signature: string | undefined;
   private lines: readonly SourceLine[] = [];
+  private version = 0;
   private inFlight: Promise<SourceRead> | undefined;
 
   constructor(readonly path: string) {}
 
-  /** The lines as they are now; `changed` says whether they differ from the last call. */
+  /** The lines as they are now. */
   async current(force = false): Promise<SourceRead> {
     // A forced read (SIGHUP) must not be satisfied by a refresh that began before it.
     if (force && this.inFlight !== undefined) await this.inFlight.catch(() => undefined);
@@ -44,7 +49,7 @@ export class FileSource {
   private async refresh(force: boolean): Promise<SourceRead> {
     try {
       const { files, sig } = await this.listFiles();
-      if (!force && sig === this.signature) return { kind: 'ok', lines: this.lines, changed: false };
+      if (!force && sig === this.signature) return { kind: 'ok', lines: this.lines, version: this.version };
       const lines: SourceLine[] = [];
       for (const f of files) {
         const text = await readFile(f, 'utf8');
@@ -57,7 +62,8 @@ export class FileSource {
       const after = (await this.listFiles()).sig;
       this.signature = after === sig ? sig : undefined;
       this.lines = lines;
-      return { kind: 'ok', lines, changed: true };
+      this.version++;
+      return { kind: 'ok', lines, version: this.version };
     } catch (e) {
       this.signature = undefined;
       const err = e as NodeJS.ErrnoException;

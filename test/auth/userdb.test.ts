@@ -111,6 +111,18 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
     expect(cap.text()).not.toContain(h);
   });
 
+  it('parses the file once for concurrent logins', async () => {
+    const file = join(dir, 'userdb');
+    const h = run('userdbpw', ['-md5'], 'pw\n');
+    await writeFile(file, 'broken line\n' + line('a@x.org', `systempw=${h}`));
+    const cap = captureLogger();
+    const b = new UserdbBackend(file, cap.log);
+    const results = await Promise.all(Array.from({ length: 8 }, () => b.verifyPassword('a@x.org', 'pw', ctx)));
+    expect(results.every((r) => r.kind === 'ok')).toBe(true);
+    expect(cap.lines().filter((l) => l.msg.startsWith('malformed line')).length).toBe(1);
+    expect(cap.lines().filter((l) => l.msg === 'account file loaded').length).toBe(1);
+  });
+
   it('refuses a login whose hash scheme is unsupported, with a clear log message', async () => {
     const file = join(dir, 'userdb');
     await writeFile(file, line('eve@x.org', 'systempw={ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2g'));
