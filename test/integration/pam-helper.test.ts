@@ -1,0 +1,245 @@
+/**
+ * Real PAM through the helper, driven directly (PamBackend + ProcessLauncher):
+ * pam_pwdfile and pam_unix logins, refusals, the order of the PAM calls and which
+ * process makes them, and the worker's credentials and file ownership.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { PamBackend, defaultPamHelperPath, pamProblem } from '../../src/auth/pam.js';
+import type { AuthOutcome } from '../../src/auth/types.js';
+import { ProcessLauncher, workerCommand } from '../../src/storage/worker/process-launcher.js';
+import type { RemoteStore } from '../../src/storage/worker/remote-store.js';
+import { StorageError } from '../../src/storage/types.js';
+import { haveTools, requireRoot } from '../helpers/tools.js';
+import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-worker/pam-fixture.js';
+
+const ctx = { remoteAddress: '192.0.2.7', secure: true };
+const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
+
+function storage() {
+  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process' } }).storage;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function ok(outcome: AuthOutcome): Extract<AuthOutcome, { kind: 'ok' }> {
+  if (outcome.kind !== 'ok') throw new Error(`expected ok, got ${JSON.stringify(outcome)}`);
+  return outcome;
+}
+
+describe.skipIf(!enabled)('PAM helper with real PAM', () => {
+  let fx: PamFixture;
+  let traceLog: string;
+  let pwdService: string;
+  let unixService: string;
+  let mapService: string;
+  let alice: TestUser;
+  let bob: TestUser;
+  let expired: TestUser;
+  let launcher: ProcessLauncher;
+
+  beforeAll(() => {
+    if (!existsSync(defaultPamHelperPath())) throw new Error('PAM helper not built: run `npm run build`');
+    if (!PAM_MODULE_DIR || !existsSync(join(PAM_MODULE_DIR, 'pam_pwdfile.so'))) throw new Error('pam_pwdfile (libpam-pwdfile) is not installed');
+    fx = new PamFixture();
+    traceLog = fx.traceLog('main');
+    const trace = (type: string) => `${type} optional ${fx.traceModule} log=${traceLog}`;
+    alice = fx.user();
+    bob = fx.user();
+    expired = fx.user({ expired: true });
+    pwdService = fx.service('pwdfile', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      trace('auth'),
+      'account required pam_unix.so',
+      trace('account'),
+      'session required pam_permit.so',
+      trace('session'),
+    ]);
+    unixService = fx.service('unix', ['auth required pam_unix.so', 'account required pam_unix.so', 'session required pam_permit.so']);
+    // A module that maps the login name: files must belong to the user PAM settled on.
+    mapService = fx.service('map', [
+      `auth required ${fx.traceModule} mapto=${bob.name}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+    ]);
+    launcher = new ProcessLauncher({ storage: storage(), log: silentLogger() });
+  });
+
+  afterAll(async () => {
+    await launcher?.close();
+    fx?.cleanup();
+  });
+
+  const backend = (service: string) => new PamBackend({ service, workerCommand: workerCommand(), log: silentLogger() });
+
+  it('the start-up check passes with a built helper as root', () => {
+    expect(pamProblem()).toBeUndefined();
+    expect(pamProblem('/nonexistent/helper')).toMatch(/missing or not executable/);
+  });
+
+  it('pam_pwdfile: right password opens a session whose worker runs as the user, in order, in one process', async () => {
+    const log = fx.traceLog('order');
+    const service = fx.service('order', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      `auth optional ${fx.traceModule} log=${log}`,
+      'account required pam_unix.so',
+      `account optional ${fx.traceModule} log=${log}`,
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
+    expect(outcome.identity).toMatchObject({ user: alice.name, uid: alice.uid, gid: alice.gid, home: alice.home });
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    const info = await store.whoami();
+    const opened = fx.readTrace(log);
+    expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
+    const helperPid = opened[0]!.pid;
+    // Every PAM call ran in the helper (not in this server), as root.
+    expect(opened.every((e) => e.pid === helperPid && e.uid === 0 && e.ppid === process.pid)).toBe(true);
+    // The worker that writes the files is the child of the process that ran setcred.
+    expect(info.ppid).toBe(helperPid);
+    expect(info.pid).toBe(outcome.attached!.pid);
+    expect([info.uid, info.gid]).toEqual([alice.uid, alice.gid]);
+    expect(info.groups).toContain(alice.gid);
+    expect(info.credentialEnv).toContain('KRB5CCNAME');
+
+    await store.put('rules', Buffer.from('keep;\r\n'));
+    await store.setActive('rules');
+    for (const p of [join(alice.home, 'sieve'), join(alice.home, 'sieve', 'rules.sieve'), join(alice.home, '.forward')]) {
+      const st = statSync(p);
+      expect([p, st.uid, st.gid]).toEqual([p, alice.uid, alice.gid]);
+    }
+    expect(fx.readTrace(log).map((e) => e.what)).toHaveLength(4); // nothing closed yet
+
+    await store.close(); // LOGOUT
+    await until(() => fx.readTrace(log).length === 6);
+    const all = fx.readTrace(log);
+    expect(all.map((e) => e.what)).toEqual([
+      'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
+    ]);
+    expect(all.every((e) => e.pid === helperPid)).toBe(true);
+    await until(() => !alive(info.pid) && !alive(helperPid));
+  });
+
+  it('a dropped connection (pipes destroyed) still closes the PAM session', async () => {
+    const log = fx.traceLog('drop');
+    const service = fx.service('drop', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    await store.list();
+    // What a vanished server or a torn-down connection leaves: the pipes just close.
+    (outcome.attached!.input as NodeJS.WritableStream & { destroy(): void }).destroy();
+    await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
+    expect(fx.readTrace(log).map((e) => e.what)).toEqual(['open_session', 'close_session']);
+    expect((await store.list().catch((e: StorageError) => e)) as StorageError).toMatchObject({ kind: 'trylater' });
+    await store.close();
+  });
+
+  it('a killed worker fails the session with trylater and the helper still closes the PAM session', async () => {
+    const log = fx.traceLog('kill');
+    const service = fx.service('kill', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    process.kill(outcome.attached!.pid, 'SIGKILL');
+    await expect(store.put('x', Buffer.from('keep;'))).rejects.toMatchObject({ kind: 'trylater' });
+    await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
+    await store.close();
+  });
+
+  it('pam_pwdfile: wrong password, expired account and unknown user are rejected alike, without a worker', async () => {
+    const log = fx.traceLog('refused');
+    const service = fx.service('refused', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile} nodelay`,
+      'account required pam_unix.so',
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    const b = backend(service);
+    const wrong = await b.verifyPassword(alice.name, 'not-the-password', ctx);
+    const exp = await b.verifyPassword(expired.name, expired.password, ctx);
+    const unknown = await b.verifyPassword('tsv-nobody-here', 'whatever', ctx);
+    expect(wrong).toMatchObject({ kind: 'rejected' });
+    expect(exp).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^expired:/) });
+    expect(unknown).toMatchObject({ kind: 'rejected' });
+    expect(fx.readTrace(log)).toEqual([]); // no session was ever opened
+  });
+
+  it('pam_unix: right password logs in; wrong password and expired account are refused', async () => {
+    const b = backend(unixService);
+    const good = ok(await b.verifyPassword(bob.name, bob.password, ctx));
+    expect(good.identity.uid).toBe(bob.uid);
+    const store = await launcher.open(good.identity, good.attached);
+    await store.put('s', Buffer.from('keep;'));
+    expect(statSync(join(bob.home, 'sieve', 's.sieve')).uid).toBe(bob.uid);
+    await store.close();
+    const [wrong, exp] = await Promise.all([
+      b.verifyPassword(bob.name, `${bob.password}x`, ctx),
+      b.verifyPassword(expired.name, expired.password, ctx),
+    ]);
+    expect(wrong).toMatchObject({ kind: 'rejected' });
+    expect(exp).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^expired:/) });
+  });
+
+  it('uses the user name PAM settled on (PAM_USER), not the one typed', async () => {
+    const outcome = ok(await backend(mapService).verifyPassword('someone-else', 'anything', ctx));
+    expect(outcome.identity).toMatchObject({ user: bob.name, uid: bob.uid, gid: bob.gid });
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    expect((await store.whoami()).uid).toBe(bob.uid);
+    await store.close();
+  });
+
+  it('refuses NUL and over-long credentials before running PAM', async () => {
+    const b = backend(pwdService);
+    const before = fx.readTrace(traceLog).length;
+    expect(await b.verifyPassword(alice.name, `${alice.password}\0junk`, ctx)).toMatchObject({ kind: 'rejected' });
+    expect(await b.verifyPassword(`${alice.name}\0x`, alice.password, ctx)).toMatchObject({ kind: 'rejected' });
+    expect(await b.verifyPassword(alice.name, 'x'.repeat(5000), ctx)).toMatchObject({ kind: 'rejected' });
+    expect(fx.readTrace(traceLog).length).toBe(before);
+  });
+
+  it('a missing helper or a worker that cannot start is "unavailable", never a crash', async () => {
+    const missing = new PamBackend({ service: pwdService, helperPath: '/nonexistent/helper', workerCommand: workerCommand(), log: silentLogger() });
+    expect(await missing.verifyPassword(alice.name, alice.password, ctx)).toMatchObject({ kind: 'unavailable' });
+    // The helper authenticates, but the worker it execs does not exist: the session
+    // fails with TRYLATER when the launcher adopts it, and PAM is still closed.
+    const log = fx.traceLog('noexec');
+    const service = fx.service('noexec', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    const b = new PamBackend({ service, workerCommand: ['/nonexistent/worker'], log: silentLogger() });
+    const outcome = ok(await b.verifyPassword(alice.name, alice.password, ctx));
+    await expect(launcher.open(outcome.identity, outcome.attached)).rejects.toMatchObject({ kind: 'trylater' });
+    await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
+  });
+});
