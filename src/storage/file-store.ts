@@ -34,10 +34,9 @@ import { errnoCode, toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type LockOptions } from './lock.js';
 import { isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
 import { decodeScriptFileName, encodeScriptFileName, validateScriptName } from './script-names.js';
+import { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 
-export const ACTIVE_FILE = '.active';
-export const IMPORTED_FILE = '.imported';
-export const LOCK_DIR = '.lock';
+export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 /** Name under which a foreign filter file is imported as a script. */
 export const IMPORT_NAME = 'old-forward';
 export const BACKUP_MARKER = '.tsieved-backup-';

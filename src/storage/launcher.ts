@@ -47,7 +47,13 @@ export class InProcessLauncher implements StoreLauncher {
   async open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore> {
     let store: FileStore;
     try {
-      store = await FileStore.open(fileStoreOptionsFor(this.storage, identity, this.log));
+      const options = fileStoreOptionsFor(this.storage, identity, this.log);
+      if (options.owner === undefined && typeof process.getuid === 'function' && process.getuid() === 0) {
+        // Exim's check_owner (on by default with check_local_user) defers a filter
+        // that is not owned by the user.
+        options.log.warn('running as root without a uid/gid for this user: files will be owned by root');
+      }
+      store = await FileStore.open(options);
     } catch (err) {
       attached?.terminate();
       throw err;

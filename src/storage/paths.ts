@@ -15,6 +15,7 @@ import { posix } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Identity } from '../auth/types.js';
 import { StorageError } from './types.js';
+import { RESERVED_IN_SCRIPTS_DIR } from './layout.js';
 
 export type StorageConfig = Config['storage'];
 
@@ -76,6 +77,8 @@ export function checkStorageTemplates(storage: StorageConfig): string[] {
     ...checkTemplate('filter_path', storage.filter_path),
   ];
   if (storage.scripts_dir === storage.filter_path) problems.push('storage.scripts_dir and storage.filter_path are the same');
+  const inside = filterInsideScripts(storage.scripts_dir, storage.filter_path);
+  if (inside) problems.push(`storage.filter_path: ${inside}`);
   for (const root of storage.roots) {
     if (!root.startsWith('/')) problems.push(`storage.roots: "${root}" is not absolute`);
     else if (posix.normalize(root) !== root.replace(/\/+$/, '') && root !== '/') {
@@ -140,6 +143,19 @@ export function expandTemplate(template: string, identity: Identity): string {
   return tokens.map((t) => ('literal' in t ? t.literal : placeholderValue(t.placeholder, identity))).join('');
 }
 
+/**
+ * The filter file may sit in the scripts directory only under a name that cannot
+ * be taken for a script or for the store's own files (a dot file other than ours).
+ */
+function filterInsideScripts(scriptsDir: string, filterPath: string): string | undefined {
+  if (!filterPath.startsWith(scriptsDir + '/')) return undefined;
+  const rest = filterPath.slice(scriptsDir.length + 1);
+  if (rest.includes('/') || !rest.startsWith('.') || RESERVED_IN_SCRIPTS_DIR.includes(rest)) {
+    return `filter_path inside scripts_dir must be a dot file directly in it, not one of ${RESERVED_IN_SCRIPTS_DIR.join(' ')}`;
+  }
+  return undefined;
+}
+
 /** Is `path` (normalised, absolute) equal to or below one of the roots? Empty roots: yes. */
 export function underRoots(path: string, roots: readonly string[]): boolean {
   if (roots.length === 0) return true;
@@ -165,5 +181,7 @@ export function resolveUserPaths(storage: StorageConfig, identity: Identity): { 
   const scriptsDir = finish('scripts_dir', expandTemplate(storage.scripts_dir, identity), storage.roots);
   const filterPath = finish('filter_path', expandTemplate(storage.filter_path, identity), storage.roots);
   if (filterPath === scriptsDir) throw new StorageError('permission', 'filter_path and scripts_dir are the same');
+  const inside = filterInsideScripts(scriptsDir, filterPath);
+  if (inside) throw new StorageError('permission', inside);
   return { scriptsDir, filterPath };
 }

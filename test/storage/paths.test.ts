@@ -96,3 +96,15 @@ describe('resolveUserPaths', () => {
     expect(errorOf(() => resolveUserPaths(s, { ...alice, home: '/' })).kind).toBe('permission');
   });
 });
+
+describe('a filter file inside the scripts directory', () => {
+  it('is allowed only as a dot file the store does not use', () => {
+    expect(checkStorageTemplates(storage({ scripts_dir: '{home}/sieve', filter_path: '{home}/sieve/.forward' }))).toEqual([]);
+    for (const filter_path of ['{home}/sieve/active.sieve', '{home}/sieve/.active', '{home}/sieve/sub/.forward']) {
+      const problems = checkStorageTemplates(storage({ scripts_dir: '{home}/sieve', filter_path }));
+      expect(problems.some((p) => /inside scripts_dir/.test(p))).toBe(true);
+    }
+    const s = storage({ scripts_dir: '{home}/sieve', filter_path: '{home}/sieve/x.sieve' });
+    expect(errorOf(() => resolveUserPaths(s, alice)).kind).toBe('permission');
+  });
+});
