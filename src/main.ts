@@ -21,6 +21,9 @@ import { UserdbBackend } from './auth/userdb.js';
 import { PasswdFileBackend } from './auth/passwd-file.js';
 import { LdapBackend } from './auth/ldap.js';
 import { checkLdapConfig } from './auth/ldap-config.js';
+import { assertPamUsable, PamBackend } from './auth/pam.js';
+import { assertProcessIsolationUsable } from './storage/worker/privileges.js';
+import { ProcessLauncher, workerCommand } from './storage/worker/process-launcher.js';
 
 export const VERSION: string = (() => {
   try {
@@ -49,15 +52,13 @@ export interface RunningServer {
 interface Built {
   readonly services: ServerServices;
   readonly validator: Validator;
+  readonly stores: StoreOpener & { close?(): Promise<void> };
 }
 
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
 export async function buildServices(config: Config, log: Logger): Promise<Built> {
   const problems = checkStorageTemplates(config.storage);
   if (problems.length > 0) throw new StartupError(`[storage] ${problems.join('; ')}`);
-  if (config.storage.isolation === 'process') {
-    throw new StartupError('[storage] isolation = "process" is not available in this build');
-  }
   let tls;
   try {
     tls = await loadTlsContext(config.tls);
@@ -65,7 +66,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
     throw new StartupError((error as Error).message);
   }
   const auth = await createAuthBackend(config, log);
-  const stores: StoreOpener = new InProcessLauncher(config.storage, log.child({ component: 'storage' }));
+  const stores = createStoreLauncher(config, log.child({ component: 'storage' }));
   const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
   const validator = createValidator(profile);
   const checker: ScriptChecker = {
@@ -74,7 +75,23 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
     format: (diagnostics, max) => formatDiagnosticsForClient([...diagnostics], max),
   };
   const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION };
-  return { services, validator };
+  return { services, validator, stores };
+}
+
+/**
+ * PAM always runs storage in the worker the PAM helper started (that process holds
+ * the user's credentials and AFS tokens); `isolation = "process"` does the same for
+ * every other backend, with the entry's uid/gid.
+ */
+function createStoreLauncher(config: Config, log: Logger): StoreOpener & { close?(): Promise<void> } {
+  const processIsolation = config.storage.isolation === 'process' || config.auth.backend === 'pam';
+  if (!processIsolation) return new InProcessLauncher(config.storage, log);
+  try {
+    assertProcessIsolationUsable();
+  } catch (error) {
+    throw new StartupError((error as Error).message);
+  }
+  return new ProcessLauncher({ storage: config.storage, log });
 }
 
 async function createAuthBackend(config: Config, log: Logger): Promise<AuthBackend> {
@@ -87,6 +104,19 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
     case 'passwd-file':
       if (!auth.passwd_file) throw new StartupError('[auth] backend = "passwd-file" needs passwd_file = PATH');
       return new PasswdFileBackend(auth.passwd_file, authLog);
+    case 'pam': {
+      try {
+        assertPamUsable(auth.pam_helper);
+      } catch (error) {
+        throw new StartupError((error as Error).message);
+      }
+      return new PamBackend({
+        service: auth.pam_service,
+        ...(auth.pam_helper ? { helperPath: auth.pam_helper } : {}),
+        workerCommand: workerCommand(),
+        log: authLog,
+      });
+    }
     case 'ldap': {
       const problems = checkLdapConfig(auth);
       if (problems.length > 0) throw new StartupError(`[auth] ${problems.join('; ')}`);
@@ -133,6 +163,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await manager.stopListening();
       await manager.drain(built.services.config.server.shutdown_grace_seconds * 1000);
       await built.validator.close();
+      await built.stores.close?.();
       await built.services.auth.close?.();
     },
   };

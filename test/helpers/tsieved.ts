@@ -25,6 +25,8 @@ export interface RunningTsieved {
   logs(): string;
   /** Parsed log lines. */
   logLines(): Record<string, unknown>[];
+  /** The first log line matching, waiting for it (pino writes asynchronously). */
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -73,6 +75,17 @@ export async function startTsieved(configToml: string, options: StartOptions = {
   await ready;
   const plain = ports.find((p) => !p.implicitTls);
   const tls = ports.find((p) => p.implicitTls);
+  const logLines = (): Record<string, unknown>[] =>
+    output
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
   return {
     port: plain?.port ?? 0,
     ...(tls ? { tlsPort: tls.port } : {}),
@@ -80,17 +93,16 @@ export async function startTsieved(configToml: string, options: StartOptions = {
     process: child,
     configFile,
     logs: () => output,
-    logLines: () =>
-      output
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .flatMap((l) => {
-          try {
-            return [JSON.parse(l) as Record<string, unknown>];
-          } catch {
-            return [];
-          }
-        }),
+    logLines,
+    waitForLog: async (predicate, timeoutMs = 5000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = logLines().find(predicate);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`no matching log line; output:\n${output}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
     stop: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise<void>((r) => child.once('exit', () => r()));

@@ -37,8 +37,7 @@ describe('PROXY protocol', () => {
     const out = await rawSession(trusted.server.port, 'PROXY TCP4 203.0.113.7 127.0.0.1 51000 4190\r\nFROB\r\nNOOP "done"\r\n');
     expect(out).toContain('"IMPLEMENTATION"');
     expect(out).toContain('OK (TAG "done")');
-    await new Promise((r) => setTimeout(r, 100));
-    const line = trusted.server.logLines().find((l) => l.event === 'command' && l.command === 'FROB');
+    const line = await trusted.server.waitForLog((l) => l.event === 'command' && l.command === 'FROB');
     expect(line?.remote).toBe('203.0.113.7');
   });
 
@@ -50,6 +49,6 @@ describe('PROXY protocol', () => {
   it('refuses a header from an address that is not a trusted proxy', async () => {
     const out = await rawSession(untrusted.server.port, 'PROXY TCP4 203.0.113.7 127.0.0.1 51000 4190\r\nNOOP "done"\r\n');
     expect(out).toBe('');
-    expect(untrusted.server.logLines().some((l) => l.event === 'untrusted-proxy')).toBe(true);
+    await untrusted.server.waitForLog((l) => l.event === 'untrusted-proxy');
   });
 });

@@ -189,7 +189,7 @@ describe('AUTHENTICATE', () => {
     const c = await secureClient();
     await c.authenticatePlain('mallory@example.org', 'guess');
     c.close();
-    const line = fx.server.logLines().find((l) => l.event === 'auth-failure' && l.user === 'mallory@example.org');
+    const line = await fx.server.waitForLog((l) => l.event === 'auth-failure' && l.user === 'mallory@example.org');
     expect(line).toMatchObject({ msg: 'authentication failed', remote: '127.0.0.1', mechanism: 'PLAIN' });
   });
 });
