@@ -32,7 +32,7 @@ import { nodeFileOps, type FileOps } from './file-ops.js';
 import { atomicWrite, prepareWrite, TEMP_MARKER, type PreparedWrite } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type LockOptions } from './lock.js';
-import { isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
+import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
 import { decodeScriptFileName, encodeScriptFileName, validateScriptName } from './script-names.js';
 import { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 
@@ -158,7 +158,7 @@ export class FileStore implements ScriptStore {
       const writes: PreparedWrite[] = [];
       try {
         writes.push(await this.prepare(join(this.dir, enc.file), content, 0o600));
-        if (active) writes.push(await this.prepare(this.filterPath, renderFilter(content), this.filterMode));
+        if (active) writes.push(await this.prepare(this.filterPath, this.filterFor(content), this.filterMode));
       } catch (err) {
         await Promise.all(writes.map((w) => w.abort()));
         throw err;
@@ -235,7 +235,7 @@ export class FileStore implements ScriptStore {
       await this.preserveForeignFilter();
       const writes: PreparedWrite[] = [];
       try {
-        writes.push(await this.prepare(this.filterPath, renderFilter(content), this.filterMode));
+        writes.push(await this.prepare(this.filterPath, this.filterFor(content), this.filterMode));
         writes.push(await this.prepare(join(this.dir, ACTIVE_FILE), Buffer.from(nfc, 'utf8'), 0o600));
       } catch (err) {
         await Promise.all(writes.map((w) => w.abort()));
@@ -256,6 +256,15 @@ export class FileStore implements ScriptStore {
     const check = validateScriptName(name);
     if (!check.ok) throw new StorageError('bad-name', check.reason);
     return check.name;
+  }
+
+  /** The filter bytes, refused when Exim would defer delivery for their size. */
+  private filterFor(content: Buffer): Buffer {
+    const filter = renderFilter(content);
+    if (filter.length > EXIM_MAX_FILTER_BYTES) {
+      throw new StorageError('quota-maxsize', `the filter file would be ${filter.length} bytes; Exim reads at most ${EXIM_MAX_FILTER_BYTES}`);
+    }
+    return filter;
   }
 
   private scriptPath(nfc: string): string {

@@ -13,6 +13,8 @@
  */
 
 export const SIEVE_HEADER_LINE = '# Sieve filter';
+/** Exim's MAX_FILTER_SIZE: a larger filter file defers delivery (exim-sieve.md 10.2). */
+export const EXIM_MAX_FILTER_BYTES = 1024 * 1024;
 /** Second line of every filter tsieved writes; how we recognise our own files. */
 export const TSIEVED_MARKER_LINE =
   '# Managed by tsieved (ManageSieve). Edits to this file will be overwritten; change the script instead.';

@@ -291,3 +291,19 @@ describe('directories', () => {
     expect(await store.list()).toEqual([{ name: 'x', active: false }]);
   });
 });
+
+describe('Exim\'s size limit', () => {
+  it('refuses to activate a script whose filter file would exceed 1 MiB, leaving everything', async () => {
+    const store = await openStore(h, { limits: { maxScripts: 5, maxScriptBytes: 2 << 20, maxTotalBytes: 0 } });
+    await store.put('small', b('keep;'));
+    await store.setActive('small');
+    await store.put('huge', Buffer.alloc(1024 * 1024, 0x23));
+    expect(await kindOf(store.setActive('huge'))).toBe('quota-maxsize');
+    expect(await store.list()).toEqual([
+      { name: 'huge', active: false },
+      { name: 'small', active: true },
+    ]);
+    expect(await kindOf(store.put('small', Buffer.alloc(1024 * 1024, 0x23)))).toBe('quota-maxsize');
+    expect((await store.get('small')).toString()).toBe('keep;');
+  });
+});
