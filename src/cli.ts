@@ -15,22 +15,25 @@ import { buildServices, startServer, StartupError } from './main.js';
 import { runCheck } from './sieve/index.js';
 
 const USAGE = `usage:
-  tsieved serve (--config FILE | --demo)
+  tsieved serve (--config FILE | --demo [--listen HOST:PORT])
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
   tsieved config check --config FILE`;
 
 async function serve(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, demo: { type: 'boolean' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string' }, demo: { type: 'boolean' }, listen: { type: 'string' } },
+  });
   let config: Config;
   let log: Logger;
   if (values.demo) {
-    const demo = prepareDemo();
+    const demo = prepareDemo(undefined, values.listen);
     config = demo.config;
     log = createRootLogger(config.log.level);
     log.info({ event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
       `demo account: user ${demo.user} password ${demo.password} (STARTTLS uses a self-signed certificate)`);
     process.stdout.write(
-      `\ntsieved demo on 127.0.0.1:4190\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
+      `\ntsieved demo on ${demo.config.server.listen.join(', ')}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
         `  try:      sieve-connect --notlsverify -s localhost -p 4190 -u ${demo.user} --list\n\n`,
     );
   } else if (values.config) {

@@ -25,7 +25,7 @@ export interface Demo {
   readonly varDir: string;
 }
 
-export function prepareDemo(varDir = resolve('var')): Demo {
+export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'): Demo {
   const home = resolve(varDir, 'home', DEMO_USER);
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const passwordFile = resolve(varDir, 'demo-password');
@@ -53,7 +53,7 @@ export function prepareDemo(varDir = resolve('var')): Demo {
     }
   }
   const config = validateConfig({
-    server: { listen: ['127.0.0.1:4190'], greeting_name: 'tsieved-demo' },
+    server: { listen: [listen], greeting_name: 'tsieved-demo' },
     tls: { cert_file: cert, key_file: key },
     auth: { backend: 'userdb', userdb },
     storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
