@@ -72,17 +72,31 @@ export function cryptRaw(password: string | Buffer, setting: string): Promise<st
   });
 }
 
+export type CryptCheck = 'match' | 'mismatch' | 'refused';
+
+/**
+ * Like cryptVerify, but tells a wrong password ('mismatch') from a hash libcrypt
+ * will not compute at all ('refused': unknown scheme such as `$apr1$` or
+ * `$argon2id$`, a malformed setting, or libcrypt missing), so the caller can log
+ * the latter clearly. Locked entries ("!", "*", empty) are a plain mismatch.
+ */
+export async function cryptCheck(password: string | Buffer, hash: string): Promise<CryptCheck> {
+  if (hash.length === 0 || hash.startsWith('!') || hash.startsWith('*')) return 'mismatch';
+  const pw = typeof password === 'string' ? Buffer.from(password, 'utf8') : password;
+  if (pw.includes(0)) return 'mismatch';
+  const out = await cryptRaw(pw, hash);
+  if (out === undefined) return 'refused';
+  const a = Buffer.from(out, 'utf8');
+  const b = Buffer.from(hash, 'utf8');
+  // Lengths of a hash are not secret; the contents are compared in constant time.
+  return a.length === b.length && timingSafeEqual(a, b) ? 'match' : 'mismatch';
+}
+
 /**
  * True when `password` hashes to `hash` under the setting embedded in `hash`.
  * False for a wrong password and for anything libcrypt refuses (locked "!"/"*"
  * entries, empty or malformed settings, unknown schemes). Never throws.
  */
 export async function cryptVerify(password: string | Buffer, hash: string): Promise<boolean> {
-  if (hash.length === 0 || hash.startsWith('!') || hash.startsWith('*')) return false;
-  const out = await cryptRaw(password, hash);
-  if (out === undefined) return false;
-  const a = Buffer.from(out, 'utf8');
-  const b = Buffer.from(hash, 'utf8');
-  // Lengths of a hash are not secret; the contents are compared in constant time.
-  return a.length === b.length && timingSafeEqual(a, b);
+  return (await cryptCheck(password, hash)) === 'match';
 }

@@ -12,7 +12,7 @@
 import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { ScramAlgorithm, ScramCredentials } from './types.js';
-import { cryptVerify } from './crypt.js';
+import { cryptCheck, cryptUnavailableReason } from './crypt.js';
 
 export type HashCheck =
   | { readonly kind: 'match' }
@@ -72,10 +72,10 @@ export async function verifyPasswordHash(password: string, stored: string, log?:
   const p = parseStored(stored);
   const pw = Buffer.from(password, 'utf8');
   try {
-    if (p.scheme === '' || CRYPT_SCHEMES.has(p.scheme)) return bool(await cryptVerify(pw, p.value));
+    if (p.scheme === '' || CRYPT_SCHEMES.has(p.scheme)) return await viaCrypt(pw, p.value, log);
     if (p.scheme === 'MD5') {
       // Dovecot's {MD5} is MD5-crypt ("$1$..."); Courier's is base64 MD5. The value tells them apart.
-      if (p.value.startsWith('$1$')) return bool(await cryptVerify(pw, p.value));
+      if (p.value.startsWith('$1$')) return await viaCrypt(pw, p.value, log);
       return digestCheck(pw, p.value, 'md5', p.encoding);
     }
     const plain = PLAIN_DIGESTS[p.scheme];
@@ -94,6 +94,22 @@ export async function verifyPasswordHash(password: string, stored: string, log?:
   }
   log?.warn({ scheme: p.scheme }, `unsupported password scheme {${p.scheme}}: login refused`);
   return { kind: 'unsupported', scheme: p.scheme };
+}
+
+/** The crypt(3) family; a hash libcrypt refuses is reported as unsupported, by its `$id$`. */
+async function viaCrypt(pw: Buffer, hash: string, log?: Logger): Promise<HashCheck> {
+  const r = await cryptCheck(pw, hash);
+  if (r !== 'refused') return bool(r === 'match');
+  const id = /^\$[A-Za-z0-9.-]*\$/.exec(hash)?.[0] ?? (hash.length === 13 ? 'DES' : 'unrecognised');
+  const scheme = `CRYPT ${id}`;
+  const why = cryptUnavailableReason();
+  log?.warn(
+    { scheme },
+    why === undefined
+      ? `crypt(3) hash of kind ${id} is not supported by the system libcrypt, or is malformed: login refused`
+      : `libcrypt could not be loaded (${why}): login refused`,
+  );
+  return { kind: 'unsupported', scheme };
 }
 
 function bool(ok: boolean): HashCheck {

@@ -100,6 +100,18 @@ describe.skipIf(!haveTools('openssl'))('Courier {SCHEME} forms built with openss
     });
   }
 
+  it('a crypt-style hash libcrypt does not know (openssl passwd -apr1) is unsupported, with a clear log line', async () => {
+    const apr1 = run('openssl', ['passwd', '-apr1', '-stdin'], 'pw');
+    expect(apr1.startsWith('$apr1$')).toBe(true);
+    for (const stored of [apr1, `{CRYPT}${apr1}`]) {
+      const cap = captureLogger();
+      expect(await verifyPasswordHash('pw', stored, cap.log)).toEqual({ kind: 'unsupported', scheme: 'CRYPT $apr1$' });
+      expect(cap.text()).toContain('crypt(3) hash of kind $apr1$ is not supported by the system libcrypt, or is malformed: login refused');
+    }
+    // A truncated hash of a known kind is refused the same way, never "matched".
+    expect((await verifyPasswordHash('pw', '$y$')).kind).toBe('unsupported');
+  });
+
   it('{CRYPT} prefix hands the rest to crypt(3)', async () => {
     const hash = run('openssl', ['passwd', '-6', '-stdin'], 'pw');
     expect(await verifyPasswordHash('pw', `{CRYPT}${hash}`)).toEqual({ kind: 'match' });
