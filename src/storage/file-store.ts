@@ -117,7 +117,10 @@ export class FileStore implements ScriptStore {
     await store.ensureScriptsDir();
     await store.removeStaleTemps();
     try {
-      await store.locked(() => store.preserveForeignFilter());
+      await store.locked(async () => {
+        await store.preserveForeignFilter();
+        await store.forgetActiveWithoutFilter();
+      });
     } catch (err) {
       store.log.warn({ err, filterPath: store.filterPath }, 'could not check the existing filter file');
     }
@@ -472,6 +475,17 @@ export class FileStore implements ScriptStore {
       owner: this.owner,
     });
     this.log.info({ filterPath: this.filterPath, backup, script: name.name, sieve }, 'preserved an existing filter file');
+  }
+
+  /**
+   * A filter file removed behind our back (the user deleted .forward in a shell)
+   * means Exim runs no script, so none is listed active (must run under the lock).
+   */
+  private async forgetActiveWithoutFilter(): Promise<void> {
+    const active = await this.readActive();
+    if (active === undefined || (await this.exists(this.filterPath))) return;
+    await this.writeActive(undefined);
+    this.log.info({ script: active, filterPath: this.filterPath }, 'filter file is gone; no script is active');
   }
 
   /** "old-forward", or the first free "old-forward-N"; an identical one is reused. */

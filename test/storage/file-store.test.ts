@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readdir, readFile, stat, writeFile, mkdir, symlink } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile, mkdir, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter, renderFilter, TSIEVED_MARKER_LINE } from '../../src/storage/filter-file.js';
@@ -305,5 +305,17 @@ describe('Exim\'s size limit', () => {
     ]);
     expect(await kindOf(store.put('small', Buffer.alloc(1024 * 1024, 0x23)))).toBe('quota-maxsize');
     expect((await store.get('small')).toString()).toBe('keep;');
+  });
+});
+
+describe('state changed behind the store', () => {
+  it('a filter file deleted in a shell means no script is active on the next open', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('keep;'));
+    await store.setActive('main');
+    await unlink(h.filterPath);
+    const again = await openStore(h);
+    expect(await again.list()).toEqual([{ name: 'main', active: false }]);
+    await again.delete('main');
   });
 });
