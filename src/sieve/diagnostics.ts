@@ -30,6 +30,32 @@ export interface Diagnostic {
 
 export class DiagnosticSink {
   readonly items: Diagnostic[] = [];
+  private text = '';
+  private lineStarts: number[] | undefined;
+
+  /** The decoded text that Span offsets refer to. */
+  setText(text: string): void {
+    this.text = text;
+    this.lineStarts = undefined;
+  }
+
+  /** 1-based line and column of an offset into the text. */
+  positionOf(offset: number): Position {
+    if (this.lineStarts === undefined) {
+      const starts = [0];
+      for (let i = this.text.indexOf('\n'); i >= 0; i = this.text.indexOf('\n', i + 1)) starts.push(i + 1);
+      this.lineStarts = starts;
+    }
+    const starts = this.lineStarts;
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - starts[lo]! + 1 };
+  }
 
   error(at: Span | Position, message: string, code: DiagnosticCode = 'semantic'): void {
     this.add('error', at, message, code);
@@ -44,7 +70,7 @@ export class DiagnosticSink {
   }
 
   private add(severity: Severity, at: Span | Position, message: string, code: DiagnosticCode): void {
-    const p = 'start' in at ? at.start : at;
+    const p = 'start' in at ? this.positionOf(at.start) : at;
     this.items.push({ severity, line: p.line, column: p.column, message, code });
   }
 }

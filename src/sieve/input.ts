@@ -51,7 +51,7 @@ export function firstInvalidUtf8(buf: Uint8Array): number {
 }
 
 /** Line and column (in characters of the valid prefix) of a byte offset. */
-function positionOf(buf: Buffer, offset: number): { offset: number; line: number; column: number } {
+function positionOf(buf: Buffer, offset: number): { line: number; column: number } {
   const before = buf.subarray(0, offset);
   let line = 1;
   let lastLf = -1;
@@ -62,13 +62,13 @@ function positionOf(buf: Buffer, offset: number): { offset: number; line: number
     }
   }
   const column = before.subarray(lastLf + 1).toString('utf8').length + 1;
-  return { offset, line, column };
+  return { line, column };
 }
 
 export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSink): DecodedInput {
   if (script.length > maxBytes) {
     sink.error(
-      { offset: 0, line: 1, column: 1 },
+      { line: 1, column: 1 },
       `script is ${script.length} bytes, more than the limit of ${maxBytes}`,
       'limit',
     );
@@ -76,7 +76,7 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
   }
   if (script.length >= 3 && script[0] === 0xef && script[1] === 0xbb && script[2] === 0xbf) {
     sink.error(
-      { offset: 0, line: 1, column: 1 },
+      { line: 1, column: 1 },
       'script starts with a UTF-8 byte order mark; Exim would not recognise the file as a Sieve filter',
       'input',
     );

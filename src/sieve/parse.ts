@@ -25,9 +25,9 @@ export function parseScript(text: string, sink: DiagnosticSink): Script | undefi
     if (e instanceof PeggySyntaxError) {
       sink.error(e.location.start, describeSyntaxError(e), 'syntax');
     } else if (e instanceof RangeError) {
-      sink.error({ offset: 0, line: 1, column: 1 }, 'script nests too deeply to be parsed', 'limit');
+      sink.error({ line: 1, column: 1 }, 'script nests too deeply to be parsed', 'limit');
     } else {
-      sink.error({ offset: 0, line: 1, column: 1 }, `internal error while parsing: ${String(e)}`, 'internal');
+      sink.error({ line: 1, column: 1 }, `internal error while parsing: ${String(e)}`, 'internal');
     }
     return undefined;
   }

@@ -23,7 +23,7 @@ export function prescanNesting(text: string, maxNesting: number, sink: Diagnosti
   const n = text.length;
   let i = 0;
   const fail = (at: number): boolean => {
-    sink.error({ offset: at, line, column: at - lineStart + 1 }, `script nests deeper than the limit of ${maxNesting}`, 'limit');
+    sink.error({ line, column: at - lineStart + 1 }, `script nests deeper than the limit of ${maxNesting}`, 'limit');
     return false;
   };
   const newline = (at: number): void => {

@@ -21,6 +21,7 @@ export function validateScript(script: Buffer, profile: SieveProfile): Diagnosti
   try {
     const { text } = decodeInput(script, profile.maxScriptBytes, sink);
     if (text === undefined) return sink.items;
+    sink.setText(text);
     if (!prescanNesting(text, profile.maxNesting, sink)) return sink.items;
     const ast = parseScript(text, sink);
     if (ast === undefined) return sink.items;
@@ -29,7 +30,7 @@ export function validateScript(script: Buffer, profile: SieveProfile): Diagnosti
     checkStrings(ast, ctx);
     checkStructure(ast.commands, ctx);
   } catch (e) {
-    sink.error({ offset: 0, line: 1, column: 1 }, `internal validator error: ${e instanceof Error ? e.message : String(e)}`, 'internal');
+    sink.error({ line: 1, column: 1 }, `internal validator error: ${e instanceof Error ? e.message : String(e)}`, 'internal');
   }
   return sortDiagnostics(sink.items);
 }
