@@ -41,6 +41,7 @@ export function defaultWorkerUrl(): URL {
 interface Pending {
   resolve: (d: Diagnostic[]) => void;
   timer: NodeJS.Timeout;
+  worker: Worker;
 }
 
 function internal(message: string): Diagnostic[] {
@@ -57,8 +58,10 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
   const pending = new Map<number, Pending>();
   let closed = false;
 
-  const failAll = (message: string): void => {
+  /** Refuses the jobs of one worker (or all, on close). */
+  const failAll = (message: string, only?: Worker): void => {
     for (const [id, p] of pending) {
+      if (only !== undefined && p.worker !== only) continue;
       clearTimeout(p.timer);
       p.resolve(internal(message));
       pending.delete(id);
@@ -78,11 +81,11 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
     });
     w.on('error', (e) => {
       if (worker === w) worker = undefined;
-      failAll(`internal validator error: ${e.message}`);
+      failAll(`internal validator error: ${e.message}`, w);
     });
     w.on('exit', () => {
       if (worker === w) worker = undefined;
-      failAll('internal validator error: the validation worker stopped');
+      failAll('internal validator error: the validation worker stopped', w);
     });
     worker = w;
     return w;
@@ -102,7 +105,7 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
           if (worker === w) worker = undefined;
           void w.terminate();
         }, timeoutMs);
-        pending.set(id, { resolve, timer });
+        pending.set(id, { resolve, timer, worker: w });
         // A copy: the caller keeps its Buffer, which may share a pooled ArrayBuffer.
         w.postMessage({ id, script: new Uint8Array(script) });
       });
