@@ -1,0 +1,273 @@
+/**
+ * Reading the script layouts tsieved replaces, read-only, for `tsieved migrate`:
+ *   pysieved (Exim storage): <home>/.pysieved/<urllib-quoted name>, the active one
+ *     named by <home>/.forward, a relative symlink to it (reference/pysieved-hcoop.md 1.5);
+ *   Dovecot (Pigeonhole file storage): <home>/sieve/<name>.sieve, the active one named
+ *     by <home>/.dovecot.sieve, a symlink to it.
+ *
+ * The migration runs as root over directories users control, so nothing here
+ * follows a symlink it was not asked to: the scripts directory must be a real
+ * directory, scripts are opened with O_NOFOLLOW and must be regular files, and the
+ * active link must point at a file directly inside the scripts directory (a user
+ * could otherwise have root copy /etc/shadow into their scripts).
+ *
+ * Must not know: tsieved's own storage layout, validation, the CLI.
+ */
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { basename, dirname, join, posix } from 'node:path';
+import { isTsievedFilter } from '../storage/filter-file.js';
+
+export type SourceKind = 'pysieved' | 'dovecot';
+
+export interface SourceLayout {
+  readonly kind: SourceKind;
+  /** Scripts directory, relative to the home directory. */
+  readonly scriptsDir: string;
+  /** The active-script link, relative to the home directory. */
+  readonly activeLink: string;
+}
+
+export const DEFAULT_LAYOUTS: Readonly<Record<SourceKind, SourceLayout>> = {
+  pysieved: { kind: 'pysieved', scriptsDir: '.pysieved', activeLink: '.forward' },
+  dovecot: { kind: 'dovecot', scriptsDir: 'sieve', activeLink: '.dovecot.sieve' },
+};
+
+/** Name for a Dovecot active script that is a regular file rather than a link into the store. */
+export const DOVECOT_UNLINKED_ACTIVE_NAME = 'dovecot-active';
+
+export interface OldScript {
+  readonly name: string;
+  readonly file: string;
+  readonly content: Buffer;
+}
+
+export interface SourceProblem {
+  /** The file concerned. */
+  readonly file: string;
+  readonly message: string;
+}
+
+export interface OldScripts {
+  readonly scriptsDir: string;
+  /** False when the user has no scripts directory at all (nothing to migrate). */
+  readonly found: boolean;
+  readonly scripts: readonly OldScript[];
+  /** The name of the active script, when the active link names one that was read. */
+  readonly active?: string;
+  /** Scripts that could not be read or named, and oddities of the active link. */
+  readonly problems: readonly SourceProblem[];
+  /** Things worth telling the admin that are not errors. */
+  readonly notes: readonly string[];
+  /** The active link has already been replaced by a filter file tsieved wrote (an earlier run). */
+  readonly activeIsTsievedFilter?: boolean;
+}
+
+/** pysieved names files with Python 2 urllib.quote(name, ''): percent-encoded UTF-8. */
+export function decodePysievedName(file: string): string | undefined {
+  if (!/^(?:[^%]|%[0-9A-Fa-f]{2})*$/.test(file)) return undefined;
+  const bytes: number[] = [];
+  for (let i = 0; i < file.length; ) {
+    if (file[i] === '%') {
+      bytes.push(parseInt(file.slice(i + 1, i + 3), 16));
+      i += 3;
+    } else {
+      const b = Buffer.from(file[i] as string, 'utf8');
+      for (const x of b) bytes.push(x);
+      i += 1;
+    }
+  }
+  return strictUtf8(Buffer.from(bytes));
+}
+
+/** Dovecot names files <name>.sieve with the name as is (UTF-8). */
+export function decodeDovecotName(file: string): string | undefined {
+  if (!file.endsWith('.sieve') || file.length === '.sieve'.length) return undefined;
+  return file.slice(0, -'.sieve'.length);
+}
+
+function strictUtf8(bytes: Buffer): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Which directory entries the old server listed as scripts. */
+function scriptName(kind: SourceKind, file: string): string | undefined | null {
+  if (kind === 'pysieved') {
+    // pysieved's FileStorage skipped names starting with '.' or ending with '~'.
+    if (file.startsWith('.') || file.endsWith('~')) return null;
+    return decodePysievedName(file);
+  }
+  // Dovecot: only *.sieve is a script; .svbin (compiled), tmp/, dot files are not.
+  if (file.startsWith('.') || !file.endsWith('.sieve')) return null;
+  return decodeDovecotName(file);
+}
+
+async function readRegularFile(path: string, maxBytes: number): Promise<Buffer> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+    const buf = await handle.readFile();
+    if (buf.length > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+    return buf;
+  } finally {
+    await handle.close();
+  }
+}
+
+function errorText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ELOOP') return 'is a symbolic link; not followed';
+  return e?.message ?? String(err);
+}
+
+/**
+ * Read one user's old scripts. `home` comes from the user database (trusted);
+ * everything below it is the user's and is treated as untrusted.
+ */
+export async function readOldScripts(home: string, layout: SourceLayout, maxBytes: number): Promise<OldScripts> {
+  const scriptsDir = join(home, layout.scriptsDir);
+  const problems: SourceProblem[] = [];
+  const notes: string[] = [];
+  const scripts: OldScript[] = [];
+  let dirStat;
+  try {
+    dirStat = await lstat(scriptsDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      return { scriptsDir, found: false, scripts, problems, notes: await describeActive(home, layout, notes) };
+    }
+    problems.push({ file: scriptsDir, message: errorText(err) });
+    return { scriptsDir, found: true, scripts, problems, notes };
+  }
+  if (!dirStat.isDirectory()) {
+    problems.push({ file: scriptsDir, message: dirStat.isSymbolicLink() ? 'is a symbolic link; not followed' : 'is not a directory' });
+    return { scriptsDir, found: true, scripts, problems, notes };
+  }
+  let entries: string[];
+  try {
+    entries = (await readdir(scriptsDir)).sort();
+  } catch (err) {
+    problems.push({ file: scriptsDir, message: errorText(err) });
+    return { scriptsDir, found: true, scripts, problems, notes };
+  }
+  const byFile = new Map<string, string>();
+  for (const entry of entries) {
+    const file = join(scriptsDir, entry);
+    const name = scriptName(layout.kind, entry);
+    if (name === null) continue;
+    let st;
+    try {
+      st = await lstat(file);
+    } catch (err) {
+      problems.push({ file, message: errorText(err) });
+      continue;
+    }
+    if (st.isDirectory()) continue; // Dovecot's tmp/ and the like
+    if (name === undefined) {
+      problems.push({ file, message: 'file name does not decode to a UTF-8 script name' });
+      continue;
+    }
+    try {
+      const content = await readRegularFile(file, maxBytes);
+      scripts.push({ name, file, content });
+      byFile.set(entry, name);
+      if (layout.kind === 'pysieved' && /^tmp[A-Za-z0-9_]{6}$/.test(entry)) {
+        notes.push(`${file} looks like a temp file pysieved left behind after a crash; imported as it was listed`);
+      }
+    } catch (err) {
+      problems.push({ file, message: errorText(err) });
+    }
+  }
+  const active = await readActive(home, layout, scriptsDir, byFile, maxBytes, scripts, problems, notes);
+  if (active === TSIEVED_FILTER) return { scriptsDir, found: true, scripts, problems, notes, activeIsTsievedFilter: true };
+  return { scriptsDir, found: true, scripts, problems, notes, ...(active !== undefined ? { active } : {}) };
+}
+
+async function describeActive(home: string, layout: SourceLayout, notes: string[]): Promise<string[]> {
+  const link = join(home, layout.activeLink);
+  try {
+    const st = await lstat(link);
+    if (st.isFile()) notes.push(`${link} is a regular file, not managed by ${layout.kind}; left as it is`);
+  } catch {
+    /* absent: nothing to say */
+  }
+  return notes;
+}
+
+/** Marker result of readActive: the link is a filter file tsieved wrote. */
+const TSIEVED_FILTER = Symbol('tsieved-filter');
+
+async function readActive(
+  home: string,
+  layout: SourceLayout,
+  scriptsDir: string,
+  byFile: ReadonlyMap<string, string>,
+  maxBytes: number,
+  scripts: OldScript[],
+  problems: SourceProblem[],
+  notes: string[],
+): Promise<string | typeof TSIEVED_FILTER | undefined> {
+  const link = join(home, layout.activeLink);
+  let st;
+  try {
+    st = await lstat(link);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ file: link, message: errorText(err) });
+    return undefined;
+  }
+  if (st.isSymbolicLink()) {
+    let target: string;
+    try {
+      target = await readlink(link);
+    } catch (err) {
+      problems.push({ file: link, message: errorText(err) });
+      return undefined;
+    }
+    const resolved = posix.normalize(target.startsWith('/') ? target : join(dirname(link), target));
+    if (dirname(resolved) !== posix.normalize(scriptsDir)) {
+      problems.push({ file: link, message: `points to ${target}, outside ${scriptsDir}; no script made active` });
+      return undefined;
+    }
+    const name = byFile.get(basename(resolved));
+    if (name === undefined) {
+      problems.push({ file: link, message: `points to ${target}, which is not a readable script; no script made active` });
+    }
+    return name;
+  }
+  if (!st.isFile()) {
+    problems.push({ file: link, message: 'is neither a symbolic link nor a regular file' });
+    return undefined;
+  }
+  // tsieved's own filter file where the old link was (the filter path is the same
+  // file and an earlier run activated): the old link is in the backup file.
+  try {
+    const head = await readRegularFile(link, maxBytes);
+    if (isTsievedFilter(head)) return TSIEVED_FILTER;
+  } catch {
+    /* reported below when it matters */
+  }
+  if (layout.kind === 'pysieved') {
+    // pysieved never wrote a regular .forward; whoever did, tsieved's filter-file
+    // preservation keeps it when the filter path is the same file.
+    notes.push(`${link} is a regular file, not managed by pysieved; left as it is`);
+    return undefined;
+  }
+  // Dovecot runs a regular active file as is; keep it as a script of its own.
+  try {
+    const content = await readRegularFile(link, maxBytes);
+    const existing = scripts.find((s) => s.content.equals(content));
+    if (existing) return existing.name;
+    scripts.push({ name: DOVECOT_UNLINKED_ACTIVE_NAME, file: link, content });
+    notes.push(`${link} is a regular file; imported as "${DOVECOT_UNLINKED_ACTIVE_NAME}"`);
+    return DOVECOT_UNLINKED_ACTIVE_NAME;
+  } catch (err) {
+    problems.push({ file: link, message: errorText(err) });
+    return undefined;
+  }
+}

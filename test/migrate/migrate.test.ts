@@ -1,0 +1,361 @@
+/**
+ * `tsieved migrate` end to end on real temp directories: pysieved's and Dovecot's
+ * layouts are built file by file as those servers leave them, the migration runs
+ * through runMigrate (the CLI entry), and the results are read back through the
+ * real FileStore. Checks: scripts byte-exact under their decoded names, the old
+ * active script active and rendered into the filter file, the old files untouched
+ * (a full snapshot of the old tree before and after), a second run changes nothing,
+ * --dry-run changes nothing, Exim's dialect errors reported, conflicts and unsafe
+ * files (symlinks to other files) refused with a non-zero exit.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { runMigrate } from '../../src/migrate/index.js';
+import { FileStore } from '../../src/storage/file-store.js';
+import { isTsievedFilter } from '../../src/storage/filter-file.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString('utf8');
+    done();
+  }
+}
+
+const CAPS = ['fileinto', 'envelope', 'copy', 'subaddress', 'encoded-character', 'comparator-i;ascii-numeric', 'vacation'];
+const VALID = '# Sieve filter\nrequire "fileinto";\nif header :contains "subject" "lists" { fileinto "lists"; }\n';
+const VALID2 = '# Sieve filter\nif address :is "from" "boss@example.org" { keep; stop; }\n';
+const REJECTED = '# Sieve filter\nrequire "reject";\nreject "go away";\n';
+const DOVECOT_SCRIPT = 'require ["fileinto"];\nif header :contains "list-id" "tsieved" { fileinto "tsieved"; }\n';
+
+let dir: string;
+let homes: string;
+let configFile: string;
+
+function writeConfig(storage: { scripts_dir: string; filter_path: string }): void {
+  configFile = join(dir, 'tsieved.toml');
+  writeFileSync(
+    configFile,
+    [
+      '[auth]',
+      'backend = "userdb"',
+      `userdb = "${join(dir, 'userdb')}"`,
+      '[storage]',
+      `scripts_dir = "${storage.scripts_dir}"`,
+      `filter_path = "${storage.filter_path}"`,
+      `roots = ["${homes}"]`,
+      '[sieve]',
+      `capabilities = ${JSON.stringify(CAPS)}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+function addUsers(...users: string[]): void {
+  const uid = process.getuid?.() ?? 1000;
+  const gid = process.getgid?.() ?? 1000;
+  const lines = users.map((u) => `${u}\tuid=${uid}|gid=${gid}|home=${join(homes, u)}|systempw={SHA256}x`);
+  writeFileSync(join(dir, 'userdb'), lines.join('\n') + '\n');
+  for (const u of users) mkdirSync(join(homes, u), { recursive: true });
+}
+
+async function migrate(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await runMigrate([...argv, '--config', configFile], { stdout, stderr });
+  return { code, out: stdout.text, err: stderr.text };
+}
+
+/** Every file, link and directory under `root` with its content hash or target and mtime. */
+function snapshot(root: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (p: string): void => {
+    const st = lstatSync(p);
+    const rel = p.slice(root.length) || '/';
+    if (st.isSymbolicLink()) out[rel] = `link ${readlinkSync(p)} ${st.mtimeMs}`;
+    else if (st.isDirectory()) {
+      out[rel] = `dir ${st.mode.toString(8)}`;
+      for (const e of readdirSync(p)) walk(join(p, e));
+    } else {
+      out[rel] = `file ${st.mode.toString(8)} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** Only the old layout's files (the migration may add tsieved's next to them). */
+function oldFiles(snap: Record<string, string>, prefixes: string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(snap).filter(([k]) => prefixes.some((p) => k === p || k.startsWith(p + '/'))));
+}
+
+function storeFor(user: string, scriptsDir: string, filterPath: string): FileStore {
+  return new FileStore({
+    scriptsDir: join(homes, user, scriptsDir),
+    filterPath: join(homes, user, filterPath),
+    limits: { maxScripts: 100, maxScriptBytes: 1 << 20, maxTotalBytes: 0 },
+    filterMode: 0o644,
+    log: silentLogger(),
+  });
+}
+
+/** pysieved's Exim layout: quoted names in .pysieved/, .forward -> .pysieved/<active>. */
+function pysievedUser(user: string, scripts: Record<string, string>, active?: string): void {
+  const store = join(homes, user, '.pysieved');
+  mkdirSync(store, { recursive: true });
+  for (const [file, content] of Object.entries(scripts)) writeFileSync(join(store, file), content);
+  if (active) symlinkSync(`.pysieved/${active}`, join(homes, user, '.forward'));
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tsieved-migrate-'));
+  homes = join(dir, 'home');
+  mkdirSync(homes);
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('migrate --from pysieved', () => {
+  beforeEach(() => writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' }));
+
+  it('imports every script under its decoded name, byte-exact, and activates the old active one', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'my%20rules': VALID, 'r%C3%A8gles': VALID2, 'exim': REJECTED, '.hidden': VALID, 'backup~': VALID }, 'my%20rules');
+    const before = oldFiles(snapshot(join(homes, 'alice')), ['/.pysieved']);
+    const forwardTarget = readlinkSync(join(homes, 'alice', '.forward'));
+
+    const r = await migrate('--from', 'pysieved');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^alice: imported 3, unchanged 0, conflicts 0, failed 0; active "my rules" \(activated\); 1 script\(s\) Exim would reject$/m);
+    expect(r.out).toMatch(/"exim": imported; Exim would reject it:\n\s+\S+exim:\d+:\d+: error: /);
+
+    const store = storeFor('alice', 'sieve', '.forward');
+    const list = await store.list();
+    expect(list.map((s) => s.name).sort()).toEqual(['exim', 'my rules', 'règles']);
+    expect(list.find((s) => s.active)?.name).toBe('my rules');
+    expect((await store.get('my rules')).toString()).toBe(VALID);
+    expect((await store.get('règles')).toString()).toBe(VALID2);
+    expect((await store.get('exim')).toString()).toBe(REJECTED);
+
+    // The filter Exim reads is now tsieved's rendering of the same script...
+    const filter = readFileSync(join(homes, 'alice', '.forward'));
+    expect(isTsievedFilter(filter)).toBe(true);
+    expect(filter.toString()).toContain('fileinto "lists";');
+    // ...the symlink it replaced is kept as a backup with the old content, and the
+    // old scripts are untouched.
+    const backups = readdirSync(join(homes, 'alice')).filter((f) => f.startsWith('.forward.tsieved-backup-'));
+    expect(backups).toHaveLength(1);
+    expect(readFileSync(join(homes, 'alice', backups[0] as string), 'utf8')).toBe(VALID);
+    expect(oldFiles(snapshot(join(homes, 'alice')), ['/.pysieved'])).toEqual(before);
+    expect(forwardTarget).toBe('.pysieved/my%20rules');
+  });
+
+  it('is idempotent: a second run changes nothing and says so', async () => {
+    addUsers('alice', 'bob');
+    pysievedUser('alice', { 'a': VALID, 'b': VALID2 }, 'b');
+    pysievedUser('bob', { 'only': VALID });
+    const first = await migrate('--from', 'pysieved');
+    expect(first.code).toBe(0);
+    const after1 = snapshot(homes);
+    const second = await migrate('--from', 'pysieved');
+    expect(second.code).toBe(0);
+    expect(second.out).toMatch(/^alice: imported 0, unchanged 2, conflicts 0, failed 0; active "b" \(already active\)$/m);
+    expect(second.out).toMatch(/^bob: imported 0, unchanged 1, conflicts 0, failed 0; no active script$/m);
+    expect(snapshot(homes)).toEqual(after1);
+  });
+
+  it('--dry-run reports what it would do and changes nothing', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'a': VALID, 'bad': REJECTED }, 'a');
+    const before = snapshot(homes);
+    const r = await migrate('--from', 'pysieved', '--dry-run');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^alice: would import 2, unchanged 0, conflicts 0, failed 0; active "a" \(would be activated\); 1 script\(s\) Exim would reject$/m);
+    expect(r.out).toMatch(/would be backed up/);
+    expect(r.out).toMatch(/^dry run, nothing changed: /m);
+    expect(snapshot(homes)).toEqual(before);
+    // And the real run then does what the dry run said.
+    const real = await migrate('--from', 'pysieved');
+    expect(real.out).toMatch(/^alice: imported 2, unchanged 0, conflicts 0, failed 0; active "a" \(activated\)/m);
+  });
+
+  it('keeps a different tsieved script of the same name and exits non-zero', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'rules': VALID });
+    const store = await FileStore.open({
+      scriptsDir: join(homes, 'alice', 'sieve'),
+      filterPath: join(homes, 'alice', '.forward'),
+      limits: { maxScripts: 100, maxScriptBytes: 1 << 20, maxTotalBytes: 0 },
+      filterMode: 0o644,
+      log: silentLogger(),
+    });
+    await store.put('rules', Buffer.from(VALID2));
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/"rules": conflict \(tsieved already has a different script of this name; kept tsieved's\)/);
+    expect((await store.get('rules')).toString()).toBe(VALID2);
+  });
+
+  it('keeps an active script the user chose in tsieved', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'old': VALID }, 'old');
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+    mkdirSync(join(homes, 'alice', '.public'));
+    const store = await FileStore.open({
+      scriptsDir: join(homes, 'alice', 'sieve'),
+      filterPath: join(homes, 'alice', '.public', '.forward'),
+      limits: { maxScripts: 100, maxScriptBytes: 1 << 20, maxTotalBytes: 0 },
+      filterMode: 0o644,
+      log: silentLogger(),
+    });
+    await store.put('new', Buffer.from(VALID2));
+    await store.setActive('new');
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/tsieved's active script "new" kept \(old active: "old"\)/);
+    expect((await store.list()).find((s) => s.active)?.name).toBe('new');
+  });
+
+  it('refuses symlinks planted in the old store and a store that is a symlink', async () => {
+    addUsers('alice', 'mallory');
+    const secret = join(dir, 'secret');
+    writeFileSync(secret, 'root:$6$secret\n');
+    pysievedUser('alice', { 'fine': VALID });
+    symlinkSync(secret, join(homes, 'alice', '.pysieved', 'evil'));
+    mkdirSync(join(dir, 'elsewhere'));
+    writeFileSync(join(dir, 'elsewhere', 'stolen'), 'secret data');
+    symlinkSync(join(dir, 'elsewhere'), join(homes, 'mallory', '.pysieved'));
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/! \S+\/alice\/\.pysieved\/evil: is a symbolic link; not followed/);
+    expect(r.out).toMatch(/! \S+\/mallory\/\.pysieved: is a symbolic link; not followed/);
+    const names = (await storeFor('alice', 'sieve', '.forward').list()).map((s) => s.name);
+    expect(names).toEqual(['fine']);
+    expect(() => readdirSync(join(homes, 'mallory', 'sieve'))).toThrow();
+  });
+
+  it('an active link pointing outside the store activates nothing', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'a': VALID });
+    writeFileSync(join(dir, 'outside'), VALID2);
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+    mkdirSync(join(homes, 'alice', '.public'));
+    symlinkSync(join(dir, 'outside'), join(homes, 'alice', '.forward'));
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/\.forward: points to \S+outside, outside \S+; no script made active/);
+    expect((await storeFor('alice', 'sieve', '.public/.forward').list()).some((s) => s.active)).toBe(false);
+  });
+
+  it('migrates only the users named, and fails for unknown ones', async () => {
+    addUsers('alice', 'bob');
+    pysievedUser('alice', { 'a': VALID });
+    pysievedUser('bob', { 'b': VALID });
+    const r = await migrate('--from', 'pysieved', 'bob', 'nobody-here');
+    expect(r.code).toBe(1);
+    expect(r.out).not.toMatch(/^alice/m);
+    expect(r.out).toMatch(/^bob: imported 1/m);
+    expect(r.out).toMatch(/^nobody-here: FAILED: no such user$/m);
+    expect(() => readdirSync(join(homes, 'alice', 'sieve'))).toThrow();
+  });
+
+  it('a user without old scripts is reported and left alone', async () => {
+    addUsers('carol');
+    const before = snapshot(homes);
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^carol: nothing to migrate/m);
+    expect(snapshot(homes)).toEqual(before);
+  });
+});
+
+describe('migrate --from dovecot', () => {
+  it('imports ~/sieve/*.sieve and the script ~/.dovecot.sieve links to', async () => {
+    writeConfig({ scripts_dir: '{home}/.tsieved', filter_path: '{home}/.forward' });
+    addUsers('dave');
+    const sieveDir = join(homes, 'dave', 'sieve');
+    mkdirSync(join(sieveDir, 'tmp'), { recursive: true });
+    writeFileSync(join(sieveDir, 'roundcube.sieve'), DOVECOT_SCRIPT);
+    writeFileSync(join(sieveDir, 'my rules.sieve'), VALID2);
+    writeFileSync(join(sieveDir, 'roundcube.svbin'), Buffer.from([0, 1, 2, 3]));
+    writeFileSync(join(sieveDir, '.hidden.sieve'), VALID);
+    symlinkSync('sieve/roundcube.sieve', join(homes, 'dave', '.dovecot.sieve'));
+    const before = oldFiles(snapshot(join(homes, 'dave')), ['/sieve', '/.dovecot.sieve']);
+
+    const r = await migrate('--from', 'dovecot');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^dave: imported 2, unchanged 0, conflicts 0, failed 0; active "roundcube" \(activated\)$/m);
+    const store = storeFor('dave', '.tsieved', '.forward');
+    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`).sort()).toEqual(['my rules', 'roundcube*']);
+    expect((await store.get('roundcube')).toString()).toBe(DOVECOT_SCRIPT);
+    // A Dovecot script has no "# Sieve filter" line; the filter file gets one.
+    expect(readFileSync(join(homes, 'dave', '.forward'), 'utf8')).toMatch(/^# Sieve filter\n/);
+    expect(oldFiles(snapshot(join(homes, 'dave')), ['/sieve', '/.dovecot.sieve'])).toEqual(before);
+
+    const again = await migrate('--from', 'dovecot');
+    expect(again.out).toMatch(/^dave: imported 0, unchanged 2, conflicts 0, failed 0; active "roundcube" \(already active\)$/m);
+  });
+
+  it('works when tsieved shares the ~/sieve directory with Dovecot', async () => {
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' });
+    addUsers('erin');
+    const sieveDir = join(homes, 'erin', 'sieve');
+    mkdirSync(sieveDir, { recursive: true });
+    writeFileSync(join(sieveDir, 'roundcube.sieve'), DOVECOT_SCRIPT);
+    writeFileSync(join(sieveDir, 'with space.sieve'), VALID2);
+    symlinkSync('sieve/with space.sieve', join(homes, 'erin', '.dovecot.sieve'));
+    const r = await migrate('--from', 'dovecot');
+    expect(r.code).toBe(0);
+    // "roundcube.sieve" already is tsieved's file for "roundcube"; "with space" gets an encoded file beside the old one.
+    expect(r.out).toMatch(/^erin: imported 1, unchanged 1, conflicts 0, failed 0; active "with space" \(activated\)$/m);
+    expect(readFileSync(join(sieveDir, 'with space.sieve'), 'utf8')).toBe(VALID2);
+    expect(readFileSync(join(sieveDir, 'roundcube.sieve'), 'utf8')).toBe(DOVECOT_SCRIPT);
+  });
+
+  it('a regular ~/.dovecot.sieve is imported as a script of its own and made active', async () => {
+    writeConfig({ scripts_dir: '{home}/.tsieved', filter_path: '{home}/.forward' });
+    addUsers('fred');
+    mkdirSync(join(homes, 'fred', 'sieve'));
+    writeFileSync(join(homes, 'fred', 'sieve', 'other.sieve'), VALID2);
+    writeFileSync(join(homes, 'fred', '.dovecot.sieve'), DOVECOT_SCRIPT);
+    const r = await migrate('--from', 'dovecot');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/active "dovecot-active" \(activated\)/);
+    expect(readFileSync(join(homes, 'fred', '.dovecot.sieve'), 'utf8')).toBe(DOVECOT_SCRIPT);
+  });
+});
+
+describe('migrate usage', () => {
+  it('rejects a missing or unknown --from and unsafe layout paths', async () => {
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' });
+    addUsers('alice');
+    expect((await migrate()).code).toBe(2);
+    expect((await migrate('--from', 'cyrus')).code).toBe(2);
+    expect((await migrate('--from', 'pysieved', '--scripts-dir', '../other')).code).toBe(2);
+    expect((await migrate('--from', 'pysieved', '--active-link', '/etc/passwd')).code).toBe(2);
+  });
+
+  it('reports a broken configuration file', async () => {
+    configFile = join(dir, 'broken.toml');
+    writeFileSync(configFile, '[storage]\nno_such_key = 1\n');
+    const stderr = new Capture();
+    const code = await runMigrate(['--from', 'pysieved', '--config', configFile], { stdout: new Capture(), stderr });
+    expect(code).toBe(2);
+    expect(stderr.text).toMatch(/no_such_key/);
+  });
+});
