@@ -71,6 +71,15 @@ describe('injected faults', () => {
     await expectUnchanged(h, store, files);
   });
 
+  it('a scripts directory that really vanished is trylater for every mutation', async () => {
+    const store = await populated(h);
+    await rm(h.scriptsDir, { recursive: true });
+    expect(await kindOf(store.put('main', b('discard;\n')))).toBe('trylater');
+    expect(await kindOf(store.setActive('main'))).toBe('trylater');
+    expect(await kindOf(store.list())).toBe('trylater');
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(b('keep;\n')));
+  });
+
   it('a directory that vanishes at rename is trylater and leaves no temp file', async () => {
     await populated(h);
     const files = await allFiles(h);
