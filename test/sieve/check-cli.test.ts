@@ -1,0 +1,95 @@
+/**
+ * `tsieved check`: output format, exit codes (0 valid, 1 invalid, 2 usage or
+ * unreadable), standard input, --json, --config and --capabilities.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCheck } from '../../src/sieve/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tsieved-check-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string | Buffer): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+async function check(argv: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await runCheck(argv, { stdin: Readable.from([Buffer.from(stdin)]), stdout, stderr });
+  return { code, out, err };
+}
+
+const CAPS = ['--capabilities', 'fileinto copy envelope vacation'];
+
+describe('tsieved check', () => {
+  const good = file('good.sieve', 'require "fileinto";\nfileinto "Junk";\n');
+  const warned = file('warn.sieve', 'require "vacation";\nvacation :days 90 "away";\n');
+  const badFile = file('bad.sieve', 'require "fileinto";\nfileinto "|rm -rf ~";\nfrob;\n');
+
+  it('exits 0 and prints nothing for a valid script', async () => {
+    expect(await check([...CAPS, good])).toEqual({ code: 0, out: '', err: '' });
+  });
+
+  it('exits 0 with warnings printed', async () => {
+    const r = await check([...CAPS, warned]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`${warned}:2:16: warning: vacation :days 90 is outside 1-31; Exim will use 31\n`);
+  });
+
+  it('exits 1 and prints FILE:LINE:COL for each error', async () => {
+    const r = await check([...CAPS, good, badFile]);
+    expect(r.code).toBe(1);
+    const lines = r.out.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(new RegExp(`^${badFile}:2:10: error: fileinto "\\|rm -rf ~": .*run a command`));
+    expect(lines[1]).toBe(`${badFile}:3:1: error: unknown command "frob"`);
+  });
+
+  it('reads standard input for "-"', async () => {
+    const r = await check([...CAPS, '-'], 'keep;\nbogus;\n');
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('-:2:1: error: unknown command "bogus"\n');
+  });
+
+  it('honours --capabilities', async () => {
+    const r = await check(['--capabilities', 'copy', good]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('unknown capability "fileinto"');
+  });
+
+  it('writes JSON with --json', async () => {
+    const r = await check([...CAPS, '--json', good, badFile]);
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.out) as { extensions: string[]; files: { file: string; valid: boolean; diagnostics: unknown[] }[] };
+    expect(j.extensions).toEqual(['fileinto', 'copy', 'envelope', 'vacation']);
+    expect(j.files.map((f) => f.valid)).toEqual([true, false]);
+    expect(j.files[1]!.diagnostics).toHaveLength(2);
+  });
+
+  it('reads the profile from --config', async () => {
+    const cfg = file('tsieved.toml', '[sieve]\ncapabilities = ["fileinto"]\nfileinto_policy = "relative"\n');
+    const hidden = file('hidden.sieve', 'require "fileinto";\nfileinto ".archive";\n');
+    expect((await check(['--config', cfg, hidden])).code).toBe(0);
+    expect((await check([...CAPS, hidden])).code).toBe(1);
+  });
+
+  it('exits 2 on usage errors and unreadable files', async () => {
+    expect((await check([])).code).toBe(2);
+    expect((await check(['--bogus', good])).code).toBe(2);
+    expect((await check(['--config'])).code).toBe(2);
+    const r = await check([...CAPS, join(dir, 'missing.sieve')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('cannot read');
+    expect((await check(['--config', join(dir, 'missing.toml'), good])).code).toBe(2);
+  });
+});
