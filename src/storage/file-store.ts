@@ -156,8 +156,12 @@ export class FileStore implements ScriptStore {
       this.checkSpaceIn(await this.scan(), nfc, content.length);
       const enc = encodeScriptFileName(nfc);
       if (enc.nameFile) await this.writeNameFile(enc.nameFile, nfc);
-      const active = (await this.readActive()) === nfc;
-      if (active) await this.preserveForeignFilter();
+      let active = (await this.readActive()) === nfc;
+      if (active) {
+        // Preserving a foreign filter can change which script is active; ask again.
+        await this.preserveForeignFilter();
+        active = (await this.readActive()) === nfc;
+      }
       const writes: PreparedWrite[] = [];
       try {
         writes.push(await this.prepare(join(this.dir, enc.file), content, 0o600));

@@ -319,3 +319,19 @@ describe('state changed behind the store', () => {
     await again.delete('main');
   });
 });
+
+describe('a foreign filter appearing while a script is active', () => {
+  it('PUTSCRIPT of the formerly active script keeps the foreign file and the listing consistent', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('keep;'));
+    await store.setActive('main');
+    await writeFile(h.filterPath, b('carol@elsewhere.example\n'));
+    await store.put('main', b('discard;'));
+    // Exim runs the address list, so "main" is not active and the filter is the user's file.
+    expect(await readFile(h.filterPath, 'utf8')).toBe('carol@elsewhere.example\n');
+    expect(await store.list()).toEqual([
+      { name: 'main', active: false },
+      { name: 'old-forward', active: false },
+    ]);
+  });
+});
