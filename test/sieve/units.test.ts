@@ -1,0 +1,130 @@
+/**
+ * The small modules on their own: input decoding positions, encoded
+ * characters, addresses, mailto URIs, folder policy and the client wording.
+ */
+import { describe, expect, it } from 'vitest';
+import { headerMailboxProblem, mailboxProblem } from '../../src/sieve/address.js';
+import { DiagnosticSink } from '../../src/sieve/diagnostics.js';
+import { decodeEncodedCharacters } from '../../src/sieve/encoded-character.js';
+import { formatDiagnosticsForClient, validateScript, type Diagnostic } from '../../src/sieve/index.js';
+import { decodeInput, firstInvalidUtf8 } from '../../src/sieve/input.js';
+import { parseMailto } from '../../src/sieve/mailto.js';
+import { folderProblem } from '../../src/sieve/passes/actions.js';
+import { fullProfile } from './helpers.js';
+
+describe('input', () => {
+  it('reports invalid UTF-8 with line and column', () => {
+    const sink = new DiagnosticSink();
+    const r = decodeInput(Buffer.concat([Buffer.from('keep;\nif header :is "a" "é'), Buffer.from([0xff]), Buffer.from('" {}\n')]), 1e6, sink);
+    expect(r.text).toBeUndefined();
+    expect(sink.items[0]).toMatchObject({ line: 2, column: 21, severity: 'error' });
+    expect(sink.items[0]!.message).toContain('invalid UTF-8 at byte 27');
+  });
+
+  it('finds overlong, surrogate and truncated sequences', () => {
+    expect(firstInvalidUtf8(Buffer.from([0x41, 0xc0, 0x80]))).toBe(1);
+    expect(firstInvalidUtf8(Buffer.from([0xed, 0xa0, 0x80]))).toBe(0);
+    expect(firstInvalidUtf8(Buffer.from([0x41, 0xe2, 0x82]))).toBe(1);
+    expect(firstInvalidUtf8(Buffer.from([0xf4, 0x90, 0x80, 0x80]))).toBe(0);
+    expect(firstInvalidUtf8(Buffer.from('ok ☺ 😀', 'utf8'))).toBe(-1);
+  });
+
+  it('turns CRLF into LF and keeps line numbers', () => {
+    const sink = new DiagnosticSink();
+    expect(decodeInput(Buffer.from('a\r\nb\r\n'), 100, sink).text).toBe('a\nb\n');
+    const d = validateScript(Buffer.from('keep;\r\n  frob;\r\n'), fullProfile());
+    expect(d[0]).toMatchObject({ line: 2, column: 3 });
+  });
+
+  it('counts columns in characters after UTF-8 text', () => {
+    const d = validateScript(Buffer.from('# ü\nif header :is "ä" "ö" { frob; }\n'), fullProfile());
+    expect(d[0]).toMatchObject({ line: 2, column: 25, message: 'unknown command "frob"' });
+  });
+});
+
+describe('encoded-character', () => {
+  it('decodes hex and unicode, leaves malformed text', () => {
+    expect(decodeEncodedCharacters('${hex: 48 49 }!').value).toBe('HI!');
+    expect(decodeEncodedCharacters('${HEX:e2 98 ba}').value).toBe('☺');
+    expect(decodeEncodedCharacters('${unicode:263A 20 1F600}').value).toBe('☺ 😀');
+    expect(decodeEncodedCharacters('${hex:123}').value).toBe('${hex:123}');
+    expect(decodeEncodedCharacters('${ hex:41}').value).toBe('${ hex:41}');
+    expect(decodeEncodedCharacters('${unicode:110000}').outOfRange).toEqual(['110000']);
+  });
+});
+
+describe('addresses', () => {
+  it('accepts RFC 5321 mailboxes', () => {
+    for (const a of ['a@example.org', 'first.last+tag@sub.example.org', '"a b"@example.org', 'x@[192.0.2.1]', 'x@[IPv6:2001:db8::1]', 'root@localhost']) {
+      expect(mailboxProblem(a), a).toBeUndefined();
+    }
+  });
+  it('refuses what is not one mailbox', () => {
+    for (const a of ['', 'a', '@example.org', 'a@', 'a@b@c', 'a b@example.org', 'a..b@example.org', 'a@-x.org', 'a@x..org', 'a@b.c, d@e.f', 'a@[300.1.1.1]', 'ä@example.org']) {
+      expect(mailboxProblem(a), a).toBeDefined();
+    }
+  });
+  it('allows display names for header addresses', () => {
+    expect(headerMailboxProblem('Bob Smith <bob@example.org>')).toBeUndefined();
+    expect(headerMailboxProblem('"Smith, Bob" <bob@example.org>')).toBeUndefined();
+    expect(headerMailboxProblem('Smith, Bob <bob@example.org>')).toBeDefined();
+    expect(headerMailboxProblem('Bob <bob>')).toBeDefined();
+  });
+});
+
+describe('mailto', () => {
+  it('parses recipients the way Exim separates them', () => {
+    expect(parseMailto('mailto:a@example.org%2Cb@example.org')).toEqual({ recipients: ['a@example.org', 'b@example.org'] });
+    expect(parseMailto('mailto:a%40example.org').recipients).toEqual(['a@example.org']);
+  });
+  it('refuses what Exim refuses or mis-parses', () => {
+    expect(parseMailto('MAILTO:a@example.org').problem).toContain('lower case');
+    expect(parseMailto('sms:+1555').problem).toContain('unknown notification method');
+    expect(parseMailto('mailto:a@example.org?body=x').problem).toContain('mis-parses');
+    expect(parseMailto('mailto:a%4@example.org').problem).toContain('%-encoding');
+    expect(parseMailto('mailto:a b@example.org').problem).toContain('%-encoded');
+  });
+});
+
+describe('folder policy', () => {
+  it('refuses dangerous names under both policies', () => {
+    for (const name of ['', '|cmd', '>x', '/abs', 'a/../b', '..', 'a\nb']) {
+      expect(folderProblem(name, 'relative'), name).toBeDefined();
+      expect(folderProblem(name, 'strict'), name).toBeDefined();
+    }
+  });
+  it('allows more under the relative policy', () => {
+    for (const name of ['.hidden', 'dir/', '~x', 'a//b']) {
+      expect(folderProblem(name, 'relative'), name).toBeUndefined();
+      expect(folderProblem(name, 'strict'), name).toBeDefined();
+    }
+    expect(folderProblem('a/..b', 'relative')).toBeUndefined();
+  });
+});
+
+describe('formatDiagnosticsForClient', () => {
+  const d = (severity: 'error' | 'warning', line: number, message: string): Diagnostic => ({ severity, line, column: 1, message });
+  it('puts errors first and caps the count', () => {
+    const text = formatDiagnosticsForClient([d('warning', 1, 'w'), d('error', 5, 'e2'), d('error', 3, 'e1'), d('error', 9, 'e3')], 2);
+    expect(text).toBe('line 3: error: e1\nline 5: error: e2\n(2 more not shown)');
+  });
+  it('formats warnings alone', () => {
+    expect(formatDiagnosticsForClient([d('warning', 2, 'clamped')], 10)).toBe('line 2: warning: clamped');
+  });
+});
+
+describe('limits', () => {
+  it('reports deep nesting at its line without overflowing the stack', () => {
+    const text = 'keep;\n' + 'if true {\n'.repeat(5000) + '}'.repeat(5000) + '\n';
+    const diags = validateScript(Buffer.from(text), fullProfile());
+    expect(diags[0]!.message).toContain('nests deeper');
+    // Reported near where the limit (64, plus the pre-scan's slack) is crossed.
+    expect(diags[0]!.line).toBeGreaterThan(64);
+    expect(diags[0]!.line).toBeLessThan(80);
+  });
+  it('respects a lower nesting limit', () => {
+    const text = 'if true {\n'.repeat(5) + 'keep;\n' + '}\n'.repeat(5);
+    expect(validateScript(Buffer.from(text), fullProfile({ maxNesting: 4 }))[0]!.message).toContain('nest deeper than the limit of 4');
+    expect(validateScript(Buffer.from(text), fullProfile({ maxNesting: 5 }))).toEqual([]);
+  });
+});
