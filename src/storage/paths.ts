@@ -81,7 +81,7 @@ export function checkStorageTemplates(storage: StorageConfig): string[] {
   if (inside) problems.push(`storage.filter_path: ${inside}`);
   for (const root of storage.roots) {
     if (!root.startsWith('/')) problems.push(`storage.roots: "${root}" is not absolute`);
-    else if (posix.normalize(root) !== root.replace(/\/+$/, '') && root !== '/') {
+    else if (posix.normalize(root).replace(/\/+$/, '') !== root.replace(/\/+$/, '')) {
       problems.push(`storage.roots: "${root}" is not in normal form`);
     }
   }

@@ -22,6 +22,7 @@ function errorOf(fn: () => unknown): StorageError {
 describe('checkStorageTemplates', () => {
   it('accepts the defaults and the AFS layouts', () => {
     expect(checkStorageTemplates(storage())).toEqual([]);
+    expect(checkStorageTemplates(storage({ roots: ['/', '/home/', '/srv'] }))).toEqual([]);
     expect(
       checkStorageTemplates(
         storage({
@@ -41,6 +42,7 @@ describe('checkStorageTemplates', () => {
     [{ scripts_dir: '{home}/{user' }, /unbalanced/],
     [{ filter_path: '{home}/sieve', scripts_dir: '{home}/sieve' }, /are the same/],
     [{ roots: ['relative/root'] }, /not absolute/],
+    [{ roots: ['/srv/../etc'] }, /not in normal form/],
     [{ filter_mode: '0664' }, /group\/other-writable/],
     [{ filter_mode: '0444' }, /owner must be able/],
   ])('reports %j', (over, problem) => {
