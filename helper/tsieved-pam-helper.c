@@ -10,7 +10,9 @@
  * the PAG (reference/auth-and-grammar.md 1.4).
  *
  * Usage (spawned by src/auth/pam.ts, never by hand):
- *   tsieved-pam-helper SERVICE RHOST WORKER [ARG...]
+ *   tsieved-pam-helper [-n NICE] SERVICE RHOST WORKER [ARG...]
+ * -n      raise the worker's nice value: the server multiplexes every session, so
+ *         a crowd of workers starting up must not starve it of CPU.
  * fd 0/1  become the worker's stdin/stdout (the storage RPC pipes)
  * fd 2    log lines for the server ("tsieved-pam-helper: ...")
  * fd 3    credentials: "user\0password\0", read once, then closed. Never argv/env.
@@ -199,12 +201,29 @@ static char **worker_env(pam_handle_t *pamh, const struct passwd *pw)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4) {
-        logmsg("usage: %s SERVICE RHOST WORKER [ARG...]", argv[0]);
+    int niceness = 0;
+    int opt;
+    /* "+": stop at the first operand, the worker's own options are not ours. */
+    while ((opt = getopt(argc, argv, "+n:")) != -1) {
+        if (opt == 'n') {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 0 || v > 19) {
+                logmsg("bad -n value");
+                return EXIT_TEMPFAIL;
+            }
+            niceness = (int)v;
+        } else {
+            return EXIT_TEMPFAIL;
+        }
+    }
+    if (argc - optind < 3) {
+        logmsg("usage: %s [-n NICE] SERVICE RHOST WORKER [ARG...]", argv[0]);
         return EXIT_TEMPFAIL;
     }
-    const char *service = argv[1];
-    const char *rhost = argv[2];
+    const char *service = argv[optind];
+    const char *rhost = argv[optind + 1];
+    char **worker_argv = &argv[optind + 2];
     /* The status pipe must not leak into the worker. */
     if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) {
         logmsg("status fd %d is not open", STATUS_FD);
@@ -347,9 +366,11 @@ int main(int argc, char **argv)
                 _exit(EXIT_TEMPFAIL);
             }
         }
+        errno = 0;
+        if (niceness > 0 && nice(niceness) == -1 && errno != 0) logmsg("nice failed: %s", strerror(errno));
         if (chdir("/") < 0) _exit(EXIT_TEMPFAIL);
-        execve(argv[3], &argv[3], env);
-        logmsg("cannot exec %s: %s", argv[3], strerror(errno));
+        execve(worker_argv[0], worker_argv, env);
+        logmsg("cannot exec %s: %s", worker_argv[0], strerror(errno));
         _exit(127);
     }
     child_pid = pid;

@@ -120,6 +120,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     expect([info.uid, info.gid]).toEqual([alice.uid, alice.gid]);
     expect(info.groups).toContain(alice.gid);
     expect(info.credentialEnv).toContain('KRB5CCNAME');
+    expect(info.nice).toBe(10);
 
     await store.put('rules', Buffer.from('keep;\r\n'));
     await store.setActive('rules');

@@ -87,6 +87,7 @@ describe('storage worker', () => {
       const info = await store.whoami();
       expect(info.pid).toBe(store.pid);
       expect(info.pid).not.toBe(process.pid);
+      expect(info.nice).toBe(10);
     } finally {
       await store.close();
     }

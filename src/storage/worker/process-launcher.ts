@@ -39,7 +39,15 @@ export interface ProcessLauncherOptions {
   /** Default: workerCommand(). */
   readonly workerCommand?: readonly string[];
   readonly callTimeoutMs?: number;
+  /**
+   * Nice value added to workers (0-19, default 10), so that many workers starting
+   * or validating at once cannot starve the server's event loop, which serves every
+   * session. Applied with nice(1) after the uid switch, so it needs no privilege.
+   */
+  readonly workerNice?: number;
 }
+
+const DEFAULT_WORKER_NICE = 10;
 
 export class ProcessLauncher implements StoreLauncher {
   private readonly command: readonly string[];
@@ -99,7 +107,8 @@ export class ProcessLauncher implements StoreLauncher {
       throw new StorageError('permission', 'starting a worker as another user needs root');
     }
     const wrapper = this.options.storage.token_command.map((part) => expandTemplate(part, identity));
-    const argv = [...wrapper, ...this.command];
+    const nice = Math.min(19, Math.max(0, Math.trunc(this.options.workerNice ?? DEFAULT_WORKER_NICE)));
+    const argv = [...(nice > 0 ? ['nice', '-n', String(nice)] : []), ...wrapper, ...this.command];
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       USER: identity.user,

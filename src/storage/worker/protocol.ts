@@ -48,6 +48,8 @@ export interface WorkerInfo {
   readonly uid: number;
   readonly gid: number;
   readonly groups: readonly number[];
+  /** The worker's nice value (raised so workers cannot starve the server). */
+  readonly nice: number;
   /** Names of the environment variables PAM exported (values stay in the worker). */
   readonly credentialEnv: readonly string[];
 }

@@ -10,6 +10,7 @@
  *
  * Must not know: sockets, the wire protocol, auth backends.
  */
+import { getPriority } from 'node:os';
 import { createRootLogger, type Logger } from '../../log/logger.js';
 import { fileStoreOptionsFor } from '../launcher.js';
 import { FileStore } from '../file-store.js';
@@ -41,6 +42,7 @@ function whoami(): WorkerInfo {
     uid: process.getuid?.() ?? -1,
     gid: process.getgid?.() ?? -1,
     groups: process.getgroups?.() ?? [],
+    nice: getPriority(),
     credentialEnv: Object.keys(process.env).filter((k) => !BASE_ENV.has(k)).sort(),
   };
 }

@@ -1,0 +1,232 @@
+/**
+ * End to end: the real tsieved (`dist/cli.js`) with `[auth] backend = "pam"` over
+ * real PAM stacks (pam_pwdfile with a tracing module and a slow pam_exec step, and
+ * pam_unix). Logins, refusals that look alike to the client, the PAM session closed
+ * after LOGOUT and after a dropped connection, files owned by the user, no way into
+ * another user's scripts, and slow or concurrent logins not delaying other sessions.
+ */
+import { readFileSync, readdirSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SieveTestClient } from '../helpers/client.js';
+import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
+import { haveTools, requireRoot } from '../helpers/tools.js';
+import { defaultPamHelperPath } from '../../src/auth/pam.js';
+import { PamFixture, type TestUser } from '../storage-worker/pam-fixture.js';
+
+const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
+const CONCURRENT = 20;
+
+function config(service: string, homes: string): string {
+  return `
+[server]
+listen = ["127.0.0.1:0"]
+auth_failure_delay_ms = 50
+max_connections_per_ip = 200
+[auth]
+backend = "pam"
+pam_service = "${service}"
+allow_plaintext = true
+[storage]
+scripts_dir = "{home}/sieve"
+filter_path = "{home}/.forward"
+roots = ["${homes}"]
+[sieve]
+capabilities = ["fileinto", "envelope"]
+[log]
+level = "info"
+`;
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function ppidOf(pid: number): number {
+  const m = /^PPid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]);
+}
+
+describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
+  let fx: PamFixture;
+  let trace: string;
+  let slowList: string;
+  let pwdServer: RunningTsieved;
+  let unixServer: RunningTsieved;
+  let alice: TestUser;
+  let bob: TestUser;
+  let expired: TestUser;
+  let crowd: TestUser[];
+
+  beforeAll(async () => {
+    if (!existsSync(defaultPamHelperPath())) throw new Error('PAM helper not built: run `npm run build`');
+    fx = new PamFixture();
+    trace = fx.traceLog('e2e');
+    slowList = join(fx.dir, 'slow-users');
+    writeFileSync(slowList, '');
+    const slow = join(fx.dir, 'slow.sh');
+    // pam_exec passes PAM_USER; only listed users are slow, so other logins stay quick.
+    writeFileSync(slow, `#!/bin/sh\ngrep -qx "$PAM_USER" ${slowList} && sleep 1.5\nexit 0\n`);
+    chmodSync(slow, 0o755);
+    alice = fx.user();
+    bob = fx.user();
+    expired = fx.user({ expired: true });
+    crowd = Array.from({ length: CONCURRENT }, () => fx.user());
+    const pwdService = fx.service('e2e-pwdfile', [
+      `auth optional pam_exec.so quiet ${slow}`,
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      `auth optional ${fx.traceModule} log=${trace}`,
+      'account required pam_unix.so',
+      `account optional ${fx.traceModule} log=${trace}`,
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${trace}`,
+    ]);
+    const unixService = fx.service('e2e-unix', ['auth required pam_unix.so', 'account required pam_unix.so', 'session required pam_permit.so']);
+    const homes = join(fx.dir, 'homes');
+    [pwdServer, unixServer] = await Promise.all([startTsieved(config(pwdService, homes)), startTsieved(config(unixService, homes))]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await pwdServer?.stop();
+    await unixServer?.stop();
+    fx?.cleanup();
+  });
+
+  async function login(server: RunningTsieved, user: string, password: string) {
+    const client = await SieveTestClient.connect(server.port);
+    return { client, response: await client.authenticatePlain(user, password) };
+  }
+
+  const entriesFor = (user: string) => fx.readTrace(trace).filter((e) => e.user === user);
+
+  it('pam_pwdfile: logs in, writes files owned by the user from a worker that is the child of setcred, closes PAM on LOGOUT', async () => {
+    const { client, response } = await login(pwdServer, alice.name, alice.password);
+    if (response.status !== 'OK') console.log(pwdServer.logs().slice(-4000));
+    expect(response.status).toBe('OK');
+    expect((await client.putScript('rules', 'require "fileinto";\r\nfileinto "x";\r\n')).status).toBe('OK');
+    expect((await client.command('SETACTIVE "rules"')).status).toBe('OK');
+    for (const p of [join(alice.home, 'sieve'), join(alice.home, 'sieve', 'rules.sieve'), join(alice.home, '.forward')]) {
+      const st = statSync(p);
+      expect([p, st.uid, st.gid]).toEqual([p, alice.uid, alice.gid]);
+    }
+    expect(readFileSync(join(alice.home, '.forward'), 'utf8')).toMatch(/^# Sieve filter\n/);
+
+    const opened = entriesFor(alice.name);
+    expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
+    const helperPid = opened[0]!.pid;
+    expect(opened.every((e) => e.pid === helperPid)).toBe(true);
+    // The helper is the server's child; the worker (which wrote the files) is the helper's.
+    expect(opened[0]!.ppid).toBe(pwdServer.process.pid);
+    const session = pwdServer.logLines().find((l) => l.event === 'pam-session' && l.pamUser === alice.name);
+    const workerPid = Number(session?.workerPid);
+    expect(ppidOf(workerPid)).toBe(helperPid);
+    expect(statSync(`/proc/${workerPid}`).uid).toBe(alice.uid);
+
+    expect((await client.command('LOGOUT')).status).toBe('OK');
+    client.close();
+    await until(() => entriesFor(alice.name).length === 6);
+    expect(entriesFor(alice.name).map((e) => e.what).slice(4)).toEqual(['close_session', 'setcred-delete']);
+    expect(entriesFor(alice.name).every((e) => e.pid === helperPid)).toBe(true);
+    await until(() => !existsSync(`/proc/${workerPid}`));
+  });
+
+  it('a dropped connection closes the PAM session too', async () => {
+    const before = entriesFor(bob.name).length;
+    const { client, response } = await login(pwdServer, bob.name, bob.password);
+    expect(response.status).toBe('OK');
+    expect((await client.command('LISTSCRIPTS')).status).toBe('OK');
+    client.close(); // no LOGOUT
+    await until(() => entriesFor(bob.name).length === before + 6);
+    expect(entriesFor(bob.name).slice(before).map((e) => e.what)).toEqual([
+      'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
+    ]);
+  });
+
+  for (const which of ['pwdfile', 'unix'] as const) {
+    it(`pam_${which}: wrong password and expired account get the same NO`, async () => {
+      const server = which === 'pwdfile' ? pwdServer : unixServer;
+      const user = which === 'pwdfile' ? bob : alice;
+      if (which === 'unix') {
+        const good = await login(server, user.name, user.password);
+        expect(good.response.status).toBe('OK');
+        good.client.close();
+      }
+      const wrong = await login(server, user.name, `${user.password}-wrong`);
+      const exp = await login(server, expired.name, expired.password);
+      expect(wrong.response.status).toBe('NO');
+      expect(exp.response.status).toBe('NO');
+      expect(exp.response.statusLine).toBe(wrong.response.statusLine);
+      expect(entriesFor(expired.name).some((e) => e.what === 'open_session')).toBe(false);
+      wrong.client.close();
+      exp.client.close();
+    }, 20_000);
+  }
+
+  it("a user cannot reach another user's scripts with a crafted name", async () => {
+    const aliceFiles = readdirSync(join(alice.home, 'sieve')).sort();
+    const aliceFilter = readFileSync(join(alice.home, '.forward'));
+    const { client, response } = await login(pwdServer, bob.name, bob.password);
+    expect(response.status).toBe('OK');
+    for (const name of [`../../${alice.name}/sieve/rules`, `../${alice.name}/.forward`, '../.forward']) {
+      await client.putScript(name, 'discard;\r\n');
+      await client.command(`SETACTIVE "${name}"`);
+      const got = await client.getScript(`../../${alice.name}/sieve/rules`);
+      expect(got.content?.toString()).not.toContain('fileinto "x"');
+    }
+    expect((await client.command('LOGOUT')).status).toBe('OK');
+    client.close();
+    expect(readdirSync(join(alice.home, 'sieve')).sort()).toEqual(aliceFiles);
+    expect(readFileSync(join(alice.home, '.forward')).equals(aliceFilter)).toBe(true);
+    for (const f of readdirSync(join(bob.home, 'sieve'))) expect(statSync(join(bob.home, 'sieve', f)).uid).toBe(bob.uid);
+  });
+
+  it(`${CONCURRENT} concurrent sessions and slow PAM logins do not delay a NOOP elsewhere`, async () => {
+    const idle = await login(pwdServer, alice.name, alice.password);
+    expect(idle.response.status).toBe('OK');
+    // Half of the crowd goes through the slow module, a few with wrong passwords (fail delay).
+    writeFileSync(slowList, crowd.filter((_, i) => i % 2 === 0).map((u) => u.name).join('\n') + '\n');
+    let stop = false;
+    let worst = 0;
+    let noops = 0;
+    const prober = (async () => {
+      while (!stop) {
+        const t = performance.now();
+        const r = await idle.client.command('NOOP');
+        worst = Math.max(worst, performance.now() - t);
+        expect(r.status).toBe('OK');
+        noops++;
+        await new Promise((r2) => setTimeout(r2, 10));
+      }
+    })();
+    const results = await Promise.all(
+      crowd.map(async (u, i) => {
+        const wrongPassword = i % 7 === 3;
+        const { client, response } = await login(pwdServer, u.name, wrongPassword ? 'nope' : u.password);
+        if (response.status === 'OK') {
+          const put = await client.putScript('s', `# ${u.name}\r\nkeep;\r\n`);
+          expect(put.status).toBe('OK');
+          await client.command('LOGOUT');
+        }
+        client.close();
+        return { wrongPassword, status: response.status };
+      }),
+    );
+    stop = true;
+    await prober;
+    writeFileSync(slowList, '');
+    for (const r of results) expect(r.status).toBe(r.wrongPassword ? 'NO' : 'OK');
+    for (const [i, u] of crowd.entries()) {
+      if (i % 7 === 3) continue;
+      expect(statSync(join(u.home, 'sieve', 's.sieve')).uid).toBe(u.uid);
+    }
+    expect(noops).toBeGreaterThan(10); // the slow logins took > 1.5 s, NOOPs kept flowing
+    console.log(`worst NOOP ${worst.toFixed(1)} ms over ${noops} NOOPs`);
+    expect(worst).toBeLessThan(200);
+    expect((await idle.client.command('LOGOUT')).status).toBe('OK');
+    idle.client.close();
+  }, 60_000);
+});
