@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readdir, readFile, stat, writeFile, mkdir, symlink, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile, mkdir, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter, renderFilter, TSIEVED_MARKER_LINE } from '../../src/storage/filter-file.js';
@@ -333,5 +333,19 @@ describe('a foreign filter appearing while a script is active', () => {
       { name: 'main', active: false },
       { name: 'old-forward', active: false },
     ]);
+  });
+});
+
+describe('leftovers of a crashed server', () => {
+  it('removes its own temp files older than an hour, and nothing else', async () => {
+    await mkdir(h.scriptsDir, { mode: 0o700 });
+    const old = new Date(Date.now() - 2 * 3600_000);
+    const stale = [join(h.scriptsDir, '.a.sieve.tsieved-tmp.host.1.abc'), join(h.home, '.forward.tsieved-tmp.host.1.abc')];
+    const kept = [join(h.scriptsDir, '.b.sieve.tsieved-tmp.host.2.def'), join(h.home, '.other-old-file')];
+    for (const p of [...stale, ...kept]) await writeFile(p, 'x');
+    for (const p of [...stale, kept[1]!]) await utimes(p, old, old);
+    await openStore(h);
+    for (const p of stale) await expect(stat(p)).rejects.toMatchObject({ code: 'ENOENT' });
+    for (const p of kept) expect((await stat(p)).isFile()).toBe(true);
   });
 });
