@@ -15,6 +15,7 @@ import { StorageError } from '../../src/storage/types.js';
 import { processIsolationProblem } from '../../src/storage/worker/privileges.js';
 import { requireRoot } from '../helpers/tools.js';
 import type { Identity } from '../../src/auth/types.js';
+import { defaultProfile, validateScript } from '../../src/sieve/index.js';
 
 const WORKER = workerCommand()[1]!;
 if (!existsSync(WORKER)) throw new Error(`${WORKER} is missing: run \`npm run build\` first (npm test does)`);
@@ -105,6 +106,26 @@ describe('storage worker', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('validates a 1 MiB script in the worker, with the same diagnostics as in-process', async () => {
+    const profile = defaultProfile();
+    const launcher = new ProcessLauncher({ storage: storageConfig(), log: silentLogger(), sieveProfile: profile });
+    const store = (await launcher.open(self('validator'))) as RemoteStore;
+    try {
+      const line = 'if header :contains "subject" "x" { fileinto "a"; }\r\n';
+      const big = Buffer.from('require "fileinto";\r\n' + line.repeat(Math.floor((profile.maxScriptBytes - 40) / line.length)));
+      const bad = Buffer.from('require "nosuchext";\r\nfrobnicate;\r\n');
+      const [remoteBig, remoteBad] = await Promise.all([store.validate(big), store.validate(bad)]);
+      expect(remoteBig).toEqual(validateScript(big, profile));
+      expect(remoteBad).toEqual(validateScript(bad, profile));
+      expect(remoteBad.some((d) => d.severity === 'error')).toBe(true);
+    } finally {
+      await store.close();
+    }
+    const plain = (await new ProcessLauncher({ storage: storageConfig(), log: silentLogger() }).open(self('noprofile'))) as RemoteStore;
+    await expect(plain.validate(Buffer.from('keep;'))).rejects.toMatchObject({ kind: 'io' });
+    await plain.close();
   });
 
   it('exits when the store is closed', async () => {

@@ -18,6 +18,7 @@ import type { StoreLauncher } from '../launcher.js';
 import { expandTemplate, type StorageConfig } from '../paths.js';
 import { StorageError, type ScriptStore } from '../types.js';
 import { RemoteStore } from './remote-store.js';
+import type { SieveProfile } from '../../sieve/index.js';
 import { relayWorkerLog } from './log-relay.js';
 
 /** The package root, from src/storage/worker or dist/storage/worker alike. */
@@ -45,6 +46,8 @@ export interface ProcessLauncherOptions {
    * session. Applied with nice(1) after the uid switch, so it needs no privilege.
    */
   readonly workerNice?: number;
+  /** Lets each worker validate its session's scripts (RemoteStore.validate). */
+  readonly sieveProfile?: SieveProfile;
 }
 
 const DEFAULT_WORKER_NICE = 10;
@@ -65,7 +68,12 @@ export class ProcessLauncher implements StoreLauncher {
       ...(this.options.callTimeoutMs !== undefined ? { callTimeoutMs: this.options.callTimeoutMs } : {}),
     });
     try {
-      await store.init({ storage: this.options.storage, identity, logLevel: this.options.logLevel ?? this.options.log.level });
+      await store.init({
+        storage: this.options.storage,
+        identity,
+        logLevel: this.options.logLevel ?? this.options.log.level,
+        ...(this.options.sieveProfile ? { sieve: this.options.sieveProfile } : {}),
+      });
     } catch (err) {
       await store.close();
       throw err instanceof StorageError ? err : new StorageError('trylater', 'storage worker failed to start', err);

@@ -12,6 +12,7 @@
  * helper), FileStore internals, the wire protocol.
  */
 import type { Identity } from '../../auth/types.js';
+import type { Diagnostic, SieveProfile } from '../../sieve/index.js';
 import type { StorageConfig } from '../paths.js';
 import type { ScriptInfo, StorageErrorKind } from '../types.js';
 
@@ -25,6 +26,8 @@ export interface WorkerInit {
   readonly storage: StorageConfig;
   readonly identity: Identity;
   readonly logLevel: string;
+  /** When given, the worker can validate scripts (`validate`) for this session. */
+  readonly sieve?: SieveProfile;
 }
 
 export type Request =
@@ -37,6 +40,8 @@ export type Request =
   | { readonly id: number; readonly op: 'delete'; readonly name: string }
   | { readonly id: number; readonly op: 'rename'; readonly from: string; readonly to: string }
   | { readonly id: number; readonly op: 'setActive'; readonly name: string }
+  /** Payload: a script to check against the session's Sieve profile. */
+  | { readonly id: number; readonly op: 'validate' }
   /** Who the worker runs as, for logs and tests. */
   | { readonly id: number; readonly op: 'whoami' };
 
@@ -64,6 +69,7 @@ export interface ResultByOp {
   rename: null;
   setActive: null;
   whoami: WorkerInfo;
+  validate: Diagnostic[];
 }
 
 export type Response =
@@ -146,7 +152,7 @@ export class FrameDecoder {
 }
 
 const OPS: ReadonlySet<string> = new Set<RequestOp>([
-  'init', 'list', 'get', 'checkSpace', 'put', 'delete', 'rename', 'setActive', 'whoami',
+  'init', 'list', 'get', 'checkSpace', 'put', 'delete', 'rename', 'setActive', 'whoami', 'validate',
 ]);
 
 /** Checks a decoded header's shape; the worker must not trust its peer's types blindly. */
@@ -169,6 +175,7 @@ export function parseRequest(header: unknown): Request | undefined {
       return str('from') && str('to') ? (h as unknown as Request) : undefined;
     case 'list':
     case 'whoami':
+    case 'validate':
       return h as unknown as Request;
   }
 }

@@ -14,6 +14,7 @@
 import type { AttachedWorker } from '../../auth/types.js';
 import type { Logger } from '../../log/logger.js';
 import { StorageError, type ScriptInfo, type ScriptStore } from '../types.js';
+import type { Diagnostic } from '../../sieve/index.js';
 import {
   encodeFrame,
   FrameDecoder,
@@ -82,6 +83,14 @@ export class RemoteStore implements ScriptStore {
 
   async whoami(): Promise<WorkerInfo> {
     return (await this.call('whoami', { op: 'whoami' })).result;
+  }
+
+  /**
+   * Checks a script in the worker (not part of ScriptStore): needs `sieve` in the
+   * init message. Rejects with StorageError('trylater') if the worker is gone.
+   */
+  async validate(script: Buffer): Promise<Diagnostic[]> {
+    return (await this.call('validate', { op: 'validate' }, script)).result;
   }
 
   async list(): Promise<ScriptInfo[]> {

@@ -15,12 +15,14 @@ import { createRootLogger, type Logger } from '../../log/logger.js';
 import { fileStoreOptionsFor } from '../launcher.js';
 import { FileStore } from '../file-store.js';
 import { StorageError, type ScriptStore } from '../types.js';
+import { validateScript, type SieveProfile } from '../../sieve/index.js';
 import { encodeFrame, FrameDecoder, FrameError, parseRequest, type Request, type WorkerInfo } from './protocol.js';
 
 /** Environment names the worker always has; anything else came from PAM (KRB5CCNAME). */
 const BASE_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'PWD', 'SHLVL', '_']);
 
 let store: ScriptStore | undefined;
+let profile: SieveProfile | undefined;
 let log: Logger = createRootLogger('info');
 let queue: Promise<void> = Promise.resolve();
 let ending = false;
@@ -51,7 +53,8 @@ async function handle(req: Request, payload: Buffer): Promise<void> {
   try {
     if (req.op === 'init') {
       if (store) throw new StorageError('io', 'worker already initialised');
-      const { storage, identity, logLevel } = req.init;
+      const { storage, identity, logLevel, sieve } = req.init;
+      profile = sieve;
       log = createRootLogger(logLevel).child({ component: 'storage-worker', user: identity.user, pid: process.pid });
       store = await FileStore.open(fileStoreOptionsFor(storage, identity, log));
       send({ id: req.id, ok: true, result: null });
@@ -62,6 +65,12 @@ async function handle(req: Request, payload: Buffer): Promise<void> {
       return;
     }
     if (!store) throw new StorageError('io', 'worker not initialised');
+    if (req.op === 'validate') {
+      // A 1 MiB script costs this session's process its CPU time, nobody else's.
+      if (!profile) throw new StorageError('io', 'worker has no Sieve profile');
+      send({ id: req.id, ok: true, result: validateScript(payload, profile) });
+      return;
+    }
     switch (req.op) {
       case 'list':
         send({ id: req.id, ok: true, result: await store.list() });
