@@ -136,7 +136,7 @@ for (const [label, get] of rows) {
   const cells = names.map((n) => get(results[n]));
   if (names.length === 2) {
     const [a, b] = cells;
-    cells.push(typeof a === 'number' && typeof b === 'number' && b !== 0 ? round(a / b, 2) : '-');
+    cells.push(typeof a === 'number' && typeof b === 'number' && b !== 0 ? Number((a / b).toPrecision(3)) : '-');
   }
   lines.push(`| ${label} | ${cells.join(' | ')} |`);
 }
