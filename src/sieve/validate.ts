@@ -2,7 +2,7 @@
  * The synchronous validator: bytes in, diagnostics out, never an exception.
  * Order: input (bytes) -> a cheap nesting pre-scan (so the recursive parser is
  * never asked to go deeper than the limit) -> grammar -> require -> strings ->
- * structure.
+ * structure (signatures and arguments) -> flow (placement, counts, nesting).
  *
  * Must not know: threads, the protocol or configuration files.
  */
@@ -10,6 +10,7 @@ import { DiagnosticSink, sortDiagnostics, type Diagnostic } from './diagnostics.
 import { decodeInput } from './input.js';
 import { parseScript } from './parse.js';
 import type { PassContext } from './passes/context.js';
+import { checkFlow } from './passes/flow.js';
 import { checkRequires } from './passes/require.js';
 import { checkStrings } from './passes/strings.js';
 import { checkStructure } from './passes/structure.js';
@@ -29,6 +30,7 @@ export function validateScript(script: Buffer, profile: SieveProfile): Diagnosti
     checkRequires(ast, ctx);
     checkStrings(ast, ctx);
     checkStructure(ast.commands, ctx);
+    checkFlow(ast.commands, ctx);
   } catch (e) {
     sink.error({ line: 1, column: 1 }, `internal validator error: ${e instanceof Error ? e.message : String(e)}`, 'internal');
   }

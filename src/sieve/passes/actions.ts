@@ -13,7 +13,6 @@
  *
  * Must not know: where in the script the command sits (the flow pass does).
  */
-import type { Command } from '../ast.js';
 import { headerMailboxProblem, mailboxProblem } from '../address.js';
 import { parseMailto } from '../mailto.js';
 import type { FileintoPolicy } from '../profile.js';
@@ -27,7 +26,6 @@ export function folderProblem(name: string, policy: FileintoPolicy): string | un
   if (name.startsWith('|')) return 'a folder name starting with "|" would run a command';
   if (name.startsWith('>')) return 'a folder name starting with ">" is an autoreply, not a folder';
   if (name.startsWith('/')) return 'absolute paths are not allowed as folder names';
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(name)) return 'control characters are not allowed in folder names';
   const segments = name.split('/');
   if (segments.includes('..')) return '".." is not allowed in folder names';
@@ -40,7 +38,7 @@ export function folderProblem(name: string, policy: FileintoPolicy): string | un
   return undefined;
 }
 
-export function checkActionArguments(cmd: Command, name: string, bound: Bound, ctx: PassContext): void {
+export function checkActionArguments(name: string, bound: Bound, ctx: PassContext): void {
   const { sink } = ctx;
   switch (name) {
     case 'redirect': {
@@ -108,5 +106,4 @@ export function checkActionArguments(cmd: Command, name: string, bound: Bound, c
     default:
       break;
   }
-  void cmd;
 }

@@ -19,6 +19,8 @@ export interface BoundTag {
 }
 
 export interface Bound {
+  /** Where the command or test name stands, for messages about it as a whole. */
+  at: Span;
   tags: Map<string, BoundTag>;
   positional: Argument[];
   /** Chosen tag per group, e.g. group "match" -> "contains". */
@@ -48,7 +50,7 @@ export function bindArguments(
   ctx: PassContext,
 ): Bound | undefined {
   const { sink } = ctx;
-  const bound: Bound = { tags: new Map(), positional: [], groups: new Map() };
+  const bound: Bound = { at, tags: new Map(), positional: [], groups: new Map() };
   let ok = true;
   let i = 0;
   for (; i < args.length; i++) {

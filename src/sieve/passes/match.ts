@@ -8,7 +8,7 @@
  *
  * Must not know: commands, or where the tests sit in the script.
  */
-import type { SieveString, Test } from '../ast.js';
+import type { SieveString } from '../ast.js';
 import { ADDRESS_HEADERS, COMPARATORS } from '../signatures.js';
 import type { Bound } from './arguments.js';
 import { stringOf, stringsOf } from './arguments.js';
@@ -17,7 +17,6 @@ import type { PassContext } from './context.js';
 /** Exim's header-name rule: non-empty, no control characters, space, ":" or DEL. */
 export function headerNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'empty header name';
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20:\x7f]/.test(name)) return `invalid header name "${name}" (no spaces, ":" or control characters)`;
   return undefined;
 }
@@ -37,7 +36,7 @@ function checkHeaderNames(names: SieveString[], ctx: PassContext, addressOnly: b
   }
 }
 
-function checkComparison(test: Test, bound: Bound, ctx: PassContext, keysIndex: number): void {
+function checkComparison(bound: Bound, ctx: PassContext, keysIndex: number): void {
   const cmpTag = bound.tags.get('comparator');
   const matchName = bound.groups.get('match')?.spec.name ?? 'is';
   const cmp = stringOf(cmpTag?.value);
@@ -62,19 +61,18 @@ function checkComparison(test: Test, bound: Bound, ctx: PassContext, keysIndex: 
       }
     }
   }
-  void test;
 }
 
 /** Checks specific to one test, after its arguments were bound. */
-export function checkTestArguments(test: Test, name: string, bound: Bound, ctx: PassContext): void {
+export function checkTestArguments(name: string, bound: Bound, ctx: PassContext): void {
   switch (name) {
     case 'address':
       checkHeaderNames(stringsOf(bound.positional[0]), ctx, true);
-      checkComparison(test, bound, ctx, 1);
+      checkComparison(bound, ctx, 1);
       break;
     case 'header':
       checkHeaderNames(stringsOf(bound.positional[0]), ctx, false);
-      checkComparison(test, bound, ctx, 1);
+      checkComparison(bound, ctx, 1);
       break;
     case 'exists':
       // Exim checks these only at run time ("header string expansion failed").
@@ -87,13 +85,13 @@ export function checkTestArguments(test: Test, name: string, bound: Bound, ctx: 
           ctx.sink.error(s.loc, `envelope part must be "from" or "to", not "${s.value}"`, 'dialect');
         }
       }
-      checkComparison(test, bound, ctx, 1);
+      checkComparison(bound, ctx, 1);
       break;
     case 'size':
-      if (!bound.groups.has('size')) ctx.sink.error(test.nameLoc, 'size needs :over or :under', 'semantic');
+      if (!bound.groups.has('size')) ctx.sink.error(bound.at, 'size needs :over or :under', 'semantic');
       break;
     case 'notify_method_capability':
-      checkComparison(test, bound, ctx, 2);
+      checkComparison(bound, ctx, 2);
       break;
     default:
       break;

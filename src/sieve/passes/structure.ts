@@ -1,11 +1,9 @@
 /**
- * Walks the commands and tests: each must exist in the dialect (RFC 5228
+ * Signatures: every command and test must exist in the dialect (RFC 5228
  * sections 3-5 plus the enabled extensions) with its `require`, the right
- * arguments, nested tests and block; `elsif`/`else` must follow `if`; nothing
- * may follow `stop` in the same block (Exim never parses text after a `stop`
- * that runs, so it would hide mistakes); nesting, `vacation` and `redirect`
- * counts are limited. Per-command and per-test argument rules live in
- * actions.ts and match.ts.
+ * arguments, nested tests and block. Per-command and per-test argument rules
+ * live in actions.ts and match.ts; placement rules (elsif, stop, counts,
+ * nesting) in flow.ts.
  *
  * Must not know: strings' encoding, or require placement (require.ts).
  */
@@ -16,19 +14,12 @@ import { bindArguments } from './arguments.js';
 import type { PassContext } from './context.js';
 import { checkTestArguments } from './match.js';
 
-interface WalkState {
-  vacations: number;
-  redirects: number;
-  nestingReported: boolean;
-}
-
-function unknownMessage(kind: 'command' | 'test', name: string, ctx: PassContext): string {
+function unknownMessage(kind: 'command' | 'test', name: string): string {
   const lower = name.toLowerCase();
   const ext = KNOWN_UNSUPPORTED.get(lower);
   if (ext !== undefined) return `${kind} "${name}" is not supported (it belongs to the "${ext}" extension, which Exim does not have)`;
   const other = kind === 'command' ? TESTS : COMMANDS;
   if (other.has(lower)) return `"${name}" is a ${kind === 'command' ? 'test' : 'command'}, not a ${kind}`;
-  void ctx;
   return `unknown ${kind} "${name}"`;
 }
 
@@ -36,16 +27,12 @@ function needsRequire(requires: string | undefined, ctx: PassContext): boolean {
   return requires !== undefined && !ctx.required.has(requires);
 }
 
-function checkTest(test: Test, depth: number, ctx: PassContext, st: WalkState): void {
-  if (depth > ctx.profile.maxNesting) {
-    if (!st.nestingReported) ctx.sink.error(test.nameLoc, `tests nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
-    st.nestingReported = true;
-    return;
-  }
+// Recursion depth is bounded: the pre-scan refused scripts nested beyond the limit.
+function checkTest(test: Test, ctx: PassContext): void {
   const name = test.name.toLowerCase();
   const sig = TESTS.get(name);
   if (sig === undefined) {
-    ctx.sink.error(test.nameLoc, unknownMessage('test', test.name, ctx), 'semantic');
+    ctx.sink.error(test.nameLoc, unknownMessage('test', test.name), 'semantic');
     return;
   }
   if (needsRequire(sig.requires, ctx)) {
@@ -59,15 +46,15 @@ function checkTest(test: Test, depth: number, ctx: PassContext, st: WalkState): 
   } else if (sig.tests === 'list' && !test.testList) {
     ctx.sink.error(test.nameLoc, `"${test.name}" takes a test list in parentheses`, 'semantic');
   }
-  if (bound !== undefined) checkTestArguments(test, name, bound, ctx);
-  for (const t of test.tests) checkTest(t, depth + 1, ctx, st);
+  if (bound !== undefined) checkTestArguments(name, bound, ctx);
+  for (const t of test.tests) checkTest(t, ctx);
 }
 
-function checkCommand(cmd: Command, prev: Command | undefined, depth: number, ctx: PassContext, st: WalkState): void {
+function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
   const name = cmd.name.toLowerCase();
   const sig = COMMANDS.get(name);
   if (sig === undefined) {
-    ctx.sink.error(cmd.nameLoc, unknownMessage('command', cmd.name, ctx), 'semantic');
+    ctx.sink.error(cmd.nameLoc, unknownMessage('command', cmd.name), 'semantic');
     return;
   }
   if (needsRequire(sig.requires, ctx)) {
@@ -75,10 +62,6 @@ function checkCommand(cmd: Command, prev: Command | undefined, depth: number, ct
   }
   if (name === 'require' && depth > 0) {
     ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command, not in a block', 'semantic');
-  }
-  if (name === 'elsif' || name === 'else') {
-    const p = prev?.name.toLowerCase();
-    if (p !== 'if' && p !== 'elsif') ctx.sink.error(cmd.nameLoc, `${cmd.name} without a preceding if`, 'semantic');
   }
   const bound = bindArguments(cmd.name, cmd.nameLoc, cmd.args, sig, ctx);
   if (sig.tests === 'none' && cmd.tests.length > 0) {
@@ -92,36 +75,11 @@ function checkCommand(cmd: Command, prev: Command | undefined, depth: number, ct
   } else if (!sig.block && cmd.block !== null && !(sig.tests === 'none' && cmd.tests.length > 0)) {
     ctx.sink.error(cmd.nameLoc, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
   }
-  if (bound !== undefined) checkActionArguments(cmd, name, bound, ctx);
-  if (name === 'vacation' && ++st.vacations === 2) {
-    ctx.sink.error(cmd.nameLoc, 'only one vacation per script: Exim refuses a second one at delivery', 'policy');
-  }
-  if (name === 'redirect' && ++st.redirects === ctx.profile.maxRedirects + 1) {
-    ctx.sink.error(cmd.nameLoc, `more than ${ctx.profile.maxRedirects} redirects`, 'limit');
-  }
-  for (const t of cmd.tests) checkTest(t, depth + 1, ctx, st);
-  if (cmd.block !== null) checkBlock(cmd.block, depth + 1, ctx, st);
-}
-
-function checkBlock(cmds: Command[], depth: number, ctx: PassContext, st: WalkState): void {
-  if (depth > ctx.profile.maxNesting) {
-    if (!st.nestingReported && cmds[0] !== undefined) {
-      ctx.sink.error(cmds[0].nameLoc, `blocks nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
-    }
-    st.nestingReported = true;
-    return;
-  }
-  let prev: Command | undefined;
-  for (const cmd of cmds) {
-    if (prev !== undefined && prev.name.toLowerCase() === 'stop') {
-      ctx.sink.error(cmd.nameLoc, 'commands after "stop" are never run (and Exim does not even check them)', 'policy');
-      return;
-    }
-    checkCommand(cmd, prev, depth, ctx, st);
-    prev = cmd;
-  }
+  if (bound !== undefined) checkActionArguments(name, bound, ctx);
+  for (const t of cmd.tests) checkTest(t, ctx);
+  if (cmd.block !== null) for (const c of cmd.block) checkCommand(c, depth + 1, ctx);
 }
 
 export function checkStructure(commands: Command[], ctx: PassContext): void {
-  checkBlock(commands, 0, ctx, { vacations: 0, redirects: 0, nestingReported: false });
+  for (const cmd of commands) checkCommand(cmd, 0, ctx);
 }

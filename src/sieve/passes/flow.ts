@@ -1,0 +1,63 @@
+/**
+ * Rules about where commands sit rather than what they say: `elsif`/`else` only
+ * after `if`/`elsif` (RFC 5228 section 3.1), nothing after `stop` in the same
+ * block (Exim never parses text after a `stop` that runs, so mistakes there
+ * would go unnoticed: exim-sieve.md section 4), one `vacation` per script
+ * (Exim refuses a second one at delivery), at most `maxRedirects` redirects,
+ * and the nesting limit for blocks and tests.
+ *
+ * Must not know: argument rules (structure.ts and friends).
+ */
+import type { Command, Test } from '../ast.js';
+import type { PassContext } from './context.js';
+
+interface FlowState {
+  vacations: number;
+  redirects: number;
+  nestingReported: boolean;
+}
+
+function tooDeep(at: Test | Command, what: string, ctx: PassContext, st: FlowState): void {
+  if (!st.nestingReported) ctx.sink.error(at.nameLoc, `${what} nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
+  st.nestingReported = true;
+}
+
+function walkTest(test: Test, depth: number, ctx: PassContext, st: FlowState): void {
+  if (depth > ctx.profile.maxNesting) {
+    tooDeep(test, 'tests', ctx, st);
+    return;
+  }
+  for (const t of test.tests) walkTest(t, depth + 1, ctx, st);
+}
+
+function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowState): void {
+  if (depth > ctx.profile.maxNesting) {
+    if (cmds[0] !== undefined) tooDeep(cmds[0], 'blocks', ctx, st);
+    return;
+  }
+  let prev: Command | undefined;
+  for (const cmd of cmds) {
+    const name = cmd.name.toLowerCase();
+    const p = prev?.name.toLowerCase();
+    if (p === 'stop') {
+      ctx.sink.error(cmd.nameLoc, 'commands after "stop" are never run (and Exim does not even check them)', 'policy');
+      return;
+    }
+    if ((name === 'elsif' || name === 'else') && p !== 'if' && p !== 'elsif') {
+      ctx.sink.error(cmd.nameLoc, `${cmd.name} without a preceding if`, 'semantic');
+    }
+    if (name === 'vacation' && ++st.vacations === 2) {
+      ctx.sink.error(cmd.nameLoc, 'only one vacation per script: Exim refuses a second one at delivery', 'policy');
+    }
+    if (name === 'redirect' && ++st.redirects === ctx.profile.maxRedirects + 1) {
+      ctx.sink.error(cmd.nameLoc, `more than ${ctx.profile.maxRedirects} redirects`, 'limit');
+    }
+    for (const t of cmd.tests) walkTest(t, depth + 1, ctx, st);
+    if (cmd.block !== null) walkBlock(cmd.block, depth + 1, ctx, st);
+    prev = cmd;
+  }
+}
+
+export function checkFlow(commands: Command[], ctx: PassContext): void {
+  walkBlock(commands, 0, ctx, { vacations: 0, redirects: 0, nestingReported: false });
+}
