@@ -349,6 +349,45 @@ bad('byte order mark', '\ufeffkeep;\n', 1, 'byte order mark');
   bad('deep not chain', nots, 1, 'deeper than the limit', { stricter: 'tsieved limits nesting (max_nesting)' });
 }
 
+// ---- more edges, checked against exim4 -bf ----------------------------------------
+ok('space before semicolon', 'keep ;\n');
+ok('no space before block', 'if header :is "subject" "x"{keep;}\n');
+ok('tag right after identifier', 'if header:is "subject" "b" {}\n');
+ok('test list without space', 'if anyof(true){}\n');
+ok('upper-case tag copy', 'require "copy";\nredirect :COPY "a@example.org";\n');
+ok('comment inside list', 'if header :is ["a" /* x */, "b"] "c" {}\n');
+ok('size zero', 'if size :over 0 {}\n');
+ok('folder with dots', 'require "fileinto";\nfileinto "INBOX.Sent";\n');
+ok('redirect localhost', 'redirect "user@localhost";\n');
+ok('redirect ipv6 literal', 'redirect "a@[IPv6:::1]";\n');
+ok('redirect quoted with escaped quote', 'redirect "\\"a\\\\\\"b\\"@example.org";\n');
+ok('else after comment', 'if true {}\n# c\nelsif true {}\n');
+ok('code right after block', 'if true {keep;}keep;\n');
+ok('multi-line key', 'if header :contains "subject" text:\nabc\n.\n{}\n');
+ok('multi-line in list', 'if header :is "Subject" ["a", "b", text:\nc\n.\n] {}\n');
+ok('multi-line trailing blanks after text:', 'if header :is "a" text:   \nx\n.\n {}\n');
+ok('multi-line dot with spaces is content', 'if header :is "a" text:\nx\n.  \n.\n {}\n');
+bad('multi-line dot with space does not end', 'if header :is "a" text:\nx\n. \n {}\n', 1, 'unterminated multi-line');
+ok('encoded empty hex left alone', 'require "encoded-character";\nif header :is "a" "${hex:}" {}\n');
+ok('encoded unicode leading zeros', 'require "encoded-character";\nif header :is "a" "${unicode:0000000041}" {}\n');
+ok('encoded unicode D7FF', 'require "encoded-character";\nif header :is "a" "${unicode:D7FF}" {}\n');
+bad('encoded unicode huge', 'require "encoded-character";\nif header :is "a" "${unicode:FFFFFFFFFFFFFFFFFF}" {}\n', 2, 'outside the Unicode range');
+ok('vacation from quoted display name', 'require "vacation";\nvacation :from "\\"Me\\" <me@example.org>" "x";\n');
+ok('vacation from angle only', 'require "vacation";\nvacation :from "<me@example.org>" "x";\n');
+ok('vacation from utf-8 display name', 'require "vacation";\nvacation :from "Müller <me@example.org>" "x";\n');
+ok('vacation utf-8 subject', 'require "vacation";\nvacation :subject "Grüße" "x";\n');
+ok('vacation mime ascii', 'require "vacation";\nvacation :mime "Subject: x\\n\\nbody";\n');
+bad('vacation from trailing dot local part', 'require "vacation";\nvacation :from "a.@example.org" "x";\n', 2, ':from must be a mail address', { stricter: 'Exim accepts obsolete RFC 822 local parts' });
+bad('vacation subject twice', 'require "vacation";\nvacation :subject "a" :subject "b" "x";\n', 2, 'given twice', { stricter: 'Exim takes the last of repeated vacation tags' });
+bad('vacation addresses empty', 'require "vacation";\nvacation :addresses [] "x";\n', 2, 'empty string list', { stricter: EMPTY_LIST });
+bad('size T suffix', 'if size :under 16777215T {}\n', 1, 'takes no nested test');
+bad('exists empty name', 'if exists "" {}\n', 1, 'empty header name', { stricter: 'Exim checks exists names only at run time' });
+bad('matches trailing backslash not run', 'if header :matches "x-none" "x\\\\" {}\n', 1, 'lone "\\"', { stricter: 'Exim reports a bad pattern only when the match runs' });
+ok('matches escaped backslash at end', 'if header :matches "subject" "x\\\\\\\\" {}\n');
+ok('require duplicate names', 'require ["fileinto", "fileinto"];\nfileinto "a";\n');
+ok('upper-case STOP', 'STOP;\n');
+ok('numeric comparator leading zero', 'require "comparator-i;ascii-numeric";\nif header :comparator "i;ascii-numeric" "a" "07" {}\n');
+
 // ---- realistic scripts ---------------------------------------------------------------
 ok('realistic spam and lists', `# Sieve filter
 require ["fileinto", "envelope", "copy"];
