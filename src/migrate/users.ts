@@ -73,13 +73,15 @@ export async function getentPasswd(user: string): Promise<Identity | undefined> 
     if (fields.length < 7 || fields[0] !== user) return undefined;
     const uid = Number(fields[2]);
     const gid = Number(fields[3]);
-    return {
+    const home = fields[5];
+    const identity: Identity = {
       user,
-      uid: Number.isInteger(uid) ? uid : undefined,
-      gid: Number.isInteger(gid) ? gid : undefined,
-      home: fields[5] || undefined,
+      ...(Number.isInteger(uid) ? { uid } : {}),
+      ...(Number.isInteger(gid) ? { gid } : {}),
+      ...(home ? { home } : {}),
       fields: { shell: fields[6] ?? '' },
-    } as Identity;
+    };
+    return identity;
   } catch {
     return undefined;
   }
