@@ -184,6 +184,12 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
     for (const f of readdirSync(join(bob.home, 'sieve'))) expect(statSync(join(bob.home, 'sieve', f)).uid).toBe(bob.uid);
   });
 
+  it('refuses to start when the PAM helper is missing, with a clear message', async () => {
+    const homes = join(fx.dir, 'homes');
+    const toml = config('sieve', homes).replace('[auth]\n', '[auth]\npam_helper = "/nonexistent/tsieved-pam-helper"\n');
+    await expect(startTsieved(toml, { timeoutMs: 15_000 })).rejects.toThrow(/PAM helper at \/nonexistent\/tsieved-pam-helper/);
+  });
+
   it(`${CONCURRENT} concurrent sessions and slow PAM logins do not delay a NOOP elsewhere`, async () => {
     const idle = await login(pwdServer, alice.name, alice.password);
     expect(idle.response.status).toBe('OK');

@@ -79,6 +79,7 @@ export class ProcessLauncher implements StoreLauncher {
       throw err instanceof StorageError ? err : new StorageError('trylater', 'storage worker failed to start', err);
     }
     this.live.add(store);
+    log.info({ event: 'storage-worker', workerPid: store.pid, adopted: attached !== undefined }, 'storage worker ready');
     // Closing the store (LOGOUT, disconnect, idle) or the worker dying forgets it.
     const forget = () => this.live.delete(store);
     void channel.exited.then(forget);

@@ -1,0 +1,170 @@
+/**
+ * End to end: the real tsieved with `[storage] isolation = "process"` for userdb
+ * (virtual) users. Each session's storage runs in its own worker, spawned with the
+ * entry's uid/gid through token_command; files are owned by the entry; a worker
+ * that dies fails only its own session with NO (TRYLATER); workers end with their
+ * sessions (LOGOUT, disconnect, idle timeout, server shutdown).
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SieveTestClient } from '../helpers/client.js';
+import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
+import { haveTools, requireRoot } from '../helpers/tools.js';
+
+const enabled = requireRoot() && haveTools('openssl');
+const USERS = [
+  { name: 'ann@example.org', uid: 42101, password: 'ann-secret' },
+  { name: 'ben@example.org', uid: 42102, password: 'ben-secret' },
+] as const;
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const gone = (pid: number) => !existsSync(`/proc/${pid}`);
+
+describe.skipIf(!enabled)('isolation = "process" with userdb users', () => {
+  let dir: string;
+  let homes: string;
+  let server: RunningTsieved;
+  const home = (name: string) => join(homes, name.split('@')[0]!);
+
+  function toml(extra = ''): string {
+    return `
+[server]
+listen = ["127.0.0.1:0"]
+auth_failure_delay_ms = 50
+${extra}
+[auth]
+backend = "userdb"
+userdb = "${join(dir, 'userdb')}"
+allow_plaintext = true
+[storage]
+scripts_dir = "{home}/sieve"
+filter_path = "{home}/.forward"
+roots = ["${homes}"]
+isolation = "process"
+token_command = ["/usr/bin/env", "TSIEVED_TOKEN_USER={user}"]
+[sieve]
+capabilities = ["fileinto", "envelope"]
+[log]
+level = "info"
+`;
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsieved-isolation-'));
+    chmodSync(dir, 0o755);
+    homes = join(dir, 'homes');
+    mkdirSync(homes, { mode: 0o755 });
+    const lines = USERS.map((u) => {
+      mkdirSync(home(u.name), { mode: 0o700 });
+      chownSync(home(u.name), u.uid, u.uid);
+      const hash = execFileSync('openssl', ['passwd', '-1', u.password], { encoding: 'utf8' }).trim();
+      return `${u.name}\tuid=${u.uid}|gid=${u.uid}|home=${home(u.name)}|systempw=${hash}`;
+    });
+    writeFileSync(join(dir, 'userdb'), lines.join('\n') + '\n', { mode: 0o600 });
+    server = await startTsieved(toml());
+  }, 30_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function login(srv: RunningTsieved, u: (typeof USERS)[number]) {
+    const client = await SieveTestClient.connect(srv.port);
+    const response = await client.authenticatePlain(u.name, u.password);
+    expect(response.status).toBe('OK');
+    return client;
+  }
+
+  /** Worker pids the server has logged for a user so far (logs are asynchronous: wait for them). */
+  function workerPids(srv: RunningTsieved, user: string): number[] {
+    return srv
+      .logLines()
+      .filter((l) => l.event === 'storage-worker' && l.user === user)
+      .map((l) => Number(l.workerPid));
+  }
+
+  /** Logs in and returns the client with the pid of the worker started for this login. */
+  async function loginWithWorker(srv: RunningTsieved, u: (typeof USERS)[number]) {
+    const before = workerPids(srv, u.name).length;
+    const client = await login(srv, u);
+    await until(() => workerPids(srv, u.name).length > before);
+    return { client, pid: workerPids(srv, u.name)[before]! };
+  }
+
+  it('runs storage in a worker with the entry uid/gid, through token_command, and files are the user\'s', async () => {
+    const [ann] = USERS;
+    const { client, pid } = await loginWithWorker(server, ann);
+    const big = Buffer.from('keep;\r\n' + '#'.repeat(1024 * 1024 - 300) + '\r\n');
+    expect((await client.putScript('big', big)).status).toBe('OK');
+    expect((await client.putScript('rules', 'require "fileinto";\r\nfileinto "x";\r\n')).status).toBe('OK');
+    expect((await client.command('SETACTIVE "rules"')).status).toBe('OK');
+    expect((await client.getScript('big')).content?.equals(big)).toBe(true);
+    for (const p of [join(home(ann.name), 'sieve'), join(home(ann.name), 'sieve', 'rules.sieve'), join(home(ann.name), '.forward')]) {
+      const st = statSync(p);
+      expect([p, st.uid, st.gid]).toEqual([p, ann.uid, ann.uid]);
+    }
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    expect(status).toMatch(new RegExp(`^Uid:\\s+${ann.uid}\\s+${ann.uid}\\s+${ann.uid}\\s+${ann.uid}$`, 'm'));
+    expect(status).toMatch(new RegExp(`^Gid:\\s+${ann.uid}\\s+${ann.uid}\\s+${ann.uid}\\s+${ann.uid}$`, 'm'));
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain(`TSIEVED_TOKEN_USER=${ann.name}`);
+    expect((await client.command('LOGOUT')).status).toBe('OK');
+    client.close();
+    await until(() => gone(pid));
+  });
+
+  it('a dead worker fails its own session with TRYLATER and leaves others alone', async () => {
+    const [ann, ben] = USERS;
+    const { client: a, pid: annPid } = await loginWithWorker(server, ann);
+    const b = await login(server, ben);
+    process.kill(annPid, 'SIGKILL');
+    await until(() => gone(annPid));
+    const failed = await a.putScript('after', 'keep;\r\n');
+    expect(failed.status).toBe('NO');
+    expect(failed.code).toBe('TRYLATER');
+    expect((await a.command('NOOP')).status).toBe('OK');
+    expect((await b.putScript('fine', 'keep;\r\n')).status).toBe('OK');
+    expect(statSync(join(home(ben.name), 'sieve', 'fine.sieve')).uid).toBe(ben.uid);
+    a.close();
+    expect((await b.command('LOGOUT')).status).toBe('OK');
+    b.close();
+  });
+
+  it('a dropped connection ends its worker', async () => {
+    const [, ben] = USERS;
+    const { client: b, pid } = await loginWithWorker(server, ben);
+    expect((await b.command('LISTSCRIPTS')).status).toBe('OK');
+    expect(gone(pid)).toBe(false);
+    b.close();
+    await until(() => gone(pid));
+  });
+
+  it('the idle timeout and server shutdown end workers', async () => {
+    const idleServer = await startTsieved(toml('idle_timeout_seconds = 1\nshutdown_grace_seconds = 1'));
+    try {
+      const [ann, ben] = USERS;
+      const { client: a, pid: idlePid } = await loginWithWorker(idleServer, ann);
+      // The server arms the post-login idle timer on the next command.
+      expect((await a.command('NOOP')).status).toBe('OK');
+      await a.waitClosed(10_000);
+      await until(() => gone(idlePid));
+      const { client: b, pid: shutdownPid } = await loginWithWorker(idleServer, ben);
+      expect(gone(shutdownPid)).toBe(false);
+      await idleServer.stop();
+      await until(() => gone(shutdownPid));
+      b.close();
+    } finally {
+      await idleServer.stop();
+    }
+  }, 30_000);
+});
