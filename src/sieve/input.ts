@@ -1,11 +1,13 @@
 /**
  * Turns the bytes a ManageSieve client sent into the text the grammar parses.
  * Refuses what Exim or the filter file cannot carry: NUL, invalid UTF-8 (policy:
- * RFC 5228 section 8.1 says scripts are UTF-8), a byte-order mark (Exim would
- * then not see the "# Sieve filter" line and read the file as a .forward list),
- * a CR that is not part of CRLF (Exim only knows LF; exim-sieve.md section 3),
- * and scripts over the size limit. CRLF becomes LF, which is what the filter
- * file holds; line numbers are unchanged by that.
+ * RFC 5228 section 8.1 says scripts are UTF-8), a CR that is not part of CRLF
+ * (RFC 5228 section 8.1; Exim only knows LF: exim-sieve.md section 3), and
+ * scripts over the size limit.
+ *
+ * The text handed on is what Exim will read from the filter file that
+ * src/storage/filter-file.ts renders: no byte-order mark, LF line ends, ending
+ * in LF. Line numbers are unchanged by that.
  *
  * Must not know: the grammar or any Sieve command.
  */
@@ -74,14 +76,6 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
     );
     return { text: undefined };
   }
-  if (script.length >= 3 && script[0] === 0xef && script[1] === 0xbb && script[2] === 0xbf) {
-    sink.error(
-      { line: 1, column: 1 },
-      'script starts with a UTF-8 byte order mark; Exim would not recognise the file as a Sieve filter',
-      'input',
-    );
-    return { text: undefined };
-  }
   const nul = script.indexOf(0);
   if (nul >= 0) {
     sink.error(positionOf(script, nul), 'NUL character is not allowed in a Sieve script', 'input');
@@ -104,6 +98,12 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
     }
     cr = script.indexOf(0x0d, cr + 2);
   }
-  const decoded = script.toString('utf8');
-  return { text: decoded.indexOf('\r') >= 0 ? decoded.replace(/\r\n/g, '\n') : decoded };
+  // The BOM is stripped by the filter writer (Exim would otherwise not see the
+  // "# Sieve filter" line), so it is not part of what Exim parses.
+  let text = script.toString('utf8');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (text.indexOf('\r') >= 0) text = text.replace(/\r\n/g, '\n');
+  // The filter file always ends in LF, so a final comment or "." line is closed.
+  if (text.length > 0 && !text.endsWith('\n')) text += '\n';
+  return { text };
 }

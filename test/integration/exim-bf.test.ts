@@ -5,8 +5,8 @@
  * rejects tsieved must reject; where tsieved is stricter the corpus entry says
  * why, and Exim must indeed accept it (so the reason stays true).
  *
- * The script is fed as the filter file would be written: LF line ends and a
- * "# Sieve filter" first line.
+ * The script is fed as the filter file is written, by the storage's own
+ * renderFilter (LF line ends, "# Sieve filter" first line, final LF).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateScript } from '../../src/sieve/index.js';
+import { renderFilter } from '../../src/storage/filter-file.js';
 import { findTool, haveTools } from '../helpers/tools.js';
 import { corpus, type CorpusEntry } from '../sieve/corpus.js';
 import { fullProfile } from '../sieve/helpers.js';
@@ -31,12 +32,6 @@ const MESSAGE = [
   '',
 ].join('\n');
 
-/** The bytes Exim would read: LF only, with the filter header line. */
-export function asFilterFile(script: string): Buffer {
-  const lf = script.replace(/\r\n/g, '\n');
-  const header = /^\s*#\s*sieve\s*filter/i.test(lf) ? '' : '# Sieve filter\n';
-  return Buffer.from(header + lf, 'utf8');
-}
 
 interface EximVerdict {
   accepted: boolean;
@@ -73,7 +68,7 @@ describe.skipIf(!haveTools('exim4'))('agreement with exim4 -bf', () => {
       for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
         const [i, entry] = next;
         const file = join(dir, `script-${i}.sieve`);
-        writeFileSync(file, asFilterFile(entry.script));
+        writeFileSync(file, renderFilter(Buffer.from(entry.script, 'utf8')));
         results.set(entry.name, await runExim(exim, file, MESSAGE));
       }
     });

@@ -19,9 +19,8 @@ import { fullProfile } from '../sieve/helpers.js';
 
 /** Where Pigeonhole and RFC 5228 deliberately differ from Exim's dialect. */
 const KNOWN_DIFFERENCES: Record<string, { sievecAccepts: boolean; reason: string }> = {
-  'hash comment at eof': { sievecAccepts: true, reason: 'Pigeonhole accepts a final comment without line end (with a warning); Exim does not' },
-  'header only without newline': { sievecAccepts: true, reason: 'Pigeonhole accepts a final comment without line end (with a warning); Exim does not' },
   'lone CR': { sievecAccepts: true, reason: 'Pigeonhole ignores a stray CR outside strings; Exim does not' },
+  'byte order mark is dropped': { sievecAccepts: false, reason: 'Pigeonhole does not skip a byte order mark; the filter writer strips it' },
   'header comparator en casemap': { sievecAccepts: false, reason: 'en;ascii-casemap is an Exim comparator Pigeonhole does not have' },
 };
 

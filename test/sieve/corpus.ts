@@ -96,9 +96,10 @@ bad('command used as test', 'if keep { discard; }\n', 1, 'is a command, not a te
 // ---- lexical -----------------------------------------------------------------
 bad('unterminated string', 'if header :is "subject" "abc { keep; }\n', 1, 'unterminated string');
 bad('unterminated comment', 'keep; /* no end\n', 1, 'unterminated comment');
-bad('hash comment at eof', 'keep; # no newline', 1, 'comment at end of script');
-bad('header only without newline', '# Sieve filter', 1, 'comment at end of script');
-bad('lone CR', 'keep;\rdiscard;\n', 1, 'carriage return');
+ok('hash comment at eof', 'keep; # the filter file always ends with a line break');
+ok('header only without newline', '# Sieve filter');
+bad('multi-line terminator at eof', 'require "vacation";\nvacation text:\nAway.\n.', 5, 'syntax error');
+bad('lone CR', 'keep;\rdiscard;\n', 1, 'carriage return', { stricter: 'RFC 5228 allows CR only before LF; the filter writer would turn it into a line break' });
 bad('NUL byte', 'keep;\n\0', 2, 'NUL', { stricter: 'Exim stops reading the filter at a NUL' });
 bad('NUL byte in string', 'if header :is "subject" "a\0b" { keep; }\n', 1, 'NUL');
 bad('non-ascii identifier', 'kéep;\n', 1, 'syntax error');
@@ -337,7 +338,8 @@ enBad('notify method old syntax', 'require "enotify";\nnotify :method "mailto:a@
 enBad('notify from invalid', 'require "enotify";\nnotify :from "x" "mailto:a@example.org";\n', 2, ':from must be a mail address');
 
 // ---- input --------------------------------------------------------------------------
-bad('byte order mark', '\ufeffkeep;\n', 1, 'byte order mark');
+ok('byte order mark is dropped', '\ufeffkeep;\n');
+bad('byte order mark then error', '\ufefffrob;\n', 1, 'unknown command "frob"');
 
 // ---- limits ---------------------------------------------------------------------------
 {
