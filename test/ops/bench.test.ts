@@ -1,0 +1,67 @@
+/**
+ * `bench/run.mjs` works end to end at a tiny size (it is not a speed test: nothing
+ * here asserts how fast anything is): against the built tsieved, and side by side
+ * with a throwaway Dovecot when one is installed. Checks that every workload ran,
+ * without errors, and that the JSON result holds the numbers BENCHMARKS.md quotes.
+ */
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { haveTools, inCI, isRoot } from '../helpers/tools.js';
+
+const ROOT = resolve(__dirname, '../..');
+const RUN = join(ROOT, 'bench/run.mjs');
+const haveDovecot = haveTools('dovecot') && ['/usr/lib/dovecot/managesieve', '/usr/libexec/dovecot/managesieve'].some((p) => existsSync(p));
+const built = existsSync(join(ROOT, 'dist/cli.js'));
+// npm test builds first; in CI a missing build is a failure, not a skip.
+if (!built && inCI) throw new Error('dist/cli.js is missing: run npm run build');
+
+interface Side {
+  login: { logins: number; loginsPerSecond: number; p50Ms: number; p99Ms: number; errors: number };
+  idle: { sessions: number; errors: number; during: { rss: number; pss: number } };
+  validate: { bytes: number; medianMs: number; status: string };
+}
+
+function bench(args: string[]): Record<string, Side> {
+  const dir = mkdtempSync(join(tmpdir(), 'tsieved-bench-test-'));
+  try {
+    const out = join(dir, 'result.json');
+    execFileSync(process.execPath, [RUN, '--duration', '1', '--warmup', '0', '--concurrency', '3', '--idle', '10', '--users', '5', '--processes', '1', '--json', out, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 240_000,
+    });
+    return (JSON.parse(readFileSync(out, 'utf8')) as { results: Record<string, Side> }).results;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function expectComplete(side: Side | undefined): void {
+  expect(side).toBeDefined();
+  const s = side as Side;
+  expect(s.login.errors).toBe(0);
+  expect(s.login.logins).toBeGreaterThan(0);
+  expect(s.login.p99Ms).toBeGreaterThanOrEqual(s.login.p50Ms);
+  expect(s.idle).toMatchObject({ sessions: 10, errors: 0 });
+  expect(s.idle.during.pss).toBeGreaterThan(0);
+  expect(s.validate.status).toBe('OK');
+  expect(s.validate.bytes).toBe(1_048_000);
+}
+
+describe.skipIf(!built)('npm run bench', () => {
+  it('runs every workload against tsieved', () => {
+    const r = bench(['--no-dovecot']);
+    expect(Object.keys(r)).toEqual(['tsieved']);
+    expectComplete(r.tsieved);
+  }, 240_000);
+
+  it.skipIf(!haveDovecot || !isRoot())('runs the same workloads against Dovecot side by side', () => {
+    const r = bench([]);
+    expect(Object.keys(r)).toEqual(['tsieved', 'dovecot']);
+    expectComplete(r.tsieved);
+    expectComplete(r.dovecot);
+  }, 240_000);
+});
