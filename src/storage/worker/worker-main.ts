@@ -15,7 +15,7 @@ import { createRootLogger, type Logger } from '../../log/logger.js';
 import { fileStoreOptionsFor } from '../launcher.js';
 import { FileStore } from '../file-store.js';
 import { StorageError, type ScriptStore } from '../types.js';
-import { validateScript, type SieveProfile } from '../../sieve/index.js';
+import type { SieveProfile } from '../../sieve/index.js';
 import { encodeFrame, FrameDecoder, FrameError, parseRequest, type Request, type WorkerInfo } from './protocol.js';
 
 /** Environment names the worker always has; anything else came from PAM (KRB5CCNAME). */
@@ -68,6 +68,9 @@ async function handle(req: Request, payload: Buffer): Promise<void> {
     if (req.op === 'validate') {
       // A 1 MiB script costs this session's process its CPU time, nobody else's.
       if (!profile) throw new StorageError('io', 'worker has no Sieve profile');
+      // Loaded on first use: the validator is most of a worker's start-up time,
+      // and most sessions never upload a script.
+      const { validateScript } = await import('../../sieve/index.js');
       send({ id: req.id, ok: true, result: validateScript(payload, profile) });
       return;
     }
