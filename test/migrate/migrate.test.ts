@@ -28,6 +28,7 @@ import { runMigrate } from '../../src/migrate/index.js';
 import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter } from '../../src/storage/filter-file.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { requireRoot } from '../helpers/tools.js';
 
 class Capture extends Writable {
   text = '';
@@ -67,8 +68,10 @@ function writeConfig(storage: { scripts_dir: string; filter_path: string }): voi
 }
 
 function addUsers(...users: string[]): void {
-  const uid = process.getuid?.() ?? 1000;
-  const gid = process.getgid?.() ?? 1000;
+  addUsersAs(process.getuid?.() ?? 1000, process.getgid?.() ?? 1000, ...users);
+}
+
+function addUsersAs(uid: number, gid: number, ...users: string[]): void {
   const lines = users.map((u) => `${u}\tuid=${uid}|gid=${gid}|home=${join(homes, u)}|systempw={SHA256}x`);
   writeFileSync(join(dir, 'userdb'), lines.join('\n') + '\n');
   for (const u of users) mkdirSync(join(homes, u), { recursive: true });
@@ -272,6 +275,34 @@ describe('migrate --from pysieved', () => {
     expect(r.out).toMatch(/^bob: imported 1/m);
     expect(r.out).toMatch(/^nobody-here: FAILED: no such user$/m);
     expect(() => readdirSync(join(homes, 'alice', 'sieve'))).toThrow();
+  });
+
+  it('takes the layout from --scripts-dir and --active-link (pysieved given ~/.public as home)', async () => {
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+    addUsers('gina');
+    const pub = join(homes, 'gina', '.public');
+    mkdirSync(join(pub, '.pysieved'), { recursive: true });
+    writeFileSync(join(pub, '.pysieved', 'main'), VALID);
+    symlinkSync('.pysieved/main', join(pub, '.forward'));
+    const r = await migrate('--from', 'pysieved', '--scripts-dir', '.public/.pysieved', '--active-link', '.public/.forward');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^gina: imported 1, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
+    const again = await migrate('--from', 'pysieved', '--scripts-dir', '.public/.pysieved', '--active-link', '.public/.forward');
+    expect(again.out).toMatch(/^gina: imported 0, unchanged 1, conflicts 0, failed 0; active "main" \(already active\)$/m);
+  });
+
+  it.skipIf(!requireRoot())('run as root, leaves the imported files owned by the user', async () => {
+    addUsersAs(65534, 65534, 'nobody-user');
+    pysievedUser('nobody-user', { 'a': VALID }, 'a');
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(0);
+    const store = join(homes, 'nobody-user', 'sieve');
+    for (const f of readdirSync(store)) {
+      if (f === '.lock') continue;
+      expect(lstatSync(join(store, f)).uid, f).toBe(65534);
+    }
+    expect(lstatSync(store).uid).toBe(65534);
+    expect(lstatSync(join(homes, 'nobody-user', '.forward')).uid).toBe(65534);
   });
 
   it('a user without old scripts is reported and left alone', async () => {
