@@ -96,4 +96,40 @@ describe.skipIf(!haveTools('exim4'))('agreement with exim4 -bf', () => {
     }
     if (entry.stricter !== undefined) expect(exim.accepted, `entry claims Exim accepts it\n${context}`).toBe(true);
   });
+
+  it('accepts nothing Exim rejects among 600 seeded mutations of the corpus', async () => {
+    const r = rng(Number(process.env.SIEVE_FUZZ_SEED ?? 20261128));
+    const seeds = checked.filter((e) => e.verdict !== 'invalid').map((e) => e.script);
+    const pieces = ['{', '}', '[', ']', '(', ')', ';', ',', '"', ':', '#', '/*', '*/', '\\', '.', '\n', ' ', 'text:\n', 'K', 'not ', 'stop;', 'true', ':is', ':copy', '""', 'if ', 'else', '\r\n'];
+    let compared = 0;
+    const disagreements: string[] = [];
+    for (let n = 0; n < 600; n++) {
+      let s = seeds[Math.floor(r() * seeds.length)]!;
+      for (let e = 0, edits = 1 + Math.floor(r() * 2); e < edits; e++) {
+        const at = Math.floor(r() * (s.length + 1));
+        s = r() < 0.4 ? s.slice(0, at) + s.slice(at + 1 + Math.floor(r() * 3)) : s.slice(0, at) + pieces[Math.floor(r() * pieces.length)] + s.slice(at);
+      }
+      if (validateScript(Buffer.from(s, 'utf8'), fullProfile()).some((d) => d.severity === 'error')) continue;
+      compared++;
+      const file = join(dir, `mutant-${n}.sieve`);
+      writeFileSync(file, renderFilter(Buffer.from(s, 'utf8')));
+      const verdict = await runExim(exim, file, MESSAGE);
+      if (!verdict.accepted) disagreements.push(`${JSON.stringify(s)}\n${verdict.output}`);
+    }
+    // Mutations that stay valid are the interesting ones; make sure there were some.
+    expect(compared).toBeGreaterThan(50);
+    expect(disagreements).toEqual([]);
+  }, 120_000);
 });
+
+/** Small seeded PRNG (mulberry32), so a failing mutation reproduces. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
