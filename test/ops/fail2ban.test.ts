@@ -14,6 +14,8 @@ import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { createRootLogger } from '../../src/log/logger.js';
 import { haveTools } from '../helpers/tools.js';
+import { startFixture, ALICE } from '../helpers/fixture.js';
+import { SieveTestClient } from '../helpers/client.js';
 
 const FILTER = resolve(__dirname, '../../contrib/fail2ban/filter.d/tsieved.conf');
 /** fail2ban's own shared definitions, which every distribution ships beside its filters. */
@@ -118,6 +120,25 @@ describe.skipIf(!haveTools('fail2ban-regex'))('fail2ban filter', () => {
     const hits = run(evil.map((u) => authFailureLine('192.0.2.50', u)));
     // Every line bans the real client, and only it.
     expect(hits.map((h) => h[0])).toEqual(evil.map(() => '192.0.2.50'));
+  });
+
+  it('matches the line the real server writes for a failed login', async () => {
+    const fx = await startFixture({ listeners: 'listen = [{ address = "127.0.0.1:0", allow_plaintext = true }]' });
+    try {
+      const c = await SieveTestClient.connect(fx.server.port);
+      const r = await c.authenticatePlain(ALICE.name, 'not the password');
+      expect(r.status).toBe('NO');
+      c.close();
+      const isFailure = (l: string): boolean => l.includes('"auth-failure"');
+      for (let i = 0; i < 50 && !fx.server.logs().split('\n').some(isFailure); i++) await new Promise((res) => setTimeout(res, 100));
+      const lines = fx.server.logs().split('\n').filter((l) => l.startsWith('{'));
+      expect(lines.some(isFailure)).toBe(true);
+      // All the server's lines, the successful and the failed: exactly one ban-worthy hit.
+      expect(run(lines).map((h) => h[0])).toEqual(['127.0.0.1']);
+    } finally {
+      await fx.stop();
+      rmSync(fx.dir, { recursive: true, force: true });
+    }
   });
 
   it('a user name alone never makes a non-failure line match', () => {
