@@ -204,7 +204,9 @@ for (const h of ['from', 'to', 'cc', 'bcc', 'sender', 'resent-from', 'resent-to'
 for (const part of ['all', 'localpart', 'domain']) {
   ok(`address :${part}`, `if address :${part} :is "from" "x" { keep; }\n`);
 }
-ok('address :user :detail with subaddress', 'require "subaddress";\nif address :user "to" "a" { keep; }\nif address :detail "to" "b" { keep; }\n');
+ok('address :user with subaddress', 'require "subaddress";\nif address :user "to" "a" { keep; }\n');
+warn('address :detail never matches in Exim', 'require "subaddress";\nif address :user "to" "a" { keep; }\nif address :detail "to" "b" { keep; }\n', 3, 'never matches :detail');
+warn('envelope from :detail never matches in Exim', 'require ["envelope", "subaddress"];\nif envelope :detail "from" "x" { keep; }\n', 2, 'never matches :detail');
 bad('address list-id', 'if address :is "list-id" "x" { keep; }\n', 1, 'only reads From');
 bad('address list-id after matching from', 'if address :is ["from", "list-id"] "alice@example.org" { keep; }\n', 1, 'only reads From', { stricter: ADDRESS_HDR });
 bad('address subject', 'if address :contains ["from", "subject"] "x" { keep; }\n', 1, 'only reads From', { stricter: ADDRESS_HDR });

@@ -68,6 +68,11 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
   switch (name) {
     case 'address':
       checkHeaderNames(stringsOf(bound.positional[0]), ctx, true);
+      // Exim: in the address test :user is the whole local part and :detail
+      // never matches (exim-sieve.md section 5 item 8), unlike RFC 5233.
+      if (bound.groups.get('addresspart')?.spec.name === 'detail') {
+        ctx.sink.warning(bound.groups.get('addresspart')!.tag.loc, 'Exim never matches :detail in the address test (only envelope "to" has a detail)', 'dialect');
+      }
       checkComparison(bound, ctx, 1);
       break;
     case 'header':
@@ -79,6 +84,9 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
       checkHeaderNames(stringsOf(bound.positional[0]), ctx, false);
       break;
     case 'envelope':
+      if (bound.groups.get('addresspart')?.spec.name === 'detail' && stringsOf(bound.positional[0]).every((p) => p.value.toLowerCase() === 'from')) {
+        ctx.sink.warning(bound.groups.get('addresspart')!.tag.loc, 'Exim never matches :detail for envelope "from"', 'dialect');
+      }
       for (const s of stringsOf(bound.positional[0])) {
         const part = s.value.toLowerCase();
         if (part !== 'from' && part !== 'to') {
