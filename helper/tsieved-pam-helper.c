@@ -13,6 +13,10 @@
  *   tsieved-pam-helper [-n NICE] SERVICE RHOST WORKER [ARG...]
  * -n      raise the worker's nice value: the server multiplexes every session, so
  *         a crowd of workers starting up must not starve it of CPU.
+ * WORKER and its arguments may contain {user} {localpart} {domain} {home} {u1} {u2}
+ * (storage.token_command, e.g. a per-user keytab for k5start); they are expanded
+ * with the account PAM settled on, which only this process knows. WORKER is looked
+ * up in PATH if it has no slash.
  * fd 0/1  become the worker's stdin/stdout (the storage RPC pipes)
  * fd 2    log lines for the server ("tsieved-pam-helper: ...")
  * fd 3    credentials: "user\0password\0", read once, then closed. Never argv/env.
@@ -171,6 +175,65 @@ fail_conv:
     return PAM_CONV_ERR;
 }
 
+/* Bytes of the first `chars` UTF-8 characters of s. */
+static size_t utf8_prefix(const char *s, int chars)
+{
+    size_t i = 0;
+    while (s[i] && chars > 0) {
+        i++;
+        while ((s[i] & 0xC0) == 0x80) i++;
+        chars--;
+    }
+    return i;
+}
+
+/*
+ * Expands the placeholders of one argument; other braces stay as they are (the
+ * server checks token_command's placeholders at start-up). NULL (and *err set)
+ * for an empty value, which would silently change a keytab path.
+ */
+static char *expand_arg(const char *tmpl, const struct passwd *pw, const char **err)
+{
+    size_t cap = strlen(tmpl) + 1, len = 0;
+    char *out = malloc(cap);
+    if (out == NULL) { *err = "out of memory"; return NULL; }
+    const char *p = tmpl;
+    while (*p) {
+        const char *val = NULL;
+        size_t vlen = 0;
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (close != NULL) {
+            size_t klen = (size_t)(close - p - 1);
+            const char *key = p + 1;
+            const char *at = strrchr(pw->pw_name, '@');
+            if (klen == 4 && strncmp(key, "user", 4) == 0) { val = pw->pw_name; vlen = strlen(val); }
+            else if (klen == 9 && strncmp(key, "localpart", 9) == 0) { val = pw->pw_name; vlen = at ? (size_t)(at - val) : strlen(val); }
+            else if (klen == 6 && strncmp(key, "domain", 6) == 0) { val = at ? at + 1 : ""; vlen = strlen(val); }
+            else if (klen == 4 && strncmp(key, "home", 4) == 0) { val = pw->pw_dir; vlen = strlen(val); }
+            else if (klen == 2 && strncmp(key, "u1", 2) == 0) { val = pw->pw_name; vlen = utf8_prefix(val, 1); }
+            else if (klen == 2 && strncmp(key, "u2", 2) == 0) { val = pw->pw_name; vlen = utf8_prefix(val, 2); }
+            if (val != NULL && vlen == 0) { free(out); *err = "a placeholder in the worker command is empty for this account"; return NULL; }
+        }
+        if (val != NULL) {
+            p = close + 1;
+        } else {
+            val = p;
+            vlen = 1;
+            p++;
+        }
+        if (len + vlen + 1 > cap) {
+            cap = (len + vlen + 1) * 2;
+            char *grown = realloc(out, cap);
+            if (grown == NULL) { free(out); *err = "out of memory"; return NULL; }
+            out = grown;
+        }
+        memcpy(out + len, val, vlen);
+        len += vlen;
+    }
+    out[len] = '\0';
+    return out;
+}
+
 static void forward_signal(int sig)
 {
     pending_signal = sig;
@@ -327,7 +390,19 @@ int main(int argc, char **argv)
         fail(EXIT_TEMPFAIL, "tempfail", reason);
     }
 
-    char **env = worker_env(pamh, &pw);
+    int worker_argc = argc - optind - 2;
+    char **worker_exec = calloc((size_t)worker_argc + 1, sizeof *worker_exec);
+    for (int i = 0; worker_exec != NULL && i < worker_argc; i++) {
+        const char *err = "out of memory";
+        worker_exec[i] = expand_arg(worker_argv[i], &pw, &err);
+        if (worker_exec[i] == NULL) {
+            pam_close_session(pamh, 0);
+            pam_setcred(pamh, PAM_DELETE_CRED);
+            pam_end(pamh, PAM_SYSTEM_ERR);
+            fail(EXIT_TEMPFAIL, "tempfail", err);
+        }
+    }
+    char **env = worker_exec ? worker_env(pamh, &pw) : NULL;
     if (env == NULL) {
         pam_close_session(pamh, 0);
         pam_setcred(pamh, PAM_DELETE_CRED);
@@ -369,8 +444,9 @@ int main(int argc, char **argv)
         errno = 0;
         if (niceness > 0 && nice(niceness) == -1 && errno != 0) logmsg("nice failed: %s", strerror(errno));
         if (chdir("/") < 0) _exit(EXIT_TEMPFAIL);
-        execve(worker_argv[0], worker_argv, env);
-        logmsg("cannot exec %s: %s", worker_argv[0], strerror(errno));
+        /* execvpe: a token wrapper such as k5start is usually named, not a path. */
+        execvpe(worker_exec[0], worker_exec, env);
+        logmsg("cannot exec %s: %s", worker_exec[0], strerror(errno));
         _exit(127);
     }
     child_pid = pid;

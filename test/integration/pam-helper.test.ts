@@ -3,7 +3,7 @@
  * pam_pwdfile and pam_unix logins, refusals, the order of the PAM calls and which
  * process makes them, and the worker's credentials and file ownership.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
@@ -215,6 +215,27 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
     expect((await store.whoami()).uid).toBe(bob.uid);
     await store.close();
+  });
+
+  it('runs the worker under token_command, expanded with the account PAM settled on', async () => {
+    // `env` (looked up in PATH) stands in for k5start: it sets variables and execs the rest.
+    const b = new PamBackend({
+      service: mapService,
+      workerCommand: ['env', 'TSIEVED_TOKEN_USER={user}', 'TSIEVED_TOKEN_KEYTAB=/etc/keytabs/{u1}/{u2}/{user}', 'TSIEVED_TOKEN_HOME={home}', 'X={other}', ...workerCommand()],
+      log: silentLogger(),
+    });
+    const outcome = ok(await b.verifyPassword('typed-name', 'anything', ctx));
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    try {
+      const env = readFileSync(`/proc/${outcome.attached!.pid}/environ`, 'utf8').split('\0');
+      expect(env).toContain(`TSIEVED_TOKEN_USER=${bob.name}`);
+      expect(env).toContain(`TSIEVED_TOKEN_KEYTAB=/etc/keytabs/${bob.name.slice(0, 1)}/${bob.name.slice(0, 2)}/${bob.name}`);
+      expect(env).toContain(`TSIEVED_TOKEN_HOME=${bob.home}`);
+      expect(env).toContain('X={other}'); // unknown braces are left alone (start-up checks them)
+      expect((await store.whoami()).uid).toBe(bob.uid);
+    } finally {
+      await store.close();
+    }
   });
 
   it('refuses NUL and over-long credentials before running PAM', async () => {

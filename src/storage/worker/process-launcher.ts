@@ -63,8 +63,13 @@ export class ProcessLauncher implements StoreLauncher {
   async open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore> {
     const log = this.options.log.child({ user: identity.user });
     const channel = attached ?? this.spawnWorker(identity, log);
-    const store = new RemoteStore(channel, {
+    // Closing the store (LOGOUT, disconnect, idle) or the worker dying forgets it.
+    const forget = (): void => {
+      this.live.delete(store);
+    };
+    const store: RemoteStore = new RemoteStore(channel, {
       log,
+      onClose: forget,
       ...(this.options.callTimeoutMs !== undefined ? { callTimeoutMs: this.options.callTimeoutMs } : {}),
     });
     try {
@@ -79,15 +84,8 @@ export class ProcessLauncher implements StoreLauncher {
       throw err instanceof StorageError ? err : new StorageError('trylater', 'storage worker failed to start', err);
     }
     this.live.add(store);
-    log.info({ event: 'storage-worker', workerPid: store.pid, adopted: attached !== undefined }, 'storage worker ready');
-    // Closing the store (LOGOUT, disconnect, idle) or the worker dying forgets it.
-    const forget = () => this.live.delete(store);
     void channel.exited.then(forget);
-    const close = store.close.bind(store);
-    store.close = async () => {
-      forget();
-      await close();
-    };
+    log.info({ event: 'storage-worker', workerPid: store.pid, adopted: attached !== undefined }, 'storage worker ready');
     return store;
   }
 

@@ -34,6 +34,8 @@ export interface RemoteStoreOptions {
   readonly callTimeoutMs?: number;
   /** How long close() waits for the worker to exit before terminating it. */
   readonly closeGraceMs?: number;
+  /** Called once when close() starts (the launcher forgets the store). */
+  readonly onClose?: () => void;
 }
 
 interface Pending {
@@ -54,11 +56,13 @@ export class RemoteStore implements ScriptStore {
   private readonly callTimeoutMs: number;
   private readonly closeGraceMs: number;
   private readonly log: Logger;
+  private readonly onClose: (() => void) | undefined;
 
   constructor(private readonly worker: WorkerChannel, options: RemoteStoreOptions) {
     this.log = options.log;
     this.callTimeoutMs = options.callTimeoutMs ?? 60_000;
     this.closeGraceMs = options.closeGraceMs ?? 5_000;
+    this.onClose = options.onClose;
     worker.output.on('data', (chunk: Buffer) => this.onData(chunk));
     worker.output.on('end', () => this.fail('the storage worker closed its pipe'));
     worker.output.on('error', () => this.fail('the storage worker pipe failed'));
@@ -128,6 +132,7 @@ export class RemoteStore implements ScriptStore {
   }
 
   private async shutdown(): Promise<void> {
+    this.onClose?.();
     this.fail('the store was closed');
     try {
       this.worker.input.end();
