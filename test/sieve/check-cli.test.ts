@@ -64,7 +64,7 @@ describe('tsieved check', () => {
   it('honours --capabilities', async () => {
     const r = await check(['--capabilities', 'copy', good]);
     expect(r.code).toBe(1);
-    expect(r.out).toContain('unknown capability "fileinto"');
+    expect(r.out).toContain('extension "fileinto" is not enabled on this server');
   });
 
   it('writes JSON with --json', async () => {

@@ -61,7 +61,6 @@ export function bindArguments(
     if (spec === undefined) {
       sink.error(arg.loc, `unknown tag ":${arg.name}" for ${what}`);
       ok = false;
-      if (i + 1 < args.length && args[i + 1]!.type !== 'tag' && sig.positional.length === 0) i++;
       continue;
     }
     if (spec.requires !== undefined && !ctx.required.has(spec.requires)) {

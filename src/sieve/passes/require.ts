@@ -7,10 +7,10 @@
  * Must not know: what the extensions do.
  */
 import type { Script } from '../ast.js';
-import { KNOWN_UNSUPPORTED } from '../signatures.js';
+import { EXIM_EXTENSIONS } from '../profile.js';
 import type { PassContext } from './context.js';
 
-const UNSUPPORTED_EXTENSIONS = new Set([...KNOWN_UNSUPPORTED.values(), 'relational', 'regex', 'mailbox', 'envelope-auth', 'mime', 'foreverypart', 'extracttext', 'environment', 'editheader', 'subaddress-rfc5233']);
+const EXIM_OFFERS = new Set<string>(EXIM_EXTENSIONS);
 
 export function checkRequires(script: Script, ctx: PassContext): void {
   const accepted = new Set([...ctx.profile.extensions, ...ctx.profile.implicitCapabilities]);
@@ -39,8 +39,9 @@ export function checkRequires(script: Script, ctx: PassContext): void {
       const folded = [...accepted].find((a) => a.toLowerCase() === name.toLowerCase());
       if (folded !== undefined) {
         ctx.sink.error(s.loc, `unknown capability "${name}"; Exim compares names case-sensitively, write "${folded}"`, 'dialect');
-      } else if (UNSUPPORTED_EXTENSIONS.has(name.toLowerCase()) || name.startsWith('comparator-') || name.toLowerCase() === 'vacation' || name.toLowerCase() === 'enotify') {
-        ctx.sink.error(s.loc, `extension "${name}" is not supported here (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
+      } else if (EXIM_OFFERS.has(name)) {
+        // vacation and enotify need router options at the site (exim-sieve.md section 2.3).
+        ctx.sink.error(s.loc, `extension "${name}" is not enabled on this server (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
       } else {
         ctx.sink.error(s.loc, `unknown capability "${name}" (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
       }
