@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateScript } from '../../src/sieve/index.js';
 import { findTool, haveTools } from '../helpers/tools.js';
-import { corpus, type CorpusEntry } from '../sieve/corpus.js';
+import { bytesOf, corpus, type CorpusEntry } from '../sieve/corpus.js';
 import { fullProfile } from '../sieve/helpers.js';
 
 /** Where Pigeonhole and RFC 5228 deliberately differ from Exim's dialect. */
@@ -51,7 +51,7 @@ describe.skipIf(!haveTools('sievec'))('syntax agreement with Pigeonhole sievec',
         for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
           const [i, entry] = next;
           const file = join(dir, `s${i}.sieve`);
-          writeFileSync(file, entry.script);
+          writeFileSync(file, bytesOf(entry));
           results.set(entry.name, await runSievec(sievec, file, join(dir, `s${i}.svbin`)));
         }
       }),
@@ -69,7 +69,7 @@ describe.skipIf(!haveTools('sievec'))('syntax agreement with Pigeonhole sievec',
 
   it.each(core.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
     const pig = results.get(entry.name)!;
-    const diags = validateScript(Buffer.from(entry.script, 'utf8'), fullProfile());
+    const diags = validateScript(bytesOf(entry), fullProfile());
     const errors = diags.filter((d) => d.severity === 'error');
     const context = `sievec said:\n${pig.output}\ntsieved said:\n${errors.map((d) => `${d.line}: [${d.code}] ${d.message}`).join('\n')}`;
     const known = KNOWN_DIFFERENCES[entry.name];

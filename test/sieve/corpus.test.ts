@@ -3,7 +3,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { validateScript } from '../../src/sieve/index.js';
-import { corpus } from './corpus.js';
+import { bytesOf, corpus } from './corpus.js';
 import { fullProfile } from './helpers.js';
 
 describe('sieve corpus', () => {
@@ -15,7 +15,7 @@ describe('sieve corpus', () => {
   });
 
   it.each(corpus.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
-    const diags = validateScript(Buffer.from(entry.script, 'utf8'), profile);
+    const diags = validateScript(bytesOf(entry), profile);
     const errors = diags.filter((d) => d.severity === 'error');
     const warnings = diags.filter((d) => d.severity === 'warning');
     const summary = diags.map((d) => `${d.line}:${d.column}: ${d.severity}: ${d.message}`).join('\n');

@@ -18,6 +18,13 @@ export interface CorpusEntry {
   stricter?: string;
   /** Why `exim -bf` cannot be asked about this entry. */
   eximSkip?: string;
+  /** `latin1` when `script` spells raw bytes one character each (invalid UTF-8). */
+  encoding?: 'latin1';
+}
+
+/** The bytes a client would send for an entry. */
+export function bytesOf(e: CorpusEntry): Buffer {
+  return Buffer.from(e.script, e.encoding ?? 'utf8');
 }
 
 const entries: CorpusEntry[] = [];
@@ -342,6 +349,11 @@ enBad('notify from invalid', 'require "enotify";\nnotify :from "x" "mailto:a@exa
 // ---- input --------------------------------------------------------------------------
 ok('byte order mark is dropped', '\ufeffkeep;\n');
 bad('byte order mark then error', '\ufefffrob;\n', 1, 'unknown command "frob"');
+
+bad('invalid UTF-8 byte', 'keep;\nif header :is "subject" "caf\xe9" { keep; }\n', 2, 'invalid UTF-8', { encoding: 'latin1', stricter: 'RFC 5228 section 8.1: scripts are UTF-8; Exim does not check' });
+bad('overlong UTF-8', '# \xc0\xaf\nkeep;\n', 1, 'invalid UTF-8', { encoding: 'latin1', stricter: 'RFC 5228 section 8.1: scripts are UTF-8; Exim does not check' });
+bad('truncated UTF-8 at end', 'keep; # \xe2\x82', 1, 'invalid UTF-8', { encoding: 'latin1', stricter: 'RFC 5228 section 8.1: scripts are UTF-8; Exim does not check' });
+ok('valid 4-byte UTF-8', 'if header :contains "subject" "\u{1F600}" { keep; }\n');
 
 // ---- limits ---------------------------------------------------------------------------
 {

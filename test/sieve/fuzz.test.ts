@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { validateScript, type Diagnostic } from '../../src/sieve/index.js';
-import { corpus } from './corpus.js';
+import { bytesOf, corpus } from './corpus.js';
 import { fullProfile } from './helpers.js';
 
 function rng(seed: number): () => number {
@@ -58,7 +58,7 @@ describe('validator fuzzing', () => {
 
   it('survives 3000 byte-level mutations of corpus scripts', () => {
     const r = rng(42);
-    const seeds = corpus.map((e) => Buffer.from(e.script, 'utf8')).filter((b) => b.length > 0);
+    const seeds = corpus.map(bytesOf).filter((b) => b.length > 0);
     for (let n = 0; n < 3000; n++) {
       const base = seeds[Math.floor(r() * seeds.length)]!;
       const bytes = [...base];

@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createValidator, validateScript } from '../../src/sieve/index.js';
 import { defaultWorkerUrl } from '../../src/sieve/validator.js';
-import { corpus } from './corpus.js';
+import { bytesOf, corpus } from './corpus.js';
 import { fullProfile } from './helpers.js';
 
 function bigScript(bytes: number): Buffer {
@@ -50,8 +50,8 @@ describe('async validator', () => {
     const v = createValidator(profile, { workerThreshold: 0 });
     try {
       const sample = corpus.filter((_, i) => i % 7 === 0);
-      const results = await Promise.all(sample.map((e) => v.validate(Buffer.from(e.script))));
-      sample.forEach((e, i) => expect(results[i]).toEqual(validateScript(Buffer.from(e.script), profile)));
+      const results = await Promise.all(sample.map((e) => v.validate(bytesOf(e))));
+      sample.forEach((e, i) => expect(results[i]).toEqual(validateScript(bytesOf(e), profile)));
     } finally {
       await v.close();
     }
