@@ -9,7 +9,7 @@ import { decodeEncodedCharacters } from '../../src/sieve/encoded-character.js';
 import { formatDiagnosticsForClient, validateScript, type Diagnostic } from '../../src/sieve/index.js';
 import { decodeInput, firstInvalidUtf8 } from '../../src/sieve/input.js';
 import { parseMailto } from '../../src/sieve/mailto.js';
-import { folderProblem } from '../../src/sieve/passes/actions.js';
+import { folderProblem } from '../../src/sieve/passes/fileinto.js';
 import { fullProfile } from './helpers.js';
 
 describe('input', () => {

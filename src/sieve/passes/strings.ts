@@ -56,7 +56,6 @@ export function checkStrings(script: Script, ctx: PassContext): void {
     c.tests.forEach(visitTest);
     c.block?.forEach(visitCommand);
   };
-  // Iterative over the top level; nesting depth is bounded by the limits pass's
-  // pre-check, which runs first.
+  // Recursion depth is bounded: prescan.ts refused deeper scripts before parsing.
   script.commands.forEach(visitCommand);
 }
