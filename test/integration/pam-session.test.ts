@@ -23,6 +23,7 @@ function config(service: string, homes: string): string {
 listen = ["127.0.0.1:0"]
 auth_failure_delay_ms = 50
 max_connections_per_ip = 200
+shutdown_grace_seconds = 1
 [auth]
 backend = "pam"
 pam_service = "${service}"
@@ -91,8 +92,10 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await pwdServer?.stop();
-    await unixServer?.stop();
+    // stop() of the test helper waits forever on a process that already died of a signal.
+    const running = (s?: RunningTsieved) => s !== undefined && s.process.exitCode === null && s.process.signalCode === null;
+    if (running(pwdServer)) await pwdServer.stop();
+    if (running(unixServer)) await unixServer.stop();
     fx?.cleanup();
   });
 
@@ -145,6 +148,39 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
       'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
     ]);
   });
+
+  it('UNAUTHENTICATE closes the PAM session, and the connection can log in again', async () => {
+    const before = entriesFor(bob.name).length;
+    const { client, response } = await login(pwdServer, bob.name, bob.password);
+    expect(response.status).toBe('OK');
+    expect((await client.command('UNAUTHENTICATE')).status).toBe('OK');
+    await until(() => entriesFor(bob.name).length === before + 6);
+    expect(entriesFor(bob.name).slice(before + 4).map((e) => e.what)).toEqual(['close_session', 'setcred-delete']);
+    expect((await client.authenticatePlain(bob.name, bob.password)).status).toBe('OK');
+    expect((await client.command('LISTSCRIPTS')).status).toBe('OK');
+    expect((await client.command('LOGOUT')).status).toBe('OK');
+    client.close();
+    await until(() => entriesFor(bob.name).length === before + 12);
+  });
+
+  it('a client that disconnects while PAM is still working leaves no session behind', async () => {
+    writeFileSync(slowList, `${alice.name}\n`);
+    try {
+      const before = entriesFor(alice.name).length;
+      const client = await SieveTestClient.connect(pwdServer.port);
+      const ir = Buffer.from(`\0${alice.name}\0${alice.password}`).toString('base64');
+      client.write(`AUTHENTICATE "PLAIN" "${ir}"\r\n`);
+      await new Promise((r) => setTimeout(r, 300)); // the slow module is sleeping now
+      client.close();
+      // PAM finishes, the worker starts, and the session is closed again right away.
+      await until(() => entriesFor(alice.name).slice(before).some((e) => e.what === 'setcred-delete'), 15_000);
+      expect(entriesFor(alice.name).slice(before).map((e) => e.what)).toEqual([
+        'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
+      ]);
+    } finally {
+      writeFileSync(slowList, '');
+    }
+  }, 20_000);
 
   for (const which of ['pwdfile', 'unix'] as const) {
     it(`pam_${which}: wrong password and expired account get the same NO`, async () => {
@@ -235,4 +271,16 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
     expect((await idle.client.command('LOGOUT')).status).toBe('OK');
     idle.client.close();
   }, 60_000);
+
+  // Last: it stops the pwdfile server.
+  it('server shutdown closes the PAM sessions still open', async () => {
+    const before = entriesFor(bob.name).length;
+    const { client, response } = await login(pwdServer, bob.name, bob.password);
+    expect(response.status).toBe('OK');
+    await until(() => entriesFor(bob.name).length === before + 4);
+    await pwdServer.stop();
+    await until(() => entriesFor(bob.name).length === before + 6);
+    expect(entriesFor(bob.name).slice(before + 4).map((e) => e.what)).toEqual(['close_session', 'setcred-delete']);
+    client.close();
+  }, 30_000);
 });
