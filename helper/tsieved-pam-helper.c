@@ -107,7 +107,7 @@ static void fail(int code, const char *kind, const char *reason)
     exit(code);
 }
 
-/* Reads up to `max` bytes until EOF. Returns length or -1. */
+/* Reads up to `max` bytes until EOF. Returns the length, -1 on error, -2 if longer. */
 static ssize_t read_all(int fd, char *buf, size_t max)
 {
     size_t len = 0;
@@ -117,7 +117,7 @@ static ssize_t read_all(int fd, char *buf, size_t max)
             ssize_t r = read(fd, &extra, 1);
             if (r == 0) return (ssize_t)len;
             if (r < 0 && errno == EINTR) continue;
-            return -1;
+            return r < 0 ? -1 : -2;
         }
         ssize_t r = read(fd, buf + len, max - len);
         if (r == 0) return (ssize_t)len;
@@ -297,6 +297,7 @@ int main(int argc, char **argv)
     static char cred[MAX_USER + MAX_PASSWORD + 2];
     ssize_t len = read_all(CRED_FD, cred, sizeof cred - 1);
     close(CRED_FD);
+    if (len == -2) fail(EXIT_REJECTED, "rejected", "credentials too long");
     if (len < 0) fail(EXIT_TEMPFAIL, "tempfail", "cannot read credentials");
     cred[len] = '\0';
     /* Exactly two NUL-terminated fields: a user and a password. */
