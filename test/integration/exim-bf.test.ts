@@ -86,7 +86,7 @@ describe.skipIf(!haveTools('exim4'))('agreement with exim4 -bf', () => {
 
   it.each(checked.map((e) => [e.name, e] as const))('%s', (_name, entry: CorpusEntry) => {
     const exim = results.get(entry.name)!;
-    const diags = validateScript(bytesOf(entry), fullProfile());
+    const diags = validateScript(bytesOf(entry), fullProfile(entry.profile));
     const weAccept = !diags.some((d) => d.severity === 'error');
     const context = `exim said:\n${exim.output}\ntsieved said:\n${diags.map((d) => `${d.line}: ${d.message}`).join('\n')}`;
     if (weAccept) expect(exim.accepted, context).toBe(true);

@@ -69,7 +69,7 @@ describe.skipIf(!haveTools('sievec'))('syntax agreement with Pigeonhole sievec',
 
   it.each(core.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
     const pig = results.get(entry.name)!;
-    const diags = validateScript(bytesOf(entry), fullProfile());
+    const diags = validateScript(bytesOf(entry), fullProfile(entry.profile));
     const errors = diags.filter((d) => d.severity === 'error');
     const context = `sievec said:\n${pig.output}\ntsieved said:\n${errors.map((d) => `${d.line}: [${d.code}] ${d.message}`).join('\n')}`;
     const known = KNOWN_DIFFERENCES[entry.name];

@@ -7,15 +7,13 @@ import { bytesOf, corpus } from './corpus.js';
 import { fullProfile } from './helpers.js';
 
 describe('sieve corpus', () => {
-  const profile = fullProfile();
-
   it('has at least 200 scripts with unique names', () => {
     expect(corpus.length).toBeGreaterThanOrEqual(200);
     expect(new Set(corpus.map((e) => e.name)).size).toBe(corpus.length);
   });
 
   it.each(corpus.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
-    const diags = validateScript(bytesOf(entry), profile);
+    const diags = validateScript(bytesOf(entry), fullProfile(entry.profile));
     const errors = diags.filter((d) => d.severity === 'error');
     const warnings = diags.filter((d) => d.severity === 'warning');
     const summary = diags.map((d) => `${d.line}:${d.column}: ${d.severity}: ${d.message}`).join('\n');

@@ -6,6 +6,8 @@
  * `exim -bf` cannot judge an entry at all.
  */
 
+import type { SieveProfile } from '../../src/sieve/index.js';
+
 export type Verdict = 'valid' | 'warning' | 'invalid';
 
 export interface CorpusEntry {
@@ -20,6 +22,8 @@ export interface CorpusEntry {
   eximSkip?: string;
   /** `latin1` when `script` spells raw bytes one character each (invalid UTF-8). */
   encoding?: 'latin1';
+  /** Profile settings that differ from the full Exim 4.96 profile. */
+  profile?: Partial<SieveProfile>;
 }
 
 /** The bytes a client would send for an entry. */
@@ -29,8 +33,8 @@ export function bytesOf(e: CorpusEntry): Buffer {
 
 const entries: CorpusEntry[] = [];
 
-function ok(name: string, script: string): void {
-  entries.push({ name, script, verdict: 'valid' });
+function ok(name: string, script: string, extra: Partial<CorpusEntry> = {}): void {
+  entries.push({ name, script, verdict: 'valid', ...extra });
 }
 function warn(name: string, script: string, line: number, includes: string): void {
   entries.push({ name, script, verdict: 'warning', first: { line, includes } });
@@ -403,6 +407,16 @@ ok('matches escaped backslash at end', 'if header :matches "subject" "x\\\\\\\\"
 ok('require duplicate names', 'require ["fileinto", "fileinto"];\nfileinto "a";\n');
 ok('upper-case STOP', 'STOP;\n');
 ok('numeric comparator leading zero', 'require "comparator-i;ascii-numeric";\nif header :comparator "i;ascii-numeric" "a" "07" {}\n');
+
+// ---- configured limits and policies -------------------------------------------------
+bad('script over size limit', 'keep;\n# padding padding padding padding padding padding\n', 1, 'more than the limit of 40', { profile: { maxScriptBytes: 40 }, stricter: 'storage.max_script_bytes (Exim defers files over 1 MiB; -bf has no limit)' });
+ok('script at size limit', 'keep;\n', { profile: { maxScriptBytes: 6 } });
+bad('nesting over a configured limit of 2', 'if true {\n if true {\n  if true { keep; }\n }\n}\n', 3, 'deeper than the limit of 2', { profile: { maxNesting: 2 }, stricter: 'sieve.max_nesting' });
+bad('redirects over a configured limit of 1', 'redirect "a@example.org";\nredirect "b@example.org";\n', 2, 'more than 1 redirects', { profile: { maxRedirects: 1 }, stricter: 'sieve.max_redirects' });
+ok('relative policy allows hidden folder', 'require "fileinto";\nfileinto ".Archive/2026";\n', { profile: { fileintoPolicy: 'relative' } });
+bad('relative policy still refuses pipes', 'require "fileinto";\nfileinto "|cmd";\n', 2, 'run a command', { profile: { fileintoPolicy: 'relative' }, stricter: FOLDER });
+bad('relative policy still refuses absolute paths', 'require "fileinto";\nfileinto "/tmp/x";\n', 2, 'absolute paths', { profile: { fileintoPolicy: 'relative' }, stricter: FOLDER });
+bad('vacation not enabled at this site', 'require "vacation";\nvacation "away";\n', 1, 'not enabled on this server', { profile: { extensions: ['copy', 'envelope', 'fileinto'] }, stricter: 'Exim refuses vacation at delivery unless the router sets sieve_vacation_directory (-bf does not check)' });
 
 // ---- realistic scripts ---------------------------------------------------------------
 ok('realistic spam and lists', `# Sieve filter
