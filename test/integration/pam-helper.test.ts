@@ -84,8 +84,11 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
   });
 
   afterAll(async () => {
-    await launcher?.close();
-    fx?.cleanup();
+    try {
+      await launcher?.close();
+    } finally {
+      fx?.cleanup();
+    }
   });
 
   const backend = (service: string) => new PamBackend({ service, workerCommand: workerCommand(), log: silentLogger() });

@@ -94,9 +94,17 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
   afterAll(async () => {
     // stop() of the test helper waits forever on a process that already died of a signal.
     const running = (s?: RunningTsieved) => s !== undefined && s.process.exitCode === null && s.process.signalCode === null;
-    if (running(pwdServer)) await pwdServer.stop();
-    if (running(unixServer)) await unixServer.stop();
-    fx?.cleanup();
+    const stop = async (s?: RunningTsieved) => {
+      if (!running(s)) return;
+      await Promise.race([s!.stop(), new Promise((r) => setTimeout(r, 10_000))]);
+      if (running(s)) s!.process.kill('SIGKILL');
+    };
+    try {
+      await Promise.all([stop(pwdServer), stop(unixServer)]);
+    } finally {
+      // Users and /etc/pam.d files must not outlive the suite, whatever happened above.
+      fx?.cleanup();
+    }
   });
 
   async function login(server: RunningTsieved, user: string, password: string) {
@@ -232,15 +240,13 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
     // Half of the crowd goes through the slow module, a few with wrong passwords (fail delay).
     writeFileSync(slowList, crowd.filter((_, i) => i % 2 === 0).map((u) => u.name).join('\n') + '\n');
     let stop = false;
-    let worst = 0;
-    let noops = 0;
+    const latencies: number[] = [];
     const prober = (async () => {
       while (!stop) {
         const t = performance.now();
         const r = await idle.client.command('NOOP');
-        worst = Math.max(worst, performance.now() - t);
+        latencies.push(performance.now() - t);
         expect(r.status).toBe('OK');
-        noops++;
         await new Promise((r2) => setTimeout(r2, 10));
       }
     })();
@@ -265,9 +271,15 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
       if (i % 7 === 3) continue;
       expect(statSync(join(u.home, 'sieve', 's.sieve')).uid).toBe(u.uid);
     }
-    expect(noops).toBeGreaterThan(10); // the slow logins took > 1.5 s, NOOPs kept flowing
-    console.log(`worst NOOP ${worst.toFixed(1)} ms over ${noops} NOOPs`);
-    expect(worst).toBeLessThan(200);
+    latencies.sort((a, b) => a - b);
+    const p99 = latencies[Math.floor(latencies.length * 0.99)]!;
+    const worst = latencies[latencies.length - 1]!;
+    console.log(`NOOP under load: p99 ${p99.toFixed(1)} ms, worst ${worst.toFixed(1)} ms over ${latencies.length} NOOPs`);
+    expect(latencies.length).toBeGreaterThan(10); // the slow logins took > 1.5 s, NOOPs kept flowing
+    // Loose bounds: PAM delays (1.5 s here) must not show up at all. The p99 rather
+    // than the single worst keeps other test files sharing the CPUs from failing this.
+    expect(p99).toBeLessThan(200);
+    expect(worst).toBeLessThan(750);
     expect((await idle.client.command('LOGOUT')).status).toBe('OK');
     idle.client.close();
   }, 60_000);
