@@ -17,14 +17,14 @@ interface FlowState {
   nestingReported: boolean;
 }
 
-function tooDeep(at: Test | Command, what: string, ctx: PassContext, st: FlowState): void {
-  if (!st.nestingReported) ctx.sink.error(at.nameLoc, `${what} nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
+function tooDeep(at: Test | Command, ctx: PassContext, st: FlowState): void {
+  if (!st.nestingReported) ctx.sink.error(at.nameLoc, `blocks and tests nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
   st.nestingReported = true;
 }
 
 function walkTest(test: Test, depth: number, ctx: PassContext, st: FlowState): void {
   if (depth > ctx.profile.maxNesting) {
-    tooDeep(test, 'tests', ctx, st);
+    tooDeep(test, ctx, st);
     return;
   }
   for (const t of test.tests) walkTest(t, depth + 1, ctx, st);
@@ -32,7 +32,7 @@ function walkTest(test: Test, depth: number, ctx: PassContext, st: FlowState): v
 
 function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowState): void {
   if (depth > ctx.profile.maxNesting) {
-    if (cmds[0] !== undefined) tooDeep(cmds[0], 'blocks', ctx, st);
+    if (cmds[0] !== undefined) tooDeep(cmds[0], ctx, st);
     return;
   }
   let prev: Command | undefined;
