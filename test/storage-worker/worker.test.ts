@@ -179,6 +179,29 @@ describe('storage worker', () => {
     expect((await rejection(launcher.open(self('garbage')))).kind).toBe('trylater');
   });
 
+  it('a worker that answers with a malformed list is dropped (its answers are untrusted)', async () => {
+    const fake = join(base, 'fake-worker.mjs');
+    const protocol = WORKER.replace(/worker-main\.js$/, 'protocol.js');
+    writeFileSync(
+      fake,
+      `import { FrameDecoder, encodeFrame } from ${JSON.stringify(protocol)};
+const d = new FrameDecoder();
+process.stdin.on('data', (c) => {
+  for (const f of d.push(c)) {
+    const result = f.header.op === 'list' ? [{ name: 42, active: 'yes' }] : null;
+    process.stdout.write(encodeFrame({ id: f.header.id, ok: true, result }));
+  }
+});
+`,
+    );
+    chmodSync(fake, 0o644);
+    const launcher = new ProcessLauncher({ storage: storageConfig(), log: silentLogger(), workerCommand: [process.execPath, fake] });
+    const store = await launcher.open(self('liar'));
+    expect((await rejection(store.list())).kind).toBe('trylater');
+    expect((await rejection(store.get('x'))).kind).toBe('trylater');
+    await store.close();
+  });
+
   it('a worker command that does not exist fails with trylater', async () => {
     const launcher = new ProcessLauncher({ storage: storageConfig(), log: silentLogger(), workerCommand: ['/nonexistent/tsieved-worker'] });
     expect((await rejection(launcher.open(self('nocmd')))).kind).toBe('trylater');

@@ -98,7 +98,14 @@ export class RemoteStore implements ScriptStore {
   }
 
   async list(): Promise<ScriptInfo[]> {
-    return (await this.call('list', { op: 'list' })).result;
+    const { result } = await this.call('list', { op: 'list' });
+    // The worker runs as the user: treat what it says as untrusted input.
+    if (!Array.isArray(result) || !result.every((e) => typeof e?.name === 'string' && typeof e?.active === 'boolean')) {
+      this.fail('malformed list from the storage worker');
+      this.worker.terminate();
+      throw new StorageError('trylater', 'storage unavailable: malformed list from the storage worker');
+    }
+    return result.map((e) => ({ name: e.name, active: e.active }));
   }
 
   async get(name: string): Promise<Buffer> {
