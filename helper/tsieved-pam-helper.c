@@ -442,6 +442,9 @@ int main(int argc, char **argv)
                 _exit(EXIT_TEMPFAIL);
             }
         }
+        /* Descriptors PAM modules left open (shadow, NSS, sockets) must not reach a
+         * process the user controls; only the RPC pipes and the log survive. */
+        closefrom(3);
         errno = 0;
         if (niceness > 0 && nice(niceness) == -1 && errno != 0) logmsg("nice failed: %s", strerror(errno));
         if (chdir("/") < 0) _exit(EXIT_TEMPFAIL);

@@ -3,7 +3,7 @@
  * pam_pwdfile and pam_unix logins, refusals, the order of the PAM calls and which
  * process makes them, and the worker's credentials and file ownership.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
@@ -236,6 +236,27 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       expect(env).toContain(`TSIEVED_TOKEN_HOME=${bob.home}`);
       expect(env).toContain('X={other}'); // unknown braces are left alone (start-up checks them)
       expect((await store.whoami()).uid).toBe(bob.uid);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('descriptors a PAM module leaves open do not reach the worker', async () => {
+    const secret = fx.pwdfile; // root-only, like /etc/shadow
+    const service = fx.service('leak', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      `auth optional ${fx.traceModule} leak=${secret}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+    ]);
+    const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    try {
+      await store.list();
+      const helperPid = (await store.whoami()).ppid;
+      const links = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
+      expect(links(helperPid)).toContain(secret); // the module really leaked it
+      expect(links(outcome.attached!.pid)).not.toContain(secret);
     } finally {
       await store.close();
     }

@@ -21,6 +21,7 @@ const TRACE_SOURCE = String.raw`
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 static const char *arg(int argc, const char **argv, const char *key) {
     size_t n = strlen(key);
@@ -45,6 +46,8 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 }
 PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv) {
     trace(pamh, (flags & PAM_DELETE_CRED) ? "setcred-delete" : (flags & PAM_ESTABLISH_CRED) ? "setcred-establish" : "setcred-other", flags, argc, argv);
+    const char *leak = arg(argc, argv, "leak=");
+    if (leak && (flags & PAM_ESTABLISH_CRED)) (void)open(leak, O_RDONLY); /* a module that forgets to close */
     if (flags & PAM_ESTABLISH_CRED) {
         char env[128];
         snprintf(env, sizeof env, "KRB5CCNAME=FILE:/tmp/krb5cc_tsieved_test_%ld", (long)getpid());
