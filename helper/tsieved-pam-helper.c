@@ -60,6 +60,16 @@
 #define EXIT_WORKER 2
 #define EXIT_TEMPFAIL 111
 
+/* closefrom(3) is glibc 2.34+; older systems close descriptor by descriptor. */
+#if !(defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34)))
+static void closefrom(int lowfd)
+{
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (int fd = lowfd; fd < max; fd++) close(fd);
+}
+#endif
+
 static volatile sig_atomic_t child_pid = 0;
 static volatile sig_atomic_t pending_signal = 0;
 

@@ -17,7 +17,7 @@ import { haveTools, requireRoot } from '../helpers/tools.js';
 import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-worker/pam-fixture.js';
 
 const ctx = { remoteAddress: '192.0.2.7', secure: true };
-const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
+const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'chage', 'openssl');
 
 function storage() {
   return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process' } }).storage;
@@ -210,6 +210,12 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     ]);
     expect(wrong).toMatchObject({ kind: 'rejected' });
     expect(exp).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^expired:/) });
+  });
+
+  it('pam_unix: a password that must be changed is refused, and the log says why', async () => {
+    const stale = fx.user({ mustChangePassword: true });
+    const outcome = await backend(unixService).verifyPassword(stale.name, stale.password, ctx);
+    expect(outcome).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^newauthtok:/) });
   });
 
   it('uses the user name PAM settled on (PAM_USER), not the one typed', async () => {

@@ -134,7 +134,7 @@ export class PamFixture {
   }
 
   /** A Unix user (useradd) with home under the temp dir, password set for pam_unix and in the pwdfile. */
-  user(options: { expired?: boolean } = {}): TestUser {
+  user(options: { expired?: boolean; mustChangePassword?: boolean } = {}): TestUser {
     const name = `tsv${this.tag}${(this.userCount++).toString(36)}`;
     const password = `pw-${randomBytes(6).toString('hex')}`;
     const home = join(this.dir, 'homes', name);
@@ -149,6 +149,7 @@ export class PamFixture {
     this.users.push(user);
     execFileSync('chpasswd', [], { input: `${name}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
     if (options.expired) execFileSync('usermod', ['-e', '1', name], { stdio: 'pipe' });
+    if (options.mustChangePassword) execFileSync('chage', ['-d', '0', name], { stdio: 'pipe' });
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, user.uid, user.gid);
     const hash = execFileSync('openssl', ['passwd', '-6', password], { encoding: 'utf8' }).trim();
