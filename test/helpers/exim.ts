@@ -1,0 +1,269 @@
+/**
+ * A private Exim for end-to-end delivery tests: a configuration file, spool and
+ * logs in a temporary directory, run as `exim4 -C FILE` by root (reference
+ * exim-sieve.md section 10). No daemon is started and nothing leaves the machine:
+ * every non-local address is "delivered" by appending to one mbox file in the
+ * temporary directory, which is where redirects and vacation replies are read.
+ * Also creates and removes the real Unix user the router runs as.
+ *
+ * Must not know: tsieved (the caller says where the filter file is, in Exim's
+ * expansion syntax), or what the tests expect to find.
+ *
+ * Why the instance's exim_user is the test user: the autoreply transport (Sieve
+ * vacation) runs as the local user and starts a child Exim with the same `-C`
+ * file and `-odi`. Exim trusts `-C` only from root or its compiled-in user, so
+ * that child drops privilege and receives and delivers the reply as the test
+ * user; it can only do so if the private spool, log directory and outbox belong
+ * to that user. `queue_only` is a safety net: anything accepted without `-odi`
+ * stays in the queue, where `queue()` shows it, instead of being delivered.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findTool } from './tools.js';
+
+export interface UnixUser {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly home: string;
+  /** userdel, and the home directory with it. */
+  remove(): void;
+}
+
+/**
+ * A throwaway system account (useradd), home created under `parent` and owned by
+ * it; login shell nologin. Names are random so parallel runs do not collide.
+ */
+export function createUnixUser(parent: string, prefix = 'tsv'): UnixUser {
+  const name = `${prefix}${Math.random().toString(36).slice(2, 9)}`;
+  const home = join(parent, name);
+  execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name], {
+    stdio: 'pipe',
+  });
+  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
+  mkdirSync(home, { recursive: true, mode: 0o755 });
+  chownSync(home, uid, gid);
+  chmodSync(home, 0o755);
+  return {
+    name,
+    uid,
+    gid,
+    home,
+    remove: () => {
+      spawnSync('userdel', [name], { stdio: 'ignore' });
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface EximOptions {
+  /** The test user: owns the spool (see header) and receives mail. */
+  readonly user: UnixUser;
+  readonly domain: string;
+  /** Redirect router's `file` option, an Exim expansion, e.g. `$home/.public/.forward`. */
+  readonly filterFile: string;
+  /** HCoop sets check_owner/check_group = false; the Debian default checks them. */
+  readonly checkOwner?: boolean;
+  /** Set sieve_vacation_directory (vacation is disabled without it). */
+  readonly vacationDirectory?: string;
+}
+
+export interface Delivery {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface PrivateExim {
+  readonly dir: string;
+  readonly configFile: string;
+  /** mbox file where every non-local address ends up. */
+  readonly outbox: string;
+  /** `exim -odi -f sender recipient < message`, as root, delivered before it returns. */
+  deliver(recipient: string, message: string, sender?: string): Delivery;
+  /** `exim -bp`: the queue listing. */
+  queue(): string;
+  /** Message ids in the queue. */
+  queuedIds(): string[];
+  /** Header file (`-H`) of a queued message: envelope and headers. */
+  queuedHeaders(id: string): string;
+  /** `exim -qff`: deliver everything queued (as root) and wait. */
+  runQueue(): Delivery;
+  /** Remove every queued message (`-Mrm`). */
+  clearQueue(): void;
+  outboxText(): string;
+  mainLog(): string;
+  panicLog(): string;
+  cleanup(): void;
+}
+
+export function eximBinary(): string {
+  const found = findTool('exim4') ?? findTool('exim');
+  if (!found) throw new Error('exim4 not installed');
+  return found;
+}
+
+export function startPrivateExim(options: EximOptions): PrivateExim {
+  const { user, domain } = options;
+  const dir = mkdtempSync(join(tmpdir(), 'tsieved-exim-'));
+  // The child Exim started by autoreply runs as the user: it must reach the config.
+  chmodSync(dir, 0o755);
+  const spool = join(dir, 'spool');
+  const logs = join(dir, 'log');
+  const outDir = join(dir, 'outbox');
+  for (const d of [spool, logs, outDir]) {
+    mkdirSync(d, { mode: 0o750 });
+    chownSync(d, user.uid, user.gid);
+  }
+  const outbox = join(outDir, 'mbox');
+  const checkOwner = options.checkOwner ?? true;
+  const config = `# Private Exim for tsieved's integration tests (see test/helpers/exim.ts).
+primary_hostname = tsieved.test
+qualify_domain = ${domain}
+domainlist local_domains = ${domain}
+spool_directory = ${spool}
+log_file_path = ${logs}/%slog
+exim_user = ${user.name}
+exim_group = ${user.name}
+never_users = root
+queue_only = true
+keep_environment =
+# Loopback only: no daemon runs, and no router below ever uses the network.
+host_lookup =
+rfc1413_hosts =
+
+begin routers
+
+# Every address outside the test domain (redirect targets, vacation replies)
+# goes to the outbox file instead of the network.
+outbox:
+  driver = accept
+  domains = ! +local_domains
+  transport = outbox
+
+# As Debian's userforward router (conf.d/router/600), reading the filter file
+# tsieved writes.
+userforward:
+  driver = redirect
+  domains = +local_domains
+  check_local_user
+  file = ${options.filterFile}
+  allow_filter
+  no_verify
+  no_expn
+  check_ancestor
+  check_owner = ${checkOwner}
+  check_group = ${checkOwner}
+  file_transport = sieve_file
+  directory_transport = sieve_file
+  reply_transport = sieve_reply
+${options.vacationDirectory ? `  sieve_vacation_directory = ${options.vacationDirectory}\n` : ''}
+local_user:
+  driver = accept
+  domains = +local_domains
+  check_local_user
+  transport = maildir_inbox
+
+begin transports
+
+# keep / implicit keep ("inbox") and fileinto: Maildir++ folders under ~/Maildir.
+sieve_file:
+  driver = appendfile
+  directory = \${if eqi{$address_file}{inbox}{$home/Maildir}{$home/Maildir/.\${sg{$address_file}{/}{.}}}}
+  maildir_format
+  create_directory
+  delivery_date_add
+  envelope_to_add
+  return_path_add
+
+maildir_inbox:
+  driver = appendfile
+  directory = $home/Maildir
+  maildir_format
+  create_directory
+  delivery_date_add
+  envelope_to_add
+  return_path_add
+
+sieve_reply:
+  driver = autoreply
+
+outbox:
+  driver = appendfile
+  file = ${outbox}
+  user = ${user.name}
+  # Envelope-to names the original recipient; this names the address delivered to.
+  headers_add = X-Outbox-Rcpt: $local_part@$domain
+  envelope_to_add
+  return_path_add
+  delivery_date_add
+
+begin retry
+*   *   F,1h,10m
+`;
+  const configFile = join(dir, 'exim.conf');
+  writeFileSync(configFile, config, { mode: 0o644 });
+  const exim = eximBinary();
+  const run = (args: string[], input?: string): Delivery => {
+    const r = spawnSync(exim, ['-C', configFile, ...args], { input, encoding: 'utf8', timeout: 30_000 });
+    return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  };
+  const read = (path: string): string => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+  const queuedIds = (): string[] => {
+    const input = join(spool, 'input');
+    if (!existsSync(input)) return [];
+    // Spool files may sit in split subdirectories; the default is flat.
+    return readdirSync(input, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith('-H'))
+      .map((f) => f.slice(f.lastIndexOf('/') + 1, -2));
+  };
+  const findSpoolFile = (name: string): string | undefined => {
+    const input = join(spool, 'input');
+    const hit = readdirSync(input, { recursive: true }).map(String).find((f) => f === name || f.endsWith('/' + name));
+    return hit === undefined ? undefined : join(input, hit);
+  };
+  return {
+    dir,
+    configFile,
+    outbox,
+    deliver: (recipient, message, sender = 'sender@remote.test') => run(['-odi', ...(process.env.EXIM_DEBUG ? ['-d+filter'] : []), '-f', sender, recipient], message),
+    queue: () => run(['-bp']).stdout,
+    queuedIds,
+    queuedHeaders: (id) => {
+      const file = findSpoolFile(`${id}-H`);
+      return file ? readFileSync(file, 'utf8') : '';
+    },
+    runQueue: () => run(['-qff']),
+    clearQueue: () => {
+      const ids = queuedIds();
+      if (ids.length > 0) run(['-Mrm', ...ids]);
+    },
+    outboxText: () => read(outbox),
+    mainLog: () => read(join(logs, 'mainlog')),
+    panicLog: () => read(join(logs, 'paniclog')),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Messages in a Maildir folder (new/ and cur/), as text. */
+export function maildirMessages(folder: string): string[] {
+  const out: string[] = [];
+  for (const sub of ['new', 'cur']) {
+    const d = join(folder, sub);
+    if (!existsSync(d)) continue;
+    for (const f of readdirSync(d).sort()) out.push(readFileSync(join(d, f), 'utf8'));
+  }
+  return out;
+}
+
+/** Splits an mbox file into messages at "From " separator lines. */
+export function mboxMessages(text: string): string[] {
+  if (text === '') return [];
+  return text
+    .split(/^(?=From \S+ )/m)
+    .filter((m) => m.trim() !== '');
+}
