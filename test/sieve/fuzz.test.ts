@@ -7,18 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { validateScript, type Diagnostic } from '../../src/sieve/index.js';
 import { bytesOf, corpus } from './corpus.js';
+import { generateScript, rng } from './generate.js';
 import { fullProfile } from './helpers.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TOKENS = [
   'if', 'elsif', 'else', 'require', 'stop', 'keep', 'discard', 'redirect', 'fileinto', 'vacation', 'notify',
@@ -74,6 +65,19 @@ describe('validator fuzzing', () => {
       const input = Buffer.from(bytes);
       check(validateScript(input, profile), input);
     }
+  });
+
+  it('survives 3000 generated scripts that get past the grammar', () => {
+    const r = rng(7);
+    let passedGrammar = 0;
+    for (let n = 0; n < 3000; n++) {
+      const input = Buffer.from(generateScript(r), 'utf8');
+      const diags = validateScript(input, profile);
+      check(diags, input);
+      if (!diags.some((d) => d.code === 'syntax')) passedGrammar++;
+    }
+    // The point is to reach the semantic passes.
+    expect(passedGrammar).toBeGreaterThan(1000);
   });
 
   it('turns pathological nesting into a limit error, not a crash', () => {
