@@ -57,6 +57,8 @@ export class RemoteStore implements ScriptStore {
   private readonly closeGraceMs: number;
   private readonly log: Logger;
   private readonly onClose: (() => void) | undefined;
+  /** The worker's stdout ended: the worker itself has exited (or closed it). */
+  private readonly outputEnded: Promise<boolean>;
 
   constructor(private readonly worker: WorkerChannel, options: RemoteStoreOptions) {
     this.log = options.log;
@@ -64,6 +66,10 @@ export class RemoteStore implements ScriptStore {
     this.closeGraceMs = options.closeGraceMs ?? 5_000;
     this.onClose = options.onClose;
     worker.output.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.outputEnded = new Promise<boolean>((resolve) => {
+      worker.output.once('end', () => resolve(true));
+      worker.output.once('close', () => resolve(true));
+    });
     worker.output.on('end', () => this.fail('the storage worker closed its pipe'));
     worker.output.on('error', () => this.fail('the storage worker pipe failed'));
     // A write to a dead worker's stdin must not crash the server (EPIPE).
@@ -146,12 +152,15 @@ export class RemoteStore implements ScriptStore {
     } catch {
       /* already gone */
     }
+    // Done when the worker is: a PAM helper may go on closing the PAM session
+    // (pam_krb5, AFS unlog) in the background without holding up this session.
     const exited = this.worker.exited.then(() => true);
+    const finished = Promise.race([exited, this.outputEnded]);
     const timeout = (ms: number) => new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
-    if (await Promise.race([exited, timeout(this.closeGraceMs)])) return;
+    if (await Promise.race([finished, timeout(this.closeGraceMs)])) return;
     this.log.warn({ pid: this.worker.pid }, 'storage worker did not exit after its pipe closed; terminating it');
     this.worker.terminate();
-    await Promise.race([exited, timeout(this.closeGraceMs)]);
+    await Promise.race([finished, timeout(this.closeGraceMs)]);
   }
 
   private call<Op extends keyof ResultByOp>(
