@@ -143,6 +143,25 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     await until(() => !alive(info.pid) && !alive(helperPid));
   });
 
+  it('a slow pam_close_session does not hold up closing the store (LOGOUT)', async () => {
+    const log = fx.traceLog('slowclose');
+    const service = fx.service('slowclose', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+      'session optional pam_exec.so quiet type=close_session /bin/sleep 2',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
+    const store = await launcher.open(outcome.identity, outcome.attached);
+    await store.list();
+    const t = Date.now();
+    await store.close();
+    expect(Date.now() - t).toBeLessThan(1500);
+    // ...while the helper still finishes the PAM session properly afterwards.
+    await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
+  });
+
   it('a dropped connection (pipes destroyed) still closes the PAM session', async () => {
     const log = fx.traceLog('drop');
     const service = fx.service('drop', [
