@@ -244,10 +244,22 @@ static char *expand_arg(const char *tmpl, const struct passwd *pw, const char **
     return out;
 }
 
+/* Seconds a worker gets to finish after SIGTERM before it is killed. */
+#define WORKER_GRACE_SECONDS 5
+
 static void forward_signal(int sig)
 {
     pending_signal = sig;
     if (child_pid > 0) kill((pid_t)child_pid, sig);
+    /* A worker stuck in the file system (a hung AFS server) must not keep the PAM
+     * session open for ever: SIGKILL follows, and then we clean up as usual. */
+    alarm(WORKER_GRACE_SECONDS);
+}
+
+static void kill_worker(int sig)
+{
+    (void)sig;
+    if (child_pid > 0) kill((pid_t)child_pid, SIGKILL);
 }
 
 /* The worker's environment: a clean minimum plus what PAM modules exported (KRB5CCNAME). */
@@ -429,6 +441,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = kill_worker;
+    sigaction(SIGALRM, &sa, NULL);
 
     pid_t pid = fork();
     if (pid < 0) {
@@ -441,6 +455,8 @@ int main(int argc, char **argv)
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(0);
         signal(SIGPIPE, SIG_DFL);
         /* Each step is checked: a worker that kept root would defeat the isolation. */
         if (switch_user) {
@@ -485,6 +501,7 @@ int main(int argc, char **argv)
         if (errno != EINTR) break;
     }
     child_pid = 0;
+    alarm(0);
 
     int rc_close = pam_close_session(pamh, 0);
     int rc_del = pam_setcred(pamh, PAM_DELETE_CRED);

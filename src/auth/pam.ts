@@ -195,12 +195,13 @@ export class PamBackend implements AuthBackend {
       input: child.stdin!,
       output: child.stdout!,
       exited: exited.then(() => clearTimeout(killTimer)),
-      // The helper passes SIGTERM to the worker, then closes the PAM session.
+      // The helper passes SIGTERM to the worker (SIGKILL after 5 s), then closes the
+      // PAM session; only a helper that is itself stuck is killed, later.
       terminate() {
         if (child.exitCode !== null || child.signalCode !== null) return;
         child.stdin?.end();
         child.kill('SIGTERM');
-        killTimer ??= setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+        killTimer ??= setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
       },
     };
     log.info({ event: 'pam-session', workerPid: status.workerPid, helperPid: child.pid, pamUser: status.user }, 'PAM session opened');

@@ -162,6 +162,28 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
   });
 
+  it('a worker that ignores SIGTERM is killed by the helper, which then closes the PAM session', async () => {
+    const log = fx.traceLog('stuck');
+    const service = fx.service('stuck', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+      `session optional ${fx.traceModule} log=${log}`,
+    ]);
+    // Stands in for a worker stuck in a hung file system: deaf to EOF and SIGTERM.
+    const stuck = [process.execPath, '-e', "process.on('SIGTERM', () => {}); process.stdin.resume(); setInterval(() => {}, 1000)"];
+    const b = new PamBackend({ service, workerCommand: stuck, log: silentLogger() });
+    const outcome = ok(await b.verifyPassword(alice.name, alice.password, ctx));
+    const attached = outcome.attached!;
+    await new Promise((r) => setTimeout(r, 300)); // let it install its handler
+    const t = Date.now();
+    attached.terminate();
+    await attached.exited;
+    expect(Date.now() - t).toBeLessThan(12_000); // the helper's 5 s grace, not the server's 15 s SIGKILL
+    expect(alive(attached.pid)).toBe(false);
+    expect(fx.readTrace(log).map((e) => e.what)).toEqual(['open_session', 'close_session']);
+  }, 20_000);
+
   it('a dropped connection (pipes destroyed) still closes the PAM session', async () => {
     const log = fx.traceLog('drop');
     const service = fx.service('drop', [
