@@ -20,6 +20,7 @@ import { StorageError, type ScriptStore } from '../types.js';
 import { RemoteStore } from './remote-store.js';
 import type { SieveProfile } from '../../sieve/index.js';
 import { relayWorkerLog } from './log-relay.js';
+import { processIsolationProblem } from './privileges.js';
 
 /** The package root, from src/storage/worker or dist/storage/worker alike. */
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -100,10 +101,11 @@ export class ProcessLauncher implements StoreLauncher {
   }
 
   private spawnWorker(identity: Identity, log: Logger): AttachedWorker {
-    const asRoot = process.getuid?.() === 0;
+    // Root, or CAP_SETUID + CAP_SETGID (privileges.ts): workers run as the user.
+    const canSwitch = processIsolationProblem() === undefined;
     const { uid, gid } = identity;
     let ids: { uid: number; gid: number } | undefined;
-    if (asRoot) {
+    if (canSwitch) {
       // A worker must never keep root: it would defeat the per-user permissions.
       if (uid === undefined || gid === undefined) {
         throw new StorageError('permission', `account ${identity.user} has no uid/gid; isolation = "process" needs them`);
