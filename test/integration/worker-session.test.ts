@@ -5,13 +5,13 @@
  * that dies fails only its own session with NO (TRYLATER); workers end with their
  * sessions (LOGOUT, disconnect, idle timeout, server shutdown).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
-import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
+import { CLI, startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { haveTools, requireRoot } from '../helpers/tools.js';
 
 const enabled = requireRoot() && haveTools('openssl');
@@ -147,6 +147,16 @@ level = "info"
     expect(gone(pid)).toBe(false);
     b.close();
     await until(() => gone(pid));
+  });
+
+  it('refuses to start without the privilege to switch users, saying why', () => {
+    const file = join(dir, 'unprivileged.toml');
+    writeFileSync(file, toml().replace(`userdb = "${join(dir, 'userdb')}"`, `userdb = "${join(dir, 'userdb-public')}"`));
+    writeFileSync(join(dir, 'userdb-public'), '', { mode: 0o644 });
+    chmodSync(file, 0o644);
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--config', file], { uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/isolation = "process".*needs root/s);
   });
 
   it('the idle timeout and server shutdown end workers', async () => {
