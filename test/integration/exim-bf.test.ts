@@ -42,6 +42,12 @@ interface EximVerdict {
 function runExim(exim: string, file: string, message: string): Promise<EximVerdict> {
   return new Promise((resolve, reject) => {
     const child = execFile(exim, ['-bf', file, '-f', 'alice@example.org'], { timeout: 20_000 }, (err, stdout, stderr) => {
+      // Exim 4.96 crashes on some scripts (empty strings with encoded-character):
+      // as good as a refusal, since delivery would panic and defer.
+      if (/SIGSEGV|SIGBUS|SIGABRT/.test(stderr)) {
+        resolve({ accepted: false, output: `${stdout}\n[crashed]\n${stderr}` });
+        return;
+      }
       if (err && stdout === '') {
         reject(new Error(`exim -bf failed: ${err.message} ${stderr}`));
         return;

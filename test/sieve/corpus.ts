@@ -301,6 +301,9 @@ ok('encoded hex', 'require "encoded-character";\nif header :is "subject" "${hex:
 ok('encoded unicode', 'require "encoded-character";\nif header :is "subject" "${unicode:263a}" { keep; }\n');
 ok('encoded malformed left alone', 'require "encoded-character";\nif header :is "subject" "${hex:zz}" { keep; }\n');
 ok('encoded without require is literal', 'if header :is "subject" "${unicode:110000}" { keep; }\n');
+bad('encoded-character with empty string crashes Exim', 'require "encoded-character";\nif header :is "subject" "" { keep; }\n', 2, 'Exim 4.96 crashes');
+bad('encoded-character with empty string in dead branch', 'require ["encoded-character", "fileinto"];\nif false { fileinto ""; }\n', 2, 'Exim 4.96 crashes');
+ok('empty string without encoded-character', 'if header :is "subject" "" { keep; }\n');
 bad('encoded unicode out of range', 'require "encoded-character";\nif header :is "subject" "${unicode:110000}" { keep; }\n', 2, 'outside the Unicode range');
 bad('encoded surrogate', 'require "encoded-character";\nif header :is "subject" "${UNICODE:D800}" { keep; }\n', 2, 'outside the Unicode range');
 

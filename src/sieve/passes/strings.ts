@@ -7,7 +7,9 @@
  *   never checks the first line for the terminator or dot-stuffing, so an empty
  *   `text:` runs on into the rest of the script (exim-sieve.md section 3);
  * - with `encoded-character` required, strings are decoded in place
- *   (RFC 5228 section 2.4.2.4) and out-of-range code points refused.
+ *   (RFC 5228 section 2.4.2.4) and out-of-range code points refused; an empty
+ *   string is refused too, because Exim 4.96 then crashes while parsing
+ *   (SIGSEGV, verified with exim4 -bf: delivery would panic and defer).
  *
  * Must not know: which command a string belongs to.
  */
@@ -35,7 +37,9 @@ export function checkStrings(script: Script, ctx: PassContext): void {
             ctx.sink.error(s.loc, 'the first line of a multi-line string must not start with "." (Exim 4.96 does not unstuff it)', 'dialect');
           }
         }
-        if (decode) {
+        if (decode && s.value === '') {
+          ctx.sink.error(s.loc, 'empty string: Exim 4.96 crashes on empty strings when "encoded-character" is required', 'dialect');
+        } else if (decode) {
           const r = decodeEncodedCharacters(s.value);
           for (const bad of r.outOfRange) {
             ctx.sink.error(s.loc, `\${unicode:${bad}} is outside the Unicode range (unicode character out of range)`, 'semantic');
