@@ -400,6 +400,10 @@ ok('vacation from angle only', 'require "vacation";\nvacation :from "<me@example
 ok('vacation from utf-8 display name', 'require "vacation";\nvacation :from "Müller <me@example.org>" "x";\n');
 ok('vacation utf-8 subject', 'require "vacation";\nvacation :subject "Grüße" "x";\n');
 ok('vacation mime ascii', 'require "vacation";\nvacation :mime "Subject: x\\n\\nbody";\n');
+bad('vacation from special in display name', 'require "vacation";\nvacation :from "Mül]ler <me@example.org>" "x";\n', 2, 'invalid display name');
+ok('vacation from empty quoted display name', 'require "vacation";\nvacation :from "\\"\\" <me@example.org>" "x";\n');
+bad('vacation from comma in display name', 'require "vacation";\nvacation :from "Smith, Bob <me@example.org>" "x";\n', 2, 'invalid display name');
+ok('vacation from dotted display name', 'require "vacation";\nvacation :from "J. Smith <me@example.org>" "x";\n');
 bad('vacation from trailing dot local part', 'require "vacation";\nvacation :from "a.@example.org" "x";\n', 2, ':from must be a mail address', { stricter: 'Exim accepts obsolete RFC 822 local parts' });
 bad('vacation subject twice', 'require "vacation";\nvacation :subject "a" :subject "b" "x";\n', 2, 'given twice', { stricter: 'Exim takes the last of repeated vacation tags' });
 bad('vacation addresses empty', 'require "vacation";\nvacation :addresses [] "x";\n', 2, 'empty string list', { stricter: EMPTY_LIST });

@@ -67,7 +67,12 @@ describe('addresses', () => {
   it('allows display names for header addresses', () => {
     expect(headerMailboxProblem('Bob Smith <bob@example.org>')).toBeUndefined();
     expect(headerMailboxProblem('"Smith, Bob" <bob@example.org>')).toBeUndefined();
+    expect(headerMailboxProblem('J. Müller <bob@example.org>')).toBeUndefined();
+    expect(headerMailboxProblem('<bob@example.org>')).toBeUndefined();
     expect(headerMailboxProblem('Smith, Bob <bob@example.org>')).toBeDefined();
+    expect(headerMailboxProblem('Mül]ler <bob@example.org>')).toBeDefined();
+    expect(headerMailboxProblem('"" <bob@example.org>')).toBeUndefined();
+    expect(headerMailboxProblem('x@y <bob@example.org>')).toBeDefined();
     expect(headerMailboxProblem('Bob <bob>')).toBeDefined();
   });
 });
