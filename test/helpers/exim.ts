@@ -13,8 +13,10 @@
  * vacation) runs as the local user and starts a child Exim with the same `-C`
  * file and `-odi`. Exim trusts `-C` only from root or its compiled-in user, so
  * that child drops privilege and receives and delivers the reply as the test
- * user; it can only do so if the private spool, log directory and outbox belong
- * to that user. `queue_only` is a safety net: anything accepted without `-odi`
+ * user; it can only do so if the private spool, logs and outbox belong to that
+ * user. (The same holds for the delivery process of every message: Exim re-execs
+ * itself as exim_user with `-C` and logs "exim user lost privilege for using -C
+ * option"; with exim_user = the test user, it still runs as the right uid.) `queue_only` is a safety net: anything accepted without `-odi`
  * stays in the queue, where `queue()` shows it, instead of being delivered.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -95,7 +97,12 @@ export interface PrivateExim {
   /** Remove every queued message (`-Mrm`). */
   clearQueue(): void;
   outboxText(): string;
-  mainLog(): string;
+  /**
+   * What Exim logged: the main log (receptions) plus the stderr of every run. A
+   * delivery process that dropped privilege for -C is "not really Exim": it does
+   * not write the main log, and its deferrals and errors appear on stderr only.
+   */
+  log(): string;
   panicLog(): string;
   cleanup(): void;
 }
@@ -207,8 +214,10 @@ begin retry
   const configFile = join(dir, 'exim.conf');
   writeFileSync(configFile, config, { mode: 0o644 });
   const exim = eximBinary();
+  const stderrLog: string[] = [];
   const run = (args: string[], input?: string): Delivery => {
     const r = spawnSync(exim, ['-C', configFile, ...args], { input, encoding: 'utf8', timeout: 30_000 });
+    stderrLog.push(r.stderr ?? '');
     return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   };
   const read = (path: string): string => (existsSync(path) ? readFileSync(path, 'utf8') : '');
@@ -243,7 +252,7 @@ begin retry
       if (ids.length > 0) run(['-Mrm', ...ids]);
     },
     outboxText: () => read(outbox),
-    mainLog: () => read(join(logs, 'mainlog')),
+    log: () => read(join(logs, 'mainlog')) + stderrLog.join(''),
     panicLog: () => read(join(logs, 'paniclog')),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };

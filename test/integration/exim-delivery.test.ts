@@ -134,10 +134,10 @@ function message(site: Site, subject: string, extra: { from?: string; to?: strin
 
 function deliver(site: Site, subject: string, extra: Parameters<typeof message>[2] = {}, sender?: string): void {
   const r = site.exim.deliver(site.address, message(site, subject, extra), sender);
-  expect(r.status, `${r.stderr}\n${site.exim.mainLog()}`).toBe(0);
+  expect(r.status, `${r.stderr}\n${site.exim.log()}`).toBe(0);
   // A deferral (bad owner, bad mode, transport trouble) would leave the message queued.
   const stuck = site.exim.queue();
-  expect(stuck.includes(site.address) ? `${stuck}\n${site.exim.mainLog()}` : '').toBe('');
+  expect(stuck.includes(site.address) ? `${stuck}\n${site.exim.log()}` : '').toBe('');
 }
 
 const inbox = (site: Site): string[] => maildirMessages(join(site.user.home, 'Maildir'));
@@ -172,6 +172,21 @@ describe.skipIf(!runnable)('Exim delivers through the filter tsieved writes ({ho
     const text = readFileSync(path, 'utf8');
     expect(text.startsWith('# Sieve filter\n')).toBe(true);
     expect(text).not.toContain('\r');
+  });
+
+  it('control: the same filter owned by another user is deferred by the router ("bad owner")', async () => {
+    await activate(site, 'main', FILEINTO);
+    const path = join(site.user.home, '.forward');
+    chownSync(path, 65534, 65534);
+    try {
+      site.exim.deliver(site.address, message(site, '[list] owned by nobody'));
+      expect(site.exim.queue()).toContain(site.address);
+      expect(site.exim.log()).toMatch(/R=userforward defer \(-1\): bad owner for .*\.forward/);
+    } finally {
+      chownSync(path, site.user.uid, site.user.gid);
+      site.exim.clearQueue();
+    }
+    expect(site.exim.queuedIds()).toEqual([]);
   });
 
   it('fileinto puts the message in its Maildir folder; others take the implicit keep', async () => {
@@ -228,7 +243,7 @@ describe.skipIf(!runnable)('Exim delivers through the filter tsieved writes ({ho
     // The autoreply transport (running as the user) hands the reply to a child Exim
     // with -odi, which delivers it at once: to the outbox, since remote.test is remote.
     const replies = (): string[] => mboxMessages(site.exim.outboxText()).filter((m) => /^Auto-Submitted: auto-replied$/m.test(m));
-    expect(replies(), site.exim.mainLog()).toHaveLength(1);
+    expect(replies(), site.exim.log()).toHaveLength(1);
     deliver(site, 'still there?', {}, 'friend@remote.test');
     expect(replies()).toHaveLength(1); // once per :days period (Exim's "once" database)
     const reply = replies()[0]!;
