@@ -38,7 +38,7 @@ export interface UnixUser {
  * A throwaway system account (useradd), home created under `parent` and owned by
  * it; login shell nologin. Names are random so parallel runs do not collide.
  */
-export function createUnixUser(parent: string, prefix = 'tsv'): UnixUser {
+export function createUnixUser(parent: string, prefix = 'tse2e'): UnixUser {
   const name = `${prefix}${Math.random().toString(36).slice(2, 9)}`;
   const home = join(parent, name);
   execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name], {
@@ -55,7 +55,16 @@ export function createUnixUser(parent: string, prefix = 'tsv'): UnixUser {
     gid,
     home,
     remove: () => {
-      spawnSync('userdel', [name], { stdio: 'ignore' });
+      // userdel refuses (status 8) while a process still runs as the user, e.g. a
+      // tsieved storage worker that is just exiting: wait for it, then force.
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      let status: number | null = null;
+      for (let i = 0; i < 50; i++) {
+        status = spawnSync('userdel', [name], { stdio: 'ignore' }).status;
+        if (status !== 8) break;
+        Atomics.wait(pause, 0, 0, 100);
+      }
+      if (status === 8) spawnSync('userdel', ['--force', name], { stdio: 'ignore' });
       rmSync(home, { recursive: true, force: true });
     },
   };
