@@ -108,12 +108,31 @@ async function openSession(fx: Fixture, port: number, allowUnencrypted = false):
   return { c, caps };
 }
 
+/**
+ * The two plain listeners bind in no guaranteed order: tell them apart by what
+ * they offer before TLS (mechanisms on the trusted one, `"SASL" ""` on the other).
+ */
+async function listenerPorts(fx: Fixture): Promise<{ clear: number; starttls: number }> {
+  let clear: number | undefined;
+  let starttls: number | undefined;
+  for (const { port, implicitTls } of fx.server.ports) {
+    if (implicitTls) continue;
+    const c = await SieveTestClient.connect(port);
+    if (c.greeting.lines.includes('"SASL" ""')) starttls = port;
+    else clear = port;
+    c.close();
+  }
+  if (clear === undefined || starttls === undefined) throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
+  return { clear, starttls };
+}
+
 describe('KDE KManageSieve command sequence (scripted)', () => {
   let fx: Fixture;
   let clearPort: number;
+  let starttlsPort: number;
   beforeAll(async () => {
     fx = await startFixture({ listeners: 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", allow_plaintext = true }]' });
-    clearPort = fx.server.ports[1]!.port;
+    ({ clear: clearPort, starttls: starttlsPort } = await listenerPorts(fx));
   });
   afterAll(async () => {
     await fx?.stop();
@@ -124,7 +143,7 @@ describe('KDE KManageSieve command sequence (scripted)', () => {
     ['LOGIN', BOB],
   ] as const) {
     it(`${mech}: upload, check, list, activate, download, broken upload, delete, logout`, async () => {
-      const { c, caps } = await openSession(fx, fx.server.port);
+      const { c, caps } = await openSession(fx, starttlsPort);
       expect(caps.get('SASL')?.split(' ')).toContain(mech);
       expect(kdeStatus(await authenticate(c, mech, user))).toBe('OK');
 
@@ -176,7 +195,7 @@ describe('KDE KManageSieve command sequence (scripted)', () => {
   }, 60_000);
 
   it('KD9: on the STARTTLS listener, clear text gets no mechanism and PLAIN is refused', async () => {
-    const { c, caps } = await openSession(fx, fx.server.port, true);
+    const { c, caps } = await openSession(fx, starttlsPort, true);
     expect(caps.get('SASL')).toBe('');
     const r = await authenticate(c, 'PLAIN', ALICE);
     expect(kdeStatus(r)).toBe('NO');

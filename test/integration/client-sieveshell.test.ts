@@ -20,6 +20,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
 import { haveTools } from '../helpers/tools.js';
 
@@ -54,6 +55,24 @@ function sieveshell(args: string[]): Promise<Run> {
   });
 }
 
+/**
+ * The two plain listeners bind in no guaranteed order: tell them apart by what
+ * they offer before TLS (mechanisms on the trusted one, `"SASL" ""` on the other).
+ */
+async function listenerPorts(fx: Fixture): Promise<{ clear: number; starttls: number }> {
+  let clear: number | undefined;
+  let starttls: number | undefined;
+  for (const { port, implicitTls } of fx.server.ports) {
+    if (implicitTls) continue;
+    const c = await SieveTestClient.connect(port);
+    if (c.greeting.lines.includes('"SASL" ""')) starttls = port;
+    else clear = port;
+    c.close();
+  }
+  if (clear === undefined || starttls === undefined) throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
+  return { clear, starttls };
+}
+
 describe.skipIf(!haveTools('sieveshell'))('Cyrus sieveshell on a trusted clear-text listener', () => {
   let fx: Fixture;
   let work: string;
@@ -63,8 +82,7 @@ describe.skipIf(!haveTools('sieveshell'))('Cyrus sieveshell on a trusted clear-t
     fx = await startFixture({
       listeners: 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", allow_plaintext = true }]',
     });
-    starttlsPort = fx.server.ports[0]!.port;
-    plainPort = fx.server.ports[1]!.port;
+    ({ clear: plainPort, starttls: starttlsPort } = await listenerPorts(fx));
     work = mkdtempSync(join(tmpdir(), 'tsieved-ss-'));
     writeFileSync(join(work, 'main.sieve'), SCRIPT);
     writeFileSync(join(work, 'broken.sieve'), BROKEN);
