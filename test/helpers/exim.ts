@@ -16,8 +16,9 @@
  * user; it can only do so if the private spool, logs and outbox belong to that
  * user. (The same holds for the delivery process of every message: Exim re-execs
  * itself as exim_user with `-C` and logs "exim user lost privilege for using -C
- * option"; with exim_user = the test user, it still runs as the right uid.) `queue_only` is a safety net: anything accepted without `-odi`
- * stays in the queue, where `queue()` shows it, instead of being delivered.
+ * option"; with exim_user = the test user, it still runs as the right uid.)
+ * `queue_only` is a safety net: anything accepted without `-odi` stays in the
+ * queue, where `queue()` shows it, instead of being delivered.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -99,10 +100,6 @@ export interface PrivateExim {
   queue(): string;
   /** Message ids in the queue. */
   queuedIds(): string[];
-  /** Header file (`-H`) of a queued message: envelope and headers. */
-  queuedHeaders(id: string): string;
-  /** `exim -qff`: deliver everything queued (as root) and wait. */
-  runQueue(): Delivery;
   /** Remove every queued message (`-Mrm`). */
   clearQueue(): void;
   outboxText(): string;
@@ -239,11 +236,6 @@ begin retry
       .filter((f) => f.endsWith('-H'))
       .map((f) => f.slice(f.lastIndexOf('/') + 1, -2));
   };
-  const findSpoolFile = (name: string): string | undefined => {
-    const input = join(spool, 'input');
-    const hit = readdirSync(input, { recursive: true }).map(String).find((f) => f === name || f.endsWith('/' + name));
-    return hit === undefined ? undefined : join(input, hit);
-  };
   return {
     dir,
     configFile,
@@ -251,11 +243,6 @@ begin retry
     deliver: (recipient, message, sender = 'sender@remote.test') => run(['-odi', ...(process.env.EXIM_DEBUG ? ['-d+filter'] : []), '-f', sender, recipient], message),
     queue: () => run(['-bp']).stdout,
     queuedIds,
-    queuedHeaders: (id) => {
-      const file = findSpoolFile(`${id}-H`);
-      return file ? readFileSync(file, 'utf8') : '';
-    },
-    runQueue: () => run(['-qff']),
     clearQueue: () => {
       const ids = queuedIds();
       if (ids.length > 0) run(['-Mrm', ...ids]);
