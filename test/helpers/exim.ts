@@ -94,7 +94,10 @@ export interface PrivateExim {
   readonly configFile: string;
   /** mbox file where every non-local address ends up. */
   readonly outbox: string;
-  /** `exim -odi -f sender recipient < message`, as root, delivered before it returns. */
+  /**
+   * `exim -odi -f sender recipient < message`, as root, delivered before it
+   * returns. With EXIM_DEBUG set in the environment, adds `-d+filter` (on stderr).
+   */
   deliver(recipient: string, message: string, sender?: string): Delivery;
   /** `exim -bp`: the queue listing. */
   queue(): string;

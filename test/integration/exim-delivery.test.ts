@@ -253,6 +253,9 @@ describe.skipIf(!runnable)('Exim delivers through the filter tsieved writes ({ho
     expect(reply).toMatch(/^In-Reply-To: <t\d+\.\d+@remote\.test>$/m);
     expect(reply).toContain('Back on Monday.');
     expect(site.exim.queuedIds()).toHaveLength(0);
+    // "Once" is per sender: someone else still gets an answer.
+    deliver(site, 'hello from someone else', {}, 'other@remote.test');
+    expect(replies().filter((m) => /^X-Outbox-Rcpt: other@remote\.test$/m.test(m))).toHaveLength(1);
     // Implicit keep: both messages reached the inbox.
     expect(bySubject(inbox(site), 'are you there?')).toHaveLength(1);
     expect(bySubject(inbox(site), 'still there?')).toHaveLength(1);
