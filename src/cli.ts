@@ -13,11 +13,13 @@ import { prepareDemo } from './demo.js';
 import { createRootLogger, type Logger } from './log/logger.js';
 import { buildServices, startServer, StartupError } from './main.js';
 import { runCheck } from './sieve/index.js';
+import { MIGRATE_USAGE, runMigrate } from './migrate/index.js';
 
 const USAGE = `usage:
   tsieved serve (--config FILE | --demo [--listen HOST:PORT])
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
-  tsieved config check --config FILE`;
+  tsieved config check --config FILE
+  ${MIGRATE_USAGE.replace(/^usage: /, "")}`;
 
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -84,6 +86,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'check':
         return await runCheck(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+      case 'migrate':
+        return await runMigrate(rest, { stdout: process.stdout, stderr: process.stderr });
       case 'config':
         if (rest[0] === 'check') return await configCheck(rest.slice(1));
         break;

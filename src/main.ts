@@ -23,7 +23,8 @@ import { LdapBackend } from './auth/ldap.js';
 import { checkLdapConfig } from './auth/ldap-config.js';
 import { assertPamUsable, PamBackend } from './auth/pam.js';
 import { assertProcessIsolationUsable } from './storage/worker/privileges.js';
-import { ProcessLauncher, workerCommand } from './storage/worker/process-launcher.js';
+import { ProcessLauncher } from './storage/worker/process-launcher.js';
+import { pamWorkerCommand, tokenCommandProblems } from './storage/worker/token-command.js';
 
 export const VERSION: string = (() => {
   try {
@@ -57,7 +58,7 @@ interface Built {
 
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
 export async function buildServices(config: Config, log: Logger): Promise<Built> {
-  const problems = checkStorageTemplates(config.storage);
+  const problems = [...checkStorageTemplates(config.storage), ...tokenCommandProblems(config.storage)];
   if (problems.length > 0) throw new StartupError(`[storage] ${problems.join('; ')}`);
   let tls;
   try {
@@ -66,6 +67,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
     throw new StartupError((error as Error).message);
   }
   const auth = await createAuthBackend(config, log);
+  // Read the user files now: which SASL mechanisms are offered depends on them, and
+  // the very first greeting must already be right.
+  await auth.reload?.();
   const stores = createStoreLauncher(config, log.child({ component: 'storage' }));
   const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
   const validator = createValidator(profile);
@@ -113,7 +117,7 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
       return new PamBackend({
         service: auth.pam_service,
         ...(auth.pam_helper ? { helperPath: auth.pam_helper } : {}),
-        workerCommand: workerCommand(),
+        workerCommand: pamWorkerCommand(config.storage),
         log: authLog,
       });
     }
@@ -127,9 +131,16 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
   }
 }
 
+/** The backend's mechanisms in its order, less those site policy leaves out. */
+function allowedMechanisms(config: Config, auth: AuthBackend): readonly string[] {
+  const allowed = config.auth.mechanisms;
+  const names = mechanismNames(auth);
+  return allowed.length === 0 ? names : names.filter((name) => (allowed as readonly string[]).includes(name));
+}
+
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   let built = await buildServices(config, log);
-  const mechanisms = (): readonly string[] => mechanismNames(built.services.auth);
+  const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
   const manager = new ConnectionManager(built.services, mechanisms, log);
   const specs = [
     ...listenerSpecs(config.server.listen, false, config.auth.allow_plaintext),

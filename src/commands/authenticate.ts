@@ -8,7 +8,7 @@
  * connection alone. The session is authenticated only once the user's store opened.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createExchange } from '../sasl/index.js';
+import { createExchange, mechanismNames } from '../sasl/index.js';
 import type { SaslStep } from '../sasl/index.js';
 import { bye, encodeLiteral, no, ok, type Response } from '../protocol/response.js';
 import { str } from './args.js';
@@ -37,7 +37,11 @@ export const authenticate: Command = {
       return { response: no('Authentication requires TLS; use STARTTLS first', 'ENCRYPT-NEEDED') };
     }
     if (!session.saslMechanisms().includes(mechanism)) {
-      return { response: no(`Unsupported authentication mechanism ${JSON.stringify(mechanism)}`) };
+      // RFC 5804 section 1.3: AUTH-TOO-WEAK when site policy forbids a mechanism
+      // the server otherwise supports; plain NO when it is not supported at all.
+      return mechanismNames(services.auth).includes(mechanism)
+        ? { response: no(`Site policy does not allow ${mechanism}`, 'AUTH-TOO-WEAK') }
+        : { response: no(`Unsupported authentication mechanism ${JSON.stringify(mechanism)}`) };
     }
     const exchange = createExchange(mechanism, services.auth, {
       remoteAddress: session.origin.remoteAddress,

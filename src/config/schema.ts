@@ -59,6 +59,11 @@ const authSchema = z.strictObject({
   passwd_file: z.string().optional(),
   /** Offer PLAIN/LOGIN on connections without TLS (all listeners; see [[server.listen]]). */
   allow_plaintext: z.boolean().default(false),
+  /**
+   * SASL mechanisms site policy allows (empty = every one the backend supports). A
+   * supported mechanism outside the list is refused with AUTH-TOO-WEAK.
+   */
+  mechanisms: z.array(z.enum(['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN', 'LOGIN'])).default([]),
   pam_service: z.string().default('sieve'),
   /** Path of the compiled PAM helper; default: helper/build/tsieved-pam-helper in the package. */
   pam_helper: z.string().optional(),

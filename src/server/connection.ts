@@ -122,7 +122,9 @@ export class Connection {
       const parts = result.data ? [result.data, encodeResponse(response)] : [encodeResponse(response)];
       await this.write(Buffer.concat(parts));
       this.logCommand(dispatched.command, response, performance.now() - started);
+      // Limits and the idle timeout follow the state the command left behind.
       this.framer.setLimits(this.limits());
+      this.touch();
       if (then === 'close' || response.status === 'BYE') return;
       if (then === 'starttls') await this.startTls();
     }

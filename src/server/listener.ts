@@ -140,7 +140,9 @@ export class ConnectionManager {
       return;
     }
     this.perAddress.set(remoteAddress, count + 1);
-    const log = this.log.child({ remote: remoteAddress, port: remotePort });
+    // `client` rather than `remote`: event lines carry `remote` themselves, in the
+    // position the fail2ban filter expects.
+    const log = this.log.child({ client: `${remoteAddress}:${remotePort}` });
     const connection = new Connection(
       socket,
       this.services,

@@ -113,6 +113,11 @@ export class SieveTestClient {
     }
   }
 
+  /** Puts a line read with readLine back, so that readResponse sees it again. */
+  unreadLine(line: Buffer): void {
+    this.buffer = Buffer.concat([line, Buffer.from('\r\n'), this.buffer]);
+  }
+
   async readResponse(timeoutMs?: number): Promise<ServerResponse> {
     const rawLines: Buffer[] = [];
     for (;;) {
