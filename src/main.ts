@@ -14,7 +14,7 @@ import { mechanismNames } from './sasl/index.js';
 import { ConnectionManager, listenerSpecs } from './server/listener.js';
 import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices, StoreOpener } from './session/services.js';
-import { createValidator, formatDiagnosticsForClient, loadProfile, type Validator } from './sieve/index.js';
+import { createValidator, formatDiagnosticsForClient, loadProfile, type SieveProfile, type Validator } from './sieve/index.js';
 import { checkStorageTemplates } from './storage/paths.js';
 import { InProcessLauncher } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
@@ -70,9 +70,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
   // Read the user files now: which SASL mechanisms are offered depends on them, and
   // the very first greeting must already be right.
   await auth.reload?.();
-  const stores = createStoreLauncher(config, log.child({ component: 'storage' }));
   const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
   const validator = createValidator(profile);
+  const stores = createStoreLauncher(config, profile, log.child({ component: 'storage' }));
   const checker: ScriptChecker = {
     extensions: profile.extensions,
     check: (script) => validator.validate(script),
@@ -87,7 +87,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
  * the user's credentials and AFS tokens); `isolation = "process"` does the same for
  * every other backend, with the entry's uid/gid.
  */
-function createStoreLauncher(config: Config, log: Logger): StoreOpener & { close?(): Promise<void> } {
+function createStoreLauncher(config: Config, profile: SieveProfile, log: Logger): StoreOpener & { close?(): Promise<void> } {
   const processIsolation = config.storage.isolation === 'process' || config.auth.backend === 'pam';
   if (!processIsolation) return new InProcessLauncher(config.storage, log);
   try {
@@ -95,7 +95,9 @@ function createStoreLauncher(config: Config, log: Logger): StoreOpener & { close
   } catch (error) {
     throw new StartupError((error as Error).message);
   }
-  return new ProcessLauncher({ storage: config.storage, log });
+  // The worker validates its user's scripts too, so a 1 MiB check costs that
+  // user's process, not the server's.
+  return new ProcessLauncher({ storage: config.storage, log, sieveProfile: profile });
 }
 
 async function createAuthBackend(config: Config, log: Logger): Promise<AuthBackend> {

@@ -5,6 +5,7 @@
 import { ok } from '../protocol/response.js';
 import { str } from './args.js';
 import { AUTHENTICATED, type Command } from './command.js';
+import { checkScript } from './check-script.js';
 import { diagnosticsToResponse } from './to-response.js';
 
 export const checkscript: Command = {
@@ -13,7 +14,7 @@ export const checkscript: Command = {
   args: [{ name: 'script', kind: 'string' }],
   async run(ctx, [script]) {
     const { checker, config } = ctx.services;
-    const diagnostics = await checker.check(str(script));
+    const diagnostics = await checkScript(ctx, str(script));
     return { response: diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors) ?? ok() };
   },
 };

@@ -7,6 +7,7 @@ import { no, ok } from '../protocol/response.js';
 import { decodeName, str } from './args.js';
 import { AUTHENTICATED, type Command } from './command.js';
 import { storeOf } from './store-of.js';
+import { checkScript } from './check-script.js';
 import { diagnosticsToResponse } from './to-response.js';
 
 export const putscript: Command = {
@@ -24,7 +25,7 @@ export const putscript: Command = {
     // Quota first: a script that cannot be stored need not be compiled.
     await store.checkSpace(name, script.length);
     const { checker, config } = ctx.services;
-    const diagnostics = await checker.check(script);
+    const diagnostics = await checkScript(ctx, script);
     const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors);
     if (verdict?.status === 'NO') return { response: verdict };
     await store.put(name, script);

@@ -26,6 +26,14 @@ export interface ScriptChecker {
   format(diagnostics: readonly ScriptDiagnostic[], max: number): string;
 }
 
+/**
+ * A store that can also check scripts where it runs (the per-session worker), so
+ * validation costs the user's own process rather than the server's.
+ */
+export interface ValidatingStore {
+  validate(script: Buffer): Promise<readonly ScriptDiagnostic[]>;
+}
+
 /** Turns a verified identity into the user's ScriptStore (in-process or a worker). */
 export interface StoreOpener {
   open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore>;

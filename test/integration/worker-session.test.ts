@@ -123,6 +123,20 @@ level = "info"
     await until(() => gone(pid));
   });
 
+  it('validates scripts in the session\'s worker: errors with their line, and TRYLATER once the worker is gone', async () => {
+    const [ann] = USERS;
+    const { client, pid } = await loginWithWorker(server, ann);
+    const bad = await client.putScript('bad', 'keep;\r\nreject "no";\r\n');
+    expect(bad.status).toBe('NO');
+    expect(bad.text).toMatch(/line 2/);
+    expect((await client.command('CHECKSCRIPT "keep;"')).statusLine).toBe('OK');
+    process.kill(pid, 'SIGKILL');
+    await until(() => gone(pid));
+    // The server's own validator would have said OK: TRYLATER shows the worker did the checking.
+    expect((await client.command('CHECKSCRIPT "keep;"')).code).toBe('TRYLATER');
+    client.close();
+  });
+
   it('a dead worker fails its own session with TRYLATER and leaves others alone', async () => {
     const [ann, ben] = USERS;
     const { client: a, pid: annPid } = await loginWithWorker(server, ann);
