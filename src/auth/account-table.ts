@@ -8,7 +8,7 @@
 import type { Logger } from '../log/logger.js';
 import type { Identity, ScramAlgorithm } from './types.js';
 import { FileSource, type SourceLine } from './file-source.js';
-import { isLocked, scramSourceOf } from './password-hash.js';
+import { isLocked, scramSourceOf, unsupportedScheme } from './password-hash.js';
 
 export interface Account {
   readonly identity: Identity;
@@ -110,6 +110,13 @@ export class AccountTable {
       }
       firstSeen.set(r.name, line);
       accounts.set(r.name, r.account);
+      const unsupported = r.account.stored === undefined ? undefined : unsupportedScheme(r.account.stored);
+      if (unsupported !== undefined) {
+        this.log.warn(
+          { file: line.file, line: line.lineNo, user: r.name, scheme: unsupported },
+          `entry for ${JSON.stringify(r.name)} at ${line.file}:${line.lineNo} uses unsupported password scheme {${unsupported}}: that user cannot log in`,
+        );
+      }
     }
     const usable = [...accounts.values()].filter((a) => a.stored !== undefined && !isLocked(a.stored));
     const scramAlgorithms = ALGORITHMS.filter(

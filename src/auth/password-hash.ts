@@ -67,6 +67,25 @@ export function isLocked(stored: string): boolean {
   return stored.length === 0 || stored.startsWith('!') || stored.startsWith('*');
 }
 
+/**
+ * The `{SCHEME}` of a stored value when verifyPasswordHash certainly cannot check
+ * it, for a warning when the file is loaded; undefined otherwise (bare crypt
+ * strings are only known to be unsupported once libcrypt has been asked).
+ */
+export function unsupportedScheme(stored: string): string | undefined {
+  if (isLocked(stored)) return undefined;
+  const { scheme } = parseStored(stored);
+  const known =
+    scheme === '' ||
+    scheme === 'MD5' ||
+    CRYPT_SCHEMES.has(scheme) ||
+    scheme in PLAIN_DIGESTS ||
+    scheme in SALTED_DIGESTS ||
+    CLEARTEXT_SCHEMES.has(scheme) ||
+    scheme in SCRAM_SCHEMES;
+  return known ? undefined : scheme;
+}
+
 export async function verifyPasswordHash(password: string, stored: string, log?: Logger): Promise<HashCheck> {
   if (isLocked(stored)) return MISMATCH;
   const p = parseStored(stored);

@@ -131,6 +131,8 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
     const r = await b.verifyPassword('eve@x.org', 'pw', ctx);
     expect(r).toEqual({ kind: 'rejected', reason: 'unsupported password scheme {ARGON2ID}' });
     expect(cap.lines().some((l) => l.msg === 'unsupported password scheme {ARGON2ID}: login refused')).toBe(true);
+    // Already said when the file was loaded, with the line, so the admin need not wait for a login.
+    expect(cap.lines().some((l) => l.msg === `entry for "eve@x.org" at ${file}:1 uses unsupported password scheme {ARGON2ID}: that user cannot log in`)).toBe(true);
   });
 
   it('picks up changes without a restart: in-place edits, same-size rewrites, atomic renames', async () => {
