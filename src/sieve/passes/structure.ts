@@ -23,8 +23,11 @@ function unknownMessage(kind: 'command' | 'test', name: string): string {
   return `unknown ${kind} "${name}"`;
 }
 
-function needsRequire(requires: string | undefined, ctx: PassContext): boolean {
-  return requires !== undefined && !ctx.required.has(requires);
+/** The complaint about a missing `require`, or undefined when none is needed. */
+function requireProblem(what: string, requires: string | undefined, ctx: PassContext): string | undefined {
+  if (requires === undefined || ctx.required.has(requires)) return undefined;
+  if (!ctx.profile.extensions.includes(requires)) return `${what} is not available: extension "${requires}" is not enabled on this server`;
+  return `${what} needs require "${requires}"`;
 }
 
 // Recursion depth is bounded: the pre-scan refused scripts nested beyond the limit.
@@ -35,12 +38,15 @@ function checkTest(test: Test, ctx: PassContext): void {
     ctx.sink.error(test.nameLoc, unknownMessage('test', test.name), 'semantic');
     return;
   }
-  if (needsRequire(sig.requires, ctx)) {
-    ctx.sink.error(test.nameLoc, `test "${test.name}" needs require "${sig.requires}"`, 'semantic');
-  }
+  const missing = requireProblem(`test "${test.name}"`, sig.requires, ctx);
+  if (missing !== undefined) ctx.sink.error(test.nameLoc, missing, 'semantic');
   const bound = bindArguments(`test "${test.name}"`, test.nameLoc, test.args, sig, ctx);
   if (sig.tests === 'none' && test.tests.length > 0) {
-    ctx.sink.error(test.tests[0]!.loc, `test "${test.name}" takes no nested test`, 'semantic');
+    // Usually a missing quote, comma or brace; the stray words are not tests.
+    const stray = test.tests[0]!;
+    ctx.sink.error(stray.nameLoc, `unexpected "${stray.name}" after test "${test.name}" (missing quotes, "," or "{"?)`, 'syntax');
+    if (bound !== undefined) checkTestArguments(name, bound, ctx);
+    return;
   } else if (sig.tests === 'one' && (test.testList || test.tests.length !== 1)) {
     ctx.sink.error(test.nameLoc, `"${test.name}" takes exactly one test, not a test list`, 'semantic');
   } else if (sig.tests === 'list' && !test.testList) {
@@ -57,9 +63,8 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
     ctx.sink.error(cmd.nameLoc, unknownMessage('command', cmd.name), 'semantic');
     return;
   }
-  if (needsRequire(sig.requires, ctx)) {
-    ctx.sink.error(cmd.nameLoc, `${cmd.name} needs require "${sig.requires}"`, 'semantic');
-  }
+  const missing = requireProblem(cmd.name, sig.requires, ctx);
+  if (missing !== undefined) ctx.sink.error(cmd.nameLoc, missing, 'semantic');
   if (name === 'require' && depth > 0) {
     ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command, not in a block', 'semantic');
   }
