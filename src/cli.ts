@@ -6,6 +6,7 @@
  *   tsieved config check --config FILE
  * Must not know: how the server works inside (main.ts builds it).
  */
+import './threadpool.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/loader.js';
 import type { Config } from './config/schema.js';
