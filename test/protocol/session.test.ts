@@ -287,6 +287,23 @@ describe('script commands', () => {
     c.close();
   });
 
+  it('treats names differing only in Unicode normalisation as one script; long names are kept whole or refused, never cut', async () => {
+    const c = await loggedIn(BOB);
+    expect((await c.putScript('cafe\u0301', 'keep;\r\n')).statusLine).toBe('OK');
+    expect((await c.putScript('caf\u00e9', 'discard;\r\n')).statusLine).toBe('OK');
+    expect((await c.command('LISTSCRIPTS')).lines).toEqual(['"caf\u00e9"']);
+    expect((await c.getScript('cafe\u0301')).content?.toString()).toBe('discard;\r\n');
+    // RFC 5804 section 1.6: at least 128 characters must work (here 256 octets of UTF-8).
+    const long = '\u00e9'.repeat(128);
+    expect((await c.putScript(long, 'keep;\r\n')).statusLine).toBe('OK');
+    expect((await c.command('LISTSCRIPTS')).lines).toContain(`"${long}"`);
+    const tooLong = 'x'.repeat(2000);
+    expect((await c.putScript(tooLong, 'keep;\r\n')).status).toBe('NO');
+    expect((await c.command('LISTSCRIPTS')).lines).toHaveLength(2);
+    for (const name of ['caf\u00e9', long]) expect((await c.command(`DELETESCRIPT ${quote(name)}`)).statusLine).toBe('OK');
+    c.close();
+  });
+
   it('NOOP with and without tag, UNAUTHENTICATE, LOGOUT ignores what follows', async () => {
     const c = await loggedIn();
     expect((await c.command('NOOP')).statusLine).toBe('OK');
