@@ -6,7 +6,7 @@
  * Must not know: sockets, how the errors came about.
  */
 import { ProtocolError } from '../protocol/errors.js';
-import { bye, no, ok, type Response, type ResponseCode } from '../protocol/response.js';
+import { bye, no, type Response, type ResponseCode } from '../protocol/response.js';
 import { StorageError, type StorageErrorKind } from '../storage/types.js';
 import type { ScriptDiagnostic, ScriptChecker } from '../session/services.js';
 
@@ -73,4 +73,3 @@ export function diagnosticsToResponse(
   return undefined;
 }
 
-export const success = (): Response => ok();
