@@ -253,7 +253,7 @@ export class Connection {
     this.idleTimer = setTimeout(() => {
       this.log.info({ event: 'idle-timeout', user: this.session.user }, 'disconnecting idle client');
       this.closing = true;
-      this.write(encodeResponse(bye('Disconnected for inactivity'))).catch(() => undefined).finally(() => this.destroy());
+      this.write(encodeResponse(bye(`${this.services.config.server.greeting_name}: disconnected for inactivity`))).catch(() => undefined).finally(() => this.destroy());
       this.wakeReader();
     }, seconds * 1000);
     this.idleTimer.unref();

@@ -12,6 +12,7 @@ import type { ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ServerServices } from '../session/services.js';
 import { Connection } from './connection.js';
+import { bye, encodeResponse } from '../protocol/response.js';
 import { compileTrustedProxies, isTrustedBy, readProxyHeader, type TrustedProxies } from './proxy-protocol.js';
 
 /** A proxy sends its header at once; a peer that does not is not a proxy. */
@@ -102,7 +103,8 @@ export class ConnectionManager {
     while (this.connections.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    await Promise.all([...this.connections].map((c) => c.shutdown('Server shutting down')));
+    const name = this.services.config.server.greeting_name;
+    await Promise.all([...this.connections].map((c) => c.shutdown(`${name} is shutting down`)));
   }
 
   private accept(socket: Socket, spec: ListenerSpec): void {
@@ -136,7 +138,7 @@ export class ConnectionManager {
     if (count >= server.max_connections_per_ip) {
       // RFC 5804 section 1.2: BYE before hanging up.
       this.log.warn({ event: 'too-many-connections', remote: remoteAddress }, 'refusing connection');
-      socket.end('BYE "Too many connections from your address"\r\n');
+      socket.end(encodeResponse(bye(`${server.greeting_name}: too many connections from your address`)));
       return;
     }
     this.perAddress.set(remoteAddress, count + 1);
