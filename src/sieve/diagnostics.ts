@@ -28,8 +28,16 @@ export interface Diagnostic {
   code?: DiagnosticCode;
 }
 
+/**
+ * Diagnostics kept per script. A 1 MiB script of one repeated mistake would
+ * otherwise produce hundreds of thousands; nobody reads past the first few and
+ * clients are sent at most max_reported_errors.
+ */
+export const MAX_DIAGNOSTICS = 500;
+
 export class DiagnosticSink {
   readonly items: Diagnostic[] = [];
+  private sawError = false;
   private text = '';
   private lineStarts: number[] | undefined;
 
@@ -65,11 +73,10 @@ export class DiagnosticSink {
     this.add('warning', at, message, code);
   }
 
-  get errorCount(): number {
-    return this.items.filter((d) => d.severity === 'error').length;
-  }
-
   private add(severity: Severity, at: Span | Position, message: string, code: DiagnosticCode): void {
+    // Past the cap, still keep a first error: it decides the verdict.
+    if (this.items.length >= MAX_DIAGNOSTICS && (severity === 'warning' || this.sawError)) return;
+    if (severity === 'error') this.sawError = true;
     const p = 'start' in at ? this.positionOf(at.start) : at;
     this.items.push({ severity, line: p.line, column: p.column, message, code });
   }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { headerMailboxProblem, mailboxProblem } from '../../src/sieve/address.js';
-import { DiagnosticSink } from '../../src/sieve/diagnostics.js';
+import { DiagnosticSink, MAX_DIAGNOSTICS } from '../../src/sieve/diagnostics.js';
 import { decodeEncodedCharacters } from '../../src/sieve/encoded-character.js';
 import { formatDiagnosticsForClient, validateScript, type Diagnostic } from '../../src/sieve/index.js';
 import { decodeInput, firstInvalidUtf8 } from '../../src/sieve/input.js';
@@ -119,6 +119,17 @@ describe('formatDiagnosticsForClient', () => {
 });
 
 describe('limits', () => {
+  it('keeps at most MAX_DIAGNOSTICS, but never loses the first error', () => {
+    const many = validateScript(Buffer.from('frob;\n'.repeat(2000)), fullProfile());
+    expect(many).toHaveLength(MAX_DIAGNOSTICS);
+    const sink = new DiagnosticSink();
+    for (let i = 0; i < MAX_DIAGNOSTICS + 10; i++) sink.warning({ line: 1, column: 1 }, 'w');
+    sink.error({ line: 2, column: 1 }, 'e');
+    sink.error({ line: 3, column: 1 }, 'e2');
+    expect(sink.items.filter((d) => d.severity === 'error')).toHaveLength(1);
+    expect(sink.items).toHaveLength(MAX_DIAGNOSTICS + 1);
+  });
+
   it('reports deep nesting at its line without overflowing the stack', () => {
     const text = 'keep;\n' + 'if true {\n'.repeat(5000) + '}'.repeat(5000) + '\n';
     const diags = validateScript(Buffer.from(text), fullProfile());
