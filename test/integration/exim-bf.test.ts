@@ -7,6 +7,10 @@
  *
  * The script is fed as the filter file is written, by the storage's own
  * renderFilter (LF line ends, "# Sieve filter" first line, final LF).
+ * Beyond the corpus, seeded mutations of it and scripts generated from the
+ * signatures are compared the same way (SIEVE_FUZZ_SEED picks other seeds).
+ * enotify entries are skipped: -bf always runs with enotify disabled. An Exim
+ * crash counts as a refusal (delivery would panic and defer).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
