@@ -67,9 +67,11 @@ export function diagnosticsToResponse(
   checker: ScriptChecker,
   maxReported: number,
 ): Response | undefined {
+  // Lines of a multi-line text end in CRLF on the wire, like every other line.
+  const text = (d: readonly ScriptDiagnostic[]): string => checker.format(d, maxReported).replace(/\r?\n/g, '\r\n');
   const errors = diagnostics.filter((d) => d.severity === 'error');
-  if (errors.length > 0) return no(checker.format(errors, maxReported));
-  if (diagnostics.length > 0) return { status: 'OK', code: 'WARNINGS', text: checker.format(diagnostics, maxReported) };
+  if (errors.length > 0) return no(text(errors));
+  if (diagnostics.length > 0) return { status: 'OK', code: 'WARNINGS', text: text(diagnostics) };
   return undefined;
 }
 
