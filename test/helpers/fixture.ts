@@ -4,7 +4,7 @@
  * running server. Each suite gets its own.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testCerts } from './certs.js';
@@ -82,5 +82,9 @@ level = "info"
 ${extra.log ?? ''}
 `;
   const server = await startTsieved(toml, options.env ? { env: options.env } : {});
-  return { dir, homes, server, users, ca: certs.ca, home, stop: () => server.stop() };
+  const stop = async (): Promise<void> => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { dir, homes, server, users, ca: certs.ca, home, stop };
 }
