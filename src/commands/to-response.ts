@@ -18,6 +18,7 @@ const STORAGE_CODES: Record<StorageErrorKind, ResponseCode | undefined> = {
   'quota-maxsize': 'QUOTA/MAXSIZE',
   quota: 'QUOTA',
   'bad-name': undefined,
+  'not-set-up': undefined,
   permission: undefined,
   trylater: 'TRYLATER',
   io: 'TRYLATER',
@@ -29,6 +30,7 @@ const STORAGE_TEXTS: Partial<Record<StorageErrorKind, string>> = {
   io: 'Storage error; nothing was changed, please try again later',
   trylater: 'Storage is busy or unavailable; nothing was changed, please try again later',
   quota: 'Storage quota exceeded; nothing was changed',
+  'not-set-up': 'The directory for your mail filter does not exist; nothing was changed. Please ask your administrator',
 };
 
 export interface MappedFailure {

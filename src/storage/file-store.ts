@@ -165,7 +165,7 @@ export class FileStore implements ScriptStore {
       const writes: PreparedWrite[] = [];
       try {
         writes.push(await this.prepare(join(this.dir, enc.file), content, 0o600));
-        if (active) writes.push(await this.prepare(this.filterPath, this.filterFor(content), this.filterMode));
+        if (active) writes.push(await this.prepareFilter(content));
       } catch (err) {
         await Promise.all(writes.map((w) => w.abort()));
         throw err;
@@ -242,7 +242,7 @@ export class FileStore implements ScriptStore {
       await this.preserveForeignFilter();
       const writes: PreparedWrite[] = [];
       try {
-        writes.push(await this.prepare(this.filterPath, this.filterFor(content), this.filterMode));
+        writes.push(await this.prepareFilter(content));
         writes.push(await this.prepare(join(this.dir, ACTIVE_FILE), Buffer.from(nfc, 'utf8'), 0o600));
       } catch (err) {
         await Promise.all(writes.map((w) => w.abort()));
@@ -284,6 +284,22 @@ export class FileStore implements ScriptStore {
 
   private prepare(target: string, data: Uint8Array, mode: number): Promise<PreparedWrite> {
     return prepareWrite(this.ops, target, data, { mode, owner: this.owner });
+  }
+
+  /**
+   * The filter file's temp copy. Its directory is never created here (on AFS,
+   * `~/.public` needs ACLs only the user or an administrator can set), so a missing
+   * one is reported as a set-up problem, not as something that will pass.
+   */
+  private async prepareFilter(content: Buffer): Promise<PreparedWrite> {
+    try {
+      return await this.prepare(this.filterPath, this.filterFor(content), this.filterMode);
+    } catch (err) {
+      if (err instanceof StorageError && errnoCode(err.cause) === 'ENOENT' && !(await this.exists(dirname(this.filterPath)))) {
+        throw new StorageError('not-set-up', `the filter file's directory ${dirname(this.filterPath)} does not exist`, err.cause);
+      }
+      throw err;
+    }
   }
 
   private async exists(path: string): Promise<boolean> {

@@ -27,6 +27,12 @@ export type StorageErrorKind =
   | 'bad-name'
   /** Permission denied, read-only file system. */
   | 'permission'
+  /**
+   * The user's storage is not set up: a directory the configuration expects (such
+   * as `~/.public` on AFS, which only the user or an administrator can create with
+   * the right ACL) does not exist. Waiting will not help.
+   */
+  | 'not-set-up'
   /** Transient: lock contention, a worker that died, a vanished directory (TRYLATER). */
   | 'trylater'
   /** Anything else that went wrong with the file system. */

@@ -32,6 +32,8 @@ export interface FixtureOptions {
   /** Replaces the default listener lines of [server]. */
   readonly listeners?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** [storage] filter_path; default "{home}/.forward". */
+  readonly filterPath?: string;
 }
 
 export const ALICE: TestUser = { name: 'alice@example.org', password: 'correct horse' };
@@ -71,7 +73,7 @@ userdb = "${join(dir, 'userdb')}"
 ${extra.auth ?? ''}
 [storage]
 scripts_dir = "{home}/sieve"
-filter_path = "{home}/.forward"
+filter_path = "${options.filterPath ?? '{home}/.forward'}"
 roots = ["${homes}"]
 ${extra.storage ?? ''}
 [sieve]

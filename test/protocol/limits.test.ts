@@ -91,3 +91,24 @@ describe('a backend that cannot answer', () => {
     c.close();
   });
 });
+
+describe('a user whose storage is not set up', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await startFixture({ filterPath: '{home}/.public/.forward' });
+  });
+  afterAll(async () => fx?.stop());
+
+  it('says the filter directory is missing instead of "try later", and keeps the script', async () => {
+    const c = await SieveTestClient.connect(fx.server.port);
+    await c.startTls(fx.ca);
+    await c.authenticatePlain(ALICE.name, ALICE.password);
+    expect((await c.putScript('rules', 'keep;\r\n')).statusLine).toBe('OK');
+    const r = await c.command('SETACTIVE "rules"');
+    expect(r.status).toBe('NO');
+    expect(r.code).toBeUndefined();
+    expect(r.text).toMatch(/directory for your mail filter does not exist/);
+    expect((await c.command('LISTSCRIPTS')).lines).toEqual(['"rules"']);
+    c.close();
+  });
+});

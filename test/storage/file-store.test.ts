@@ -284,10 +284,10 @@ describe('directories', () => {
     expect(await kindOf(FileStore.open(storeOptions(h, { scriptsDir: elsewhere, createBelow: undefined })))).toBe('trylater');
   });
 
-  it('a missing filter directory is trylater and changes nothing', async () => {
+  it('a missing filter directory is a set-up problem (not "try later") and changes nothing', async () => {
     const store = await openStore(h, { filterPath: join(h.home, '.public', '.forward') });
     await store.put('x', b('keep;'));
-    expect(await kindOf(store.setActive('x'))).toBe('trylater');
+    expect(await kindOf(store.setActive('x'))).toBe('not-set-up');
     expect(await store.list()).toEqual([{ name: 'x', active: false }]);
   });
 });

@@ -180,9 +180,12 @@ export function parseRequest(header: unknown): Request | undefined {
   }
 }
 
-const KINDS: ReadonlySet<string> = new Set<StorageErrorKind>([
-  'nonexistent', 'already-exists', 'active', 'quota-maxscripts', 'quota-maxsize', 'quota', 'bad-name', 'permission', 'trylater', 'io',
-]);
+/** Every kind, as a record so that a new kind cannot be forgotten here. */
+const KIND_NAMES: Record<StorageErrorKind, true> = {
+  nonexistent: true, 'already-exists': true, active: true, 'quota-maxscripts': true, 'quota-maxsize': true,
+  quota: true, 'bad-name': true, 'not-set-up': true, permission: true, trylater: true, io: true,
+};
+const KINDS: ReadonlySet<string> = new Set(Object.keys(KIND_NAMES));
 
 export function parseResponse(header: unknown): Response | undefined {
   if (typeof header !== 'object' || header === null) return undefined;
