@@ -151,6 +151,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (specs.some((s) => s.implicitTls) && !built.services.tls) {
     throw new StartupError('[server] implicit_tls_listen needs [tls] cert_file and key_file');
   }
+  // Without TLS and without allow_plaintext a listener offers no way to log in
+  // (and sieve-connect dies on an empty SASL list without STARTTLS).
+  if (!built.services.tls && !specs.some((s) => s.allowPlaintext)) {
+    throw new StartupError('no listener allows a login: configure [tls] cert_file and key_file (or allow_plaintext on a trusted listener)');
+  }
   const addresses: { host: string; port: number; implicitTls: boolean }[] = [];
   for (const spec of specs) {
     try {

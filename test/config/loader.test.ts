@@ -72,4 +72,14 @@ describe('configuration', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('cert_file');
   });
+
+  it('tsieved serve refuses a configuration in which nobody could log in', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
+    writeFileSync(join(dir, 'userdb'), '');
+    const file = join(dir, 'nologin.toml');
+    writeFileSync(file, `[server]\nlisten = ["127.0.0.1:0"]\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--config', file], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('no listener allows a login');
+  });
 });
