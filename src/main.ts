@@ -14,7 +14,7 @@ import { mechanismNames } from './sasl/index.js';
 import { ConnectionManager, listenerSpecs } from './server/listener.js';
 import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices, StoreOpener } from './session/services.js';
-import { createValidator, formatDiagnosticsForClient, loadProfile, type SieveProfile, type Validator } from './sieve/index.js';
+import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
 import { checkStorageTemplates } from './storage/paths.js';
 import { InProcessLauncher } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
@@ -70,7 +70,13 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
   // Read the user files now: which SASL mechanisms are offered depends on them, and
   // the very first greeting must already be right.
   await auth.reload?.();
-  const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
+  let profile: SieveProfile;
+  try {
+    profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
+  } catch (error) {
+    if (error instanceof ProfileError) throw new StartupError(error.message);
+    throw error;
+  }
   const validator = createValidator(profile);
   const stores = createStoreLauncher(config, profile, log.child({ component: 'storage' }));
   const checker: ScriptChecker = {

@@ -82,4 +82,14 @@ describe('configuration', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('no listener allows a login');
   });
+
+  it('tsieved config check refuses Sieve capabilities the validator cannot check, naming them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
+    writeFileSync(join(dir, 'userdb'), '');
+    const file = join(dir, 'regex.toml');
+    writeFileSync(file, `[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto", "regex"]\n`);
+    const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('"regex"');
+  });
 });
