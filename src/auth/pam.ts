@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../log/logger.js';
+import { relayChildLog } from '../log/relay.js';
 import type { AttachedWorker, AuthBackend, AuthContext, AuthOutcome, Identity } from './types.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -149,7 +150,8 @@ export class PamBackend implements AuthBackend {
       child.once('exit', (code, signal) => r({ code, signal }));
       child.once('error', (error) => r({ code: null, signal: null, error }));
     });
-    relayHelperLog(child.stderr!, log);
+    // The helper's own text lines and the worker's pino JSON lines.
+    relayChildLog(child.stderr!, log, { textFrom: 'pam-helper', textLevel: 'info' });
     const creds = child.stdio[3] as Writable;
     const statusPipe = child.stdio[4] as Readable;
     creds.on('error', () => undefined);
@@ -207,35 +209,4 @@ export class PamBackend implements AuthBackend {
     log.info({ event: 'pam-session', workerPid: status.workerPid, helperPid: child.pid, pamUser: status.user }, 'PAM session opened');
     return { kind: 'ok', identity, attached };
   }
-}
-
-/** The helper's stderr: its own text lines and the worker's pino JSON lines. */
-function relayHelperLog(stream: Readable, log: Logger): void {
-  let partial = '';
-  const emit = (line: string): void => {
-    if (line.trim() === '') return;
-    if (line.startsWith('{')) {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        const { msg, level, time: _t, service: _s, hostname: _h, ...fields } = entry;
-        const lvl = typeof level === 'number' && level >= 50 ? 'error' : typeof level === 'number' && level >= 40 ? 'warn' : 'info';
-        log[lvl]({ ...fields, from: 'worker' }, typeof msg === 'string' ? msg : '');
-        return;
-      } catch {
-        /* plain text */
-      }
-    }
-    log.info({ from: 'pam-helper' }, line.slice(0, 4096));
-  };
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    partial += chunk;
-    let nl;
-    while ((nl = partial.indexOf('\n')) >= 0) {
-      emit(partial.slice(0, nl));
-      partial = partial.slice(nl + 1);
-    }
-  });
-  stream.on('end', () => emit(partial));
-  stream.on('error', () => undefined);
 }

@@ -1,7 +1,7 @@
 import { PassThrough, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { relayWorkerLog } from '../../src/storage/worker/log-relay.js';
+import { relayChildLog } from '../../src/log/relay.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -18,7 +18,7 @@ describe('worker log relay', () => {
   it('keeps the level and fields of pino lines, logs other text as warnings, across chunk boundaries', async () => {
     const { log, lines } = capture();
     const stream = new PassThrough();
-    relayWorkerLog(stream, log);
+    relayChildLog(stream, log);
     const json = JSON.stringify({ level: 50, time: 1, msg: 'disk full', scriptsDir: '/x' });
     stream.write(json.slice(0, 10));
     stream.write(json.slice(10) + '\nplain text from a crash\n');

@@ -19,7 +19,7 @@ import { expandTemplate, type StorageConfig } from '../paths.js';
 import { StorageError, type ScriptStore } from '../types.js';
 import { RemoteStore } from './remote-store.js';
 import type { SieveProfile } from '../../sieve/index.js';
-import { relayWorkerLog } from './log-relay.js';
+import { relayChildLog } from '../../log/relay.js';
 import { processIsolationProblem } from './privileges.js';
 
 /** The package root, from src/storage/worker or dist/storage/worker alike. */
@@ -138,7 +138,7 @@ export class ProcessLauncher implements StoreLauncher {
         r();
       });
     });
-    relayWorkerLog(child.stderr!, log);
+    relayChildLog(child.stderr!, log);
     let killTimer: NodeJS.Timeout | undefined;
     void exited.then(() => clearTimeout(killTimer));
     return {

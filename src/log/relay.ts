@@ -1,17 +1,27 @@
 /**
- * Relays a worker's stderr into the server's log: pino JSON lines keep their level
- * and fields, anything else (a crash trace, a wrapper's complaint) is logged as text.
+ * Relays a child process's stderr (a storage worker, the PAM helper) into the
+ * server's log: pino JSON lines keep their level and fields, anything else (a crash
+ * trace, a wrapper's or PAM module's message) is logged as text.
  *
- * Must not know: what the worker does.
+ * Must not know: what the child does.
  */
-import type { Logger } from '../../log/logger.js';
+import type { Logger } from './logger.js';
 
 const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
   10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal',
 };
 const MAX_LINE = 16 * 1024;
 
-export function relayWorkerLog(stream: NodeJS.ReadableStream, log: Logger): void {
+export interface RelayOptions {
+  /** `from` field of plain-text lines. */
+  readonly textFrom?: string;
+  /** Level of plain-text lines. */
+  readonly textLevel?: 'info' | 'warn';
+}
+
+export function relayChildLog(stream: NodeJS.ReadableStream, log: Logger, options: RelayOptions = {}): void {
+  const textFrom = options.textFrom ?? 'worker';
+  const textLevel = options.textLevel ?? 'warn';
   let partial = '';
   const emit = (line: string): void => {
     if (line.trim() === '') return;
@@ -26,7 +36,7 @@ export function relayWorkerLog(stream: NodeJS.ReadableStream, log: Logger): void
         /* not JSON after all */
       }
     }
-    log.warn({ from: 'worker' }, line.slice(0, MAX_LINE));
+    log[textLevel]({ from: textFrom }, line.slice(0, MAX_LINE));
   };
   stream.setEncoding?.('utf8');
   stream.on('data', (chunk: string | Buffer) => {
