@@ -13,6 +13,7 @@ import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { ScramAlgorithm, ScramCredentials } from './types.js';
 import { cryptCheck, cryptUnavailableReason } from './crypt.js';
+import { saslprep } from '@mongodb-js/saslprep';
 
 export type HashCheck =
   | { readonly kind: 'match' }
@@ -185,15 +186,19 @@ export function scramHashName(algorithm: ScramAlgorithm): 'sha1' | 'sha256' {
 }
 
 /**
- * The password preparation we apply where we derive SCRAM keys ourselves.
- * RFC 5802 section 5.1 asks for SASLprep (RFC 4013); that is simplified here to
- * Unicode NFKC, which is SASLprep's normalisation step; SASLprep's mapping of
- * non-ASCII spaces to U+0020 is done as well, while its prohibition tables are
- * not (such passwords simply fail to match). For ASCII and for ordinary NFC text
- * this is the identity, which is what `doveadm pw` hashes (raw UTF-8 bytes).
+ * SASLprep (RFC 4013), which RFC 5802 section 2.2 requires for SCRAM passwords
+ * ("stored strings": unassigned code points prohibited), through
+ * @mongodb-js/saslprep. A password SASLprep prohibits (control characters,
+ * bidi mixes) is used as it is: `doveadm pw` hashed its raw UTF-8 bytes, and a
+ * client that prepares it would fail as well. For ASCII and ordinary NFC text
+ * SASLprep is the identity.
  */
 export function prepScramPassword(password: string): string {
-  return password.replace(/[\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000]/gu, ' ').normalize('NFKC');
+  try {
+    return saslprep(password);
+  } catch {
+    return password;
+  }
 }
 
 function pbkdf2Async(pw: string, salt: Buffer, iterations: number, algorithm: ScramAlgorithm): Promise<Buffer> {

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import {
   deriveScramCredentials,
   parseStored,
+  prepScramPassword,
   scramCredentialsFrom,
   scramSourceOf,
   verifyPasswordHash,
@@ -67,8 +68,8 @@ describe.skipIf(!haveTools('doveadm'))('Dovecot schemes from doveadm pw', () => 
     expect(keys!.iterations).toBe(4096);
     expect(keys!.storedKey).toHaveLength(32);
     expect(scramCredentialsFrom(s256, 'SHA-1')).toBeUndefined();
-    // Our derivation (with SASLprep simplified to NFKC) reproduces doveadm's keys for NFC text.
-    const derived = await deriveScramCredentials(PASSWORDS.nonAscii.normalize('NFKC'), 'SHA-256', keys!.salt, keys!.iterations);
+    // Our derivation (with SASLprep) reproduces doveadm's keys for NFC text.
+    const derived = await deriveScramCredentials(prepScramPassword(PASSWORDS.nonAscii), 'SHA-256', keys!.salt, keys!.iterations);
     expect(derived.storedKey.equals(keys!.storedKey)).toBe(true);
     expect(derived.serverKey.equals(keys!.serverKey)).toBe(true);
     const s1 = run('doveadm', ['pw', '-s', 'SCRAM-SHA-1', '-p', PASSWORDS.ascii]);
@@ -150,3 +151,17 @@ describe('stored value parsing', () => {
     expect(scramSourceOf('{SCRAM-SHA-1}4096,c2FsdA==,AAAA,BBBB', 'SHA-1').kind).toBe('none'); // wrong key lengths
   });
 });
+
+describe('SASLprep of SCRAM passwords (RFC 4013)', () => {
+  it('maps non-ASCII spaces to a space, removes "mapped to nothing" characters, applies NFKC', () => {
+    expect(prepScramPassword('a\u00a0b')).toBe('a b');
+    expect(prepScramPassword('pass\u00adword')).toBe('password');
+    expect(prepScramPassword('\u2168')).toBe('IX');
+    expect(prepScramPassword('cafe\u0301')).toBe('caf\u00e9');
+  });
+
+  it('leaves a password SASLprep prohibits as it is (doveadm hashed the raw bytes)', () => {
+    expect(prepScramPassword('a\u0007b')).toBe('a\u0007b');
+  });
+});
+
