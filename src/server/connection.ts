@@ -99,7 +99,13 @@ export class Connection {
       session: this.session,
       services: this.services,
       log: this.log,
-      write: (data) => this.write(data),
+      // A peer gone in the middle of a multi-step command is not the command's
+      // failure: the write is dropped and the next read reports the closed stream.
+      write: (data) =>
+        this.write(data).catch(() => {
+          this.ended = true;
+          this.wakeReader();
+        }),
       readContinuation: () => this.readContinuation(),
     };
     for (;;) {
