@@ -161,6 +161,8 @@ export class Connection {
       maxLineBytes: server.max_line_bytes,
       literalVerdict(size, sizeSoFar): LiteralVerdict {
         const total = size + sizeSoFar;
+        // After login a command may carry a script of the full size plus a script
+        // name sent as a literal (names are at most 1024 octets).
         if (total <= maxLiteral + (authenticated ? 1024 : 0)) return { action: 'accept' };
         if (authenticated && total <= maxLiteral * DISCARDABLE_FACTOR) {
           return {
