@@ -12,16 +12,14 @@ import type { Config } from '../config/schema.js';
 export async function loadTlsContext(tls: Config['tls']): Promise<SecureContext | undefined> {
   if (!tls.cert_file && !tls.key_file) return undefined;
   if (!tls.cert_file || !tls.key_file) throw new Error('[tls] needs both cert_file and key_file');
-  const [cert, key] = await Promise.all([
-    readFile(tls.cert_file).catch((e: Error) => {
-      throw new Error(`[tls] cert_file ${tls.cert_file}: ${e.message}`);
-    }),
-    readFile(tls.key_file).catch((e: Error) => {
-      throw new Error(`[tls] key_file ${tls.key_file}: ${e.message}`);
-    }),
-  ]);
+  // Read both, then report every problem (in a fixed order), not whichever came first.
+  const [cert, key] = await Promise.allSettled([readFile(tls.cert_file), readFile(tls.key_file)]);
+  const problems: string[] = [];
+  if (cert.status === 'rejected') problems.push(`[tls] cert_file ${tls.cert_file}: ${(cert.reason as Error).message}`);
+  if (key.status === 'rejected') problems.push(`[tls] key_file ${tls.key_file}: ${(key.reason as Error).message}`);
+  if (cert.status === 'rejected' || key.status === 'rejected') throw new Error(problems.join('; '));
   try {
-    return createSecureContext({ cert, key, minVersion: tls.min_version });
+    return createSecureContext({ cert: cert.value, key: key.value, minVersion: tls.min_version });
   } catch (error) {
     throw new Error(`[tls] cannot use ${tls.cert_file} / ${tls.key_file}: ${(error as Error).message}`);
   }

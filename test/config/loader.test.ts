@@ -70,7 +70,8 @@ describe('configuration', () => {
     writeFileSync(badTls, `[tls]\ncert_file = "${dir}/none.pem"\nkey_file = "${dir}/none.key"\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
     const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', badTls], { encoding: 'utf8' });
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('cert_file');
+    expect(r.stderr).toContain('[tls] cert_file');
+    expect(r.stderr).toContain('[tls] key_file');
   });
 
   it('tsieved serve refuses a configuration in which nobody could log in', () => {
