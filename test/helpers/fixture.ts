@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SieveTestClient } from './client.js';
 import { testCerts } from './certs.js';
 import { startTsieved, type RunningTsieved } from './tsieved.js';
 
@@ -89,4 +90,23 @@ ${extra.log ?? ''}
     rmSync(dir, { recursive: true, force: true });
   };
   return { dir, homes, server, users, ca: certs.ca, home, stop };
+}
+
+/**
+ * The two plain listeners of a fixture with a trusted clear-text listener bind in
+ * no guaranteed order: tell them apart by what they offer before TLS (mechanisms
+ * on the trusted one, `"SASL" ""` on the other).
+ */
+export async function listenerPorts(fx: Fixture): Promise<{ clear: number; starttls: number }> {
+  let clear: number | undefined;
+  let starttls: number | undefined;
+  for (const { port, implicitTls } of fx.server.ports) {
+    if (implicitTls) continue;
+    const c = await SieveTestClient.connect(port);
+    if (c.greeting.lines.includes('"SASL" ""')) starttls = port;
+    else clear = port;
+    c.close();
+  }
+  if (clear === undefined || starttls === undefined) throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
+  return { clear, starttls };
 }

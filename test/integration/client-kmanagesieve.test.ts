@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient, type ServerResponse } from '../helpers/client.js';
-import { ALICE, BOB, startFixture, type Fixture, type TestUser } from '../helpers/fixture.js';
+import { ALICE, BOB, startFixture, type Fixture, type TestUser, listenerPorts } from '../helpers/fixture.js';
 
 /** The user's script as KMail's editor holds it: LF line ends, non-ASCII text. */
 const EDITOR_TEXT = [
@@ -106,24 +106,6 @@ async function openSession(fx: Fixture, port: number, allowUnencrypted = false):
   // KD5 also relies on an IMPLEMENTATION that is not an old Cyrus.
   expect(caps.get('IMPLEMENTATION')).not.toMatch(/^Cyrus timsieved v2\./);
   return { c, caps };
-}
-
-/**
- * The two plain listeners bind in no guaranteed order: tell them apart by what
- * they offer before TLS (mechanisms on the trusted one, `"SASL" ""` on the other).
- */
-async function listenerPorts(fx: Fixture): Promise<{ clear: number; starttls: number }> {
-  let clear: number | undefined;
-  let starttls: number | undefined;
-  for (const { port, implicitTls } of fx.server.ports) {
-    if (implicitTls) continue;
-    const c = await SieveTestClient.connect(port);
-    if (c.greeting.lines.includes('"SASL" ""')) starttls = port;
-    else clear = port;
-    c.close();
-  }
-  if (clear === undefined || starttls === undefined) throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
-  return { clear, starttls };
 }
 
 describe('KDE KManageSieve command sequence (scripted)', () => {

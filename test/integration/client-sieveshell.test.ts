@@ -20,8 +20,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SieveTestClient } from '../helpers/client.js';
-import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
+import { ALICE, startFixture, type Fixture, listenerPorts } from '../helpers/fixture.js';
 import { haveTools } from '../helpers/tools.js';
 
 const SCRIPT = [
@@ -53,24 +52,6 @@ function sieveshell(args: string[]): Promise<Run> {
       resolve({ code, out });
     });
   });
-}
-
-/**
- * The two plain listeners bind in no guaranteed order: tell them apart by what
- * they offer before TLS (mechanisms on the trusted one, `"SASL" ""` on the other).
- */
-async function listenerPorts(fx: Fixture): Promise<{ clear: number; starttls: number }> {
-  let clear: number | undefined;
-  let starttls: number | undefined;
-  for (const { port, implicitTls } of fx.server.ports) {
-    if (implicitTls) continue;
-    const c = await SieveTestClient.connect(port);
-    if (c.greeting.lines.includes('"SASL" ""')) starttls = port;
-    else clear = port;
-    c.close();
-  }
-  if (clear === undefined || starttls === undefined) throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
-  return { clear, starttls };
 }
 
 describe.skipIf(!haveTools('sieveshell'))('Cyrus sieveshell on a trusted clear-text listener', () => {
