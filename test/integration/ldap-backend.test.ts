@@ -16,7 +16,7 @@ import { configSchema, type Config } from '../../src/config/schema.js';
 import { createRootLogger } from '../../src/log/logger.js';
 import { LdapBackend, checkLdapConfig } from '../../src/auth/ldap.js';
 import { UserdbBackend } from '../../src/auth/userdb.js';
-import type { AuthContext, AuthOutcome } from '../../src/auth/types.js';
+import type { AuthBackend, AuthContext, AuthOutcome } from '../../src/auth/types.js';
 import { SLAPD_SUFFIX, haveSlapd, makeTestCa, slappasswd, startSlapd, type Slapd } from '../helpers/slapd.js';
 
 const ctx: AuthContext = { remoteAddress: '127.0.0.1', secure: true };
@@ -350,7 +350,8 @@ describe.skipIf(!haveSlapd())('LdapBackend against a real slapd', () => {
       writeFileSync(userdbFile, `filey\tuid=2000|gid=2000|home=/srv/filey|systempw={SHA256}${sha}\n`);
       const userdb = new UserdbBackend(userdbFile, capturingLogger().log);
       expect(expectOk(await userdb.verifyPassword('filey', 'file-pw', ctx)).uid).toBe(2000);
-      await userdb.close?.();
+      const userdbBackend: AuthBackend = userdb;
+      await userdbBackend.close?.();
 
       await plain.start();
       expectOk(await b.verifyPassword('alice', ALICE_PW, ctx));
