@@ -22,6 +22,12 @@ const USAGE = `usage:
   tsieved config check --config FILE
   ${MIGRATE_USAGE.replace(/^usage: /, "")}`;
 
+/** "host:port" or "[v6]:port" from the config, as a client's -s and -p want them. */
+function hostAndPort(listen: string): [string, string] {
+  const colon = listen.lastIndexOf(':');
+  return [listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), listen.slice(colon + 1)];
+}
+
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -35,9 +41,10 @@ async function serve(argv: string[]): Promise<number> {
     log = createRootLogger(config.log.level);
     log.info({ event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
       `demo account: user ${demo.user} password ${demo.password} (STARTTLS uses a self-signed certificate)`);
+    const [demoHost, demoPort] = hostAndPort(demo.listen);
     process.stdout.write(
       `\ntsieved demo on ${demo.config.server.listen.join(', ')}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
-        `  try:      sieve-connect --notlsverify -s localhost -p 4190 -u ${demo.user} --list\n\n`,
+        `  try:      sieve-connect --notlsverify -s ${demoHost} -p ${demoPort} -u ${demo.user} --list\n\n`,
     );
   } else if (values.config) {
     config = await loadConfig(values.config);

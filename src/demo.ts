@@ -23,6 +23,8 @@ export interface Demo {
   readonly user: string;
   readonly password: string;
   readonly varDir: string;
+  /** The one "host:port" the demo listens on. */
+  readonly listen: string;
 }
 
 export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'): Demo {
@@ -59,5 +61,5 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
     storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
     sieve: { capabilities: DEMO_CAPABILITIES },
   }, 'demo configuration');
-  return { config, user: DEMO_USER, password, varDir };
+  return { config, user: DEMO_USER, password, varDir, listen };
 }

@@ -53,16 +53,13 @@ export abstract class FileAccountBackend implements AuthBackend {
     protected readonly log: Logger,
   ) {
     this.table = new AccountTable(path, parse, log);
-    // Read the file now, so the first capability list already knows about SCRAM
-    // (scramAlgorithms is synchronous). Errors are logged by the table and
-    // surface as "unavailable" on the first login.
-    void this.table.current().catch(() => undefined);
   }
 
   /**
    * As of the last read of the file; each read also refreshes it in the
-   * background (a stat) so the next capability list is current. The constructor
-   * starts the first read; `await reload()` at start-up makes sure it is done.
+   * background (a stat) so the next capability list is current. Start-up awaits
+   * `reload()` before listening, so the first greeting already knows about SCRAM
+   * (reading here as well would only read and log the file twice).
    */
   get scramAlgorithms(): readonly ScramAlgorithm[] {
     void this.table.current().catch(() => undefined);
