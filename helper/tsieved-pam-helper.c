@@ -55,6 +55,8 @@
 #define CRED_FD 3
 #define STATUS_FD 4
 #define MAX_USER 256
+/* Longest home directory path we pass on; with the other "ok" fields it fits status()'s buffer. */
+#define MAX_HOME 3072
 #define MAX_PASSWORD 1024
 #define EXIT_REJECTED 1
 #define EXIT_WORKER 2
@@ -366,6 +368,11 @@ int main(int argc, char **argv)
         pam_end(pamh, PAM_SYSTEM_ERR);
         fail(EXIT_TEMPFAIL, "tempfail", "no PAM_USER after authentication");
     }
+    /* Refuse rather than truncate: a cut name could be another account. */
+    if (strlen((const char *)item) > MAX_USER) {
+        pam_end(pamh, PAM_USER_UNKNOWN);
+        fail(EXIT_REJECTED, "rejected", "PAM_USER is longer than the helper accepts");
+    }
     char pam_user[MAX_USER + 1];
     snprintf(pam_user, sizeof pam_user, "%s", (const char *)item);
     errno = 0;
@@ -381,6 +388,11 @@ int main(int argc, char **argv)
     pw.pw_name = strdup(pwp->pw_name);
     pw.pw_dir = strdup(pwp->pw_dir);
     if (pw.pw_name == NULL || pw.pw_dir == NULL) fail(EXIT_TEMPFAIL, "tempfail", "out of memory");
+    /* The "ok" status line carries the home directory; it must fit whole (see status()). */
+    if (strlen(pw.pw_dir) > MAX_HOME) {
+        pam_end(pamh, PAM_SYSTEM_ERR);
+        fail(EXIT_TEMPFAIL, "tempfail", "home directory path too long");
+    }
 
     uid_t euid = geteuid();
     int switch_user = euid != pw.pw_uid;
@@ -460,8 +472,10 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_DFL);
         /* Each step is checked: a worker that kept root would defeat the isolation. */
         if (switch_user) {
+            /* No initgroups here: the parent set the groups before pam_setcred, which
+             * may have added one (a group-encoded AFS PAG, pam_group); setgroups now
+             * would drop it. The child inherits the parent's list across fork. */
             if (setgid(pw.pw_gid) < 0) { logmsg("setgid failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
-            if (initgroups(pw.pw_name, pw.pw_gid) < 0) { logmsg("initgroups failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
             if (setuid(pw.pw_uid) < 0) { logmsg("setuid failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
             if (setuid(0) == 0 || geteuid() != pw.pw_uid || getegid() != pw.pw_gid) {
                 logmsg("privileges were not dropped");

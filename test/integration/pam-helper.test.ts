@@ -267,6 +267,26 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     await store.close();
   });
 
+  it('a group pam_setcred adds (an AFS PAG, pam_group) reaches the worker', async () => {
+    const pag = 40_000 + Math.floor(Math.random() * 20_000);
+    const service = fx.service('pag', [
+      `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      `auth optional ${fx.traceModule} addgroup=${pag}`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+    ]);
+    const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
+    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    try {
+      const info = await store.whoami();
+      expect(info.uid).toBe(alice.uid);
+      expect(info.groups).toContain(pag);
+      expect(info.groups).toContain(alice.gid);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('runs the worker under token_command, expanded with the account PAM settled on', async () => {
     // `env` (looked up in PATH) stands in for k5start: it sets variables and execs the rest.
     const b = new PamBackend({

@@ -22,6 +22,8 @@ const TRACE_SOURCE = String.raw`
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <stdlib.h>
 
 static const char *arg(int argc, const char **argv, const char *key) {
     size_t n = strlen(key);
@@ -48,6 +50,15 @@ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const cha
     trace(pamh, (flags & PAM_DELETE_CRED) ? "setcred-delete" : (flags & PAM_ESTABLISH_CRED) ? "setcred-establish" : "setcred-other", flags, argc, argv);
     const char *leak = arg(argc, argv, "leak=");
     if (leak && (flags & PAM_ESTABLISH_CRED)) (void)open(leak, O_RDONLY); /* a module that forgets to close */
+    /* addgroup=N: what pam_afs_session does with a group-encoded PAG, and pam_group. */
+    const char *addgroup = arg(argc, argv, "addgroup=");
+    if (addgroup && (flags & PAM_ESTABLISH_CRED)) {
+        gid_t groups[256];
+        int n = getgroups(255, groups);
+        if (n < 0) return PAM_CRED_ERR;
+        groups[n++] = (gid_t)atol(addgroup);
+        if (setgroups((size_t)n, groups) != 0) return PAM_CRED_ERR;
+    }
     if (flags & PAM_ESTABLISH_CRED) {
         char env[128];
         snprintf(env, sizeof env, "KRB5CCNAME=FILE:/tmp/krb5cc_tsieved_test_%ld", (long)getpid());
