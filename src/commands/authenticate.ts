@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createExchange, mechanismNames } from '../sasl/index.js';
 import type { SaslStep } from '../sasl/index.js';
 import { bye, encodeLiteral, no, ok, type Response } from '../protocol/response.js';
+import type { Token } from '../protocol/tokens.js';
 import { str } from './args.js';
 import { NOT_AUTHENTICATED, type Command, type CommandContext, type CommandResult } from './command.js';
 
@@ -61,12 +62,11 @@ export const authenticate: Command = {
       const line = await ctx.readContinuation();
       if (line.kind === 'closed') return { response: bye('Connection closed during authentication'), then: 'close' };
       const token = line.tokens[0];
+      // RFC 5804 section 2.1: the client cancels with the string "*" (quoted or a
+      // literal; sieve-connect sends it bare); the server MUST answer NO.
+      if (!line.error && line.tokens.length === 1 && isCancel(token!)) return cancelled(ctx, mechanism);
       if (line.error || line.tokens.length !== 1 || token?.type !== 'string') {
         return failed(ctx, mechanism, 'malformed SASL response', no('Malformed SASL response; authentication aborted'));
-      }
-      // RFC 5804 section 2.1: the client cancels with "*"; the server MUST answer NO.
-      if (!token.literal && token.value.length === 1 && token.value[0] === 0x2a) {
-        return { response: no('Authentication cancelled') };
       }
       const response = decodeBase64(token.value);
       if (!response) return failed(ctx, mechanism, 'invalid base64 in SASL response', no('Invalid base64 in SASL response'));
@@ -94,6 +94,28 @@ export const authenticate: Command = {
     return { response };
   },
 };
+
+function isCancel(token: Token): boolean {
+  return token.type === 'atom' ? token.value === '*' : token.value.length === 1 && token.value[0] === 0x2a;
+}
+
+/**
+ * A cancelled exchange is not a wrong password (no auth-failure line for fail2ban),
+ * but it counts toward the per-connection limit and waits out the same delay:
+ * otherwise start-then-cancel would be a free, unlogged probe (SCRAM's first
+ * server message differs between known and unknown users only statistically,
+ * but unlimited probes add up).
+ */
+async function cancelled(ctx: CommandContext, mechanism: string): Promise<CommandResult> {
+  const { session, services } = ctx;
+  session.authFailures++;
+  ctx.log.info({ event: 'auth-cancelled', remote: session.origin.remoteAddress, mechanism }, 'authentication cancelled by the client');
+  await sleep(services.config.server.auth_failure_delay_ms);
+  if (session.authFailures >= services.config.server.max_auth_failures) {
+    return { response: bye('Too many failed authentication attempts'), then: 'close' };
+  }
+  return { response: no('Authentication cancelled') };
+}
 
 /**
  * A failed login: logged in the one stable line fail2ban matches, answered after a

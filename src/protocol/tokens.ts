@@ -42,6 +42,9 @@ export function literalAnnouncement(segment: Buffer): number | undefined {
 }
 
 export function tokenizeSegment(segment: Buffer): SegmentTokens {
+  // A SASL cancel sent bare (sieve-connect does) rather than as the string "*" that
+  // RFC 5804 section 2.1 asks for: let it through as an atom so it can be honoured.
+  if (segment.length === 1 && segment[0] === 0x2a) return { tokens: [{ type: 'atom', value: '*' }] };
   const tokens: Token[] = [];
   let i = 0;
   const n = segment.length;

@@ -121,7 +121,11 @@ export class Connection {
       const { result } = dispatched;
       let response = result.response;
       let then = result.then;
-      if (dispatched.bad && ++this.session.badCommands >= this.services.config.server.max_bad_commands) {
+      // Only consecutive bad commands count (as in Dovecot): a long Thunderbird or
+      // KMail session sends the odd malformed command (KManageSieve's argument-less
+      // RENAMESCRIPT probe) among hours of good ones, and must not be cut off for it.
+      if (!dispatched.bad) this.session.badCommands = 0;
+      else if (++this.session.badCommands >= this.services.config.server.max_bad_commands) {
         response = bye('Too many invalid commands');
         then = 'close';
       }

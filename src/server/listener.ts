@@ -70,7 +70,11 @@ export class ConnectionManager {
   }
 
   async listen(spec: ListenerSpec): Promise<{ host: string; port: number }> {
-    const server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket, spec));
+    // allowHalfOpen: a client that pipelines commands and then shuts down its
+    // sending side (`printf ... | nc -N`, health checks) still gets every reply;
+    // RFC 5804 section 2 has pipelined commands run in order, and LOGOUT answered.
+    // The connection ends its own side once the buffered commands are done.
+    const server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket, spec));
     server.maxConnections = this.services.config.server.max_connections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -139,6 +143,8 @@ export class ConnectionManager {
       // RFC 5804 section 1.2: BYE before hanging up.
       this.log.warn({ event: 'too-many-connections', remote: remoteAddress }, 'refusing connection');
       socket.end(encodeResponse(bye(`${server.greeting_name}: too many connections from your address`)));
+      // A client that never closes its side must not keep the descriptor.
+      setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
     this.perAddress.set(remoteAddress, count + 1);

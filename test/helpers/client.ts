@@ -195,6 +195,11 @@ export class SieveTestClient {
   close(): void {
     this.socket.destroy();
   }
+
+  /** Shuts down the sending side only (FIN, or close_notify and FIN over TLS); replies can still arrive. */
+  endWriting(): void {
+    this.socket.end();
+  }
 }
 
 /** A quoted string as clients send names: `\` and `"` escaped, UTF-8 raw. */

@@ -43,6 +43,23 @@ describe('limits', () => {
     other.close();
   });
 
+  it('counts a cancelled exchange toward the failed-login limit, without an auth-failure line', async () => {
+    const failures = (): number => fx.server.logLines().filter((l) => l.event === 'auth-failure').length;
+    const failuresBefore = failures();
+    const c = await SieveTestClient.connect(fx.server.port);
+    await c.startTls(fx.ca);
+    for (const expected of ['NO', 'BYE']) {
+      c.write('AUTHENTICATE "LOGIN"\r\n');
+      await c.readLine();
+      c.write('"*"\r\n');
+      expect((await c.readResponse()).status).toBe(expected);
+    }
+    await c.waitClosed();
+    const cancels = fx.server.logLines().filter((l) => l.event === 'auth-cancelled');
+    expect(cancels.length).toBeGreaterThanOrEqual(2);
+    expect(failures()).toBe(failuresBefore);
+  });
+
   it('refuses connections beyond the per-address limit with BYE', async () => {
     const clients = await Promise.all([0, 1, 2, 3].map(() => SieveTestClient.connect(fx.server.port)));
     const refused = await SieveTestClient.connect(fx.server.port);

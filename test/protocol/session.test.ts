@@ -319,6 +319,47 @@ describe('script commands', () => {
   });
 });
 
+describe('pipelining and half-close', () => {
+  it('answers every pipelined command of a client that shut down its sending side', async () => {
+    const c = await secureClient();
+    const ir = Buffer.from(`\0${ALICE.name}\0${ALICE.password}`, 'utf8').toString('base64');
+    c.write(`AUTHENTICATE "PLAIN" "${ir}"\r\nLISTSCRIPTS\r\nNOOP "after"\r\nLOGOUT\r\n`);
+    c.endWriting();
+    expect((await c.readResponse()).statusLine).toBe('OK');
+    expect((await c.readResponse()).statusLine).toBe('OK');
+    expect((await c.readResponse()).statusLine).toBe('OK (TAG "after")');
+    expect((await c.readResponse()).statusLine).toBe('OK');
+    await c.waitClosed();
+  });
+
+  it('closes a half-closed connection once its buffered commands are done', async () => {
+    const c = await SieveTestClient.connect(fx.server.port);
+    c.write('NOOP "last"\r\n');
+    c.endWriting();
+    expect((await c.readResponse()).statusLine).toBe('OK (TAG "last")');
+    await c.waitClosed();
+  });
+});
+
+describe('SASL cancel', () => {
+  for (const [how, cancel] of [
+    ['quoted', '"*"\r\n'],
+    ['as a literal', '{1+}\r\n*\r\n'],
+    ['bare, as sieve-connect sends it', '*\r\n'],
+  ] as const) {
+    it(`"*" ${how} cancels with NO and the session goes on`, async () => {
+      const c = await secureClient();
+      c.write('AUTHENTICATE "LOGIN"\r\n');
+      expect((await c.readLine()).toString('latin1')).toMatch(/^\{\d+\}\r\nVXNlcm5hbWU6$/);
+      c.write(cancel);
+      const r = await c.readResponse();
+      expect(r.statusLine).toBe('NO "Authentication cancelled"');
+      expect((await c.authenticatePlain(ALICE.name, ALICE.password)).statusLine).toBe('OK');
+      c.close();
+    });
+  }
+});
+
 describe('hostile input', () => {
   it('hangs up on a large literal before login without reading it', async () => {
     const c = await SieveTestClient.connect(fx.server.port);
@@ -348,6 +389,16 @@ describe('hostile input', () => {
     }
     expect(last?.status).toBe('BYE');
     await c.waitClosed();
+  });
+
+  it('counts only bad commands in a row: good ones in between start the count again', async () => {
+    const c = await loggedIn();
+    // KManageSieve probes with an argument-less RENAMESCRIPT; a long session sends it often.
+    for (let i = 0; i < 25; i++) {
+      expect((await c.command('RENAMESCRIPT')).status).toBe('NO');
+      expect((await c.command('NOOP')).statusLine).toBe('OK');
+    }
+    c.close();
   });
 
   it('hangs up on an endless line', async () => {
