@@ -11,7 +11,7 @@ import type { AuthBackend } from './auth/types.js';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { mechanismNames } from './sasl/index.js';
-import { ConnectionManager, listenerSpecs } from './server/listener.js';
+import { ConnectionManager, listenerSpecs, type ListenerSpec } from './server/listener.js';
 import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices, StoreOpener } from './session/services.js';
 import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
@@ -56,6 +56,27 @@ interface Built {
   readonly stores: StoreOpener & { close?(): Promise<void> };
 }
 
+function allListenerSpecs(config: Config): ListenerSpec[] {
+  return [
+    ...listenerSpecs(config.server.listen, false, config.auth.allow_plaintext),
+    ...listenerSpecs(config.server.implicit_tls_listen, true, config.auth.allow_plaintext),
+  ];
+}
+
+/**
+ * Every listener must offer some way to log in. Without TLS a listener that does
+ * not allow plaintext would advertise an empty SASL list and no STARTTLS, which
+ * RFC 5804 section 1.7 does not provide for and sieve-connect dies on.
+ */
+function listenerLoginProblem(config: Config, tlsConfigured: boolean): string | undefined {
+  const specs = allListenerSpecs(config);
+  if (specs.some((s) => s.implicitTls) && !tlsConfigured) return '[server] implicit_tls_listen needs [tls] cert_file and key_file';
+  if (tlsConfigured) return undefined;
+  const closed = specs.filter((s) => !s.allowPlaintext).map((s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`);
+  if (closed.length === 0) return undefined;
+  return `no way to log in on ${closed.join(', ')}: configure [tls] cert_file and key_file, or allow_plaintext on that (trusted) listener`;
+}
+
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
 export async function buildServices(config: Config, log: Logger): Promise<Built> {
   const problems = [...checkStorageTemplates(config.storage), ...tokenCommandProblems(config.storage)];
@@ -66,6 +87,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
   } catch (error) {
     throw new StartupError((error as Error).message);
   }
+  const listenerProblem = listenerLoginProblem(config, tls !== undefined);
+  if (listenerProblem) throw new StartupError(listenerProblem);
   const auth = await createAuthBackend(config, log);
   // Read the user files now: which SASL mechanisms are offered depends on them, and
   // the very first greeting must already be right.
@@ -150,18 +173,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   let built = await buildServices(config, log);
   const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
   const manager = new ConnectionManager(built.services, mechanisms, log);
-  const specs = [
-    ...listenerSpecs(config.server.listen, false, config.auth.allow_plaintext),
-    ...listenerSpecs(config.server.implicit_tls_listen, true, config.auth.allow_plaintext),
-  ];
-  if (specs.some((s) => s.implicitTls) && !built.services.tls) {
-    throw new StartupError('[server] implicit_tls_listen needs [tls] cert_file and key_file');
-  }
-  // Without TLS and without allow_plaintext a listener offers no way to log in
-  // (and sieve-connect dies on an empty SASL list without STARTTLS).
-  if (!built.services.tls && !specs.some((s) => s.allowPlaintext)) {
-    throw new StartupError('no listener allows a login: configure [tls] cert_file and key_file (or allow_plaintext on a trusted listener)');
-  }
+  const specs = allListenerSpecs(config);
   const addresses: { host: string; port: number; implicitTls: boolean }[] = [];
   for (const spec of specs) {
     try {

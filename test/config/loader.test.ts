@@ -64,7 +64,7 @@ describe('configuration', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
     writeFileSync(join(dir, 'userdb'), '');
     const good = join(dir, 'good.toml');
-    writeFileSync(good, `[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
+    writeFileSync(good, `[auth]\nuserdb = "${dir}/userdb"\nallow_plaintext = true\n[sieve]\ncapabilities = ["fileinto"]\n`);
     expect(execFileSync(process.execPath, [CLI, 'config', 'check', '--config', good], { encoding: 'utf8' })).toContain('valid');
     const badTls = join(dir, 'tls.toml');
     writeFileSync(badTls, `[tls]\ncert_file = "${dir}/none.pem"\nkey_file = "${dir}/none.key"\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
@@ -81,14 +81,28 @@ describe('configuration', () => {
     writeFileSync(file, `[server]\nlisten = ["127.0.0.1:0"]\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
     const r = spawnSync(process.execPath, [CLI, 'serve', '--config', file], { encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('no listener allows a login');
+    expect(r.stderr).toContain('no way to log in on 127.0.0.1:0');
+  });
+
+  it('without TLS every listener must allow plaintext, and config check says which does not', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
+    writeFileSync(join(dir, 'userdb'), '');
+    const file = join(dir, 'onelistener.toml');
+    writeFileSync(
+      file,
+      `[server]\nlisten = [{ address = "127.0.0.1:14198", allow_plaintext = true }, "[::1]:14199"]\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`,
+    );
+    const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('no way to log in on [::1]:14199');
+    expect(r.stderr).not.toContain('14198');
   });
 
   it('tsieved config check refuses Sieve capabilities the validator cannot check, naming them', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
     writeFileSync(join(dir, 'userdb'), '');
     const file = join(dir, 'regex.toml');
-    writeFileSync(file, `[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto", "regex"]\n`);
+    writeFileSync(file, `[auth]\nuserdb = "${dir}/userdb"\nallow_plaintext = true\n[sieve]\ncapabilities = ["fileinto", "regex"]\n`);
     const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], { encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('"regex"');
