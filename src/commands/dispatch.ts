@@ -31,7 +31,7 @@ export async function dispatch(ctx: CommandContext, tokens: Token[], frameError?
   const name = first.value.toUpperCase(); // RFC 5804 section 4: command names are case-insensitive
   const command = COMMANDS.get(name);
   if (!command) return { command: name, result: { response: no(`Unknown command ${name}`) }, bad: true };
-  if (frameError) return { command: name, result: { response: failureToResponse(frameError).response }, bad: !frameError.code };
+  if (frameError) return { command: name, result: { response: frameErrorResponse(name, frameError) }, bad: !frameError.code };
   if (!command.states.includes(ctx.session.state)) {
     const text =
       ctx.session.state === 'authenticated' ? `${name} is not allowed after login` : `${name} needs a login first`;
@@ -47,6 +47,17 @@ export async function dispatch(ctx: CommandContext, tokens: Token[], frameError?
     else ctx.log.info({ command: name, detail: mapped.detail }, 'command refused');
     return { command: name, result: { response: mapped.response }, bad: false };
   }
+}
+
+/**
+ * The framer flags an over-size literal with QUOTA/MAXSIZE before it knows the
+ * command. That code belongs to PUTSCRIPT alone (RFC 5804 section 1.3); CHECKSCRIPT
+ * must not report quota (section 2.12), and any other command simply carried a
+ * literal too large to read.
+ */
+function frameErrorResponse(name: string, error: ProtocolError) {
+  if (error.code === 'QUOTA/MAXSIZE' && name !== 'PUTSCRIPT') return no(error.message);
+  return failureToResponse(error).response;
 }
 
 function parseArgs(command: Command, tokens: Token[]): ArgValue[] | string {

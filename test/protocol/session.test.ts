@@ -256,6 +256,15 @@ describe('script commands', () => {
     const big = 'keep;\r\n' + '#'.repeat(5000) + '\r\n';
     expect((await c.putScript('big', big)).code).toBe('QUOTA/MAXSIZE');
     expect((await c.command('NOOP "still here"')).statusLine).toBe('OK (TAG "still here")');
+    // CHECKSCRIPT stores nothing, so no quota code (RFC 5804 section 2.12); still a clear NO.
+    // Both a script the validator sees (over the limit) and a literal too large to
+    // read at all (over the limit plus a name's worth) are refused that way.
+    for (const script of [big, 'keep;\r\n' + '#'.repeat(8000) + '\r\n']) {
+      const checked = await c.command(Buffer.from(`CHECKSCRIPT {${Buffer.byteLength(script)}+}\r\n${script}\r\n`));
+      expect(checked.status).toBe('NO');
+      expect(checked.code).toBeUndefined();
+      expect(checked.text).toMatch(/too large|more than the limit/);
+    }
     for (let i = 0; i < 5; i++) expect((await c.putScript(`s${i}`, 'keep;\r\n')).statusLine).toBe('OK');
     expect((await c.command('HAVESPACE "s5" 10')).code).toBe('QUOTA/MAXSCRIPTS');
     expect((await c.putScript('s5', 'keep;\r\n')).code).toBe('QUOTA/MAXSCRIPTS');
