@@ -8,12 +8,15 @@
 import type { Logger } from '../log/logger.js';
 import type { Identity, ScramAlgorithm } from './types.js';
 import { FileSource, type SourceLine } from './file-source.js';
+import type { LoginRestrictions } from './login-restrictions.js';
 import { isLocked, scramSourceOf, unsupportedScheme } from './password-hash.js';
 
 export interface Account {
   readonly identity: Identity;
   /** The stored password value (hash or `{SCHEME}value`); undefined when the entry has none. */
   readonly stored: string | undefined;
+  /** Where and whether the entry may log in at all (Dovecot passdb fields). */
+  readonly restrictions?: LoginRestrictions;
 }
 
 export type LineParse =

@@ -23,6 +23,7 @@ import type { Logger } from '../log/logger.js';
 import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
 import { AccountTable, type LineParser } from './account-table.js';
 import { checkPassword, checkUserName } from './identity-rules.js';
+import { restrictionRefusal } from './login-restrictions.js';
 import {
   DEFAULT_SCRAM_ITERATIONS,
   deriveScramCredentials,
@@ -70,7 +71,7 @@ export abstract class FileAccountBackend implements AuthBackend {
     await this.table.current(true);
   }
 
-  async verifyPassword(user: string, password: string, _context: AuthContext): Promise<AuthOutcome> {
+  async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {
     const nameCheck = checkUserName(user);
     if (!nameCheck.ok) return { kind: 'rejected', reason: nameCheck.reason };
     const pwCheck = checkPassword(password);
@@ -88,8 +89,10 @@ export abstract class FileAccountBackend implements AuthBackend {
     }
     const check = await verifyPasswordHash(password, account.stored, this.log.child({ user }));
     switch (check.kind) {
-      case 'match':
-        return { kind: 'ok', identity: account.identity };
+      case 'match': {
+        const refusal = restrictionRefusal(account.restrictions, context.remoteAddress);
+        return refusal === undefined ? { kind: 'ok', identity: account.identity } : { kind: 'rejected', reason: refusal };
+      }
       case 'mismatch':
         return { kind: 'rejected', reason: 'wrong password' };
       case 'unsupported':
@@ -97,16 +100,24 @@ export abstract class FileAccountBackend implements AuthBackend {
     }
   }
 
-  async lookupScram(user: string, algorithm: ScramAlgorithm): Promise<ScramLookup> {
+  async lookupScram(user: string, algorithm: ScramAlgorithm, context: AuthContext): Promise<ScramLookup> {
     if (!checkUserName(user).ok) return { kind: 'unknown' };
     const read = await this.table.current();
     if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
     const account = read.table.accounts.get(user);
     if (account === undefined || account.stored === undefined) return { kind: 'unknown' };
     const source = scramSourceOf(account.stored, algorithm);
+    // Judged after the proof, like a wrong password, so it costs the same.
+    const refusal = restrictionRefusal(account.restrictions, context.remoteAddress);
+    const found = (credentials: ScramCredentials): ScramLookup => ({
+      kind: 'found',
+      credentials,
+      identity: account.identity,
+      ...(refusal === undefined ? {} : { refusal }),
+    });
     switch (source.kind) {
       case 'keys':
-        return { kind: 'found', credentials: source.credentials, identity: account.identity };
+        return found(source.credentials);
       case 'cleartext': {
         // Cached, so that after the first login a cleartext entry answers as fast
         // as stored keys and as an unknown user (whose keys are faked instantly).
@@ -126,7 +137,7 @@ export abstract class FileAccountBackend implements AuthBackend {
           );
           this.derived.set(key, credentials);
         }
-        return { kind: 'found', credentials, identity: account.identity };
+        return found(credentials);
       }
       case 'none':
         if (!isLocked(account.stored)) {

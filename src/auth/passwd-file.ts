@@ -4,7 +4,8 @@
  * value without scheme prefix is crypt(3), Dovecot's default for this format).
  * SCRAM keys come from `{SCRAM-SHA-1}`/`{SCRAM-SHA-256}` values or are derived
  * from `{PLAIN}`/`{CLEAR}`/`{CLEARTEXT}` ones; see file-backend.ts for when SCRAM
- * is offered.
+ * is offered. Dovecot's passdb fields that forbid a login (`nologin`, `allow_nets`,
+ * ...) are honoured (login-restrictions.ts).
  *
  * Must not know: hashing details (password-hash.ts), the wire protocol.
  */
@@ -12,6 +13,7 @@ import type { Logger } from '../log/logger.js';
 import type { LineParse } from './account-table.js';
 import { FileAccountBackend } from './file-backend.js';
 import { checkUserName } from './identity-rules.js';
+import { parseLoginRestrictions } from './login-restrictions.js';
 import { numeric } from './userdb.js';
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -42,11 +44,14 @@ export function parsePasswdFileLine(text: string): LineParse {
     else fields[item.slice(0, eq)] = item.slice(eq + 1);
   }
   const mail = fields['userdb_mail'] ?? fields['mail'];
+  const restrictions = parseLoginRestrictions(fields);
+  if (!restrictions.ok) return { kind: 'malformed', reason: restrictions.reason };
   return {
     kind: 'account',
     name,
     account: {
       stored: password === '' ? undefined : password,
+      ...(restrictions.restrictions ? { restrictions: restrictions.restrictions } : {}),
       identity: {
         user: name,
         ...(uid === undefined ? {} : { uid }),

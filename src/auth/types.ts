@@ -63,7 +63,8 @@ export interface ScramCredentials {
 }
 
 export type ScramLookup =
-  | { readonly kind: 'found'; readonly credentials: ScramCredentials; readonly identity: Identity }
+  /** `refusal`: the keys are real, but this login may not go ahead (said after the proof). */
+  | { readonly kind: 'found'; readonly credentials: ScramCredentials; readonly identity: Identity; readonly refusal?: string }
   | { readonly kind: 'unknown' }
   | { readonly kind: 'unavailable'; readonly reason: string };
 
@@ -76,7 +77,7 @@ export interface AuthBackend {
    * offered is decided by `scramAlgorithms`.
    */
   readonly scramAlgorithms?: readonly ScramAlgorithm[];
-  lookupScram?(user: string, algorithm: ScramAlgorithm): Promise<ScramLookup>;
+  lookupScram?(user: string, algorithm: ScramAlgorithm, context: AuthContext): Promise<ScramLookup>;
   /** Re-read files or reconnect (SIGHUP). */
   reload?(): Promise<void>;
   close?(): Promise<void>;

@@ -41,7 +41,7 @@ export function createExchange(mechanism: string, backend: AuthBackend, context:
   if (name === 'PLAIN') return new PlainExchange(backend, context);
   if (name === 'LOGIN') return new LoginExchange(backend, context);
   for (const [n, alg] of SCRAM) {
-    if (name === n) return scramOffered(backend, alg) ? new ScramExchange(backend, alg) : undefined;
+    if (name === n) return scramOffered(backend, alg) ? new ScramExchange(backend, alg, context) : undefined;
   }
   return undefined;
 }

@@ -9,7 +9,7 @@
  * Must not know: base64 framing on the wire, sockets, where keys are stored.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { AuthBackend, Identity, ScramAlgorithm, ScramCredentials } from '../auth/types.js';
+import type { AuthBackend, AuthContext, Identity, ScramAlgorithm, ScramCredentials } from '../auth/types.js';
 import { checkUserName, decodeUtf8 } from '../auth/identity-rules.js';
 import { DEFAULT_SCRAM_ITERATIONS, scramHashName } from '../auth/password-hash.js';
 import { failure, type SaslExchange, type SaslStep } from './types.js';
@@ -36,6 +36,8 @@ type State =
       readonly credentials: ScramCredentials;
       /** undefined = unknown user (fake credentials). */
       readonly identity: Identity | undefined;
+      /** Set when the entry may not log in from here (told after the proof). */
+      readonly refusal: string | undefined;
     }
   | { readonly kind: 'done' };
 
@@ -51,6 +53,7 @@ export class ScramExchange implements SaslExchange {
   constructor(
     private readonly backend: AuthBackend,
     private readonly algorithm: ScramAlgorithm,
+    private readonly context: AuthContext,
     private readonly serverNonce: () => string = () => randomBytes(18).toString('base64'),
   ) {
     this.hash = scramHashName(algorithm);
@@ -113,14 +116,16 @@ export class ScramExchange implements SaslExchange {
     if (this.backend.lookupScram === undefined) return this.fail('unavailable', `backend ${this.backend.name} has no SCRAM keys`, user);
     let credentials: ScramCredentials;
     let identity: Identity | undefined;
+    let refusal: string | undefined;
     try {
-      const found = await this.backend.lookupScram(user, this.algorithm);
+      const found = await this.backend.lookupScram(user, this.algorithm, this.context);
       if (found.kind === 'unavailable') {
         return this.fail('unavailable', `user ${JSON.stringify(user)}: backend ${this.backend.name} unavailable: ${found.reason}`, user);
       }
       if (found.kind === 'found') {
         credentials = found.credentials;
         identity = found.identity;
+        refusal = found.refusal;
       } else {
         credentials = this.fakeCredentials(user);
       }
@@ -129,7 +134,7 @@ export class ScramExchange implements SaslExchange {
     }
     const nonce = clientNonce + this.serverNonce();
     const serverFirst = `r=${nonce},s=${credentials.salt.toString('base64')},i=${credentials.iterations}`;
-    this.state = { kind: 'waitFinal', user, gs2Header, clientFirstBare: bare, serverFirst, nonce, credentials, identity };
+    this.state = { kind: 'waitFinal', user, gs2Header, clientFirstBare: bare, serverFirst, nonce, credentials, identity, refusal };
     return { kind: 'challenge', data: Buffer.from(serverFirst, 'utf8') };
   }
 
@@ -167,6 +172,9 @@ export class ScramExchange implements SaslExchange {
     }
     if (!good) {
       return failure('rejected', `${this.mech}: user ${q}: wrong password`, { user: s.user, outcome: { kind: 'rejected', reason: 'wrong password' } });
+    }
+    if (s.refusal !== undefined) {
+      return failure('rejected', `${this.mech}: user ${q}: ${s.refusal}`, { user: s.user, outcome: { kind: 'rejected', reason: s.refusal } });
     }
     const serverSignature = createHmac(this.hash, s.credentials.serverKey).update(authMessage).digest();
     return {

@@ -105,7 +105,7 @@ describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend
     await writeFile(file, `k:${sk}:1:1::/h::\np:{PLAIN}${PASSWORDS.nonAscii}:2:2::/h2::\n`);
     const cap = captureLogger();
     const b = new PasswdFileBackend(file, cap.log);
-    const k = await b.lookupScram('k', 'SHA-256');
+    const k = await b.lookupScram('k', 'SHA-256', ctx);
     expect(k.kind).toBe('found');
     if (k.kind === 'found') {
       expect(k.identity.uid).toBe(1);
@@ -113,18 +113,18 @@ describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend
       const mine = await deriveScramCredentials(PASSWORDS.nonAscii, 'SHA-256', k.credentials.salt, 4096);
       expect(mine.storedKey.equals(k.credentials.storedKey)).toBe(true);
     }
-    const p = await b.lookupScram('p', 'SHA-1');
+    const p = await b.lookupScram('p', 'SHA-1', ctx);
     expect(p.kind).toBe('found');
     if (p.kind === 'found') {
       const mine = await deriveScramCredentials(PASSWORDS.nonAscii, 'SHA-1', p.credentials.salt, p.credentials.iterations);
       expect(mine.storedKey.equals(p.credentials.storedKey)).toBe(true);
       // The derived salt is stable for a user, so two exchanges look alike.
-      const again = await b.lookupScram('p', 'SHA-1');
+      const again = await b.lookupScram('p', 'SHA-1', ctx);
       expect(again.kind === 'found' && again.credentials.salt.equals(p.credentials.salt)).toBe(true);
     }
-    expect((await b.lookupScram('nobody', 'SHA-256')).kind).toBe('unknown');
+    expect((await b.lookupScram('nobody', 'SHA-256', ctx)).kind).toBe('unknown');
     // Keys of the other algorithm are not keys for this one: treated like an unknown user, logged.
-    expect((await b.lookupScram('k', 'SHA-1')).kind).toBe('unknown');
+    expect((await b.lookupScram('k', 'SHA-1', ctx)).kind).toBe('unknown');
     expect(cap.lines().some((l) => l.msg.includes('holds no keys'))).toBe(true);
   });
 

@@ -16,7 +16,7 @@ describe('SCRAM test vectors', () => {
   it('RFC 5802 section 5 (SCRAM-SHA-1)', async () => {
     const fx = await passwdFixture([await scramLine('user', 'SHA-1', 'pencil', 'QSXCR+Q6sek8bf92')]);
     try {
-      const ex = new ScramExchange(fx.backend, 'SHA-1', () => '3rfcNHYJY1ZVvWVs7j');
+      const ex = new ScramExchange(fx.backend, 'SHA-1', ctx, () => '3rfcNHYJY1ZVvWVs7j');
       const first = await ex.start(b('n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL'));
       expect(first).toEqual({ kind: 'challenge', data: b('r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096') });
       const fin = await ex.respond(b('c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts='));
@@ -30,7 +30,7 @@ describe('SCRAM test vectors', () => {
   it('RFC 7677 section 3 (SCRAM-SHA-256)', async () => {
     const fx = await passwdFixture([await scramLine('user', 'SHA-256', 'pencil', 'W22ZaJ0SNY7soEsUEjb6gQ==')]);
     try {
-      const ex = new ScramExchange(fx.backend, 'SHA-256', () => '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
+      const ex = new ScramExchange(fx.backend, 'SHA-256', ctx, () => '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
       const first = await ex.start(b('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'));
       expect(first).toEqual({
         kind: 'challenge',
@@ -42,7 +42,7 @@ describe('SCRAM test vectors', () => {
       expect(fin.kind).toBe('success');
       if (fin.kind === 'success') expect(fin.serverFinal?.toString()).toBe('v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=');
       // The same proof with one bit flipped fails.
-      const ex2 = new ScramExchange(fx.backend, 'SHA-256', () => '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
+      const ex2 = new ScramExchange(fx.backend, 'SHA-256', ctx, () => '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
       await ex2.start(b('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'));
       const bad = await ex2.respond(
         b('c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVU='),
