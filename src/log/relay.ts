@@ -3,6 +3,12 @@
  * server's log: pino JSON lines keep their level and fields, anything else (a crash
  * trace, a wrapper's or PAM module's message) is logged as text.
  *
+ * The child runs as the user, who may be able to write to its stderr: what comes
+ * through is untrusted. It must never be able to forge the server's own lines
+ * (above all the `auth-failure` line fail2ban acts on, which could get any address
+ * banned): keys the server's lines use are renamed `worker_*`, and nested values
+ * are flattened to JSON strings, so that their keys and quotes arrive escaped.
+ *
  * Must not know: what the child does.
  */
 import type { Logger } from './logger.js';
@@ -11,6 +17,17 @@ const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fa
   10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal',
 };
 const MAX_LINE = 16 * 1024;
+/** Keys of the server's own lines; a child's field of that name is renamed. */
+const RESERVED = new Set(['event', 'remote', 'client', 'user', 'from', 'component', 'mechanism', 'reason', 'command', 'status', 'code']);
+
+function untrustedFields(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    const safeKey = RESERVED.has(key) ? `worker_${key}` : key;
+    out[safeKey] = value !== null && typeof value === 'object' ? JSON.stringify(value).slice(0, MAX_LINE) : value;
+  }
+  return out;
+}
 
 export interface RelayOptions {
   /** `from` field of plain-text lines. */
@@ -30,7 +47,7 @@ export function relayChildLog(stream: NodeJS.ReadableStream, log: Logger, option
         const entry = JSON.parse(line) as Record<string, unknown>;
         const level = LEVELS[typeof entry.level === 'number' ? entry.level : 30] ?? 'info';
         const { msg, level: _l, time: _t, service: _s, hostname: _h, ...fields } = entry;
-        log[level]({ ...fields, from: 'worker' }, typeof msg === 'string' ? msg : '');
+        log[level]({ ...untrustedFields(fields), from: 'worker' }, typeof msg === 'string' ? msg.slice(0, MAX_LINE) : '');
         return;
       } catch {
         /* not JSON after all */
