@@ -9,7 +9,7 @@ import type { Logger } from '../log/logger.js';
 import type { Identity, ScramAlgorithm } from './types.js';
 import { FileSource, type SourceLine } from './file-source.js';
 import type { LoginRestrictions } from './login-restrictions.js';
-import { isLocked, scramSourceOf, unsupportedScheme } from './password-hash.js';
+import { estimatedCost, isLocked, scramSourceOf, unsupportedScheme } from './password-hash.js';
 
 export interface Account {
   readonly identity: Identity;
@@ -30,6 +30,8 @@ export interface Table {
   readonly accounts: ReadonlyMap<string, Account>;
   /** SCRAM algorithms for which every account that has a usable password can supply keys. */
   readonly scramAlgorithms: readonly ScramAlgorithm[];
+  /** The costliest stored hash: what an unknown user's password is checked against. */
+  readonly decoy?: string;
 }
 
 export type TableRead = { readonly kind: 'ok'; readonly table: Table } | { readonly kind: 'unavailable'; readonly reason: string };
@@ -125,7 +127,9 @@ export class AccountTable {
     const scramAlgorithms = ALGORITHMS.filter(
       (alg) => usable.length > 0 && usable.every((a) => scramSourceOf(a.stored!, alg).kind !== 'none'),
     );
+    let decoy: string | undefined;
+    for (const a of usable) if (decoy === undefined || estimatedCost(a.stored!) > estimatedCost(decoy)) decoy = a.stored;
     this.log.info({ path: this.source.path, accounts: accounts.size, malformed, scram: scramAlgorithms }, 'account file loaded');
-    return { accounts, scramAlgorithms };
+    return { accounts, scramAlgorithms, ...(decoy === undefined ? {} : { decoy }) };
   }
 }

@@ -4,7 +4,7 @@
  *
  * Unknown user, locked entry, wrong password and unsupported scheme all give the
  * same `rejected` outcome (only `reason`, for the log, differs); for an unknown
- * user a throw-away verification against another entry's hash is run so the
+ * user a throw-away verification against the file's costliest hash is run so the
  * answer takes about as long.
  *
  * SCRAM is offered for an algorithm only when *every* account with a usable
@@ -21,7 +21,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
-import { AccountTable, type LineParser } from './account-table.js';
+import { AccountTable, type LineParser, type Table } from './account-table.js';
 import { checkPassword, checkUserName } from './identity-rules.js';
 import { restrictionRefusal } from './login-restrictions.js';
 import {
@@ -80,11 +80,11 @@ export abstract class FileAccountBackend implements AuthBackend {
     if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
     const account = read.table.accounts.get(user);
     if (account === undefined) {
-      await this.decoyVerify(password, read.table.accounts.values());
+      await this.decoyVerify(password, read.table);
       return { kind: 'rejected', reason: 'unknown user' };
     }
     if (account.stored === undefined || isLocked(account.stored)) {
-      await this.decoyVerify(password, read.table.accounts.values());
+      await this.decoyVerify(password, read.table);
       return { kind: 'rejected', reason: 'no usable password for this user (empty or locked)' };
     }
     const check = await verifyPasswordHash(password, account.stored, this.log.child({ user }));
@@ -147,13 +147,11 @@ export abstract class FileAccountBackend implements AuthBackend {
     }
   }
 
-  /** Spend about the time a real check would, on some other entry's hash; the result is ignored. */
-  private async decoyVerify(password: string, accounts: Iterable<{ stored: string | undefined }>): Promise<void> {
-    for (const a of accounts) {
-      if (a.stored !== undefined && !isLocked(a.stored)) {
-        await verifyPasswordHash(password, a.stored);
-        return;
-      }
-    }
+  /**
+   * Spend at least the time a real check would: against the file's costliest hash,
+   * so an unknown user is not told apart by a fast answer. The result is ignored.
+   */
+  private async decoyVerify(password: string, table: Table): Promise<void> {
+    if (table.decoy !== undefined) await verifyPasswordHash(password, table.decoy);
   }
 }

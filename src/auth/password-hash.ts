@@ -87,6 +87,31 @@ export function unsupportedScheme(stored: string): string | undefined {
   return known ? undefined : scheme;
 }
 
+/**
+ * Roughly what checking a password against `stored` costs (about microseconds on
+ * a current CPU; only the order matters). Used to pick the decoy an unknown user's
+ * password is checked against, so that "no such user" is not answered faster than
+ * "wrong password" for the site's most expensive hashes.
+ */
+export function estimatedCost(stored: string): number {
+  if (isLocked(stored)) return 0;
+  const { scheme, value } = parseStored(stored);
+  if (scheme === '' || CRYPT_SCHEMES.has(scheme) || (scheme === 'MD5' && value.startsWith('$1$'))) return cryptCost(value);
+  const scram = SCRAM_SCHEMES[scheme];
+  if (scram !== undefined) return 2 * (Number(/^(\d+),/.exec(value)?.[1]) || DEFAULT_SCRAM_ITERATIONS);
+  return 1;
+}
+
+function cryptCost(hash: string): number {
+  if (/^\$(y|gy|7)\$/.test(hash)) return 50_000; // yescrypt/scrypt at Debian's defaults: tens of ms
+  const bcrypt = /^\$2[abxy]?\$(\d\d)\$/.exec(hash);
+  if (bcrypt) return 2 ** Number(bcrypt[1]) * 60;
+  const sha = /^\$([56])\$(?:rounds=(\d+)\$)?/.exec(hash);
+  if (sha) return Math.min(Number(sha[2] ?? 5000), 999_999_999);
+  if (hash.startsWith('$1$')) return 500;
+  return 25; // DES
+}
+
 export async function verifyPasswordHash(password: string, stored: string, log?: Logger): Promise<HashCheck> {
   if (isLocked(stored)) return MISMATCH;
   const p = parseStored(stored);

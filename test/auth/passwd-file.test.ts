@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PasswdFileBackend, parsePasswdFileLine } from '../../src/auth/passwd-file.js';
-import { deriveScramCredentials } from '../../src/auth/password-hash.js';
+import { deriveScramCredentials, estimatedCost } from '../../src/auth/password-hash.js';
 import type { AuthContext } from '../../src/auth/types.js';
 import { haveTools } from '../helpers/tools.js';
 import { PASSWORDS, captureLogger, run } from './util.js';
@@ -97,6 +97,28 @@ describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend
     await write([`a:${dove('SCRAM-SHA-256', 'pa')}`, `c:${dove('SHA512-CRYPT', 'pc')}`]);
     await b.reload();
     expect(b.scramAlgorithms).toEqual([]);
+  });
+
+  it('checks an unknown user\'s password against the costliest hash in the file (no fast "no such user")', async () => {
+    const file = join(dir, 'passwd');
+    const yescrypt = run('mkpasswd', ['-s', '-m', 'yescrypt'], 'x');
+    const entries = [
+      `ssha:${dove('SSHA256', 'x')}`,
+      `md5:${run('openssl', ['passwd', '-1', 'x']).trim()}`,
+      `yes:${yescrypt}`,
+      `sha512:${run('openssl', ['passwd', '-6', 'x']).trim()}`,
+      `bcrypt5:${run('mkpasswd', ['-s', '-m', 'bcrypt', '-R', '5'], 'x')}`,
+      'locked:!',
+    ];
+    await writeFile(file, entries.join('\n') + '\n');
+    const b = new PasswdFileBackend(file, captureLogger().log);
+    await b.reload();
+    expect(estimatedCost(yescrypt)).toBeGreaterThan(estimatedCost(entries[3]!.slice('sha512:'.length)));
+    expect(estimatedCost(entries[3]!.slice('sha512:'.length))).toBeGreaterThan(estimatedCost(entries[1]!.slice('md5:'.length)));
+    expect(estimatedCost('{SHA256}abc')).toBeLessThan(estimatedCost('ab01234567890'));
+    expect(estimatedCost(run('mkpasswd', ['-s', '-m', 'bcrypt', '-R', '12'], 'x'))).toBeGreaterThan(estimatedCost(yescrypt));
+    expect((b as unknown as { table: { last: { decoy?: string } } }).table.last.decoy).toBe(yescrypt);
+    expect(await b.verifyPassword('nobody', 'x', ctx)).toMatchObject({ kind: 'rejected', reason: 'unknown user' });
   });
 
   it('supplies SCRAM keys from doveadm values and derives them from cleartext', async () => {
