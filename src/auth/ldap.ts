@@ -201,7 +201,13 @@ export class LdapBackend implements AuthBackend {
       );
       if (!found.ok) return unavailable(`search failed: ${describeLdapFailure(found.failure)}`);
       const entries = found.value.searchEntries as LdapEntry[];
-      if (entries.length === 0) return rejected('unknown user');
+      if (entries.length === 0) {
+        // The same round trips as a wrong password, so the answer's timing does not
+        // tell whether the name exists: a bind as a DN that is not there (it fails
+        // with invalidCredentials, and locks no real account).
+        await attempt.step(() => client.bind(`cn=tsieved-no-such-user,${this.#auth.base as string}`, password));
+        return rejected('unknown user');
+      }
       if (entries.length > 1) {
         this.#log.warn({ user, filter }, 'ldap: more than one entry matches; login refused');
         return rejected('more than one directory entry matches');

@@ -38,6 +38,8 @@ export interface SlapdOptions {
   readonly acl?: string;
   /** Extra global slapd.conf lines (e.g. "allow bind_anon_cred"). */
   readonly globalConfig?: string;
+  /** Log every operation (slapd -d stats) to output(), to see what a client asked. */
+  readonly logOperations?: boolean;
 }
 
 export interface Slapd {
@@ -170,8 +172,10 @@ ${options.acl ?? DEFAULT_ACL}
 
   async function start(): Promise<void> {
     if (child !== undefined) return;
-    // -d 0: stay in the foreground (so we own the process) without debug output.
-    const proc = spawn(slapdBin, ['-d', '0', '-h', listen, '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // -d: stay in the foreground (so we own the process); 0 = no debug output,
+    // "stats" = one line per operation.
+    const debug = options.logOperations ? 'stats' : '0';
+    const proc = spawn(slapdBin, ['-d', debug, '-h', listen, '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     proc.stderr?.on('data', (b: Buffer) => {
       stderr += b.toString();
