@@ -172,7 +172,13 @@ export class PamBackend implements AuthBackend {
     const first = await Promise.race([statusDone, timedOut]);
     clearTimeout(timer);
     if (first === 'timeout') {
-      child.kill('SIGKILL');
+      // The helper may already have started the worker (the status is written after
+      // the fork): closing its pipes ends that worker (EOF on its requests), and
+      // SIGTERM lets the helper close the PAM session; SIGKILL if it is stuck.
+      child.stdin?.destroy();
+      child.stdout?.destroy();
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
       log.error({ timeoutMs: this.timeoutMs }, 'PAM helper did not answer in time');
       return { kind: 'unavailable', reason: 'PAM transaction timed out' };
     }

@@ -267,6 +267,19 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     await store.close();
   });
 
+  it('a PAM stack that hangs is given up after the timeout, and its helper does not linger', async () => {
+    const log = fx.traceLog('hang');
+    const service = fx.service('hang', [
+      `auth required ${fx.traceModule} log=${log} sleep=30`,
+      'account required pam_permit.so',
+      'session required pam_permit.so',
+    ]);
+    const b = new PamBackend({ service, workerCommand: workerCommand(), log: silentLogger(), timeoutMs: 500 });
+    expect(await b.verifyPassword(alice.name, alice.password, ctx)).toEqual({ kind: 'unavailable', reason: 'PAM transaction timed out' });
+    const helperPid = fx.readTrace(log)[0]!.pid;
+    await until(() => !alive(helperPid));
+  });
+
   it('a group pam_setcred adds (an AFS PAG, pam_group) reaches the worker', async () => {
     const pag = 40_000 + Math.floor(Math.random() * 20_000);
     const service = fx.service('pag', [
