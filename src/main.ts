@@ -16,7 +16,7 @@ import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices, StoreOpener } from './session/services.js';
 import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
 import { checkStorageTemplates } from './storage/paths.js';
-import { InProcessLauncher } from './storage/launcher.js';
+import { InProcessLauncher, runningAsRoot } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
 import { PasswdFileBackend } from './auth/passwd-file.js';
 import { LdapBackend } from './auth/ldap.js';
@@ -118,7 +118,15 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
  */
 function createStoreLauncher(config: Config, profile: SieveProfile, log: Logger): StoreOpener & { close?(): Promise<void> } {
   const processIsolation = config.storage.isolation === 'process' || config.auth.backend === 'pam';
-  if (!processIsolation) return new InProcessLauncher(config.storage, log);
+  if (!processIsolation) {
+    if (runningAsRoot()) {
+      log.warn(
+        { event: 'isolation-none-as-root' },
+        'running as root with [storage] isolation = "none": only accounts with uid 0 can log in; use isolation = "process" for the others',
+      );
+    }
+    return new InProcessLauncher(config.storage, log);
+  }
   try {
     assertProcessIsolationUsable();
   } catch (error) {

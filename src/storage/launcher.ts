@@ -1,15 +1,19 @@
 /**
  * Turning a verified identity into that user's ScriptStore. The in-process launcher
  * (isolation = "none") resolves the path templates and opens a FileStore in this
- * process; when the server runs as root, files it creates are chowned to the
- * identity's uid/gid (Exim defers a filter not owned by the user). A launcher that
- * runs the store in a per-session worker process lives in ./worker/.
+ * process, with this process's rights. A launcher that runs the store in a
+ * per-session worker process, as the user, lives in ./worker/.
+ *
+ * In-process storage never acts for another uid as root: every open, read and
+ * rename in the user's home would follow the user's own symlinks with root's
+ * rights (a `~/sieve` linked to another user's directory, a `.forward` linked to
+ * /etc/shadow). Running as root, `isolation = "process"` is required for them.
  *
  * Must not know: auth backends, the wire protocol, sessions.
  */
 import type { AttachedWorker, Identity } from '../auth/types.js';
 import type { Logger } from '../log/logger.js';
-import type { ScriptStore } from './types.js';
+import { StorageError, type ScriptStore } from './types.js';
 import { FileStore } from './file-store.js';
 import { resolveUserPaths, parseFilterMode, type StorageConfig } from './paths.js';
 
@@ -38,6 +42,17 @@ export function fileStoreOptionsFor(storage: StorageConfig, identity: Identity, 
   };
 }
 
+export function runningAsRoot(): boolean {
+  return typeof process.geteuid === 'function' && process.geteuid() === 0;
+}
+
+/** Why this process must not open the identity's store itself, if it must not. */
+export function inProcessRefusal(identity: Identity): string | undefined {
+  if (!runningAsRoot() || identity.uid === 0) return undefined;
+  const whose = identity.uid === undefined ? 'a user without a uid' : `uid ${identity.uid}`;
+  return `isolation = "none" while running as root would handle the files of ${whose} with root's rights (following that user's symlinks); set [storage] isolation = "process", or run tsieved as the mail user`;
+}
+
 export class InProcessLauncher implements StoreLauncher {
   constructor(
     private readonly storage: StorageConfig,
@@ -47,13 +62,12 @@ export class InProcessLauncher implements StoreLauncher {
   async open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore> {
     let store: FileStore;
     try {
-      const options = fileStoreOptionsFor(this.storage, identity, this.log);
-      if (options.owner === undefined && typeof process.getuid === 'function' && process.getuid() === 0) {
-        // Exim's check_owner (on by default with check_local_user) defers a filter
-        // that is not owned by the user.
-        options.log.warn('running as root without a uid/gid for this user: files will be owned by root');
+      const refusal = inProcessRefusal(identity);
+      if (refusal !== undefined) {
+        this.log.error({ event: 'isolation-required', user: identity.user, uid: identity.uid }, refusal);
+        throw new StorageError('trylater', refusal);
       }
-      store = await FileStore.open(options);
+      store = await FileStore.open(fileStoreOptionsFor(this.storage, identity, this.log));
     } catch (err) {
       attached?.terminate();
       throw err;

@@ -8,6 +8,9 @@ import { InProcessLauncher } from '../../src/storage/launcher.js';
 import type { AttachedWorker, Identity } from '../../src/auth/types.js';
 import { kindOf, tempHome, type TempHome } from './helpers/store.js';
 
+/** The identities run as this process's own uid: in-process storage is not for other uids as root. */
+const me = { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000 };
+
 let h: TempHome;
 beforeEach(async () => {
   h = await tempHome();
@@ -39,7 +42,7 @@ describe('InProcessLauncher', () => {
       storage: { scripts_dir: '{home}/mail/{user}/sieve', filter_path: '{home}/.forward', roots: [h.home], filter_mode: '0640' },
     }).storage;
     const launcher = new InProcessLauncher(storage, silentLogger());
-    const identity: Identity = { user: 'alice', home: h.home, fields: {} };
+    const identity: Identity = { user: 'alice', home: h.home, fields: {}, ...me };
     const store = await launcher.open(identity);
     await store.put('main', Buffer.from('keep;\n'));
     await store.setActive('main');
@@ -53,18 +56,31 @@ describe('InProcessLauncher', () => {
     const storage = configSchema.parse({ storage: { scripts_dir: '/srv/sieve/{user}', filter_path: '/srv/fwd/{user}' } }).storage;
     const launcher = new InProcessLauncher(storage, silentLogger());
     const worker = fakeWorker();
-    expect(await kindOf(launcher.open({ user: '../root', fields: {} }, worker))).toBe('bad-name');
+    expect(await kindOf(launcher.open({ user: '../root', fields: {}, ...me }, worker))).toBe('bad-name');
     expect(worker.terminated).toBe(1);
     const outside = configSchema.parse({ storage: { roots: ['/nonexistent-root'] } }).storage;
-    expect(await kindOf(new InProcessLauncher(outside, silentLogger()).open({ user: 'a', home: h.home, fields: {} }))).toBe(
+    expect(await kindOf(new InProcessLauncher(outside, silentLogger()).open({ user: 'a', home: h.home, fields: {}, ...me }))).toBe(
       'permission',
     );
+  });
+
+  it.runIf(process.getuid?.() === 0)('as root, refuses another uid (or none): root would follow that user\'s symlinks', async () => {
+    const storage = configSchema.parse({ storage: { roots: [h.home] } }).storage;
+    const launcher = new InProcessLauncher(storage, silentLogger());
+    for (const identity of [
+      { user: 'nobody', home: h.home, uid: 65534, gid: 65534, fields: {} },
+      { user: 'nouid', home: h.home, fields: {} },
+    ]) {
+      expect(await kindOf(launcher.open(identity)), identity.user).toBe('trylater');
+    }
+    // Nothing was created for them.
+    await expect(stat(join(h.home, 'sieve'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('keeps an attached worker alive until the store is closed', async () => {
     const storage = configSchema.parse({}).storage;
     const worker = fakeWorker();
-    const store = await new InProcessLauncher(storage, silentLogger()).open({ user: 'a', home: h.home, fields: {} }, worker);
+    const store = await new InProcessLauncher(storage, silentLogger()).open({ user: 'a', home: h.home, fields: {}, ...me }, worker);
     await store.put('x', Buffer.from('keep;'));
     expect(worker.terminated).toBe(0);
     await store.close();
