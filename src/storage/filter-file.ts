@@ -68,9 +68,16 @@ export function renderFilter(script: Buffer): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Did tsieved write this file (a Sieve first line, then our marker line)? */
+/**
+ * Did tsieved write this file (a Sieve first line, then our marker line)? The first
+ * line is the script's own when it was a Sieve header, so it may be long: look at
+ * the first two lines whole, not at a fixed-size head.
+ */
 export function isTsievedFilter(bytes: Buffer): boolean {
-  const head = bytes.subarray(0, 1024).toString('latin1');
-  const lines = head.split('\n');
-  return lines.length >= 3 && SIEVE_FIRST_LINE.test(lines[0]!) && lines[1] === TSIEVED_MARKER_LINE;
+  const firstLf = bytes.indexOf(0x0a);
+  if (firstLf < 0) return false;
+  const secondLf = bytes.indexOf(0x0a, firstLf + 1);
+  if (secondLf < 0) return false;
+  const first = bytes.subarray(0, firstLf).toString('latin1');
+  return SIEVE_FIRST_LINE.test(first) && bytes.subarray(firstLf + 1, secondLf).toString('latin1') === TSIEVED_MARKER_LINE;
 }

@@ -38,6 +38,11 @@ describe('renderFilter', () => {
 describe('recognising filter files', () => {
   it('recognises its own output, not a hand-written Sieve file', () => {
     expect(isTsievedFilter(renderFilter(b('keep;')))).toBe(true);
+    // A script's own, very long, Sieve header line is kept: still recognised as ours.
+    const long = renderFilter(b(`# Sieve filter ${'x'.repeat(3000)}\r\nkeep;\r\n`));
+    expect(long.toString('latin1').startsWith(`# Sieve filter ${'x'.repeat(3000)}\n${TSIEVED_MARKER_LINE}\n`)).toBe(true);
+    expect(isTsievedFilter(long)).toBe(true);
+    expect(isTsievedFilter(b(`# Sieve filter\n${TSIEVED_MARKER_LINE}`))).toBe(false);
     expect(isTsievedFilter(b('# Sieve filter\nkeep;\n'))).toBe(false);
     expect(isTsievedFilter(b(`# Exim filter\n${TSIEVED_MARKER_LINE}\n`))).toBe(false);
   });
