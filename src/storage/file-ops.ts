@@ -71,12 +71,33 @@ class NodeWritableFile implements WritableFile {
   }
 }
 
+/** Larger than any script or filter we write; a bigger file is not one of ours. */
+const MAX_READ_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads a regular file whole. O_NONBLOCK, then fstat: a FIFO or device put where a
+ * script or the filter belongs (`mkfifo ~/sieve/x.sieve`) is refused at once
+ * instead of blocking one of libuv's few I/O threads forever, which would stall
+ * every other session's file operations.
+ */
+async function readRegularFile(path: string): Promise<Buffer> {
+  const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });
+    if (st.size > MAX_READ_BYTES) throw Object.assign(new Error(`${path} is too large (${st.size} bytes)`), { code: 'ETOOLARGE', path });
+    return await handle.readFile();
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
 export const nodeFileOps: FileOps = {
   async createExclusive(path, mode) {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     return new NodeWritableFile(await fsp.open(path, flags, mode));
   },
-  readFile: (path) => fsp.readFile(path),
+  readFile: readRegularFile,
   readdir: (path) => fsp.readdir(path),
   stat: (path) => fsp.stat(path),
   lstat: (path) => fsp.lstat(path),
