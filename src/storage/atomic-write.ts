@@ -5,7 +5,7 @@
  *
  * Steps (reference/exim-sieve.md section 11, style-anchors.md section 5.6): create a
  * temp file in the target's own directory (rename must not cross file systems;
- * O_EXCL and a host/pid/random name so servers sharing the mount never collide),
+ * O_EXCL and a 96-bit random name so servers sharing the mount never collide),
  * write, fchown to the user, fchmod, fsync, close with its error checked (AFS
  * reports quota errors at close), rename over the target, fsync the directory
  * where the file system allows it. Split into prepare/commit so a caller can get
@@ -14,7 +14,6 @@
  * Must not know: what the files contain, names, locks.
  */
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { FileOps, WritableFile } from './file-ops.js';
 import { toStorageError } from './errors.js';
@@ -35,13 +34,41 @@ export interface PreparedWrite {
   abort(): Promise<void>;
 }
 
-/** Marker in temp file names, so leftovers of a crashed server can be recognised. */
+/**
+ * Marker in temp file names, so leftovers of a crashed server can be recognised:
+ * every temp name starts with '.' and contains this (file-store.ts relies on both).
+ */
 export const TEMP_MARKER = '.tsieved-tmp.';
 
+/** Bytes of the target's name kept in a temp name: enough to tell what it was for. */
+export const TEMP_STEM_MAX_BYTES = 64;
+/** Longest temp file name: '.' + stem + marker + 24 hex digits (102 bytes). */
+export const TEMP_NAME_MAX_BYTES = 1 + TEMP_STEM_MAX_BYTES + TEMP_MARKER.length + 24;
+
+/** The first `max` UTF-8 bytes of `s`, cut only between characters. */
+function utf8Prefix(s: string, max: number): string {
+  if (Buffer.byteLength(s, 'utf8') <= max) return s;
+  let out = '';
+  let bytes = 0;
+  for (const ch of s) {
+    const n = Buffer.byteLength(ch, 'utf8');
+    if (bytes + n > max) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
+}
+
+/**
+ * `.<start of the target's name>.tsieved-tmp.<random>`. Its length is bounded
+ * (TEMP_NAME_MAX_BYTES) whatever the target's name, host name or pid, so every
+ * target whose own name fits a 255-byte component has a temp name that fits too.
+ * The random part alone keeps writers apart (together with O_EXCL).
+ */
 export function tempPathFor(target: string): string {
-  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_');
-  const rand = randomBytes(6).toString('hex');
-  return join(dirname(target), `.${basename(target)}${TEMP_MARKER}${host}.${process.pid}.${rand}`);
+  const stem = utf8Prefix(basename(target), TEMP_STEM_MAX_BYTES);
+  const rand = randomBytes(12).toString('hex');
+  return join(dirname(target), `.${stem}${TEMP_MARKER}${rand}`);
 }
 
 export async function prepareWrite(
