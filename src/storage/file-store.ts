@@ -14,7 +14,9 @@
  * servers on one shared directory) never leave a filter that does not match the
  * active script. Writes are atomic (atomic-write.ts); when a script and the filter
  * change together both temp files are fully written before either is renamed, so a
- * quota or disk-full failure leaves both old files in place.
+ * quota or disk-full failure leaves both old files in place. A change cut off
+ * between its renames (a crash, a killed worker) is repaired by the next open:
+ * the filter is brought back in line with the script recorded active.
  *
  * A filter file tsieved did not write is never lost (pysieved deleted it, see
  * reference/pysieved-hcoop.md 1.5): on open and before any change of the filter it is
@@ -120,6 +122,7 @@ export class FileStore implements ScriptStore {
       await store.locked(async () => {
         await store.preserveForeignFilter();
         await store.forgetActiveWithoutFilter();
+        await store.reconcileFilter();
       });
     } catch (err) {
       store.log.warn({ err, filterPath: store.filterPath }, 'could not check the existing filter file');
@@ -506,6 +509,40 @@ export class FileStore implements ScriptStore {
     if (active === undefined || (await this.exists(this.filterPath))) return;
     await this.writeActive(undefined);
     this.log.info({ script: active, filterPath: this.filterPath }, 'filter file is gone; no script is active');
+  }
+
+  /**
+   * Repairs what an interrupted change can leave behind (a crash, or a worker
+   * killed between two renames; must run under the lock), so the script listed
+   * active is the one Exim runs:
+   * - the record names an existing script but the filter differs (PUTSCRIPT over the
+   *   active script stopped between the script and the filter; SETACTIVE stopped
+   *   between the filter and the record): the filter is rendered from it again,
+   *   since the record is what the user was last told;
+   * - no usable record, but the filter is ours (RENAMESCRIPT of the active script
+   *   stopped before the record moved): the record points at the script the filter
+   *   was rendered from, if one is.
+   */
+  private async reconcileFilter(): Promise<void> {
+    const filter = await this.readOptional(this.filterPath);
+    if (!filter || !isTsievedFilter(filter)) return;
+    const active = await this.readActive();
+    if (active !== undefined) {
+      const expected = this.filterFor(await this.get(active));
+      if (expected.equals(filter)) return;
+      await atomicWrite(this.ops, this.filterPath, expected, { mode: this.filterMode, owner: this.owner });
+      this.log.warn({ script: active, filterPath: this.filterPath }, 'filter did not match the active script (an interrupted change): rendered again');
+      return;
+    }
+    for (const script of await this.scan()) {
+      const content = await this.readOptional(script.path);
+      if (content !== undefined && renderFilter(content).equals(filter)) {
+        await this.writeActive(script.name);
+        this.log.warn({ script: script.name }, 'filter runs a script not recorded as active (an interrupted change): recorded');
+        return;
+      }
+    }
+    this.log.warn({ filterPath: this.filterPath }, 'the filter was written by tsieved but matches none of the scripts');
   }
 
   /** "old-forward", or the first free "old-forward-N"; an identical one is reused. */
