@@ -22,8 +22,14 @@ export type StorageConfig = Config['storage'];
 export const PLACEHOLDERS = ['user', 'localpart', 'domain', 'home', 'mail', 'u1', 'u2'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 
-/** Placeholders whose value differs per user (a template without one is shared by all). */
-const PER_USER: readonly Placeholder[] = ['user', 'localpart', 'home', 'mail', 'u1', 'u2'];
+/**
+ * Placeholders that on their own tell users apart: the whole user name, or the
+ * account's own directories (each account is assumed to have its own home/mail).
+ * {u1}/{u2} only spread users over directories, and {localpart} alone merges
+ * alice@a.org with alice@b.org; {localpart} counts only together with {domain}
+ * in another path segment (see separatesUsers).
+ */
+const PER_USER: readonly Placeholder[] = ['user', 'home', 'mail'];
 
 type Token = { literal: string } | { placeholder: Placeholder };
 
@@ -44,6 +50,30 @@ function tokenize(template: string): { tokens: Token[]; problems: string[] } {
   return { tokens, problems };
 }
 
+/**
+ * Undefined when the template gives every user a path of their own; otherwise why
+ * users would share one. Needs {user}, {home} or {mail}, or {localpart} and
+ * {domain} with a "/" between them: no value contains "/", so each then fills a
+ * segment of its own, while "{localpart}.{domain}" gives "ab.c.org" to both
+ * ab@c.org and ab.c@org.
+ */
+function separatesUsers(tokens: readonly Token[]): string | undefined {
+  const present = new Set(tokens.flatMap((t) => ('placeholder' in t ? [t.placeholder] : [])));
+  if (PER_USER.some((p) => present.has(p))) return undefined;
+  if (present.has('localpart') && present.has('domain')) {
+    const at = (p: Placeholder): number => tokens.findIndex((t) => 'placeholder' in t && t.placeholder === p);
+    const [from, to] = [at('localpart'), at('domain')].sort((a, b) => a - b) as [number, number];
+    const between = tokens.slice(from + 1, to);
+    if (between.some((t) => 'literal' in t && t.literal.includes('/'))) return undefined;
+    return 'puts {localpart} and {domain} in one path segment, so several users would share it (put a "/" between them, or use {user})';
+  }
+  if (present.size === 0) return 'has no per-user placeholder, so all users would share it';
+  return (
+    `has no placeholder that tells users apart ({${[...present].join('}, {')}} alone are shared by several users: ` +
+    'use {user}, {home}, {mail}, or {localpart} with {domain})'
+  );
+}
+
 function checkTemplate(key: string, template: string): string[] {
   const { tokens, problems } = tokenize(template);
   const out = problems.map((p) => `storage.${key} "${template}": ${p}`);
@@ -53,9 +83,8 @@ function checkTemplate(key: string, template: string): string[] {
     (('literal' in first && first.literal.startsWith('/')) ||
       ('placeholder' in first && (first.placeholder === 'home' || first.placeholder === 'mail')));
   if (!absolute) out.push(`storage.${key} "${template}": must be absolute (start with "/", {home} or {mail})`);
-  if (!tokens.some((t) => 'placeholder' in t && PER_USER.includes(t.placeholder))) {
-    out.push(`storage.${key} "${template}": has no per-user placeholder, so all users would share it`);
-  }
+  const separation = separatesUsers(tokens);
+  if (separation !== undefined) out.push(`storage.${key} "${template}": ${separation}`);
   for (const t of tokens) {
     if ('literal' in t && t.literal.split('/').some((seg) => seg === '..' || seg === '.')) {
       out.push(`storage.${key} "${template}": contains a "." or ".." path segment`);

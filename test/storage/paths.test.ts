@@ -51,6 +51,42 @@ describe('checkStorageTemplates', () => {
   });
 });
 
+describe('templates that must keep users apart', () => {
+  const shared = (scripts_dir: string, filter_path: string): string[] =>
+    checkStorageTemplates(storage({ scripts_dir, filter_path })).filter((p) => /all users|several users/.test(p));
+
+  it.each([
+    // alice@a.org and alex@b.org both get /srv/sieve/a/al
+    ['/srv/sieve/{u1}/{u2}', '/srv/sieve/{u1}/{u2}/.forward'],
+    ['/srv/sieve/{u1}/{u2}/sieve', '{home}/.forward'],
+    ['{home}/sieve', '/srv/fwd/{u2}'],
+    // alice@a.org and alice@b.org share one directory
+    ['/srv/sieve/{localpart}', '/srv/sieve/{localpart}/.forward'],
+    ['/srv/sieve/{u1}/{localpart}', '{home}/.forward'],
+    ['/srv/sieve/{domain}', '{home}/.forward'],
+    // "ab" + "c.org" and "a" + "bc.org" are one segment
+    ['/srv/sieve/{localpart}{domain}', '{home}/.forward'],
+    ['/srv/sieve/{localpart}.{domain}', '{home}/.forward'],
+  ])('refuses scripts_dir %j with filter_path %j', (scriptsDir, filterPath) => {
+    expect(shared(scriptsDir, filterPath)).not.toEqual([]);
+  });
+
+  it.each([
+    ['/srv/sieve/{u1}/{u2}/{user}', '{home}/.forward'],
+    ['/srv/sieve/{domain}/{localpart}', '/srv/sieve/{domain}/{localpart}/.forward'],
+    ['/srv/sieve/{localpart}/{domain}/{u1}', '{mail}/.forward'],
+    ['{mail}/sieve', '{home}/.public/.forward'],
+  ])('accepts scripts_dir %j with filter_path %j', (scriptsDir, filterPath) => {
+    expect(checkStorageTemplates(storage({ scripts_dir: scriptsDir, filter_path: filterPath }))).toEqual([]);
+  });
+
+  it('the refused layouts really do merge users', () => {
+    const s = storage({ scripts_dir: '/srv/sieve/{u1}/{u2}', filter_path: '/srv/sieve/{u1}/{u2}/.forward' });
+    const dirs = ['alice@a.org', 'alex@b.org'].map((user) => resolveUserPaths(s, { user, fields: {} }).scriptsDir);
+    expect(dirs[0]).toBe(dirs[1]);
+  });
+});
+
 describe('resolveUserPaths', () => {
   it('expands every placeholder', () => {
     const s = storage({
