@@ -9,7 +9,8 @@ import type { Logger } from '../log/logger.js';
 import type { Identity, ScramAlgorithm } from './types.js';
 import { FileSource, type SourceLine } from './file-source.js';
 import type { LoginRestrictions } from './login-restrictions.js';
-import { estimatedCost, isLocked, scramSourceOf, unsupportedScheme } from './password-hash.js';
+import { createHash } from 'node:crypto';
+import { DEFAULT_SCRAM_ITERATIONS, estimatedCost, isLocked, scramSourceOf, storedScramIterations, unsupportedScheme } from './password-hash.js';
 
 export interface Account {
   readonly identity: Identity;
@@ -32,15 +33,30 @@ export interface Table {
   readonly scramAlgorithms: readonly ScramAlgorithm[];
   /** The costliest stored hash: what an unknown user's password is checked against. */
   readonly decoy?: string;
+  /**
+   * A secret that is the same in every instance reading this file and across
+   * restarts (a hash of every stored password value), for salts that must not
+   * change between them: keys derived from cleartext entries, and the made-up
+   * SCRAM parameters of unknown users, which would otherwise give them away.
+   */
+  readonly stableSecret: Buffer;
+  /** The iteration count most SCRAM entries use, for unknown users' made-up parameters. */
+  readonly typicalScramIterations: number;
 }
 
 export type TableRead = { readonly kind: 'ok'; readonly table: Table } | { readonly kind: 'unavailable'; readonly reason: string };
 
 const ALGORITHMS: readonly ScramAlgorithm[] = ['SHA-256', 'SHA-1'];
+const EMPTY_TABLE: Table = {
+  accounts: new Map(),
+  scramAlgorithms: [],
+  stableSecret: createHash('sha256').update('tsieved: no accounts').digest(),
+  typicalScramIterations: DEFAULT_SCRAM_ITERATIONS,
+};
 
 export class AccountTable {
   private readonly source: FileSource;
-  private table: Table = { accounts: new Map(), scramAlgorithms: [] };
+  private table: Table = EMPTY_TABLE;
   private lastError: string | undefined;
   private builtVersion = -1;
   /** Bumped whenever the table is replaced, so callers can drop caches derived from it. */
@@ -70,7 +86,7 @@ export class AccountTable {
       this.lastError = read.reason;
       this.builtVersion = -1;
       this.generation++;
-      this.table = { accounts: new Map(), scramAlgorithms: [] };
+      this.table = EMPTY_TABLE;
       return { kind: 'unavailable', reason: read.reason };
     }
     if (this.lastError !== undefined) {
@@ -129,7 +145,23 @@ export class AccountTable {
     );
     let decoy: string | undefined;
     for (const a of usable) if (decoy === undefined || estimatedCost(a.stored!) > estimatedCost(decoy)) decoy = a.stored;
+    const secretHash = createHash('sha256').update('tsieved stable secret\0');
+    const iterationCounts = new Map<number, number>();
+    for (const [name, a] of [...accounts].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
+      secretHash.update(`${name}\0${a.stored ?? ''}\0`);
+      const n = a.stored === undefined ? undefined : storedScramIterations(a.stored);
+      if (n !== undefined) iterationCounts.set(n, (iterationCounts.get(n) ?? 0) + 1);
+    }
+    let typicalScramIterations = DEFAULT_SCRAM_ITERATIONS;
+    let most = 0;
+    for (const [n, count] of iterationCounts) if (count > most) [typicalScramIterations, most] = [n, count];
     this.log.info({ path: this.source.path, accounts: accounts.size, malformed, scram: scramAlgorithms }, 'account file loaded');
-    return { accounts, scramAlgorithms, ...(decoy === undefined ? {} : { decoy }) };
+    return {
+      accounts,
+      scramAlgorithms,
+      ...(decoy === undefined ? {} : { decoy }),
+      stableSecret: secretHash.digest(),
+      typicalScramIterations,
+    };
   }
 }

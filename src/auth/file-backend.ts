@@ -18,14 +18,13 @@
  *
  * Must not know: the line format (subclasses), the wire protocol, SASL framing.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
 import { AccountTable, type LineParser, type Table } from './account-table.js';
 import { checkPassword, checkUserName } from './identity-rules.js';
 import { restrictionRefusal } from './login-restrictions.js';
 import {
-  DEFAULT_SCRAM_ITERATIONS,
   deriveScramCredentials,
   isLocked,
   prepScramPassword,
@@ -33,12 +32,28 @@ import {
   verifyPasswordHash,
 } from './password-hash.js';
 
-/** Per-process secret for salts of keys we derive from cleartext entries. */
-const SALT_SECRET = randomBytes(32);
+/**
+ * A per-user salt that stays the same across exchanges, restarts and instances
+ * (see Table.stableSecret), so repeated exchanges for one user look alike.
+ */
+export function derivedSalt(secret: Buffer, user: string, algorithm: ScramAlgorithm): Buffer {
+  return createHmac('sha256', secret).update(`salt\0${algorithm}\0${user}`).digest().subarray(0, 16);
+}
 
-/** A stable per-user salt, so repeated exchanges for one user look alike. */
-export function derivedSalt(user: string, algorithm: ScramAlgorithm): Buffer {
-  return createHmac('sha256', SALT_SECRET).update(`${algorithm}\0${user}`).digest().subarray(0, 16);
+/**
+ * Made-up SCRAM parameters for a name that has no keys: a salt as stable as a real
+ * user's and the iteration count most entries use, so the server-first message
+ * does not tell them apart. The keys match no password.
+ */
+function decoyCredentials(table: Table, user: string, algorithm: ScramAlgorithm): ScramCredentials {
+  const mac = (label: string): Buffer => createHmac('sha256', table.stableSecret).update(`${label}\0${algorithm}\0${user}`).digest();
+  const len = algorithm === 'SHA-1' ? 20 : 32;
+  return {
+    iterations: table.typicalScramIterations,
+    salt: derivedSalt(table.stableSecret, user, algorithm),
+    storedKey: mac('decoy-stored').subarray(0, len),
+    serverKey: mac('decoy-server').subarray(0, len),
+  };
 }
 
 export abstract class FileAccountBackend implements AuthBackend {
@@ -105,7 +120,8 @@ export abstract class FileAccountBackend implements AuthBackend {
     const read = await this.table.current();
     if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
     const account = read.table.accounts.get(user);
-    if (account === undefined || account.stored === undefined) return { kind: 'unknown' };
+    const unknown: ScramLookup = { kind: 'unknown', decoy: decoyCredentials(read.table, user, algorithm) };
+    if (account === undefined || account.stored === undefined) return unknown;
     const source = scramSourceOf(account.stored, algorithm);
     // Judged after the proof, like a wrong password, so it costs the same.
     const refusal = restrictionRefusal(account.restrictions, context.remoteAddress);
@@ -132,8 +148,8 @@ export abstract class FileAccountBackend implements AuthBackend {
           credentials = await deriveScramCredentials(
             prepScramPassword(source.password),
             algorithm,
-            derivedSalt(user, algorithm),
-            DEFAULT_SCRAM_ITERATIONS,
+            derivedSalt(read.table.stableSecret, user, algorithm),
+            read.table.typicalScramIterations,
           );
           this.derived.set(key, credentials);
         }
@@ -143,7 +159,7 @@ export abstract class FileAccountBackend implements AuthBackend {
         if (!isLocked(account.stored)) {
           this.log.warn({ user, algorithm }, `SCRAM-${algorithm} login for ${JSON.stringify(user)}, whose entry holds no keys for it: refused`);
         }
-        return { kind: 'unknown' };
+        return unknown;
     }
   }
 

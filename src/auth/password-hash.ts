@@ -98,8 +98,16 @@ export function estimatedCost(stored: string): number {
   const { scheme, value } = parseStored(stored);
   if (scheme === '' || CRYPT_SCHEMES.has(scheme) || (scheme === 'MD5' && value.startsWith('$1$'))) return cryptCost(value);
   const scram = SCRAM_SCHEMES[scheme];
-  if (scram !== undefined) return 2 * (Number(/^(\d+),/.exec(value)?.[1]) || DEFAULT_SCRAM_ITERATIONS);
+  if (scram !== undefined) return 2 * (storedScramIterations(stored) ?? DEFAULT_SCRAM_ITERATIONS);
   return 1;
+}
+
+/** The iteration count of a stored `{SCRAM-...}` value, if it is one. */
+export function storedScramIterations(stored: string): number | undefined {
+  const { scheme, value } = parseStored(stored);
+  if (SCRAM_SCHEMES[scheme] === undefined) return undefined;
+  const n = Number(/^(\d+),/.exec(value)?.[1]);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
 function cryptCost(hash: string): number {

@@ -127,7 +127,7 @@ export class ScramExchange implements SaslExchange {
         identity = found.identity;
         refusal = found.refusal;
       } else {
-        credentials = this.fakeCredentials(user);
+        credentials = found.decoy ?? this.fakeCredentials(user);
       }
     } catch (e) {
       return this.fail('unavailable', `backend ${this.backend.name} failed: ${e instanceof Error ? e.message : String(e)}`, user);

@@ -121,6 +121,27 @@ describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend
     expect(await b.verifyPassword('nobody', 'x', ctx)).toMatchObject({ kind: 'rejected', reason: 'unknown user' });
   });
 
+  it('unknown names get SCRAM parameters as stable as a real user\'s, across instances (nothing to tell them apart by)', async () => {
+    const file = join(dir, 'passwd');
+    const k = await deriveScramCredentials('pw', 'SHA-256', Buffer.from('0123456789abcdef'), 10_000);
+    const stored = `{SCRAM-SHA-256}10000,${Buffer.from('0123456789abcdef').toString('base64')},${k.storedKey.toString('base64')},${k.serverKey.toString('base64')}`;
+    await writeFile(file, `real:${stored}:1:1::/h::\nclear:{PLAIN}pw:2:2::/h::\n`);
+    // Two backends: two server instances (or a restart) reading one file.
+    const [one, two] = [new PasswdFileBackend(file, captureLogger().log), new PasswdFileBackend(file, captureLogger().log)];
+    const params = async (b: PasswdFileBackend, user: string) => {
+      const r = await b.lookupScram(user, 'SHA-256', ctx);
+      const c = r.kind === 'found' ? r.credentials : r.kind === 'unknown' ? r.decoy : undefined;
+      if (c === undefined) throw new Error(`no parameters for ${user}: ${r.kind}`);
+      return { salt: c.salt.toString('base64'), iterations: c.iterations };
+    };
+    const ghost = await params(one, 'ghost');
+    expect(ghost.iterations).toBe(10_000); // what the real entries use
+    expect(await params(two, 'ghost')).toEqual(ghost);
+    expect(await params(two, 'ghost2')).not.toEqual(ghost);
+    // A cleartext entry's derived salt is just as stable across instances.
+    expect(await params(two, 'clear')).toEqual(await params(one, 'clear'));
+  });
+
   it('supplies SCRAM keys from doveadm values and derives them from cleartext', async () => {
     const file = join(dir, 'passwd');
     const sk = dove('SCRAM-SHA-256', PASSWORDS.nonAscii);
