@@ -3,16 +3,42 @@
  * system (several tsieved instances behind HAProxy on one AFS/NFS volume).
  *
  * The lock is a directory created with mkdir(2), which is atomic on local file
- * systems, NFS and AFS alike (O_EXCL files are not reliable on old NFS). The holder
- * touches it while it works; a lock not touched for `staleMs` belongs to a crashed
- * process and is broken by renaming it aside (only one breaker can win the rename).
+ * systems, NFS and AFS alike (O_EXCL files are not reliable on old NFS); that stays
+ * the one step that decides who gets it. Its creator then puts an owner file with a
+ * random name (the token) inside, and counts the lock as its own only while that
+ * file is there and is the only owner file.
+ *
+ * The holder keeps the lock fresh while it works; a lock not refreshed for `staleMs`
+ * belongs to a crashed or stalled process and is broken by renaming it aside (only
+ * one breaker can win the rename); the token goes with it. So a holder that stalled
+ * past `staleMs` (an AFS hang, SIGSTOP, a paused VM) finds its token gone: its
+ * refresh and release leave the new holder's lock alone, and `stillHeld()` /
+ * `assertHeld()`, called right before committing, tell it not to commit. What
+ * remains is the gap between that last check and the commit itself, which no file
+ * system lock without fencing can close; it is a few system calls wide.
+ *
+ * Clocks: ages are judged on the file server's clock, not this machine's, so
+ * instances whose clocks disagree do not break each other's live locks. A refresh
+ * creates and removes an entry in the lock directory, so the server sets the
+ * directory's mtime (NFS servers and the AFS fileserver stamp a directory changed
+ * by a create or remove with their own time; a utimes(2) with an explicit time
+ * would carry the client's clock). A contender reads "now" the same way: it creates
+ * and removes a probe file beside the lock and reads the parent directory's mtime.
+ * Assumed: the client does not serve the lock directory's attributes from a cache
+ * older than `staleMs` (NFS: acdirmax well below staleMs, or `noac`); stale cached
+ * attributes make a live lock look old.
+ *
  * Waiting is bounded: contention that lasts longer than `waitMs` is reported as
  * StorageError('trylater') (RFC 5804 TRYLATER) rather than blocking the session.
  *
  * Must not know: what the lock protects.
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { FileOps } from './file-ops.js';
+import { TEMP_MARKER } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
 import { StorageError } from './types.js';
 
@@ -27,36 +53,60 @@ export interface LockOptions {
 
 export const DEFAULT_LOCK_OPTIONS: LockOptions = { staleMs: 30_000, waitMs: 5_000, retryMs: 20 };
 
+/** Owner files inside the lock directory: `owner.<token>`; one at a time. */
+const OWNER_PREFIX = 'owner.';
+/** Created and removed by each refresh: `beat.<token>`. */
+const BEAT_PREFIX = 'beat.';
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const newToken = (): string => randomBytes(12).toString('hex');
+const gone = (err: unknown): boolean => errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR';
 
 export interface HeldLock {
+  /**
+   * Whether the lock is still ours (our token is in it), refreshing it first. False
+   * once another session broke it as stale, or when that cannot be ruled out.
+   * Call right before committing a change.
+   */
+  stillHeld(): Promise<boolean>;
+  /** stillHeld(), or StorageError('trylater'). */
+  assertHeld(): Promise<void>;
+  /** Removes the lock if it is still ours; never touches anyone else's. Never throws. */
   release(): Promise<void>;
 }
 
 export async function acquireLock(ops: FileOps, lockDir: string, options: LockOptions): Promise<HeldLock> {
-  const started = Date.now();
+  const started = performance.now();
   let delay = options.retryMs;
+  let clock: ServerClock | undefined;
   for (;;) {
+    let created = false;
     try {
       await ops.mkdir(lockDir, 0o700);
-      return holdLock(ops, lockDir, options);
+      created = true;
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw toStorageError(err, `cannot create lock ${lockDir}`);
     }
-    try {
-      const st = await ops.stat(lockDir);
-      if (Date.now() - st.mtimeMs > options.staleMs) {
-        const aside = `${lockDir}.stale.${randomBytes(6).toString('hex')}`;
-        await ops.rename(lockDir, aside); // fails for everyone but one breaker
-        await ops.rmdir(aside).catch(() => undefined);
-        continue;
+    if (created) {
+      const held = await takeOwnership(ops, lockDir, options);
+      if (held) return held;
+    } else {
+      try {
+        clock ??= await serverClock(ops, lockDir);
+        const st = await ops.stat(lockDir);
+        if (clock.now() - st.mtimeMs > options.staleMs) {
+          const aside = `${lockDir}.stale.${newToken()}`;
+          await ops.rename(lockDir, aside); // fails for everyone but one breaker
+          await removeLockDir(ops, aside);
+          continue;
+        }
+      } catch (err) {
+        // Released (or broken by someone else) between our mkdir and stat: retry now.
+        if (errnoCode(err) === 'ENOENT') continue;
+        throw toStorageError(err, `cannot inspect lock ${lockDir}`);
       }
-    } catch (err) {
-      // Released (or broken by someone else) between our mkdir and stat: retry now.
-      if (errnoCode(err) === 'ENOENT') continue;
-      throw toStorageError(err, `cannot inspect lock ${lockDir}`);
     }
-    if (Date.now() - started >= options.waitMs) {
+    if (performance.now() - started >= options.waitMs) {
       throw new StorageError('trylater', `another session of this user holds the lock ${lockDir}`);
     }
     await sleep(delay * (0.5 + Math.random()));
@@ -64,28 +114,190 @@ export async function acquireLock(ops: FileOps, lockDir: string, options: LockOp
   }
 }
 
-function holdLock(ops: FileOps, lockDir: string, options: LockOptions): HeldLock {
-  // Keep the lock fresh during slow operations so nobody takes it for stale.
+export async function withLock<T>(
+  ops: FileOps,
+  lockDir: string,
+  options: LockOptions,
+  fn: (lock: HeldLock) => Promise<T>,
+): Promise<T> {
+  const lock = await acquireLock(ops, lockDir, options);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * After our mkdir: put our token in. Undefined when the directory turned out not to
+ * be ours alone (a holder that stalled inside release() removed it, and someone
+ * else's directory now stands there); the caller then goes on waiting.
+ */
+async function takeOwnership(ops: FileOps, lockDir: string, options: LockOptions): Promise<HeldLock | undefined> {
+  const token = newToken();
+  const ownerName = OWNER_PREFIX + token;
+  const ownerPath = join(lockDir, ownerName);
+  try {
+    const file = await ops.createExclusive(ownerPath, 0o600);
+    // The name is the token; the content only tells an administrator who holds it.
+    await file.writeAll(Buffer.from(`${hostname()} pid ${process.pid} since ${new Date().toISOString()}\n`)).catch(() => undefined);
+    await file.close().catch(() => undefined);
+  } catch (err) {
+    if (gone(err)) return undefined;
+    await ops.rmdir(lockDir).catch(() => undefined);
+    throw toStorageError(err, `cannot take lock ${lockDir}`);
+  }
+  let entries: string[];
+  try {
+    entries = await ops.readdir(lockDir);
+  } catch (err) {
+    if (gone(err)) return undefined;
+    await ops.unlink(ownerPath).catch(() => undefined);
+    throw toStorageError(err, `cannot take lock ${lockDir}`);
+  }
+  const owners = entries.filter((e) => e.startsWith(OWNER_PREFIX));
+  if (owners.length === 1 && owners[0] === ownerName) return holdLock(ops, lockDir, token, options);
+  if (owners.includes(ownerName)) {
+    // Two owners in one directory: neither may keep it. Whoever leaves last removes it.
+    await ops.unlink(ownerPath).catch(() => undefined);
+    await ops.rmdir(lockDir).catch(() => undefined);
+  }
+  return undefined;
+}
+
+function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOptions): HeldLock {
+  const ownerPath = join(lockDir, OWNER_PREFIX + token);
+  const beatPath = join(lockDir, BEAT_PREFIX + token);
+  let lost = false;
+  let released = false;
+  let lastRefresh = performance.now();
+  let running: Promise<boolean> | undefined;
+
+  const ownerPresent = async (): Promise<boolean> => {
+    try {
+      if ((await ops.lstat(ownerPath)).isFile()) return true;
+      lost = true;
+    } catch (err) {
+      if (gone(err)) lost = true;
+    }
+    return false; // gone, or cannot tell: not safe to commit
+  };
+
+  /** Creating and removing an entry has the server stamp the directory's mtime. */
+  const refresh = async (): Promise<boolean> => {
+    let changed = false;
+    try {
+      await (await ops.createExclusive(beatPath, 0o600)).close().catch(() => undefined);
+      changed = true;
+    } catch {
+      /* EEXIST (a beat left behind) is removed below, which refreshes as well */
+    }
+    try {
+      await ops.unlink(beatPath);
+      changed = true;
+    } catch {
+      /* nothing to remove */
+    }
+    return changed;
+  };
+
+  const check = async (): Promise<boolean> => {
+    if (lost || released) return false;
+    // Checked before the refresh too, so a holder that lost the lock does not keep
+    // the new holder's lock fresh on its behalf after it has crashed.
+    if (!(await ownerPresent())) return false;
+    const before = performance.now();
+    const refreshed = await refresh();
+    // Still there after the refresh: our directory stood at lockDir all along (a
+    // broken lock never comes back), so the refresh was ours.
+    if (!(await ownerPresent())) return false;
+    if (refreshed) lastRefresh = before;
+    return performance.now() - lastRefresh < options.staleMs / 2;
+  };
+
+  const beat = (): Promise<boolean> => {
+    running ??= check().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+
   const timer = setInterval(() => {
-    void ops.utimes(lockDir, new Date()).catch(() => undefined);
+    void beat().then((ok) => {
+      if (lost) clearInterval(timer);
+      return ok;
+    });
   }, Math.max(50, Math.floor(options.staleMs / 3)));
   timer.unref();
-  let released = false;
+
+  const stillHeld = async (): Promise<boolean> => {
+    await running; // a beat started earlier may be old: check afresh
+    return beat();
+  };
+
   return {
+    stillHeld,
+    async assertHeld() {
+      if (!(await stillHeld())) {
+        throw new StorageError('trylater', `lost the lock ${lockDir}: another session took it over while this one stalled`);
+      }
+    },
     async release() {
       if (released) return;
       released = true;
       clearInterval(timer);
-      await ops.rmdir(lockDir).catch(() => undefined);
+      await running;
+      if (lost) return;
+      try {
+        await ops.unlink(ownerPath);
+      } catch {
+        return; // not ours any more, or cannot tell: leave it to go stale
+      }
+      try {
+        await ops.rmdir(lockDir);
+      } catch {
+        // A beat of ours left behind (its unlink failed) keeps it non-empty; anything
+        // else belongs to someone else.
+        const rest = await ops.readdir(lockDir).catch(() => [] as string[]);
+        if (rest.length === 1 && rest[0] === BEAT_PREFIX + token) {
+          await ops.unlink(beatPath).catch(() => undefined);
+          await ops.rmdir(lockDir).catch(() => undefined);
+        }
+      }
     },
   };
 }
 
-export async function withLock<T>(ops: FileOps, lockDir: string, options: LockOptions, fn: () => Promise<T>): Promise<T> {
-  const lock = await acquireLock(ops, lockDir, options);
+/** Empties and removes a lock directory moved aside. Best effort. */
+async function removeLockDir(ops: FileOps, dir: string): Promise<void> {
+  const entries = await ops.readdir(dir).catch(() => [] as string[]);
+  for (const e of entries) await ops.unlink(join(dir, e)).catch(() => undefined);
+  await ops.rmdir(dir).catch(() => undefined);
+}
+
+interface ServerClock {
+  /** The file server's idea of now, in ms since the epoch. */
+  now(): number;
+}
+
+/**
+ * Reads the server's time once (the parent's mtime right after we create a probe
+ * in it) and keeps its offset from ours. The probe carries TEMP_MARKER, so the
+ * store's clean-up removes it if we crash before we do. Falls back to our own
+ * clock when the probe cannot be made.
+ */
+async function serverClock(ops: FileOps, lockDir: string): Promise<ServerClock> {
+  const probe = `${lockDir}${TEMP_MARKER}clock.${newToken()}`;
+  let offset = 0;
   try {
-    return await fn();
-  } finally {
-    await lock.release();
+    await (await ops.createExclusive(probe, 0o600)).close().catch(() => undefined);
+    try {
+      offset = (await ops.stat(dirname(lockDir))).mtimeMs - Date.now();
+    } finally {
+      await ops.unlink(probe).catch(() => undefined);
+    }
+  } catch {
+    offset = 0;
   }
+  return { now: () => Date.now() + offset };
 }

@@ -1,18 +1,33 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeFileOps } from '../../src/storage/file-ops.js';
+import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { acquireLock, withLock } from '../../src/storage/lock.js';
 import { kindOf } from './helpers/store.js';
+import { errnoError } from './helpers/faulty-ops.js';
 
 let dir: string;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tsieved-lock-'));
 });
 afterEach(async () => {
+  vi.restoreAllMocks();
   await rm(dir, { recursive: true, force: true });
 });
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A holder whose refreshes never land, as if its process were stopped (AFS hang,
+ * SIGSTOP, a paused VM) while the others run on.
+ */
+const stalledOps: FileOps = {
+  ...nodeFileOps,
+  utimes: async () => undefined,
+  createExclusive: (path, mode) =>
+    /\/\.lock\/beat\.[^/]*$/.test(path) ? Promise.reject(errnoError('EIO', 'open')) : nodeFileOps.createExclusive(path, mode),
+};
 
 const opts = { staleMs: 60_000, waitMs: 200, retryMs: 5 };
 
@@ -60,5 +75,123 @@ describe('the user lock', () => {
     const lock = await acquireLock(nodeFileOps, lockDir, fast);
     expect(await kindOf(acquireLock(nodeFileOps, lockDir, fast))).toBe('trylater');
     await lock.release();
+  });
+
+  it('a holder that stalled past staleMs loses the lock, cannot release the new holder\'s, and knows before committing', async () => {
+    const lockDir = join(dir, '.lock');
+    const o = { staleMs: 200, waitMs: 5_000, retryMs: 10 };
+    const events: string[] = [];
+    const inside = new Set<string>();
+    let overlap: string | undefined;
+    const enter = (who: string): void => {
+      // A overlapping B is the stall itself; B and C must never overlap.
+      if (who !== 'A' && [...inside].some((w) => w !== 'A')) overlap ??= `${who} entered while ${[...inside].join(',')} inside`;
+      inside.add(who);
+      events.push(`${who}-in`);
+    };
+    const leave = (who: string): void => {
+      inside.delete(who);
+      events.push(`${who}-out`);
+    };
+    let aHeld: boolean | undefined;
+    let aAssert: string | undefined;
+    const a = withLock(stalledOps, lockDir, o, async (lock) => {
+      enter('A');
+      await sleep(400);
+      aHeld = await lock.stillHeld();
+      aAssert = await kindOf(lock.assertHeld());
+      leave('A');
+    });
+    await sleep(250);
+    const b = withLock(nodeFileOps, lockDir, o, async (lock) => {
+      enter('B');
+      await sleep(600);
+      expect(await lock.stillHeld()).toBe(true);
+      leave('B');
+    });
+    await sleep(250);
+    const c = withLock(nodeFileOps, lockDir, o, async () => {
+      enter('C');
+      await sleep(50);
+      leave('C');
+    });
+    await Promise.all([a, b, c]);
+    expect(overlap).toBeUndefined();
+    expect(events).toEqual(['A-in', 'B-in', 'A-out', 'B-out', 'C-in', 'C-out']);
+    expect(aHeld).toBe(false);
+    expect(aAssert).toBe('trylater');
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('release leaves a lock that is no longer ours in place', async () => {
+    const lockDir = join(dir, '.lock');
+    const first = await acquireLock(nodeFileOps, lockDir, opts);
+    expect(await first.stillHeld()).toBe(true);
+    await first.assertHeld();
+    // Someone judged it stale and broke it, then a new holder took the lock.
+    await rename(lockDir, join(dir, 'aside'));
+    await rm(join(dir, 'aside'), { recursive: true });
+    const second = await acquireLock(nodeFileOps, lockDir, opts);
+    expect(await first.stillHeld()).toBe(false);
+    expect(await kindOf(first.assertHeld())).toBe('trylater');
+    await first.release();
+    expect((await readdir(lockDir)).filter((e) => e.startsWith('owner.'))).toHaveLength(1);
+    expect(await second.stillHeld()).toBe(true);
+    expect(await kindOf(acquireLock(nodeFileOps, lockDir, opts))).toBe('trylater');
+    await second.release();
+    expect(await second.stillHeld()).toBe(false);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('withLock hands the lock to the function (callers without a parameter still work)', async () => {
+    const lockDir = join(dir, '.lock');
+    expect(await withLock(nodeFileOps, lockDir, opts, async (lock) => lock.stillHeld())).toBe(true);
+    expect(await withLock(nodeFileOps, lockDir, opts, async () => 7)).toBe(7);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a directory with two owners belongs to neither: the later one backs off', async () => {
+    const lockDir = join(dir, '.lock');
+    let raced = false;
+    // Another session's token lands in "our" fresh directory, as after a stalled
+    // release removed a lock directory between someone's mkdir and token.
+    const racingOps: FileOps = {
+      ...nodeFileOps,
+      mkdir: async (path, mode) => {
+        await nodeFileOps.mkdir(path, mode);
+        if (!raced && path === lockDir) {
+          raced = true;
+          await writeFile(join(lockDir, 'owner.someone-else'), '');
+        }
+      },
+    };
+    expect(await kindOf(acquireLock(racingOps, lockDir, opts))).toBe('trylater');
+    expect(await readdir(lockDir)).toEqual(['owner.someone-else']);
+  });
+
+  describe('with clocks that disagree between machines', () => {
+    it('does not break a live lock when this machine\'s clock is ahead', async () => {
+      const lockDir = join(dir, '.lock');
+      const held = await acquireLock(nodeFileOps, lockDir, opts);
+      const realNow = Date.now.bind(Date);
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 10 * 60_000);
+      expect(await kindOf(acquireLock(nodeFileOps, lockDir, opts))).toBe('trylater');
+      vi.restoreAllMocks();
+      expect(await held.stillHeld()).toBe(true);
+      await held.release();
+    });
+
+    it('breaks an abandoned lock when this machine\'s clock is behind', async () => {
+      const lockDir = join(dir, '.lock');
+      await mkdir(lockDir);
+      const old = new Date(Date.now() - 120_000);
+      await utimes(lockDir, old, old);
+      const realNow = Date.now.bind(Date);
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 10 * 60_000);
+      const lock = await acquireLock(nodeFileOps, lockDir, opts);
+      vi.restoreAllMocks();
+      await lock.release();
+      expect(await readdir(dir)).toEqual([]);
+    });
   });
 });
