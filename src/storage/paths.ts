@@ -69,8 +69,8 @@ function separatesUsers(tokens: readonly Token[]): string | undefined {
   }
   if (present.size === 0) return 'has no per-user placeholder, so all users would share it';
   return (
-    `has no placeholder that tells users apart ({${[...present].join('}, {')}} alone are shared by several users: ` +
-    'use {user}, {home}, {mail}, or {localpart} with {domain})'
+    `has no placeholder that tells users apart: {${[...present].join('} and {')}} alone would give several users one path ` +
+    '(use {user}, {home}, {mail}, or {localpart} and {domain} in different segments)'
   );
 }
 
