@@ -33,7 +33,7 @@ import { StorageError, type ScriptInfo, type ScriptStore } from './types.js';
 import { nodeFileOps, type FileOps } from './file-ops.js';
 import { atomicWrite, prepareWrite, TEMP_MARKER, type PreparedWrite } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
-import { DEFAULT_LOCK_OPTIONS, withLock, type LockOptions } from './lock.js';
+import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
 import { decodeScriptFileName, encodeScriptFileName, validateScriptName } from './script-names.js';
 import { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
@@ -155,7 +155,7 @@ export class FileStore implements ScriptStore {
   async put(name: string, content: Buffer): Promise<void> {
     const nfc = this.checkName(name);
     if (content.length > this.limits.maxScriptBytes) this.checkSpaceIn([], nfc, content.length);
-    await this.locked(async () => {
+    await this.locked(async (lock) => {
       this.checkSpaceIn(await this.scan(), nfc, content.length);
       const enc = encodeScriptFileName(nfc);
       if (enc.nameFile) await this.writeNameFile(enc.nameFile, nfc);
@@ -173,17 +173,18 @@ export class FileStore implements ScriptStore {
         await Promise.all(writes.map((w) => w.abort()));
         throw err;
       }
-      await commitAll(writes);
+      await commitAll(writes, lock);
       this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
     });
   }
 
   async delete(name: string): Promise<void> {
     const nfc = this.checkName(name);
-    await this.locked(async () => {
+    await this.locked(async (lock) => {
       // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE).
       if ((await this.readActive()) === nfc) throw new StorageError('active', `script ${JSON.stringify(nfc)} is active`);
       const enc = encodeScriptFileName(nfc);
+      await lock.assertHeld();
       try {
         await this.ops.unlink(join(this.dir, enc.file));
       } catch (err) {
@@ -198,7 +199,7 @@ export class FileStore implements ScriptStore {
   async rename(oldName: string, newName: string): Promise<void> {
     const from = this.checkName(oldName);
     const to = this.checkName(newName);
-    await this.locked(async () => {
+    await this.locked(async (lock) => {
       const fromEnc = encodeScriptFileName(from);
       const toEnc = encodeScriptFileName(to);
       const fromPath = join(this.dir, fromEnc.file);
@@ -208,6 +209,7 @@ export class FileStore implements ScriptStore {
       if (await this.exists(toPath)) throw new StorageError('already-exists', `a script named ${JSON.stringify(to)} exists`);
       const wasActive = (await this.readActive()) === from;
       if (toEnc.nameFile) await this.writeNameFile(toEnc.nameFile, to);
+      await lock.assertHeld();
       try {
         await this.ops.rename(fromPath, toPath);
       } catch (err) {
@@ -230,8 +232,9 @@ export class FileStore implements ScriptStore {
 
   async setActive(name: string): Promise<void> {
     if (name === '') {
-      await this.locked(async () => {
+      await this.locked(async (lock) => {
         await this.preserveForeignFilter();
+        await lock.assertHeld();
         // No filter file: Exim's router declines and mail is delivered normally.
         await this.unlinkIfPresent(this.filterPath, 'cannot remove the filter file');
         await this.unlinkIfPresent(join(this.dir, ACTIVE_FILE), 'cannot clear the active script');
@@ -240,7 +243,7 @@ export class FileStore implements ScriptStore {
       return;
     }
     const nfc = this.checkName(name);
-    await this.locked(async () => {
+    await this.locked(async (lock) => {
       const content = await this.get(nfc); // read under the lock: the filter matches it
       await this.preserveForeignFilter();
       const writes: PreparedWrite[] = [];
@@ -251,7 +254,7 @@ export class FileStore implements ScriptStore {
         await Promise.all(writes.map((w) => w.abort()));
         throw err;
       }
-      await commitAll(writes);
+      await commitAll(writes, lock);
       this.log.info({ script: nfc, filterPath: this.filterPath }, 'script activated');
     });
   }
@@ -281,7 +284,7 @@ export class FileStore implements ScriptStore {
     return join(this.dir, encodeScriptFileName(nfc).file);
   }
 
-  private locked<T>(fn: () => Promise<T>): Promise<T> {
+  private locked<T>(fn: (lock: HeldLock) => Promise<T>): Promise<T> {
     return withLock(this.ops, join(this.dir, LOCK_DIR), this.lockOptions, fn);
   }
 
@@ -586,8 +589,18 @@ export class FileStore implements ScriptStore {
   }
 }
 
-/** Renames prepared files into place in order; on a failure the rest are removed. */
-async function commitAll(writes: readonly PreparedWrite[]): Promise<void> {
+/**
+ * Renames prepared files into place in order; on a failure the rest are removed.
+ * A session that stalled long enough for its lock to be broken as stale changes
+ * nothing: another session may be working on these files now.
+ */
+async function commitAll(writes: readonly PreparedWrite[], lock: HeldLock): Promise<void> {
+  try {
+    await lock.assertHeld();
+  } catch (err) {
+    await Promise.all(writes.map((w) => w.abort()));
+    throw err;
+  }
   for (let i = 0; i < writes.length; i++) {
     try {
       await writes[i]!.commit();
