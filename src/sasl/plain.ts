@@ -5,6 +5,12 @@
  * and an empty message is malformed. Proxy login (authzid other than empty or the
  * authcid) is refused.
  *
+ * The password is passed on byte for byte, without SASLprep: every store we check
+ * against (crypt hashes from passwd/chpasswd, userdbpw, doveadm, PAM, an LDAP bind)
+ * holds what the user typed, unprepared, and NFKC would change some passwords into
+ * others (a full-width or compatibility character), locking their owners out.
+ * SCRAM, whose keys are defined over the prepared password, does prepare it.
+ *
  * Must not know: base64, sockets, how passwords are checked.
  */
 import type { AuthBackend, AuthContext } from '../auth/types.js';
