@@ -11,25 +11,34 @@
  * choosing. Opening the store preserves whatever sits at the filter path (backup
  * + "old-forward" script, file-store.ts); when that preserved copy is just the old
  * active script (pysieved's .forward symlink is the filter path), the real name is
- * activated and the byte-identical "old-forward" duplicate is dropped.
+ * activated and the byte-identical "old-forward" duplicate is dropped, before any
+ * other script is compared with the store (see migrateUser).
  * The old files are only ever read.
  *
+ * Running as root, the store of any user but uid 0 is opened in a worker process
+ * running as that user (ctx.launcher, storage/worker/), never in this process:
+ * opening it reads the filter path, and root would follow a link the user planted
+ * there to any file. The old files are read here, as safe-fs.ts allows.
+ *
  * With `dryRun` the store is not opened (opening creates directories and backups):
- * its current state is read and the same decisions are reported as "would".
+ * its current state is read here, through file operations that cannot write, and
+ * the same decisions are reported as "would". As root those reads follow no link.
  *
  * Must not know: argv, output formatting, how users are found.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, lstat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import type { Identity } from '../auth/types.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import { hasErrors, validateScript, type Diagnostic, type SieveProfile } from '../sieve/index.js';
 import { FileStore, IMPORT_NAME } from '../storage/file-store.js';
-import { fileStoreOptionsFor } from '../storage/launcher.js';
+import { fileStoreOptionsFor, runningAsRoot, type StoreLauncher } from '../storage/launcher.js';
 import { isTsievedFilter } from '../storage/filter-file.js';
 import { validateScriptName } from '../storage/script-names.js';
-import { StorageError, type ScriptInfo } from '../storage/types.js';
-import { readOldScripts, type SourceLayout, type SourceProblem } from './sources.js';
+import { StorageError, type ScriptInfo, type ScriptStore } from '../storage/types.js';
+import { dryRunFileOps, errorText, openDirBelow, readOwnedRegularFile, TOO_LARGE, type ReadPolicy, type SafeDir } from './safe-fs.js';
+import { readOldScripts, type OldScript, type SourceLayout, type SourceProblem } from './sources.js';
 
 export type ScriptOutcome = 'imported' | 'unchanged' | 'conflict' | 'failed';
 
@@ -71,48 +80,176 @@ export interface ImportContext {
   readonly profile: SieveProfile;
   readonly dryRun: boolean;
   readonly log: Logger;
+  /**
+   * Opens a user's store in a worker process running as that user; needed when
+   * running as root (except for uid 0) and not in a dry run.
+   */
+  readonly launcher?: StoreLauncher;
 }
+
+/** The store's own names for a preserved foreign filter file (file-store.ts importName). */
+const PRESERVED_NAME = new RegExp(`^${IMPORT_NAME}(?:-[0-9]+)?$`);
 
 function describe(err: unknown): string {
   if (err instanceof StorageError) return `${err.kind}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
+/**
+ * The store as the migration sees it. In a dry run changes are only recorded here, so
+ * later decisions (a second old script of the same name, the dropped duplicate) are
+ * the ones the real run would make.
+ */
+class StoreView {
+  /** Dry run: name -> the bytes it would have, or null once it would be deleted. */
+  private readonly changed = new Map<string, Buffer | null>();
+
+  constructor(
+    private readonly store: ScriptStore | undefined,
+    private readonly dryRun: boolean,
+  ) {}
+
+  async list(): Promise<ScriptInfo[]> {
+    const listed = this.store ? await this.store.list() : [];
+    if (!this.dryRun) return listed;
+    const out = listed.filter((s) => this.changed.get(s.name) !== null);
+    for (const [name, bytes] of this.changed) if (bytes && !out.some((s) => s.name === name)) out.push({ name, active: false });
+    return out;
+  }
+
+  async get(name: string): Promise<Buffer | undefined> {
+    if (this.dryRun && this.changed.has(name)) return this.changed.get(name) ?? undefined;
+    if (!this.store) return undefined;
+    try {
+      return await this.store.get(name);
+    } catch (err) {
+      if (err instanceof StorageError && err.kind === 'nonexistent') return undefined;
+      throw err;
+    }
+  }
+
+  async put(name: string, content: Buffer): Promise<void> {
+    if (this.dryRun) this.changed.set(name, content);
+    else await this.store!.put(name, content);
+  }
+
+  async setActive(name: string): Promise<void> {
+    if (!this.dryRun) await this.store!.setActive(name);
+  }
+
+  async delete(name: string): Promise<void> {
+    if (this.dryRun) this.changed.set(name, null);
+    else await this.store!.delete(name);
   }
 }
 
-/** What the store holds now, read without changing anything. */
-interface StoreView {
-  list(): Promise<ScriptInfo[]>;
-  get(name: string): Promise<Buffer | undefined>;
+/** The store a real run writes through. */
+async function openStore(identity: Identity, isolate: boolean, ctx: ImportContext, options: Parameters<typeof FileStore.open>[0]): Promise<ScriptStore> {
+  if (!isolate) return FileStore.open(options);
+  // Root never touches the user's files itself: the worker runs as the user, so the
+  // user's symlinks lead only where the user could go anyway (a ~/.forward linked to
+  // another user's file is unreadable to it, and not imported as "old-forward").
+  if (!ctx.launcher) throw new StorageError('permission', 'running as root without a storage worker launcher');
+  return ctx.launcher.open(identity);
 }
 
-function viewOf(store: FileStore | undefined): StoreView {
-  if (!store) return { list: async () => [], get: async () => undefined };
+/**
+ * A dry run reads the store in this process, through FileOps that cannot write. As
+ * root for another user it must not follow that user's symlinks either (root could
+ * read any file): the store's directory is opened without following a link below
+ * the home and read through that open directory, and files are read as safe-fs.ts
+ * allows. What a link would lead to is then not known, so a dry run says so
+ * instead of guessing (the real run's worker follows it with the user's rights).
+ */
+async function openDryRunStore(
+  home: string,
+  isolate: boolean,
+  options: Parameters<typeof FileStore.open>[0],
+  policy: ReadPolicy,
+): Promise<ScriptStore | undefined> {
+  if (!isolate) {
+    try {
+      await access(options.scriptsDir);
+    } catch {
+      return undefined;
+    }
+    // Constructing does not touch the disk; list/get only read.
+    return new FileStore({ ...options, fileOps: dryRunFileOps(policy) });
+  }
+  let dir: SafeDir;
+  try {
+    dir = await openDirBelow(home, options.scriptsDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const path = (err as { path?: string }).path ?? options.scriptsDir;
+    throw new Error(`${path} ${errorText(err)} (a dry run as root reads the store itself and does not follow links)`);
+  }
+  const store = new FileStore({ ...options, scriptsDir: dir.via, fileOps: dryRunFileOps(policy, dir) });
   return {
     list: () => store.list(),
-    get: async (name) => {
-      try {
-        return await store.get(name);
-      } catch (err) {
-        if (err instanceof StorageError && err.kind === 'nonexistent') return undefined;
-        throw err;
-      }
-    },
+    get: (name) => store.get(name),
+    checkSpace: (name, size) => store.checkSpace(name, size),
+    put: (name, content) => store.put(name, content),
+    delete: (name) => store.delete(name),
+    rename: (from, to) => store.rename(from, to),
+    setActive: (name) => store.setActive(name),
+    close: () => dir.close(),
   };
+}
+
+/** Larger than any filter tsieved writes (Exim reads at most 1 MiB). */
+const FILTER_READ_LIMIT = 4 * 1024 * 1024;
+
+/** What opening the store would do with the file at the filter path. */
+async function dryRunFilterNote(home: string, filterPath: string, isolate: boolean, policy: ReadPolicy): Promise<string | undefined> {
+  if (!isolate) return filterNote(filterPath, filterPath, policy);
+  let dir: SafeDir;
+  try {
+    dir = await openDirBelow(home, dirname(filterPath));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const path = (err as { path?: string }).path ?? dirname(filterPath);
+    return `${path} ${errorText(err)}: what the filter file is, is not known in a dry run as root`;
+  }
+  try {
+    const at = dir.at(basename(filterPath));
+    try {
+      if ((await lstat(at)).isSymbolicLink()) {
+        return `${filterPath} is a symbolic link (not followed in a dry run as root): unless it leads to a filter tsieved wrote, what it leads to would be backed up and kept as a script`;
+      }
+    } catch {
+      return undefined;
+    }
+    return await filterNote(at, filterPath, policy);
+  } finally {
+    await dir.close();
+  }
+}
+
+async function filterNote(at: string, filterPath: string, policy: ReadPolicy): Promise<string | undefined> {
+  let bytes;
+  try {
+    bytes = await readOwnedRegularFile(at, FILTER_READ_LIMIT, policy);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return `${filterPath} ${errorText(err)}: the real run cannot preserve it and will not replace it`;
+  }
+  if (bytes !== TOO_LARGE && isTsievedFilter(bytes)) return undefined;
+  return `${filterPath} was not written by tsieved: it would be backed up and kept as a script`;
 }
 
 export async function migrateUser(identity: Identity, ctx: ImportContext): Promise<UserResult> {
   const base = { user: identity.user, source: '', scripts: [], problems: [], notes: [], active: { kind: 'none' } as const };
   if (!identity.home) return { ...base, nothingToMigrate: false, fatal: 'the account has no home directory' };
+  // As root, everything of a user's (but uid 0's) is read as that user's: old files
+  // only when owned by them, the store only from a worker running as them.
+  const isolate = runningAsRoot() && identity.uid !== 0;
+  if (isolate && (identity.uid === undefined || identity.gid === undefined)) {
+    return { ...base, nothingToMigrate: false, fatal: 'the account has no uid/gid; as root, a user\'s files are only handled as that user' };
+  }
+  const policy: ReadPolicy = isolate ? { ownerUid: identity.uid } : {};
   const max = ctx.config.storage.max_script_bytes;
-  const old = await readOldScripts(identity.home, ctx.layout, max);
+  const old = await readOldScripts(identity.home, ctx.layout, max, policy);
   const common = { user: identity.user, source: old.scriptsDir, problems: old.problems, notes: [...old.notes] };
   if (!old.found || (old.scripts.length === 0 && old.active === undefined)) {
     // Nothing to import: do not even open (and so create) the tsieved store.
@@ -126,59 +263,70 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
     return { ...common, nothingToMigrate: false, scripts: [], active: { kind: 'none' }, fatal: describe(err) };
   }
   const target = options.scriptsDir;
-  let store: FileStore | undefined;
+  let store: ScriptStore | undefined;
   try {
     if (ctx.dryRun) {
-      // Constructing does not touch the disk; list/get only read.
-      store = (await exists(options.scriptsDir)) ? new FileStore(options) : undefined;
-      const filter = await readFile(options.filterPath).catch(() => undefined);
-      if (filter && !isTsievedFilter(filter)) {
-        common.notes.push(`${options.filterPath} was not written by tsieved: it would be backed up and kept as a script`);
-      }
+      const storePolicy: ReadPolicy = isolate ? policy : { follow: true };
+      store = await openDryRunStore(identity.home, isolate, options, storePolicy);
+      const note = await dryRunFilterNote(identity.home, options.filterPath, isolate, storePolicy);
+      if (note) common.notes.push(note);
     } else {
-      store = await FileStore.open(options);
+      store = await openStore(identity, isolate, ctx, options);
     }
   } catch (err) {
     return { ...common, target, nothingToMigrate: false, scripts: [], active: { kind: 'none' }, fatal: describe(err) };
   }
-  const view = viewOf(store);
-
-  const scripts: ScriptResult[] = [];
-  for (const s of old.scripts) {
-    const diagnostics = validateScript(s.content, ctx.profile);
-    const rejected = hasErrors(diagnostics);
-    const result = (outcome: ScriptOutcome, detail?: string): ScriptResult => ({
-      name: s.name,
-      file: s.file,
-      outcome,
-      diagnostics,
-      rejected,
-      ...(detail !== undefined ? { detail } : {}),
-    });
-    const check = validateScriptName(s.name);
-    if (!check.ok) {
-      scripts.push(result('failed', `name not accepted: ${check.reason}`));
-      continue;
+  try {
+    const view = new StoreView(store, ctx.dryRun);
+    // The old active script goes first and is activated before any other is looked
+    // at: opening the store may have preserved the filter file as "old-forward"
+    // (pysieved's .forward is tsieved's filter path), and that copy of the active
+    // script is dropped on activation. Deciding the other scripts only afterwards
+    // means an old script that is itself named "old-forward" is compared with what
+    // stays in the store, so it is never reported as kept and then deleted, and a
+    // second run finds the same state.
+    const order = old.scripts.map((_, i) => i);
+    const first = old.active ? old.scripts.indexOf(old.active) : -1;
+    if (first > 0) order.unshift(...order.splice(first, 1));
+    const results = new Map<number, ScriptResult>();
+    let active: ActiveOutcome = { kind: 'none' };
+    for (const i of order) {
+      const script = old.scripts[i]!;
+      const result = await importOne(script, view, ctx.profile);
+      results.set(i, result);
+      // The result of this very file (two files may decode to one name).
+      if (script === old.active) active = await activate(script, result, view, common.notes);
     }
-    try {
-      const existing = await view.get(check.name);
-      if (existing?.equals(s.content)) {
-        scripts.push(result('unchanged'));
-      } else if (existing) {
-        scripts.push(result('conflict', "tsieved already has a different script of this name; kept tsieved's"));
-      } else {
-        if (!ctx.dryRun) await store!.put(check.name, s.content);
-        scripts.push(result('imported'));
-      }
-    } catch (err) {
-      scripts.push(result('failed', describe(err)));
-    }
+    if (old.activeIsTsievedFilter) active = await alreadyActive(view);
+    const scripts = old.scripts.map((_, i) => results.get(i)!);
+    return { ...common, target, nothingToMigrate: false, scripts, active };
+  } finally {
+    await store?.close().catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, 'closing the store failed'));
   }
+}
 
-  const active = old.activeIsTsievedFilter
-    ? await alreadyActive(view)
-    : await activate(old.active, old.scripts, scripts, store, view, ctx.dryRun);
-  return { ...common, target, nothingToMigrate: false, scripts, active };
+async function importOne(s: OldScript, view: StoreView, profile: SieveProfile): Promise<ScriptResult> {
+  const diagnostics = validateScript(s.content, profile);
+  const rejected = hasErrors(diagnostics);
+  const result = (outcome: ScriptOutcome, detail?: string): ScriptResult => ({
+    name: s.name,
+    file: s.file,
+    outcome,
+    diagnostics,
+    rejected,
+    ...(detail !== undefined ? { detail } : {}),
+  });
+  const check = validateScriptName(s.name);
+  if (!check.ok) return result('failed', `name not accepted: ${check.reason}`);
+  try {
+    const existing = await view.get(check.name);
+    if (existing?.equals(s.content)) return result('unchanged');
+    if (existing) return result('conflict', "tsieved already has a different script of this name; kept tsieved's");
+    await view.put(check.name, s.content);
+    return result('imported');
+  } catch (err) {
+    return result('failed', describe(err));
+  }
 }
 
 /** An earlier run replaced the old link: report what tsieved has active now. */
@@ -191,40 +339,33 @@ async function alreadyActive(view: StoreView): Promise<ActiveOutcome> {
   }
 }
 
-async function activate(
-  wanted: string | undefined,
-  oldScripts: readonly { name: string; content: Buffer }[],
-  results: readonly ScriptResult[],
-  store: FileStore | undefined,
-  view: StoreView,
-  dryRun: boolean,
-): Promise<ActiveOutcome> {
-  if (wanted === undefined) return { kind: 'none' };
-  const check = validateScriptName(wanted);
-  const name = check.ok ? check.name : wanted;
-  const result = results.find((r) => r.name === wanted);
-  if (!result || (result.outcome !== 'imported' && result.outcome !== 'unchanged')) {
+async function activate(wanted: OldScript, result: ScriptResult, view: StoreView, notes: string[]): Promise<ActiveOutcome> {
+  const check = validateScriptName(wanted.name);
+  const name = check.ok ? check.name : wanted.name;
+  if (result.outcome !== 'imported' && result.outcome !== 'unchanged') {
     return { kind: 'failed', name, detail: 'the active script was not imported' };
   }
-  const content = oldScripts.find((s) => s.name === wanted)?.content;
+  let duplicate: string | undefined;
   try {
-    const listed = await view.list();
-    const current = listed.find((s) => s.active);
+    const current = (await view.list()).find((s) => s.active);
     if (current?.name === name) return { kind: 'unchanged', name };
     // The store's own preservation of the old filter file, when that file was the
     // old active script: not a choice the user made in tsieved.
-    let duplicate: string | undefined;
-    if (current && current.name.startsWith(IMPORT_NAME) && content) {
+    if (current && PRESERVED_NAME.test(current.name)) {
       const bytes = await view.get(current.name);
-      if (bytes?.equals(content)) duplicate = current.name;
+      if (bytes?.equals(wanted.content)) duplicate = current.name;
     }
     if (current && !duplicate) return { kind: 'kept', name: current.name, wanted: name };
-    if (!dryRun) {
-      await store!.setActive(name);
-      if (duplicate) await store!.delete(duplicate);
-    }
-    return { kind: 'activated', name };
+    await view.setActive(name);
   } catch (err) {
     return { kind: 'failed', name, detail: describe(err) };
   }
+  if (duplicate) {
+    try {
+      await view.delete(duplicate);
+    } catch (err) {
+      notes.push(`${JSON.stringify(duplicate)} (the store's copy of the old filter file) could not be removed: ${describe(err)}`);
+    }
+  }
+  return { kind: 'activated', name };
 }

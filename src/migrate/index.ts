@@ -18,6 +18,8 @@ import { ConfigError, loadConfig } from '../config/loader.js';
 import type { Config } from '../config/schema.js';
 import { createRootLogger, silentLogger } from '../log/logger.js';
 import { loadProfile } from '../sieve/index.js';
+import { runningAsRoot } from '../storage/launcher.js';
+import { ProcessLauncher } from '../storage/worker/process-launcher.js';
 import { migrateUser, type UserResult } from './import.js';
 import { formatTotals, formatUser, totalsOf } from './report.js';
 import { DEFAULT_LAYOUTS, type SourceKind, type SourceLayout } from './sources.js';
@@ -97,11 +99,19 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   }
 
   const dryRun = values['dry-run'] === true;
+  // As root, each user's store is opened by a worker running as that user (as the
+  // server does with isolation = "process"), with storage.token_command if set, so
+  // AFS writes get the user's token too. A dry run opens no store.
+  const launcher = runningAsRoot() && !dryRun ? new ProcessLauncher({ storage: config.storage, log }) : undefined;
   const results: UserResult[] = [];
-  for (const identity of users.identities) {
-    const result = await migrateUser(identity, { config, layout, profile, dryRun, log });
-    results.push(result);
-    io.stdout.write(formatUser(result, dryRun));
+  try {
+    for (const identity of users.identities) {
+      const result = await migrateUser(identity, { config, layout, profile, dryRun, log, ...(launcher ? { launcher } : {}) });
+      results.push(result);
+      io.stdout.write(formatUser(result, dryRun));
+    }
+  } finally {
+    await launcher?.close();
   }
   for (const user of users.missing) io.stdout.write(`${user}: FAILED: no such user\n`);
   const totals = totalsOf(results);

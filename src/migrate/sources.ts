@@ -6,17 +6,23 @@
  *     by <home>/.dovecot.sieve, a symlink to it.
  *
  * The migration runs as root over directories users control, so nothing here
- * follows a symlink it was not asked to: the scripts directory must be a real
- * directory, scripts are opened with O_NOFOLLOW and must be regular files, and the
- * active link must point at a file directly inside the scripts directory (a user
- * could otherwise have root copy /etc/shadow into their scripts).
+ * follows a symlink it was not asked to: the scripts directory (and every directory
+ * between the home and it) must be a real directory, scripts are opened with
+ * O_NOFOLLOW|O_NONBLOCK and must be regular files (a FIFO or device is refused
+ * without blocking), and the active link must point at a file directly inside the
+ * scripts directory (a user could otherwise have root copy /etc/shadow into their
+ * scripts). As root, a file is only read when the opened file is owned by the user,
+ * or by root with a single link (pysieved with uid = -1 wrote root-owned scripts; a
+ * hard link the user made to someone else's file is neither).
  *
  * Must not know: tsieved's own storage layout, validation, the CLI.
  */
-import { constants } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { isTsievedFilter } from '../storage/filter-file.js';
+import { errorText, openDirBelow, ownerProblem, readOwnedRegularFile, TOO_LARGE, type ReadPolicy, type SafeDir } from './safe-fs.js';
+
+export type { ReadPolicy } from './safe-fs.js';
 
 export type SourceKind = 'pysieved' | 'dovecot';
 
@@ -53,8 +59,8 @@ export interface OldScripts {
   /** False when the user has no scripts directory at all (nothing to migrate). */
   readonly found: boolean;
   readonly scripts: readonly OldScript[];
-  /** The name of the active script, when the active link names one that was read. */
-  readonly active?: string;
+  /** The active script (one of `scripts`, by identity: two files may decode to one name). */
+  readonly active?: OldScript;
   /** Scripts that could not be read or named, and oddities of the active link. */
   readonly problems: readonly SourceProblem[];
   /** Things worth telling the admin that are not errors. */
@@ -106,87 +112,97 @@ function scriptName(kind: SourceKind, file: string): string | undefined | null {
   return decodeDovecotName(file);
 }
 
-async function readRegularFile(path: string, maxBytes: number): Promise<Buffer> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new Error('not a regular file');
-    if (st.size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
-    const buf = await handle.readFile();
-    if (buf.length > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
-    return buf;
-  } finally {
-    await handle.close();
-  }
+async function readRegularFile(path: string, maxBytes: number, policy: ReadPolicy): Promise<Buffer> {
+  const buf = await readOwnedRegularFile(path, maxBytes, policy);
+  if (buf === TOO_LARGE) throw new Error(`larger than ${maxBytes} bytes`);
+  return buf;
 }
 
-function errorText(err: unknown): string {
+/** A problem from a failed openDirBelow; undefined when something on the way is missing. */
+function dirProblem(err: unknown, fallback: string): SourceProblem | undefined {
   const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ELOOP') return 'is a symbolic link; not followed';
-  return e?.message ?? String(err);
+  if (e?.code === 'ENOENT') return undefined;
+  return { file: e?.path ?? fallback, message: errorText(err) };
 }
 
 /**
  * Read one user's old scripts. `home` comes from the user database (trusted);
- * everything below it is the user's and is treated as untrusted.
+ * everything below it is the user's and is treated as untrusted. The scripts
+ * directory is opened once (safe-fs.ts openDirBelow) and everything in it is
+ * looked up in that open directory, never again by a path the user could redirect.
  */
-export async function readOldScripts(home: string, layout: SourceLayout, maxBytes: number): Promise<OldScripts> {
+export async function readOldScripts(home: string, layout: SourceLayout, maxBytes: number, policy: ReadPolicy = {}): Promise<OldScripts> {
   const scriptsDir = join(home, layout.scriptsDir);
   const problems: SourceProblem[] = [];
   const notes: string[] = [];
   const scripts: OldScript[] = [];
-  let dirStat;
+  let dir: SafeDir;
   try {
-    dirStat = await lstat(scriptsDir);
+    dir = await openDirBelow(home, scriptsDir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    const problem = dirProblem(err, scriptsDir);
+    if (problem === undefined) {
       return { scriptsDir, found: false, scripts, problems, notes: await describeActive(home, layout, notes) };
     }
-    problems.push({ file: scriptsDir, message: errorText(err) });
+    problems.push(problem);
     return { scriptsDir, found: true, scripts, problems, notes };
   }
-  if (!dirStat.isDirectory()) {
-    problems.push({ file: scriptsDir, message: dirStat.isSymbolicLink() ? 'is a symbolic link; not followed' : 'is not a directory' });
-    return { scriptsDir, found: true, scripts, problems, notes };
-  }
-  let entries: string[];
   try {
-    entries = (await readdir(scriptsDir)).sort();
-  } catch (err) {
-    problems.push({ file: scriptsDir, message: errorText(err) });
-    return { scriptsDir, found: true, scripts, problems, notes };
-  }
-  const byFile = new Map<string, string>();
-  for (const entry of entries) {
-    const file = join(scriptsDir, entry);
-    const name = scriptName(layout.kind, entry);
-    if (name === null) continue;
-    let st;
+    const dirOwner = ownerProblem({ uid: await dir.owner(), nlink: 1 }, policy);
+    if (dirOwner !== undefined) {
+      problems.push({ file: scriptsDir, message: dirOwner });
+      return { scriptsDir, found: true, scripts, problems, notes };
+    }
+    let entries: string[];
     try {
-      st = await lstat(file);
+      entries = (await readdir(dir.via)).sort();
     } catch (err) {
-      problems.push({ file, message: errorText(err) });
-      continue;
+      problems.push({ file: scriptsDir, message: errorText(err) });
+      return { scriptsDir, found: true, scripts, problems, notes };
     }
-    if (st.isDirectory()) continue; // Dovecot's tmp/ and the like
-    if (name === undefined) {
-      problems.push({ file, message: 'file name does not decode to a UTF-8 script name' });
-      continue;
-    }
-    try {
-      const content = await readRegularFile(file, maxBytes);
-      scripts.push({ name, file, content });
-      byFile.set(entry, name);
-      if (layout.kind === 'pysieved' && /^tmp[A-Za-z0-9_]{6}$/.test(entry)) {
-        notes.push(`${file} looks like a temp file pysieved left behind after a crash; imported as it was listed`);
+    const byFile = new Map<string, OldScript>();
+    /** Every name a script file decodes to, read or not: the unlinked active file's name avoids them all. */
+    const taken = new Set<string>();
+    for (const entry of entries) {
+      const file = join(scriptsDir, entry);
+      const name = scriptName(layout.kind, entry);
+      if (name === null) continue;
+      let st;
+      try {
+        st = await lstat(dir.at(entry));
+      } catch (err) {
+        problems.push({ file, message: errorText(err) });
+        continue;
       }
-    } catch (err) {
-      problems.push({ file, message: errorText(err) });
+      if (st.isDirectory()) continue; // Dovecot's tmp/ and the like
+      if (name === undefined) {
+        problems.push({ file, message: 'file name does not decode to a UTF-8 script name' });
+        continue;
+      }
+      taken.add(name.normalize('NFC'));
+      // Not even opened: a device's open(2) may have effects of its own.
+      if (!st.isFile()) {
+        problems.push({ file, message: st.isSymbolicLink() ? 'is a symbolic link; not followed' : 'is not a regular file' });
+        continue;
+      }
+      try {
+        const content = await readRegularFile(dir.at(entry), maxBytes, policy);
+        const script = { name, file, content };
+        scripts.push(script);
+        byFile.set(entry, script);
+        if (layout.kind === 'pysieved' && /^tmp[A-Za-z0-9_]{6}$/.test(entry)) {
+          notes.push(`${file} looks like a temp file pysieved left behind after a crash; imported as it was listed`);
+        }
+      } catch (err) {
+        problems.push({ file, message: errorText(err) });
+      }
     }
+    const active = await readActive(home, { layout, scriptsDir, byFile, taken, maxBytes, policy, scripts, problems, notes });
+    if (active === TSIEVED_FILTER) return { scriptsDir, found: true, scripts, problems, notes, activeIsTsievedFilter: true };
+    return { scriptsDir, found: true, scripts, problems, notes, ...(active !== undefined ? { active } : {}) };
+  } finally {
+    await dir.close();
   }
-  const active = await readActive(home, layout, scriptsDir, byFile, maxBytes, scripts, problems, notes);
-  if (active === TSIEVED_FILTER) return { scriptsDir, found: true, scripts, problems, notes, activeIsTsievedFilter: true };
-  return { scriptsDir, found: true, scripts, problems, notes, ...(active !== undefined ? { active } : {}) };
 }
 
 async function describeActive(home: string, layout: SourceLayout, notes: string[]): Promise<string[]> {
@@ -203,20 +219,43 @@ async function describeActive(home: string, layout: SourceLayout, notes: string[
 /** Marker result of readActive: the link is a filter file tsieved wrote. */
 const TSIEVED_FILTER = Symbol('tsieved-filter');
 
-async function readActive(
-  home: string,
-  layout: SourceLayout,
-  scriptsDir: string,
-  byFile: ReadonlyMap<string, string>,
-  maxBytes: number,
-  scripts: OldScript[],
-  problems: SourceProblem[],
-  notes: string[],
-): Promise<string | typeof TSIEVED_FILTER | undefined> {
-  const link = join(home, layout.activeLink);
+/** What readActive works with, and adds to. */
+interface ActiveContext {
+  readonly layout: SourceLayout;
+  readonly scriptsDir: string;
+  readonly byFile: ReadonlyMap<string, OldScript>;
+  /** Names of the script files, read or not. */
+  readonly taken: ReadonlySet<string>;
+  readonly maxBytes: number;
+  readonly policy: ReadPolicy;
+  readonly scripts: OldScript[];
+  readonly problems: SourceProblem[];
+  readonly notes: string[];
+}
+
+async function readActive(home: string, ctx: ActiveContext): Promise<OldScript | typeof TSIEVED_FILTER | undefined> {
+  const link = join(home, ctx.layout.activeLink);
+  let linkDir: SafeDir;
+  try {
+    linkDir = await openDirBelow(home, dirname(link));
+  } catch (err) {
+    const problem = dirProblem(err, dirname(link));
+    if (problem) ctx.problems.push({ file: link, message: `${problem.file} ${problem.message}; no script made active` });
+    return undefined;
+  }
+  try {
+    return await readActiveIn(linkDir.at(basename(link)), link, ctx);
+  } finally {
+    await linkDir.close();
+  }
+}
+
+/** readActive, with `at` naming the link inside its opened directory. */
+async function readActiveIn(at: string, link: string, ctx: ActiveContext): Promise<OldScript | typeof TSIEVED_FILTER | undefined> {
+  const { layout, scriptsDir, byFile, taken, maxBytes, policy, scripts, problems, notes } = ctx;
   let st;
   try {
-    st = await lstat(link);
+    st = await lstat(at);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ file: link, message: errorText(err) });
     return undefined;
@@ -224,7 +263,7 @@ async function readActive(
   if (st.isSymbolicLink()) {
     let target: string;
     try {
-      target = await readlink(link);
+      target = await readlink(at);
     } catch (err) {
       problems.push({ file: link, message: errorText(err) });
       return undefined;
@@ -234,11 +273,11 @@ async function readActive(
       problems.push({ file: link, message: `points to ${target}, outside ${scriptsDir}; no script made active` });
       return undefined;
     }
-    const name = byFile.get(basename(resolved));
-    if (name === undefined) {
+    const script = byFile.get(basename(resolved));
+    if (script === undefined) {
       problems.push({ file: link, message: `points to ${target}, which is not a readable script; no script made active` });
     }
-    return name;
+    return script;
   }
   if (!st.isFile()) {
     problems.push({ file: link, message: 'is neither a symbolic link nor a regular file' });
@@ -247,7 +286,7 @@ async function readActive(
   // tsieved's own filter file where the old link was (the filter path is the same
   // file and an earlier run activated): the old link is in the backup file.
   try {
-    const head = await readRegularFile(link, maxBytes);
+    const head = await readRegularFile(at, maxBytes, policy);
     if (isTsievedFilter(head)) return TSIEVED_FILTER;
   } catch {
     /* reported below when it matters */
@@ -258,14 +297,19 @@ async function readActive(
     notes.push(`${link} is a regular file, not managed by pysieved; left as it is`);
     return undefined;
   }
-  // Dovecot runs a regular active file as is; keep it as a script of its own.
+  // Dovecot runs a regular active file as is; keep it as a script of its own, under a
+  // name none of the user's script files has (the file depends only on the old
+  // layout, so a second run picks the same name and finds it unchanged).
   try {
-    const content = await readRegularFile(link, maxBytes);
+    const content = await readRegularFile(at, maxBytes, policy);
     const existing = scripts.find((s) => s.content.equals(content));
-    if (existing) return existing.name;
-    scripts.push({ name: DOVECOT_UNLINKED_ACTIVE_NAME, file: link, content });
-    notes.push(`${link} is a regular file; imported as "${DOVECOT_UNLINKED_ACTIVE_NAME}"`);
-    return DOVECOT_UNLINKED_ACTIVE_NAME;
+    if (existing) return existing;
+    let name = DOVECOT_UNLINKED_ACTIVE_NAME;
+    for (let n = 2; taken.has(name); n++) name = `${DOVECOT_UNLINKED_ACTIVE_NAME}-${n}`;
+    const script = { name, file: link, content };
+    scripts.push(script);
+    notes.push(`${link} is a regular file; imported as ${JSON.stringify(name)}`);
+    return script;
   } catch (err) {
     problems.push({ file: link, message: errorText(err) });
     return undefined;

@@ -11,6 +11,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
+  chownSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -75,6 +77,13 @@ function addUsersAs(uid: number, gid: number, ...users: string[]): void {
   const lines = users.map((u) => `${u}\tuid=${uid}|gid=${gid}|home=${join(homes, u)}|systempw={SHA256}x`);
   writeFileSync(join(dir, 'userdb'), lines.join('\n') + '\n');
   for (const u of users) mkdirSync(join(homes, u), { recursive: true });
+  if (uid !== process.getuid?.()) {
+    // Run as root, the store is written by a worker running as the user: the user
+    // owns the home, and can reach it.
+    chmodSync(dir, 0o755);
+    chmodSync(homes, 0o755);
+    for (const u of users) chownSync(join(homes, u), uid, gid);
+  }
 }
 
 async function migrate(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -180,6 +189,43 @@ describe('migrate --from pysieved', () => {
     expect(second.out).toMatch(/^alice: imported 0, unchanged 2, conflicts 0, failed 0; active "b" \(already active\)$/m);
     expect(second.out).toMatch(/^bob: imported 0, unchanged 1, conflicts 0, failed 0; no active script$/m);
     expect(snapshot(homes)).toEqual(after1);
+  });
+
+  it('a pysieved script named "old-forward" is imported, not reported as kept and then deleted; a second run changes nothing', async () => {
+    // .forward is both pysieved's active link and tsieved's filter path: opening the
+    // store preserves it as "old-forward", a copy of "main" that activation drops.
+    addUsers('bob');
+    pysievedUser('bob', { 'main': VALID, 'old-forward': VALID2 }, 'main');
+    const dry = await migrate('--from', 'pysieved', '--dry-run');
+    expect(dry.out).toMatch(/^bob: would import 2, unchanged 0, conflicts 0, failed 0; active "main" \(would be activated\)$/m);
+
+    const first = await migrate('--from', 'pysieved');
+    expect(first.out).toMatch(/^bob: imported 2, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
+    expect(first.out).not.toMatch(/conflict \(/);
+    expect(first.code).toBe(0);
+    const store = storeFor('bob', 'sieve', '.forward');
+    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`)).toEqual(['main*', 'old-forward']);
+    expect((await store.get('old-forward')).toString()).toBe(VALID2);
+    expect(readFileSync(join(homes, 'bob', '.forward'), 'utf8')).toContain('fileinto "lists";');
+
+    const after1 = snapshot(homes);
+    const second = await migrate('--from', 'pysieved');
+    expect(second.code).toBe(0);
+    expect(second.out).toMatch(/^bob: imported 0, unchanged 2, conflicts 0, failed 0; active "main" \(already active\)$/m);
+    expect(snapshot(homes)).toEqual(after1);
+  });
+
+  it('activates the very file the old link names when two files decode to one name', async () => {
+    // "a b" (as a user might have copied it in) and "a%20b" (as pysieved named it)
+    // are both the script "a b"; .forward links to the second.
+    addUsers('alice');
+    pysievedUser('alice', { 'a b': VALID2, 'a%20b': VALID }, 'a%20b');
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^alice: imported 1, unchanged 0, conflicts 1, failed 0; active "a b" \(activated\)$/m);
+    const store = storeFor('alice', 'sieve', '.forward');
+    expect((await store.get('a b')).toString()).toBe(VALID);
+    expect(readFileSync(join(homes, 'alice', '.forward'), 'utf8')).toContain('fileinto "lists";');
   });
 
   it('--dry-run reports what it would do and changes nothing', async () => {
@@ -368,6 +414,28 @@ describe('migrate --from dovecot', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/active "dovecot-active" \(activated\)/);
     expect(readFileSync(join(homes, 'fred', '.dovecot.sieve'), 'utf8')).toBe(DOVECOT_SCRIPT);
+  });
+
+  it('a regular ~/.dovecot.sieve gets a name no script has, and it, not the namesake, is activated', async () => {
+    writeConfig({ scripts_dir: '{home}/.tsieved', filter_path: '{home}/.forward' });
+    addUsers('dora');
+    mkdirSync(join(homes, 'dora', 'sieve'));
+    writeFileSync(join(homes, 'dora', 'sieve', 'dovecot-active.sieve'), 'discard;\n');
+    writeFileSync(join(homes, 'dora', '.dovecot.sieve'), 'keep;\n');
+    const r = await migrate('--from', 'dovecot');
+    expect(r.out).toMatch(/^dora: imported 2, unchanged 0, conflicts 0, failed 0; active "dovecot-active-2" \(activated\)$/m);
+    expect(r.code).toBe(0);
+    const store = storeFor('dora', '.tsieved', '.forward');
+    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`)).toEqual(['dovecot-active', 'dovecot-active-2*']);
+    expect((await store.get('dovecot-active')).toString()).toBe('discard;\n');
+    // Exim runs what Dovecot ran.
+    const filter = readFileSync(join(homes, 'dora', '.forward'), 'utf8');
+    expect(filter).toContain('keep;');
+    expect(filter).not.toContain('discard;');
+
+    const again = await migrate('--from', 'dovecot');
+    expect(again.code).toBe(0);
+    expect(again.out).toMatch(/^dora: imported 0, unchanged 2, conflicts 0, failed 0; active "dovecot-active-2" \(already active\)$/m);
   });
 });
 

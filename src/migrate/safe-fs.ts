@@ -1,0 +1,199 @@
+/**
+ * Reading files in directories a user controls while running as root, for
+ * `tsieved migrate`: never through a symbolic link (directories below the home are
+ * opened one step at a time with O_NOFOLLOW, files with O_NOFOLLOW inside the
+ * directory that was opened), never blocking on a FIFO or opening a
+ * device for real (O_NONBLOCK, then fstat must show a regular file), and only files
+ * the user owns, or root-owned files with a single link (pysieved run with uid = -1
+ * left root-owned scripts; a hard link the user made to another user's file, or to
+ * one of root's, is refused). The owner check is made on the opened descriptor, so a
+ * file swapped in between the checks is still caught.
+ *
+ * Also the FileOps a dry run gives FileStore: the same reads, and every write fails
+ * with EROFS, so a dry run cannot change anything whatever the store tries.
+ *
+ * Must not know: script layouts, the CLI.
+ */
+import { constants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { relative, join } from 'node:path';
+import type { FileOps, FileStat } from '../storage/file-ops.js';
+
+/** Whose files may be read. */
+export interface ReadPolicy {
+  /** The user's uid: files must be theirs, or root's with one link. Unset: anyone's (not root). */
+  readonly ownerUid?: number | undefined;
+  /** Follow symbolic links (only when not running as root: the user's own links then). */
+  readonly follow?: boolean;
+}
+
+/** Why a file with this owner and link count must not be read, if it must not. */
+export function ownerProblem(st: { uid: number; nlink: number }, policy: ReadPolicy): string | undefined {
+  if (policy.ownerUid === undefined || st.uid === policy.ownerUid) return undefined;
+  if (st.uid === 0 && st.nlink <= 1) return undefined;
+  if (st.uid === 0) return 'is owned by root and has other hard links; not read as root';
+  return `is owned by uid ${st.uid}, not by the user; not read as root`;
+}
+
+/** An error whose message is already the explanation (errorText passes it through). */
+function refused(message: string, code: string): Error {
+  return Object.assign(new Error(message), { refused: true, code });
+}
+
+export function errorText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { refused?: boolean };
+  if (e?.refused) return e.message;
+  if (e?.code === 'ELOOP') return 'is a symbolic link; not followed';
+  return e?.message ?? String(err);
+}
+
+export const TOO_LARGE = Symbol('too-large');
+
+/** A regular file's bytes under `policy`, or TOO_LARGE past `maxBytes`. */
+export async function readOwnedRegularFile(path: string, maxBytes: number, policy: ReadPolicy): Promise<Buffer | typeof TOO_LARGE> {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (policy.follow ? 0 : constants.O_NOFOLLOW);
+  const handle = await fsp.open(path, flags);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw refused('is not a regular file', 'ENOTREGULAR');
+    const owner = ownerProblem(st, policy);
+    if (owner !== undefined) throw refused(owner, 'EFOREIGN');
+    if (st.size > maxBytes) return TOO_LARGE;
+    const buf = await handle.readFile();
+    return buf.length > maxBytes ? TOO_LARGE : buf;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** Linux's per-descriptor paths: a stand-in for openat(2), which node:fs lacks. */
+const PROC_FD = '/proc/self/fd';
+let procFd: boolean | undefined;
+
+/**
+ * A directory opened without following a link on the way (below the home), and a
+ * path that names the opened directory itself: `${PROC_FD}/<fd>`. Names looked up
+ * through it are resolved in that very directory, so a user who swaps a directory
+ * for a symbolic link after the check gains nothing (with O_NOFOLLOW on the file,
+ * nothing but the user's own directory is ever looked into). Without /proc, each
+ * step is opened by its path, still with O_NOFOLLOW, which leaves a small race.
+ */
+export interface SafeDir {
+  /** The directory's path, for messages. */
+  readonly path: string;
+  /** A path naming the directory that was opened, for system calls. */
+  readonly via: string;
+  /** `via` for a name inside the directory. */
+  at(name: string): string;
+  /** Its owner (fstat of the open directory). */
+  owner(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** An error naming the path it is about; `code` as the system call reported it. */
+function pathError(path: string, message: string, code: string): Error {
+  return Object.assign(new Error(message), { refused: true, code, path });
+}
+
+/** Why `path` could not be opened as a directory, as one of our errors. */
+async function notADirectory(path: string, err: unknown): Promise<Error> {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  if (code === 'ENOTDIR' || code === 'ELOOP') {
+    const link = await fsp.lstat(path).then((st) => st.isSymbolicLink(), () => false);
+    return pathError(path, link ? 'is a symbolic link; not followed' : 'is not a directory', code);
+  }
+  return pathError(path, errorText(err), code);
+}
+
+/**
+ * Opens `path`, a directory at or below `home` (the home itself is the
+ * administrator's and may be reached through links), following no link below the
+ * home. A `path` outside the home is opened with only its last step unfollowed (the
+ * administrator's directories lead to it). Throws an error with `path` (the step
+ * that failed) and `code` (ENOENT when something on the way does not exist).
+ */
+export async function openDirBelow(home: string, path: string): Promise<SafeDir> {
+  procFd ??= await fsp.access(PROC_FD).then(() => true, () => false);
+  const rel = relative(home, path);
+  const inside = !rel.startsWith('..') && !rel.startsWith('/');
+  const start = inside ? home : path;
+  const steps = inside ? rel.split('/').filter(Boolean) : [];
+  const dirFlags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NONBLOCK;
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(start, dirFlags | (inside ? 0 : constants.O_NOFOLLOW));
+  } catch (err) {
+    throw await notADirectory(start, err);
+  }
+  let cur = start;
+  try {
+    for (const step of steps) {
+      const next = join(cur, step);
+      const via = procFd ? `${PROC_FD}/${handle.fd}/${step}` : next;
+      let opened: fsp.FileHandle;
+      try {
+        opened = await fsp.open(via, dirFlags | constants.O_NOFOLLOW);
+      } catch (err) {
+        throw await notADirectory(next, err);
+      }
+      await handle.close();
+      handle = opened;
+      cur = next;
+    }
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err;
+  }
+  const open = handle;
+  const via = procFd ? `${PROC_FD}/${open.fd}` : path;
+  return {
+    path,
+    via,
+    at: (name) => `${via}/${name}`,
+    owner: async () => (await open.stat()).uid,
+    close: () => open.close().catch(() => undefined),
+  };
+}
+
+/** Larger than any script or filter tsieved writes. */
+const MAX_READ_BYTES = 64 * 1024 * 1024;
+
+function readOnly(): Promise<never> {
+  return Promise.reject(Object.assign(new Error('dry run: nothing is changed'), { code: 'EROFS' }));
+}
+
+/**
+ * FileOps for a dry run's FileStore: reads under `policy` (without `follow`, `stat`
+ * is lstat, so a linked script is not listed and a linked `.active` is not read),
+ * and no writes at all. `dir`, when given, is the store's directory opened with
+ * openDirBelow: the store is then given `dir.via` as its directory, and messages
+ * name the real path.
+ */
+export function dryRunFileOps(policy: ReadPolicy, dir?: SafeDir): FileOps {
+  const shown = (path: string): string => (dir && path.startsWith(dir.via + '/') ? join(dir.path, path.slice(dir.via.length + 1)) : path);
+  return {
+    async readFile(path) {
+      try {
+        const buf = await readOwnedRegularFile(path, MAX_READ_BYTES, policy);
+        if (buf === TOO_LARGE) throw refused(`is larger than ${MAX_READ_BYTES} bytes`, 'ETOOLARGE');
+        return buf;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // ENOENT stays as it is: the store takes it for "absent".
+        if (code === 'ENOENT') throw err;
+        throw refused(`${shown(path)} ${errorText(err)}`, code ?? 'EIO');
+      }
+    },
+    readdir: (path) => fsp.readdir(path),
+    stat: (path): Promise<FileStat> => (policy.follow ? fsp.stat(path) : fsp.lstat(path)),
+    lstat: (path) => fsp.lstat(path),
+    createExclusive: readOnly,
+    rename: readOnly,
+    unlink: readOnly,
+    mkdir: readOnly,
+    rmdir: readOnly,
+    chown: readOnly,
+    utimes: readOnly,
+    syncDir: readOnly,
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * `tsieved migrate` run as root (as it is in production, and in CI) for a user who
+ * is not root (uid 65534, nobody): the user controls everything below their home
+ * and may plant symbolic links, FIFOs and hard links there. Checks: the store is
+ * written by a worker running as the user, so a link to another user's file or
+ * store is not followed with root's rights (nothing of it reaches the user's scripts
+ * or the report); a dry run reads the store without following links or blocking on
+ * a FIFO; old files must be regular files owned by the user (or by root, with one
+ * link).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { runMigrate } from '../../src/migrate/index.js';
+import { workerCommand } from '../../src/storage/worker/process-launcher.js';
+import { requireRoot } from '../helpers/tools.js';
+
+const NOBODY = 65534;
+/** A uid that is neither the user's nor root's (no account needed for a file's owner). */
+const OTHER = 65533;
+const SECRET = 'VICTIM-SECRET-4b1d';
+const VALID = '# Sieve filter\nrequire "fileinto";\nif header :contains "subject" "lists" { fileinto "lists"; }\n';
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString('utf8');
+    done();
+  }
+}
+
+let dir: string;
+let homes: string;
+let home: string;
+let configFile: string;
+const fifos: string[] = [];
+
+async function migrate(...argv: string[]): Promise<{ code: number; out: string }> {
+  const stdout = new Capture();
+  const code = await runMigrate([...argv, '--config', configFile], { stdout, stderr: stdout });
+  return { code, out: stdout.text };
+}
+
+/** Every regular file below `root` whose bytes contain `needle` (read as root). */
+function filesContaining(root: string, needle: string): string[] {
+  const found: string[] = [];
+  const walk = (p: string): void => {
+    const st = lstatSync(p);
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(join(p, e));
+    else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p);
+  };
+  walk(root);
+  return found;
+}
+
+function mkfifo(path: string): void {
+  execFileSync('mkfifo', [path]);
+  fifos.push(path);
+}
+
+/** A root-only file outside every home. */
+function secretFile(name: string, content = `${SECRET}\n`): string {
+  const path = join(dir, name);
+  writeFileSync(path, content, { mode: 0o600 });
+  return path;
+}
+
+describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
+  beforeEach(() => {
+    if (!existsSync(workerCommand()[1]!)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+    dir = mkdtempSync(join(tmpdir(), 'tsieved-migrate-root-'));
+    chmodSync(dir, 0o755);
+    homes = join(dir, 'home');
+    mkdirSync(homes, { mode: 0o755 });
+    home = join(homes, 'nob');
+    mkdirSync(home, { mode: 0o700 });
+    chownSync(home, NOBODY, NOBODY);
+    writeFileSync(join(dir, 'userdb'), `nob\tuid=${NOBODY}|gid=${NOBODY}|home=${home}|systempw={SHA256}x\n`);
+    configFile = join(dir, 'tsieved.toml');
+    writeFileSync(
+      configFile,
+      [
+        '[auth]',
+        'backend = "userdb"',
+        `userdb = "${join(dir, 'userdb')}"`,
+        '[storage]',
+        'scripts_dir = "{home}/sieve"',
+        'filter_path = "{home}/.forward"',
+        `roots = ["${homes}"]`,
+        '[sieve]',
+        'capabilities = ["fileinto"]',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  afterEach(() => {
+    // A reader blocked in open(2) on a FIFO (the bug these tests guard against) is
+    // released by a writer showing up.
+    for (const f of fifos.splice(0)) {
+      try {
+        closeSync(openSync(f, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        /* no reader waiting */
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** pysieved's layout, files owned by the user as pysieved (running as the user) left them. */
+  function pysieved(scripts: Record<string, string>, active?: string): void {
+    const store = join(home, '.pysieved');
+    mkdirSync(store);
+    chownSync(store, NOBODY, NOBODY);
+    for (const [file, content] of Object.entries(scripts)) {
+      writeFileSync(join(store, file), content);
+      chownSync(join(store, file), NOBODY, NOBODY);
+    }
+    if (active) symlinkSync(`.pysieved/${active}`, join(home, '.forward'));
+  }
+
+  it('a ~/.forward linked to another user\'s file is not imported as "old-forward" (the store is opened as the user)', async () => {
+    pysieved({ main: VALID });
+    symlinkSync(secretFile('victim-secret'), join(home, '.forward'));
+    const r = await migrate('--from', 'pysieved');
+    expect(r.out).toMatch(/^nob: imported 1, unchanged 0, conflicts 0, failed 0; no active script$/m);
+    expect(r.out).toMatch(/\.forward: points to \S+victim-secret, outside \S+; no script made active/);
+    expect(r.code).toBe(1);
+    expect(r.out).not.toContain(SECRET);
+    expect(filesContaining(home, SECRET)).toEqual([]);
+    const store = join(home, 'sieve');
+    expect(readdirSync(store).filter((f) => !f.startsWith('.'))).toEqual(['main.sieve']);
+    for (const f of readdirSync(store)) expect(lstatSync(join(store, f)).uid, f).toBe(NOBODY);
+  });
+
+  it("a ~/sieve linked to another user's store is neither read nor written", async () => {
+    pysieved({ main: VALID });
+    const victim = join(homes, 'victim');
+    mkdirSync(join(victim, 'sieve'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(victim, 'sieve', 'main.sieve'), `# ${SECRET}\nkeep;\n`, { mode: 0o600 });
+    chownSync(join(victim, 'sieve', 'main.sieve'), OTHER, OTHER);
+    chownSync(join(victim, 'sieve'), OTHER, OTHER);
+    chownSync(victim, OTHER, OTHER);
+    symlinkSync(join(victim, 'sieve'), join(home, 'sieve'));
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^nob: FAILED: /m);
+    expect(r.out).not.toMatch(/"main": conflict/);
+    expect(readdirSync(join(victim, 'sieve'))).toEqual(['main.sieve']);
+    expect(readFileSync(join(victim, 'sieve', 'main.sieve'), 'utf8')).toBe(`# ${SECRET}\nkeep;\n`);
+  });
+
+  it('a dry run does not read a store script through a link (no "unchanged" for a file the user cannot read)', async () => {
+    pysieved({ rules: VALID });
+    mkdirSync(join(home, 'sieve'), { mode: 0o700 });
+    chownSync(join(home, 'sieve'), NOBODY, NOBODY);
+    // Same bytes as the old script: "unchanged" would tell the user what a root-only file holds.
+    symlinkSync(secretFile('root-only', VALID), join(home, 'sieve', 'rules.sieve'));
+    const before = filesContaining(dir, VALID).length;
+    const r = await migrate('--from', 'pysieved', '--dry-run');
+    expect(r.out).not.toMatch(/"rules": unchanged/);
+    expect(r.out).toMatch(/"rules": failed \(.*symbolic link/);
+    expect(filesContaining(dir, VALID).length).toBe(before);
+  });
+
+  it('a dry run does not block on a FIFO at the filter path, nor follow a link there', async () => {
+    pysieved({ main: VALID });
+    mkfifo(join(home, '.forward'));
+    const r = await migrate('--from', 'pysieved', '--dry-run');
+    expect(r.out).toMatch(/^nob: would import 1, /m);
+    expect(r.out).toMatch(/\.forward is not a regular file/);
+  });
+
+  it('a dry run names a linked filter file without reading it', async () => {
+    pysieved({ main: VALID });
+    symlinkSync(secretFile('victim-secret'), join(home, '.forward'));
+    const r = await migrate('--from', 'pysieved', '--dry-run');
+    expect(r.out).toMatch(/\.forward is a symbolic link \(not followed in a dry run as root\)/);
+    expect(r.out).not.toContain(SECRET);
+  });
+
+  it("refuses old files that are FIFOs, another user's, or hard links to root's", async () => {
+    pysieved({ fine: VALID });
+    const store = join(home, '.pysieved');
+    mkfifo(join(store, 'fifo'));
+    writeFileSync(join(store, 'foreign'), `# ${SECRET}\nkeep;\n`);
+    chownSync(join(store, 'foreign'), OTHER, OTHER);
+    linkSync(secretFile('root-secret', `# ${SECRET}\nkeep;\n`), join(store, 'hardlink'));
+    writeFileSync(join(store, 'roots'), VALID); // pysieved run with uid = -1 wrote root-owned scripts
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^nob: imported 2, unchanged 0, conflicts 0, failed 0; no active script$/m);
+    expect(r.out).toMatch(/! \S+\/\.pysieved\/fifo: is not a regular file/);
+    expect(r.out).toMatch(new RegExp(`! \\S+/\\.pysieved/foreign: is owned by uid ${OTHER}, not by the user; not read as root`));
+    expect(r.out).toMatch(/! \S+\/\.pysieved\/hardlink: is owned by root and has other hard links; not read as root/);
+    expect(filesContaining(join(home, 'sieve'), SECRET)).toEqual([]);
+  });
+
+  it("refuses a regular ~/.dovecot.sieve owned by another user", async () => {
+    mkdirSync(join(home, 'sieve'), { mode: 0o700 });
+    chownSync(join(home, 'sieve'), NOBODY, NOBODY);
+    writeFileSync(join(home, 'sieve', 'a.sieve'), VALID);
+    chownSync(join(home, 'sieve', 'a.sieve'), NOBODY, NOBODY);
+    writeFileSync(join(home, '.dovecot.sieve'), `# ${SECRET}\nkeep;\n`);
+    chownSync(join(home, '.dovecot.sieve'), OTHER, OTHER);
+    writeFileSync(configFile, readFileSync(configFile, 'utf8').replace('{home}/sieve', '{home}/.tsieved'));
+    const r = await migrate('--from', 'dovecot');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(new RegExp(`! \\S+/\\.dovecot\\.sieve: is owned by uid ${OTHER}, not by the user; not read as root`));
+    expect(filesContaining(join(home, '.tsieved'), SECRET)).toEqual([]);
+  });
+});
