@@ -61,6 +61,10 @@ export const authenticate: Command = {
       await ctx.write(Buffer.concat([encodeLiteral(Buffer.from(step.data.toString('base64'), 'latin1')), Buffer.from('\r\n')]));
       const line = await ctx.readContinuation();
       if (line.kind === 'closed') return { response: bye('Connection closed during authentication'), then: 'close' };
+      if (line.kind === 'fatal') {
+        ctx.log.info({ event: 'protocol-error', reason: line.error.message }, 'closing connection during authentication');
+        return { response: bye(line.error.message, line.error.code), then: 'close' };
+      }
       const token = line.tokens[0];
       // RFC 5804 section 2.1: the client cancels with the string "*" (quoted or a
       // literal; sieve-connect sends it bare); the server MUST answer NO.

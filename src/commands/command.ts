@@ -26,6 +26,8 @@ export type ArgValue = Buffer | number | undefined;
 /** The next line from the client, for multi-step commands (SASL). */
 export type ContinuationLine =
   | { readonly kind: 'line'; readonly tokens: Token[]; readonly error?: ProtocolError }
+  /** The line broke a limit that ends the connection (too long, literal too large). */
+  | { readonly kind: 'fatal'; readonly error: ProtocolError }
   | { readonly kind: 'closed' };
 
 export interface CommandContext {

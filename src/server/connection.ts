@@ -194,6 +194,7 @@ export class Connection {
 
   private async readContinuation(): Promise<ContinuationLine> {
     const frame = await this.nextFrame();
+    if (frame.kind === 'fatal') return { kind: 'fatal', error: frame.error };
     if (frame.kind !== 'command') return { kind: 'closed' };
     return frame.error ? { kind: 'line', tokens: frame.tokens, error: frame.error } : { kind: 'line', tokens: frame.tokens };
   }

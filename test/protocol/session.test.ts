@@ -410,6 +410,17 @@ describe('hostile input', () => {
     c.close();
   });
 
+  it('a SASL response that breaks a limit gets a BYE that says which', async () => {
+    const c = await secureClient();
+    c.write('AUTHENTICATE "LOGIN"\r\n');
+    await c.readLine();
+    c.write('{10000000+}\r\n');
+    const r = await c.readResponse();
+    expect(r.status).toBe('BYE');
+    expect(r.text).toMatch(/Literal too large/);
+    await c.waitClosed();
+  });
+
   it('hangs up on an endless line', async () => {
     const c = await SieveTestClient.connect(fx.server.port);
     c.write('NOOP "' + 'a'.repeat(20000));
