@@ -192,7 +192,6 @@ export function dryRunFileOps(policy: ReadPolicy, dir?: SafeDir): FileOps {
     unlink: readOnly,
     mkdir: readOnly,
     rmdir: readOnly,
-    chown: readOnly,
     utimes: readOnly,
     syncDir: readOnly,
   };

@@ -6,7 +6,7 @@
  * Steps (reference/exim-sieve.md section 11, style-anchors.md section 5.6): create a
  * temp file in the target's own directory (rename must not cross file systems;
  * O_EXCL and a 96-bit random name so servers sharing the mount never collide),
- * write, fchown to the user, fchmod, fsync, close with its error checked (AFS
+ * write, fchmod, fsync, close with its error checked (AFS
  * reports quota errors at close), rename over the target, fsync the directory
  * where the file system allows it. Split into prepare/commit so a caller can get
  * two files fully written before renaming either (script and filter together).
@@ -20,8 +20,6 @@ import { toStorageError } from './errors.js';
 
 export interface WriteOptions {
   readonly mode: number;
-  /** fchown the new file to this owner (only meaningful when running as root). */
-  readonly owner?: { readonly uid: number; readonly gid: number } | undefined;
 }
 
 /** A fully written and closed temp file, waiting to be renamed into place. */
@@ -80,14 +78,13 @@ export async function prepareWrite(
   const tempPath = tempPathFor(target);
   let file: WritableFile | undefined;
   try {
-    // 0600 until the content is complete and owned right, then the wanted mode.
+    // 0600 until the content is complete, then the wanted mode.
     file = await ops.createExclusive(tempPath, 0o600);
   } catch (err) {
     throw toStorageError(err, `cannot create a temporary file beside ${target}`);
   }
   try {
     await file.writeAll(data);
-    if (options.owner) await file.chown(options.owner.uid, options.owner.gid);
     await file.chmod(options.mode);
     await file.sync();
     const closing = file;

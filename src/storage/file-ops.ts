@@ -24,7 +24,6 @@ export interface WritableFile {
   /** Writes all of `data` (loops over short writes). */
   writeAll(data: Uint8Array): Promise<void>;
   sync(): Promise<void>;
-  chown(uid: number, gid: number): Promise<void>;
   chmod(mode: number): Promise<void>;
   /** Its error must be checked: network file systems report write failures here. */
   close(): Promise<void>;
@@ -41,7 +40,6 @@ export interface FileOps {
   unlink(path: string): Promise<void>;
   mkdir(path: string, mode: number): Promise<void>;
   rmdir(path: string): Promise<void>;
-  chown(path: string, uid: number, gid: number): Promise<void>;
   /** Touches a file or directory (lock refresh). */
   utimes(path: string, time: Date): Promise<void>;
   /** fsync of a directory so a rename is durable; may be unsupported (then a no-op). */
@@ -59,9 +57,6 @@ class NodeWritableFile implements WritableFile {
   }
   sync(): Promise<void> {
     return this.handle.sync();
-  }
-  chown(uid: number, gid: number): Promise<void> {
-    return this.handle.chown(uid, gid);
   }
   chmod(mode: number): Promise<void> {
     return this.handle.chmod(mode);
@@ -107,7 +102,6 @@ export const nodeFileOps: FileOps = {
     await fsp.mkdir(path, { mode });
   },
   rmdir: (path) => fsp.rmdir(path),
-  chown: (path, uid, gid) => fsp.chown(path, uid, gid),
   utimes: (path, time) => fsp.utimes(path, time, time),
   async syncDir(path) {
     let handle: fsp.FileHandle | undefined;

@@ -50,19 +50,12 @@ export interface StoreLimits {
   readonly maxTotalBytes: number;
 }
 
-export interface Owner {
-  readonly uid: number;
-  readonly gid: number;
-}
-
 export interface FileStoreOptions {
   readonly scriptsDir: string;
   readonly filterPath: string;
   readonly limits: StoreLimits;
   /** Mode of the filter file, e.g. 0o644 or "0644". */
   readonly filterMode: number | string;
-  /** chown created files and directories to this user (only done when running as root). */
-  readonly owner?: Owner | undefined;
   /**
    * Missing directories strictly below this one on the way to scriptsDir are created
    * (0700, owned by the user); without it only scriptsDir itself is created and its
@@ -89,7 +82,6 @@ export class FileStore implements ScriptStore {
   private readonly filterPath: string;
   private readonly limits: StoreLimits;
   private readonly filterMode: number;
-  private readonly owner: Owner | undefined;
   private readonly lockOptions: LockOptions;
   private readonly log: Logger;
   private readonly createBelow: string | undefined;
@@ -100,10 +92,6 @@ export class FileStore implements ScriptStore {
     this.filterPath = options.filterPath;
     this.limits = options.limits;
     this.filterMode = typeof options.filterMode === 'number' ? options.filterMode : parseInt(options.filterMode, 8);
-    // Only root can give files away; otherwise files are ours, which is the user
-    // when the session runs as the user (isolation "process").
-    const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    this.owner = root && options.owner && options.owner.uid !== 0 ? options.owner : undefined;
     this.lockOptions = { ...DEFAULT_LOCK_OPTIONS, ...options.lock };
     this.log = options.log;
     this.createBelow = options.createBelow;
@@ -289,7 +277,7 @@ export class FileStore implements ScriptStore {
   }
 
   private prepare(target: string, data: Uint8Array, mode: number): Promise<PreparedWrite> {
-    return prepareWrite(this.ops, target, data, { mode, owner: this.owner });
+    return prepareWrite(this.ops, target, data, { mode });
   }
 
   /**
@@ -396,13 +384,13 @@ export class FileStore implements ScriptStore {
 
   private writeActive(name: string | undefined): Promise<void> {
     if (name === undefined) return this.unlinkIfPresent(join(this.dir, ACTIVE_FILE), 'cannot clear the active script');
-    return atomicWrite(this.ops, join(this.dir, ACTIVE_FILE), Buffer.from(name, 'utf8'), { mode: 0o600, owner: this.owner });
+    return atomicWrite(this.ops, join(this.dir, ACTIVE_FILE), Buffer.from(name, 'utf8'), { mode: 0o600 });
   }
 
   private async writeNameFile(nameFile: string, name: string): Promise<void> {
     const path = join(this.dir, nameFile);
     if (await this.exists(path)) return;
-    await atomicWrite(this.ops, path, Buffer.from(name, 'utf8'), { mode: 0o600, owner: this.owner });
+    await atomicWrite(this.ops, path, Buffer.from(name, 'utf8'), { mode: 0o600 });
   }
 
   private async ensureScriptsDir(): Promise<void> {
@@ -434,11 +422,6 @@ export class FileStore implements ScriptStore {
       } catch (err) {
         if (errnoCode(err) === 'EEXIST') continue; // another session was quicker
         throw toStorageError(err, `cannot create ${d}`);
-      }
-      if (this.owner) {
-        await this.ops.chown(d, this.owner.uid, this.owner.gid).catch((err: unknown) => {
-          throw toStorageError(err, `cannot chown ${d}`);
-        });
       }
       this.log.info({ dir: d }, 'created scripts directory');
     }
@@ -491,15 +474,12 @@ export class FileStore implements ScriptStore {
     if (name.fresh) {
       const enc = encodeScriptFileName(name.name);
       if (enc.nameFile) await this.writeNameFile(enc.nameFile, name.name);
-      await atomicWrite(this.ops, join(this.dir, enc.file), bytes, { mode: 0o600, owner: this.owner });
+      await atomicWrite(this.ops, join(this.dir, enc.file), bytes, { mode: 0o600 });
     }
     // Listed active exactly when Exim runs it as Sieve; a forward list or Exim
     // filter means no Sieve script is in effect.
     await this.writeActive(sieve ? name.name : undefined);
-    await atomicWrite(this.ops, importedPath, Buffer.from([...recorded, hash].join('\n') + '\n', 'utf8'), {
-      mode: 0o600,
-      owner: this.owner,
-    });
+    await atomicWrite(this.ops, importedPath, Buffer.from([...recorded, hash].join('\n') + '\n', 'utf8'), { mode: 0o600 });
     this.log.info({ filterPath: this.filterPath, backup, script: name.name, sieve }, 'preserved an existing filter file');
   }
 
@@ -533,7 +513,7 @@ export class FileStore implements ScriptStore {
     if (active !== undefined) {
       const expected = this.filterFor(await this.get(active));
       if (expected.equals(filter)) return;
-      await atomicWrite(this.ops, this.filterPath, expected, { mode: this.filterMode, owner: this.owner });
+      await atomicWrite(this.ops, this.filterPath, expected, { mode: this.filterMode });
       this.log.warn({ script: active, filterPath: this.filterPath }, 'filter did not match the active script (an interrupted change): rendered again');
       return;
     }
@@ -573,7 +553,6 @@ export class FileStore implements ScriptStore {
       }
       try {
         await file.writeAll(bytes);
-        if (this.owner) await file.chown(this.owner.uid, this.owner.gid);
         await file.sync();
         const f = file;
         file = undefined;

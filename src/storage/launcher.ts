@@ -35,7 +35,6 @@ export function fileStoreOptionsFor(storage: StorageConfig, identity: Identity, 
       maxTotalBytes: storage.max_total_bytes,
     },
     filterMode: parseFilterMode(storage.filter_mode),
-    owner: identity.uid !== undefined && identity.gid !== undefined ? { uid: identity.uid, gid: identity.gid } : undefined,
     // Directories are created below the user's home only, never above it.
     createBelow: home && scriptsDir.startsWith(home + '/') ? home : undefined,
     log: log.child({ user: identity.user }),

@@ -96,7 +96,6 @@ describe('dryRunFileOps', () => {
     await expect(ops.rename(join(home, 'f'), join(home, 'g'))).rejects.toMatchObject({ code: 'EROFS' });
     await expect(ops.unlink(join(home, 'f'))).rejects.toMatchObject({ code: 'EROFS' });
     await expect(ops.mkdir(join(home, 'd'), 0o700)).rejects.toMatchObject({ code: 'EROFS' });
-    await expect(ops.chown(join(home, 'f'), 0, 0)).rejects.toMatchObject({ code: 'EROFS' });
     expect(await readFile(join(home, 'f'), 'utf8')).toBe('data');
     // Without `follow`, stat does not follow a link: a linked script is not listed.
     symlinkSync(join(home, 'f'), join(home, 'l'));

@@ -1,6 +1,6 @@
 /**
  * FileStores in other processes: an unprivileged user meeting real permission
- * errors, files chowned to the user when running as root, and two "servers"
+ * errors, files owned by the user whose process wrote them, and two "servers"
  * mutating one user's directory at once.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -65,17 +65,6 @@ describe.skipIf(!requireRoot())('storage across processes', () => {
       { ok: false, kind: 'permission' },
     ]);
     expect((await readdir(h.scriptsDir)).filter((f) => !f.startsWith('.'))).toEqual(['main.sieve']);
-  });
-
-  it('running as root, files and directories are chowned to the user', async () => {
-    const store = await openStore(h, { owner: NOBODY });
-    await store.put('main', b('keep;\n'));
-    await store.setActive('main');
-    for (const p of [h.scriptsDir, join(h.scriptsDir, 'main.sieve'), join(h.scriptsDir, '.active'), h.filterPath]) {
-      const st = await stat(p);
-      expect([p, st.uid, st.gid]).toEqual([p, NOBODY.uid, NOBODY.gid]);
-    }
-    expect((await stat(h.filterPath)).mode & 0o777).toBe(0o644);
   });
 
   it('two processes mutating one user at once never leave a half-written or mismatched filter', async () => {

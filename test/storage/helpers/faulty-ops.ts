@@ -26,7 +26,6 @@ export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps 
           return file.writeAll(data);
         },
         sync: () => file.sync(),
-        chown: (u, g) => file.chown(u, g),
         chmod: (m) => file.chmod(m),
         close: async () => {
           await file.close(); // the descriptor is gone either way, as with close(2)
