@@ -36,7 +36,7 @@ import { FileStore, IMPORT_NAME } from '../storage/file-store.js';
 import { fileStoreOptionsFor, runningAsRoot, type StoreLauncher } from '../storage/launcher.js';
 import { isTsievedFilter } from '../storage/filter-file.js';
 import { validateScriptName } from '../storage/script-names.js';
-import { StorageError, type ScriptInfo, type ScriptStore } from '../storage/types.js';
+import { StorageError, withClose, type ScriptInfo, type ScriptStore } from '../storage/types.js';
 import { dryRunFileOps, errorText, openDirBelow, readOwnedRegularFile, TOO_LARGE, type ReadPolicy, type SafeDir } from './safe-fs.js';
 import { readOldScripts, type OldScript, type SourceLayout, type SourceProblem } from './sources.js';
 
@@ -185,16 +185,7 @@ async function openDryRunStore(
     throw new Error(`${path} ${errorText(err)} (a dry run as root reads the store itself and does not follow links)`);
   }
   const store = new FileStore({ ...options, scriptsDir: dir.via, fileOps: dryRunFileOps(policy, dir) });
-  return {
-    list: () => store.list(),
-    get: (name) => store.get(name),
-    checkSpace: (name, size) => store.checkSpace(name, size),
-    put: (name, content) => store.put(name, content),
-    delete: (name) => store.delete(name),
-    rename: (from, to) => store.rename(from, to),
-    setActive: (name) => store.setActive(name),
-    close: () => dir.close(),
-  };
+  return withClose(store, () => dir.close());
 }
 
 /** Larger than any filter tsieved writes (Exim reads at most 1 MiB). */

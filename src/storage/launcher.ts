@@ -13,7 +13,7 @@
  */
 import type { AttachedWorker, Identity } from '../auth/types.js';
 import type { Logger } from '../log/logger.js';
-import { StorageError, type ScriptStore } from './types.js';
+import { StorageError, withClose, type ScriptStore } from './types.js';
 import { FileStore } from './file-store.js';
 import { resolveUserPaths, parseFilterMode, type StorageConfig } from './paths.js';
 
@@ -74,19 +74,10 @@ export class InProcessLauncher implements StoreLauncher {
     if (!attached) return store;
     // A worker handed over by the login (PAM helper) is not needed in-process, but
     // ending it ends the PAM session, so it lives as long as the store.
-    return {
-      list: () => store.list(),
-      get: (n) => store.get(n),
-      checkSpace: (n, s) => store.checkSpace(n, s),
-      put: (n, c) => store.put(n, c),
-      delete: (n) => store.delete(n),
-      rename: (a, b) => store.rename(a, b),
-      setActive: (n) => store.setActive(n),
-      async close() {
-        await store.close();
-        attached.terminate();
-        await attached.exited;
-      },
-    };
+    return withClose(store, async () => {
+      await store.close();
+      attached.terminate();
+      await attached.exited;
+    });
   }
 }

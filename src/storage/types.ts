@@ -73,3 +73,17 @@ export interface ScriptStore {
   /** Release whatever the store holds (worker process, locks). */
   close(): Promise<void>;
 }
+
+/** The same store with another close(): for a store that must take something down with it. */
+export function withClose(store: ScriptStore, close: () => Promise<void>): ScriptStore {
+  return {
+    list: () => store.list(),
+    get: (name) => store.get(name),
+    checkSpace: (name, size) => store.checkSpace(name, size),
+    put: (name, content) => store.put(name, content),
+    delete: (name) => store.delete(name),
+    rename: (from, to) => store.rename(from, to),
+    setActive: (name) => store.setActive(name),
+    close,
+  };
+}
