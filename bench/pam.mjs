@@ -90,21 +90,26 @@ function makeUnixUsers() {
   return pwdfile;
 }
 
-function makeVirtualUsers() {
+/**
+ * Virtual users, each with a uid of their own (process isolation), or all with the
+ * server's uid (isolation "none": the single-uid virtual-mail set-up; as root,
+ * tsieved refuses in-process storage for any other uid).
+ */
+function makeVirtualUsers(kind) {
   const users = [];
   const lines = [];
   for (let i = 0; i < USERS; i++) {
     const name = `v${i}@bench.example`;
     const password = `vpw-${i}`;
-    const uid = 43000 + i;
-    const home = join(homes, `v${i}`);
+    const uid = kind === 'own-uid' ? 43000 + i : process.getuid();
+    const home = join(homes, `${kind}-v${i}`);
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, uid, uid);
     const hash = execFileSync('openssl', ['passwd', '-1', password], { encoding: 'utf8' }).trim();
     lines.push(`${name}\tuid=${uid}|gid=${uid}|home=${home}|systempw=${hash}`);
     users.push({ name, password });
   }
-  const userdb = join(dir, 'userdb');
+  const userdb = join(dir, `userdb-${kind}`);
   writeFileSync(userdb, lines.join('\n') + '\n', { mode: 0o600 });
   return { users, userdb };
 }
@@ -298,14 +303,15 @@ async function idleMemory(server, users) {
 const results = { cpus: cpus().length, node: process.version, logins: LOGINS, setups: {} };
 try {
   const pwdfile = makeUnixUsers();
-  const { users: virtual, userdb } = makeVirtualUsers();
+  const shared = makeVirtualUsers('server-uid');
+  const own = makeVirtualUsers('own-uid');
   const pwdService = service('pwdfile', [`auth required pam_pwdfile.so pwdfile=${pwdfile}`, 'account required pam_unix.so', 'session required pam_permit.so']);
   const unixService = service('unix', ['auth required pam_unix.so', 'account required pam_unix.so', 'session required pam_permit.so']);
   const setups = [
     ['pam-pwdfile', `backend = "pam"\npam_service = "${pwdService}"`, 'process', unixUsers],
     ['pam-unix', `backend = "pam"\npam_service = "${unixService}"`, 'process', unixUsers],
-    ['userdb-none', `backend = "userdb"\nuserdb = "${userdb}"`, 'none', virtual],
-    ['userdb-proc', `backend = "userdb"\nuserdb = "${userdb}"`, 'process', virtual],
+    ['userdb-none', `backend = "userdb"\nuserdb = "${shared.userdb}"`, 'none', shared.users],
+    ['userdb-proc', `backend = "userdb"\nuserdb = "${own.userdb}"`, 'process', own.users],
   ];
   for (const [name, auth, isolation, users] of setups) {
     const server = await startServer(name, configToml(auth, isolation));
