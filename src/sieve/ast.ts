@@ -26,7 +26,10 @@ export interface Span {
 export interface QuotedString {
   type: 'string';
   kind: 'quoted';
-  /** Value after escape processing (RFC 5228 section 2.4.2: `\x` means `x`). */
+  /**
+   * Value after escape processing (RFC 5228 section 2.4.2: `\x` means `x`), as
+   * Exim holds it: a raw line break is CR LF, an escaped one LF (exim-string.ts).
+   */
   value: string;
   loc: Span;
 }
@@ -38,7 +41,10 @@ export interface MultiLineString {
   prefix: string;
   /** Content lines before dot-unstuffing, without line ends. */
   rawLines: string[];
-  /** Value after dot-unstuffing, lines joined with CRLF (RFC 5228 section 8.1). */
+  /**
+   * Value after dot-unstuffing (not of the first line, as in Exim), lines
+   * ended with CRLF (RFC 5228 section 8.1).
+   */
   value: string;
   loc: Span;
 }

@@ -78,8 +78,22 @@ export class DiagnosticSink {
     if (this.items.length >= MAX_DIAGNOSTICS && (severity === 'warning' || this.sawError)) return;
     if (severity === 'error') this.sawError = true;
     const p = 'start' in at ? this.positionOf(at.start) : at;
-    this.items.push({ severity, line: p.line, column: p.column, message, code });
+    this.items.push({ severity, line: p.line, column: p.column, message: visible(message), code });
   }
+}
+
+/**
+ * Messages quote script strings, which may hold line breaks (CR LF, as Exim
+ * stores them) or other control characters: show them escaped, so that a
+ * message stays one line.
+ */
+function visible(message: string): string {
+  return message.replace(/[\x00-\x1f\x7f]/g, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
 }
 
 /** Position order, stable for equal positions (passes run in a meaningful order). */

@@ -26,7 +26,7 @@ export function validateScript(script: Buffer, profile: SieveProfile): Diagnosti
     if (!prescanNesting(text, profile.maxNesting, sink)) return sink.items;
     const ast = parseScript(text, sink);
     if (ast === undefined) return sink.items;
-    const ctx: PassContext = { profile, sink, required: new Set() };
+    const ctx: PassContext = { profile, sink, source: text, required: new Set() };
     checkRequires(ast, ctx);
     checkStrings(ast, ctx);
     checkStructure(ast.commands, ctx);

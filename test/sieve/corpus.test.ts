@@ -31,5 +31,6 @@ describe('sieve corpus', () => {
     expect(`${first.line}: ${first.message}`, summary).toContain(`${entry.first!.line}: `);
     expect(first.line, summary).toBe(entry.first!.line);
     expect(first.message, summary).toContain(entry.first!.includes);
+    if (entry.first!.column !== undefined) expect(first.column, summary).toBe(entry.first!.column);
   });
 });

@@ -14,8 +14,8 @@ export interface CorpusEntry {
   name: string;
   script: string;
   verdict: Verdict;
-  /** First diagnostic: line and a substring of its message. */
-  first?: { line: number; includes: string };
+  /** First diagnostic: line, a substring of its message, and the column where it matters. */
+  first?: { line: number; includes: string; column?: number };
   /** Why tsieved refuses although Exim 4.96 accepts. */
   stricter?: string;
   /** Why `exim -bf` cannot be asked about this entry. */
@@ -39,8 +39,9 @@ function ok(name: string, script: string, extra: Partial<CorpusEntry> = {}): voi
 function warn(name: string, script: string, line: number, includes: string): void {
   entries.push({ name, script, verdict: 'warning', first: { line, includes } });
 }
-function bad(name: string, script: string, line: number, includes: string, extra: Partial<CorpusEntry> = {}): void {
-  entries.push({ name, script, verdict: 'invalid', first: { line, includes }, ...extra });
+function bad(name: string, script: string, line: number, includes: string, extra: Partial<CorpusEntry> & { column?: number } = {}): void {
+  const { column, ...rest } = extra;
+  entries.push({ name, script, verdict: 'invalid', first: { line, includes, ...(column === undefined ? {} : { column }) }, ...rest });
 }
 
 const ENOTIFY_SKIP = 'exim -bf always runs with enotify disabled';
@@ -306,6 +307,31 @@ bad('encoded-character with empty string in dead branch', 'require ["encoded-cha
 ok('empty string without encoded-character', 'if header :is "subject" "" { keep; }\n');
 bad('encoded unicode out of range', 'require "encoded-character";\nif header :is "subject" "${unicode:110000}" { keep; }\n', 2, 'outside the Unicode range');
 bad('encoded surrogate', 'require "encoded-character";\nif header :is "subject" "${UNICODE:D800}" { keep; }\n', 2, 'outside the Unicode range');
+// Exim checks each ${unicode:} item's range as soon as it reads it, before it
+// finds that the sequence is malformed (sieve.c unicode_decode).
+bad('encoded out of range then junk', 'require "encoded-character";\nif header :is "subject" "${unicode:110000x}" { keep; }\n', 2, 'outside the Unicode range', { column: 36 });
+bad('encoded surrogate then junk', 'require "encoded-character";\nif header :is "subject" "${unicode:d800 zz}" { keep; }\n', 2, 'outside the Unicode range');
+bad('encoded seven digits then junk', 'require "encoded-character";\nif header :is "subject" "${unicode:FFFFFFFZ}" { keep; }\n', 2, 'outside the Unicode range');
+bad('encoded seven significant digits', 'require "encoded-character";\nif header :is "subject" "${unicode:1000041}" { keep; }\n', 2, 'outside the Unicode range');
+ok('encoded seven digits with leading zeros', 'require "encoded-character";\nif header :is "subject" "${unicode:0000041}" { keep; }\n');
+bad('encoded out of range in text: in a dead branch', 'require "encoded-character";\nif false { if header :is "subject" text:\n${unicode:41 110000,}\n.\n { keep; } }\n', 3, 'outside the Unicode range', { column: 14 });
+bad('encoded out of range in a list', 'require "encoded-character";\nif header :is "subject" ["a", "${unicode:110000 x}"] { keep; }\n', 2, 'outside the Unicode range', { column: 42 });
+ok('encoded out of range after a malformed item', 'require "encoded-character";\nif header :is "subject" "${unicode:41x 110000}" { keep; }\n');
+bad('encoded above FFFF', 'require "encoded-character";\nif header :is "subject" "${unicode:1F600}" { keep; }\n', 2, 'above FFFF wrongly', { stricter: 'Exim 4.96 accepts ${unicode:} above FFFF but encodes it wrongly (verified: it does not match the character)' });
+// A raw line break inside a quoted string or text: is CR LF for Exim; its
+// decoders take only SP, TAB and LF as blanks, so the sequence stays literal.
+bad('encoded hex with raw line break in redirect', 'require "encoded-character";\nredirect "bob${hex:40\n}example.org";\n', 2, 'redirect needs one mail address');
+bad('encoded hex with raw line break in text: redirect', 'require "encoded-character";\nredirect text:\nbob${hex:40\n}example.org\n.\n;\n', 2, 'redirect needs one mail address');
+bad('encoded hex with raw line break in header name', 'require "encoded-character";\nif header :is "x${hex:41\n}" "y" { keep; }\n', 2, 'invalid header name');
+bad('encoded hex with raw line break in envelope part', 'require ["encoded-character", "envelope"];\nif envelope "${hex:66 72 6f 6d\n}" "y" { keep; }\n', 2, 'envelope part must be');
+bad('encoded hex with raw line break in comparator', 'require "encoded-character";\nif header :comparator "${hex:69\n};octet" "subject" "y" { keep; }\n', 2, 'unknown comparator');
+bad('encoded hex with raw line break in exists', 'require "encoded-character";\nif exists "x${hex:41\n}" { keep; }\n', 2, 'invalid header name');
+bad('encoded hex with raw line break in vacation from', 'require ["encoded-character", "vacation"];\nvacation :from "bob${hex:40\n}example.org" "away";\n', 2, ':from must be a mail address');
+bad('encoded hex with raw line break in folder', 'require ["encoded-character", "fileinto"];\nfileinto "${hex:41\n}";\n', 2, 'control characters', { stricter: 'Exim files into a folder whose name holds CR LF' });
+ok('encoded unicode with raw line break stays literal', 'require "encoded-character";\nif header :is "subject" "${unicode:41\n110000}" { keep; }\n');
+ok('encoded hex with raw line break in mime reason stays literal', 'require ["encoded-character", "vacation"];\nvacation :mime "${hex:e9\n}";\n');
+ok('encoded hex with raw line break before matches backslash', 'require "encoded-character";\nif header :matches "subject" "q${hex:5c\n}" { keep; }\n');
+ok('encoded hex with escaped line break decodes', 'require "encoded-character";\nredirect "bob${hex:40\\\n}example.org";\n');
 
 // ---- vacation -------------------------------------------------------------------------
 ok('vacation minimal', 'require "vacation";\nvacation "I am away";\n');

@@ -4,8 +4,12 @@
  * unknown names, upper-case "TEXT:").
  */
 import { describe, expect, it } from 'vitest';
-import type { Command, StringList } from '../../src/sieve/ast.js';
+import type { Argument, Command, SieveString, StringList, Test } from '../../src/sieve/ast.js';
+import { DiagnosticSink } from '../../src/sieve/diagnostics.js';
+import { eximString } from '../../src/sieve/exim-string.js';
 import { parse, SyntaxError as PeggySyntaxError } from '../../src/sieve/generated/parser.js';
+import { decodeInput } from '../../src/sieve/input.js';
+import { bytesOf, corpus } from './corpus.js';
 
 function first(text: string): Command {
   return parse(text).commands[0]!;
@@ -37,6 +41,37 @@ describe('grammar', () => {
     expect(s.kind).toBe('multiline');
     expect(s.value).toBe('line one\r\n.two\r\n.three\r\n');
     if (s.kind === 'multiline') expect(s.rawLines).toEqual(['line one', '..two', '.three']);
+  });
+
+  it('stores a raw line break in a quoted string as CR LF, an escaped one as LF, as Exim does', () => {
+    const s = (first('x "a\nb\\\nc";\n').args[0] as StringList).items[0]!;
+    expect(s.value).toBe('a\r\nb\nc');
+  });
+
+  it('gives every string the value Exim holds for it (exim-string.ts agrees)', () => {
+    const strings: SieveString[] = [];
+    const args = (a: Argument[]): void => a.forEach((x) => x.type === 'stringlist' && strings.push(...x.items));
+    const test = (t: Test): void => (args(t.args), t.tests.forEach(test));
+    const command = (c: Command): void => (args(c.args), c.tests.forEach(test), c.block?.forEach(command));
+    let checked = 0;
+    for (const e of corpus) {
+      const { text } = decodeInput(bytesOf(e), 1 << 20, new DiagnosticSink());
+      if (text === undefined) continue;
+      let script;
+      try {
+        script = parse(text);
+      } catch {
+        continue;
+      }
+      strings.length = 0;
+      script.commands.forEach(command);
+      for (const s of strings) {
+        // The first line of text: is not unstuffed by Exim; the grammar agrees.
+        expect(Buffer.from(eximString(s, text).bytes).toString('utf8'), e.name).toBe(s.value);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(300);
   });
 
   it('keeps raw spellings for the passes to judge', () => {

@@ -36,6 +36,11 @@ describe('input', () => {
     expect(d[0]).toMatchObject({ line: 2, column: 3 });
   });
 
+  it('escapes line breaks and control characters in messages', () => {
+    const d = validateScript(Buffer.from('require "fileinto";\nfileinto "a\nb\tc";\n'), fullProfile());
+    expect(d[0]!.message).toContain('"a\\r\\nb\\tc"');
+  });
+
   it('counts columns in characters after UTF-8 text', () => {
     const d = validateScript(Buffer.from('# ü\nif header :is "ä" "ö" { frob; }\n'), fullProfile());
     expect(d[0]).toMatchObject({ line: 2, column: 25, message: 'unknown command "frob"' });
@@ -43,13 +48,47 @@ describe('input', () => {
 });
 
 describe('encoded-character', () => {
+  const dec = (s: string): { value: string; problems: string[] } => {
+    const r = decodeEncodedCharacters(Buffer.from(s, 'utf8'));
+    return { value: Buffer.from(r.bytes).toString('utf8'), problems: r.problems.map((p) => `${p.kind}@${p.at}:${p.item}`) };
+  };
+
   it('decodes hex and unicode, leaves malformed text', () => {
-    expect(decodeEncodedCharacters('${hex: 48 49 }!').value).toBe('HI!');
-    expect(decodeEncodedCharacters('${HEX:e2 98 ba}').value).toBe('☺');
-    expect(decodeEncodedCharacters('${unicode:263A 20 1F600}').value).toBe('☺ 😀');
-    expect(decodeEncodedCharacters('${hex:123}').value).toBe('${hex:123}');
-    expect(decodeEncodedCharacters('${ hex:41}').value).toBe('${ hex:41}');
-    expect(decodeEncodedCharacters('${unicode:110000}').outOfRange).toEqual(['110000']);
+    expect(dec('${hex: 48 49 }!').value).toBe('HI!');
+    expect(dec('${HEX:e2 98 ba}').value).toBe('☺');
+    expect(dec('${unicode:263A 20 41}').value).toBe('☺ A');
+    expect(dec('${hex:123}').value).toBe('${hex:123}');
+    expect(dec('${ hex:41}').value).toBe('${ hex:41}');
+    expect(dec('${hex:}${unicode:}${unicode: }').value).toBe('${hex:}${unicode:}${unicode: }');
+    // A malformed sequence is copied one character at a time: what it holds is still decoded.
+    expect(dec('${hex:${hex:41}}').value).toBe('${hex:A}');
+  });
+
+  it('treats only SP, TAB and LF as blanks, as Exim does', () => {
+    expect(dec('${hex:41\n42\t43 }').value).toBe('ABC');
+    // A raw line break is CR LF for Exim: the sequence stays literal.
+    expect(dec('${hex:41\r\n}').value).toBe('${hex:41\r\n}');
+    expect(dec('${unicode:41\r\n110000}')).toEqual({ value: '${unicode:41\r\n110000}', problems: [] });
+  });
+
+  it('reports an out-of-range item before looking at what follows it', () => {
+    expect(dec('${unicode:110000}').problems).toEqual(['range@10:110000']);
+    expect(dec('x${unicode:110000x}').problems).toEqual(['range@11:110000']);
+    expect(dec('${unicode:d800 zz}').problems).toEqual(['range@10:d800']);
+    expect(dec('${unicode:FFFFFFFZ}').problems).toEqual(['range@10:FFFFFFF']);
+    expect(dec('${unicode:41 110000,}').problems).toEqual(['range@13:110000']);
+    expect(dec('${UNICODE:0000000041}').value).toBe('A');
+    // Seven significant digits are too many, whatever their value.
+    expect(dec('${unicode:0000041}').value).toBe('A');
+    expect(dec('${unicode:1000041}').problems).toEqual(['range@10:1000041']);
+    // After a malformed item Exim stops reading the sequence.
+    expect(dec('${unicode:41x 110000}')).toEqual({ value: '${unicode:41x 110000}', problems: [] });
+  });
+
+  it('writes code points above FFFF as Exim 4.96 does, and says so', () => {
+    const r = decodeEncodedCharacters(Buffer.from('${unicode:1F600}'));
+    expect([...r.bytes]).toEqual([0xf0, 0x80 + ((0x1f600 >> 10) & 0x3f), 0x98, 0x80]);
+    expect(r.problems).toEqual([{ kind: 'astral', at: 10, item: '1F600' }]);
   });
 });
 

@@ -10,6 +10,8 @@ import type { SieveProfile } from '../profile.js';
 export interface PassContext {
   profile: SieveProfile;
   sink: DiagnosticSink;
+  /** The decoded script text the AST's offsets point into. */
+  source: string;
   /** Capabilities named by valid `require` commands (filled by the require pass). */
   required: Set<string>;
 }

@@ -7,15 +7,47 @@
  *   never checks the first line for the terminator or dot-stuffing, so an empty
  *   `text:` runs on into the rest of the script (exim-sieve.md section 3);
  * - with `encoded-character` required, strings are decoded in place
- *   (RFC 5228 section 2.4.2.4) and out-of-range code points refused; an empty
- *   string is refused too, because Exim 4.96 then crashes while parsing
- *   (SIGSEGV, verified with exim4 -bf: delivery would panic and defer).
+ *   (RFC 5228 section 2.4.2.4) from the bytes Exim holds for them
+ *   (exim-string.ts, encoded-character.ts), so every later check sees what
+ *   Exim sees; out-of-range code points are refused where Exim refuses them,
+ *   and code points above FFFF too, which Exim 4.96 turns into other
+ *   characters; an empty string is refused too, because Exim 4.96 then crashes
+ *   while parsing (SIGSEGV, verified with exim4 -bf: delivery would panic and
+ *   defer).
  *
  * Must not know: which command a string belongs to.
  */
-import type { Argument, Command, Script, Test } from '../ast.js';
+import type { Argument, Command, Script, SieveString, Test } from '../ast.js';
 import { decodeEncodedCharacters } from '../encoded-character.js';
+import { eximString } from '../exim-string.js';
 import type { PassContext } from './context.js';
+
+// ignoreBOM keeps a leading U+FEFF: it is part of the string.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
+/** Decodes `s` in place as Exim does; reports what Exim refuses or garbles. */
+function decodeString(s: SieveString, ctx: PassContext): void {
+  if (s.value.indexOf('$') < 0) return;
+  const ex = eximString(s, ctx.source);
+  const r = decodeEncodedCharacters(ex.bytes);
+  for (const p of r.problems) {
+    const at = ex.from[p.at] ?? s.loc.start;
+    if (p.kind === 'range') {
+      ctx.sink.error(
+        { start: at, end: at },
+        `\${unicode:...} item "${p.item}" is outside the Unicode range 0-D7FF, E000-10FFFF (Exim: unicode character out of range)`,
+        'dialect',
+      );
+    } else {
+      ctx.sink.error(
+        { start: at, end: at },
+        `\${unicode:${p.item}}: Exim 4.96 encodes characters above FFFF wrongly (this is not U+${p.item.replace(/^0+/, '').toUpperCase()} for Exim); write the character itself`,
+        'dialect',
+      );
+    }
+  }
+  s.value = utf8.decode(r.bytes);
+}
 
 export function checkStrings(script: Script, ctx: PassContext): void {
   const decode = ctx.required.has('encoded-character');
@@ -40,11 +72,7 @@ export function checkStrings(script: Script, ctx: PassContext): void {
         if (decode && s.value === '') {
           ctx.sink.error(s.loc, 'empty string: Exim 4.96 crashes on empty strings when "encoded-character" is required', 'dialect');
         } else if (decode) {
-          const r = decodeEncodedCharacters(s.value);
-          for (const bad of r.outOfRange) {
-            ctx.sink.error(s.loc, `\${unicode:${bad}} is outside the Unicode range (unicode character out of range)`, 'semantic');
-          }
-          s.value = r.value;
+          decodeString(s, ctx);
         }
       }
     }
