@@ -428,6 +428,13 @@ ok('vacation utf-8 subject', 'require "vacation";\nvacation :subject "Grüße" "
 ok('vacation mime ascii', 'require "vacation";\nvacation :mime "Subject: x\\n\\nbody";\n');
 bad('vacation from special in display name', 'require "vacation";\nvacation :from "Mül]ler <me@example.org>" "x";\n', 2, 'invalid display name');
 ok('vacation from empty quoted display name', 'require "vacation";\nvacation :from "\\"\\" <me@example.org>" "x";\n');
+bad('vacation from address literal in angle brackets', 'require "vacation";\nvacation :from "<bob@[192.0.2.1]>" "away";\n', 2, 'domain literals not allowed');
+bad('vacation from IPv6 literal in angle brackets', 'require "vacation";\nvacation :from "Bob <bob@[IPv6:2001:db8::1]>" "away";\n', 2, 'domain literals not allowed');
+ok('vacation from bare address literal', 'require "vacation";\nvacation :from "bob@[192.0.2.1]" "away";\n');
+ok('vacation from bare IPv6 literal lower-case tag', 'require "vacation";\nvacation :from "bob@[ipv6:2001:db8::1]" "away";\n');
+ok('vacation from quoted local part with angle bracket', 'require "vacation";\nvacation :from "X <\\"a>b\\"@example.org>" "away";\n');
+bad('vacation from comment', 'require "vacation";\nvacation :from "bob@example.org (Bob)" "away";\n', 2, 'comments', { stricter: 'tsieved does not parse RFC 5322 comments' });
+bad('vacation from source route', 'require "vacation";\nvacation :from "Bob <@relay.example:bob@example.org>" "away";\n', 2, 'source routes', { stricter: 'obsolete RFC 822 source routes' });
 bad('vacation from comma in display name', 'require "vacation";\nvacation :from "Smith, Bob <me@example.org>" "x";\n', 2, 'invalid display name');
 ok('vacation from dotted display name', 'require "vacation";\nvacation :from "J. Smith <me@example.org>" "x";\n');
 bad('vacation from trailing dot local part', 'require "vacation";\nvacation :from "a.@example.org" "x";\n', 2, ':from must be a mail address', { stricter: 'Exim accepts obsolete RFC 822 local parts' });
