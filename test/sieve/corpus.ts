@@ -141,8 +141,13 @@ for (const cap of ['comparator-i;octet', 'comparator-i;ascii-casemap', 'comparat
   ok(`require implicit ${cap}`, `require "${cap}";\nkeep;\n`);
 }
 ok('require list', 'require ["fileinto", "copy", "envelope"];\nkeep;\n');
-bad('several requires', 'require "fileinto";\nrequire "copy";\nfileinto :copy "a";\n', 2, 'only one require');
-bad('two requires then keep', 'require "copy";\nrequire "fileinto";\nkeep;\n', 2, 'only one require');
+bad('several requires', 'require "fileinto";\nrequire "copy";\nfileinto :copy "a";\n', 2, 'right after the ";"', { column: 1 });
+bad('two requires then keep', 'require "copy";\nrequire "fileinto";\nkeep;\n', 2, 'right after the ";"');
+// Exim's require loop skips no white space between one require and the next.
+ok('second require right after the semicolon', 'require "fileinto";require "copy";\nfileinto :copy "a";\n');
+ok('second require in upper case right after the semicolon', 'require "fileinto" ;REQUIRE"copy";\nfileinto :copy "a";\n');
+bad('second require after a space', 'require "fileinto"; require "copy";\nkeep;\n', 1, 'right after the ";"', { column: 21 });
+bad('second require after a comment', 'require "fileinto";/* c */require "copy";\nkeep;\n', 1, 'right after the ";"', { column: 27 });
 for (const ext of ['reject', 'ereject', 'variables', 'body', 'regex', 'relational', 'imap4flags', 'include', 'date', 'mailbox', 'editheader', 'envelope-auth', 'ihave', 'spamtest', 'duplicate', 'comparator-i;unicode-casemap', 'foo']) {
   bad(`require unsupported ${ext}`, `require "${ext}";\nkeep;\n`, 1, `"${ext}"`);
 }

@@ -1,8 +1,11 @@
 /**
- * `require` (RFC 5228 section 3.2): only before the first other command, only
- * once (Exim 4.96 gives "syntax error" for a second require, verified), and
+ * `require` (RFC 5228 section 3.2): only before the first other command, and
  * only names the profile offers, compared byte for byte as Exim does
  * (exim-sieve.md section 2.1: "FileInto" is an unknown capability there).
+ * Exim 4.96's parse_start reads requires in a loop that skips no white space
+ * between one require's ";" and the next "require": `require "a";require "b";`
+ * works, while a line break, space or comment in between makes the second one
+ * a "syntax error" (both verified with exim4 -bf).
  *
  * Must not know: what the extensions do.
  */
@@ -23,9 +26,12 @@ export function checkRequires(script: Script, ctx: PassContext): void {
     }
     if (seenOther) {
       ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command', 'semantic');
-    } else if (seenRequire) {
-      // Verified with exim4 -bf (4.96): a second require is a syntax error.
-      ctx.sink.error(cmd.nameLoc, 'Exim allows only one require command; list all capabilities in one: require ["a", "b"];', 'dialect');
+    } else if (seenRequire && ctx.source[cmd.nameLoc.start - 1] !== ';') {
+      ctx.sink.error(
+        cmd.nameLoc,
+        'Exim reads a further require only right after the ";" of the one before (no space, line break or comment); list all capabilities in one: require ["a", "b"];',
+        'dialect',
+      );
     }
     seenRequire = true;
     const arg = cmd.args[0];
