@@ -212,7 +212,7 @@ bad('header name with colon', 'if header :is "subject:" "x" { keep; }\n', 1, 'in
 bad('header name with space', 'if header :is "x y" "x" { keep; }\n', 1, 'invalid header name');
 bad('header empty key list', 'if header :is "subject" [] { keep; }\n', 1, 'empty string list', { stricter: EMPTY_LIST });
 bad('header number argument', 'if header :is "subject" 5 { keep; }\n', 1, 'must be a string list');
-bad('header missing comma in list', 'if header :is ["a" "b"] "x" { keep; }\n', 1, 'syntax error');
+bad('header missing comma in list', 'if header :is ["a" "b"] "x" { keep; }\n', 1, 'missing "," between the strings');
 
 // address
 for (const h of ['from', 'to', 'cc', 'bcc', 'sender', 'resent-from', 'resent-to', 'From', 'RESENT-TO']) {
@@ -452,6 +452,14 @@ ok('matches escaped backslash at end', 'if header :matches "subject" "x\\\\\\\\"
 ok('require duplicate names', 'require ["fileinto", "fileinto"];\nfileinto "a";\n');
 ok('upper-case STOP', 'STOP;\n');
 ok('numeric comparator leading zero', 'require "comparator-i;ascii-numeric";\nif header :comparator "i;ascii-numeric" "a" "07" {}\n');
+
+// ---- where errors are reported -----------------------------------------------------
+// At the mistake itself, in characters (code points), never past the user's text.
+bad('list missing string after comma', 'require ["fileinto",\n         "copy",\n         fileinto];\nkeep;\n', 3, 'expected string', { column: 10 });
+bad('list missing comma', 'if header :is ["a" "b"] "x" {\n  keep;\n}\n', 1, 'missing ","', { column: 20 });
+bad('list trailing comma', 'if header :is ["a",\n   ] "x" {\n  keep;\n}\n', 2, 'expected string', { column: 4 });
+bad('list unterminated string', 'if header :is ["a", "b\n', 1, 'unterminated string', { column: 21 });
+bad('list bad item', 'if header :is ["a", 1] "x" { keep; }\n', 1, 'expected string', { column: 21 });
 
 // ---- configured limits and policies -------------------------------------------------
 bad('script over size limit', 'keep;\n# padding padding padding padding padding padding\n', 1, 'more than the limit of 40', { profile: { maxScriptBytes: 40 }, stricter: 'storage.max_script_bytes (Exim defers files over 1 MiB; -bf has no limit)' });
