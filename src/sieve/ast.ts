@@ -95,8 +95,12 @@ export interface Command {
   args: Argument[];
   tests: Test[];
   testList: boolean;
-  /** Null when the command ended with `;`. */
+  /** Null when the command ended with `;` (or with nothing: see `terminated`). */
   block: Command[] | null;
+  /** False when neither `;` nor a block followed (before a "}" or the end of the script). */
+  terminated: boolean;
+  /** Offset just past the name, arguments and tests (where a missing `;` belongs). */
+  headEnd: number;
   loc: Span;
 }
 

@@ -87,19 +87,19 @@ bad('setflag command', 'setflag "\\\\Seen";\n', 1, 'imap4flags');
 bad('keep with argument', 'keep "x";\n', 1, 'takes no arguments');
 bad('keep with tag', 'keep :flags "x";\n', 1, 'unknown tag ":flags"');
 bad('discard with block', 'discard { keep; }\n', 1, 'missing ";" after discard');
-bad('missing semicolon', 'keep\ndiscard;\n', 2, 'missing ";" after keep');
-bad('missing semicolon at end', 'keep\n', 2, 'syntax error');
+bad('missing semicolon', 'keep\ndiscard;\n', 1, 'missing ";" after keep');
+bad('missing semicolon at end', 'keep\n', 1, 'missing ";" after keep');
 bad('if without block', 'if true;\n', 1, 'if needs a block');
 bad('if without test', 'if { keep; }\n', 1, 'if needs one test');
 bad('if with test list', 'if (true, false) { keep; }\n', 1, 'if needs one test');
 bad('elsif without if', 'elsif true { keep; }\n', 1, 'elsif without a preceding if');
 bad('else without if', 'keep;\nelse { keep; }\n', 2, 'else without a preceding if');
-bad('else with test', 'if true { keep; } else true { keep; }\n', 1, 'missing ";" after else');
-bad('unclosed block', 'if true {\n keep;\n', 3, 'syntax error');
+bad('else with test', 'if true { keep; } else true { keep; }\n', 1, 'else takes no test', { column: 24 });
+bad('unclosed block', 'if true {\n keep;\n', 3, 'missing "}"');
 bad('extra closing brace', 'keep;\n}\n', 2, 'syntax error');
 bad('stray semicolon', 'keep;;\n', 1, 'syntax error');
 bad('code after stop', 'stop;\nkeep;\n', 2, 'after "stop"', { stricter: STOP });
-bad('garbage after stop', 'stop;\nthis is not sieve\n', 3, 'syntax error', { stricter: STOP });
+bad('garbage after stop', 'stop;\nthis is not sieve\n', 2, 'unknown command "this"', { stricter: STOP });
 bad('code after stop in block', 'if true { stop; discard; }\n', 1, 'after "stop"', { stricter: STOP });
 bad('identifier starting with digit', '1keep;\n', 1, 'syntax error');
 bad('test used as command', 'header "a" "b";\n', 1, 'is a test, not a command');
@@ -110,7 +110,7 @@ bad('unterminated string', 'if header :is "subject" "abc { keep; }\n', 1, 'unter
 bad('unterminated comment', 'keep; /* no end\n', 1, 'unterminated comment');
 ok('hash comment at eof', 'keep; # the filter file always ends with a line break');
 ok('header only without newline', '# Sieve filter');
-bad('multi-line terminator at eof', 'require "vacation";\nvacation text:\nAway.\n.', 5, 'syntax error');
+bad('multi-line terminator at eof', 'require "vacation";\nvacation text:\nAway.\n.', 5, 'missing ";" after vacation');
 bad('lone CR', 'keep;\rdiscard;\n', 1, 'carriage return', { stricter: 'RFC 5228 allows CR only before LF; the filter writer would turn it into a line break' });
 bad('NUL byte', 'keep;\n\0', 2, 'NUL', { stricter: 'Exim stops reading the filter at a NUL' });
 bad('NUL byte in string', 'if header :is "subject" "a\0b" { keep; }\n', 1, 'NUL');
@@ -158,7 +158,7 @@ bad('require after command', 'keep;\nrequire "fileinto";\n', 2, 'require is only
 bad('require in block', 'if true { require "fileinto"; }\n', 1, 'require is only allowed before');
 bad('require number', 'require 1;\n', 1, 'must be a string list');
 bad('require empty list', 'require [];\nkeep;\n', 1, 'empty string list', { stricter: EMPTY_LIST });
-bad('require missing semicolon before if', 'require "fileinto"\nif true { keep; }\n', 2, 'missing ";" after require');
+bad('require missing semicolon before if', 'require "fileinto"\nif true { keep; }\n', 1, 'missing ";" after require');
 bad('fileinto without require', 'fileinto "a";\n', 1, 'needs require "fileinto"');
 bad('envelope without require', 'if envelope :is "from" "a@b.c" { keep; }\n', 1, 'needs require "envelope"');
 bad(':copy without require', 'redirect :copy "a@example.org";\n', 1, 'needs require "copy"');
@@ -460,6 +460,12 @@ bad('list missing comma', 'if header :is ["a" "b"] "x" {\n  keep;\n}\n', 1, 'mis
 bad('list trailing comma', 'if header :is ["a",\n   ] "x" {\n  keep;\n}\n', 2, 'expected string', { column: 4 });
 bad('list unterminated string', 'if header :is ["a", "b\n', 1, 'unterminated string', { column: 21 });
 bad('list bad item', 'if header :is ["a", 1] "x" { keep; }\n', 1, 'expected string', { column: 21 });
+bad('missing semicolon before next command', 'require "fileinto";\nkeep\nfileinto "a";\n', 2, 'missing ";" after keep', { column: 5 });
+bad('missing semicolon after redirect', 'redirect "a@example.org"\nkeep;\n', 1, 'missing ";" after redirect', { column: 25 });
+bad('missing semicolon before comment', 'keep # done\ndiscard;\n', 1, 'missing ";" after keep', { column: 5 });
+bad('missing semicolon before closing brace', 'if true {\n  keep\n}\n', 2, 'missing ";" after keep', { column: 7 });
+bad('missing block at end', 'if true', 1, 'needs a block', { column: 8 });
+bad('missing semicolon at end without newline', 'keep;\ndiscard', 2, 'missing ";" after discard', { column: 8 });
 
 // ---- configured limits and policies -------------------------------------------------
 bad('script over size limit', 'keep;\n# padding padding padding padding padding padding\n', 1, 'more than the limit of 40', { profile: { maxScriptBytes: 40 }, stricter: 'storage.max_script_bytes (Exim defers files over 1 MiB; -bf has no limit)' });

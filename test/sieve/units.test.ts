@@ -36,6 +36,11 @@ describe('input', () => {
     expect(d[0]).toMatchObject({ line: 2, column: 3 });
   });
 
+  it('reports a missing ";" once, where it is missing', () => {
+    const d = validateScript(Buffer.from('require "fileinto";\nkeep\nfileinto "a";\n'), fullProfile());
+    expect(d).toEqual([expect.objectContaining({ line: 2, column: 5, message: 'missing ";" after keep' })]);
+  });
+
   it('escapes line breaks and control characters in messages', () => {
     const d = validateScript(Buffer.from('require "fileinto";\nfileinto "a\nb\tc";\n'), fullProfile());
     expect(d[0]!.message).toContain('"a\\r\\nb\\tc"');

@@ -7,7 +7,7 @@
  *
  * Must not know: strings' encoding, or require placement (require.ts).
  */
-import type { Command, Test } from '../ast.js';
+import type { Command, Span, Test } from '../ast.js';
 import { COMMANDS, KNOWN_UNSUPPORTED, TESTS } from '../signatures.js';
 import { checkActionArguments } from './actions.js';
 import { bindArguments } from './arguments.js';
@@ -56,11 +56,18 @@ function checkTest(test: Test, ctx: PassContext): void {
   for (const t of test.tests) checkTest(t, ctx);
 }
 
+/** Where the arguments of `cmd` end: a missing ";" belongs right there. */
+function argsEnd(cmd: Command): Span {
+  const end = cmd.args[cmd.args.length - 1]?.loc.end ?? cmd.nameLoc.end;
+  return { start: end, end };
+}
+
 function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
   const name = cmd.name.toLowerCase();
   const sig = COMMANDS.get(name);
   if (sig === undefined) {
     ctx.sink.error(cmd.nameLoc, unknownMessage('command', cmd.name), 'semantic');
+    if (!cmd.terminated) ctx.sink.error({ start: cmd.headEnd, end: cmd.headEnd }, `missing ";" after ${cmd.name}`, 'syntax');
     return;
   }
   const missing = requireProblem(cmd.name, sig.requires, ctx);
@@ -69,19 +76,27 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
     ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command, not in a block', 'semantic');
   }
   const bound = bindArguments(cmd.name, cmd.nameLoc, cmd.args, sig, ctx);
-  if (sig.tests === 'none' && cmd.tests.length > 0) {
-    const t = cmd.tests[0]!;
-    ctx.sink.error(t.loc, cmd.testList ? `${cmd.name} takes no test list` : `missing ";" after ${cmd.name}`, 'syntax');
+  // Words after the arguments of a command that takes no test: usually the
+  // next command, after a forgotten ";". They are not checked as tests.
+  const stray = sig.tests === 'none' && cmd.tests.length > 0;
+  if (stray) {
+    if (cmd.testList || sig.block) ctx.sink.error(cmd.tests[0]?.loc ?? argsEnd(cmd), `${cmd.name} takes no test${cmd.testList ? ' list' : ''}`, 'syntax');
+    else ctx.sink.error(argsEnd(cmd), `missing ";" after ${cmd.name}`, 'syntax');
   } else if (sig.tests === 'one' && (cmd.testList || cmd.tests.length !== 1)) {
     ctx.sink.error(cmd.nameLoc, `${cmd.name} needs one test (use allof/anyof to combine tests)`, 'semantic');
   }
-  if (sig.block && cmd.block === null) {
+  if (!cmd.terminated) {
+    if (!stray) {
+      const at = { start: cmd.headEnd, end: cmd.headEnd };
+      ctx.sink.error(at, sig.block ? `${cmd.name} needs a block "{ ... }"` : `missing ";" after ${cmd.name}`, 'syntax');
+    }
+  } else if (sig.block && cmd.block === null) {
     ctx.sink.error(cmd.nameLoc, `${cmd.name} needs a block "{ ... }"`, 'syntax');
-  } else if (!sig.block && cmd.block !== null && !(sig.tests === 'none' && cmd.tests.length > 0)) {
+  } else if (!sig.block && cmd.block !== null && !stray) {
     ctx.sink.error(cmd.nameLoc, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
   }
   if (bound !== undefined) checkActionArguments(name, bound, ctx);
-  for (const t of cmd.tests) checkTest(t, ctx);
+  if (!stray) for (const t of cmd.tests) checkTest(t, ctx);
   if (cmd.block !== null) for (const c of cmd.block) checkCommand(c, depth + 1, ctx);
 }
 
