@@ -7,7 +7,10 @@
  * Must not know: which commands exist, Exim, or the profile.
  */
 
-/** 1-based line and column (column in UTF-16 code units of the decoded text). */
+/**
+ * 1-based line and column. The column counts Unicode code points (characters),
+ * not UTF-16 units or bytes: diagnostics.ts says why.
+ */
 export interface Position {
   line: number;
   column: number;

@@ -39,30 +39,47 @@ export class DiagnosticSink {
   readonly items: Diagnostic[] = [];
   private sawError = false;
   private text = '';
+  private userLength = Number.MAX_SAFE_INTEGER;
   private lineStarts: number[] | undefined;
+  /** Offsets of the high halves of surrogate pairs, ascending. */
+  private pairs: number[] | undefined;
 
-  /** The decoded text that Span offsets refer to. */
-  setText(text: string): void {
+  /**
+   * The decoded text that Span offsets refer to. `userLength` is where the
+   * user's own text ends (input.ts appends a line feed the user did not write):
+   * positions past it are reported there, not on a line that does not exist.
+   */
+  setText(text: string, userLength = text.length): void {
     this.text = text;
+    this.userLength = Math.min(userLength, text.length);
     this.lineStarts = undefined;
+    this.pairs = undefined;
   }
 
-  /** 1-based line and column of an offset into the text. */
+  /**
+   * 1-based line and column of an offset into the text. Columns count code
+   * points, which is what a person counts as characters: JavaScript offsets
+   * count UTF-16 units, so an emoji (one character, four UTF-8 bytes) would
+   * otherwise push every later column on its line one too far.
+   */
   positionOf(offset: number): Position {
+    offset = Math.max(0, Math.min(offset, this.userLength));
     if (this.lineStarts === undefined) {
       const starts = [0];
       for (let i = this.text.indexOf('\n'); i >= 0; i = this.text.indexOf('\n', i + 1)) starts.push(i + 1);
       this.lineStarts = starts;
+      const pairs: number[] = [];
+      const re = /[\uD800-\uDBFF](?=[\uDC00-\uDFFF])/g;
+      for (let m = re.exec(this.text); m !== null; m = re.exec(this.text)) pairs.push(m.index);
+      this.pairs = pairs;
     }
     const starts = this.lineStarts;
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (starts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo + 1, column: offset - starts[lo]! + 1 };
+    const lo = lastAtOrBelow(starts, offset);
+    const lineStart = starts[lo]!;
+    // Surrogate pairs that start on this line before the offset.
+    const pairs = this.pairs!;
+    const before = lastAtOrBelow(pairs, offset - 1) - lastAtOrBelow(pairs, lineStart - 1);
+    return { line: lo + 1, column: offset - lineStart - before + 1 };
   }
 
   error(at: Span | Position, message: string, code: DiagnosticCode = 'semantic'): void {
@@ -80,6 +97,18 @@ export class DiagnosticSink {
     const p = 'start' in at ? this.positionOf(at.start) : at;
     this.items.push({ severity, line: p.line, column: p.column, message: visible(message), code });
   }
+}
+
+/** Index of the last element <= x in an ascending array, or -1. */
+function lastAtOrBelow(sorted: number[], x: number): number {
+  let lo = -1;
+  let hi = sorted.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (sorted[mid]! <= x) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 /**

@@ -16,6 +16,8 @@ import { DiagnosticSink } from './diagnostics.js';
 export interface DecodedInput {
   /** LF-only text, or undefined when the bytes were refused. */
   text: string | undefined;
+  /** Length of the part of `text` the user wrote (without the appended final LF). */
+  userLength: number;
 }
 
 /** Offset of the first byte that breaks UTF-8 (RFC 3629), or -1. */
@@ -52,7 +54,7 @@ export function firstInvalidUtf8(buf: Uint8Array): number {
   return -1;
 }
 
-/** Line and column (in characters of the valid prefix) of a byte offset. */
+/** Line and column (in code points, as diagnostics.ts counts) of a byte offset. */
 function positionOf(buf: Buffer, offset: number): { line: number; column: number } {
   const before = buf.subarray(0, offset);
   let line = 1;
@@ -63,7 +65,7 @@ function positionOf(buf: Buffer, offset: number): { line: number; column: number
       lastLf = i;
     }
   }
-  const column = before.subarray(lastLf + 1).toString('utf8').length + 1;
+  const column = [...before.subarray(lastLf + 1).toString('utf8')].length + 1;
   return { line, column };
 }
 
@@ -74,12 +76,12 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
       `script is ${script.length} bytes, more than the limit of ${maxBytes}`,
       'limit',
     );
-    return { text: undefined };
+    return { text: undefined, userLength: 0 };
   }
   const nul = script.indexOf(0);
   if (nul >= 0) {
     sink.error(positionOf(script, nul), 'NUL character is not allowed in a Sieve script', 'input');
-    return { text: undefined };
+    return { text: undefined, userLength: 0 };
   }
   const bad = firstInvalidUtf8(script);
   if (bad >= 0) {
@@ -88,13 +90,13 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
       `invalid UTF-8 at byte ${bad} (0x${script[bad]!.toString(16).padStart(2, '0')}); scripts must be UTF-8`,
       'input',
     );
-    return { text: undefined };
+    return { text: undefined, userLength: 0 };
   }
   let cr = script.indexOf(0x0d);
   while (cr >= 0) {
     if (script[cr + 1] !== 0x0a) {
       sink.error(positionOf(script, cr), 'carriage return without line feed; lines end with CRLF or LF', 'input');
-      return { text: undefined };
+      return { text: undefined, userLength: 0 };
     }
     cr = script.indexOf(0x0d, cr + 2);
   }
@@ -104,6 +106,7 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.indexOf('\r') >= 0) text = text.replace(/\r\n/g, '\n');
   // The filter file always ends in LF, so a final comment or "." line is closed.
+  const userLength = text.length;
   if (text.length > 0 && !text.endsWith('\n')) text += '\n';
-  return { text };
+  return { text, userLength };
 }

@@ -23,7 +23,8 @@ export function parseScript(text: string, sink: DiagnosticSink): Script | undefi
     return parse(text, { grammarSource: 'script' });
   } catch (e) {
     if (e instanceof PeggySyntaxError) {
-      sink.error(e.location.start, describeSyntaxError(e), 'syntax');
+      // Peggy's own line and column count UTF-16 units; the sink counts characters.
+      sink.error({ start: e.location.start.offset, end: e.location.end.offset }, describeSyntaxError(e), 'syntax');
     } else if (e instanceof RangeError) {
       sink.error({ line: 1, column: 1 }, 'script nests too deeply to be parsed', 'limit');
     } else {

@@ -18,28 +18,20 @@ export function prescanNesting(text: string, maxNesting: number, sink: Diagnosti
   const limit = maxNesting + SLACK;
   let brackets = 0;
   let chain = 0;
-  let line = 1;
-  let lineStart = 0;
   const n = text.length;
   let i = 0;
   const fail = (at: number): boolean => {
-    sink.error({ line, column: at - lineStart + 1 }, `script nests deeper than the limit of ${maxNesting}`, 'limit');
+    sink.error({ start: at, end: at }, `script nests deeper than the limit of ${maxNesting}`, 'limit');
     return false;
-  };
-  const newline = (at: number): void => {
-    line++;
-    lineStart = at + 1;
   };
   while (i < n) {
     const c = text.charCodeAt(i);
     if (c === 0x0a) {
-      newline(i);
       i++;
     } else if (c === 0x22 /* " */) {
       i++;
       while (i < n && text.charCodeAt(i) !== 0x22) {
         if (text.charCodeAt(i) === 0x5c) i++;
-        if (text.charCodeAt(i) === 0x0a) newline(i);
         i++;
       }
       if (i >= n) return true;
@@ -51,13 +43,11 @@ export function prescanNesting(text: string, maxNesting: number, sink: Diagnosti
     } else if (c === 0x2f && text.charCodeAt(i + 1) === 0x2a /* */) {
       const e = text.indexOf('*/', i + 2);
       if (e < 0) return true;
-      for (let k = i; k < e; k++) if (text.charCodeAt(k) === 0x0a) newline(k);
       i = e + 2;
     } else if ((c === 0x74 || c === 0x54) && /^text:/i.test(text.slice(i, i + 5)) && !/[A-Za-z0-9_]/.test(text[i - 1] ?? '')) {
       // Skip to the terminating "." line.
       let e = text.indexOf('\n', i);
       while (e >= 0) {
-        newline(e);
         const next = text.indexOf('\n', e + 1);
         const l = text.slice(e + 1, next < 0 ? n : next);
         if (l === '.' && next >= 0) {
@@ -67,7 +57,6 @@ export function prescanNesting(text: string, maxNesting: number, sink: Diagnosti
         e = next;
       }
       if (e < 0) return true;
-      newline(e);
       i = e + 1;
     } else if (c === 0x7b || c === 0x28 || c === 0x5b /* { ( [ */) {
       brackets++;

@@ -20,9 +20,9 @@ import type { SieveProfile } from './profile.js';
 export function validateScript(script: Buffer, profile: SieveProfile): Diagnostic[] {
   const sink = new DiagnosticSink();
   try {
-    const { text } = decodeInput(script, profile.maxScriptBytes, sink);
+    const { text, userLength } = decodeInput(script, profile.maxScriptBytes, sink);
     if (text === undefined) return sink.items;
-    sink.setText(text);
+    sink.setText(text, userLength);
     if (!prescanNesting(text, profile.maxNesting, sink)) return sink.items;
     const ast = parseScript(text, sink);
     if (ast === undefined) return sink.items;

@@ -110,7 +110,7 @@ bad('unterminated string', 'if header :is "subject" "abc { keep; }\n', 1, 'unter
 bad('unterminated comment', 'keep; /* no end\n', 1, 'unterminated comment');
 ok('hash comment at eof', 'keep; # the filter file always ends with a line break');
 ok('header only without newline', '# Sieve filter');
-bad('multi-line terminator at eof', 'require "vacation";\nvacation text:\nAway.\n.', 5, 'missing ";" after vacation');
+bad('multi-line terminator at eof', 'require "vacation";\nvacation text:\nAway.\n.', 4, 'missing ";" after vacation');
 bad('lone CR', 'keep;\rdiscard;\n', 1, 'carriage return', { stricter: 'RFC 5228 allows CR only before LF; the filter writer would turn it into a line break' });
 bad('NUL byte', 'keep;\n\0', 2, 'NUL', { stricter: 'Exim stops reading the filter at a NUL' });
 bad('NUL byte in string', 'if header :is "subject" "a\0b" { keep; }\n', 1, 'NUL');
@@ -466,6 +466,9 @@ bad('missing semicolon before comment', 'keep # done\ndiscard;\n', 1, 'missing "
 bad('missing semicolon before closing brace', 'if true {\n  keep\n}\n', 2, 'missing ";" after keep', { column: 7 });
 bad('missing block at end', 'if true', 1, 'needs a block', { column: 8 });
 bad('missing semicolon at end without newline', 'keep;\ndiscard', 2, 'missing ";" after discard', { column: 8 });
+bad('unclosed block at end without newline', 'keep;\nif true {', 2, 'missing "}"', { column: 10 });
+bad('column after astral character', 'if header :is "\u{1F600}" "x" { fileinto "a"; }\n', 1, 'needs require "fileinto"', { column: 25 });
+bad('column of syntax error after astral character', 'if header :is "\u{1F600}" "x" { keep; ; }\n', 1, 'syntax error', { column: 31 });
 
 // ---- configured limits and policies -------------------------------------------------
 bad('script over size limit', 'keep;\n# padding padding padding padding padding padding\n', 1, 'more than the limit of 40', { profile: { maxScriptBytes: 40 }, stricter: 'storage.max_script_bytes (Exim defers files over 1 MiB; -bf has no limit)' });

@@ -46,6 +46,15 @@ describe('input', () => {
     expect(d[0]!.message).toContain('"a\\r\\nb\\tc"');
   });
 
+  it('counts columns in code points, also for bytes refused before parsing', () => {
+    const sink = new DiagnosticSink();
+    decodeInput(Buffer.concat([Buffer.from('# \u{1F600}\u{1F600}'), Buffer.from([0xff])]), 100, sink);
+    expect(sink.items[0]).toMatchObject({ line: 1, column: 5 });
+    sink.setText('a\u{1F600}b\n\u{1F600}\u{1F600}c');
+    expect(sink.positionOf(3)).toEqual({ line: 1, column: 3 });
+    expect(sink.positionOf(9)).toEqual({ line: 2, column: 3 });
+  });
+
   it('counts columns in characters after UTF-8 text', () => {
     const d = validateScript(Buffer.from('# ü\nif header :is "ä" "ö" { frob; }\n'), fullProfile());
     expect(d[0]).toMatchObject({ line: 2, column: 25, message: 'unknown command "frob"' });
