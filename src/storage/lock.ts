@@ -9,8 +9,9 @@
  * file is there and is the only owner file.
  *
  * The holder keeps the lock fresh while it works; a lock not refreshed for `staleMs`
- * belongs to a crashed or stalled process and is broken by renaming it aside (only
- * one breaker can win the rename); the token goes with it. So a holder that stalled
+ * belongs to a crashed or stalled process and is broken by removing the owner file
+ * that was judged stale (only one breaker can win that unlink, and a lock taken
+ * after the judgement has another owner file, so it is never touched). So a holder that stalled
  * past `staleMs` (an AFS hang, SIGSTOP, a paused VM) finds its token gone: its
  * refresh and release leave the new holder's lock alone, and `stillHeld()` /
  * `assertHeld()`, called right before committing, tell it not to commit. What
@@ -93,11 +94,12 @@ export async function acquireLock(ops: FileOps, lockDir: string, options: LockOp
     } else {
       try {
         clock ??= await serverClock(ops, lockDir);
+        // Owners first, then the age: a lock broken and taken again between the two
+        // reads shows a fresh mtime, so its new owner is never the one judged stale.
+        const owners = (await ops.readdir(lockDir)).filter((e) => e.startsWith(OWNER_PREFIX));
         const st = await ops.stat(lockDir);
         if (clock.now() - st.mtimeMs > options.staleMs) {
-          const aside = `${lockDir}.stale.${newToken()}`;
-          await ops.rename(lockDir, aside); // fails for everyone but one breaker
-          await removeLockDir(ops, aside);
+          await breakStale(ops, lockDir, owners);
           continue;
         }
       } catch (err) {
@@ -269,10 +271,40 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
 }
 
 /** Empties and removes a lock directory moved aside. Best effort. */
-async function removeLockDir(ops: FileOps, dir: string): Promise<void> {
-  const entries = await ops.readdir(dir).catch(() => [] as string[]);
-  for (const e of entries) await ops.unlink(join(dir, e)).catch(() => undefined);
-  await ops.rmdir(dir).catch(() => undefined);
+/**
+ * Breaks a lock judged stale, touching only what was judged: the owner files seen
+ * before the age was read. Unlinking one of them is the step only one breaker can
+ * win (the others get ENOENT and start over); a slow breaker therefore never
+ * removes a lock someone took after the judgement, which renaming the directory
+ * by its path could. Then the stale owner's beats go, and the directory, which
+ * nobody else can have entered (mkdir fails while it exists). A directory with no
+ * owner file (its creator died before writing one) is removed only when empty.
+ */
+async function breakStale(ops: FileOps, lockDir: string, owners: readonly string[]): Promise<void> {
+  for (const owner of owners) {
+    try {
+      await ops.unlink(join(lockDir, owner));
+    } catch (err) {
+      if (gone(err)) return; // another breaker won, or the holder released it
+      throw err;
+    }
+  }
+  // The stale owners' beats; with no owner at all, any beat is a dead holder's
+  // (a holder writes its owner file before its first beat).
+  const tokens = owners.map((o) => o.slice(OWNER_PREFIX.length));
+  const entries = await ops.readdir(lockDir).catch(() => [] as string[]);
+  for (const e of entries) {
+    if (e.startsWith(BEAT_PREFIX) && (owners.length === 0 || tokens.includes(e.slice(BEAT_PREFIX.length)))) {
+      await ops.unlink(join(lockDir, e)).catch(() => undefined);
+    }
+  }
+  try {
+    await ops.rmdir(lockDir);
+  } catch (err) {
+    // ENOENT: someone else finished the job. ENOTEMPTY: something that is not a
+    // stale owner's is inside (the owner of a lock taken since): leave it.
+    if (!gone(err) && errnoCode(err) !== 'ENOTEMPTY' && errnoCode(err) !== 'EEXIST') throw err;
+  }
 }
 
 interface ServerClock {

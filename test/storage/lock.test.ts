@@ -69,6 +69,46 @@ describe('the user lock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('a slow second breaker never breaks the lock the first breaker has just taken', async () => {
+    const lockDir = join(dir, '.lock');
+    await mkdir(lockDir);
+    await writeFile(join(lockDir, 'owner.deadbeef'), 'crashed holder\n');
+    const old = new Date(Date.now() - 120_000);
+    await utimes(lockDir, old, old);
+    // B2 judges the lock stale, then stalls right before breaking it (unlink of the
+    // stale owner, or a rename of the directory as older versions did)...
+    let judged!: () => void;
+    const b2Judged = new Promise<void>((r) => (judged = r));
+    let resumeB2!: () => void;
+    const gate = new Promise<void>((r) => (resumeB2 = r));
+    const stall = async (): Promise<void> => {
+      judged();
+      await gate;
+    };
+    const slowOps: FileOps = {
+      ...nodeFileOps,
+      unlink: async (path) => {
+        if (path.endsWith('/owner.deadbeef')) await stall();
+        return nodeFileOps.unlink(path);
+      },
+      rename: async (from, to) => {
+        await stall();
+        return nodeFileOps.rename(from, to);
+      },
+    };
+    const b2 = acquireLock(slowOps, lockDir, { ...opts, waitMs: 1_000 });
+    await b2Judged;
+    // ...while B1 breaks it and takes it.
+    const b1 = await acquireLock(nodeFileOps, lockDir, opts);
+    resumeB2();
+    await sleep(200);
+    // B1 keeps it: B2 broke nothing, and is still waiting (or has given up).
+    expect(await b1.stillHeld()).toBe(true);
+    expect(await readdir(lockDir)).toEqual([expect.stringMatching(/^owner\./)]);
+    expect(await kindOf(b2)).toBe('trylater');
+    await b1.release();
+  });
+
   it('keeps a long-held lock fresh so nobody breaks it', async () => {
     const lockDir = join(dir, '.lock');
     const fast = { staleMs: 150, waitMs: 400, retryMs: 5 };
