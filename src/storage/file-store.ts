@@ -107,10 +107,10 @@ export class FileStore implements ScriptStore {
     await store.ensureScriptsDir();
     await store.removeStaleTemps();
     try {
-      await store.locked(async () => {
-        await store.preserveForeignFilter();
-        await store.forgetActiveWithoutFilter();
-        await store.reconcileFilter();
+      await store.locked(async (lock) => {
+        await store.preserveForeignFilter(lock);
+        await store.forgetActiveWithoutFilter(lock);
+        await store.reconcileFilter(lock);
       });
     } catch (err) {
       store.log.warn({ err, filterPath: store.filterPath }, 'could not check the existing filter file');
@@ -150,18 +150,21 @@ export class FileStore implements ScriptStore {
       let active = (await this.readActive()) === nfc;
       if (active) {
         // Preserving a foreign filter can change which script is active; ask again.
-        await this.preserveForeignFilter();
+        await this.preserveForeignFilter(lock);
         active = (await this.readActive()) === nfc;
       }
       const writes: PreparedWrite[] = [];
       try {
-        writes.push(await this.prepare(join(this.dir, enc.file), content, 0o600));
+        // The filter first: if the script's rename then fails, the filter is put
+        // back, and the client's NO is true (the other order would leave a new
+        // script that the next repair at open makes live).
         if (active) writes.push(await this.prepareFilter(content));
+        writes.push(await this.prepare(join(this.dir, enc.file), content, 0o600));
       } catch (err) {
         await Promise.all(writes.map((w) => w.abort()));
         throw err;
       }
-      await commitAll(writes, lock);
+      await this.commitWithFilter(writes, lock);
       this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
     });
   }
@@ -221,7 +224,7 @@ export class FileStore implements ScriptStore {
   async setActive(name: string): Promise<void> {
     if (name === '') {
       await this.locked(async (lock) => {
-        await this.preserveForeignFilter();
+        await this.preserveForeignFilter(lock);
         await lock.assertHeld();
         // No filter file: Exim's router declines and mail is delivered normally.
         await this.unlinkIfPresent(this.filterPath, 'cannot remove the filter file');
@@ -233,7 +236,7 @@ export class FileStore implements ScriptStore {
     const nfc = this.checkName(name);
     await this.locked(async (lock) => {
       const content = await this.get(nfc); // read under the lock: the filter matches it
-      await this.preserveForeignFilter();
+      await this.preserveForeignFilter(lock);
       const writes: PreparedWrite[] = [];
       try {
         writes.push(await this.prepareFilter(content));
@@ -242,7 +245,7 @@ export class FileStore implements ScriptStore {
         await Promise.all(writes.map((w) => w.abort()));
         throw err;
       }
-      await commitAll(writes, lock);
+      await this.commitWithFilter(writes, lock);
       this.log.info({ script: nfc, filterPath: this.filterPath }, 'script activated');
     });
   }
@@ -454,7 +457,7 @@ export class FileStore implements ScriptStore {
    * preserved, its hash is recorded so it is neither imported again nor kept from
    * being replaced.
    */
-  private async preserveForeignFilter(): Promise<void> {
+  private async preserveForeignFilter(lock: HeldLock): Promise<void> {
     let bytes: Buffer | undefined;
     try {
       bytes = await this.readOptional(this.filterPath);
@@ -468,6 +471,7 @@ export class FileStore implements ScriptStore {
     const recorded = ((await this.readOptional(importedPath))?.toString('utf8') ?? '').split('\n').filter(Boolean);
     if (recorded.includes(hash)) return;
 
+    await lock.assertHeld();
     const backup = await this.writeBackup(bytes);
     const sieve = isSieveFilter(bytes);
     const name = await this.importName(bytes);
@@ -487,9 +491,10 @@ export class FileStore implements ScriptStore {
    * A filter file removed behind our back (the user deleted .forward in a shell)
    * means Exim runs no script, so none is listed active (must run under the lock).
    */
-  private async forgetActiveWithoutFilter(): Promise<void> {
+  private async forgetActiveWithoutFilter(lock: HeldLock): Promise<void> {
     const active = await this.readActive();
     if (active === undefined || (await this.exists(this.filterPath))) return;
+    await lock.assertHeld();
     await this.writeActive(undefined);
     this.log.info({ script: active, filterPath: this.filterPath }, 'filter file is gone; no script is active');
   }
@@ -505,27 +510,62 @@ export class FileStore implements ScriptStore {
    * - no usable record, but the filter is ours (RENAMESCRIPT of the active script
    *   stopped before the record moved): the record points at the script the filter
    *   was rendered from, if one is.
+   * A filter that is no script's rendering (a hand edit below our marker lines) is
+   * backed up before it is replaced: nothing is lost, not even that.
    */
-  private async reconcileFilter(): Promise<void> {
+  private async reconcileFilter(lock: HeldLock): Promise<void> {
     const filter = await this.readOptional(this.filterPath);
     if (!filter || !isTsievedFilter(filter)) return;
     const active = await this.readActive();
     if (active !== undefined) {
       const expected = this.filterFor(await this.get(active));
       if (expected.equals(filter)) return;
+      const source = await this.scriptRenderedAs(filter);
+      await lock.assertHeld();
+      const backup = source === undefined ? await this.writeBackup(filter) : undefined;
       await atomicWrite(this.ops, this.filterPath, expected, { mode: this.filterMode });
-      this.log.warn({ script: active, filterPath: this.filterPath }, 'filter did not match the active script (an interrupted change): rendered again');
+      this.log.warn(
+        { script: active, filterPath: this.filterPath, backup },
+        'filter did not match the active script (an interrupted change, or an edit by hand): rendered again',
+      );
       return;
     }
-    for (const script of await this.scan()) {
-      const content = await this.readOptional(script.path);
-      if (content !== undefined && renderFilter(content).equals(filter)) {
-        await this.writeActive(script.name);
-        this.log.warn({ script: script.name }, 'filter runs a script not recorded as active (an interrupted change): recorded');
-        return;
-      }
+    const source = await this.scriptRenderedAs(filter);
+    if (source !== undefined) {
+      await lock.assertHeld();
+      await this.writeActive(source);
+      this.log.warn({ script: source }, 'filter runs a script not recorded as active (an interrupted change): recorded');
+      return;
     }
     this.log.warn({ filterPath: this.filterPath }, 'the filter was written by tsieved but matches none of the scripts');
+  }
+
+  /** The script whose filter is exactly these bytes, if any. */
+  private async scriptRenderedAs(filter: Buffer): Promise<string | undefined> {
+    for (const script of await this.scan()) {
+      const content = await this.readOptional(script.path);
+      if (content !== undefined && renderFilter(content).equals(filter)) return script.name;
+    }
+    return undefined;
+  }
+
+  /**
+   * Commits a change that includes the filter (written first). When a later file
+   * cannot be renamed into place, the filter is put back as it was, so Exim keeps
+   * running what the client was last told is active and the NO is true.
+   */
+  private async commitWithFilter(writes: readonly PreparedWrite[], lock: HeldLock): Promise<void> {
+    if (writes[0]?.target !== this.filterPath) return commitAll(writes, lock);
+    const previous = await this.readOptional(this.filterPath);
+    await commitAll(writes, lock, async () => {
+      try {
+        if (previous !== undefined) await atomicWrite(this.ops, this.filterPath, previous, { mode: this.filterMode });
+        else await this.unlinkIfPresent(this.filterPath, 'cannot remove the filter file');
+      } catch (err) {
+        // The next open repairs it from the recorded active script.
+        this.log.error({ err, filterPath: this.filterPath }, 'could not put the previous filter back');
+      }
+    });
   }
 
   /** "old-forward", or the first free "old-forward-N"; an identical one is reused. */
@@ -569,11 +609,12 @@ export class FileStore implements ScriptStore {
 }
 
 /**
- * Renames prepared files into place in order; on a failure the rest are removed.
- * A session that stalled long enough for its lock to be broken as stale changes
- * nothing: another session may be working on these files now.
+ * Renames prepared files into place in order; on a failure the rest are removed,
+ * and `undoFirst` runs when the first one was already in place. A session that
+ * stalled long enough for its lock to be broken as stale changes nothing: another
+ * session may be working on these files now.
  */
-async function commitAll(writes: readonly PreparedWrite[], lock: HeldLock): Promise<void> {
+async function commitAll(writes: readonly PreparedWrite[], lock: HeldLock, undoFirst?: () => Promise<void>): Promise<void> {
   try {
     await lock.assertHeld();
   } catch (err) {
@@ -585,6 +626,7 @@ async function commitAll(writes: readonly PreparedWrite[], lock: HeldLock): Prom
       await writes[i]!.commit();
     } catch (err) {
       await Promise.all(writes.slice(i + 1).map((w) => w.abort()));
+      if (i > 0) await undoFirst?.();
       throw err;
     }
   }
