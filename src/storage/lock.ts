@@ -11,12 +11,13 @@
  * The holder keeps the lock fresh while it works; a lock not refreshed for `staleMs`
  * belongs to a crashed or stalled process and is broken by removing the owner file
  * that was judged stale (only one breaker can win that unlink, and a lock taken
- * after the judgement has another owner file, so it is never touched). So a holder that stalled
- * past `staleMs` (an AFS hang, SIGSTOP, a paused VM) finds its token gone: its
- * refresh and release leave the new holder's lock alone, and `stillHeld()` /
- * `assertHeld()`, called right before committing, tell it not to commit. What
- * remains is the gap between that last check and the commit itself, which no file
- * system lock without fencing can close; it is a few system calls wide.
+ * after the judgement has another owner file, so it is never touched). So a
+ * holder that stalled past `staleMs` (an AFS hang, SIGSTOP, a paused VM) finds
+ * its token gone: its refresh and release leave the new holder's lock alone, and
+ * `stillHeld()` / `assertHeld()`, called right before committing, tell it not to
+ * commit. What remains is the gap between that last check and the commit itself,
+ * which no file system lock without fencing can close; it is a few system calls
+ * wide.
  *
  * Clocks: ages are judged on the file server's clock, not this machine's, so
  * instances whose clocks disagree do not break each other's live locks. A refresh
