@@ -7,8 +7,16 @@
  *   present, same bytes        -> unchanged
  *   present, different bytes   -> conflict: tsieved's copy is kept (the user may
  *                                 have edited it since), reported, not imported
+ * "Absent" is decided by the store itself, under its lock: the script is put under
+ * a temporary name and renamed to its own, which the store refuses when a script of
+ * that name exists by then (a save in the user's own session a moment earlier).
  * Activation only happens when tsieved has no active script of the user's own
- * choosing. Opening the store preserves whatever sits at the filter path (backup
+ * choosing, and only until a run has settled it: that run leaves a marker in the
+ * scripts directory (marker.ts), and no later run activates anything, so a script
+ * the user deactivated or replaced in tsieved stays so although the old layout
+ * still names its active one (a SETACTIVE in the user's session during the run
+ * itself can still be undone: see activate()).
+ * Opening the store preserves whatever sits at the filter path (backup
  * + "old-forward" script, file-store.ts); when that preserved copy is just the old
  * active script (pysieved's .forward symlink is the filter path), the real name is
  * activated and the byte-identical "old-forward" duplicate is dropped, before any
@@ -26,6 +34,7 @@
  *
  * Must not know: argv, output formatting, how users are found.
  */
+import { randomBytes } from 'node:crypto';
 import { access, lstat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Identity } from '../auth/types.js';
@@ -34,10 +43,22 @@ import type { Logger } from '../log/logger.js';
 import { hasErrors, validateScript, type Diagnostic, type SieveProfile } from '../sieve/index.js';
 import { FileStore, IMPORT_NAME } from '../storage/file-store.js';
 import { fileStoreOptionsFor, runningAsRoot, type StoreLauncher } from '../storage/launcher.js';
+import { ProcessLauncher } from '../storage/worker/process-launcher.js';
 import { isTsievedFilter } from '../storage/filter-file.js';
 import { validateScriptName } from '../storage/script-names.js';
 import { StorageError, withClose, type ScriptInfo, type ScriptStore } from '../storage/types.js';
-import { dryRunFileOps, errorText, openDirBelow, readOwnedRegularFile, TOO_LARGE, type ReadPolicy, type SafeDir } from './safe-fs.js';
+import { describeMarker, formatMarker, localMarker, MARKER_FILE, markerWorkerCommand, workerMarker, type Marker, type Settled } from './marker.js';
+import {
+  dryRunFileOps,
+  errorText,
+  openDirBelow,
+  readOwnedRegularFile,
+  rootOwnedPolicy,
+  TOO_LARGE,
+  type ReadPolicy,
+  type RootOwnedPolicy,
+  type SafeDir,
+} from './safe-fs.js';
 import { readOldScripts, type OldScript, type SourceLayout, type SourceProblem } from './sources.js';
 
 export type ScriptOutcome = 'imported' | 'unchanged' | 'conflict' | 'failed';
@@ -58,6 +79,8 @@ export type ActiveOutcome =
   | { readonly kind: 'activated'; readonly name: string }
   | { readonly kind: 'unchanged'; readonly name: string }
   | { readonly kind: 'kept'; readonly name: string; readonly wanted: string }
+  /** Not activated: an earlier run settled activation (`earlier` says how), and tsieved has none active now. */
+  | { readonly kind: 'settled'; readonly name: string; readonly earlier: string }
   | { readonly kind: 'failed'; readonly name: string; readonly detail: string };
 
 export interface UserResult {
@@ -85,7 +108,17 @@ export interface ImportContext {
    * running as root (except for uid 0) and not in a dry run.
    */
   readonly launcher?: StoreLauncher;
+  /**
+   * Starts the marker worker (marker.ts) as the user, when running as root; by
+   * default a ProcessLauncher with markerWorkerCommand() made for this user.
+   */
+  readonly markerLauncher?: StoreLauncher;
+  /** Whether root-owned old files are read; by default from fs.protected_hardlinks (safe-fs.ts). */
+  readonly rootOwned?: RootOwnedPolicy;
 }
+
+/** Temporary script names of StoreView.putIfAbsent. */
+const MIGRATE_TEMP_PREFIX = 'tsieved-migrate-tmp-';
 
 /** The store's own names for a preserved foreign filter file (file-store.ts importName). */
 const PRESERVED_NAME = new RegExp(`^${IMPORT_NAME}(?:-[0-9]+)?$`);
@@ -128,9 +161,35 @@ class StoreView {
     }
   }
 
-  async put(name: string, content: Buffer): Promise<void> {
-    if (this.dryRun) this.changed.set(name, content);
-    else await this.store!.put(name, content);
+  /**
+   * Stores `content` as `name` unless a script of that name exists by the time the
+   * store decides, under its lock: false then. The script is put under a temporary
+   * name and renamed, and RENAMESCRIPT's rule (the new name must not exist) is
+   * checked under the lock, so a PUTSCRIPT of the same name in the user's own
+   * session, however close to this, is never overwritten. Until the rename a
+   * LISTSCRIPTS may show the temporary name; a run killed in between leaves it.
+   */
+  async putIfAbsent(name: string, content: Buffer): Promise<boolean> {
+    if (this.dryRun) {
+      this.changed.set(name, content);
+      return true;
+    }
+    const store = this.store!;
+    const temp = `${MIGRATE_TEMP_PREFIX}${randomBytes(8).toString('hex')}`;
+    await store.put(temp, content);
+    try {
+      await store.rename(temp, name);
+      return true;
+    } catch (err) {
+      let failure = err;
+      try {
+        await store.delete(temp);
+      } catch (cleanup) {
+        failure = new Error(`${describe(err)}; the temporary script ${JSON.stringify(temp)} could not be removed: ${describe(cleanup)}`);
+      }
+      if (failure === err && err instanceof StorageError && err.kind === 'already-exists') return false;
+      throw failure;
+    }
   }
 
   async setActive(name: string): Promise<void> {
@@ -166,7 +225,7 @@ async function openDryRunStore(
   isolate: boolean,
   options: Parameters<typeof FileStore.open>[0],
   policy: ReadPolicy,
-): Promise<ScriptStore | undefined> {
+): Promise<{ store: ScriptStore; marker: Marker } | undefined> {
   if (!isolate) {
     try {
       await access(options.scriptsDir);
@@ -174,7 +233,8 @@ async function openDryRunStore(
       return undefined;
     }
     // Constructing does not touch the disk; list/get only read.
-    return new FileStore({ ...options, fileOps: dryRunFileOps(policy) });
+    const ops = dryRunFileOps(policy);
+    return { store: new FileStore({ ...options, fileOps: ops }), marker: localMarker(options.scriptsDir, ops) };
   }
   let dir: SafeDir;
   try {
@@ -184,8 +244,9 @@ async function openDryRunStore(
     const path = (err as { path?: string }).path ?? options.scriptsDir;
     throw new Error(`${path} ${errorText(err)} (a dry run as root reads the store itself and does not follow links)`);
   }
-  const store = new FileStore({ ...options, scriptsDir: dir.via, fileOps: dryRunFileOps(policy, dir) });
-  return withClose(store, () => dir.close());
+  const ops = dryRunFileOps(policy, dir);
+  const store = new FileStore({ ...options, scriptsDir: dir.via, fileOps: ops });
+  return { store: withClose(store, () => dir.close()), marker: localMarker(dir.via, ops) };
 }
 
 /** Larger than any filter tsieved writes (Exim reads at most 1 MiB). */
@@ -233,15 +294,16 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
   const base = { user: identity.user, source: '', scripts: [], problems: [], notes: [], active: { kind: 'none' } as const };
   if (!identity.home) return { ...base, nothingToMigrate: false, fatal: 'the account has no home directory' };
   // As root, everything of a user's (but uid 0's) is read as that user's: old files
-  // only when owned by them, the store only from a worker running as them.
+  // only when owned by them (or by root, where users cannot hard-link root's files),
+  // the store and the marker only from workers running as them.
   const isolate = runningAsRoot() && identity.uid !== 0;
   if (isolate && (identity.uid === undefined || identity.gid === undefined)) {
     return { ...base, nothingToMigrate: false, fatal: 'the account has no uid/gid; as root, a user\'s files are only handled as that user' };
   }
-  const policy: ReadPolicy = isolate ? { ownerUid: identity.uid } : {};
+  const policy: ReadPolicy = isolate ? { ownerUid: identity.uid, rootOwned: ctx.rootOwned ?? (await rootOwnedPolicy()) } : {};
   const max = ctx.config.storage.max_script_bytes;
   const old = await readOldScripts(identity.home, ctx.layout, max, policy);
-  const common = { user: identity.user, source: old.scriptsDir, problems: old.problems, notes: [...old.notes] };
+  const common = { user: identity.user, source: old.scriptsDir, problems: [...old.problems], notes: [...old.notes] };
   if (!old.found || (old.scripts.length === 0 && old.active === undefined)) {
     // Nothing to import: do not even open (and so create) the tsieved store.
     return { ...common, nothingToMigrate: old.problems.length === 0, scripts: [], active: { kind: 'none' } };
@@ -255,20 +317,31 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
   }
   const target = options.scriptsDir;
   let store: ScriptStore | undefined;
+  let marker: Marker | undefined;
+  let ownLauncher: ProcessLauncher | undefined;
   try {
     if (ctx.dryRun) {
       const storePolicy: ReadPolicy = isolate ? policy : { follow: true };
-      store = await openDryRunStore(identity.home, isolate, options, storePolicy);
+      const opened = await openDryRunStore(identity.home, isolate, options, storePolicy);
+      store = opened?.store;
+      marker = opened?.marker;
       const note = await dryRunFilterNote(identity.home, options.filterPath, isolate, storePolicy);
       if (note) common.notes.push(note);
     } else {
       store = await openStore(identity, isolate, ctx, options);
+      if (isolate) {
+        const launcher = ctx.markerLauncher ?? (ownLauncher = new ProcessLauncher({ storage: ctx.config.storage, log: ctx.log, workerCommand: markerWorkerCommand() }));
+        marker = workerMarker(launcher, identity);
+      } else {
+        marker = localMarker(options.scriptsDir);
+      }
     }
   } catch (err) {
     return { ...common, target, nothingToMigrate: false, scripts: [], active: { kind: 'none' }, fatal: describe(err) };
   }
   try {
     const view = new StoreView(store, ctx.dryRun);
+    const settled = new SettledMarker(marker);
     // The old active script goes first and is activated before any other is looked
     // at: opening the store may have preserved the filter file as "old-forward"
     // (pysieved's .forward is tsieved's filter path), and that copy of the active
@@ -286,13 +359,66 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
       const result = await importOne(script, view, ctx.profile);
       results.set(i, result);
       // The result of this very file (two files may decode to one name).
-      if (script === old.active) active = await activate(script, result, view, common.notes);
+      if (script === old.active) active = await activate(script, result, view, settled, common.notes);
     }
     if (old.activeIsTsievedFilter) active = await alreadyActive(view);
+    if (!ctx.dryRun) {
+      const problem = await settled.record(active);
+      if (problem) common.problems.push({ file: `${target}/${MARKER_FILE}`, message: problem });
+    }
     const scripts = old.scripts.map((_, i) => results.get(i)!);
     return { ...common, target, nothingToMigrate: false, scripts, active };
   } finally {
-    await store?.close().catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, 'closing the store failed'));
+    const closing = async (what: string, close: (() => Promise<void>) | undefined): Promise<void> => {
+      await close?.().catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, `closing the ${what} failed`));
+    };
+    await closing('store', store && (() => store!.close()));
+    await closing('marker', marker && (() => marker!.close()));
+    await closing('marker launcher', ownLauncher && (() => ownLauncher!.close()));
+  }
+}
+
+/**
+ * Whether an earlier run settled activation (marker.ts), read once, and recording
+ * that this run did. Without a marker (a dry run of a user without a store) there
+ * is none.
+ */
+class SettledMarker {
+  private content: Promise<Buffer | undefined> | undefined;
+
+  constructor(private readonly marker: Marker | undefined) {}
+
+  /** The earlier run's marker, or undefined; throws when that cannot be known. */
+  read(): Promise<Buffer | undefined> {
+    this.content ??= this.marker ? this.marker.read() : Promise.resolve(undefined);
+    return this.content;
+  }
+
+  /** After this run: a problem to report when activation was settled and could not be recorded. */
+  async record(active: ActiveOutcome): Promise<string | undefined> {
+    let settled: Settled;
+    const at = new Date();
+    switch (active.kind) {
+      case 'activated':
+        settled = { outcome: 'activated', name: active.name, at };
+        break;
+      case 'unchanged':
+        settled = { outcome: 'found active', name: active.name, at };
+        break;
+      case 'kept':
+        settled = { outcome: 'kept', name: active.name, at };
+        break;
+      default:
+        return undefined; // nothing settled, or already recorded ('settled')
+    }
+    if (!this.marker) return undefined;
+    try {
+      if ((await this.read()) !== undefined) return undefined;
+      await this.marker.write(formatMarker(settled));
+      return undefined;
+    } catch (err) {
+      return `could not record that activation is settled (${describe(err)}); if the user deactivates ${JSON.stringify(active.name)}, a later run would activate a script again`;
+    }
   }
 }
 
@@ -313,8 +439,11 @@ async function importOne(s: OldScript, view: StoreView, profile: SieveProfile): 
     const existing = await view.get(check.name);
     if (existing?.equals(s.content)) return result('unchanged');
     if (existing) return result('conflict', "tsieved already has a different script of this name; kept tsieved's");
-    await view.put(check.name, s.content);
-    return result('imported');
+    if (await view.putIfAbsent(check.name, s.content)) return result('imported');
+    // Saved in the user's own session since the look above: theirs stays.
+    const now = await view.get(check.name);
+    if (now?.equals(s.content)) return result('unchanged');
+    return result('conflict', "tsieved got a different script of this name while migrating; kept tsieved's");
   } catch (err) {
     return result('failed', describe(err));
   }
@@ -330,16 +459,28 @@ async function alreadyActive(view: StoreView): Promise<ActiveOutcome> {
   }
 }
 
-async function activate(wanted: OldScript, result: ScriptResult, view: StoreView, notes: string[]): Promise<ActiveOutcome> {
+async function activate(wanted: OldScript, result: ScriptResult, view: StoreView, settled: SettledMarker, notes: string[]): Promise<ActiveOutcome> {
   const check = validateScriptName(wanted.name);
   const name = check.ok ? check.name : wanted.name;
   if (result.outcome !== 'imported' && result.outcome !== 'unchanged') {
     return { kind: 'failed', name, detail: 'the active script was not imported' };
   }
+  // Read before the store is looked at (as root it starts a worker): the look and
+  // the activation below stay as close together as they can.
+  let earlier: Buffer | undefined;
+  try {
+    earlier = await settled.read();
+  } catch (err) {
+    return { kind: 'failed', name, detail: `cannot tell whether an earlier run settled activation: ${describe(err)}` };
+  }
   let duplicate: string | undefined;
   try {
     const current = (await view.list()).find((s) => s.active);
     if (current?.name === name) return { kind: 'unchanged', name };
+    // An earlier run settled it: what tsieved has active now (or nothing) is the user's choice.
+    if (earlier !== undefined) {
+      return current ? { kind: 'kept', name: current.name, wanted: name } : { kind: 'settled', name, earlier: describeMarker(earlier) };
+    }
     // The store's own preservation of the old filter file, when that file was the
     // old active script: not a choice the user made in tsieved.
     if (current && PRESERVED_NAME.test(current.name)) {
@@ -347,6 +488,11 @@ async function activate(wanted: OldScript, result: ScriptResult, view: StoreView
       if (bytes?.equals(wanted.content)) duplicate = current.name;
     }
     if (current && !duplicate) return { kind: 'kept', name: current.name, wanted: name };
+    // Left open: a SETACTIVE in the user's own session between the list() above and
+    // this (one store round trip, plus the get() of a preserved copy) is undone.
+    // Closing it needs the store to decide under its lock (a "set active if none is"
+    // operation in ScriptStore, FileStore and the worker RPC); RENAMESCRIPT's check,
+    // which putIfAbsent borrows for scripts, has no counterpart for activation.
     await view.setActive(name);
   } catch (err) {
     return { kind: 'failed', name, detail: describe(err) };

@@ -39,6 +39,8 @@ function activeText(a: ActiveOutcome, dryRun: boolean): string {
       return `active ${JSON.stringify(a.name)} (already active)`;
     case 'kept':
       return `tsieved's active script ${JSON.stringify(a.name)} kept (old active: ${JSON.stringify(a.wanted)})`;
+    case 'settled':
+      return `${JSON.stringify(a.name)} not activated again: an earlier run settled activation (${a.earlier}); no active script now`;
     case 'failed':
       return `active ${JSON.stringify(a.name)} NOT activated: ${a.detail}`;
   }

@@ -9,6 +9,14 @@
  * one of root's, is refused). The owner check is made on the opened descriptor, so a
  * file swapped in between the checks is still caught.
  *
+ * A single link proves nothing by itself: with fs.protected_hardlinks = 0 a user can
+ * hard-link a root 0600 file into their directory, and once root replaces the
+ * original by rename (passwd(1) does so with /etc/shadow) the user's link is root's
+ * with one link. So root-owned files are read only when the kernel refuses such
+ * links (rootOwnedPolicy: /proc/sys/fs/protected_hardlinks is 1, read once).
+ * Left: a link made while the setting was 0 and still there after it became 1
+ * (systemd sets it at boot, so only an administrator toggling it makes one).
+ *
  * Also the FileOps a dry run gives FileStore: the same reads, and every write fails
  * with EROFS, so a dry run cannot change anything whatever the store tries.
  *
@@ -19,10 +27,15 @@ import * as fsp from 'node:fs/promises';
 import { relative, join } from 'node:path';
 import type { FileOps, FileStat } from '../storage/file-ops.js';
 
+/** Whether root-owned files with one link may be read for a user: true, or why not. */
+export type RootOwnedPolicy = true | string;
+
 /** Whose files may be read. */
 export interface ReadPolicy {
-  /** The user's uid: files must be theirs, or root's with one link. Unset: anyone's (not root). */
+  /** The user's uid: files must be theirs, or (see rootOwned) root's with one link. Unset: anyone's (not root). */
   readonly ownerUid?: number | undefined;
+  /** With ownerUid: root's files with one link are read too when true; otherwise why not. Unset: refused. */
+  readonly rootOwned?: RootOwnedPolicy | undefined;
   /** Follow symbolic links (only when not running as root: the user's own links then). */
   readonly follow?: boolean;
 }
@@ -30,9 +43,39 @@ export interface ReadPolicy {
 /** Why a file with this owner and link count must not be read, if it must not. */
 export function ownerProblem(st: { uid: number; nlink: number }, policy: ReadPolicy): string | undefined {
   if (policy.ownerUid === undefined || st.uid === policy.ownerUid) return undefined;
-  if (st.uid === 0 && st.nlink <= 1) return undefined;
-  if (st.uid === 0) return 'is owned by root and has other hard links; not read as root';
+  if (st.uid === 0 && st.nlink > 1) return 'is owned by root and has other hard links; not read as root';
+  if (st.uid === 0) {
+    if (policy.rootOwned === true) return undefined;
+    return `is owned by root; not read as root: ${policy.rootOwned ?? 'root-owned files are not read for a user'}`;
+  }
   return `is owned by uid ${st.uid}, not by the user; not read as root`;
+}
+
+/** Linux: 1 when a user cannot hard-link a file they neither own nor may read and write. */
+export const PROTECTED_HARDLINKS = '/proc/sys/fs/protected_hardlinks';
+let protectedHardlinks: Promise<RootOwnedPolicy> | undefined;
+
+/**
+ * May root-owned files with one link be read for a user? Only when users cannot
+ * hard-link root's files (fs.protected_hardlinks = 1); otherwise, or when that
+ * cannot be read, the answer is why not, for the report. The real setting is read
+ * once per process; another `path` (tests) is read every time.
+ */
+export function rootOwnedPolicy(path = PROTECTED_HARDLINKS): Promise<RootOwnedPolicy> {
+  if (path !== PROTECTED_HARDLINKS) return readRootOwnedPolicy(path);
+  protectedHardlinks ??= readRootOwnedPolicy(path);
+  return protectedHardlinks;
+}
+
+async function readRootOwnedPolicy(path: string): Promise<RootOwnedPolicy> {
+  let value: string;
+  try {
+    value = (await fsp.readFile(path, 'utf8')).trim();
+  } catch (err) {
+    return `${path} cannot be read (${errorText(err)}), so whether a user could have hard-linked a file of root's here is not known; root-owned files are not read`;
+  }
+  if (value === '1') return true;
+  return `fs.protected_hardlinks is ${JSON.stringify(value.slice(0, 20)).slice(1, -1)}: a user could have hard-linked a file of root's here (e.g. /etc/shadow, which passwd then replaced by rename); set it to 1 to import root-owned scripts`;
 }
 
 /** An error whose message is already the explanation (errorText passes it through). */

@@ -12,8 +12,9 @@
  * without blocking), and the active link must point at a file directly inside the
  * scripts directory (a user could otherwise have root copy /etc/shadow into their
  * scripts). As root, a file is only read when the opened file is owned by the user,
- * or by root with a single link (pysieved with uid = -1 wrote root-owned scripts; a
- * hard link the user made to someone else's file is neither).
+ * or by root with a single link where users cannot hard-link root's files (pysieved
+ * with uid = -1 wrote root-owned scripts; a hard link the user made to someone else's
+ * file is neither; safe-fs.ts rootOwnedPolicy).
  *
  * Must not know: tsieved's own storage layout, validation, the CLI.
  */
@@ -148,7 +149,9 @@ export async function readOldScripts(home: string, layout: SourceLayout, maxByte
     return { scriptsDir, found: true, scripts, problems, notes };
   }
   try {
-    const dirOwner = ownerProblem({ uid: await dir.owner(), nlink: 1 }, policy);
+    // A directory cannot be hard-linked: a root-owned one was made by root (pysieved
+    // with uid = -1), whatever fs.protected_hardlinks says; its files are checked each.
+    const dirOwner = ownerProblem({ uid: await dir.owner(), nlink: 1 }, { ...policy, rootOwned: true });
     if (dirOwner !== undefined) {
       problems.push({ file: scriptsDir, message: dirOwner });
       return { scriptsDir, found: true, scripts, problems, notes };

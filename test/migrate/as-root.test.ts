@@ -6,7 +6,9 @@
  * store is not followed with root's rights (nothing of it reaches the user's scripts
  * or the report); a dry run reads the store without following links or blocking on
  * a FIFO; old files must be regular files owned by the user (or by root, with one
- * link).
+ * link, and only where fs.protected_hardlinks stops users linking root's files);
+ * the marker of settled activation is written by a worker running as the user; a
+ * save in the user's own session while migrating is not overwritten.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -23,6 +25,7 @@ import {
   openSync,
   readFileSync,
   readdirSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -30,8 +33,18 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import type { Identity } from '../../src/auth/types.js';
+import { loadConfig } from '../../src/config/loader.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { migrateUser, type ImportContext } from '../../src/migrate/import.js';
 import { runMigrate } from '../../src/migrate/index.js';
-import { workerCommand } from '../../src/storage/worker/process-launcher.js';
+import { markerWorkerCommand } from '../../src/migrate/marker.js';
+import { rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
+import { DEFAULT_LAYOUTS } from '../../src/migrate/sources.js';
+import { loadProfile } from '../../src/sieve/index.js';
+import type { StoreLauncher } from '../../src/storage/launcher.js';
+import type { ScriptStore } from '../../src/storage/types.js';
+import { ProcessLauncher, workerCommand } from '../../src/storage/worker/process-launcher.js';
 import { requireRoot } from '../helpers/tools.js';
 
 const NOBODY = 65534;
@@ -86,7 +99,9 @@ function secretFile(name: string, content = `${SECRET}\n`): string {
 
 describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
   beforeEach(() => {
-    if (!existsSync(workerCommand()[1]!)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+    for (const command of [workerCommand(), markerWorkerCommand()]) {
+      if (!existsSync(command[1]!)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+    }
     dir = mkdtempSync(join(tmpdir(), 'tsieved-migrate-root-'));
     chmodSync(dir, 0o755);
     homes = join(dir, 'home');
@@ -206,9 +221,11 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
     chownSync(join(store, 'foreign'), OTHER, OTHER);
     linkSync(secretFile('root-secret', `# ${SECRET}\nkeep;\n`), join(store, 'hardlink'));
     writeFileSync(join(store, 'roots'), VALID); // pysieved run with uid = -1 wrote root-owned scripts
+    // Root's own files are read only where users cannot hard-link them (see below).
+    const protectedLinks = readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1';
     const r = await migrate('--from', 'pysieved');
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(/^nob: imported 2, unchanged 0, conflicts 0, failed 0; no active script$/m);
+    expect(r.out).toMatch(new RegExp(`^nob: imported ${protectedLinks ? 2 : 1}, unchanged 0, conflicts 0, failed 0; no active script$`, 'm'));
     expect(r.out).toMatch(/! \S+\/\.pysieved\/fifo: is not a regular file/);
     expect(r.out).toMatch(new RegExp(`! \\S+/\\.pysieved/foreign: is owned by uid ${OTHER}, not by the user; not read as root`));
     expect(r.out).toMatch(/! \S+\/\.pysieved\/hardlink: is owned by root and has other hard links; not read as root/);
@@ -227,5 +244,114 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
     expect(r.code).toBe(1);
     expect(r.out).toMatch(new RegExp(`! \\S+/\\.dovecot\\.sieve: is owned by uid ${OTHER}, not by the user; not read as root`));
     expect(filesContaining(join(home, '.tsieved'), SECRET)).toEqual([]);
+  });
+
+  /** What runMigrate gives migrateUser, for tests that must step in between. */
+  async function context(over: Partial<ImportContext> = {}): Promise<ImportContext> {
+    const config = await loadConfig(configFile);
+    const log = silentLogger();
+    const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log);
+    return { config, layout: DEFAULT_LAYOUTS.pysieved, profile, dryRun: false, log, ...over };
+  }
+
+  const identity = (): Identity => ({ user: 'nob', uid: NOBODY, gid: NOBODY, home, fields: {} });
+
+  it('with fs.protected_hardlinks = 0, refuses a root-owned file the user could have hard-linked, and says why', async () => {
+    pysieved({ main: VALID }, 'main');
+    // The user linked root's 0600 file into the old store; root then replaced the
+    // original by rename, as passwd(1) does with /etc/shadow: the link is root's,
+    // with one link, exactly like a script pysieved (uid = -1) left.
+    const shadow = secretFile('shadow', `root:$6$${SECRET}:19000:0:99999:7:::\n`);
+    linkSync(shadow, join(home, '.pysieved', 'notes'));
+    writeFileSync(`${shadow}.new`, 'root:$6$NEW:19001:0:99999:7:::\n', { mode: 0o600 });
+    renameSync(`${shadow}.new`, shadow);
+    expect(lstatSync(join(home, '.pysieved', 'notes'))).toMatchObject({ uid: 0, nlink: 1 });
+    const sysctl = join(dir, 'protected_hardlinks');
+    writeFileSync(sysctl, '0\n');
+    const launcher = new ProcessLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    try {
+      const r = await migrateUser(identity(), await context({ launcher, rootOwned: await rootOwnedPolicy(sysctl) }));
+      expect(r.scripts.map((s) => `${s.name}: ${s.outcome}`)).toEqual(['main: imported']);
+      expect(r.active).toEqual({ kind: 'activated', name: 'main' });
+      expect(r.problems).toEqual([
+        {
+          file: join(home, '.pysieved', 'notes'),
+          message: expect.stringMatching(/^is owned by root; not read as root: fs\.protected_hardlinks is 0: a user could have hard-linked/),
+        },
+      ]);
+    } finally {
+      await launcher.close();
+    }
+    expect(filesContaining(join(home, 'sieve'), SECRET)).toEqual([]);
+  });
+
+  it("a save in the user's own session between migrate's look and its write is kept (decided under the store's lock)", async () => {
+    pysieved({ main: '# Sieve filter\n# old pysieved rules\nkeep;\n' });
+    const NEW = '# Sieve filter\n# what the user just saved in Roundcube\ndiscard;\n';
+    const pl = new ProcessLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    try {
+      const session = await pl.open(identity());
+      // The user's PUTSCRIPT lands right after migrate found no "main".
+      let raced = false;
+      const launcher: StoreLauncher = {
+        async open(id) {
+          const s = await pl.open(id);
+          const racing: ScriptStore = {
+            list: () => s.list(),
+            checkSpace: (n, size) => s.checkSpace(n, size),
+            put: (n, c) => s.put(n, c),
+            delete: (n) => s.delete(n),
+            rename: (a, b) => s.rename(a, b),
+            setActive: (n) => s.setActive(n),
+            close: () => s.close(),
+            async get(name) {
+              try {
+                return await s.get(name);
+              } finally {
+                if (name === 'main' && !raced) {
+                  raced = true;
+                  await session.put('main', Buffer.from(NEW));
+                }
+              }
+            },
+          };
+          return racing;
+        },
+      };
+      const r = await migrateUser(identity(), await context({ launcher }));
+      expect(raced).toBe(true);
+      expect(r.scripts.map((s) => `${s.name}: ${s.outcome}`)).toEqual(['main: conflict']);
+      expect((await session.get('main')).toString()).toBe(NEW);
+      // Nothing of the attempt is left behind.
+      expect((await session.list()).map((s) => s.name)).toEqual(['main']);
+      await session.close();
+    } finally {
+      await pl.close();
+    }
+  });
+
+  it('a later run does not activate again what the user deactivated (the marker is written as the user)', async () => {
+    writeFileSync(configFile, readFileSync(configFile, 'utf8').replace('{home}/.forward', '{home}/.public/.forward'));
+    mkdirSync(join(home, '.public'));
+    chownSync(join(home, '.public'), NOBODY, NOBODY);
+    pysieved({ main: VALID }, 'main');
+    const first = await migrate('--from', 'pysieved');
+    expect(first.out).toMatch(/^nob: imported 1, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
+    const marker = join(home, 'sieve', '.migrated');
+    expect(lstatSync(marker).uid).toBe(NOBODY);
+    expect(readFileSync(marker, 'utf8')).toMatch(/^outcome: activated$/m);
+    const pl = new ProcessLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    try {
+      const session = await pl.open(identity());
+      await session.setActive('');
+      const second = await migrate('--from', 'pysieved');
+      expect(second.code).toBe(0);
+      expect(second.out).toMatch(/^nob: imported 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at [^)]*\); no active script now$/m);
+      expect((await session.list()).some((s) => s.active)).toBe(false);
+      expect(existsSync(join(home, '.public', '.forward'))).toBe(false);
+      await session.close();
+    } finally {
+      await pl.close();
+    }
   });
 });

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -278,6 +279,56 @@ describe('migrate --from pysieved', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/tsieved's active script "new" kept \(old active: "old"\)/);
     expect((await store.list()).find((s) => s.active)?.name).toBe('new');
+    // The user switches the filter off: a later run does not turn the old one on.
+    await store.setActive('');
+    const again = await migrate('--from', 'pysieved');
+    expect(again.out).toMatch(/"old" not activated again: an earlier run settled activation \(kept "new" at [^)]*\); no active script now/);
+    expect((await store.list()).some((s) => s.active)).toBe(false);
+  });
+
+  it('a later run never activates again what the user deactivated in tsieved since', async () => {
+    // HCoop: the filter is ~/.public/.forward, so pysieved's ~/.forward link stays and
+    // every run finds "main" as the old active script.
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+    addUsers('hank');
+    mkdirSync(join(homes, 'hank', '.public'));
+    pysievedUser('hank', { 'main': VALID }, 'main');
+    const first = await migrate('--from', 'pysieved');
+    expect(first.out).toMatch(/^hank: imported 1, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
+    const marker = join(homes, 'hank', 'sieve', '.migrated');
+    expect(readFileSync(marker, 'utf8')).toMatch(/^outcome: activated\nscript: "main"\nat: \d{4}-/m);
+    const store = storeFor('hank', 'sieve', '.public/.forward');
+    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`)).toEqual(['main*']);
+
+    await store.setActive(''); // the user's SETACTIVE ""
+    const filter = join(homes, 'hank', '.public', '.forward');
+    expect(existsSync(filter)).toBe(false);
+    const before = snapshot(homes);
+    const dry = await migrate('--from', 'pysieved', '--dry-run');
+    expect(dry.out).toMatch(/^hank: would import 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at \d{4}-[^)]*\); no active script now$/m);
+    const second = await migrate('--from', 'pysieved');
+    expect(second.code).toBe(0);
+    expect(second.out).toMatch(/^hank: imported 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at [^)]*\); no active script now$/m);
+    expect((await store.list()).some((s) => s.active)).toBe(false);
+    expect(existsSync(filter)).toBe(false);
+    expect(snapshot(homes)).toEqual(before);
+  });
+
+  it('records activation settled by an earlier version (no marker yet) when it finds it active', async () => {
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+    addUsers('ivy');
+    mkdirSync(join(homes, 'ivy', '.public'));
+    pysievedUser('ivy', { 'main': VALID }, 'main');
+    await migrate('--from', 'pysieved');
+    const marker = join(homes, 'ivy', 'sieve', '.migrated');
+    rmSync(marker);
+    const second = await migrate('--from', 'pysieved');
+    expect(second.out).toMatch(/active "main" \(already active\)$/m);
+    expect(readFileSync(marker, 'utf8')).toMatch(/^outcome: found active\nscript: "main"$/m);
+    await storeFor('ivy', 'sieve', '.public/.forward').setActive('');
+    const third = await migrate('--from', 'pysieved');
+    expect(third.out).toMatch(/"main" not activated again: an earlier run settled activation \(found active "main" at /);
+    expect((await storeFor('ivy', 'sieve', '.public/.forward').list()).some((s) => s.active)).toBe(false);
   });
 
   it('refuses symlinks planted in the old store and a store that is a symlink', async () => {

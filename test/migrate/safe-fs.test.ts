@@ -11,7 +11,7 @@ import { chownSync, linkSync, mkdirSync, mkdtempSync, readdirSync, renameSync, r
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dryRunFileOps, openDirBelow, readOwnedRegularFile } from '../../src/migrate/safe-fs.js';
+import { dryRunFileOps, openDirBelow, ownerProblem, readOwnedRegularFile, rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
 import { isRoot } from '../helpers/tools.js';
 
 let dir: string;
@@ -67,16 +67,19 @@ describe('readOwnedRegularFile', () => {
     expect((await readOwnedRegularFile(join(home, 'link'), 100, { follow: true })).toString()).toBe('x');
   });
 
-  it.skipIf(!isRoot())("as root, reads only the user's files and root's with one link", async () => {
+  it.skipIf(!isRoot())("as root, reads only the user's files and root's with one link (when hard links are protected)", async () => {
     const file = (name: string, uid: number): string => {
       const p = join(home, name);
       writeFileSync(p, name);
       chownSync(p, uid, uid);
       return p;
     };
-    const policy = { ownerUid: 65534 };
+    const policy = { ownerUid: 65534, rootOwned: true as const };
     expect((await readOwnedRegularFile(file('users', 65534), 100, policy)).toString()).toBe('users');
     expect((await readOwnedRegularFile(file('roots', 0), 100, policy)).toString()).toBe('roots');
+    await expect(readOwnedRegularFile(join(home, 'roots'), 100, { ownerUid: 65534, rootOwned: 'WHY' })).rejects.toMatchObject({
+      message: 'is owned by root; not read as root: WHY',
+    });
     await expect(readOwnedRegularFile(file('others', 65533), 100, policy)).rejects.toMatchObject({
       message: 'is owned by uid 65533, not by the user; not read as root',
     });
@@ -84,6 +87,30 @@ describe('readOwnedRegularFile', () => {
     await expect(readOwnedRegularFile(join(home, 'roots-link'), 100, policy)).rejects.toMatchObject({
       message: 'is owned by root and has other hard links; not read as root',
     });
+  });
+});
+
+describe('root-owned old files', () => {
+  // With fs.protected_hardlinks = 0 a user can hard-link a root 0600 file into the
+  // old store; once root replaces the original by rename (passwd does so with
+  // /etc/shadow) the link is root's with one link, like a file pysieved (uid = -1) left.
+  it('are accepted only when /proc/sys/fs/protected_hardlinks (or the file given) says 1', async () => {
+    const sysctl = join(dir, 'protected_hardlinks');
+    writeFileSync(sysctl, '1\n');
+    expect(await rootOwnedPolicy(sysctl)).toBe(true);
+    writeFileSync(sysctl, '0\n');
+    const off = await rootOwnedPolicy(sysctl);
+    expect(off).toMatch(/fs\.protected_hardlinks is 0: a user could have hard-linked a file of root's/);
+    const missing = await rootOwnedPolicy(join(dir, 'absent'));
+    expect(missing).toMatch(/cannot be read .*root-owned files are not read/);
+    const single = { uid: 0, nlink: 1 };
+    expect(ownerProblem(single, { ownerUid: 65534, rootOwned: true })).toBeUndefined();
+    expect(ownerProblem(single, { ownerUid: 65534, rootOwned: off })).toBe(`is owned by root; not read as root: ${off as string}`);
+    // Not told: refused.
+    expect(ownerProblem(single, { ownerUid: 65534 })).toMatch(/^is owned by root; not read as root/);
+    // The user's own files and an unrestricted policy are unaffected.
+    expect(ownerProblem({ uid: 65534, nlink: 1 }, { ownerUid: 65534, rootOwned: off })).toBeUndefined();
+    expect(ownerProblem(single, {})).toBeUndefined();
   });
 });
 
