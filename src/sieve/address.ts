@@ -62,24 +62,36 @@ function angleOpen(t: string): number {
 }
 
 /**
+ * Exim's address parser skips ASCII white space only (String.prototype.trim would
+ * also drop U+00A0 and the like, which Exim keeps: as part of the local part at
+ * the start, and as "may not follow" garbage at the end).
+ */
+function asciiTrim(s: string): string {
+  return s.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, '');
+}
+
+/**
  * Why `s` is not an RFC 5322 mailbox (addr-spec, or display name followed by
  * `<addr-spec>`), or undefined.
  */
 export function headerMailboxProblem(s: string): string | undefined {
-  const t = s.trim();
+  // Exim writes the value into the reply's From: header as it is; a line break
+  // would end the headers there (To and Subject would become body).
+  if (/[\r\n]/.test(s)) return 'line breaks are not allowed in an address';
+  const t = asciiTrim(s);
   if (t.length === 0) return 'empty address';
   const open = t.endsWith('>') ? angleOpen(t) : -1;
   if (open < 0) {
     if (/^[^"]*\(/.test(t)) return 'comments "(...)" are not supported; write a display name: "Name <user@example.org>"';
     return mailboxProblem(t);
   }
-  const display = t.slice(0, open).trim();
+  const display = asciiTrim(t.slice(0, open));
   if (display !== '' && !DISPLAY_NAME.test(display)) {
     // Exim's parser refuses specials such as "]" or "," outside quotes
     // (verified with exim4 -bf).
     return 'invalid display name (put it in double quotes)';
   }
-  const addr = t.slice(open + 1, -1).trim();
+  const addr = asciiTrim(t.slice(open + 1, -1));
   if (addr.startsWith('@')) return 'source routes ("<@host:user@example.org>") are not supported';
   const p = mailboxProblem(addr);
   if (p !== undefined) return p;

@@ -352,6 +352,18 @@ warn('vacation addresses not address', 'require "vacation";\nvacation :addresses
 bad('vacation handle', 'require "vacation";\nvacation :handle "h1" "away";\n', 2, ':handle is not supported', { stricter: 'Exim 4.96 writes :handle over :from' });
 bad('vacation from invalid', 'require "vacation";\nvacation :from "not an address" "away";\n', 2, ':from must be a mail address');
 bad('vacation from empty', 'require "vacation";\nvacation :from "" "away";\n', 2, ':from must be a mail address');
+bad('vacation from with trailing no-break space', 'require "vacation";\nvacation :from "bob@example.org\u00a0" "away";\n', 2, 'invalid domain');
+bad('vacation from with trailing ideographic space in angles', 'require "vacation";\nvacation :from "Bob <bob@example.org\u3000>" "away";\n', 2, 'invalid domain');
+bad('vacation from with leading no-break space', 'require "vacation";\nvacation :from "\u00a0bob@example.org" "away";\n', 2, 'invalid local part', {
+  stricter: 'Exim keeps the U+00A0 as part of the local part, so the reply would come from another address than the one written',
+});
+bad('vacation from with a line break', 'require "vacation";\nvacation :from "Bob\n<bob@example.org>" "away";\n', 2, 'line breaks are not allowed', {
+  stricter: 'Exim writes :from into the reply\'s From: header as it is; the line break would end the headers there',
+});
+bad('vacation from ending in a line break', 'require "vacation";\nvacation :from "bob@example.org\n" "away";\n', 2, 'line breaks are not allowed', {
+  stricter: 'Exim writes :from into the reply\'s From: header as it is; the line break would end the headers there',
+});
+ok('encoded characters: many unclosed ${hex: stay literal', `require "encoded-character";\nif header :is "subject" "${'${hex:'.repeat(20_000)}" { keep; }\n`);
 bad('vacation mime 8-bit', 'require "vacation";\nvacation :mime "Grüße";\n', 2, '7-bit');
 bad('vacation no reason', 'require "vacation";\nvacation :days 3;\n', 2, 'expects 1 argument');
 bad('vacation seconds', 'require "vacation";\nvacation :seconds 60 "away";\n', 2, 'unknown tag ":seconds"');
