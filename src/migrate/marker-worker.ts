@@ -13,17 +13,12 @@
 import { createRootLogger, type Logger } from '../log/logger.js';
 import { fileStoreOptionsFor } from '../storage/launcher.js';
 import { StorageError } from '../storage/types.js';
-import { encodeFrame, FrameDecoder, FrameError, parseRequest, type Request } from '../storage/worker/protocol.js';
+import type { Request } from '../storage/worker/protocol.js';
+import { errorHeader, send, serveRequests } from '../storage/worker/serve.js';
 import { localMarker, MARKER_FILE, type Marker } from './marker.js';
 
 let marker: Marker | undefined;
 let log: Logger = createRootLogger('info');
-let queue: Promise<void> = Promise.resolve();
-let ending = false;
-
-function send(header: object, payload?: Buffer): void {
-  process.stdout.write(encodeFrame(header, payload));
-}
 
 function only(name: string): void {
   if (name !== MARKER_FILE) throw new StorageError('io', `the migration marker worker handles ${MARKER_FILE} only`);
@@ -56,50 +51,8 @@ async function handle(req: Request, payload: Buffer): Promise<void> {
     }
     throw new StorageError('io', `the migration marker worker does not do ${req.op}`);
   } catch (err) {
-    if (err instanceof StorageError) {
-      send({ id: req.id, ok: false, error: { kind: err.kind, message: err.message } });
-    } else {
-      log.error({ err }, 'unexpected error in the migration marker worker');
-      send({ id: req.id, ok: false, error: { kind: 'io', message: 'internal error in the migration marker worker' } });
-    }
+    send(errorHeader(req.id, err, log, 'the migration marker worker'));
   }
 }
 
-async function end(code: number): Promise<void> {
-  if (ending) return;
-  ending = true;
-  await queue.catch(() => undefined);
-  log.flush?.();
-  process.exitCode = code;
-  process.stdout.end(() => process.exit(code));
-}
-
-function main(): void {
-  const decoder = new FrameDecoder();
-  process.stdin.on('data', (chunk: Buffer) => {
-    let frames;
-    try {
-      frames = decoder.push(chunk);
-    } catch (err) {
-      log.error({ err: err instanceof FrameError ? err.message : err }, 'malformed request stream; exiting');
-      void end(3);
-      return;
-    }
-    for (const frame of frames) {
-      const req = parseRequest(frame.header);
-      if (!req) {
-        log.error('malformed request; exiting');
-        void end(3);
-        return;
-      }
-      queue = queue.then(() => handle(req, frame.payload));
-    }
-  });
-  process.stdin.on('end', () => void end(0));
-  process.stdin.on('error', () => void end(0));
-  process.stdout.on('error', () => void end(0));
-  process.on('SIGTERM', () => void end(0));
-  process.on('SIGHUP', () => void end(0));
-}
-
-main();
+serveRequests({ handle, log: () => log });

@@ -16,7 +16,8 @@ import { fileStoreOptionsFor } from '../launcher.js';
 import { FileStore } from '../file-store.js';
 import { StorageError, type ScriptStore } from '../types.js';
 import type { SieveProfile } from '../../sieve/index.js';
-import { encodeFrame, FrameDecoder, FrameError, parseRequest, type Request, type WorkerInfo } from './protocol.js';
+import type { Request, WorkerInfo } from './protocol.js';
+import { errorHeader, send, serveRequests } from './serve.js';
 
 /** Environment names the worker always has; anything else came from PAM (KRB5CCNAME). */
 const BASE_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'PWD', 'SHLVL', '_']);
@@ -24,18 +25,6 @@ const BASE_ENV = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'PWD', 'SHL
 let store: ScriptStore | undefined;
 let profile: SieveProfile | undefined;
 let log: Logger = createRootLogger('info');
-let queue: Promise<void> = Promise.resolve();
-let ending = false;
-
-function send(header: object, payload?: Buffer): void {
-  process.stdout.write(encodeFrame(header, payload));
-}
-
-function errorHeader(id: number, err: unknown): object {
-  if (err instanceof StorageError) return { id, ok: false, error: { kind: err.kind, message: err.message } };
-  log.error({ err }, 'unexpected error in storage worker');
-  return { id, ok: false, error: { kind: 'io', message: 'internal error in storage worker' } };
-}
 
 function whoami(): WorkerInfo {
   return {
@@ -99,53 +88,8 @@ async function handle(req: Request, payload: Buffer): Promise<void> {
     }
     send({ id: req.id, ok: true, result: null });
   } catch (err) {
-    send(errorHeader(req.id, err));
+    send(errorHeader(req.id, err, log, 'storage worker'));
   }
 }
 
-async function end(code: number): Promise<void> {
-  if (ending) return;
-  ending = true;
-  await queue.catch(() => undefined);
-  try {
-    await store?.close();
-  } catch (err) {
-    log.warn({ err }, 'closing the store failed');
-  }
-  log.flush?.();
-  process.exitCode = code;
-  // stdout may still hold a response; let it drain, then leave.
-  process.stdout.end(() => process.exit(code));
-}
-
-function main(): void {
-  const decoder = new FrameDecoder();
-  process.stdin.on('data', (chunk: Buffer) => {
-    let frames;
-    try {
-      frames = decoder.push(chunk);
-    } catch (err) {
-      log.error({ err: err instanceof FrameError ? err.message : err }, 'malformed request stream; exiting');
-      void end(3);
-      return;
-    }
-    for (const frame of frames) {
-      const req = parseRequest(frame.header);
-      if (!req) {
-        log.error('malformed request; exiting');
-        void end(3);
-        return;
-      }
-      queue = queue.then(() => handle(req, frame.payload));
-    }
-  });
-  // The server closing our stdin is how a session ends (LOGOUT, disconnect, idle, shutdown).
-  process.stdin.on('end', () => void end(0));
-  process.stdin.on('error', () => void end(0));
-  process.stdout.on('error', () => void end(0));
-  // SIGTERM from the PAM helper or the launcher: finish the current request, then go.
-  process.on('SIGTERM', () => void end(0));
-  process.on('SIGHUP', () => void end(0));
-}
-
-main();
+serveRequests({ handle, cleanup: async () => store?.close(), log: () => log });
