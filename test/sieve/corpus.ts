@@ -96,6 +96,7 @@ bad('elsif without if', 'elsif true { keep; }\n', 1, 'elsif without a preceding 
 bad('else without if', 'keep;\nelse { keep; }\n', 2, 'else without a preceding if');
 bad('else with test', 'if true { keep; } else true { keep; }\n', 1, 'else takes no test', { column: 24 });
 bad('unclosed block', 'if true {\n keep;\n', 3, 'missing "}"');
+bad('unclosed inner block names where it opened', 'if true {\n  if false {\n    keep;\n  }\n  if true {\n    discard;\n', 7, 'the block opened on line 5 is not closed');
 bad('extra closing brace', 'keep;\n}\n', 2, 'syntax error');
 bad('stray semicolon', 'keep;;\n', 1, 'syntax error');
 bad('code after stop', 'stop;\nkeep;\n', 2, 'after "stop"', { stricter: STOP });
