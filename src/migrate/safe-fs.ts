@@ -25,7 +25,7 @@
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { relative, join } from 'node:path';
-import type { FileOps, FileStat } from '../storage/file-ops.js';
+import { MAX_READ_BYTES, readRegularFile, type FileOps, type FileStat } from '../storage/file-ops.js';
 
 /** Whether root-owned files with one link may be read for a user: true, or why not. */
 export type RootOwnedPolicy = true | string;
@@ -94,18 +94,20 @@ export const TOO_LARGE = Symbol('too-large');
 
 /** A regular file's bytes under `policy`, or TOO_LARGE past `maxBytes`. */
 export async function readOwnedRegularFile(path: string, maxBytes: number, policy: ReadPolicy): Promise<Buffer | typeof TOO_LARGE> {
-  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (policy.follow ? 0 : constants.O_NOFOLLOW);
-  const handle = await fsp.open(path, flags);
   try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw refused('is not a regular file', 'ENOTREGULAR');
-    const owner = ownerProblem(st, policy);
-    if (owner !== undefined) throw refused(owner, 'EFOREIGN');
-    if (st.size > maxBytes) return TOO_LARGE;
-    const buf = await handle.readFile();
-    return buf.length > maxBytes ? TOO_LARGE : buf;
-  } finally {
-    await handle.close().catch(() => undefined);
+    return await readRegularFile(path, {
+      maxBytes,
+      noFollow: !policy.follow,
+      check: (st) => {
+        const owner = ownerProblem(st, policy);
+        return owner === undefined ? undefined : refused(owner, 'EFOREIGN');
+      },
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ETOOLARGE') return TOO_LARGE;
+    if (code === 'ENOTREGULAR') throw refused('is not a regular file', 'ENOTREGULAR');
+    throw err;
   }
 }
 
@@ -198,9 +200,6 @@ export async function openDirBelow(home: string, path: string): Promise<SafeDir>
   };
 }
 
-/** Larger than any script or filter tsieved writes. */
-const MAX_READ_BYTES = 64 * 1024 * 1024;
-
 function readOnly(): Promise<never> {
   return Promise.reject(Object.assign(new Error('dry run: nothing is changed'), { code: 'EROFS' }));
 }
@@ -235,7 +234,6 @@ export function dryRunFileOps(policy: ReadPolicy, dir?: SafeDir): FileOps {
     unlink: readOnly,
     mkdir: readOnly,
     rmdir: readOnly,
-    utimes: readOnly,
     syncDir: readOnly,
   };
 }

@@ -40,8 +40,6 @@ export interface FileOps {
   unlink(path: string): Promise<void>;
   mkdir(path: string, mode: number): Promise<void>;
   rmdir(path: string): Promise<void>;
-  /** Touches a file or directory (lock refresh). */
-  utimes(path: string, time: Date): Promise<void>;
   /** fsync of a directory so a rename is durable; may be unsupported (then a no-op). */
   syncDir(path: string): Promise<void>;
 }
@@ -67,21 +65,38 @@ class NodeWritableFile implements WritableFile {
 }
 
 /** Larger than any script or filter we write; a bigger file is not one of ours. */
-const MAX_READ_BYTES = 64 * 1024 * 1024;
+export const MAX_READ_BYTES = 64 * 1024 * 1024;
+
+export interface RegularReadOptions {
+  /** Refused (code ETOOLARGE) past this size; default MAX_READ_BYTES. */
+  readonly maxBytes?: number;
+  /** O_NOFOLLOW: a symbolic link is refused (ELOOP). */
+  readonly noFollow?: boolean;
+  /** A further check on the open file's fstat; an error it returns is thrown. */
+  readonly check?: (st: { readonly uid: number; readonly nlink: number }) => Error | undefined;
+}
 
 /**
  * Reads a regular file whole. O_NONBLOCK, then fstat: a FIFO or device put where a
  * script or the filter belongs (`mkfifo ~/sieve/x.sieve`) is refused at once
- * instead of blocking one of libuv's few I/O threads forever, which would stall
- * every other session's file operations.
+ * (code ENOTREGULAR) instead of blocking one of libuv's few I/O threads forever,
+ * which would stall every other session's file operations. Checks are made on the
+ * open descriptor, so a file swapped in between is still caught.
  */
-async function readRegularFile(path: string): Promise<Buffer> {
-  const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+export async function readRegularFile(path: string, options: RegularReadOptions = {}): Promise<Buffer> {
+  const maxBytes = options.maxBytes ?? MAX_READ_BYTES;
+  const tooLarge = (size: number): Error =>
+    Object.assign(new Error(`${path} is too large (${size} bytes)`), { code: 'ETOOLARGE', path });
+  const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NONBLOCK | (options.noFollow ? constants.O_NOFOLLOW : 0));
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });
-    if (st.size > MAX_READ_BYTES) throw Object.assign(new Error(`${path} is too large (${st.size} bytes)`), { code: 'ETOOLARGE', path });
-    return await handle.readFile();
+    const refusal = options.check?.(st);
+    if (refusal !== undefined) throw refusal;
+    if (st.size > maxBytes) throw tooLarge(st.size);
+    const buf = await handle.readFile();
+    if (buf.length > maxBytes) throw tooLarge(buf.length); // grew while we read
+    return buf;
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -92,7 +107,7 @@ export const nodeFileOps: FileOps = {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     return new NodeWritableFile(await fsp.open(path, flags, mode));
   },
-  readFile: readRegularFile,
+  readFile: (path) => readRegularFile(path),
   readdir: (path) => fsp.readdir(path),
   stat: (path) => fsp.stat(path),
   lstat: (path) => fsp.lstat(path),
@@ -102,7 +117,6 @@ export const nodeFileOps: FileOps = {
     await fsp.mkdir(path, { mode });
   },
   rmdir: (path) => fsp.rmdir(path),
-  utimes: (path, time) => fsp.utimes(path, time, time),
   async syncDir(path) {
     let handle: fsp.FileHandle | undefined;
     try {

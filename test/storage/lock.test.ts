@@ -24,7 +24,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  */
 const stalledOps: FileOps = {
   ...nodeFileOps,
-  utimes: async () => undefined,
   createExclusive: (path, mode) =>
     /\/\.lock\/beat\.[^/]*$/.test(path) ? Promise.reject(errnoError('EIO', 'open')) : nodeFileOps.createExclusive(path, mode),
 };
