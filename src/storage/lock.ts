@@ -271,7 +271,6 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
   };
 }
 
-/** Empties and removes a lock directory moved aside. Best effort. */
 /**
  * Breaks a lock judged stale, touching only what was judged: the owner files seen
  * before the age was read. Unlinking one of them is the step only one breaker can
@@ -279,7 +278,8 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
  * removes a lock someone took after the judgement, which renaming the directory
  * by its path could. Then the stale owner's beats go, and the directory, which
  * nobody else can have entered (mkdir fails while it exists). A directory with no
- * owner file (its creator died before writing one) is removed only when empty.
+ * owner file (its creator died before writing one) loses its beats and is removed
+ * only if nothing else is left in it.
  */
 async function breakStale(ops: FileOps, lockDir: string, owners: readonly string[]): Promise<void> {
   for (const owner of owners) {
