@@ -46,6 +46,7 @@ import type { StoreLauncher } from '../../src/storage/launcher.js';
 import type { ScriptStore } from '../../src/storage/types.js';
 import { ProcessLauncher, workerCommand } from '../../src/storage/worker/process-launcher.js';
 import { requireRoot } from '../helpers/tools.js';
+import { writeMigrateConfig } from './config.js';
 
 const NOBODY = 65534;
 /** A uid that is neither the user's nor root's (no account needed for a file's owner). */
@@ -110,22 +111,7 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, NOBODY, NOBODY);
     writeFileSync(join(dir, 'userdb'), `nob\tuid=${NOBODY}|gid=${NOBODY}|home=${home}|systempw={SHA256}x\n`);
-    configFile = join(dir, 'tsieved.toml');
-    writeFileSync(
-      configFile,
-      [
-        '[auth]',
-        'backend = "userdb"',
-        `userdb = "${join(dir, 'userdb')}"`,
-        '[storage]',
-        'scripts_dir = "{home}/sieve"',
-        'filter_path = "{home}/.forward"',
-        `roots = ["${homes}"]`,
-        '[sieve]',
-        'capabilities = ["fileinto"]',
-        '',
-      ].join('\n'),
-    );
+    configFile = writeMigrateConfig(dir, homes, { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' }, ['fileinto']);
   });
 
   afterEach(() => {

@@ -32,6 +32,7 @@ import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter } from '../../src/storage/filter-file.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { requireRoot } from '../helpers/tools.js';
+import { writeMigrateConfig } from './config.js';
 
 class Capture extends Writable {
   text = '';
@@ -52,22 +53,7 @@ let homes: string;
 let configFile: string;
 
 function writeConfig(storage: { scripts_dir: string; filter_path: string }): void {
-  configFile = join(dir, 'tsieved.toml');
-  writeFileSync(
-    configFile,
-    [
-      '[auth]',
-      'backend = "userdb"',
-      `userdb = "${join(dir, 'userdb')}"`,
-      '[storage]',
-      `scripts_dir = "${storage.scripts_dir}"`,
-      `filter_path = "${storage.filter_path}"`,
-      `roots = ["${homes}"]`,
-      '[sieve]',
-      `capabilities = ${JSON.stringify(CAPS)}`,
-      '',
-    ].join('\n'),
-  );
+  configFile = writeMigrateConfig(dir, homes, storage, CAPS);
 }
 
 function addUsers(...users: string[]): void {
