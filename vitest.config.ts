@@ -8,6 +8,10 @@ export default defineConfig({
     // Integration suites start real daemons (Exim, slapd, tsieved itself); keep the
     // 2-core CI machine from running too many at once.
     maxWorkers: 2,
+    // Spies, stubbed globals and environment variables never outlive the test that made them.
+    restoreMocks: true,
+    unstubGlobals: true,
+    unstubEnvs: true,
     reporters: ['default', ['json', { outputFile: 'test-results/results.json' }]],
   },
 });
