@@ -1,5 +1,6 @@
 /**
- * Turning raw argument bytes into the values commands work with.
+ * Turning raw argument bytes into the values commands work with. Their shape
+ * (string or number) is already typed from each command's declared signature.
  *
  * Must not know: what the values are used for.
  */
@@ -14,15 +15,4 @@ export function decodeName(value: Buffer): string {
   } catch {
     throw ProtocolError.recoverable('Script name is not valid UTF-8');
   }
-}
-
-/** For arguments dispatch has already checked to be strings. */
-export function str(value: unknown): Buffer {
-  if (!Buffer.isBuffer(value)) throw new TypeError('argument is not a string');
-  return value;
-}
-
-export function num(value: unknown): number {
-  if (typeof value !== 'number') throw new TypeError('argument is not a number');
-  return value;
 }

@@ -12,8 +12,7 @@ import { createExchange, mechanismNames } from '../sasl/index.js';
 import type { SaslStep } from '../sasl/index.js';
 import { bye, encodeLiteral, no, ok, type Response } from '../protocol/response.js';
 import type { Token } from '../protocol/tokens.js';
-import { str } from './args.js';
-import { NOT_AUTHENTICATED, type Command, type CommandContext, type CommandResult } from './command.js';
+import { NOT_AUTHENTICATED, defineCommand, type CommandContext, type CommandResult } from './command.js';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -23,7 +22,7 @@ function decodeBase64(value: Buffer): Buffer | undefined {
   return Buffer.from(text, 'base64');
 }
 
-export const authenticate: Command = {
+export const authenticate = defineCommand({
   name: 'AUTHENTICATE',
   states: NOT_AUTHENTICATED,
   args: [
@@ -32,7 +31,7 @@ export const authenticate: Command = {
   ],
   async run(ctx, [mechArg, initialArg]) {
     const { session, services } = ctx;
-    const mechanism = str(mechArg).toString('latin1').toUpperCase();
+    const mechanism = mechArg.toString('latin1').toUpperCase();
     if (!session.authenticationAllowed) {
       // RFC 5804 section 2.1 / 5: ENCRYPT-NEEDED, the same for every user.
       return { response: no('Authentication requires TLS; use STARTTLS first', 'ENCRYPT-NEEDED') };
@@ -97,7 +96,7 @@ export const authenticate: Command = {
     const response: Response = step.serverFinal ? ok({ sasl: step.serverFinal.toString('base64') }) : ok();
     return { response };
   },
-};
+});
 
 function isCancel(token: Token): boolean {
   return token.type === 'atom' ? token.value === '*' : token.value.length === 1 && token.value[0] === 0x2a;

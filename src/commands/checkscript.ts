@@ -3,18 +3,17 @@
  * nothing and MUST NOT check quota. Thunderbird calls it while the user types.
  */
 import { ok } from '../protocol/response.js';
-import { str } from './args.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 import { checkScript } from './check-script.js';
 import { diagnosticsToResponse } from './to-response.js';
 
-export const checkscript: Command = {
+export const checkscript = defineCommand({
   name: 'CHECKSCRIPT',
   states: AUTHENTICATED,
   args: [{ name: 'script', kind: 'string' }],
   async run(ctx, [script]) {
     const { checker, config } = ctx.services;
-    const diagnostics = await checkScript(ctx, str(script));
+    const diagnostics = await checkScript(ctx, script);
     return { response: diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors) ?? ok() };
   },
-};
+});

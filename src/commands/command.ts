@@ -47,11 +47,36 @@ export interface CommandResult {
   readonly then?: 'starttls' | 'close';
 }
 
-export interface Command {
+/** The value dispatch hands over for one declared argument. */
+type ArgValueOf<Spec extends ArgSpec> =
+  | (Spec['kind'] extends 'string' ? Buffer : number)
+  | (Spec['optional'] extends true ? undefined : never);
+
+/** The argument tuple a command's `run` receives, derived from its declared signature. */
+export type ArgsOf<Specs extends readonly ArgSpec[]> = {
+  readonly [K in keyof Specs]: Specs[K] extends ArgSpec ? ArgValueOf<Specs[K]> : never;
+};
+
+export interface Command<Specs extends readonly ArgSpec[] = readonly ArgSpec[]> {
   readonly name: string;
   readonly states: readonly SessionState[];
-  readonly args: readonly ArgSpec[];
-  run(ctx: CommandContext, args: ArgValue[]): Promise<CommandResult>;
+  readonly args: Specs;
+  run(ctx: CommandContext, args: ArgsOf<Specs>): Promise<CommandResult>;
+}
+
+/** A command as the registry keeps it: dispatch has checked the arguments against `args`. */
+export type RegisteredCommand = Omit<Command, 'run'> & {
+  run(ctx: CommandContext, args: readonly ArgValue[]): Promise<CommandResult>;
+};
+
+/**
+ * Declares a command whose `run` sees its arguments typed from `args` (a quoted
+ * string or literal is a Buffer, a number a number, an optional one may be
+ * undefined). The one cast below is sound because dispatch (parseArgs) produces
+ * exactly those values before calling `run`.
+ */
+export function defineCommand<const Specs extends readonly ArgSpec[]>(command: Command<Specs>): RegisteredCommand {
+  return command as unknown as RegisteredCommand;
 }
 
 export const ANY_STATE: readonly SessionState[] = ['non-authenticated', 'authenticated'];

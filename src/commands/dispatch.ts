@@ -8,7 +8,7 @@
 import { ProtocolError } from '../protocol/errors.js';
 import { no } from '../protocol/response.js';
 import type { Token } from '../protocol/tokens.js';
-import type { ArgValue, Command, CommandContext, CommandResult } from './command.js';
+import type { ArgValue, CommandContext, CommandResult, RegisteredCommand } from './command.js';
 import { COMMANDS } from './registry.js';
 import { failureToResponse } from './to-response.js';
 
@@ -60,7 +60,7 @@ function frameErrorResponse(name: string, error: ProtocolError) {
   return failureToResponse(error).response;
 }
 
-function parseArgs(command: Command, tokens: Token[]): ArgValue[] | string {
+function parseArgs(command: RegisteredCommand, tokens: Token[]): ArgValue[] | string {
   const values: ArgValue[] = [];
   const required = command.args.filter((a) => !a.optional).length;
   if (tokens.length < required) return 'missing arguments';

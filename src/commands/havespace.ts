@@ -3,11 +3,11 @@
  * succeed? Replacing an existing script does not count as a new one.
  */
 import { ok } from '../protocol/response.js';
-import { decodeName, num, str } from './args.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { decodeName } from './args.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
 
-export const havespace: Command = {
+export const havespace = defineCommand({
   name: 'HAVESPACE',
   states: AUTHENTICATED,
   args: [
@@ -15,7 +15,7 @@ export const havespace: Command = {
     { name: 'size', kind: 'number' },
   ],
   async run(ctx, [name, size]) {
-    await storeOf(ctx).checkSpace(decodeName(str(name)), num(size));
+    await storeOf(ctx).checkSpace(decodeName(name), size);
     return { response: ok() };
   },
-};
+});

@@ -4,10 +4,10 @@
  * silently drop literal names.
  */
 import { encodeQuoted, ok } from '../protocol/response.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
 
-export const listscripts: Command = {
+export const listscripts = defineCommand({
   name: 'LISTSCRIPTS',
   states: AUTHENTICATED,
   args: [],
@@ -18,4 +18,4 @@ export const listscripts: Command = {
     );
     return { data: Buffer.concat(lines), response: ok() };
   },
-};
+});

@@ -3,13 +3,13 @@
  * and others fail on it), then the connection closes and later input is ignored.
  */
 import { ok } from '../protocol/response.js';
-import { ANY_STATE, type Command } from './command.js';
+import { ANY_STATE, defineCommand } from './command.js';
 
-export const logout: Command = {
+export const logout = defineCommand({
   name: 'LOGOUT',
   states: ANY_STATE,
   args: [],
   async run() {
     return { response: ok(), then: 'close' };
   },
-};
+});

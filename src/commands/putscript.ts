@@ -4,13 +4,13 @@
  * never changes the stored script. Zero-length scripts are refused (SHOULD).
  */
 import { no, ok } from '../protocol/response.js';
-import { decodeName, str } from './args.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { decodeName } from './args.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
 import { checkScript } from './check-script.js';
 import { diagnosticsToResponse } from './to-response.js';
 
-export const putscript: Command = {
+export const putscript = defineCommand({
   name: 'PUTSCRIPT',
   states: AUTHENTICATED,
   args: [
@@ -18,8 +18,8 @@ export const putscript: Command = {
     { name: 'script', kind: 'string' },
   ],
   async run(ctx, [nameArg, scriptArg]) {
-    const name = decodeName(str(nameArg));
-    const script = str(scriptArg);
+    const name = decodeName(nameArg);
+    const script = scriptArg;
     const store = storeOf(ctx);
     if (script.length === 0) return { response: no('Empty scripts are not stored (RFC 5804 section 2.6)') };
     // Quota first: a script that cannot be stored need not be compiled.
@@ -31,4 +31,4 @@ export const putscript: Command = {
     await store.put(name, script);
     return { response: verdict ?? ok() };
   },
-};
+});

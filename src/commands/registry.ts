@@ -2,7 +2,7 @@
 import { authenticate } from './authenticate.js';
 import { capability } from './capability.js';
 import { checkscript } from './checkscript.js';
-import type { Command } from './command.js';
+import type { RegisteredCommand } from './command.js';
 import { deletescript } from './deletescript.js';
 import { getscript } from './getscript.js';
 import { havespace } from './havespace.js';
@@ -15,7 +15,7 @@ import { setactive } from './setactive.js';
 import { starttls } from './starttls.js';
 import { unauthenticate } from './unauthenticate.js';
 
-export const COMMANDS: ReadonlyMap<string, Command> = new Map(
+export const COMMANDS: ReadonlyMap<string, RegisteredCommand> = new Map(
   [
     authenticate,
     capability,

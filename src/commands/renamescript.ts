@@ -3,11 +3,11 @@
  * active script stays active under its new name.
  */
 import { ok } from '../protocol/response.js';
-import { decodeName, str } from './args.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { decodeName } from './args.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
 
-export const renamescript: Command = {
+export const renamescript = defineCommand({
   name: 'RENAMESCRIPT',
   states: AUTHENTICATED,
   args: [
@@ -15,7 +15,7 @@ export const renamescript: Command = {
     { name: 'new name', kind: 'string' },
   ],
   async run(ctx, [oldName, newName]) {
-    await storeOf(ctx).rename(decodeName(str(oldName)), decodeName(str(newName)));
+    await storeOf(ctx).rename(decodeName(oldName), decodeName(newName));
     return { response: ok() };
   },
-};
+});

@@ -3,16 +3,16 @@
  * named script; "" deactivates (OK even when nothing was active).
  */
 import { ok } from '../protocol/response.js';
-import { decodeName, str } from './args.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { decodeName } from './args.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
 
-export const setactive: Command = {
+export const setactive = defineCommand({
   name: 'SETACTIVE',
   states: AUTHENTICATED,
   args: [{ name: 'name', kind: 'string' }],
   async run(ctx, [name]) {
-    await storeOf(ctx).setActive(decodeName(str(name)));
+    await storeOf(ctx).setActive(decodeName(name));
     return { response: ok() };
   },
-};
+});

@@ -3,9 +3,9 @@
  * really works. The connection does the handshake and pushes the new capabilities.
  */
 import { no, ok } from '../protocol/response.js';
-import { NOT_AUTHENTICATED, type Command } from './command.js';
+import { NOT_AUTHENTICATED, defineCommand } from './command.js';
 
-export const starttls: Command = {
+export const starttls = defineCommand({
   name: 'STARTTLS',
   states: NOT_AUTHENTICATED,
   args: [],
@@ -14,4 +14,4 @@ export const starttls: Command = {
     if (!ctx.services.tls) return { response: no('TLS is not available on this server') };
     return { response: ok(), then: 'starttls' };
   },
-};
+});

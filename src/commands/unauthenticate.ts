@@ -3,9 +3,9 @@
  * keeping TLS; the user's store (and worker) is released.
  */
 import { ok } from '../protocol/response.js';
-import { AUTHENTICATED, type Command } from './command.js';
+import { AUTHENTICATED, defineCommand } from './command.js';
 
-export const unauthenticate: Command = {
+export const unauthenticate = defineCommand({
   name: 'UNAUTHENTICATE',
   states: AUTHENTICATED,
   args: [],
@@ -13,4 +13,4 @@ export const unauthenticate: Command = {
     await ctx.session.logout();
     return { response: ok() };
   },
-};
+});

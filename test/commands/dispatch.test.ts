@@ -2,10 +2,10 @@
 // mapping of a failing command, without a socket or a spawned server.
 import { describe, expect, it } from 'vitest';
 import { dispatch } from '../../src/commands/dispatch.js';
-import type { CommandContext } from '../../src/commands/command.js';
+import { ANY_STATE, defineCommand, type CommandContext } from '../../src/commands/command.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
-import { encodeResponse } from '../../src/protocol/response.js';
+import { encodeResponse, no } from '../../src/protocol/response.js';
 import type { Token } from '../../src/protocol/tokens.js';
 import type { SessionState } from '../../src/session/session.js';
 import { StorageError, type ScriptStore } from '../../src/storage/types.js';
@@ -95,5 +95,28 @@ describe('dispatch', () => {
     const check = await dispatch(context('authenticated'), [atom('CHECKSCRIPT')], tooBig);
     expect(wire(check)).toBe('NO "Script too large"\r\n');
     expect(put.bad || check.bad).toBe(false);
+  });
+});
+
+describe('defineCommand', () => {
+  it('types each argument from the declared signature (checked by tsc)', async () => {
+    const echo = defineCommand({
+      name: 'ECHO',
+      states: ANY_STATE,
+      args: [
+        { name: 'text', kind: 'string' },
+        { name: 'count', kind: 'number', optional: true },
+      ],
+      async run(_ctx, [text, count]) {
+        const bytes: Buffer = text;
+        // @ts-expect-error an optional argument may be undefined
+        const n: number = count;
+        // @ts-expect-error a string argument is a Buffer, not a number
+        const wrong: number = text;
+        return { response: no(`${bytes.toString('latin1')} ${n ?? 0} ${typeof wrong}`) };
+      },
+    });
+    const result = await echo.run(context('non-authenticated'), [Buffer.from('hi'), 2]);
+    expect(encodeResponse(result.response).toString('latin1')).toBe('NO "hi 2 object"\r\n');
   });
 });
