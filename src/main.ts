@@ -13,10 +13,10 @@ import type { Logger } from './log/logger.js';
 import { mechanismNames } from './sasl/index.js';
 import { ConnectionManager, listenerSpecs, type ListenerSpec } from './server/listener.js';
 import { loadTlsContext } from './server/tls.js';
-import type { ScriptChecker, ServerServices, StoreOpener } from './session/services.js';
+import type { ScriptChecker, ServerServices } from './session/services.js';
 import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
 import { checkStorageTemplates } from './storage/paths.js';
-import { InProcessLauncher, runningAsRoot } from './storage/launcher.js';
+import { InProcessLauncher, runningAsRoot, type StoreLauncher } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
 import { PasswdFileBackend } from './auth/passwd-file.js';
 import { LdapBackend } from './auth/ldap.js';
@@ -26,12 +26,17 @@ import { assertProcessIsolationUsable } from './storage/worker/privileges.js';
 import { ProcessLauncher } from './storage/worker/process-launcher.js';
 import { pamWorkerCommand, tokenCommandProblems } from './storage/worker/token-command.js';
 
-export const VERSION: string = (() => {
+/**
+ * The package's version, for the IMPLEMENTATION capability and --version. An
+ * unreadable package.json is a broken installation: say so (VERSION_PROBLEM is
+ * logged at start-up) rather than pose as some real version.
+ */
+export const { version: VERSION, problem: VERSION_PROBLEM } = ((): { version: string; problem?: string } => {
+  const path = fileURLToPath(new URL('../package.json', import.meta.url));
   try {
-    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string };
-    return pkg.version;
-  } catch {
-    return '0.0.0';
+    return { version: (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version };
+  } catch (err) {
+    return { version: 'unknown', problem: `cannot read the version from ${path}: ${(err as Error).message}` };
   }
 })();
 
@@ -53,7 +58,7 @@ export interface RunningServer {
 interface Built {
   readonly services: ServerServices;
   readonly validator: Validator;
-  readonly stores: StoreOpener & { close?(): Promise<void> };
+  readonly stores: StoreLauncher;
 }
 
 function allListenerSpecs(config: Config): ListenerSpec[] {
@@ -107,6 +112,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
     check: (script) => validator.validate(script),
     format: (diagnostics, max) => formatDiagnosticsForClient([...diagnostics], max),
   };
+  if (VERSION_PROBLEM) log.warn({ event: 'version-unknown' }, VERSION_PROBLEM);
   const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION };
   return { services, validator, stores };
 }
@@ -116,7 +122,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
  * the user's credentials and AFS tokens); `isolation = "process"` does the same for
  * every other backend, with the entry's uid/gid.
  */
-function createStoreLauncher(config: Config, profile: SieveProfile, log: Logger): StoreOpener & { close?(): Promise<void> } {
+function createStoreLauncher(config: Config, profile: SieveProfile, log: Logger): StoreLauncher {
   const processIsolation = config.storage.isolation === 'process' || config.auth.backend === 'pam';
   if (!processIsolation) {
     if (runningAsRoot()) {

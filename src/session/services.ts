@@ -5,10 +5,10 @@
  * Must not know: which backend, store or validator implementation is behind them.
  */
 import type { SecureContext } from 'node:tls';
-import type { AuthBackend, AttachedWorker, Identity } from '../auth/types.js';
+import type { AuthBackend } from '../auth/types.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { ScriptStore } from '../storage/types.js';
+import type { StoreLauncher } from '../storage/launcher.js';
 
 export interface ScriptDiagnostic {
   readonly severity: 'error' | 'warning';
@@ -34,15 +34,11 @@ export interface ValidatingStore {
   validate(script: Buffer): Promise<readonly ScriptDiagnostic[]>;
 }
 
-/** Turns a verified identity into the user's ScriptStore (in-process or a worker). */
-export interface StoreOpener {
-  open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore>;
-}
-
 export interface ServerServices {
   readonly config: Config;
   readonly auth: AuthBackend;
-  readonly stores: StoreOpener;
+  /** Turns a verified identity into the user's ScriptStore. */
+  readonly stores: StoreLauncher;
   readonly checker: ScriptChecker;
   /** Present when TLS is configured and its certificate loaded. */
   readonly tls?: SecureContext;
