@@ -261,6 +261,64 @@ describe.skipIf(!runnable)('Exim delivers through the filter tsieved writes ({ho
     expect(bySubject(inbox(site), 'still there?')).toHaveLength(1);
   });
 
+  it('one vacation per execution path: Roundcube\'s switched-off out-of-office beside a reply rule, and one reply per if/else branch', async () => {
+    const replies = (subject: string): string[] =>
+      mboxMessages(site.exim.outboxText()).filter((m) => /^Auto-Submitted: auto-replied$/m.test(m) && m.includes(`\nSubject: ${subject}\n`));
+    // As Roundcube 1.6 writes it with out-of-office off, plus a "reply with message" filter.
+    await activate(
+      site,
+      'roundcube',
+      [
+        'require ["vacation","fileinto"];',
+        '# rule:[Out of office]',
+        'if false # true',
+        '{',
+        '\tvacation :days 1 :subject "Out of office" "I am away.";',
+        '}',
+        '# rule:[ping]',
+        'if header :contains "subject" "ping"',
+        '{',
+        '\tvacation :days 1 :subject "pong" "Automatic answer.";',
+        '}',
+        '',
+      ].join('\r\n'),
+    );
+    deliver(site, 'ping 1', {}, 'pinger@remote.test');
+    deliver(site, 'no reply wanted', {}, 'quiet@remote.test');
+    expect(replies('pong'), site.exim.log()).toHaveLength(1);
+    expect(replies('pong')[0]).toMatch(/^X-Outbox-Rcpt: pinger@remote\.test$/m);
+    expect(replies('Out of office')).toHaveLength(0);
+    expect(bySubject(inbox(site), 'ping 1')).toHaveLength(1);
+    expect(bySubject(inbox(site), 'no reply wanted')).toHaveLength(1);
+
+    // RFC 5230 section 4.1's example: a vacation in each branch; each branch taken once.
+    await activate(
+      site,
+      'branches',
+      [
+        'require "vacation";',
+        'if header :contains "subject" "cyrus" {',
+        '    vacation :subject "cyrus reply" "I\'m out -- send mail to cyrus-bugs";',
+        '} else {',
+        '    vacation :subject "other reply" "I\'m out -- call me at +1 304 555 0123";',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    deliver(site, 'cyrus is broken', {}, 'first@remote.test');
+    deliver(site, 'lunch?', {}, 'second@remote.test');
+    expect(replies('cyrus reply'), site.exim.log()).toHaveLength(1);
+    expect(replies('cyrus reply')[0]).toMatch(/^X-Outbox-Rcpt: first@remote\.test$/m);
+    expect(replies('cyrus reply')[0]).toContain('send mail to cyrus-bugs');
+    expect(replies('other reply')).toHaveLength(1);
+    expect(replies('other reply')[0]).toMatch(/^X-Outbox-Rcpt: second@remote\.test$/m);
+
+    // Two that run for one message are refused, and the active script stays.
+    const twice = await site.client.putScript('twice', 'require "vacation";\r\nif true { vacation "a"; }\r\nvacation "b";\r\n');
+    expect(twice.status).toBe('NO');
+    expect(twice.text).toMatch(/line 3: error: a second vacation can run for the same message \(after the one on line 2\)/);
+  });
+
   it('after SETACTIVE "" the filter file is gone and mail is delivered plainly', async () => {
     await activate(site, 'main', FILEINTO);
     const off = await site.client.command('SETACTIVE ""');

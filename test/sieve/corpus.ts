@@ -50,6 +50,7 @@ const EMPTY_LIST = 'Exim accepts an empty string list';
 const ADDRESS_HDR = 'Exim checks address header names only when reached at run time';
 const NUMERIC = 'Exim checks the numeric comparator only when a comparison runs';
 const REDIRECT = 'Exim only looks for an "@" in redirect addresses';
+const VACATION_PATH = 'Exim fails only for a message that takes the path with two vacations, and the test message does not';
 const FOLDER = 'Exim hands such folder names to its pipe, reply or file transports';
 
 // ---- core commands -------------------------------------------------------
@@ -369,8 +370,25 @@ bad('vacation mime 8-bit', 'require "vacation";\nvacation :mime "Grüße";\n', 2
 bad('vacation no reason', 'require "vacation";\nvacation :days 3;\n', 2, 'expects 1 argument');
 bad('vacation seconds', 'require "vacation";\nvacation :seconds 60 "away";\n', 2, 'unknown tag ":seconds"');
 bad('vacation days string', 'require "vacation";\nvacation :days "7" "away";\n', 2, 'must be followed by a number');
-bad('vacation twice', 'require "vacation";\nvacation "a";\nvacation "b";\n', 3, 'only one vacation');
-bad('vacation twice in branches', 'require "vacation";\nif true { vacation "a"; } else { vacation "b"; }\n', 2, 'only one vacation', { stricter: 'one vacation per script keeps the rule simple' });
+// One vacation per execution path: Exim fails only when a second one runs.
+bad('vacation twice', 'require "vacation";\nvacation "a";\nvacation "b";\n', 3, 'a second vacation can run for the same message (after the one on line 2)', { column: 1 });
+ok('vacation in both branches of if/else', 'require "vacation";\nif true { vacation "a"; } else { vacation "b"; }\n');
+ok('vacation one per branch of an elsif chain', 'require "vacation";\nif header :contains "subject" "a" { vacation "a"; }\nelsif header :contains "subject" "b" { vacation "b"; }\nelse { vacation "c"; }\n');
+ok('vacation switched off with if false (Roundcube) next to another', 'require ["vacation", "fileinto"];\n# rule:[Out of office]\nif false # true\n{\n\tvacation :days 1 :subject "Away" "I am away";\n}\n# rule:[auto reply]\nif header :contains "subject" "ping"\n{\n\tvacation :days 1 "pong";\n}\n');
+ok('vacation after a branch that stops', 'require "vacation";\nif header :contains "subject" "x" { vacation "a"; stop; }\nvacation "b";\n');
+ok('vacation after if not true', 'require "vacation";\nif not true { vacation "a"; }\nvacation "b";\n');
+ok('vacation after anyof of false tests', 'require "vacation";\nif anyof (false, not true) { vacation "a"; }\nvacation "b";\n');
+ok('vacation after else of if true', 'require "vacation";\nif true { keep; } else { vacation "a"; }\nvacation "b";\n');
+bad('vacation after a branch that may run one', 'require "vacation";\nif header :contains "subject" "x" { vacation "a"; }\nvacation "b";\n', 3, 'after the one on line 2', { stricter: VACATION_PATH });
+bad('vacation after if true', 'require "vacation";\nif true { vacation "a"; }\nvacation "b";\n', 3, 'a second vacation can run');
+bad('vacation in a nested branch after one in the outer block', 'require "vacation";\nvacation "a";\nif size :over 1K { if true { vacation "b"; } }\n', 3, 'after the one on line 2', { stricter: VACATION_PATH });
+bad('vacation after an elsif chain whose last branch runs one', 'require "vacation";\nif false { keep; } elsif exists "x" { keep; } else { vacation "a"; }\nvacation "b";\n', 3, 'a second vacation');
+bad('vacation twice in one branch', 'require "vacation";\nif exists "x" { vacation "a"; vacation "b"; }\n', 2, 'a second vacation', { column: 31, stricter: VACATION_PATH });
+ok('vacation twice in a branch that never runs', 'require "vacation";\nif false { vacation "a"; vacation "b"; }\n');
+// RFC 5230 section 4's examples (those without other extensions).
+ok('RFC 5230 example: vacation in if and else', 'require "vacation";\nif header :contains "subject" "cyrus" {\n    vacation "I\'m out -- send mail to cyrus-bugs";\n} else {\n    vacation "I\'m out -- call me at +1 304 555 0123";\n}\n');
+ok('RFC 5230 example: redirect or vacation', 'require "vacation";\nif header :contains "from" "boss@example.edu" {\n    redirect "pleeb@xanadu.example.edu";\n} else {\n    vacation "Sorry, I\'m away, I\'ll read your message later.";\n}\n');
+ok('RFC 5230 example: days and addresses', 'require "vacation";\nvacation :days 23 :addresses ["tjs@example.edu",\n                              "ts4z@landru.example.edu"]\n   "I\'m away until October 19.\n   If it\'s an emergency, call 911, I guess." ;\n');
 bad('vacation days lowercase k', 'require "vacation";\nvacation :days 1k "away";\n', 2, 'upper case');
 
 // ---- enotify -------------------------------------------------------------------------

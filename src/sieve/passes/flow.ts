@@ -2,17 +2,17 @@
  * Rules about where commands sit rather than what they say: `elsif`/`else` only
  * after `if`/`elsif` (RFC 5228 section 3.1), nothing after `stop` in the same
  * block (Exim never parses text after a `stop` that runs, so mistakes there
- * would go unnoticed: exim-sieve.md section 4), one `vacation` per script
- * (Exim refuses a second one at delivery), at most `maxRedirects` redirects,
- * and the nesting limit for blocks and tests.
+ * would go unnoticed: exim-sieve.md section 4), at most `maxRedirects`
+ * redirects, and the nesting limit for blocks and tests. The one-vacation rule
+ * follows execution paths (vacation-paths.ts).
  *
  * Must not know: argument rules (structure.ts and friends).
  */
 import type { Command, Test } from '../ast.js';
 import type { PassContext } from './context.js';
+import { checkVacationPaths } from './vacation-paths.js';
 
 interface FlowState {
-  vacations: number;
   redirects: number;
   nestingReported: boolean;
 }
@@ -46,9 +46,6 @@ function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowSta
     if ((name === 'elsif' || name === 'else') && p !== 'if' && p !== 'elsif') {
       ctx.sink.error(cmd.nameLoc, `${cmd.name} without a preceding if`, 'semantic');
     }
-    if (name === 'vacation' && ++st.vacations === 2) {
-      ctx.sink.error(cmd.nameLoc, 'only one vacation per script: Exim refuses a second one at delivery', 'policy');
-    }
     if (name === 'redirect' && ++st.redirects === ctx.profile.maxRedirects + 1) {
       ctx.sink.error(cmd.nameLoc, `more than ${ctx.profile.maxRedirects} redirects`, 'limit');
     }
@@ -59,5 +56,8 @@ function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowSta
 }
 
 export function checkFlow(commands: Command[], ctx: PassContext): void {
-  walkBlock(commands, 0, ctx, { vacations: 0, redirects: 0, nestingReported: false });
+  const st: FlowState = { redirects: 0, nestingReported: false };
+  walkBlock(commands, 0, ctx, st);
+  // Deeper scripts were refused above; the path walk recurses per block.
+  if (!st.nestingReported) checkVacationPaths(commands, ctx);
 }

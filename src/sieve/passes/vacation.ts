@@ -3,7 +3,7 @@
  * `:days` is clamped to 1-31 (a warning says so), `:from` must be an address
  * (Exim: "malformed address"), a `:mime` reason must be 7-bit ("MIME reason
  * string contains 8bit text"), and `:handle` is refused because Exim stores it
- * in the `:from` slot. One vacation per script is flow.ts's job.
+ * in the `:from` slot. One vacation per execution path is vacation-paths.ts's job.
  *
  * Must not know: the reply transport or the "personal" check.
  */
