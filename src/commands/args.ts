@@ -5,14 +5,12 @@
  * Must not know: what the values are used for.
  */
 import { ProtocolError } from '../protocol/errors.js';
-
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+import { decodeNameBytes } from '../storage/script-names.js';
 
 /** RFC 5804 section 1.6: script names are UTF-8; invalid sequences are refused, never repaired. */
 export function decodeName(value: Buffer): string {
-  try {
-    return utf8.decode(value);
-  } catch {
-    throw ProtocolError.recoverable('Script name is not valid UTF-8');
-  }
+  // The same decoding the store uses for names read back from disk (a leading U+FEFF kept).
+  const name = decodeNameBytes(value);
+  if (name === undefined) throw ProtocolError.recoverable('Script name is not valid UTF-8');
+  return name;
 }

@@ -35,7 +35,14 @@ import { atomicWrite, prepareWrite, TEMP_MARKER, type PreparedWrite } from './at
 import { errnoCode, toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
-import { decodeScriptFileName, encodeScriptFileName, validateScriptName } from './script-names.js';
+import {
+  decodeNameBytes,
+  decodeScriptFileName,
+  encodeNameBytes,
+  encodeScriptFileName,
+  nameFromSideFile,
+  validateScriptName,
+} from './script-names.js';
 import { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 
 export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
@@ -69,7 +76,8 @@ export interface FileStoreOptions {
 }
 
 interface ScannedScript {
-  readonly name: string;
+  /** Undefined for a file the store cannot map to a name: counted in quotas, never listed. */
+  readonly name: string | undefined;
   readonly path: string;
   readonly size: number;
 }
@@ -123,7 +131,7 @@ export class FileStore implements ScriptStore {
   async list(): Promise<ScriptInfo[]> {
     const scripts = await this.scan();
     const active = await this.readActive();
-    return scripts.map((s) => ({ name: s.name, active: s.name === active }));
+    return scripts.flatMap((s) => (s.name === undefined ? [] : [{ name: s.name, active: s.name === active }]));
   }
 
   async get(name: string): Promise<Buffer> {
@@ -326,28 +334,27 @@ export class FileStore implements ScriptStore {
       throw toStorageError(err, `cannot list ${this.dir}`);
     }
     const out: ScannedScript[] = [];
+    const unmapped: string[] = [];
     for (const entry of entries) {
       const decoded = decodeScriptFileName(entry);
-      if (decoded.kind === 'other') continue;
+      if (decoded.kind === 'metadata') continue;
       const path = join(this.dir, entry);
-      let name: string;
-      if (decoded.kind === 'script') {
-        name = decoded.name;
-      } else {
-        const fromFile = await this.readOptional(join(this.dir, decoded.nameFile));
-        const check = fromFile ? validateScriptName(fromFile.toString('utf8')) : undefined;
-        // A hashed file must belong to the name it records; anything else is not ours.
-        if (!check?.ok || encodeScriptFileName(check.name).file !== entry) continue;
-        name = check.name;
-      }
+      let name: string | undefined;
+      if (decoded.kind === 'script') name = decoded.name;
+      else if (decoded.kind === 'hashed') name = nameFromSideFile(entry, await this.readOptional(join(this.dir, decoded.nameFile)));
       try {
         const st = await this.ops.stat(path);
-        if (st.isFile()) out.push({ name, path, size: st.size });
+        if (!st.isFile()) continue;
+        out.push({ name, path, size: st.size });
+        if (name === undefined) unmapped.push(entry);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, `cannot stat ${path}`);
       }
     }
-    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    if (unmapped.length > 0) {
+      this.log.warn({ dir: this.dir, count: unmapped.length, files: unmapped.slice(0, 10) }, 'files in the scripts directory that are no script are counted against the quotas');
+    }
+    return out.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : (a.name ?? '') > (b.name ?? '') ? 1 : 0));
   }
 
   private checkSpaceIn(scripts: readonly ScannedScript[], nfc: string, size: number): void {
@@ -355,7 +362,7 @@ export class FileStore implements ScriptStore {
       throw new StorageError('quota-maxsize', `script is ${size} bytes, at most ${this.limits.maxScriptBytes} allowed`);
     }
     // Replacing an existing script does not count as a new one.
-    const others = scripts.filter((s) => s.name !== nfc);
+    const others = scripts.filter((s) => s.name === undefined || s.name !== nfc);
     if (others.length === scripts.length && scripts.length >= this.limits.maxScripts) {
       throw new StorageError('quota-maxscripts', `at most ${this.limits.maxScripts} scripts allowed`);
     }
@@ -380,20 +387,20 @@ export class FileStore implements ScriptStore {
   private async readActive(): Promise<string | undefined> {
     const raw = await this.readOptional(join(this.dir, ACTIVE_FILE));
     if (!raw) return undefined;
-    const check = validateScriptName(raw.toString('utf8'));
+    const check = validateScriptName(decodeNameBytes(raw) ?? '');
     if (!check.ok) return undefined;
     return (await this.exists(this.scriptPath(check.name))) ? check.name : undefined;
   }
 
   private writeActive(name: string | undefined): Promise<void> {
     if (name === undefined) return this.unlinkIfPresent(join(this.dir, ACTIVE_FILE), 'cannot clear the active script');
-    return atomicWrite(this.ops, join(this.dir, ACTIVE_FILE), Buffer.from(name, 'utf8'), { mode: 0o600 });
+    return atomicWrite(this.ops, join(this.dir, ACTIVE_FILE), encodeNameBytes(name), { mode: 0o600 });
   }
 
   private async writeNameFile(nameFile: string, name: string): Promise<void> {
     const path = join(this.dir, nameFile);
     if (await this.exists(path)) return;
-    await atomicWrite(this.ops, path, Buffer.from(name, 'utf8'), { mode: 0o600 });
+    await atomicWrite(this.ops, path, encodeNameBytes(name), { mode: 0o600 });
   }
 
   private async ensureScriptsDir(): Promise<void> {
@@ -543,6 +550,7 @@ export class FileStore implements ScriptStore {
   /** The script whose filter is exactly these bytes, if any. */
   private async scriptRenderedAs(filter: Buffer): Promise<string | undefined> {
     for (const script of await this.scan()) {
+      if (script.name === undefined) continue;
       const content = await this.readOptional(script.path);
       if (content !== undefined && renderFilter(content).equals(filter)) return script.name;
     }

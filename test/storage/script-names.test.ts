@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  decodeNameBytes,
   decodeScriptFileName,
   encodeScriptFileName,
   MAX_SCRIPT_NAME_OCTETS,
@@ -70,9 +71,20 @@ describe('script file names', () => {
     expect(encodeScriptFileName('é'.repeat(127)).file).not.toBe(enc.file);
   });
 
-  it('ignores files that are not canonical script files', () => {
-    for (const f of ['.active', '.lock', 'notes.txt', 'a%2fb.sieve', '%61.sieve', '.x.sieve', '#zz.sieve', '%FF.sieve']) {
+  it('tells files that are not canonical script files (counted, never listed) from metadata', () => {
+    for (const f of ['notes.txt', 'a%2fb.sieve', '%61.sieve', '#zz.sieve', '%FF.sieve', '%EF%BB.sieve']) {
       expect(decodeScriptFileName(f)).toEqual({ kind: 'other' });
     }
+    for (const f of ['.active', '.lock', '.x.sieve', '#' + 'a'.repeat(64) + '.name']) {
+      expect(decodeScriptFileName(f)).toEqual({ kind: 'metadata' });
+    }
+  });
+
+  it('keeps a leading U+FEFF when decoding a file name (a BOM-stripping decoder hid such scripts)', () => {
+    for (const name of ['\ufeffhidden', '\ufeff', '\u200bx', 'a\ufeff']) {
+      expect(decodeScriptFileName(encodeScriptFileName(name).file)).toEqual({ kind: 'script', name });
+    }
+    expect(decodeNameBytes(Buffer.from([0xef, 0xbb, 0xbf, 0x61]))).toBe('\ufeffa');
+    expect(decodeNameBytes(Buffer.from([0xff]))).toBeUndefined();
   });
 });
