@@ -123,44 +123,11 @@ export function eximBinary(): string {
 }
 
 export function startPrivateExim(options: EximOptions): PrivateExim {
-  const { user, domain } = options;
-  const dir = mkdtempSync(join(tmpdir(), 'tsieved-exim-'));
-  // The child Exim started by autoreply runs as the user: it must reach the config.
-  chmodSync(dir, 0o755);
-  const spool = join(dir, 'spool');
-  const logs = join(dir, 'log');
-  const outDir = join(dir, 'outbox');
-  for (const d of [spool, logs, outDir]) {
-    mkdirSync(d, { mode: 0o750 });
-    chownSync(d, user.uid, user.gid);
-  }
-  const outbox = join(outDir, 'mbox');
   const checkOwner = options.checkOwner ?? true;
-  const config = `# Private Exim for tsieved's integration tests (see test/helpers/exim.ts).
-primary_hostname = tsieved.test
-qualify_domain = ${domain}
-domainlist local_domains = ${domain}
-spool_directory = ${spool}
-log_file_path = ${logs}/%slog
-exim_user = ${user.name}
-exim_group = ${user.name}
-never_users = root
-queue_only = true
-keep_environment =
-# Loopback only: no daemon runs, and no router below ever uses the network.
-host_lookup =
-rfc1413_hosts =
-
-begin routers
-
-# Every address outside the test domain (redirect targets, vacation replies)
-# goes to the outbox file instead of the network.
-outbox:
-  driver = accept
-  domains = ! +local_domains
-  transport = outbox
-
-# As Debian's userforward router (conf.d/router/600), reading the filter file
+  return startEximWithConfig({
+    user: options.user,
+    domains: [options.domain],
+    routers: `# As Debian's userforward router (conf.d/router/600), reading the filter file
 # tsieved writes.
 userforward:
   driver = redirect
@@ -176,16 +143,8 @@ userforward:
   file_transport = sieve_file
   directory_transport = sieve_file
   reply_transport = sieve_reply
-${options.vacationDirectory ? `  sieve_vacation_directory = ${options.vacationDirectory}\n` : ''}
-local_user:
-  driver = accept
-  domains = +local_domains
-  check_local_user
-  transport = maildir_inbox
-
-begin transports
-
-# keep / implicit keep ("inbox") and fileinto: Maildir++ folders under ~/Maildir.
+${options.vacationDirectory ? `  sieve_vacation_directory = ${options.vacationDirectory}\n` : ''}`,
+    transports: `# keep / implicit keep ("inbox") and fileinto: Maildir++ folders under ~/Maildir.
 sieve_file:
   driver = appendfile
   directory = \${if eqi{$address_file}{inbox}{$home/Maildir}{$home/Maildir/.\${sg{$address_file}{/}{.}}}}
@@ -195,6 +154,81 @@ sieve_file:
   envelope_to_add
   return_path_add
 
+sieve_reply:
+  driver = autoreply
+`,
+  });
+}
+
+export interface EximConfigParts {
+  /** The test user: owns the spool (see header) and receives mail. */
+  readonly user: UnixUser;
+  /** Local domains; the first is the qualify domain. */
+  readonly domains: readonly string[];
+  /** Lines for the main section before the helper's own (e.g. macro definitions). */
+  readonly main?: string;
+  /** Routers placed after the outbox router and before the local_user fallback. */
+  readonly routers: string;
+  /** Transports placed before the helper's maildir_inbox and outbox transports. */
+  readonly transports: string;
+}
+
+/**
+ * A private Exim whose routers and transports come from the caller (e.g. files of
+ * contrib/exim/), wrapped in the helper's main section, an outbox router first for
+ * every non-local address, and a plain `local_user` Maildir delivery last.
+ */
+export function startEximWithConfig(parts: EximConfigParts): PrivateExim {
+  const { user } = parts;
+  const domain = parts.domains[0] ?? 'example.org';
+  const dir = mkdtempSync(join(tmpdir(), 'tsieved-exim-'));
+  // The child Exim started by autoreply runs as the user: it must reach the config.
+  chmodSync(dir, 0o755);
+  const spool = join(dir, 'spool');
+  const logs = join(dir, 'log');
+  const outDir = join(dir, 'outbox');
+  for (const d of [spool, logs, outDir]) {
+    mkdirSync(d, { mode: 0o750 });
+    chownSync(d, user.uid, user.gid);
+  }
+  const outbox = join(outDir, 'mbox');
+  const config = `# Private Exim for tsieved's integration tests (see test/helpers/exim.ts).
+${parts.main ?? ''}
+primary_hostname = tsieved.test
+qualify_domain = ${domain}
+domainlist local_domains = ${parts.domains.join(' : ')}
+spool_directory = ${spool}
+log_file_path = ${logs}/%slog
+exim_user = ${user.name}
+exim_group = ${user.name}
+never_users = root
+queue_only = true
+keep_environment =
+# Loopback only: no daemon runs, and no router below ever uses the network.
+host_lookup =
+rfc1413_hosts =
+
+begin routers
+
+# Every address outside the test domains (redirect targets, vacation replies)
+# goes to the outbox file instead of the network.
+outbox:
+  driver = accept
+  domains = ! +local_domains
+  transport = outbox
+
+${parts.routers}
+
+local_user:
+  driver = accept
+  domains = +local_domains
+  check_local_user
+  transport = maildir_inbox
+
+begin transports
+
+${parts.transports}
+
 maildir_inbox:
   driver = appendfile
   directory = $home/Maildir
@@ -203,9 +237,6 @@ maildir_inbox:
   delivery_date_add
   envelope_to_add
   return_path_add
-
-sieve_reply:
-  driver = autoreply
 
 outbox:
   driver = appendfile
