@@ -110,7 +110,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
   const checker: ScriptChecker = {
     extensions: profile.extensions,
     check: (script) => validator.validate(script),
-    format: (diagnostics, max) => formatDiagnosticsForClient([...diagnostics], max),
+    format: (diagnostics, max, scriptName) => formatDiagnosticsForClient(diagnostics, max, scriptName),
   };
   if (VERSION_PROBLEM) log.warn({ event: 'version-unknown' }, VERSION_PROBLEM);
   const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION };

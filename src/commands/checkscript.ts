@@ -5,7 +5,7 @@
 import { ok } from '../protocol/response.js';
 import { AUTHENTICATED, defineCommand } from './command.js';
 import { checkScript } from './check-script.js';
-import { diagnosticsToResponse } from './to-response.js';
+import { diagnosticsLogFields, diagnosticsToResponse } from './to-response.js';
 
 export const checkscript = defineCommand({
   name: 'CHECKSCRIPT',
@@ -14,6 +14,8 @@ export const checkscript = defineCommand({
   async run(ctx, [script]) {
     const { checker, config } = ctx.services;
     const diagnostics = await checkScript(ctx, script);
-    return { response: diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors) ?? ok() };
+    const response = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors) ?? ok();
+    const log = diagnosticsLogFields(diagnostics, checker);
+    return log === undefined ? { response } : { response, log };
   },
 });

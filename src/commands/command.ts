@@ -45,6 +45,8 @@ export interface CommandResult {
   readonly response: Response;
   /** What the connection does after sending the response. */
   readonly then?: 'starttls' | 'close';
+  /** Extra fields for the command's log line (e.g. why a script was refused). */
+  readonly log?: Readonly<Record<string, string | number>>;
 }
 
 /** The value dispatch hands over for one declared argument. */

@@ -8,7 +8,7 @@ import { decodeName } from './args.js';
 import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
 import { checkScript } from './check-script.js';
-import { diagnosticsToResponse } from './to-response.js';
+import { diagnosticsLogFields, diagnosticsToResponse } from './to-response.js';
 
 export const putscript = defineCommand({
   name: 'PUTSCRIPT',
@@ -26,9 +26,12 @@ export const putscript = defineCommand({
     await store.checkSpace(name, script.length);
     const { checker, config } = ctx.services;
     const diagnostics = await checkScript(ctx, script);
-    const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors);
-    if (verdict?.status === 'NO') return { response: verdict };
+    // Pigeonhole names the script in each diagnostic; Roundcube relies on it.
+    const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors, name);
+    const log = diagnosticsLogFields(diagnostics, checker);
+    const withLog = log === undefined ? {} : { log };
+    if (verdict?.status === 'NO') return { response: verdict, ...withLog };
     await store.put(name, script);
-    return { response: verdict ?? ok() };
+    return { response: verdict ?? ok(), ...withLog };
   },
 });

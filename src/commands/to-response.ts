@@ -62,18 +62,33 @@ function causeText(cause: unknown): string {
 
 /**
  * RFC 5804 section 2.6: an invalid script gets NO with human-readable text giving the
- * line of the first error; warnings MAY come with OK (WARNINGS).
+ * line of the first error; warnings MAY come with OK (WARNINGS). One line per
+ * diagnostic, in the form Pigeonhole uses and clients parse (sieve/diagnostics.ts),
+ * named after the script for PUTSCRIPT; the encoder picks a quoted string or a
+ * literal.
  */
 export function diagnosticsToResponse(
   diagnostics: readonly ScriptDiagnostic[],
   checker: ScriptChecker,
   maxReported: number,
+  scriptName?: string,
 ): Response | undefined {
   // Lines of a multi-line text end in CRLF on the wire, like every other line.
-  const text = (d: readonly ScriptDiagnostic[]): string => checker.format(d, maxReported).replace(/\r?\n/g, '\r\n');
+  const text = (d: readonly ScriptDiagnostic[]): string => checker.format(d, maxReported, scriptName).replace(/\r?\n/g, '\r\n');
   const errors = diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0) return no(text(errors));
   if (diagnostics.length > 0) return { status: 'OK', code: 'WARNINGS', text: text(diagnostics) };
   return undefined;
 }
 
+/**
+ * For the command's log line: the first diagnostic a client was shown (errors
+ * first, as in the response) and how many there were, so an administrator can
+ * see why a script was refused when the client only says "server error".
+ */
+export function diagnosticsLogFields(diagnostics: readonly ScriptDiagnostic[], checker: ScriptChecker): Readonly<Record<string, string | number>> | undefined {
+  if (diagnostics.length === 0) return undefined;
+  const errors = diagnostics.filter((d) => d.severity === 'error');
+  const shown = errors.length > 0 ? errors : diagnostics;
+  return { diagnostic: checker.format(shown, 1).split('\n')[0]!, diagnostics: shown.length };
+}

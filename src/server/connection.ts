@@ -14,7 +14,7 @@ import type { Logger } from '../log/logger.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CommandFramer, type FrameResult, type FramerLimits, type LiteralVerdict } from '../protocol/framer.js';
 import { bye, encodeResponse, ok, type Response } from '../protocol/response.js';
-import type { CommandContext, ContinuationLine } from '../commands/command.js';
+import type { CommandContext, CommandResult, ContinuationLine } from '../commands/command.js';
 import { dispatch } from '../commands/dispatch.js';
 import { Session, type SessionOrigin } from '../session/session.js';
 import type { ServerServices } from '../session/services.js';
@@ -131,7 +131,7 @@ export class Connection {
       }
       const parts = result.data ? [result.data, encodeResponse(response)] : [encodeResponse(response)];
       await this.write(Buffer.concat(parts));
-      this.logCommand(dispatched.command, response, performance.now() - started);
+      this.logCommand(dispatched.command, response, performance.now() - started, result.log);
       // Limits and the idle timeout follow the state the command left behind.
       this.framer.setLimits(this.limits());
       this.touch();
@@ -140,7 +140,7 @@ export class Connection {
     }
   }
 
-  private logCommand(command: string | undefined, response: Response, ms: number): void {
+  private logCommand(command: string | undefined, response: Response, ms: number, extra?: CommandResult['log']): void {
     const code = response.code === undefined ? undefined : typeof response.code === 'string' ? response.code : 'tag' in response.code ? 'TAG' : 'SASL';
     this.log.info(
       {
@@ -148,6 +148,7 @@ export class Connection {
         command: command ?? '?',
         status: response.status,
         ...(code ? { code } : {}),
+        ...extra,
         ms: Math.round(ms * 10) / 10,
         user: this.session.user,
         remote: this.session.origin.remoteAddress,

@@ -22,8 +22,11 @@ export interface ScriptChecker {
   /** SIEVE capability words, in the order advertised. */
   readonly extensions: readonly string[];
   check(script: Buffer): Promise<readonly ScriptDiagnostic[]>;
-  /** "line N: error: ..." lines for a client, at most `max`. */
-  format(diagnostics: readonly ScriptDiagnostic[], max: number): string;
+  /**
+   * "[NAME: ]line N: error: ... (column C)" lines for a client, at most `max`
+   * (the name for PUTSCRIPT, none for CHECKSCRIPT).
+   */
+  format(diagnostics: readonly ScriptDiagnostic[], max: number, scriptName?: string): string;
 }
 
 /**

@@ -126,7 +126,7 @@ function visible(message: string): string {
 }
 
 /** Position order, stable for equal positions (passes run in a meaningful order). */
-export function sortDiagnostics(diags: Diagnostic[]): Diagnostic[] {
+export function sortDiagnostics(diags: readonly Diagnostic[]): Diagnostic[] {
   return diags
     .map((d, i) => ({ d, i }))
     .sort((a, b) => a.d.line - b.d.line || a.d.column - b.d.column || a.i - b.i)
@@ -138,16 +138,28 @@ export function hasErrors(diags: readonly Diagnostic[]): boolean {
 }
 
 /**
- * Lines for a NO or OK (WARNINGS) response: "line N: error: msg", errors before
- * warnings, at most `max` lines plus a count of what was left out.
+ * One diagnostic as Pigeonhole words it on the wire, which clients parse:
+ * `line N: error: MESSAGE (column C)`, prefixed with `NAME: ` for a named
+ * script (PUTSCRIPT). Roundcube's raw editor splits the text on `NAME:` and
+ * reads `line N:` from each part to mark every line in error.
  */
-export function formatDiagnosticsForClient(diags: Diagnostic[], max: number): string {
+export function formatDiagnosticForClient(d: Diagnostic, scriptName?: string): string {
+  const prefix = scriptName === undefined ? '' : `${visible(scriptName)}: `;
+  return `${prefix}line ${d.line}: ${d.severity}: ${d.message} (column ${d.column})`;
+}
+
+/**
+ * Lines for a NO or OK (WARNINGS) response, one per diagnostic
+ * (formatDiagnosticForClient), errors before warnings, at most `max` lines plus
+ * a count of what was left out.
+ */
+export function formatDiagnosticsForClient(diags: readonly Diagnostic[], max: number, scriptName?: string): string {
   const ordered = [
     ...sortDiagnostics(diags.filter((d) => d.severity === 'error')),
     ...sortDiagnostics(diags.filter((d) => d.severity === 'warning')),
   ];
   const cap = Math.max(1, Math.floor(max));
-  const shown = ordered.slice(0, cap).map((d) => `line ${d.line}: ${d.severity}: ${d.message}`);
+  const shown = ordered.slice(0, cap).map((d) => formatDiagnosticForClient(d, scriptName));
   if (ordered.length > cap) shown.push(`(${ordered.length - cap} more not shown)`);
   return shown.join('\n');
 }

@@ -154,10 +154,10 @@ describe('KDE KManageSieve command sequence (scripted)', () => {
       const broken = toWire(BROKEN_TEXT);
       const bad = await send(c, Buffer.concat([Buffer.from(`PUTSCRIPT "kaputt" {${broken.length}+}\r\n`), broken, Buffer.from('\r\n')]));
       expect(kdeStatus(bad)).toBe('NO');
-      expect(bad.text).toMatch(/^line 4: error/);
+      expect(bad.text).toBe('kaputt: line 4: error: fileinto expects 1 argument (folder), got 0 (column 3)');
       const twice = toWire('require "fileinto";\nif true {\n  fileinto;\n  fileinto;\n}\n');
       const bad2 = await send(c, Buffer.concat([Buffer.from(`PUTSCRIPT "kaputt" {${twice.length}+}\r\n`), twice, Buffer.from('\r\n')]));
-      expect(bad2.statusLine).toMatch(/^NO \{\d+\}\r\nline 3: error.*\r?\nline 4: error/s);
+      expect(bad2.statusLine).toMatch(/^NO \{\d+\}\r\nkaputt: line 3: error: .* \(column 3\)\r\nkaputt: line 4: error: .* \(column 3\)$/);
 
       expect(kdeStatus(await send(c, 'SETACTIVE ""'))).toBe('OK');
       expect(kdeStatus(await send(c, `DELETESCRIPT "${name}"`))).toBe('OK');

@@ -115,7 +115,8 @@ describe.skipIf(!haveTools('sieve-connect'))('sieve-connect 0.90 over STARTTLS',
     // SC5: the download is the uploaded bytes, CRLF and UTF-8 untouched.
     expect(readFileSync(downloaded).equals(readFileSync(join(work, 'local.sieve')))).toBe(true);
     // The check reports the line of the error in the server's words.
-    expect(out).toMatch(/line 4: error/);
+    // sieve-connect prints the quoted string as sent (with its \" escapes).
+    expect(out).toMatch(/line 4: error: unknown command \\?"filinto\\?" \(column 3\)/);
     // Activation wrote the filter file Exim reads; deactivate + delete removed the script.
     expect(existsSync(join(fx.home(ALICE.name), 'sieve'))).toBe(true);
     expect(existsSync(join(fx.home(ALICE.name), '.forward'))).toBe(false);
@@ -152,7 +153,7 @@ describe.skipIf(!haveTools('sieve-connect'))('sieve-connect 0.90 over STARTTLS',
   it('checkscript alone exits non-zero and names the line', async () => {
     const r = await sieveConnect([...base(ALICE.name), '-m', 'PLAIN', '--checkscript', '--localsieve', join(work, 'broken.sieve')], ALICE.password);
     expect(r.code).not.toBe(0);
-    expect(r.stdout + r.stderr).toMatch(/line 4: error/);
+    expect(r.stdout + r.stderr).toMatch(/NO "line 4: error: unknown command \\"filinto\\" \(column 3\)"/);
   }, 60_000);
 
   it('SC7: refuses the server when the CA is not given (verification on by default)', async () => {

@@ -249,6 +249,31 @@ describe('script commands', () => {
     c.close();
   });
 
+  it('sends each diagnostic as one Pigeonhole-style line (named for PUTSCRIPT), and logs the first with the count', async () => {
+    const c = await loggedIn();
+    const two = 'require "fileinto";\r\nif true {\r\n  filinto "a";\r\n  fileinto;\r\n}\r\n';
+    const put = await c.putScript('Mein Filter', two);
+    expect(put.status).toBe('NO');
+    // Several lines: a literal, each line "NAME: line N: error: MESSAGE (column C)".
+    expect(put.statusLine).toMatch(/^NO \{\d+\}\r\n/);
+    expect(put.text!.split('\r\n')).toEqual([
+      'Mein Filter: line 3: error: unknown command "filinto" (column 3)',
+      'Mein Filter: line 4: error: fileinto expects 1 argument (folder), got 0 (column 3)',
+    ]);
+    const logged = await fx.server.waitForLog((l) => l.event === 'command' && l.command === 'PUTSCRIPT' && String(l.diagnostic).includes('filinto'));
+    expect(logged).toMatchObject({ diagnostic: 'line 3: error: unknown command "filinto" (column 3)', diagnostics: 2 });
+    // One line fits a quoted string; CHECKSCRIPT names no script.
+    const check = await c.command('CHECKSCRIPT "keep; frob;"');
+    expect(check.statusLine).toBe('NO "line 1: error: unknown command \\"frob\\" (column 7)"');
+    // Warnings alike, with OK (WARNINGS).
+    const warn = await c.putScript('warned', 'require "vacation";\r\nvacation :days 60 "away";\r\n');
+    expect(warn.statusLine).toBe('OK (WARNINGS) "warned: line 2: warning: vacation :days 60 is outside 1-31; Exim will use 31 (column 16)"');
+    const loggedWarn = await fx.server.waitForLog((l) => l.event === 'command' && l.command === 'PUTSCRIPT' && l.code === 'WARNINGS' && String(l.diagnostic).includes(':days 60'));
+    expect(loggedWarn).toMatchObject({ diagnostic: 'line 2: warning: vacation :days 60 is outside 1-31; Exim will use 31 (column 16)', diagnostics: 1 });
+    await c.command('DELETESCRIPT "warned"');
+    c.close();
+  });
+
   it('QUOTA/MAXSIZE and QUOTA/MAXSCRIPTS from HAVESPACE and PUTSCRIPT; an oversize literal keeps the session', async () => {
     const c = await loggedIn();
     expect((await c.command('HAVESPACE "x" 100')).statusLine).toBe('OK');

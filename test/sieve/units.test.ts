@@ -164,10 +164,14 @@ describe('formatDiagnosticsForClient', () => {
   const d = (severity: 'error' | 'warning', line: number, message: string): Diagnostic => ({ severity, line, column: 1, message });
   it('puts errors first and caps the count', () => {
     const text = formatDiagnosticsForClient([d('warning', 1, 'w'), d('error', 5, 'e2'), d('error', 3, 'e1'), d('error', 9, 'e3')], 2);
-    expect(text).toBe('line 3: error: e1\nline 5: error: e2\n(2 more not shown)');
+    expect(text).toBe('line 3: error: e1 (column 1)\nline 5: error: e2 (column 1)\n(2 more not shown)');
   });
   it('formats warnings alone', () => {
-    expect(formatDiagnosticsForClient([d('warning', 2, 'clamped')], 10)).toBe('line 2: warning: clamped');
+    expect(formatDiagnosticsForClient([d('warning', 2, 'clamped')], 10)).toBe('line 2: warning: clamped (column 1)');
+  });
+  it('names the script on every line, as Pigeonhole does for PUTSCRIPT', () => {
+    const text = formatDiagnosticsForClient([{ ...d('error', 3, 'e1'), column: 7 }, d('error', 4, 'e2'), d('warning', 1, 'w')], 10, 'my script');
+    expect(text.split('\n')).toEqual(['my script: line 3: error: e1 (column 7)', 'my script: line 4: error: e2 (column 1)', 'my script: line 1: warning: w (column 1)']);
   });
 });
 
