@@ -1,6 +1,14 @@
 /**
- * Scale-out as deployed: a real haproxy (contrib/haproxy style, PROXY v2) in front
- * of two tsieved processes that share one storage directory.
+ * Scale-out as deployed: a real haproxy running contrib/haproxy/haproxy.cfg as
+ * shipped (PROXY v2, health checks on) in front of two tsieved processes that share
+ * one storage directory. The test replaces only addresses, ports and paths, each
+ * exactly once (see `shippedConfig`): the frontend's `:4190`, the two servers'
+ * `10.0.0.11:4190` / `10.0.0.12:4190`, the log target `/dev/log` (a UDP syslog
+ * receiver here) and the stats socket path. haproxy runs with a soft descriptor
+ * limit of 1024 and a hard one of 20,000 (below Debian's defaults).
+ *   - both servers pass every health check and are never marked DOWN (stats
+ *     socket: status UP, no failed check, no transition to DOWN; log: no DOWN);
+ *   - haproxy logs each session with the client's address, and so does tsieved;
  *   - the client's own address (a second loopback address, 127.0.0.2) reaches the
  *     instance's log lines, not haproxy's (127.0.0.1);
  *   - a direct connection from an address that is not a trusted proxy is refused;
@@ -10,18 +18,70 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { haveTools } from '../helpers/tools.js';
 import { testCerts } from '../helpers/certs.js';
 import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { courierSha256 } from '../helpers/fixture.js';
-import { freePort, startHaproxy, type RunningHaproxy } from '../server-proxy/haproxy.js';
+import { freePort, startHaproxyConfig, type RunningHaproxy } from '../server-proxy/haproxy.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 
+const SHIPPED = resolve(__dirname, '../../contrib/haproxy/haproxy.cfg');
 const USER = 'alice@example.org';
+
+/**
+ * The shipped file with each placeholder replaced; every one must occur exactly
+ * once outside comments (comments stay as they are).
+ */
+function shippedConfig(replacements: readonly [string, string][]): string {
+  const lines = readFileSync(SHIPPED, 'utf8').split('\n');
+  for (const [from, to] of replacements) {
+    const at = lines.flatMap((l, i) => (!/^\s*#/.test(l) && l.includes(from) ? [i] : []));
+    expect(at, `"${from}" in contrib/haproxy/haproxy.cfg`).toHaveLength(1);
+    lines[at[0]!] = lines[at[0]!]!.replace(from, to);
+  }
+  return lines.join('\n');
+}
+
+interface ServerStat {
+  readonly status: string;
+  readonly chkfail: number;
+  readonly chkdown: number;
+  readonly checkStatus: string;
+}
+
+/** `show stat` on haproxy's stats socket: the servers of backend tsieved. */
+function showStat(socket: string): Promise<Map<string, ServerStat>> {
+  return new Promise((resolveStat, reject) => {
+    let text = '';
+    const s = connect(socket);
+    s.on('connect', () => s.write('show stat\n'));
+    s.on('data', (d: Buffer) => (text += d.toString()));
+    s.on('error', reject);
+    s.on('close', () => {
+      const lines = text.split('\n').filter((l) => l !== '');
+      const header = (lines[0] ?? '').replace(/^# /, '').split(',');
+      const col = (row: string[], name: string): string => row[header.indexOf(name)] ?? '';
+      const out = new Map<string, ServerStat>();
+      for (const l of lines.slice(1)) {
+        const row = l.split(',');
+        if (col(row, 'pxname') !== 'tsieved' || col(row, 'svname') === 'BACKEND') continue;
+        out.set(col(row, 'svname'), {
+          status: col(row, 'status'),
+          chkfail: Number(col(row, 'chkfail')),
+          chkdown: Number(col(row, 'chkdown')),
+          checkStatus: col(row, 'check_status'),
+        });
+      }
+      resolveStat(out);
+    });
+  });
+}
+
 const PASSWORD = 'correct horse';
 const CLIENTS = 6;
 const ROUNDS = 12;
@@ -72,6 +132,26 @@ describe.skipIf(!haveTools('haproxy'))('haproxy in front of two tsieved instance
   const instances: RunningTsieved[] = [];
   let haproxy: RunningHaproxy | undefined;
   let front = 0;
+  let syslog: UdpSocket | undefined;
+  const syslogLines: string[] = [];
+  let statsSocket = '';
+
+  /** Both servers UP, every check passed so far, none ever marked DOWN. */
+  async function expectBothUp(): Promise<void> {
+    const stat = await showStat(statsSocket);
+    expect([...stat.keys()].sort()).toEqual(['sieve1', 'sieve2']);
+    for (const [name, v] of stat) {
+      expect({ name, status: v.status, checkStatus: v.checkStatus, chkfail: v.chkfail, chkdown: v.chkdown }).toEqual({
+        name,
+        status: 'UP',
+        checkStatus: 'L7OK',
+        chkfail: 0,
+        chkdown: 0,
+      });
+    }
+    expect(syslogLines.filter((l) => /is DOWN|backend .* has no server available/.test(l))).toEqual([]);
+    expect(haproxy!.output()).not.toMatch(/is DOWN|FD limit|ALERT/);
+  }
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsieved-cluster-'));
@@ -104,21 +184,37 @@ level = "info"
 `;
     instances.push(await startTsieved(toml), await startTsieved(toml));
     front = await freePort();
-    haproxy = await startHaproxy(
-      [
-        'listen managesieve',
-        `  bind 127.0.0.1:${front}`,
-        '  balance roundrobin',
-        ...instances.map((t, i) => `  server sieve${i + 1} 127.0.0.1:${t.port} send-proxy-v2`),
-      ].join('\n'),
-      [front],
-    );
+    syslog = createSocket('udp4');
+    syslog.on('message', (m: Buffer) => syslogLines.push(m.toString('utf8')));
+    await new Promise<void>((r) => syslog!.bind(0, '127.0.0.1', () => r()));
+    statsSocket = join(dir, 'haproxy-admin.sock');
+    const config = shippedConfig([
+      ['log /dev/log local0', `log 127.0.0.1:${syslog.address().port} local0`],
+      ['/run/haproxy/admin.sock', statsSocket],
+      ['bind :4190', `bind 127.0.0.1:${front}`],
+      ['10.0.0.11:4190', `127.0.0.1:${instances[0]!.port}`],
+      ['10.0.0.12:4190', `127.0.0.1:${instances[1]!.port}`],
+    ]);
+    haproxy = await startHaproxyConfig(config, [front], ['prlimit', '--nofile=1024:20000']);
+    // Wait for the first health check of each server (spread over `inter`) to pass.
+    for (let i = 0; i < 150; i++) {
+      const stat = await showStat(statsSocket);
+      if ([...stat.values()].filter((v) => v.checkStatus === 'L7OK').length === 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   afterAll(async () => {
     await haproxy?.stop();
+    syslog?.close();
     await Promise.all(instances.map((t) => t.stop()));
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('health checks pass through the PROXY header: both servers UP, no failed check', async () => {
+    await expectBothUp();
+    // tsieved saw the checks as the proxy's own connections (PROXY v2 LOCAL), not as errors.
+    for (const t of instances) expect(t.logLines().filter((l) => (l.level as number) >= 50)).toEqual([]);
   });
 
   it("logs the client's address from the PROXY header, not haproxy's", async () => {
@@ -139,6 +235,13 @@ level = "info"
       expect(failures.length).toBeGreaterThanOrEqual(1);
       for (const f of failures) expect(f.remote).toBe('127.0.0.2');
     }
+    // haproxy's own session log line (option tcplog) names the client too.
+    // (The only other sessions are the helper's readiness probe from 127.0.0.1.)
+    // haproxy logs a session when it ends, so wait for the last lines.
+    const servers = (): Set<string> =>
+      new Set(syslogLines.flatMap((l) => /\]: 127\.0\.0\.2:\d+ \[[^\]]+\] managesieve tsieved\/(sieve[12]) /.exec(l)?.[1] ?? []));
+    for (let w = 0; w < 50 && servers().size < 2; w++) await new Promise((r) => setTimeout(r, 100));
+    expect(servers()).toEqual(new Set(['sieve1', 'sieve2']));
   });
 
   it('refuses a direct connection from an address that is not a trusted proxy', async () => {
@@ -204,5 +307,9 @@ level = "info"
       await c.command('LOGOUT');
       c.close();
     }
+  });
+
+  it('both servers are still UP after all the sessions, never marked DOWN', async () => {
+    await expectBothUp();
   });
 });
