@@ -6,7 +6,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitForPort } from './wait.mjs';
 
-export async function startTsieved({ root, dir, port, cert, users }) {
+// onLogLine (optional) sees every line the server logs; pauseLog()/resumeLog() stop and
+// restart reading its stderr (a log consumer that stalls, as a slow journald can).
+export async function startTsieved({ root, dir, port, cert, users, onLogLine }) {
   const base = join(dir, 'tsieved');
   const homes = join(base, 'home');
   mkdirSync(homes, { recursive: true });
@@ -48,8 +50,13 @@ level = "info"
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let tail = '';
+  let partial = '';
   child.stderr.on('data', (d) => {
     tail = (tail + d.toString()).slice(-4000);
+    if (!onLogLine) return;
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop();
+    for (const line of lines) onLogLine(line);
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   await Promise.race([
@@ -63,6 +70,9 @@ level = "info"
     pid: child.pid,
     port,
     version: 'tsieved',
+    isAlive: () => child.exitCode === null && child.signalCode === null,
+    pauseLog: () => child.stderr.pause(),
+    resumeLog: () => child.stderr.resume(),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

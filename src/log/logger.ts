@@ -3,17 +3,59 @@
  * here so that the line shapes (one line per command, one stable line per failed
  * login for fail2ban) are decided in one place.
  *
+ * Logging never queues without bound: stderr is written asynchronously, and when
+ * it does not keep up (a slow journald, a stalled pipe) at most MAX_QUEUED_LOG_BYTES
+ * wait; further lines are dropped and counted, and one warning line per second says
+ * how many were lost. A flood of commands once queued every line in memory until
+ * the heap ran out.
+ *
  * Must not know: protocol or storage details beyond the fields it is handed.
  */
+import type { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-export function createRootLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  return pino(
-    { level, base: { service: 'tsieved' }, timestamp: pino.stdTimeFunctions.isoTime },
-    destination ?? pino.destination({ fd: 2, sync: false }),
-  );
+/** Log output allowed to wait for a slow stderr before lines are dropped. */
+export const MAX_QUEUED_LOG_BYTES = 4 * 1024 * 1024;
+/** How often dropped lines are reported (one line for all of them). */
+export const DROP_REPORT_INTERVAL_MS = 1000;
+
+export interface RootLoggerOptions {
+  /** Where lines go (default: stderr, fd 2). */
+  readonly fd?: number;
+  readonly maxQueuedBytes?: number;
+}
+
+export function createRootLogger(level: string, destination?: NodeJS.WritableStream, options: RootLoggerOptions = {}): Logger {
+  const settings = { level, base: { service: 'tsieved' }, timestamp: pino.stdTimeFunctions.isoTime };
+  if (destination) return pino(settings, destination);
+  const queue = pino.destination({ fd: options.fd ?? 2, sync: false, maxLength: options.maxQueuedBytes ?? MAX_QUEUED_LOG_BYTES });
+  const log = pino(settings, queue);
+  reportDrops(queue, log);
+  return log;
+}
+
+/**
+ * Counts the lines the destination drops ('drop' events) and reports them in one
+ * warning per interval. The report itself may be dropped while the destination is
+ * still full; it is then counted and reported with the next one.
+ */
+function reportDrops(queue: EventEmitter, log: Logger): void {
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  queue.on('drop', () => {
+    dropped++;
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      const count = dropped;
+      dropped = 0;
+      log.warn({ event: 'log-dropped', count }, `${count} log lines dropped: the log destination did not keep up`);
+    }, DROP_REPORT_INTERVAL_MS);
+    // Never keeps the process alive on its own.
+    timer.unref();
+  });
 }
 
 /** A logger that drops everything; for tests and library use. */

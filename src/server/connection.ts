@@ -9,8 +9,10 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
+import { LineBudget } from '../log/line-budget.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CommandFramer, type FrameResult, type FramerLimits, type LiteralVerdict } from '../protocol/framer.js';
 import { bye, encodeResponse, ok, type Response } from '../protocol/response.js';
@@ -29,6 +31,9 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
  * cheaper to hang up than to read it.
  */
 const DISCARDABLE_FACTOR = 4;
+/** Per-command info lines per connection: a burst, then this many a second (the rest summarised). */
+const COMMAND_LINES_PER_SECOND = 20;
+const COMMAND_LINE_BURST = 100;
 
 export type Closed = { readonly kind: 'closed' };
 
@@ -41,6 +46,7 @@ export class Connection {
   private closing = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private readonly commandLines = new LineBudget(COMMAND_LINES_PER_SECOND, COMMAND_LINE_BURST);
   private readonly onData = (chunk: Buffer): void => {
     this.touch();
     this.framer.push(chunk);
@@ -77,6 +83,7 @@ export class Connection {
       this.log.debug({ err: error }, 'connection ended with an error');
     } finally {
       clearTimeout(this.idleTimer);
+      this.reportUnloggedCommands(true);
       await this.session.logout().catch((error) => this.log.warn({ err: error }, 'closing the store failed'));
       this.destroy();
     }
@@ -131,16 +138,50 @@ export class Connection {
       }
       const parts = result.data ? [result.data, encodeResponse(response)] : [encodeResponse(response)];
       await this.write(Buffer.concat(parts));
+      // Backpressure: no next reply while this one waits for a client that does not read.
+      await this.drained();
       this.logCommand(dispatched.command, response, performance.now() - started, result.log);
       // Limits and the idle timeout follow the state the command left behind.
       this.framer.setLimits(this.limits());
       this.touch();
       if (then === 'close' || response.status === 'BYE') return;
       if (then === 'starttls') await this.startTls();
+      // Fairness: pipelined commands of one client run one per event-loop turn, so
+      // other connections' I/O is served between them (a batch of thousands of
+      // NOOPs once held the loop for hundreds of milliseconds).
+      if (this.framer.bufferedBytes > 0) await nextTurn();
+    }
+  }
+
+  private async drained(): Promise<void> {
+    const stream = this.stream;
+    if (!stream.writableNeedDrain || stream.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        stream.off('drain', done);
+        stream.off('close', done);
+        resolve();
+      };
+      stream.on('drain', done);
+      stream.on('close', done);
+    });
+  }
+
+  /** One line for the command lines the budget kept out of the log (when due, or at the end). */
+  private reportUnloggedCommands(final: boolean): void {
+    const count = this.commandLines.due(final);
+    if (count > 0) {
+      this.log.info(
+        { event: 'commands-not-logged', count, user: this.session.user, remote: this.session.origin.remoteAddress },
+        `${count} command lines not logged (more than ${COMMAND_LINES_PER_SECOND} a second)`,
+      );
     }
   }
 
   private logCommand(command: string | undefined, response: Response, ms: number, extra?: CommandResult['log']): void {
+    if (!this.log.isLevelEnabled('info')) return;
+    this.reportUnloggedCommands(false);
+    if (!this.commandLines.take()) return;
     const code = response.code === undefined ? undefined : typeof response.code === 'string' ? response.code : 'tag' in response.code ? 'TAG' : 'SASL';
     this.log.info(
       {

@@ -1,0 +1,73 @@
+/**
+ * The root logger's queue is bounded: with a log consumer that stops reading, lines
+ * beyond the limit are dropped, counted, and reported in one line once it drains.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { closeSync, createReadStream, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRootLogger } from '../../src/log/logger.js';
+import { LineBudget } from '../../src/log/line-budget.js';
+
+let dir: string | undefined;
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+describe('root logger under a stalled log consumer', () => {
+  it('keeps at most the queue limit in memory, drops the rest and says how many in one line', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsieved-log-'));
+    const fifo = join(dir, 'log');
+    execFileSync('mkfifo', [fifo]);
+    // Read-write open of a FIFO does not wait for a reader (Linux); nobody reads yet,
+    // so after the pipe's 64 KiB the destination's writes stall.
+    const fd = openSync(fifo, 'r+');
+    const log = createRootLogger('info', undefined, { fd, maxQueuedBytes: 256 * 1024 });
+    const heapBefore = process.memoryUsage().heapUsed;
+    const line = 'x'.repeat(200);
+    for (let i = 0; i < 50_000; i++) log.info({ event: 'command', i }, line); // ~12 MB of lines
+    const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+    // Unbounded, the 12 MB of lines would sit in the heap; bounded, the queue is 256 KiB.
+    expect(heapGrowth).toBeLessThan(8 * 1024 * 1024);
+
+    // Now the consumer reads again: the report arrives (about a second later).
+    let text = '';
+    const reader = createReadStream(fifo);
+    reader.on('data', (d) => (text += d.toString()));
+    const deadline = Date.now() + 10_000;
+    while (!text.includes('"event":"log-dropped"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    reader.destroy();
+    closeSync(fd);
+    const report = text.split('\n').find((l) => l.includes('"event":"log-dropped"'));
+    expect(report).toBeDefined();
+    const entry = JSON.parse(report!) as { level: number; count: number; msg: string };
+    expect(entry.level).toBe(40);
+    const written = text.split('\n').filter((l) => l.includes('"event":"command"')).length;
+    // Every line is accounted for: written or counted as dropped (the report may
+    // come before the last of the queue is written, so at least).
+    expect(entry.count + written).toBeGreaterThanOrEqual(50_000 - 2000);
+    expect(entry.count).toBeGreaterThan(40_000);
+    expect(entry.msg).toMatch(/^\d+ log lines dropped/);
+  });
+});
+
+describe('LineBudget (per-connection command lines)', () => {
+  it('allows a burst, then the rate, and hands out the suppressed count once a report is due', () => {
+    let now = 0;
+    const budget = new LineBudget(10, 5, 1000, () => now);
+    const allowed = Array.from({ length: 20 }, () => budget.take()).filter(Boolean).length;
+    expect(allowed).toBe(5);
+    expect(budget.due()).toBe(0); // not yet a second since the first suppressed line
+    now = 500; // 5 more tokens
+    expect(Array.from({ length: 20 }, () => budget.take()).filter(Boolean).length).toBe(5);
+    now = 1000;
+    expect(budget.due()).toBe(30);
+    expect(budget.due()).toBe(0);
+    expect(budget.take()).toBe(true);
+    now = 1000;
+    for (let i = 0; i < 10; i++) budget.take();
+    expect(budget.due(true)).toBeGreaterThan(0);
+  });
+});
