@@ -11,6 +11,7 @@
  *
  * Must not know: where files live, how they are written, script names.
  */
+import { mergeRequires } from '../sieve/merge-requires.js';
 
 export const SIEVE_HEADER_LINE = '# Sieve filter';
 /** Exim's MAX_FILTER_SIZE: a larger filter file defers delivery (exim-sieve.md 10.2). */
@@ -52,7 +53,8 @@ export function normaliseLineEnds(script: Buffer): Buffer {
 /**
  * The filter file for a script: `# Sieve filter` (the script's own first line when it
  * already is one, so there is never a second), the tsieved marker line, the rest of
- * the script with LF line ends, ending in LF.
+ * the script with LF line ends and its leading requires merged into one where Exim
+ * needs that, ending in LF.
  */
 export function renderFilter(script: Buffer): Buffer {
   let body = normaliseLineEnds(script);
@@ -63,6 +65,9 @@ export function renderFilter(script: Buffer): Buffer {
     header = firstLine;
     body = firstLf < 0 ? Buffer.alloc(0) : body.subarray(firstLf + 1);
   }
+  // Exim reads only requires written right after the previous ";" (sieve/merge-requires.ts).
+  const merged = mergeRequires(body.toString('latin1'));
+  if (merged !== undefined) body = Buffer.from(merged, 'latin1');
   const parts = [Buffer.from(header, 'latin1'), Buffer.from('\n' + TSIEVED_MARKER_LINE + '\n', 'latin1'), body];
   if (body.length > 0 && body[body.length - 1] !== 0x0a) parts.push(Buffer.from('\n'));
   return Buffer.concat(parts);

@@ -54,6 +54,25 @@ describe.skipIf(!haveTools('exim4'))('filter file read by exim4 -bf', () => {
     expect(ham).toMatch(/\nImplicit keep/);
   });
 
+  it('several requires, one per line, are merged for Exim; GETSCRIPT keeps the stored bytes; line numbers stay', async () => {
+    const store = await openStore(h);
+    const script = 'require "fileinto";\r\n# a comment\r\nrequire "encoded-character";\r\nrequire "${hex:63}opy";\r\nif header :is "subject" "spam" { fileinto :copy "Junk"; }\r\n';
+    await store.put('requires', b(script));
+    await store.setActive('requires');
+    expect((await store.get('requires')).equals(b(script))).toBe(true);
+    const out = eximTest(h.filterPath, 'Subject: spam\n\nbody\n');
+    expect(out).not.toContain('Sieve error');
+    expect(out).toMatch(/\nImplicit keep/); // fileinto :copy keeps the implicit keep
+    // Control: the same requires unmerged are a syntax error for Exim 4.96.
+    const raw = join(confDir, 'unmerged');
+    await writeFile(raw, '# Sieve filter\n' + script.replace(/\r\n/g, '\n'));
+    expect(eximTest(raw, 'Subject: spam\n\nbody\n')).toContain('Sieve error: syntax error in line 4');
+    // A mistake after the merged requires: Exim names its line (script line 6, plus header and marker).
+    await store.put('requires-broken', b(script + 'bogus;\r\n'));
+    await store.setActive('requires-broken');
+    expect(eximTest(h.filterPath, 'Subject: x\n\nbody\n')).toContain('Sieve error: syntax error in line 8');
+  });
+
   it('reports a broken script as Exim would, so the test above can fail', async () => {
     const store = await openStore(h);
     await store.put('broken', b('bogus;\n'));

@@ -26,7 +26,7 @@ import type { PassContext } from './context.js';
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Decodes `s` in place as Exim does; reports what Exim refuses or garbles. */
-function decodeString(s: SieveString, ctx: PassContext): void {
+export function decodeString(s: SieveString, ctx: PassContext): void {
   if (s.value.indexOf('$') < 0) return;
   const ex = eximString(s, ctx.source);
   const r = decodeEncodedCharacters(ex.bytes);
@@ -50,8 +50,9 @@ function decodeString(s: SieveString, ctx: PassContext): void {
 }
 
 export function checkStrings(script: Script, ctx: PassContext): void {
-  const decode = ctx.required.has('encoded-character');
-  const visitArgs = (args: Argument[]): void => {
+  const decodeAll = ctx.required.has('encoded-character');
+  // The names of top-level requires are decoded by require.ts, only where Exim does.
+  const visitArgs = (args: Argument[], decode = decodeAll): void => {
     for (const arg of args) {
       if (arg.type !== 'stringlist') continue;
       if (arg.items.length === 0) {
@@ -82,12 +83,12 @@ export function checkStrings(script: Script, ctx: PassContext): void {
     if (t.testList && t.tests.length === 0) ctx.sink.error(t.loc, `empty test list "()" after ${t.name}`, 'syntax');
     t.tests.forEach(visitTest);
   };
-  const visitCommand = (c: Command): void => {
-    visitArgs(c.args);
+  const visitCommand = (c: Command, top = false): void => {
+    visitArgs(c.args, decodeAll && !(top && c.name.toLowerCase() === 'require'));
     if (c.testList && c.tests.length === 0) ctx.sink.error(c.loc, `empty test list "()" after ${c.name}`, 'syntax');
     c.tests.forEach(visitTest);
-    c.block?.forEach(visitCommand);
+    c.block?.forEach((b) => visitCommand(b));
   };
   // Recursion depth is bounded: prescan.ts refused deeper scripts before parsing.
-  script.commands.forEach(visitCommand);
+  for (const c of script.commands) visitCommand(c, true);
 }
