@@ -1,18 +1,38 @@
 /**
  * SETACTIVE name (RFC 5804 section 2.8): writes the filter file Exim reads from the
  * named script; "" deactivates (OK even when nothing was active).
+ *
+ * The script is validated again, for the dialect as it is now: a script stored
+ * before a profile change, or brought in by `tsieved migrate`, may be one Exim
+ * would reject, and activating it would make Exim fail on every message. Such a
+ * script is refused with the diagnostics PUTSCRIPT would give. A preserved
+ * non-Sieve forward (an Exim filter or address list kept when tsieved took over) is
+ * written back byte for byte and is not Sieve to validate.
  */
 import { ok } from '../protocol/response.js';
 import { decodeName } from './args.js';
 import { AUTHENTICATED, defineCommand } from './command.js';
+import { checkScript } from './check-script.js';
 import { storeOf } from './store-of.js';
+import { diagnosticsLogFields, diagnosticsToResponse } from './to-response.js';
 
 export const setactive = defineCommand({
   name: 'SETACTIVE',
   states: AUTHENTICATED,
   args: [{ name: 'name', kind: 'string' }],
-  async run(ctx, [name]) {
-    await storeOf(ctx).setActive(decodeName(name));
+  async run(ctx, [nameArg]) {
+    const name = decodeName(nameArg);
+    const store = storeOf(ctx);
+    if (name !== '' && !(await store.isVerbatim(name))) {
+      const { checker, config } = ctx.services;
+      const diagnostics = await checkScript(ctx, await store.get(name));
+      const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors, name);
+      if (verdict?.status === 'NO') {
+        const log = diagnosticsLogFields(diagnostics, checker);
+        return { response: verdict, ...(log === undefined ? {} : { log }) };
+      }
+    }
+    await store.setActive(name);
     return { response: ok() };
   },
 });

@@ -10,7 +10,18 @@
 export const ACTIVE_FILE = '.active';
 /** sha256 of foreign filter files already preserved, one per line. */
 export const IMPORTED_FILE = '.imported';
+/** Preserved non-Sieve filter files, written back verbatim: `<sha256> <name>` per line. */
+export const VERBATIM_FILE = '.verbatim';
 /** The cross-process mutation lock (a directory). */
 export const LOCK_DIR = '.lock';
 
-export const RESERVED_IN_SCRIPTS_DIR: readonly string[] = [ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR];
+/**
+ * Per-user metadata other tools keep beside the scripts (ScriptStore.readMeta /
+ * writeMeta): a fixed set of keys, so no caller can name a script or one of the
+ * files above. `migrated`: `tsieved migrate` settled which script is active.
+ */
+export const META_FILES = { migrated: '.migrated' } as const;
+export type MetaKey = keyof typeof META_FILES;
+export const META_KEYS: readonly MetaKey[] = Object.keys(META_FILES) as MetaKey[];
+
+export const RESERVED_IN_SCRIPTS_DIR: readonly string[] = [ACTIVE_FILE, IMPORTED_FILE, VERBATIM_FILE, LOCK_DIR, ...Object.values(META_FILES)];

@@ -4,6 +4,9 @@
  * protocol; failures are typed StorageErrors that exactly one place
  * (src/commands/to-response.ts) turns into ManageSieve response codes.
  */
+import type { MetaKey } from './layout.js';
+
+export type { MetaKey } from './layout.js';
 
 export interface ScriptInfo {
   readonly name: string;
@@ -49,6 +52,16 @@ export class StorageError extends Error {
   }
 }
 
+/** What setActiveIfNone did. */
+export interface ActivationResult {
+  /** The script active afterwards (undefined: none). */
+  readonly active: string | undefined;
+  /** Whether this call activated the script. */
+  readonly activated: boolean;
+  /** The store's preserved copy of the old filter file, active and identical, that was removed. */
+  readonly dropped?: string;
+}
+
 export interface ScriptStore {
   /** All scripts, the active one marked. */
   list(): Promise<ScriptInfo[]>;
@@ -70,6 +83,33 @@ export interface ScriptStore {
   rename(oldName: string, newName: string): Promise<void>;
   /** Write the filter file from the named script; '' removes the filter. */
   setActive(name: string): Promise<void>;
+  /**
+   * Is this script a preserved non-Sieve filter file (an Exim filter or an address
+   * list kept when tsieved took over)? Activation writes such a script back byte for
+   * byte, so it is not validated as Sieve; once replaced by PUTSCRIPT it is Sieve.
+   */
+  isVerbatim(name: string): Promise<boolean>;
+  /**
+   * Stores the script only if no script of that name exists, decided under the
+   * store's lock; false when one does (nothing changed).
+   */
+  putIfAbsent(name: string, content: Buffer): Promise<boolean>;
+  /**
+   * Activates the script only if no script is active, decided under the lock. The
+   * store's own preserved copy of the filter file, when active and byte-identical to
+   * `name`, does not count as a choice and is removed.
+   */
+  setActiveIfNone(name: string): Promise<ActivationResult>;
+  /**
+   * Keeps filter-file bytes read elsewhere (the file Exim read before a change of
+   * `filter_path`) as a script the way a foreign filter file is kept ("old-forward",
+   * verbatim unless Exim reads it as Sieve); returns its name. Activates nothing.
+   */
+  preserveForward(content: Buffer): Promise<string>;
+  /** Per-user metadata beside the scripts (layout.ts META_FILES); undefined if absent. */
+  readMeta(key: MetaKey): Promise<Buffer | undefined>;
+  /** Writes metadata atomically, under the store's lock. */
+  writeMeta(key: MetaKey, content: Buffer): Promise<void>;
   /** Release whatever the store holds (worker process, locks). */
   close(): Promise<void>;
 }
@@ -84,6 +124,12 @@ export function withClose(store: ScriptStore, close: () => Promise<void>): Scrip
     delete: (name) => store.delete(name),
     rename: (from, to) => store.rename(from, to),
     setActive: (name) => store.setActive(name),
+    isVerbatim: (name) => store.isVerbatim(name),
+    putIfAbsent: (name, content) => store.putIfAbsent(name, content),
+    setActiveIfNone: (name) => store.setActiveIfNone(name),
+    preserveForward: (content) => store.preserveForward(content),
+    readMeta: (key) => store.readMeta(key),
+    writeMeta: (key, content) => store.writeMeta(key, content),
     close,
   };
 }

@@ -43,7 +43,7 @@ import { rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
 import { DEFAULT_LAYOUTS } from '../../src/migrate/sources.js';
 import { loadProfile } from '../../src/sieve/index.js';
 import type { StoreLauncher } from '../../src/storage/launcher.js';
-import type { ScriptStore } from '../../src/storage/types.js';
+import { withClose, type ScriptStore } from '../../src/storage/types.js';
 import { ProcessLauncher, workerCommand } from '../../src/storage/worker/process-launcher.js';
 import { requireRoot } from '../helpers/tools.js';
 import { writeMigrateConfig } from './config.js';
@@ -283,13 +283,7 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
         async open(id) {
           const s = await pl.open(id);
           const racing: ScriptStore = {
-            list: () => s.list(),
-            checkSpace: (n, size) => s.checkSpace(n, size),
-            put: (n, c) => s.put(n, c),
-            delete: (n) => s.delete(n),
-            rename: (a, b) => s.rename(a, b),
-            setActive: (n) => s.setActive(n),
-            close: () => s.close(),
+            ...withClose(s, () => s.close()),
             async get(name) {
               try {
                 return await s.get(name);

@@ -95,6 +95,28 @@ describe('storage worker', () => {
     expect(launcher.openCount).toBe(0);
   });
 
+  it('carries the operations migration needs (put if absent, set active if none, preserved forwards, metadata)', async () => {
+    const launcher = new ProcessLauncher({ storage: storageConfig(), log: silentLogger() });
+    const id = self('migrating');
+    const store = await launcher.open(id);
+    try {
+      expect(await store.putIfAbsent('a', Buffer.from('keep;'))).toBe(true);
+      expect(await store.putIfAbsent('a', Buffer.from('discard;'))).toBe(false);
+      const forward = Buffer.from('# Exim filter\ndeliver x@elsewhere.example\n');
+      expect(await store.preserveForward(forward)).toBe('old-forward');
+      expect(await store.isVerbatim('old-forward')).toBe(true);
+      expect(await store.isVerbatim('a')).toBe(false);
+      expect(await store.setActiveIfNone('old-forward')).toEqual({ active: 'old-forward', activated: true });
+      expect(await store.setActiveIfNone('a')).toEqual({ active: 'old-forward', activated: false });
+      expect(readFileSync(join(id.home!, '.forward')).equals(forward)).toBe(true);
+      expect(await store.readMeta('migrated')).toBeUndefined();
+      await store.writeMeta('migrated', Buffer.from('settled\n'));
+      expect((await store.readMeta('migrated'))?.toString()).toBe('settled\n');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('moves a 1 MiB script byte-exact', async () => {
     const launcher = new ProcessLauncher({ storage: storageConfig(), log: silentLogger() });
     const store = await launcher.open(self('big'));

@@ -223,11 +223,12 @@ describe('a filter file tsieved did not write', () => {
     expect(isTsievedFilter(await readFile(h.filterPath))).toBe(true);
   });
 
-  it('keeps an address-list .forward as a backup and an inactive script, until SETACTIVE replaces it', async () => {
+  it('keeps an address-list .forward as a backup and the active script (Exim runs it), until SETACTIVE replaces it', async () => {
     const original = b('alice@elsewhere.example\n');
     await writeFile(h.filterPath, original);
     const store = await openStore(h);
-    expect(await store.list()).toEqual([{ name: 'old-forward', active: false }]);
+    expect(await store.list()).toEqual([{ name: 'old-forward', active: true }]);
+    expect(await store.isVerbatim('old-forward')).toBe(true);
     expect(await readFile(h.filterPath)).toEqual(original); // mail still flows as before
     await store.put('new', b('keep;'));
     await store.setActive('new');
@@ -235,6 +236,32 @@ describe('a filter file tsieved did not write', () => {
     const [backup] = await backups();
     expect(await readFile(join(h.home, backup!))).toEqual(original);
     expect(await store.get('old-forward')).toEqual(original);
+    // Activated again, it is written back byte for byte, not as Sieve.
+    await store.setActive('old-forward');
+    expect(await readFile(h.filterPath)).toEqual(original);
+    expect(await backups()).toHaveLength(1);
+  });
+
+  it('a preserved forward stays verbatim when renamed, and becomes Sieve once PUTSCRIPT replaces it', async () => {
+    const original = b('# Exim filter\ndeliver bob@elsewhere.example\n');
+    await writeFile(h.filterPath, original);
+    const store = await openStore(h);
+    await store.rename('old-forward', 'exim');
+    expect(await store.list()).toEqual([{ name: 'exim', active: true }]);
+    expect(await store.isVerbatim('exim')).toBe(true);
+    await store.put('other', b('keep;'));
+    await store.setActive('other');
+    await store.setActive('exim');
+    expect(await readFile(h.filterPath)).toEqual(original);
+    await store.put('exim', b('discard;'));
+    expect(await store.isVerbatim('exim')).toBe(false);
+    expect(isTsievedFilter(await readFile(h.filterPath))).toBe(true);
+    // The same bytes under a new name are no preserved forward.
+    await store.put('again', original);
+    expect(await store.isVerbatim('again')).toBe(false);
+    // Reopening finds everything consistent: nothing re-imported.
+    const again = await openStore(h);
+    expect((await again.list()).map((s) => `${s.name}${s.active ? '*' : ''}`)).toEqual(['again', 'exim*', 'other']);
   });
 
   it('preserves a file that appears between open and SETACTIVE, and never overwrites a backup', async () => {
@@ -327,11 +354,11 @@ describe('a foreign filter appearing while a script is active', () => {
     await store.setActive('main');
     await writeFile(h.filterPath, b('carol@elsewhere.example\n'));
     await store.put('main', b('discard;'));
-    // Exim runs the address list, so "main" is not active and the filter is the user's file.
+    // Exim runs the address list, so it is the active script and the filter is the user's file.
     expect(await readFile(h.filterPath, 'utf8')).toBe('carol@elsewhere.example\n');
     expect(await store.list()).toEqual([
       { name: 'main', active: false },
-      { name: 'old-forward', active: false },
+      { name: 'old-forward', active: true },
     ]);
   });
 });
@@ -347,5 +374,65 @@ describe('leftovers of a crashed server', () => {
     await openStore(h);
     for (const p of stale) await expect(stat(p)).rejects.toMatchObject({ code: 'ENOENT' });
     for (const p of kept) expect((await stat(p)).isFile()).toBe(true);
+  });
+});
+
+describe('the operations migration needs, decided under the lock', () => {
+  it('putIfAbsent stores a new name and leaves an existing one alone', async () => {
+    const store = await openStore(h);
+    expect(await store.putIfAbsent('a', b('keep;'))).toBe(true);
+    expect(await store.putIfAbsent('a', b('discard;'))).toBe(false);
+    expect((await store.get('a')).toString()).toBe('keep;');
+    expect(await kindOf(store.putIfAbsent('b', Buffer.alloc(5000, 0x23)))).toBe('quota-maxsize');
+  });
+
+  it('setActiveIfNone activates only when nothing is, and replaces only the store\'s identical preserved copy', async () => {
+    const store = await openStore(h);
+    await store.put('a', b('keep;'));
+    await store.put('b', b('discard;'));
+    expect(await store.setActiveIfNone('a')).toEqual({ active: 'a', activated: true });
+    expect(await store.setActiveIfNone('b')).toEqual({ active: 'a', activated: false });
+    expect(await store.setActiveIfNone('a')).toEqual({ active: 'a', activated: false });
+    expect(await kindOf(store.setActiveIfNone('nope'))).toBe('nonexistent');
+
+    const other = await tempHome();
+    try {
+      const sieve = b('# Sieve filter\nkeep;\n');
+      await writeFile(other.filterPath, sieve);
+      const fresh = await openStore(other);
+      expect(await fresh.list()).toEqual([{ name: 'old-forward', active: true }]);
+      await fresh.put('main', sieve);
+      expect(await fresh.setActiveIfNone('main')).toEqual({ active: 'main', activated: true, dropped: 'old-forward' });
+      expect(await fresh.list()).toEqual([{ name: 'main', active: true }]);
+      // A preserved copy with other bytes is the user's filter: it stays active.
+      await writeFile(other.filterPath, b('someone@elsewhere.example\n'));
+      const reopened = await openStore(other);
+      expect(await reopened.setActiveIfNone('main')).toEqual({ active: 'old-forward', activated: false });
+      expect(await readFile(other.filterPath, 'utf8')).toBe('someone@elsewhere.example\n');
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('preserveForward keeps bytes read elsewhere as a script, verbatim unless Exim reads them as Sieve', async () => {
+    const store = await openStore(h);
+    const forward = b('# Exim filter\ndeliver x@elsewhere.example\n');
+    expect(await store.preserveForward(forward)).toBe('old-forward');
+    expect(await store.preserveForward(forward)).toBe('old-forward');
+    expect(await store.isVerbatim('old-forward')).toBe(true);
+    expect(await store.list()).toEqual([{ name: 'old-forward', active: false }]);
+    expect(await store.preserveForward(b('# Sieve filter\nkeep;\n'))).toBe('old-forward-2');
+    expect(await store.isVerbatim('old-forward-2')).toBe(false);
+    await store.setActive('old-forward');
+    expect(await readFile(h.filterPath)).toEqual(forward);
+  });
+
+  it('metadata is kept beside the scripts and never listed as one', async () => {
+    const store = await openStore(h);
+    expect(await store.readMeta('migrated')).toBeUndefined();
+    await store.writeMeta('migrated', b('done\n'));
+    expect((await store.readMeta('migrated'))?.toString()).toBe('done\n');
+    expect(await readFile(join(h.scriptsDir, '.migrated'), 'utf8')).toBe('done\n');
+    expect(await store.list()).toEqual([]);
   });
 });

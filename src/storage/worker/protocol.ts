@@ -14,7 +14,8 @@
 import type { Identity } from '../../auth/types.js';
 import type { Diagnostic, SieveProfile } from '../../sieve/index.js';
 import type { StorageConfig } from '../paths.js';
-import type { ScriptInfo, StorageErrorKind } from '../types.js';
+import { META_KEYS } from '../layout.js';
+import type { ActivationResult, MetaKey, ScriptInfo, StorageErrorKind } from '../types.js';
 
 /** Headers are small JSON objects; anything larger is a broken or hostile peer. */
 export const MAX_HEADER_BYTES = 256 * 1024;
@@ -40,6 +41,15 @@ export type Request =
   | { readonly id: number; readonly op: 'delete'; readonly name: string }
   | { readonly id: number; readonly op: 'rename'; readonly from: string; readonly to: string }
   | { readonly id: number; readonly op: 'setActive'; readonly name: string }
+  | { readonly id: number; readonly op: 'isVerbatim'; readonly name: string }
+  /** Payload: the script. */
+  | { readonly id: number; readonly op: 'putIfAbsent'; readonly name: string }
+  | { readonly id: number; readonly op: 'setActiveIfNone'; readonly name: string }
+  /** Payload: the filter-file bytes to keep. */
+  | { readonly id: number; readonly op: 'preserveForward' }
+  | { readonly id: number; readonly op: 'readMeta'; readonly key: MetaKey }
+  /** Payload: the metadata. */
+  | { readonly id: number; readonly op: 'writeMeta'; readonly key: MetaKey }
   /** Payload: a script to check against the session's Sieve profile. */
   | { readonly id: number; readonly op: 'validate' }
   /** Who the worker runs as, for logs and tests. */
@@ -68,6 +78,13 @@ export interface ResultByOp {
   delete: null;
   rename: null;
   setActive: null;
+  isVerbatim: boolean;
+  putIfAbsent: boolean;
+  setActiveIfNone: ActivationResult;
+  preserveForward: string;
+  /** The payload carries the metadata; the result says whether there is any. */
+  readMeta: boolean;
+  writeMeta: null;
   whoami: WorkerInfo;
   validate: Diagnostic[];
 }
@@ -153,6 +170,7 @@ export class FrameDecoder {
 
 const OPS: ReadonlySet<string> = new Set<RequestOp>([
   'init', 'list', 'get', 'checkSpace', 'put', 'delete', 'rename', 'setActive', 'whoami', 'validate',
+  'isVerbatim', 'putIfAbsent', 'setActiveIfNone', 'preserveForward', 'readMeta', 'writeMeta',
 ]);
 
 /** Checks a decoded header's shape; the worker must not trust its peer's types blindly. */
@@ -168,14 +186,21 @@ export function parseRequest(header: unknown): Request | undefined {
     case 'put':
     case 'delete':
     case 'setActive':
+    case 'isVerbatim':
+    case 'putIfAbsent':
+    case 'setActiveIfNone':
       return str('name') ? (h as unknown as Request) : undefined;
     case 'checkSpace':
       return str('name') && typeof h.size === 'number' && Number.isSafeInteger(h.size) && h.size >= 0 ? (h as unknown as Request) : undefined;
     case 'rename':
       return str('from') && str('to') ? (h as unknown as Request) : undefined;
+    case 'readMeta':
+    case 'writeMeta':
+      return (META_KEYS as readonly unknown[]).includes(h.key) ? (h as unknown as Request) : undefined;
     case 'list':
     case 'whoami':
     case 'validate':
+    case 'preserveForward':
       return h as unknown as Request;
   }
 }

@@ -13,7 +13,7 @@
  */
 import type { AttachedWorker } from '../../auth/types.js';
 import type { Logger } from '../../log/logger.js';
-import { StorageError, type ScriptInfo, type ScriptStore } from '../types.js';
+import { StorageError, type ActivationResult, type MetaKey, type ScriptInfo, type ScriptStore } from '../types.js';
 import type { Diagnostic } from '../../sieve/index.js';
 import {
   encodeFrame,
@@ -136,6 +136,38 @@ export class RemoteStore implements ScriptStore {
 
   async setActive(name: string): Promise<void> {
     await this.call('setActive', { op: 'setActive', name });
+  }
+
+  async isVerbatim(name: string): Promise<boolean> {
+    return (await this.call('isVerbatim', { op: 'isVerbatim', name })).result === true;
+  }
+
+  async putIfAbsent(name: string, content: Buffer): Promise<boolean> {
+    return (await this.call('putIfAbsent', { op: 'putIfAbsent', name }, content)).result === true;
+  }
+
+  async setActiveIfNone(name: string): Promise<ActivationResult> {
+    const { result } = await this.call('setActiveIfNone', { op: 'setActiveIfNone', name });
+    // The worker runs as the user: only the expected shape is believed.
+    const r = result as Partial<ActivationResult> | null;
+    const opt = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+    const dropped = opt(r?.dropped);
+    return { active: opt(r?.active), activated: r?.activated === true, ...(dropped !== undefined ? { dropped } : {}) };
+  }
+
+  async preserveForward(content: Buffer): Promise<string> {
+    const { result } = await this.call('preserveForward', { op: 'preserveForward' }, content);
+    if (typeof result !== 'string') throw new StorageError('io', 'malformed answer from the storage worker');
+    return result;
+  }
+
+  async readMeta(key: MetaKey): Promise<Buffer | undefined> {
+    const { result, payload } = await this.call('readMeta', { op: 'readMeta', key });
+    return result === true ? payload : undefined;
+  }
+
+  async writeMeta(key: MetaKey, content: Buffer): Promise<void> {
+    await this.call('writeMeta', { op: 'writeMeta', key }, content);
   }
 
   /** Ends the worker: EOF on its stdin, then SIGTERM if it lingers. Idempotent. */

@@ -85,6 +85,26 @@ async function handle(req: Request, payload: Buffer): Promise<void> {
       case 'setActive':
         await store.setActive(req.name);
         break;
+      case 'isVerbatim':
+        send({ id: req.id, ok: true, result: await store.isVerbatim(req.name) });
+        return;
+      case 'putIfAbsent':
+        send({ id: req.id, ok: true, result: await store.putIfAbsent(req.name, payload) });
+        return;
+      case 'setActiveIfNone':
+        send({ id: req.id, ok: true, result: await store.setActiveIfNone(req.name) });
+        return;
+      case 'preserveForward':
+        send({ id: req.id, ok: true, result: await store.preserveForward(payload) });
+        return;
+      case 'readMeta': {
+        const meta = await store.readMeta(req.key);
+        send({ id: req.id, ok: true, result: meta !== undefined }, meta);
+        return;
+      }
+      case 'writeMeta':
+        await store.writeMeta(req.key, payload);
+        break;
     }
     send({ id: req.id, ok: true, result: null });
   } catch (err) {

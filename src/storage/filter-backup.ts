@@ -1,0 +1,68 @@
+/**
+ * Files beside the filter that are not the filter: the backup copy of a foreign
+ * filter file before anything replaces it, and temp files a crashed server left.
+ *
+ * Must not know: scripts, the lock, what the filter contains.
+ */
+import { basename, dirname, join } from 'node:path';
+import { TEMP_MARKER } from './atomic-write.js';
+import { errnoCode, toStorageError } from './errors.js';
+import type { FileOps } from './file-ops.js';
+import { StorageError } from './types.js';
+
+export const BACKUP_MARKER = '.tsieved-backup-';
+const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
+
+/**
+ * Copies `bytes` beside `filterPath` as `<filter>.tsieved-backup-<UTC time>[-N]`,
+ * under a name that did not exist (O_EXCL): no backup is ever overwritten.
+ */
+export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffer): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const base = join(dirname(filterPath), basename(filterPath) + BACKUP_MARKER + stamp);
+  for (let n = 1; n < 1000; n++) {
+    const path = n === 1 ? base : `${base}-${n}`;
+    let file;
+    try {
+      file = await ops.createExclusive(path, 0o600);
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') continue;
+      throw toStorageError(err, `cannot back up ${filterPath}`);
+    }
+    try {
+      await file.writeAll(bytes);
+      await file.sync();
+      const f = file;
+      file = undefined;
+      await f.close();
+    } catch (err) {
+      if (file) await file.close().catch(() => undefined);
+      await ops.unlink(path).catch(() => undefined);
+      throw toStorageError(err, `cannot back up ${filterPath}`);
+    }
+    return path;
+  }
+  throw new StorageError('io', `cannot find a free backup name for ${filterPath}`);
+}
+
+/** Temp files left by a crashed server (ours carry TEMP_MARKER) older than an hour; best effort. */
+export async function removeStaleTemps(ops: FileOps, dirs: readonly string[]): Promise<void> {
+  for (const dir of dirs) {
+    let entries: string[];
+    try {
+      entries = await ops.readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (!e.startsWith('.') || !e.includes(TEMP_MARKER)) continue;
+      const p = join(dir, e);
+      try {
+        const st = await ops.lstat(p);
+        if (st.isFile() && Date.now() - st.mtimeMs > TEMP_MAX_AGE_MS) await ops.unlink(p);
+      } catch {
+        /* someone else's, or gone */
+      }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * `exim4 -bf` (filter testing) with a minimal private configuration (-C): what the
+ * real Exim would do with a filter file and a message, without delivering
+ * anything (reference/exim-sieve.md section 8). Exim exits 0 even when a Sieve
+ * filter fails, so callers read the text. `-v` adds the Sieve actions
+ * (`fileinto 'X'`, `redirect 'a@b'`) on stderr, which is included.
+ *
+ * Must not know: tsieved.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eximBinary } from './exim.js';
+
+export interface EximBf {
+  readonly configFile: string;
+  /** stdout + stderr of `exim -v -bf FILE -bfd DOMAIN -bfl LOCALPART < message`. */
+  run(filterFile: string, message: string, address?: { localPart: string; domain: string }): string;
+  cleanup(): void;
+}
+
+export function privateEximBf(): EximBf {
+  const dir = mkdtempSync(join(tmpdir(), 'tsieved-eximbf-'));
+  mkdirSync(join(dir, 'spool'));
+  const configFile = join(dir, 'exim.conf');
+  writeFileSync(configFile, `primary_hostname = tsieved.test\nspool_directory = ${dir}/spool\nlog_file_path = ${dir}/%slog\n`);
+  return {
+    configFile,
+    run(filterFile, message, address = { localPart: 'user', domain: 'example.org' }) {
+      const r = spawnSync(
+        eximBinary(),
+        ['-C', configFile, '-v', '-bf', filterFile, '-bfd', address.domain, '-bfl', address.localPart, '-f', 'sender@remote.test'],
+        { input: message, encoding: 'utf8', timeout: 30_000 },
+      );
+      return `${r.stdout ?? ''}${r.stderr ?? ''}`;
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
