@@ -33,13 +33,16 @@ export interface RunningTsieved {
 export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
+  /** A command put before `node dist/cli.js serve ...` (e.g. setpriv with options); it must exec the rest. */
+  readonly wrapper?: readonly string[];
 }
 
 export async function startTsieved(configToml: string, options: StartOptions = {}): Promise<RunningTsieved> {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-run-'));
   const configFile = join(dir, 'tsieved.toml');
   writeFileSync(configFile, configToml);
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+  const argv = [...(options.wrapper ?? []), process.execPath, CLI, 'serve', '--config', configFile];
+  const child = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });
