@@ -5,10 +5,18 @@
  * hosts that must be found (IPv4, IPv6, syslog-prefixed) and the lines that must
  * not ban anyone or must not ban the wrong host (successful logins, user names
  * crafted to inject a "remote" field or a whole fake line).
+ *
+ * Installed as Debian installs filters: a copy of the system's /etc/fail2ban (with
+ * Debian's common.conf and paths-debian.conf) gets the shipped filter in filter.d/
+ * and the jail in jail.d/; `fail2ban-regex -c DIR LOG tsieved` names the filter as
+ * the jail does. The real server's log, direct and behind the PROXY protocol (v1 and
+ * v2 headers from a trusted proxy), must yield exactly one hit per failed login,
+ * each with the client's address.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,8 +24,10 @@ import { createRootLogger } from '../../src/log/logger.js';
 import { haveTools } from '../helpers/tools.js';
 import { startFixture, ALICE } from '../helpers/fixture.js';
 import { SieveTestClient } from '../helpers/client.js';
+import { freePort } from '../server-proxy/haproxy.js';
 
 const FILTER = resolve(__dirname, '../../contrib/fail2ban/filter.d/tsieved.conf');
+const JAIL = resolve(__dirname, '../../contrib/fail2ban/jail.d/tsieved.conf');
 /** fail2ban's own shared definitions, which every distribution ships beside its filters. */
 const COMMON = '/etc/fail2ban/filter.d/common.conf';
 
@@ -152,5 +162,114 @@ describe.skipIf(!haveTools('fail2ban-regex'))('fail2ban filter', () => {
       'logged in',
     );
     expect(run([line])).toEqual([]);
+  });
+});
+
+/** PROXY v2 header for a TCP over IPv4 or IPv6 client (spec section 2.2). */
+function proxyV2(src: string, srcPort: number): Buffer {
+  const sig = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
+  const v6 = src.includes(':');
+  const addr = (a: string): Buffer =>
+    v6
+      ? Buffer.from(
+          (() => {
+            const [head, tail] = a.split('::') as [string, string?];
+            const h = head ? head.split(':') : [];
+            const t = tail ? tail.split(':') : [];
+            const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+            return groups.map((g) => g.padStart(4, '0')).join('');
+          })(),
+          'hex',
+        )
+      : Buffer.from(a.split('.').map(Number));
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(srcPort, 0);
+  ports.writeUInt16BE(4190, 2);
+  const body = Buffer.concat([addr(src), addr(v6 ? '::1' : '127.0.0.1'), ports]);
+  const head = Buffer.from([0x21, v6 ? 0x21 : 0x11, 0, 0]);
+  head.writeUInt16BE(body.length, 2);
+  return Buffer.concat([sig, head, body]);
+}
+
+/** Connects, sends `preamble` (a PROXY header or nothing), fails to log in `attempts` times. */
+function failedLogins(port: number, preamble: Buffer, attempts: number): Promise<string> {
+  return new Promise((done) => {
+    let got = '';
+    let sent = 0;
+    const s = connect({ port, host: '127.0.0.1' });
+    const bad = Buffer.from(`\0alice@example.org\0wrong password`).toString('base64');
+    const next = (): void => {
+      if (sent < attempts) {
+        sent += 1;
+        s.write(`AUTHENTICATE "PLAIN" "${bad}"\r\n`);
+      } else {
+        s.end('LOGOUT\r\n');
+      }
+    };
+    s.on('connect', () => s.write(preamble));
+    s.on('data', (d: Buffer) => {
+      const before = got;
+      got += d.toString();
+      const fresh = got.slice(before.length);
+      if (/^OK/m.test(fresh) && sent === 0) next();
+      else if (/^NO/m.test(fresh)) next();
+    });
+    s.on('close', () => done(got));
+    s.on('error', () => done(got));
+    setTimeout(() => s.destroy(), 15_000);
+  });
+}
+
+describe.skipIf(!haveTools('fail2ban-regex', 'fail2ban-client'))('fail2ban filter installed the Debian way, against the real log', () => {
+  let etc: string;
+  beforeAll(() => {
+    etc = mkdtempSync(join(tmpdir(), 'tsieved-f2b-etc-'));
+    cpSync('/etc/fail2ban', etc, { recursive: true });
+    copyFileSync(FILTER, join(etc, 'filter.d', 'tsieved.conf'));
+    copyFileSync(JAIL, join(etc, 'jail.d', 'tsieved.conf'));
+  });
+  afterAll(() => rmSync(etc, { recursive: true, force: true }));
+
+  it('fail2ban reads the jail with the shipped filter', () => {
+    const dump = execFileSync('fail2ban-client', ['-c', etc, '-d'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(dump).toContain("['add', 'tsieved', 'systemd']");
+    expect(dump).toMatch(/\['set', 'tsieved', 'addfailregex', '.*auth-failure.*<ADDR>/);
+    expect(dump).toContain("['set', 'tsieved', 'addjournalmatch', '_SYSTEMD_UNIT=tsieved.service']");
+  });
+
+  it('one hit per failed login with the client address, direct and behind the PROXY protocol', async () => {
+    const proxied = await freePort();
+    const fx = await startFixture({
+      listeners: `listen = [{ address = "127.0.0.1:0", allow_plaintext = true }, { address = "127.0.0.1:${proxied}", allow_plaintext = true, proxy_protocol = true }]`,
+      extra: { server: 'trusted_proxies = ["127.0.0.1"]\nauth_failure_delay_ms = 10' },
+    });
+    try {
+      const direct = fx.server.ports.find((p) => p.port !== proxied)!.port;
+      const expected: string[] = [];
+      const run = async (port: number, preamble: Buffer, attempts: number, client: string): Promise<void> => {
+        const reply = await failedLogins(port, preamble, attempts);
+        expect(reply.match(/^NO/gm), reply).toHaveLength(attempts);
+        for (let i = 0; i < attempts; i++) expected.push(client);
+      };
+      await run(direct, Buffer.alloc(0), 2, '127.0.0.1');
+      await run(proxied, Buffer.from('PROXY TCP4 192.0.2.61 127.0.0.1 40001 4190\r\n'), 2, '192.0.2.61');
+      await run(proxied, Buffer.from('PROXY TCP6 2001:db8::61 ::1 40002 4190\r\n'), 1, '2001:db8::61');
+      await run(proxied, proxyV2('198.51.100.62', 40003), 2, '198.51.100.62');
+      await run(proxied, proxyV2('2001:db8::62', 40004), 1, '2001:db8::62');
+      // And a successful login in between, which must not count.
+      const ok = await SieveTestClient.connect(direct);
+      expect((await ok.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+      ok.close();
+      const failures = (): number => fx.server.logs().split('\n').filter((l) => l.includes('"auth-failure"')).length;
+      for (let i = 0; i < 50 && failures() < expected.length; i++) await new Promise((res) => setTimeout(res, 100));
+      const log = join(etc, 'tsieved.log');
+      writeFileSync(log, fx.server.logs());
+      const out = execFileSync('fail2ban-regex', ['-c', etc, '-o', 'row', log, 'tsieved'], { encoding: 'utf8' });
+      const hosts = out.split('\n').flatMap((l) => /^\['([^']+)',/.exec(l)?.[1] ?? []);
+      expect(hosts).toEqual(expected);
+    } finally {
+      await fx.stop();
+      rmSync(fx.dir, { recursive: true, force: true });
+    }
   });
 });
