@@ -45,6 +45,11 @@ export class Connection {
   private ended = false;
   private closing = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Which limit the timer enforces, and since when the client has been logging in. */
+  private timerFor: 'login' | 'idle' | undefined;
+  private loginSince = performance.now();
+  /** Between STARTTLS's OK and the handshake's end nothing may be written in clear. */
+  private upgrading = false;
   private readonly log: Logger;
   private readonly commandLines = new LineBudget(COMMAND_LINES_PER_SECOND, COMMAND_LINE_BURST);
   private readonly onData = (chunk: Buffer): void => {
@@ -282,7 +287,10 @@ export class Connection {
       secureContext,
       requestCert: false,
     });
+    this.upgrading = true;
     await handshake(tlsSocket);
+    this.upgrading = false;
+    if (this.closing) throw new Error('closed during the TLS handshake');
     this.stream = tlsSocket;
     this.session.secure = true;
     this.attach(tlsSocket);
@@ -300,17 +308,30 @@ export class Connection {
     });
   }
 
-  /** Idle timeouts: short before login, at least 30 minutes after (RFC 5804 section 1.2). */
+  /**
+   * Before login, an absolute deadline counted from connect (or UNAUTHENTICATE) that
+   * no traffic extends: a client trickling a byte a second, or a NOOP every few
+   * seconds, once held its connection slot forever. After login, an idle limit that
+   * every command resets, at least 30 minutes (RFC 5804 section 1.2).
+   */
   private touch(): void {
-    clearTimeout(this.idleTimer);
     const { server } = this.services.config;
-    const seconds = this.session.state === 'authenticated' ? server.idle_timeout_seconds : server.login_timeout_seconds;
+    const login = this.session.state !== 'authenticated';
+    if (login && this.timerFor === 'login') return;
+    if (login && this.timerFor === 'idle') this.loginSince = performance.now();
+    clearTimeout(this.idleTimer);
+    this.timerFor = login ? 'login' : 'idle';
+    const ms = login ? server.login_timeout_seconds * 1000 - (performance.now() - this.loginSince) : server.idle_timeout_seconds * 1000;
     this.idleTimer = setTimeout(() => {
-      this.log.info({ event: 'idle-timeout', user: this.session.user }, 'disconnecting idle client');
+      this.log.info({ event: login ? 'login-timeout' : 'idle-timeout', user: this.session.user }, login ? 'disconnecting: no login in time' : 'disconnecting idle client');
       this.closing = true;
-      this.write(encodeResponse(bye(`${this.services.config.server.greeting_name}: disconnected for inactivity`))).catch(() => undefined).finally(() => this.destroy());
+      const text = `${server.greeting_name}: ${login ? 'login took too long' : 'disconnected for inactivity'}`;
+      // Mid-STARTTLS the client expects a handshake: a clear-text BYE would be garbage to it.
+      const farewell = this.upgrading ? Promise.resolve() : this.write(encodeResponse(bye(text)));
+      if (this.upgrading) this.socket.destroy();
+      farewell.catch(() => undefined).finally(() => this.destroy());
       this.wakeReader();
-    }, seconds * 1000);
+    }, Math.max(0, ms));
     this.idleTimer.unref();
   }
 
@@ -341,6 +362,10 @@ function handshake(socket: TLSSocket): Promise<void> {
     socket.once('error', (error) => {
       clearTimeout(timer);
       reject(error);
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('connection closed during the TLS handshake'));
     });
   });
 }

@@ -75,7 +75,10 @@ export class ConnectionManager {
     // RFC 5804 section 2 has pipelined commands run in order, and LOGOUT answered.
     // The connection ends its own side once the buffered commands are done.
     const server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket, spec));
-    server.maxConnections = this.services.config.server.max_connections;
+    // admit() refuses beyond max_connections with a BYE; this hard stop, which
+    // closes without a word, only catches what exceeds that by a wide margin.
+    const max = this.services.config.server.max_connections;
+    server.maxConnections = max + Math.max(100, Math.ceil(max / 10));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(spec.port, spec.host, () => {
@@ -139,12 +142,12 @@ export class ConnectionManager {
   private admit(socket: Socket, spec: ListenerSpec, remoteAddress: string, remotePort: number): void {
     const { server } = this.services.config;
     const count = this.perAddress.get(remoteAddress) ?? 0;
+    if (this.connections.size >= server.max_connections) {
+      this.refuse(socket, remoteAddress, 'max_connections', `${server.greeting_name}: too many connections, try again later`);
+      return;
+    }
     if (count >= server.max_connections_per_ip) {
-      // RFC 5804 section 1.2: BYE before hanging up.
-      this.log.warn({ event: 'too-many-connections', remote: remoteAddress }, 'refusing connection');
-      socket.end(encodeResponse(bye(`${server.greeting_name}: too many connections from your address`)));
-      // A client that never closes its side must not keep the descriptor.
-      setTimeout(() => socket.destroy(), 1000).unref();
+      this.refuse(socket, remoteAddress, 'max_connections_per_ip', `${server.greeting_name}: too many connections from your address`);
       return;
     }
     this.perAddress.set(remoteAddress, count + 1);
@@ -166,6 +169,14 @@ export class ConnectionManager {
       else this.perAddress.set(remoteAddress, left);
     };
     this.start(connection, socket, spec, log).finally(finished);
+  }
+
+  /** RFC 5804 section 1.2: the client is told why (BYE) before the server hangs up. */
+  private refuse(socket: Socket, remote: string, limit: string, text: string): void {
+    this.log.warn({ event: 'too-many-connections', remote, limit }, 'refusing connection');
+    socket.end(encodeResponse(bye(text)));
+    // A client that never closes its side must not keep the descriptor.
+    setTimeout(() => socket.destroy(), 1000).unref();
   }
 
   private async start(connection: Connection, socket: Socket, spec: ListenerSpec, log: Logger): Promise<void> {
