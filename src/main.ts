@@ -187,28 +187,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   let built = await buildServices(config, log);
   const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
   const manager = new ConnectionManager(built.services, mechanisms, log);
-  const specs = allListenerSpecs(config);
-  const addresses: { host: string; port: number; implicitTls: boolean }[] = [];
-  for (const spec of specs) {
-    try {
-      const bound = await manager.listen(spec);
-      addresses.push({ ...bound, implicitTls: spec.implicitTls });
-    } catch (error) {
-      await manager.stopListening();
-      throw new StartupError(`cannot listen on ${spec.host}:${spec.port}: ${(error as Error).message}`);
-    }
+  const started = await manager.applyListeners(allListenerSpecs(config));
+  if (started.failed.length > 0) {
+    await manager.stopListening();
+    const [first] = started.failed;
+    throw new StartupError(`cannot listen on ${first!.address}: ${first!.reason}`);
   }
   return {
-    addresses,
-    async reload(next: Config) {
-      const old = built;
-      built = await buildServices(next, log);
-      manager.replaceServices(built.services);
-      log.info({ event: 'reloaded' }, 'configuration reloaded');
-      // Sessions started before the reload keep the old services until they end; a
-      // closed validator still validates, inline, so its worker thread can go now.
-      await old.validator.close();
+    get addresses() {
+      return manager.listening;
     },
+    reload: (next) => reload(next),
     async stop() {
       await manager.stopListening();
       await manager.drain(built.services.config.server.shutdown_grace_seconds * 1000);
@@ -217,4 +206,34 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await built.services.auth.close?.();
     },
   };
+
+  /**
+   * The one reload (SIGHUP, and any other trigger): check and build everything
+   * first, so a broken configuration changes nothing; then new connections get the
+   * new services and the listeners are made to match. Sessions already open keep
+   * the settings they started with until they end.
+   */
+  async function reload(next: Config): Promise<void> {
+    const old = built;
+    built = await buildServices(next, log);
+    manager.replaceServices(built.services);
+    log.level = next.log.level;
+    const listeners = await manager.applyListeners(allListenerSpecs(next));
+    const notApplied = listeners.failed.map((f) => `listener ${f.address}: ${f.reason}`);
+    const line = {
+      event: 'reloaded',
+      listenersBound: listeners.bound,
+      listenersClosed: listeners.closed,
+      listenersRebound: listeners.rebound,
+      ...(notApplied.length > 0 ? { notApplied } : {}),
+    };
+    if (notApplied.length > 0) {
+      log.warn(line, `configuration reloaded, except (needs the problem fixed, or a restart): ${notApplied.join('; ')}`);
+    } else {
+      log.info(line, 'configuration reloaded; open sessions keep their settings until they end');
+    }
+    // Sessions started before the reload keep the old services until they end; a
+    // closed validator still validates, inline, so its worker thread can go now.
+    await old.validator.close();
+  }
 }

@@ -45,8 +45,40 @@ export function listenerSpecs(
   });
 }
 
+/** The configured address of a listener: the same address in a new config is the same listener. */
+export function listenerAddress(spec: ListenerSpec): string {
+  return `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`;
+}
+
+/**
+ * Keys for a list of listeners: the address (with "/tls" for implicit TLS), and
+ * "#2", "#3"... for repeats, which only port 0 ("any free port") allows.
+ */
+function listenerKeys(specs: readonly ListenerSpec[]): [string, ListenerSpec][] {
+  const seen = new Map<string, number>();
+  return specs.map((spec) => {
+    const base = listenerAddress(spec) + (spec.implicitTls ? '/tls' : '');
+    const n = (seen.get(base) ?? 0) + 1;
+    seen.set(base, n);
+    return [n === 1 ? base : `${base}#${n}`, spec];
+  });
+}
+
+const sameOptions = (a: ListenerSpec, b: ListenerSpec): boolean =>
+  a.implicitTls === b.implicitTls && a.allowPlaintext === b.allowPlaintext && a.proxyProtocol === b.proxyProtocol;
+
+/** What applying a new listener list did, by configured address. */
+export interface ListenerChanges {
+  readonly bound: string[];
+  readonly closed: string[];
+  readonly rebound: string[];
+  /** Addresses that could not be bound, with the reason; a failed rebind keeps the old listener. */
+  readonly failed: { address: string; reason: string }[];
+}
+
 export class ConnectionManager {
-  private readonly servers: Server[] = [];
+  /** Listening sockets by configured address (port 0 stays 0 here). */
+  private readonly servers = new Map<string, { server: Server; spec: ListenerSpec }>();
   private readonly connections = new Set<Connection>();
   private readonly perAddress = new Map<string, number>();
   private trustedProxies: TrustedProxies;
@@ -63,13 +95,62 @@ export class ConnectionManager {
   replaceServices(services: ServerServices): void {
     this.services = services;
     this.trustedProxies = compileTrustedProxies(services.config.server.trusted_proxies);
+    for (const { server } of this.servers.values()) server.maxConnections = services.config.server.max_connections;
+  }
+
+  /**
+   * SIGHUP: make the listening sockets match `specs`. New addresses are bound;
+   * removed ones stop accepting (their sessions go on to their end); an address
+   * whose options changed is closed and bound again with the new ones. A bind that
+   * fails is reported and, for a changed listener, the old one is bound back.
+   */
+  async applyListeners(specs: readonly ListenerSpec[]): Promise<ListenerChanges> {
+    const changes: ListenerChanges = { bound: [], closed: [], rebound: [], failed: [] };
+    const wanted = new Map(listenerKeys(specs));
+    for (const [address, { server, spec }] of [...this.servers]) {
+      const next = wanted.get(address);
+      if (next && sameOptions(spec, next)) continue;
+      const bound = server.address();
+      server.close();
+      this.servers.delete(address);
+      this.log.info({ event: 'listener-closed', host: spec.host, port: typeof bound === 'object' && bound ? bound.port : spec.port }, 'stopped listening');
+      if (!next) {
+        changes.closed.push(address);
+        continue;
+      }
+      try {
+        await this.bind(address, next);
+        changes.rebound.push(address);
+      } catch (error) {
+        changes.failed.push({ address, reason: (error as Error).message });
+        await this.bind(address, spec).catch(() => undefined);
+      }
+    }
+    for (const [address, spec] of wanted) {
+      if (this.servers.has(address)) continue;
+      try {
+        await this.bind(address, spec);
+        changes.bound.push(address);
+      } catch (error) {
+        changes.failed.push({ address, reason: (error as Error).message });
+      }
+    }
+    return changes;
   }
 
   get connectionCount(): number {
     return this.connections.size;
   }
 
-  async listen(spec: ListenerSpec): Promise<{ host: string; port: number }> {
+  /** The sockets listening now, with the ports they got. */
+  get listening(): { host: string; port: number; implicitTls: boolean }[] {
+    return [...this.servers.values()].map(({ server, spec }) => {
+      const address = server.address();
+      return { host: spec.host, port: typeof address === 'object' && address ? address.port : spec.port, implicitTls: spec.implicitTls };
+    });
+  }
+
+  private async bind(key: string, spec: ListenerSpec): Promise<void> {
     // allowHalfOpen: a client that pipelines commands and then shuts down its
     // sending side (`printf ... | nc -N`, health checks) still gets every reply;
     // RFC 5804 section 2 has pipelined commands run in order, and LOGOUT answered.
@@ -87,11 +168,10 @@ export class ConnectionManager {
       });
     });
     server.on('error', (error) => this.log.error({ err: error }, 'listener error'));
-    this.servers.push(server);
+    this.servers.set(key, { server, spec });
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : spec.port;
     this.log.info({ event: 'listening', host: spec.host, port, implicitTls: spec.implicitTls }, 'listening');
-    return { host: spec.host, port };
   }
 
   /**
@@ -100,8 +180,8 @@ export class ConnectionManager {
    * itself is closed at once.)
    */
   async stopListening(): Promise<void> {
-    for (const server of this.servers) server.close();
-    this.servers.length = 0;
+    for (const { server } of this.servers.values()) server.close();
+    this.servers.clear();
   }
 
   /** Wait up to `graceMs` for sessions to end, then close the rest with BYE. */
