@@ -1,5 +1,6 @@
 /**
- * Runs the generated Peggy parser and turns its failures into diagnostics: a
+ * Parses a script: the fast reader (fast-parse.ts) for scripts that parse,
+ * otherwise the generated Peggy parser, whose failures become diagnostics: a
  * syntax error keeps Peggy's position (the furthest point reached), a stack
  * overflow from absurd nesting becomes a "nests too deeply" error.
  *
@@ -7,6 +8,7 @@
  */
 import type { Script } from './ast.js';
 import type { DiagnosticSink } from './diagnostics.js';
+import { fastParse } from './fast-parse.js';
 import { parse, SyntaxError as PeggySyntaxError } from './generated/parser.js';
 
 function describeSyntaxError(e: PeggySyntaxError): string {
@@ -19,6 +21,9 @@ function describeSyntaxError(e: PeggySyntaxError): string {
 }
 
 export function parseScript(text: string, sink: DiagnosticSink): Script | undefined {
+  // The fast reader handles scripts that parse; the generated parser words the rest.
+  const fast = fastParse(text);
+  if (fast !== undefined) return fast;
   try {
     return parse(text, { grammarSource: 'script' });
   } catch (e) {
