@@ -1,9 +1,9 @@
 // Benchmark of per-session isolation (issue 4): time from AUTHENTICATE to OK, and
 // memory per idle authenticated session, for
-//   pam-pwdfile   backend = "pam", pam_pwdfile ($6$ hashes)     -> helper + worker
-//   pam-unix      backend = "pam", pam_unix (yescrypt via chpasswd) -> helper + worker
+//   pam-pwdfile   backend = "pam", pam_pwdfile ($6$ hashes)     -> helper + broker
+//   pam-unix      backend = "pam", pam_unix (yescrypt via chpasswd) -> helper + broker
 //   userdb-none   backend = "userdb" ($1$), isolation = "none"  -> in-process store
-//   userdb-proc   backend = "userdb" ($1$), isolation = "process" -> spawned worker
+//   userdb-proc   backend = "userdb" ($1$), isolation = "process" -> spawned broker
 // Needs root (PAM helper, useradd, /etc/pam.d) and a build (`npm run build`).
 // Everything is temporary: users, service files and directories are removed after.
 // Options: --logins N (sequential logins per setup, 30), --concurrency N (parallel
@@ -34,7 +34,7 @@ if (process.getuid?.() !== 0) {
   console.error('bench/pam.mjs: needs root (PAM helper, useradd, /etc/pam.d)');
   process.exit(2);
 }
-for (const f of ['dist/cli.js', 'dist/storage/worker/worker-main.js', 'helper/build/tsieved-pam-helper']) {
+for (const f of ['dist/cli.js', 'helper/build/tsieved-broker', 'helper/build/tsieved-pam-helper']) {
   if (!existsSync(join(root, f))) {
     console.error(`bench/pam.mjs: ${f} is missing; run \`npm run build\``);
     process.exit(2);
@@ -239,7 +239,7 @@ async function loginLatency(port, users) {
   return { sequential: stats(seq), concurrent: { ...stats(par), clients: CONCURRENCY, wallMs: +wall.toFixed(1) } };
 }
 
-/** The server and all its descendants (helpers, workers). */
+/** The server and all its descendants (helpers, brokers). */
 function tree(pid) {
   const children = new Map();
   for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {

@@ -1,40 +1,40 @@
 /*
  * tsieved-pam-helper: one PAM transaction per process, and the parent of the
- * per-session worker that inherits its credentials.
+ * session's file broker (tsieved-broker.c), which inherits its credentials.
  *
  * Why a separate process: pam_authenticate sleeps for the module's fail delay and
  * pam_setcred/pam_open_session (pam_krb5, pam_afs_session) give the *calling*
  * process its ticket cache and AFS PAG. Doing this here means a wrong password costs
- * this process, never the server's event loop or thread pool, and the worker that
- * writes the user's files is exec'd after setcred, so every one of its threads has
- * the PAG (reference/auth-and-grammar.md 1.4).
+ * this process, never the server's event loop or thread pool, and the broker that
+ * writes the user's files is forked after setcred, so it has the PAG
+ * (see helper/README.md).
  *
  * Usage (spawned by src/auth/pam.ts, never by hand):
- *   tsieved-pam-helper [-n NICE] SERVICE RHOST WORKER [ARG...]
- * -n      raise the worker's nice value: the server multiplexes every session, so
- *         a crowd of workers starting up must not starve it of CPU.
- * WORKER and its arguments may contain {user} {localpart} {domain} {home} {u1} {u2}
- * (storage.token_command, e.g. a per-user keytab for k5start); they are expanded
- * with the account PAM settled on, which only this process knows. WORKER is looked
- * up in PATH if it has no slash.
- * fd 0/1  become the worker's stdin/stdout (the storage RPC pipes)
- * fd 2    log lines for the server ("tsieved-pam-helper: ...")
+ *   tsieved-pam-helper SERVICE RHOST
+ * fd 0/1  become the broker's stdin/stdout (its request and response pipes)
+ * fd 2    log lines for the server ("tsieved-pam-helper[PID]: ...")
  * fd 3    credentials: "user\0password\0", read once, then closed. Never argv/env.
- * fd 4    status for the server, NUL-separated fields, then closed:
- *           ok\0USER\0UID\0GID\0HOME\0WORKERPID\0      (after the fork)
+ * fd 4    status for the server, NUL-separated fields:
+ *           ok\0USER\0UID\0GID\0HOME\0          (session open; the server answers on fd 5)
+ *           broker\0PID\0                     (after the fork; then closed)
  *           rejected\0REASON\0 | expired\0REASON\0 | newauthtok\0REASON\0
- *           tempfail\0REASON\0
+ *           tempfail\0REASON\0                (then closed)
+ * fd 5    the broker's argv from the server, NUL-terminated fields, then EOF:
+ *         token_command already expanded for USER (placeholders are the server's
+ *         business), then the broker. The program is looked up in PATH if it has no
+ *         slash. EOF without a command ends the session.
  * Exit status: 0 session ended normally, 1 rejected, 111 temporary failure
- * (checkpassword convention), 2 worker ended abnormally.
+ * (checkpassword convention), 2 broker ended abnormally.
  *
  * Sequence (pam_setcred(3): initgroups before setcred, setcred before
  * open_session, delete after close_session):
  *   pam_start, PAM_RHOST, pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
- *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session, fork:
- *     child: PAM environment, setgid, initgroups, setuid, exec WORKER
+ *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session,
+ *   status ok, read the command, fork:
+ *     child: PAM environment, setgid, setuid, exec the broker command
  *     parent: wait, pam_close_session, pam_setcred(DELETE), pam_end
  *
- * Must not know: the storage RPC, Sieve, ManageSieve. It only starts the worker.
+ * Must not know: the broker's protocol, Sieve, ManageSieve, placeholders.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,13 +55,19 @@
 
 #define CRED_FD 3
 #define STATUS_FD 4
+#define COMMAND_FD 5
 #define MAX_USER 256
-/* Longest home directory path we pass on; with the other "ok" fields it fits status()'s buffer. */
+/* Longest home directory path we pass on; with the other "ok" fields it fits status_send()'s buffer. */
 #define MAX_HOME 3072
 #define MAX_PASSWORD 1024
+/* The broker's command: token_command and the broker's path. */
+#define MAX_COMMAND 16384
+#define MAX_ARGS 64
 #define EXIT_REJECTED 1
-#define EXIT_WORKER 2
+#define EXIT_BROKER 2
 #define EXIT_TEMPFAIL 111
+/* Seconds a broker gets to finish after SIGTERM before it is killed. */
+#define BROKER_GRACE_SECONDS 5
 
 /* closefrom(3) is glibc 2.34+; older systems close descriptor by descriptor. */
 #if !(defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34)))
@@ -72,7 +79,7 @@ static void closefrom(int lowfd)
 }
 #endif
 
-static volatile sig_atomic_t child_pid = 0;
+static volatile sig_atomic_t broker_pid = 0;
 static volatile sig_atomic_t pending_signal = 0;
 
 static void logmsg(const char *fmt, ...)
@@ -86,8 +93,8 @@ static void logmsg(const char *fmt, ...)
     dprintf(2, "tsieved-pam-helper[%ld]: %s\n", (long)getpid(), buf);
 }
 
-/* Writes NUL-terminated fields to the status pipe and closes it. */
-static void status(const char *kind, ...)
+/* Writes NUL-terminated fields to the status pipe (a NULL ends the list). */
+static void status_send(const char *kind, ...)
 {
     char buf[4096];
     size_t len = 0;
@@ -109,14 +116,6 @@ static void status(const char *kind, ...)
         if (w <= 0) break;
         off += (size_t)w;
     }
-    close(STATUS_FD);
-}
-
-static void fail(int code, const char *kind, const char *reason)
-{
-    logmsg("%s: %s", kind, reason);
-    status(kind, reason, (const char *)NULL);
-    exit(code);
 }
 
 /* Reads up to `max` bytes until EOF. Returns the length, -1 on error, -2 if longer. */
@@ -128,13 +127,14 @@ static ssize_t read_all(int fd, char *buf, size_t max)
             char extra;
             ssize_t r = read(fd, &extra, 1);
             if (r == 0) return (ssize_t)len;
-            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && errno == EINTR && !pending_signal) continue;
             return r < 0 ? -1 : -2;
         }
         ssize_t r = read(fd, buf + len, max - len);
         if (r == 0) return (ssize_t)len;
         if (r < 0) {
-            if (errno == EINTR) continue;
+            /* A signal that ends the session also ends the wait for input. */
+            if (errno == EINTR && !pending_signal) continue;
             return -1;
         }
         len += (size_t)r;
@@ -187,87 +187,178 @@ fail_conv:
     return PAM_CONV_ERR;
 }
 
-/* Bytes of the first `chars` UTF-8 characters of s. */
-static size_t utf8_prefix(const char *s, int chars)
-{
-    size_t i = 0;
-    while (s[i] && chars > 0) {
-        i++;
-        while ((s[i] & 0xC0) == 0x80) i++;
-        chars--;
-    }
-    return i;
-}
+
+/* ---- the PAM session, and the one way it is closed ---- */
+
+struct session {
+    pam_handle_t *pamh;
+    int cred_established;
+    int opened;
+    struct passwd pw;
+};
+
+static struct session sess;
 
 /*
- * Expands the placeholders of one argument; other braces stay as they are (the
- * server checks token_command's placeholders at start-up). NULL (and *err set)
- * for an empty value, which would silently change a keytab path.
+ * Closes whatever of the session is open, in pam_setcred(3)'s order: close the
+ * session, delete the credentials (AFS unlog, ticket cache), end the transaction.
+ * `rc` is the status pam_end is told about.
  */
-static char *expand_arg(const char *tmpl, const struct passwd *pw, const char **err)
+static void close_session(int rc)
 {
-    size_t cap = strlen(tmpl) + 1, len = 0;
-    char *out = malloc(cap);
-    if (out == NULL) { *err = "out of memory"; return NULL; }
-    const char *p = tmpl;
-    while (*p) {
-        const char *val = NULL;
-        size_t vlen = 0;
-        const char *close = *p == '{' ? strchr(p, '}') : NULL;
-        if (close != NULL) {
-            size_t klen = (size_t)(close - p - 1);
-            const char *key = p + 1;
-            const char *at = strrchr(pw->pw_name, '@');
-            if (klen == 4 && strncmp(key, "user", 4) == 0) { val = pw->pw_name; vlen = strlen(val); }
-            else if (klen == 9 && strncmp(key, "localpart", 9) == 0) { val = pw->pw_name; vlen = at ? (size_t)(at - val) : strlen(val); }
-            else if (klen == 6 && strncmp(key, "domain", 6) == 0) { val = at ? at + 1 : ""; vlen = strlen(val); }
-            else if (klen == 4 && strncmp(key, "home", 4) == 0) { val = pw->pw_dir; vlen = strlen(val); }
-            else if (klen == 2 && strncmp(key, "u1", 2) == 0) { val = pw->pw_name; vlen = utf8_prefix(val, 1); }
-            else if (klen == 2 && strncmp(key, "u2", 2) == 0) { val = pw->pw_name; vlen = utf8_prefix(val, 2); }
-            if (val != NULL && vlen == 0) { free(out); *err = "a placeholder in the worker command is empty for this account"; return NULL; }
-        }
-        if (val != NULL) {
-            p = close + 1;
-        } else {
-            val = p;
-            vlen = 1;
-            p++;
-        }
-        if (len + vlen + 1 > cap) {
-            cap = (len + vlen + 1) * 2;
-            char *grown = realloc(out, cap);
-            if (grown == NULL) { free(out); *err = "out of memory"; return NULL; }
-            out = grown;
-        }
-        memcpy(out + len, val, vlen);
-        len += vlen;
+    if (sess.pamh == NULL) return;
+    if (sess.opened) {
+        int r = pam_close_session(sess.pamh, 0);
+        if (r != PAM_SUCCESS) logmsg("pam_close_session: %s", pam_strerror(sess.pamh, r));
+        if (rc == PAM_SUCCESS) rc = r;
     }
-    out[len] = '\0';
-    return out;
+    if (sess.cred_established) {
+        int r = pam_setcred(sess.pamh, PAM_DELETE_CRED);
+        if (r != PAM_SUCCESS) logmsg("pam_setcred(DELETE): %s", pam_strerror(sess.pamh, r));
+        if (rc == PAM_SUCCESS) rc = r;
+    }
+    pam_end(sess.pamh, rc);
+    sess.pamh = NULL;
+    sess.opened = sess.cred_established = 0;
 }
 
-/* Seconds a worker gets to finish after SIGTERM before it is killed. */
-#define WORKER_GRACE_SECONDS 5
-
-static void forward_signal(int sig)
+/* Closes the session, reports `kind` with `reason` on the status pipe and exits. */
+static void fail(int code, const char *kind, const char *reason, int pam_rc)
 {
-    pending_signal = sig;
-    if (child_pid > 0) kill((pid_t)child_pid, sig);
-    /* A worker stuck in the file system (a hung AFS server) must not keep the PAM
-     * session open for ever: SIGKILL follows, and then we clean up as usual. */
-    alarm(WORKER_GRACE_SECONDS);
+    close_session(pam_rc);
+    logmsg("%s: %s", kind, reason);
+    status_send(kind, reason, (const char *)NULL);
+    close(STATUS_FD);
+    exit(code);
 }
 
-static void kill_worker(int sig)
+/* A PAM call's failure as a reason string ("pam_authenticate: ..."). */
+static const char *pam_reason(const char *call, int rc)
 {
-    (void)sig;
-    if (child_pid > 0) kill((pid_t)child_pid, SIGKILL);
+    static char reason[512];
+    snprintf(reason, sizeof reason, "%s: %s", call, pam_strerror(sess.pamh, rc));
+    return reason;
 }
 
-/* The worker's environment: a clean minimum plus what PAM modules exported (KRB5CCNAME). */
-static char **worker_env(pam_handle_t *pamh, const struct passwd *pw)
+/* ---- steps of main() ---- */
+
+struct credentials {
+    char buf[MAX_USER + MAX_PASSWORD + 2];
+    const char *user;
+    char *password;
+    size_t plen;
+};
+
+/* Exactly two NUL-terminated fields on fd 3: a user and a password. */
+static void read_credentials(struct credentials *c)
 {
-    char **pam_env = pam_getenvlist(pamh);
+    ssize_t len = read_all(CRED_FD, c->buf, sizeof c->buf - 1);
+    close(CRED_FD);
+    if (len == -2) fail(EXIT_REJECTED, "rejected", "credentials too long", PAM_SUCCESS);
+    if (len < 0) fail(EXIT_TEMPFAIL, "tempfail", "cannot read credentials", PAM_SUCCESS);
+    c->buf[len] = '\0';
+    size_t ulen = strnlen(c->buf, (size_t)len);
+    if (ulen == (size_t)len || ulen == 0 || ulen > MAX_USER) fail(EXIT_REJECTED, "rejected", "malformed user name", PAM_SUCCESS);
+    c->user = c->buf;
+    c->password = c->buf + ulen + 1;
+    c->plen = strnlen(c->password, (size_t)len - ulen - 1);
+    if (ulen + 1 + c->plen + 1 != (size_t)len) fail(EXIT_REJECTED, "rejected", "malformed credentials", PAM_SUCCESS);
+    if (c->plen == 0 || c->plen > MAX_PASSWORD) fail(EXIT_REJECTED, "rejected", "empty or over-long password", PAM_SUCCESS);
+}
+
+/* pam_start to pam_acct_mgmt, then the account PAM settled on (PAM_USER). */
+static void authenticate(const char *service, const char *rhost, struct credentials *c)
+{
+    static struct conv_data data;
+    static struct pam_conv conv = {conversation, &data};
+    data.password = c->password;
+    int rc = pam_start(service, c->user, &conv, &sess.pamh);
+    if (rc != PAM_SUCCESS) {
+        sess.pamh = NULL;
+        fail(EXIT_TEMPFAIL, "tempfail", "pam_start failed", rc);
+    }
+    if (rhost[0] != '\0') pam_set_item(sess.pamh, PAM_RHOST, rhost);
+
+    rc = pam_authenticate(sess.pamh, PAM_DISALLOW_NULL_AUTHTOK);
+    if (rc != PAM_SUCCESS) {
+        explicit_bzero(c->buf, sizeof c->buf);
+        /* A module that could not answer is not a wrong password. */
+        int temp = rc == PAM_AUTHINFO_UNAVAIL || rc == PAM_BUF_ERR || rc == PAM_SYSTEM_ERR || rc == PAM_ABORT;
+        fail(temp ? EXIT_TEMPFAIL : EXIT_REJECTED, temp ? "tempfail" : "rejected", pam_reason("pam_authenticate", rc), rc);
+    }
+    rc = pam_acct_mgmt(sess.pamh, PAM_DISALLOW_NULL_AUTHTOK);
+    explicit_bzero(c->password, c->plen);
+    if (rc != PAM_SUCCESS) {
+        const char *reason = pam_reason("pam_acct_mgmt", rc);
+        /* We cannot change a password over ManageSieve; say so in the log. */
+        if (rc == PAM_NEW_AUTHTOK_REQD) fail(EXIT_REJECTED, "newauthtok", reason, rc);
+        if (rc == PAM_ACCT_EXPIRED) fail(EXIT_REJECTED, "expired", reason, rc);
+        fail(EXIT_REJECTED, "rejected", reason, rc);
+    }
+
+    /* Modules may map the login name (PAM_USER); files belong to that user. */
+    const void *item = NULL;
+    if (pam_get_item(sess.pamh, PAM_USER, &item) != PAM_SUCCESS || item == NULL)
+        fail(EXIT_TEMPFAIL, "tempfail", "no PAM_USER after authentication", PAM_SYSTEM_ERR);
+    /* Refuse rather than truncate: a cut name could be another account. */
+    if (strlen((const char *)item) > MAX_USER)
+        fail(EXIT_REJECTED, "rejected", "PAM_USER is longer than the helper accepts", PAM_USER_UNKNOWN);
+    char pam_user[MAX_USER + 1];
+    snprintf(pam_user, sizeof pam_user, "%s", (const char *)item);
+    errno = 0;
+    struct passwd *pwp = getpwnam(pam_user);
+    if (pwp == NULL) {
+        int e = errno;
+        if (e != 0 && e != ENOENT && e != ESRCH) fail(EXIT_TEMPFAIL, "tempfail", "getpwnam failed", PAM_USER_UNKNOWN);
+        fail(EXIT_REJECTED, "rejected", "authenticated user has no Unix account (getpwnam)", PAM_USER_UNKNOWN);
+    }
+    /* Copy: later NSS calls may reuse getpwnam's static storage. */
+    sess.pw = *pwp;
+    sess.pw.pw_name = strdup(pwp->pw_name);
+    sess.pw.pw_dir = strdup(pwp->pw_dir);
+    if (sess.pw.pw_name == NULL || sess.pw.pw_dir == NULL) fail(EXIT_TEMPFAIL, "tempfail", "out of memory", PAM_BUF_ERR);
+    /* The "ok" status carries the home directory; it must fit whole (see status_send()). */
+    if (strlen(sess.pw.pw_dir) > MAX_HOME) fail(EXIT_TEMPFAIL, "tempfail", "home directory path too long", PAM_SYSTEM_ERR);
+    if (sess.pw.pw_uid == 0) fail(EXIT_REJECTED, "rejected", "refusing a session for uid 0", PAM_PERM_DENIED);
+}
+
+/* Groups, credentials, session: the order pam_setcred(3) asks for. */
+static void establish(int switch_user)
+{
+    /* Groups first, or a later setgroups wipes a group-encoded PAG. */
+    if (switch_user && initgroups(sess.pw.pw_name, sess.pw.pw_gid) < 0)
+        fail(EXIT_TEMPFAIL, "tempfail", "initgroups failed", PAM_SYSTEM_ERR);
+    int rc = pam_setcred(sess.pamh, PAM_ESTABLISH_CRED);
+    if (rc != PAM_SUCCESS) fail(EXIT_TEMPFAIL, "tempfail", pam_reason("pam_setcred", rc), rc);
+    sess.cred_established = 1;
+    rc = pam_open_session(sess.pamh, 0);
+    if (rc != PAM_SUCCESS) fail(EXIT_TEMPFAIL, "tempfail", pam_reason("pam_open_session", rc), rc);
+    sess.opened = 1;
+}
+
+/* The broker's argv from fd 5 (NUL-terminated fields), or exits when there is none. */
+static char **read_command(void)
+{
+    static char buf[MAX_COMMAND + 1];
+    static char *argv[MAX_ARGS + 1];
+    ssize_t len = read_all(COMMAND_FD, buf, MAX_COMMAND);
+    close(COMMAND_FD);
+    if (len == 0) fail(EXIT_TEMPFAIL, "tempfail", "the server sent no broker command", PAM_SUCCESS);
+    if (len < 0 || buf[len - 1] != '\0') fail(EXIT_TEMPFAIL, "tempfail", "malformed or over-long broker command", PAM_SUCCESS);
+    int n = 0;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(buf + i) + 1) {
+        if (n == MAX_ARGS) fail(EXIT_TEMPFAIL, "tempfail", "too many arguments in the broker command", PAM_SUCCESS);
+        argv[n++] = buf + i;
+    }
+    if (argv[0][0] == '\0') fail(EXIT_TEMPFAIL, "tempfail", "empty broker program", PAM_SUCCESS);
+    argv[n] = NULL;
+    return argv;
+}
+
+/* The broker's environment: a clean minimum plus what PAM modules exported (KRB5CCNAME). */
+static char **broker_env(void)
+{
+    char **pam_env = pam_getenvlist(sess.pamh);
     size_t n = 0;
     while (pam_env && pam_env[n]) n++;
     char **env = calloc(n + 8, sizeof *env);
@@ -275,9 +366,9 @@ static char **worker_env(pam_handle_t *pamh, const struct passwd *pw)
     size_t k = 0;
     const char *path = getenv("PATH");
     if (asprintf(&env[k++], "PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin") < 0) return NULL;
-    if (asprintf(&env[k++], "HOME=%s", pw->pw_dir) < 0) return NULL;
-    if (asprintf(&env[k++], "USER=%s", pw->pw_name) < 0) return NULL;
-    if (asprintf(&env[k++], "LOGNAME=%s", pw->pw_name) < 0) return NULL;
+    if (asprintf(&env[k++], "HOME=%s", sess.pw.pw_dir) < 0) return NULL;
+    if (asprintf(&env[k++], "USER=%s", sess.pw.pw_name) < 0) return NULL;
+    if (asprintf(&env[k++], "LOGNAME=%s", sess.pw.pw_name) < 0) return NULL;
     const char *lang = getenv("LANG");
     if (lang && asprintf(&env[k++], "LANG=%s", lang) < 0) return NULL;
     for (size_t i = 0; i < n; i++) env[k++] = pam_env[i];
@@ -286,166 +377,57 @@ static char **worker_env(pam_handle_t *pamh, const struct passwd *pw)
     return env;
 }
 
-int main(int argc, char **argv)
+/* In the forked child: become the user for good, then exec the broker command. */
+static void exec_broker(int switch_user, pid_t parent, char **argv, char **env)
 {
-    int niceness = 0;
-    int opt;
-    /* "+": stop at the first operand, the worker's own options are not ours. */
-    while ((opt = getopt(argc, argv, "+n:")) != -1) {
-        if (opt == 'n') {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end != '\0' || v < 0 || v > 19) {
-                logmsg("bad -n value");
-                return EXIT_TEMPFAIL;
-            }
-            niceness = (int)v;
-        } else {
-            return EXIT_TEMPFAIL;
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+    alarm(0);
+    signal(SIGPIPE, SIG_DFL);
+    /* Each step is checked: a broker that kept root would defeat the isolation. */
+    if (switch_user) {
+        /* No initgroups here: the parent set the groups before pam_setcred, which
+         * may have added one (a group-encoded AFS PAG, pam_group); setgroups now
+         * would drop it. The child inherits the parent's list across fork. */
+        if (setgid(sess.pw.pw_gid) < 0) { logmsg("setgid failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
+        if (setuid(sess.pw.pw_uid) < 0) { logmsg("setuid failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
+        if (setuid(0) == 0 || geteuid() != sess.pw.pw_uid || getegid() != sess.pw.pw_gid) {
+            logmsg("privileges were not dropped");
+            _exit(EXIT_TEMPFAIL);
         }
     }
-    if (argc - optind < 3) {
-        logmsg("usage: %s [-n NICE] SERVICE RHOST WORKER [ARG...]", argv[0]);
-        return EXIT_TEMPFAIL;
-    }
-    const char *service = argv[optind];
-    const char *rhost = argv[optind + 1];
-    char **worker_argv = &argv[optind + 2];
-    /* The status pipe must not leak into the worker. */
-    if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) {
-        logmsg("status fd %d is not open", STATUS_FD);
-        return EXIT_TEMPFAIL;
-    }
-    signal(SIGPIPE, SIG_IGN);
+    /* The broker (or its token wrapper) dies with us; set after setuid, which clears it. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(EXIT_TEMPFAIL);
+    /* Descriptors PAM modules left open (shadow, NSS, sockets) must not reach a
+     * process the user controls; only the broker's pipes and the log survive. */
+    closefrom(3);
+    if (chdir("/") < 0) _exit(EXIT_TEMPFAIL);
+    /* execvpe: a token wrapper such as k5start is usually named, not a path. */
+    execvpe(argv[0], argv, env);
+    logmsg("cannot exec %s: %s", argv[0], strerror(errno));
+    _exit(127);
+}
 
-    static char cred[MAX_USER + MAX_PASSWORD + 2];
-    ssize_t len = read_all(CRED_FD, cred, sizeof cred - 1);
-    close(CRED_FD);
-    if (len == -2) fail(EXIT_REJECTED, "rejected", "credentials too long");
-    if (len < 0) fail(EXIT_TEMPFAIL, "tempfail", "cannot read credentials");
-    cred[len] = '\0';
-    /* Exactly two NUL-terminated fields: a user and a password. */
-    const char *user = cred;
-    size_t ulen = strnlen(cred, (size_t)len);
-    if (ulen == (size_t)len || ulen == 0 || ulen > MAX_USER) fail(EXIT_REJECTED, "rejected", "malformed user name");
-    const char *password = cred + ulen + 1;
-    size_t plen = strnlen(password, (size_t)len - ulen - 1);
-    if (ulen + 1 + plen + 1 != (size_t)len) fail(EXIT_REJECTED, "rejected", "malformed credentials");
-    if (plen == 0 || plen > MAX_PASSWORD) fail(EXIT_REJECTED, "rejected", "empty or over-long password");
+static void forward_signal(int sig)
+{
+    pending_signal = sig;
+    if (broker_pid > 0) kill((pid_t)broker_pid, sig);
+    /* A broker stuck in the file system (a hung AFS server) must not keep the PAM
+     * session open for ever: SIGKILL follows, and then we clean up as usual. */
+    alarm(BROKER_GRACE_SECONDS);
+}
 
-    struct conv_data data = {password};
-    struct pam_conv conv = {conversation, &data};
-    pam_handle_t *pamh = NULL;
-    int rc = pam_start(service, user, &conv, &pamh);
-    if (rc != PAM_SUCCESS) fail(EXIT_TEMPFAIL, "tempfail", "pam_start failed");
-    if (rhost[0] != '\0') pam_set_item(pamh, PAM_RHOST, rhost);
+static void kill_broker(int sig)
+{
+    (void)sig;
+    if (broker_pid > 0) kill((pid_t)broker_pid, SIGKILL);
+}
 
-    rc = pam_authenticate(pamh, PAM_DISALLOW_NULL_AUTHTOK);
-    if (rc != PAM_SUCCESS) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "pam_authenticate: %s", pam_strerror(pamh, rc));
-        explicit_bzero(cred, sizeof cred);
-        pam_end(pamh, rc);
-        /* A module that could not answer is not a wrong password. */
-        int temp = rc == PAM_AUTHINFO_UNAVAIL || rc == PAM_BUF_ERR || rc == PAM_SYSTEM_ERR || rc == PAM_ABORT;
-        fail(temp ? EXIT_TEMPFAIL : EXIT_REJECTED, temp ? "tempfail" : "rejected", reason);
-    }
-    rc = pam_acct_mgmt(pamh, PAM_DISALLOW_NULL_AUTHTOK);
-    explicit_bzero(cred + ulen + 1, plen);
-    if (rc != PAM_SUCCESS) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "pam_acct_mgmt: %s", pam_strerror(pamh, rc));
-        pam_end(pamh, rc);
-        /* We cannot change a password over ManageSieve; say so in the log. */
-        if (rc == PAM_NEW_AUTHTOK_REQD) fail(EXIT_REJECTED, "newauthtok", reason);
-        if (rc == PAM_ACCT_EXPIRED) fail(EXIT_REJECTED, "expired", reason);
-        fail(EXIT_REJECTED, "rejected", reason);
-    }
-
-    /* Modules may map the login name (PAM_USER); files belong to that user. */
-    const void *item = NULL;
-    if (pam_get_item(pamh, PAM_USER, &item) != PAM_SUCCESS || item == NULL) {
-        pam_end(pamh, PAM_SYSTEM_ERR);
-        fail(EXIT_TEMPFAIL, "tempfail", "no PAM_USER after authentication");
-    }
-    /* Refuse rather than truncate: a cut name could be another account. */
-    if (strlen((const char *)item) > MAX_USER) {
-        pam_end(pamh, PAM_USER_UNKNOWN);
-        fail(EXIT_REJECTED, "rejected", "PAM_USER is longer than the helper accepts");
-    }
-    char pam_user[MAX_USER + 1];
-    snprintf(pam_user, sizeof pam_user, "%s", (const char *)item);
-    errno = 0;
-    struct passwd *pwp = getpwnam(pam_user);
-    if (pwp == NULL) {
-        int e = errno;
-        pam_end(pamh, PAM_USER_UNKNOWN);
-        if (e != 0 && e != ENOENT && e != ESRCH) fail(EXIT_TEMPFAIL, "tempfail", "getpwnam failed");
-        fail(EXIT_REJECTED, "rejected", "authenticated user has no Unix account (getpwnam)");
-    }
-    /* Copy: later NSS calls may reuse getpwnam's static storage. */
-    struct passwd pw = *pwp;
-    pw.pw_name = strdup(pwp->pw_name);
-    pw.pw_dir = strdup(pwp->pw_dir);
-    if (pw.pw_name == NULL || pw.pw_dir == NULL) fail(EXIT_TEMPFAIL, "tempfail", "out of memory");
-    /* The "ok" status line carries the home directory; it must fit whole (see status()). */
-    if (strlen(pw.pw_dir) > MAX_HOME) {
-        pam_end(pamh, PAM_SYSTEM_ERR);
-        fail(EXIT_TEMPFAIL, "tempfail", "home directory path too long");
-    }
-
-    uid_t euid = geteuid();
-    int switch_user = euid != pw.pw_uid;
-    if (switch_user && euid != 0) {
-        pam_end(pamh, PAM_PERM_DENIED);
-        fail(EXIT_TEMPFAIL, "tempfail", "the helper must run as root to start a worker as another user");
-    }
-    if (pw.pw_uid == 0) {
-        pam_end(pamh, PAM_PERM_DENIED);
-        fail(EXIT_REJECTED, "rejected", "refusing a session for uid 0");
-    }
-    /* pam_setcred(3): groups first, or a later setgroups wipes a group-encoded PAG. */
-    if (switch_user && initgroups(pw.pw_name, pw.pw_gid) < 0) {
-        pam_end(pamh, PAM_SYSTEM_ERR);
-        fail(EXIT_TEMPFAIL, "tempfail", "initgroups failed");
-    }
-    rc = pam_setcred(pamh, PAM_ESTABLISH_CRED);
-    if (rc != PAM_SUCCESS) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "pam_setcred: %s", pam_strerror(pamh, rc));
-        pam_end(pamh, rc);
-        fail(EXIT_TEMPFAIL, "tempfail", reason);
-    }
-    rc = pam_open_session(pamh, 0);
-    if (rc != PAM_SUCCESS) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "pam_open_session: %s", pam_strerror(pamh, rc));
-        pam_setcred(pamh, PAM_DELETE_CRED);
-        pam_end(pamh, rc);
-        fail(EXIT_TEMPFAIL, "tempfail", reason);
-    }
-
-    int worker_argc = argc - optind - 2;
-    char **worker_exec = calloc((size_t)worker_argc + 1, sizeof *worker_exec);
-    for (int i = 0; worker_exec != NULL && i < worker_argc; i++) {
-        const char *err = "out of memory";
-        worker_exec[i] = expand_arg(worker_argv[i], &pw, &err);
-        if (worker_exec[i] == NULL) {
-            pam_close_session(pamh, 0);
-            pam_setcred(pamh, PAM_DELETE_CRED);
-            pam_end(pamh, PAM_SYSTEM_ERR);
-            fail(EXIT_TEMPFAIL, "tempfail", err);
-        }
-    }
-    char **env = worker_exec ? worker_env(pamh, &pw) : NULL;
-    if (env == NULL) {
-        pam_close_session(pamh, 0);
-        pam_setcred(pamh, PAM_DELETE_CRED);
-        pam_end(pamh, PAM_BUF_ERR);
-        fail(EXIT_TEMPFAIL, "tempfail", "out of memory");
-    }
-
-    /* Signals that end the session are passed on to the worker, then we clean up. */
+/* Signals that end the session are passed on to the broker, then we clean up. */
+static void handle_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward_signal;
@@ -453,79 +435,82 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = kill_worker;
+    sa.sa_handler = kill_broker;
     sigaction(SIGALRM, &sa, NULL);
+}
 
+/* Forks the broker, reports its pid, waits for it; returns its wait status. */
+static int run_broker(int switch_user, char **argv)
+{
+    char **env = broker_env();
+    if (env == NULL) fail(EXIT_TEMPFAIL, "tempfail", "out of memory", PAM_BUF_ERR);
+    pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0) {
-        pam_close_session(pamh, 0);
-        pam_setcred(pamh, PAM_DELETE_CRED);
-        pam_end(pamh, PAM_SYSTEM_ERR);
-        fail(EXIT_TEMPFAIL, "tempfail", "fork failed");
-    }
-    if (pid == 0) {
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGHUP, SIG_DFL);
-        signal(SIGALRM, SIG_DFL);
-        alarm(0);
-        signal(SIGPIPE, SIG_DFL);
-        /* Each step is checked: a worker that kept root would defeat the isolation. */
-        if (switch_user) {
-            /* No initgroups here: the parent set the groups before pam_setcred, which
-             * may have added one (a group-encoded AFS PAG, pam_group); setgroups now
-             * would drop it. The child inherits the parent's list across fork. */
-            if (setgid(pw.pw_gid) < 0) { logmsg("setgid failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
-            if (setuid(pw.pw_uid) < 0) { logmsg("setuid failed: %s", strerror(errno)); _exit(EXIT_TEMPFAIL); }
-            if (setuid(0) == 0 || geteuid() != pw.pw_uid || getegid() != pw.pw_gid) {
-                logmsg("privileges were not dropped");
-                _exit(EXIT_TEMPFAIL);
-            }
-        }
-        /* Descriptors PAM modules left open (shadow, NSS, sockets) must not reach a
-         * process the user controls; only the RPC pipes and the log survive. */
-        closefrom(3);
-        errno = 0;
-        if (niceness > 0 && nice(niceness) == -1 && errno != 0) logmsg("nice failed: %s", strerror(errno));
-        if (chdir("/") < 0) _exit(EXIT_TEMPFAIL);
-        /* execvpe: a token wrapper such as k5start is usually named, not a path. */
-        execvpe(worker_exec[0], worker_exec, env);
-        logmsg("cannot exec %s: %s", worker_exec[0], strerror(errno));
-        _exit(127);
-    }
-    child_pid = pid;
-
-    /* The worker's RPC pipes are the worker's alone: if we kept them open, the
-     * server would never see EOF when the worker dies. */
+    if (pid < 0) fail(EXIT_TEMPFAIL, "tempfail", "fork failed", PAM_SYSTEM_ERR);
+    if (pid == 0) exec_broker(switch_user, parent, argv, env);
+    broker_pid = pid;
+    /* The broker's pipes are the broker's alone: if we kept them open, the server
+     * would never see EOF when the broker dies. */
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 0);
         dup2(devnull, 1);
         if (devnull > 1) close(devnull);
     }
-    char uidbuf[32], gidbuf[32], pidbuf[32];
-    snprintf(uidbuf, sizeof uidbuf, "%lu", (unsigned long)pw.pw_uid);
-    snprintf(gidbuf, sizeof gidbuf, "%lu", (unsigned long)pw.pw_gid);
+    char pidbuf[32];
     snprintf(pidbuf, sizeof pidbuf, "%ld", (long)pid);
-    status("ok", pw.pw_name, uidbuf, gidbuf, pw.pw_dir, pidbuf, (const char *)NULL);
+    status_send("broker", pidbuf, (const char *)NULL);
+    close(STATUS_FD);
     if (pending_signal) kill(pid, pending_signal);
-
     int wstatus = 0;
     while (waitpid(pid, &wstatus, 0) < 0) {
         if (errno != EINTR) break;
     }
-    child_pid = 0;
+    broker_pid = 0;
     alarm(0);
+    return wstatus;
+}
 
-    int rc_close = pam_close_session(pamh, 0);
-    int rc_del = pam_setcred(pamh, PAM_DELETE_CRED);
-    if (rc_close != PAM_SUCCESS) logmsg("pam_close_session: %s", pam_strerror(pamh, rc_close));
-    if (rc_del != PAM_SUCCESS) logmsg("pam_setcred(DELETE): %s", pam_strerror(pamh, rc_del));
-    pam_end(pamh, rc_close == PAM_SUCCESS ? rc_del : rc_close);
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        logmsg("usage: %s SERVICE RHOST", argv[0]);
+        return EXIT_TEMPFAIL;
+    }
+    /* The status and command pipes must not leak into the broker. */
+    if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) {
+        logmsg("status fd %d is not open", STATUS_FD);
+        return EXIT_TEMPFAIL;
+    }
+    if (fcntl(COMMAND_FD, F_SETFD, FD_CLOEXEC) < 0) {
+        logmsg("command fd %d is not open", COMMAND_FD);
+        return EXIT_TEMPFAIL;
+    }
+    signal(SIGPIPE, SIG_IGN);
 
+    static struct credentials cred;
+    read_credentials(&cred);
+    authenticate(argv[1], argv[2], &cred);
+    uid_t euid = geteuid();
+    int switch_user = euid != sess.pw.pw_uid;
+    if (switch_user && euid != 0)
+        fail(EXIT_TEMPFAIL, "tempfail", "the helper must run as root to start a broker as another user", PAM_PERM_DENIED);
+    establish(switch_user);
+    /* From here on a signal must not skip close_session(). */
+    handle_signals();
+
+    char uidbuf[32], gidbuf[32];
+    snprintf(uidbuf, sizeof uidbuf, "%lu", (unsigned long)sess.pw.pw_uid);
+    snprintf(gidbuf, sizeof gidbuf, "%lu", (unsigned long)sess.pw.pw_gid);
+    status_send("ok", sess.pw.pw_name, uidbuf, gidbuf, sess.pw.pw_dir, (const char *)NULL);
+    char **command = read_command();
+    if (pending_signal) fail(EXIT_TEMPFAIL, "tempfail", "ended before the broker started", PAM_SUCCESS);
+
+    int wstatus = run_broker(switch_user, command);
+    close_session(PAM_SUCCESS);
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) return 0;
     if (WIFSIGNALED(wstatus) && (WTERMSIG(wstatus) == SIGTERM || WTERMSIG(wstatus) == SIGINT || WTERMSIG(wstatus) == SIGHUP))
         return 0;
-    logmsg("worker ended abnormally (status 0x%x)", wstatus);
-    return EXIT_WORKER;
+    logmsg("broker ended abnormally (status 0x%x)", wstatus);
+    return EXIT_BROKER;
 }

@@ -22,9 +22,9 @@ import { PasswdFileBackend } from './auth/passwd-file.js';
 import { LdapBackend } from './auth/ldap.js';
 import { checkLdapConfig } from './auth/ldap-config.js';
 import { assertPamUsable, PamBackend } from './auth/pam.js';
-import { assertProcessIsolationUsable } from './storage/worker/privileges.js';
-import { ProcessLauncher } from './storage/worker/process-launcher.js';
-import { pamWorkerCommand, tokenCommandProblems } from './storage/worker/token-command.js';
+import { assertProcessIsolationUsable } from './storage/broker/privileges.js';
+import { BrokerLauncher, brokerCommand, brokerProblem } from './storage/broker/launcher.js';
+import { tokenCommandProblems } from './storage/broker/token-command.js';
 
 /**
  * The package's version, for the IMPLEMENTATION capability and --version. An
@@ -106,7 +106,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
     throw error;
   }
   const validator = createValidator(profile);
-  const stores = createStoreLauncher(config, profile, log.child({ component: 'storage' }));
+  const stores = createStoreLauncher(config, log.child({ component: 'storage' }));
   const checker: ScriptChecker = {
     extensions: profile.extensions,
     check: (script) => validator.validate(script),
@@ -118,11 +118,12 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
 }
 
 /**
- * PAM always runs storage in the worker the PAM helper started (that process holds
- * the user's credentials and AFS tokens); `isolation = "process"` does the same for
- * every other backend, with the entry's uid/gid.
+ * PAM always runs storage through the file broker the PAM helper started (that
+ * process holds the user's credentials and AFS tokens); `isolation = "process"`
+ * does the same for every other backend, with a broker spawned with the entry's
+ * uid/gid.
  */
-function createStoreLauncher(config: Config, profile: SieveProfile, log: Logger): StoreLauncher {
+function createStoreLauncher(config: Config, log: Logger): StoreLauncher {
   const processIsolation = config.storage.isolation === 'process' || config.auth.backend === 'pam';
   if (!processIsolation) {
     if (runningAsRoot()) {
@@ -133,14 +134,14 @@ function createStoreLauncher(config: Config, profile: SieveProfile, log: Logger)
     }
     return new InProcessLauncher(config.storage, log);
   }
+  const problem = brokerProblem();
+  if (problem) throw new StartupError(`[storage] isolation = "process" (and the pam backend) needs ${problem}`);
   try {
     assertProcessIsolationUsable();
   } catch (error) {
     throw new StartupError((error as Error).message);
   }
-  // The worker validates its user's scripts too, so a 1 MiB check costs that
-  // user's process, not the server's.
-  return new ProcessLauncher({ storage: config.storage, log, sieveProfile: profile });
+  return new BrokerLauncher({ storage: config.storage, log });
 }
 
 async function createAuthBackend(config: Config, log: Logger): Promise<AuthBackend> {
@@ -162,7 +163,8 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
       return new PamBackend({
         service: auth.pam_service,
         ...(auth.pam_helper ? { helperPath: auth.pam_helper } : {}),
-        workerCommand: pamWorkerCommand(config.storage),
+        // Placeholders are expanded here, once, for the account PAM settled on.
+        brokerCommand: (identity) => brokerCommand(config.storage, identity),
         log: authLog,
       });
     }

@@ -21,17 +21,17 @@ export interface Identity {
 
 /**
  * A process that was started as part of the login itself (the PAM helper's child,
- * which holds the user's credentials). The storage launcher adopts it instead of
- * starting a worker of its own. Opaque to everything but the launcher.
+ * the file broker, which holds the user's credentials). The storage launcher adopts
+ * it instead of starting a broker of its own. Opaque to everything but the launcher.
  */
-export interface AttachedWorker {
+export interface AttachedBroker {
   readonly pid: number;
-  /** Duplex byte streams to the worker (its stdin/stdout). */
+  /** Byte streams to the broker (its stdin/stdout). */
   readonly input: NodeJS.WritableStream;
   readonly output: NodeJS.ReadableStream;
-  /** Ends the worker and, for PAM, lets the helper close the PAM session. */
+  /** Ends the broker and, for PAM, lets the helper close the PAM session. */
   terminate(): void;
-  /** Resolves when the worker has exited. */
+  /** Resolves when the broker (for PAM: the helper) has exited. */
   readonly exited: Promise<void>;
 }
 
@@ -42,7 +42,7 @@ export interface AttachedWorker {
  * file unreadable, helper missing): the client is told to try later.
  */
 export type AuthOutcome =
-  | { readonly kind: 'ok'; readonly identity: Identity; readonly attached?: AttachedWorker }
+  | { readonly kind: 'ok'; readonly identity: Identity; readonly attached?: AttachedBroker }
   | { readonly kind: 'rejected'; readonly reason: string }
   | { readonly kind: 'unavailable'; readonly reason: string };
 

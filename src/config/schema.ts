@@ -97,7 +97,7 @@ const storageSchema = z.strictObject({
   /** Total bytes of all scripts of one user; 0 = no limit. */
   max_total_bytes: z.number().int().nonnegative().default(0),
   isolation: z.enum(['none', 'process']).default('none'),
-  /** Wraps the per-session worker, e.g. ["k5start", "-qtU", "-f", "/etc/keytabs/{user}", "--"]. */
+  /** Wraps the per-session file broker (placeholders expanded by the server), e.g. ["k5start", "-qtU", "-f", "/etc/keytabs/{user}", "--"]. */
   token_command: z.array(z.string()).default([]),
   /** Mode of the generated filter file. Exim refuses group/other-writable files. */
   filter_mode: z.string().regex(/^0?[0-7]{3}$/).default('0644'),

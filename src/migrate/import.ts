@@ -23,8 +23,8 @@
  * other script is compared with the store (see migrateUser).
  * The old files are only ever read.
  *
- * Running as root, the store of any user but uid 0 is opened in a worker process
- * running as that user (ctx.launcher, storage/worker/), never in this process:
+ * Running as root, the store of any user but uid 0 is opened through a file broker
+ * running as that user (ctx.launcher, storage/broker/), never in this process:
  * opening it reads the filter path, and root would follow a link the user planted
  * there to any file. The old files are read here, as safe-fs.ts allows.
  *
@@ -42,12 +42,12 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import { hasErrors, validateScript, type Diagnostic, type SieveProfile } from '../sieve/index.js';
 import { FileStore, IMPORT_NAME } from '../storage/file-store.js';
-import { fileStoreOptionsFor, runningAsRoot, type StoreLauncher } from '../storage/launcher.js';
-import { ProcessLauncher } from '../storage/worker/process-launcher.js';
+import { fileStoreOptionsFor, runningAsRoot } from '../storage/launcher.js';
+import type { BrokerLauncher } from '../storage/broker/launcher.js';
 import { isTsievedFilter } from '../storage/filter-file.js';
 import { validateScriptName } from '../storage/script-names.js';
 import { StorageError, withClose, type ScriptInfo, type ScriptStore } from '../storage/types.js';
-import { describeMarker, formatMarker, localMarker, MARKER_FILE, markerWorkerCommand, workerMarker, type Marker, type Settled } from './marker.js';
+import { describeMarker, formatMarker, localMarker, MARKER_FILE, type Marker, type Settled } from './marker.js';
 import {
   dryRunFileOps,
   errorText,
@@ -104,15 +104,11 @@ export interface ImportContext {
   readonly dryRun: boolean;
   readonly log: Logger;
   /**
-   * Opens a user's store in a worker process running as that user; needed when
-   * running as root (except for uid 0) and not in a dry run.
+   * Starts a file broker running as the user, through which the user's store and
+   * marker are read and written; needed when running as root (except for uid 0)
+   * and not in a dry run.
    */
-  readonly launcher?: StoreLauncher;
-  /**
-   * Starts the marker worker (marker.ts) as the user, when running as root; by
-   * default a ProcessLauncher with markerWorkerCommand() made for this user.
-   */
-  readonly markerLauncher?: StoreLauncher;
+  readonly launcher?: Pick<BrokerLauncher, 'openFiles'>;
   /** Whether root-owned old files are read; by default from fs.protected_hardlinks (safe-fs.ts). */
   readonly rootOwned?: RootOwnedPolicy;
 }
@@ -202,14 +198,29 @@ class StoreView {
   }
 }
 
-/** The store a real run writes through. */
-async function openStore(identity: Identity, isolate: boolean, ctx: ImportContext, options: Parameters<typeof FileStore.open>[0]): Promise<ScriptStore> {
-  if (!isolate) return FileStore.open(options);
-  // Root never touches the user's files itself: the worker runs as the user, so the
+/** The store and the marker a real run writes through, and what ends them. */
+async function openStore(
+  identity: Identity,
+  isolate: boolean,
+  ctx: ImportContext,
+  options: Parameters<typeof FileStore.open>[0],
+): Promise<{ store: ScriptStore; marker: Marker }> {
+  if (!isolate) return { store: await FileStore.open(options), marker: localMarker(options.scriptsDir) };
+  // Root never touches the user's files itself: the broker runs as the user, so the
   // user's symlinks lead only where the user could go anyway (a ~/.forward linked to
   // another user's file is unreadable to it, and not imported as "old-forward").
-  if (!ctx.launcher) throw new StorageError('permission', 'running as root without a storage worker launcher');
-  return ctx.launcher.open(identity);
+  if (!ctx.launcher) throw new StorageError('permission', 'running as root without a file broker launcher');
+  const files = ctx.launcher.openFiles(identity);
+  let store: FileStore;
+  try {
+    store = await FileStore.open({ ...options, fileOps: files.ops });
+    if (!files.ops.alive) throw new StorageError('trylater', 'storage unavailable: the file broker ended');
+  } catch (err) {
+    await files.close();
+    throw err;
+  }
+  // The marker goes through the same broker; closing the store ends it.
+  return { store: withClose(store, async () => { await store.close(); await files.close(); }), marker: localMarker(options.scriptsDir, files.ops) };
 }
 
 /**
@@ -218,7 +229,7 @@ async function openStore(identity: Identity, isolate: boolean, ctx: ImportContex
  * read any file): the store's directory is opened without following a link below
  * the home and read through that open directory, and files are read as safe-fs.ts
  * allows. What a link would lead to is then not known, so a dry run says so
- * instead of guessing (the real run's worker follows it with the user's rights).
+ * instead of guessing (the real run's broker follows it with the user's rights).
  */
 async function openDryRunStore(
   home: string,
@@ -295,7 +306,7 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
   if (!identity.home) return { ...base, nothingToMigrate: false, fatal: 'the account has no home directory' };
   // As root, everything of a user's (but uid 0's) is read as that user's: old files
   // only when owned by them (or by root, where users cannot hard-link root's files),
-  // the store and the marker only from workers running as them.
+  // the store and the marker only through a broker running as them.
   const isolate = runningAsRoot() && identity.uid !== 0;
   if (isolate && (identity.uid === undefined || identity.gid === undefined)) {
     return { ...base, nothingToMigrate: false, fatal: 'the account has no uid/gid; as root, a user\'s files are only handled as that user' };
@@ -318,7 +329,6 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
   const target = options.scriptsDir;
   let store: ScriptStore | undefined;
   let marker: Marker | undefined;
-  let ownLauncher: ProcessLauncher | undefined;
   try {
     if (ctx.dryRun) {
       const storePolicy: ReadPolicy = isolate ? policy : { follow: true };
@@ -328,13 +338,7 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
       const note = await dryRunFilterNote(identity.home, options.filterPath, isolate, storePolicy);
       if (note) common.notes.push(note);
     } else {
-      store = await openStore(identity, isolate, ctx, options);
-      if (isolate) {
-        const launcher = ctx.markerLauncher ?? (ownLauncher = new ProcessLauncher({ storage: ctx.config.storage, log: ctx.log, workerCommand: markerWorkerCommand() }));
-        marker = workerMarker(launcher, identity);
-      } else {
-        marker = localMarker(options.scriptsDir);
-      }
+      ({ store, marker } = await openStore(identity, isolate, ctx, options));
     }
   } catch (err) {
     return { ...common, target, nothingToMigrate: false, scripts: [], active: { kind: 'none' }, fatal: describe(err) };
@@ -372,9 +376,9 @@ export async function migrateUser(identity: Identity, ctx: ImportContext): Promi
     const closing = async (what: string, close: (() => Promise<void>) | undefined): Promise<void> => {
       await close?.().catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, `closing the ${what} failed`));
     };
-    await closing('store', store && (() => store!.close()));
+    // The marker first: as root it goes through the store's broker.
     await closing('marker', marker && (() => marker!.close()));
-    await closing('marker launcher', ownLauncher && (() => ownLauncher!.close()));
+    await closing('store', store && (() => store!.close()));
   }
 }
 
@@ -465,7 +469,7 @@ async function activate(wanted: OldScript, result: ScriptResult, view: StoreView
   if (result.outcome !== 'imported' && result.outcome !== 'unchanged') {
     return { kind: 'failed', name, detail: 'the active script was not imported' };
   }
-  // Read before the store is looked at (as root it starts a worker): the look and
+  // Read before the store is looked at (as root it starts a broker): the look and
   // the activation below stay as close together as they can.
   let earlier: Buffer | undefined;
   try {
@@ -491,7 +495,7 @@ async function activate(wanted: OldScript, result: ScriptResult, view: StoreView
     // Left open: a SETACTIVE in the user's own session between the list() above and
     // this (one store round trip, plus the get() of a preserved copy) is undone.
     // Closing it needs the store to decide under its lock (a "set active if none is"
-    // operation in ScriptStore, FileStore and the worker RPC); RENAMESCRIPT's check,
+    // operation in ScriptStore, FileStore and the broker); RENAMESCRIPT's check,
     // which putIfAbsent borrows for scripts, has no counterpart for activation.
     await view.setActive(name);
   } catch (err) {

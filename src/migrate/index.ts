@@ -19,9 +19,8 @@ import type { Config } from '../config/schema.js';
 import { createRootLogger, silentLogger } from '../log/logger.js';
 import { loadProfile } from '../sieve/index.js';
 import { runningAsRoot } from '../storage/launcher.js';
-import { ProcessLauncher } from '../storage/worker/process-launcher.js';
+import { BrokerLauncher } from '../storage/broker/launcher.js';
 import { migrateUser, type UserResult } from './import.js';
-import { markerWorkerCommand } from './marker.js';
 import { formatTotals, formatUser, totalsOf } from './report.js';
 import { DEFAULT_LAYOUTS, type SourceKind, type SourceLayout } from './sources.js';
 import { lookupUsers } from './users.js';
@@ -100,23 +99,21 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   }
 
   const dryRun = values['dry-run'] === true;
-  // As root, each user's store is opened by a worker running as that user (as the
-  // server does with isolation = "process"), with storage.token_command if set, so
-  // AFS writes get the user's token too; so is the worker that reads and writes the
-  // marker of settled activation (marker.ts). A dry run opens no store.
+  // As root, each user's store and the marker of settled activation (marker.ts) are
+  // read and written through a file broker running as that user (as the server
+  // does with isolation = "process"), with storage.token_command if set, so AFS
+  // writes get the user's token too. A dry run opens no store.
   const asRoot = runningAsRoot() && !dryRun;
-  const launcher = asRoot ? new ProcessLauncher({ storage: config.storage, log }) : undefined;
-  const markerLauncher = asRoot ? new ProcessLauncher({ storage: config.storage, log, workerCommand: markerWorkerCommand() }) : undefined;
+  const launcher = asRoot ? new BrokerLauncher({ storage: config.storage, log }) : undefined;
   const results: UserResult[] = [];
   try {
     for (const identity of users.identities) {
-      const result = await migrateUser(identity, { config, layout, profile, dryRun, log, ...(launcher ? { launcher } : {}), ...(markerLauncher ? { markerLauncher } : {}) });
+      const result = await migrateUser(identity, { config, layout, profile, dryRun, log, ...(launcher ? { launcher } : {}) });
       results.push(result);
       io.stdout.write(formatUser(result, dryRun));
     }
   } finally {
     await launcher?.close();
-    await markerLauncher?.close();
   }
   for (const user of users.missing) io.stdout.write(`${user}: FAILED: no such user\n`);
   const totals = totalsOf(results);

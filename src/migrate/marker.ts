@@ -8,25 +8,19 @@
  *
  * The marker is written where and as the store's files are: temp file in the same
  * directory + fsync + close + rename (storage/atomic-write.ts), under the store's
- * lock, by a process running as the user. As root that is a worker of its own
- * (marker-worker.ts), started by the same ProcessLauncher as the store's workers
- * (uid/gid, storage.token_command for the AFS token, nice): root cannot write there
- * on AFS, and must not on local disks (the user's links). The ScriptStore interface
- * has no way to write a file that is not a script, so that worker answers the
- * store RPC's `get` and `put` for this one name and nothing else.
+ * lock, with the user's identity. As root that goes through the same file broker
+ * as the store's files (storage/broker/: uid/gid, storage.token_command for the
+ * AFS token): root cannot write there on AFS, and must not on local disks (the
+ * user's links).
  *
  * Must not know: the old layouts, the report.
  */
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Identity } from '../auth/types.js';
+import { join } from 'node:path';
 import { atomicWrite } from '../storage/atomic-write.js';
 import { errnoCode, toStorageError } from '../storage/errors.js';
 import { nodeFileOps, type FileOps } from '../storage/file-ops.js';
 import { LOCK_DIR } from '../storage/layout.js';
-import type { StoreLauncher } from '../storage/launcher.js';
 import { DEFAULT_LOCK_OPTIONS, withLock } from '../storage/lock.js';
-import { StorageError, type ScriptStore } from '../storage/types.js';
 
 export const MARKER_FILE = '.migrated';
 
@@ -90,39 +84,5 @@ export function localMarker(scriptsDir: string, ops: FileOps = nodeFileOps): Mar
       });
     },
     close: async () => undefined,
-  };
-}
-
-/** The package root, from src/migrate or dist/migrate alike. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** The command that runs marker-worker.ts (compiled: `npm run build`), for ProcessLauncher's workerCommand. */
-export function markerWorkerCommand(): string[] {
-  return [process.execPath, join(PACKAGE_ROOT, 'dist/migrate/marker-worker.js')];
-}
-
-/**
- * The marker through a marker worker that `launcher` (a ProcessLauncher with
- * markerWorkerCommand()) starts as the user, on first use only.
- */
-export function workerMarker(launcher: StoreLauncher, identity: Identity): Marker {
-  let store: Promise<ScriptStore> | undefined;
-  const open = (): Promise<ScriptStore> => (store ??= launcher.open(identity));
-  return {
-    async read() {
-      try {
-        return await (await open()).get(MARKER_FILE);
-      } catch (err) {
-        if (err instanceof StorageError && err.kind === 'nonexistent') return undefined;
-        throw err;
-      }
-    },
-    async write(content) {
-      await (await open()).put(MARKER_FILE, content);
-    },
-    async close() {
-      const opened = await store?.catch(() => undefined);
-      await opened?.close();
-    },
   };
 }

@@ -29,14 +29,6 @@ export interface ScriptChecker {
   format(diagnostics: readonly ScriptDiagnostic[], max: number, scriptName?: string): string;
 }
 
-/**
- * A store that can also check scripts where it runs (the per-session worker), so
- * validation costs the user's own process rather than the server's.
- */
-export interface ValidatingStore {
-  validate(script: Buffer): Promise<readonly ScriptDiagnostic[]>;
-}
-
 export interface ServerServices {
   readonly config: Config;
   readonly auth: AuthBackend;

@@ -6,7 +6,7 @@
  *
  * Must not know: sockets, wire encoding, concrete backends.
  */
-import type { AttachedWorker, Identity } from '../auth/types.js';
+import type { AttachedBroker, Identity } from '../auth/types.js';
 import type { ScriptStore } from '../storage/types.js';
 import { buildCapabilities } from './capabilities.js';
 import type { ServerServices } from './services.js';
@@ -66,7 +66,7 @@ export class Session {
   }
 
   /** Opens the user's store; the session is authenticated only once that worked. */
-  async login(identity: Identity, attached?: AttachedWorker): Promise<void> {
+  async login(identity: Identity, attached?: AttachedBroker): Promise<void> {
     const store = await this.services.stores.open(identity, attached);
     this.identity = identity;
     this.store = store;
@@ -74,7 +74,7 @@ export class Session {
     this.authFailures = 0;
   }
 
-  /** UNAUTHENTICATE, LOGOUT, disconnect: release the store (and its worker). */
+  /** UNAUTHENTICATE, LOGOUT, disconnect: release the store (and its file broker). */
   async logout(): Promise<void> {
     const store = this.store;
     this.store = undefined;

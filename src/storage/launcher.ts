@@ -1,8 +1,8 @@
 /**
  * Turning a verified identity into that user's ScriptStore. The in-process launcher
  * (isolation = "none") resolves the path templates and opens a FileStore in this
- * process, with this process's rights. A launcher that runs the store in a
- * per-session worker process, as the user, lives in ./worker/.
+ * process, with this process's rights. The launcher whose store makes its system
+ * calls through a per-session file broker running as the user lives in ./broker/.
  *
  * In-process storage never acts for another uid as root: every open, read and
  * rename in the user's home would follow the user's own symlinks with root's
@@ -11,18 +11,18 @@
  *
  * Must not know: auth backends, the wire protocol, sessions.
  */
-import type { AttachedWorker, Identity } from '../auth/types.js';
+import type { AttachedBroker, Identity } from '../auth/types.js';
 import type { Logger } from '../log/logger.js';
 import { StorageError, withClose, type ScriptStore } from './types.js';
 import { FileStore } from './file-store.js';
 import { resolveUserPaths, parseFilterMode, type StorageConfig } from './paths.js';
 
 export interface StoreLauncher {
-  open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore>;
+  open(identity: Identity, attached?: AttachedBroker): Promise<ScriptStore>;
   close?(): Promise<void>;
 }
 
-/** The FileStore options for one identity, shared by every launcher (and workers). */
+/** The FileStore options for one identity, shared by every launcher. */
 export function fileStoreOptionsFor(storage: StorageConfig, identity: Identity, log: Logger) {
   const { scriptsDir, filterPath } = resolveUserPaths(storage, identity);
   const home = identity.home?.replace(/\/+$/, '');
@@ -58,7 +58,7 @@ export class InProcessLauncher implements StoreLauncher {
     private readonly log: Logger,
   ) {}
 
-  async open(identity: Identity, attached?: AttachedWorker): Promise<ScriptStore> {
+  async open(identity: Identity, attached?: AttachedBroker): Promise<ScriptStore> {
     let store: FileStore;
     try {
       const refusal = inProcessRefusal(identity);
@@ -72,7 +72,7 @@ export class InProcessLauncher implements StoreLauncher {
       throw err;
     }
     if (!attached) return store;
-    // A worker handed over by the login (PAM helper) is not needed in-process, but
+    // A broker handed over by the login (PAM helper) is not needed in-process, but
     // ending it ends the PAM session, so it lives as long as the store.
     return withClose(store, async () => {
       await store.close();

@@ -36,7 +36,7 @@ export type StorageErrorKind =
    * the right ACL) does not exist. Waiting will not help.
    */
   | 'not-set-up'
-  /** Transient: lock contention, a worker that died, a vanished directory (TRYLATER). */
+  /** Transient: lock contention, a file broker that died, a vanished directory (TRYLATER). */
   | 'trylater'
   /** Anything else that went wrong with the file system. */
   | 'io';
@@ -110,7 +110,7 @@ export interface ScriptStore {
   readMeta(key: MetaKey): Promise<Buffer | undefined>;
   /** Writes metadata atomically, under the store's lock. */
   writeMeta(key: MetaKey, content: Buffer): Promise<void>;
-  /** Release whatever the store holds (worker process, locks). */
+  /** Release whatever the store holds (file broker, locks). */
   close(): Promise<void>;
 }
 

@@ -1,7 +1,7 @@
 /**
- * Real PAM through the helper, driven directly (PamBackend + ProcessLauncher):
+ * Real PAM through the helper, driven directly (PamBackend + BrokerLauncher):
  * pam_pwdfile and pam_unix logins, refusals, the order of the PAM calls and which
- * process makes them, and the worker's credentials and file ownership.
+ * process makes them, and the file broker's credentials and file ownership.
  */
 import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,17 +10,32 @@ import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { PamBackend, defaultPamHelperPath, pamProblem } from '../../src/auth/pam.js';
 import type { AuthOutcome } from '../../src/auth/types.js';
-import { ProcessLauncher, workerCommand } from '../../src/storage/worker/process-launcher.js';
-import type { RemoteStore } from '../../src/storage/worker/remote-store.js';
+import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { StorageError } from '../../src/storage/types.js';
 import { haveTools, requireRoot } from '../helpers/tools.js';
-import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-worker/pam-fixture.js';
+import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 const ctx = { remoteAddress: '192.0.2.7', secure: true };
 const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'chage', 'openssl');
 
-function storage() {
-  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process' } }).storage;
+function storage(over: Record<string, unknown> = {}) {
+  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process', ...over } }).storage;
+}
+
+/** What the kernel says about a process: its parent, ids, groups, environment and descriptors. */
+function proc(pid: number) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)![1]!.trim().split(/\s+/).filter(Boolean).map(Number);
+  const fds = readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+  return {
+    ppid: field('PPid')[0]!,
+    uid: field('Uid')[0]!,
+    gid: field('Gid')[0]!,
+    groups: field('Groups'),
+    env: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'),
+    fds,
+    fdLinks: fds.map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } }),
+  };
 }
 
 function alive(pid: number): boolean {
@@ -54,7 +69,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
   let alice: TestUser;
   let bob: TestUser;
   let expired: TestUser;
-  let launcher: ProcessLauncher;
+  let launcher: BrokerLauncher;
 
   beforeAll(() => {
     if (!existsSync(defaultPamHelperPath())) throw new Error('PAM helper not built: run `npm run build`');
@@ -80,7 +95,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       'account required pam_permit.so',
       'session required pam_permit.so',
     ]);
-    launcher = new ProcessLauncher({ storage: storage(), log: silentLogger() });
+    launcher = new BrokerLauncher({ storage: storage(), log: silentLogger() });
   });
 
   afterAll(async () => {
@@ -91,14 +106,14 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     }
   });
 
-  const backend = (service: string) => new PamBackend({ service, workerCommand: workerCommand(), log: silentLogger() });
+  const backend = (service: string) => new PamBackend({ service, brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger() });
 
   it('the start-up check passes with a built helper as root', () => {
     expect(pamProblem()).toBeUndefined();
     expect(pamProblem('/nonexistent/helper')).toMatch(/missing or not executable/);
   });
 
-  it('pam_pwdfile: right password opens a session whose worker runs as the user, in order, in one process', async () => {
+  it('pam_pwdfile: right password opens a session whose broker runs as the user, in order, in one process', async () => {
     const log = fx.traceLog('order');
     const service = fx.service('order', [
       `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
@@ -110,20 +125,23 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     ]);
     const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
     expect(outcome.identity).toMatchObject({ user: alice.name, uid: alice.uid, gid: alice.gid, home: alice.home });
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
-    const info = await store.whoami();
+    const store = await launcher.open(outcome.identity, outcome.attached);
+    const info = proc(outcome.attached!.pid);
     const opened = fx.readTrace(log);
     expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
     const helperPid = opened[0]!.pid;
     // Every PAM call ran in the helper (not in this server), as root.
     expect(opened.every((e) => e.pid === helperPid && e.uid === 0 && e.ppid === process.pid)).toBe(true);
-    // The worker that writes the files is the child of the process that ran setcred.
+    // The broker that writes the files is the child of the process that ran setcred,
+    // and it is the C broker itself (no token_command here).
     expect(info.ppid).toBe(helperPid);
-    expect(info.pid).toBe(outcome.attached!.pid);
+    expect(readFileSync(`/proc/${outcome.attached!.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(defaultBrokerPath());
     expect([info.uid, info.gid]).toEqual([alice.uid, alice.gid]);
     expect(info.groups).toContain(alice.gid);
-    expect(info.credentialEnv).toContain('KRB5CCNAME');
-    expect(info.nice).toBe(10);
+    expect(info.env.some((e) => e.startsWith('KRB5CCNAME='))).toBe(true);
+    // Nothing another session could reach it by: its two unnamed pipes to this server, and the log.
+    expect(info.fds).toEqual([0, 1, 2]);
+    expect(info.fdLinks.slice(0, 2).every((l) => /^(pipe|socket):\[/.test(l))).toBe(true);
 
     await store.put('rules', Buffer.from('keep;\r\n'));
     await store.setActive('rules');
@@ -140,7 +158,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
     ]);
     expect(all.every((e) => e.pid === helperPid)).toBe(true);
-    await until(() => !alive(info.pid) && !alive(helperPid));
+    await until(() => !alive(outcome.attached!.pid) && !alive(helperPid));
   });
 
   it('a slow pam_close_session does not hold up closing the store (LOGOUT)', async () => {
@@ -162,26 +180,29 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
   });
 
-  it('a worker that ignores SIGTERM is killed by the helper, which then closes the PAM session', async () => {
+  it('a stalled broker is timed out, killed by the helper, and the PAM session closed and credentials deleted', async () => {
     const log = fx.traceLog('stuck');
     const service = fx.service('stuck', [
       `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
+      `auth optional ${fx.traceModule} log=${log}`,
       'account required pam_permit.so',
       'session required pam_permit.so',
       `session optional ${fx.traceModule} log=${log}`,
     ]);
-    // Stands in for a worker stuck in a hung file system: deaf to EOF and SIGTERM.
-    const stuck = [process.execPath, '-e', "process.on('SIGTERM', () => {}); process.stdin.resume(); setInterval(() => {}, 1000)"];
-    const b = new PamBackend({ service, workerCommand: stuck, log: silentLogger() });
+    // Stands in for a broker stuck in a hung file system (AFS): never answers, deaf to SIGTERM.
+    const stuck = ['/bin/sh', '-c', "trap '' TERM; exec sleep 600"];
+    const b = new PamBackend({ service, brokerCommand: () => stuck, log: silentLogger() });
     const outcome = ok(await b.verifyPassword(alice.name, alice.password, ctx));
     const attached = outcome.attached!;
-    await new Promise((r) => setTimeout(r, 300)); // let it install its handler
+    const stalling = new BrokerLauncher({ storage: storage(), log: silentLogger(), callTimeoutMs: 500 });
     const t = Date.now();
-    attached.terminate();
+    // The first call (FileStore.open's) is not answered: the session fails with TRYLATER...
+    await expect(stalling.open(outcome.identity, attached)).rejects.toMatchObject({ kind: 'trylater' });
+    // ...and the helper kills the broker after its 5 s grace, then closes the PAM session.
     await attached.exited;
     expect(Date.now() - t).toBeLessThan(12_000); // the helper's 5 s grace, not the server's 15 s SIGKILL
     expect(alive(attached.pid)).toBe(false);
-    expect(fx.readTrace(log).map((e) => e.what)).toEqual(['open_session', 'close_session']);
+    expect(fx.readTrace(log).map((e) => e.what)).toEqual(['authenticate', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete']);
   }, 20_000);
 
   it('a dropped connection (pipes destroyed) still closes the PAM session', async () => {
@@ -193,7 +214,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       `session optional ${fx.traceModule} log=${log}`,
     ]);
     const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    const store = await launcher.open(outcome.identity, outcome.attached);
     await store.list();
     // What a vanished server or a torn-down connection leaves: the pipes just close.
     (outcome.attached!.input as NodeJS.WritableStream & { destroy(): void }).destroy();
@@ -203,7 +224,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     await store.close();
   });
 
-  it('a killed worker fails the session with trylater and the helper still closes the PAM session', async () => {
+  it('a killed broker fails the session with trylater and the helper still closes the PAM session', async () => {
     const log = fx.traceLog('kill');
     const service = fx.service('kill', [
       `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
@@ -212,14 +233,14 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       `session optional ${fx.traceModule} log=${log}`,
     ]);
     const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    const store = await launcher.open(outcome.identity, outcome.attached);
     process.kill(outcome.attached!.pid, 'SIGKILL');
     await expect(store.put('x', Buffer.from('keep;'))).rejects.toMatchObject({ kind: 'trylater' });
     await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));
     await store.close();
   });
 
-  it('pam_pwdfile: wrong password, expired account and unknown user are rejected alike, without a worker', async () => {
+  it('pam_pwdfile: wrong password, expired account and unknown user are rejected alike, without a broker', async () => {
     const log = fx.traceLog('refused');
     const service = fx.service('refused', [
       `auth required pam_pwdfile.so pwdfile=${fx.pwdfile} nodelay`,
@@ -262,8 +283,8 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
   it('uses the user name PAM settled on (PAM_USER), not the one typed', async () => {
     const outcome = ok(await backend(mapService).verifyPassword('someone-else', 'anything', ctx));
     expect(outcome.identity).toMatchObject({ user: bob.name, uid: bob.uid, gid: bob.gid });
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
-    expect((await store.whoami()).uid).toBe(bob.uid);
+    const store = await launcher.open(outcome.identity, outcome.attached);
+    expect(proc(outcome.attached!.pid).uid).toBe(bob.uid);
     await store.close();
   });
 
@@ -274,13 +295,13 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       'account required pam_permit.so',
       'session required pam_permit.so',
     ]);
-    const b = new PamBackend({ service, workerCommand: workerCommand(), log: silentLogger(), timeoutMs: 500 });
+    const b = new PamBackend({ service, brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger(), timeoutMs: 500 });
     expect(await b.verifyPassword(alice.name, alice.password, ctx)).toEqual({ kind: 'unavailable', reason: 'PAM transaction timed out' });
     const helperPid = fx.readTrace(log)[0]!.pid;
     await until(() => !alive(helperPid));
   });
 
-  it('a group pam_setcred adds (an AFS PAG, pam_group) reaches the worker', async () => {
+  it('a group pam_setcred adds (an AFS PAG, pam_group) reaches the broker', async () => {
     const pag = 40_000 + Math.floor(Math.random() * 20_000);
     const service = fx.service('pag', [
       `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
@@ -289,9 +310,9 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       'session required pam_permit.so',
     ]);
     const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    const store = await launcher.open(outcome.identity, outcome.attached);
     try {
-      const info = await store.whoami();
+      const info = proc(outcome.attached!.pid);
       expect(info.uid).toBe(alice.uid);
       expect(info.groups).toContain(pag);
       expect(info.groups).toContain(alice.gid);
@@ -300,28 +321,26 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     }
   });
 
-  it('runs the worker under token_command, expanded with the account PAM settled on', async () => {
+  it('runs the broker under token_command, expanded by the server for the account PAM settled on', async () => {
     // `env` (looked up in PATH) stands in for k5start: it sets variables and execs the rest.
-    const b = new PamBackend({
-      service: mapService,
-      workerCommand: ['env', 'TSIEVED_TOKEN_USER={user}', 'TSIEVED_TOKEN_KEYTAB=/etc/keytabs/{u1}/{u2}/{user}', 'TSIEVED_TOKEN_HOME={home}', 'X={other}', ...workerCommand()],
-      log: silentLogger(),
-    });
+    const wrapped = storage({ token_command: ['env', 'TSIEVED_TOKEN_USER={user}', 'TSIEVED_TOKEN_KEYTAB=/etc/keytabs/{u1}/{u2}/{user}', 'TSIEVED_TOKEN_HOME={home}'] });
+    const b = new PamBackend({ service: mapService, brokerCommand: (id) => brokerCommand(wrapped, id), log: silentLogger() });
     const outcome = ok(await b.verifyPassword('typed-name', 'anything', ctx));
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    const store = await launcher.open(outcome.identity, outcome.attached);
     try {
-      const env = readFileSync(`/proc/${outcome.attached!.pid}/environ`, 'utf8').split('\0');
-      expect(env).toContain(`TSIEVED_TOKEN_USER=${bob.name}`);
-      expect(env).toContain(`TSIEVED_TOKEN_KEYTAB=/etc/keytabs/${bob.name.slice(0, 1)}/${bob.name.slice(0, 2)}/${bob.name}`);
-      expect(env).toContain(`TSIEVED_TOKEN_HOME=${bob.home}`);
-      expect(env).toContain('X={other}'); // unknown braces are left alone (start-up checks them)
-      expect((await store.whoami()).uid).toBe(bob.uid);
+      const info = proc(outcome.attached!.pid);
+      expect(info.env).toContain(`TSIEVED_TOKEN_USER=${bob.name}`);
+      expect(info.env).toContain(`TSIEVED_TOKEN_KEYTAB=/etc/keytabs/${bob.name.slice(0, 1)}/${bob.name.slice(0, 2)}/${bob.name}`);
+      expect(info.env).toContain(`TSIEVED_TOKEN_HOME=${bob.home}`);
+      expect(info.uid).toBe(bob.uid);
+      await store.put('s', Buffer.from('keep;'));
+      expect(statSync(join(bob.home, 'sieve', 's.sieve')).uid).toBe(bob.uid);
     } finally {
       await store.close();
     }
   });
 
-  it('descriptors a PAM module leaves open do not reach the worker', async () => {
+  it('descriptors a PAM module leaves open do not reach the broker', async () => {
     const secret = fx.pwdfile; // root-only, like /etc/shadow
     const service = fx.service('leak', [
       `auth required pam_pwdfile.so pwdfile=${fx.pwdfile}`,
@@ -330,13 +349,12 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       'session required pam_permit.so',
     ]);
     const outcome = ok(await backend(service).verifyPassword(alice.name, alice.password, ctx));
-    const store = (await launcher.open(outcome.identity, outcome.attached)) as RemoteStore;
+    const store = await launcher.open(outcome.identity, outcome.attached);
     try {
       await store.list();
-      const helperPid = (await store.whoami()).ppid;
-      const links = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
-      expect(links(helperPid)).toContain(secret); // the module really leaked it
-      expect(links(outcome.attached!.pid)).not.toContain(secret);
+      const helperPid = proc(outcome.attached!.pid).ppid;
+      expect(proc(helperPid).fdLinks).toContain(secret); // the module really leaked it
+      expect(proc(outcome.attached!.pid).fdLinks).not.toContain(secret);
     } finally {
       await store.close();
     }
@@ -351,10 +369,10 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     expect(fx.readTrace(traceLog).length).toBe(before);
   });
 
-  it('a missing helper or a worker that cannot start is "unavailable", never a crash', async () => {
-    const missing = new PamBackend({ service: pwdService, helperPath: '/nonexistent/helper', workerCommand: workerCommand(), log: silentLogger() });
+  it('a missing helper or a broker that cannot start is "unavailable" or TRYLATER, never a crash', async () => {
+    const missing = new PamBackend({ service: pwdService, helperPath: '/nonexistent/helper', brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger() });
     expect(await missing.verifyPassword(alice.name, alice.password, ctx)).toMatchObject({ kind: 'unavailable' });
-    // The helper authenticates, but the worker it execs does not exist: the session
+    // The helper authenticates, but the broker it execs does not exist: the session
     // fails with TRYLATER when the launcher adopts it, and PAM is still closed.
     const log = fx.traceLog('noexec');
     const service = fx.service('noexec', [
@@ -363,7 +381,7 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
       'session required pam_permit.so',
       `session optional ${fx.traceModule} log=${log}`,
     ]);
-    const b = new PamBackend({ service, workerCommand: ['/nonexistent/worker'], log: silentLogger() });
+    const b = new PamBackend({ service, brokerCommand: () => ['/nonexistent/broker'], log: silentLogger() });
     const outcome = ok(await b.verifyPassword(alice.name, alice.password, ctx));
     await expect(launcher.open(outcome.identity, outcome.attached)).rejects.toMatchObject({ kind: 'trylater' });
     await until(() => fx.readTrace(log).some((e) => e.what === 'close_session'));

@@ -12,7 +12,7 @@ import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { haveTools, requireRoot } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
-import { PamFixture, type TestUser } from '../storage-worker/pam-fixture.js';
+import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
 const CONCURRENT = 20;
@@ -114,7 +114,7 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
 
   const entriesFor = (user: string) => fx.readTrace(trace).filter((e) => e.user === user);
 
-  it('pam_pwdfile: logs in, writes files owned by the user from a worker that is the child of setcred, closes PAM on LOGOUT', async () => {
+  it('pam_pwdfile: logs in, writes files owned by the user from a file broker that is the child of setcred, closes PAM on LOGOUT', async () => {
     const { client, response } = await login(pwdServer, alice.name, alice.password);
     if (response.status !== 'OK') console.log(pwdServer.logs().slice(-4000));
     expect(response.status).toBe('OK');
@@ -130,19 +130,19 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
     expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
     const helperPid = opened[0]!.pid;
     expect(opened.every((e) => e.pid === helperPid)).toBe(true);
-    // The helper is the server's child; the worker (which wrote the files) is the helper's.
+    // The helper is the server's child; the broker (which wrote the files) is the helper's.
     expect(opened[0]!.ppid).toBe(pwdServer.process.pid);
     const session = pwdServer.logLines().find((l) => l.event === 'pam-session' && l.pamUser === alice.name);
-    const workerPid = Number(session?.workerPid);
-    expect(ppidOf(workerPid)).toBe(helperPid);
-    expect(statSync(`/proc/${workerPid}`).uid).toBe(alice.uid);
+    const brokerPid = Number(session?.brokerPid);
+    expect(ppidOf(brokerPid)).toBe(helperPid);
+    expect(statSync(`/proc/${brokerPid}`).uid).toBe(alice.uid);
 
     expect((await client.command('LOGOUT')).status).toBe('OK');
     client.close();
     await until(() => entriesFor(alice.name).length === 6);
     expect(entriesFor(alice.name).map((e) => e.what).slice(4)).toEqual(['close_session', 'setcred-delete']);
     expect(entriesFor(alice.name).every((e) => e.pid === helperPid)).toBe(true);
-    await until(() => !existsSync(`/proc/${workerPid}`));
+    await until(() => !existsSync(`/proc/${brokerPid}`));
   });
 
   it('a dropped connection closes the PAM session too', async () => {
@@ -180,7 +180,7 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
       client.write(`AUTHENTICATE "PLAIN" "${ir}"\r\n`);
       await new Promise((r) => setTimeout(r, 300)); // the slow module is sleeping now
       client.close();
-      // PAM finishes, the worker starts, and the session is closed again right away.
+      // PAM finishes, the broker starts, and the session is closed again right away.
       await until(() => entriesFor(alice.name).slice(before).some((e) => e.what === 'setcred-delete'), 15_000);
       expect(entriesFor(alice.name).slice(before).map((e) => e.what)).toEqual([
         'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',

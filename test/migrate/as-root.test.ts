@@ -2,12 +2,12 @@
  * `tsieved migrate` run as root (as it is in production, and in CI) for a user who
  * is not root (uid 65534, nobody): the user controls everything below their home
  * and may plant symbolic links, FIFOs and hard links there. Checks: the store is
- * written by a worker running as the user, so a link to another user's file or
+ * written through a file broker running as the user, so a link to another user's file or
  * store is not followed with root's rights (nothing of it reaches the user's scripts
  * or the report); a dry run reads the store without following links or blocking on
  * a FIFO; old files must be regular files owned by the user (or by root, with one
  * link, and only where fs.protected_hardlinks stops users linking root's files);
- * the marker of settled activation is written by a worker running as the user; a
+ * the marker of settled activation is written through that broker, as the user; a
  * save in the user's own session while migrating is not overwritten.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -38,13 +38,10 @@ import { loadConfig } from '../../src/config/loader.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { migrateUser, type ImportContext } from '../../src/migrate/import.js';
 import { runMigrate } from '../../src/migrate/index.js';
-import { markerWorkerCommand } from '../../src/migrate/marker.js';
 import { rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
 import { DEFAULT_LAYOUTS } from '../../src/migrate/sources.js';
 import { loadProfile } from '../../src/sieve/index.js';
-import type { StoreLauncher } from '../../src/storage/launcher.js';
-import { withClose, type ScriptStore } from '../../src/storage/types.js';
-import { ProcessLauncher, workerCommand } from '../../src/storage/worker/process-launcher.js';
+import { BrokerLauncher, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { requireRoot } from '../helpers/tools.js';
 import { writeMigrateConfig } from './config.js';
 
@@ -100,9 +97,7 @@ function secretFile(name: string, content = `${SECRET}\n`): string {
 
 describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
   beforeEach(() => {
-    for (const command of [workerCommand(), markerWorkerCommand()]) {
-      if (!existsSync(command[1]!)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
-    }
+    if (!existsSync(defaultBrokerPath())) throw new Error('the file broker is missing: run `npm run build` first (npm test does)');
     dir = mkdtempSync(join(tmpdir(), 'tsieved-migrate-root-'));
     chmodSync(dir, 0o755);
     homes = join(dir, 'home');
@@ -254,7 +249,7 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
     expect(lstatSync(join(home, '.pysieved', 'notes'))).toMatchObject({ uid: 0, nlink: 1 });
     const sysctl = join(dir, 'protected_hardlinks');
     writeFileSync(sysctl, '0\n');
-    const launcher = new ProcessLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    const launcher = new BrokerLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
     try {
       const r = await migrateUser(identity(), await context({ launcher, rootOwned: await rootOwnedPolicy(sysctl) }));
       expect(r.scripts.map((s) => `${s.name}: ${s.outcome}`)).toEqual(['main: imported']);
@@ -274,28 +269,26 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
   it("a save in the user's own session between migrate's look and its write is kept (decided under the store's lock)", async () => {
     pysieved({ main: '# Sieve filter\n# old pysieved rules\nkeep;\n' });
     const NEW = '# Sieve filter\n# what the user just saved in Roundcube\ndiscard;\n';
-    const pl = new ProcessLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    const pl = new BrokerLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
     try {
       const session = await pl.open(identity());
       // The user's PUTSCRIPT lands right after migrate found no "main".
       let raced = false;
-      const launcher: StoreLauncher = {
-        async open(id) {
-          const s = await pl.open(id);
-          const racing: ScriptStore = {
-            ...withClose(s, () => s.close()),
-            async get(name) {
-              try {
-                return await s.get(name);
-              } finally {
-                if (name === 'main' && !raced) {
-                  raced = true;
-                  await session.put('main', Buffer.from(NEW));
-                }
+      const launcher = {
+        openFiles(id: Identity) {
+          const files = pl.openFiles(id);
+          const read = files.ops.readFile.bind(files.ops);
+          files.ops.readFile = async (path: string) => {
+            try {
+              return await read(path);
+            } finally {
+              if (path.endsWith('/main.sieve') && !raced) {
+                raced = true;
+                await session.put('main', Buffer.from(NEW));
               }
-            },
+            }
           };
-          return racing;
+          return files;
         },
       };
       const r = await migrateUser(identity(), await context({ launcher }));
@@ -320,7 +313,7 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
     const marker = join(home, 'sieve', '.migrated');
     expect(lstatSync(marker).uid).toBe(NOBODY);
     expect(readFileSync(marker, 'utf8')).toMatch(/^outcome: activated$/m);
-    const pl = new ProcessLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    const pl = new BrokerLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
     try {
       const session = await pl.open(identity());
       await session.setActive('');

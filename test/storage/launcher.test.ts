@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { InProcessLauncher } from '../../src/storage/launcher.js';
-import type { AttachedWorker, Identity } from '../../src/auth/types.js';
+import type { AttachedBroker, Identity } from '../../src/auth/types.js';
 import { kindOf, tempHome, type TempHome } from './helpers/store.js';
 
 /** The identities run as this process's own uid: in-process storage is not for other uids as root. */
@@ -19,7 +19,7 @@ afterEach(async () => {
   await h.cleanup();
 });
 
-function fakeWorker(): AttachedWorker & { terminated: number } {
+function fakeWorker(): AttachedBroker & { terminated: number } {
   let resolveExit: () => void = () => undefined;
   const exited = new Promise<void>((r) => (resolveExit = r));
   const w = {

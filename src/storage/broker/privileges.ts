@@ -1,6 +1,6 @@
 /**
  * Start-up check for isolation = "process": the server must be able to start
- * workers as other users, i.e. run as root or hold CAP_SETUID and CAP_SETGID.
+ * file brokers as other users, i.e. run as root or hold CAP_SETUID and CAP_SETGID.
  * Refusing to start beats every login failing later with TRYLATER.
  *
  * Must not know: anything but the current process's credentials.
@@ -26,7 +26,7 @@ export function processIsolationProblem(): string | undefined {
   const caps = effectiveCaps();
   if (caps !== undefined && (caps >> CAP_SETUID) & 1n && (caps >> CAP_SETGID) & 1n) return undefined;
   return (
-    '[storage] isolation = "process" starts each session\'s worker as that user, which needs root ' +
+    '[storage] isolation = "process" starts each session\'s file broker as that user, which needs root ' +
     '(or CAP_SETUID and CAP_SETGID); this server runs as uid ' +
     `${process.getuid?.() ?? '?'} without them. Run it as root, or set isolation = "none".`
   );

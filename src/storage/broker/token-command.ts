@@ -1,17 +1,16 @@
 /**
  * storage.token_command: a wrapper (e.g. `k5start -qtU -f /etc/keytabs/{user} --`)
- * that every per-session worker runs under, so that virtual and PAM users alike can
- * get Kerberos tickets and AFS tokens from a keytab. For spawned workers the
- * launcher expands it; for PAM users the helper does, because only it knows the
- * account PAM settled on. Both understand the same placeholders, checked here once
- * at start-up so a typo cannot silently point at the wrong keytab.
+ * that every session's file broker runs under, so that virtual and PAM users alike
+ * can get Kerberos tickets and AFS tokens from a keytab in the process that writes.
+ * The server expands its placeholders (brokerCommand in ./launcher.ts) for spawned
+ * and PAM brokers alike; this checks them once at start-up, so a typo cannot
+ * silently point at the wrong keytab.
  *
- * Must not know: PAM, the storage RPC.
+ * Must not know: PAM, the broker protocol.
  */
 import type { StorageConfig } from '../paths.js';
-import { workerCommand } from './process-launcher.js';
 
-/** The placeholders both the launcher and the PAM helper expand. */
+/** The placeholders token_command may use. */
 export const TOKEN_PLACEHOLDERS = ['user', 'localpart', 'domain', 'home', 'u1', 'u2'] as const;
 
 /** Problems with token_command; empty when it is fine (or unset). */
@@ -29,12 +28,4 @@ export function tokenCommandProblems(storage: StorageConfig): string[] {
     if (part.includes('\0')) problems.push('storage.token_command: contains NUL');
   }
   return problems;
-}
-
-/**
- * The command the PAM helper execs as the worker: token_command (unexpanded: the
- * helper expands it) followed by the worker itself. For PamBackend's workerCommand.
- */
-export function pamWorkerCommand(storage: StorageConfig): string[] {
-  return [...storage.token_command, ...workerCommand()];
 }

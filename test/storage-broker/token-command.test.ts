@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { pamWorkerCommand, tokenCommandProblems } from '../../src/storage/worker/token-command.js';
-import { workerCommand } from '../../src/storage/worker/process-launcher.js';
+import { tokenCommandProblems } from '../../src/storage/broker/token-command.js';
+import { brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 
 const storage = (token_command: string[]) => configSchema.parse({ storage: { token_command } }).storage;
 
@@ -17,7 +17,13 @@ describe('token_command', () => {
     expect(tokenCommandProblems(storage(['{home}/bin/wrap']))).toEqual([expect.stringMatching(/fixed name or path/)]);
   });
 
-  it('puts the wrapper in front of the worker for the PAM helper, unexpanded', () => {
-    expect(pamWorkerCommand(storage(['k5start', '-f', '/k/{user}', '--']))).toEqual(['k5start', '-f', '/k/{user}', '--', ...workerCommand()]);
+  it('is expanded by the server, once, in front of the broker', () => {
+    const identity = { user: 'ann@example.org', home: '/home/ann', fields: {} };
+    expect(brokerCommand(storage(['k5start', '-f', '/k/{u1}/{u2}/{localpart}@{domain}', '--']), identity)).toEqual([
+      'k5start', '-f', '/k/a/an/ann@example.org', '--', defaultBrokerPath(),
+    ]);
+    expect(brokerCommand(storage([]), identity)).toEqual([defaultBrokerPath()]);
+    // A value a placeholder cannot take (an empty domain) refuses rather than changing a keytab path.
+    expect(() => brokerCommand(storage(['k5start', '-f', '/k/{domain}']), { user: 'ann', fields: {} })).toThrow();
   });
 });

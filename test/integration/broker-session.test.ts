@@ -1,9 +1,9 @@
 /**
  * End to end: the real tsieved with `[storage] isolation = "process"` for userdb
- * (virtual) users. Each session's storage runs in its own worker, spawned with the
- * entry's uid/gid through token_command; files are owned by the entry; a worker
- * that dies fails only its own session with NO (TRYLATER); workers end with their
- * sessions (LOGOUT, disconnect, idle timeout, server shutdown).
+ * (virtual) users. Each session's file system calls run in its own file broker,
+ * spawned with the entry's uid/gid through token_command; files are owned by the
+ * entry; a broker that dies fails only its own session with NO (TRYLATER); brokers
+ * end with their sessions (LOGOUT, disconnect, idle timeout, server shutdown).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -86,25 +86,25 @@ level = "info"
     return client;
   }
 
-  /** Worker pids the server has logged for a user so far (logs are asynchronous: wait for them). */
-  function workerPids(srv: RunningTsieved, user: string): number[] {
+  /** Broker pids the server has logged for a user so far (logs are asynchronous: wait for them). */
+  function brokerPids(srv: RunningTsieved, user: string): number[] {
     return srv
       .logLines()
-      .filter((l) => l.event === 'storage-worker' && l.user === user)
-      .map((l) => Number(l.workerPid));
+      .filter((l) => l.event === 'file-broker' && l.user === user)
+      .map((l) => Number(l.brokerPid));
   }
 
-  /** Logs in and returns the client with the pid of the worker started for this login. */
-  async function loginWithWorker(srv: RunningTsieved, u: (typeof USERS)[number]) {
-    const before = workerPids(srv, u.name).length;
+  /** Logs in and returns the client with the pid of the broker started for this login. */
+  async function loginWithBroker(srv: RunningTsieved, u: (typeof USERS)[number]) {
+    const before = brokerPids(srv, u.name).length;
     const client = await login(srv, u);
-    await until(() => workerPids(srv, u.name).length > before);
-    return { client, pid: workerPids(srv, u.name)[before]! };
+    await until(() => brokerPids(srv, u.name).length > before);
+    return { client, pid: brokerPids(srv, u.name)[before]! };
   }
 
-  it('runs storage in a worker with the entry uid/gid, through token_command, and files are the user\'s', async () => {
+  it('runs the file broker with the entry uid/gid, through token_command, and files are the user\'s', async () => {
     const [ann] = USERS;
-    const { client, pid } = await loginWithWorker(server, ann);
+    const { client, pid } = await loginWithBroker(server, ann);
     const big = Buffer.from('keep;\r\n' + '#'.repeat(1024 * 1024 - 300) + '\r\n');
     expect((await client.putScript('big', big)).status).toBe('OK');
     expect((await client.putScript('rules', 'require "fileinto";\r\nfileinto "x";\r\n')).status).toBe('OK');
@@ -123,23 +123,24 @@ level = "info"
     await until(() => gone(pid));
   });
 
-  it('validates scripts in the session\'s worker: errors with their line, and TRYLATER once the worker is gone', async () => {
+  it('validates scripts in the server: errors with their line, and still answers CHECKSCRIPT once the broker is gone', async () => {
     const [ann] = USERS;
-    const { client, pid } = await loginWithWorker(server, ann);
+    const { client, pid } = await loginWithBroker(server, ann);
     const bad = await client.putScript('bad', 'keep;\r\nreject "no";\r\n');
     expect(bad.status).toBe('NO');
     expect(bad.text).toMatch(/line 2/);
     expect((await client.command('CHECKSCRIPT "keep;"')).statusLine).toBe('OK');
     process.kill(pid, 'SIGKILL');
     await until(() => gone(pid));
-    // The server's own validator would have said OK: TRYLATER shows the worker did the checking.
-    expect((await client.command('CHECKSCRIPT "keep;"')).code).toBe('TRYLATER');
+    // CHECKSCRIPT touches no file; storing does, and fails with TRYLATER.
+    expect((await client.command('CHECKSCRIPT "keep;"')).statusLine).toBe('OK');
+    expect((await client.putScript('after', 'keep;\r\n')).code).toBe('TRYLATER');
     client.close();
   });
 
-  it('a dead worker fails its own session with TRYLATER and leaves others alone', async () => {
+  it('a dead broker fails its own session with TRYLATER and leaves others alone', async () => {
     const [ann, ben] = USERS;
-    const { client: a, pid: annPid } = await loginWithWorker(server, ann);
+    const { client: a, pid: annPid } = await loginWithBroker(server, ann);
     const b = await login(server, ben);
     process.kill(annPid, 'SIGKILL');
     await until(() => gone(annPid));
@@ -154,9 +155,9 @@ level = "info"
     b.close();
   });
 
-  it('a dropped connection ends its worker', async () => {
+  it('a dropped connection ends its broker', async () => {
     const [, ben] = USERS;
-    const { client: b, pid } = await loginWithWorker(server, ben);
+    const { client: b, pid } = await loginWithBroker(server, ben);
     expect((await b.command('LISTSCRIPTS')).status).toBe('OK');
     expect(gone(pid)).toBe(false);
     b.close();
@@ -173,16 +174,16 @@ level = "info"
     expect(r.stdout + r.stderr).toMatch(/isolation = "process".*needs root/s);
   });
 
-  it('the idle timeout and server shutdown end workers', async () => {
+  it('the idle timeout and server shutdown end brokers', async () => {
     const idleServer = await startTsieved(toml('idle_timeout_seconds = 1\nshutdown_grace_seconds = 1'));
     try {
       const [ann, ben] = USERS;
-      const { client: a, pid: idlePid } = await loginWithWorker(idleServer, ann);
+      const { client: a, pid: idlePid } = await loginWithBroker(idleServer, ann);
       // The server arms the post-login idle timer on the next command.
       expect((await a.command('NOOP')).status).toBe('OK');
       await a.waitClosed(10_000);
       await until(() => gone(idlePid));
-      const { client: b, pid: shutdownPid } = await loginWithWorker(idleServer, ben);
+      const { client: b, pid: shutdownPid } = await loginWithBroker(idleServer, ben);
       expect(gone(shutdownPid)).toBe(false);
       await idleServer.stop();
       await until(() => gone(shutdownPid));

@@ -1,0 +1,328 @@
+/**
+ * FileOps over a session's file broker: each call is one request frame
+ * (./protocol.ts) to the broker's stdin, answered in order on its stdout. The
+ * FileStore, its locking, repairs and validation stay in the server; only the
+ * system calls happen in the broker, as the user.
+ *
+ * Failures keep their errno code (`err.code`), as node:fs reports them, so the
+ * store treats them exactly as in-process failures. A broker that dies, closes its
+ * pipe, sends a malformed or oversized frame, or does not answer within the call
+ * timeout (a hung AFS server) is dropped: it is terminated (the PAM helper then
+ * closes the PAM session and deletes the credentials), and this call and every
+ * later one fail with StorageError('trylater') (NO (TRYLATER), RFC 5804 1.3). Only
+ * this session is affected.
+ *
+ * Must not know: what the files mean, how the broker was started (PAM helper or
+ * spawned), the wire protocol.
+ */
+import { constants as osConstants } from 'node:os';
+import type { Logger } from '../../log/logger.js';
+import type { FileOps, FileStat, WritableFile } from '../file-ops.js';
+import { StorageError } from '../types.js';
+import {
+  BodyReader,
+  BrokerProtocolError,
+  encodeRequest,
+  ResponseDecoder,
+  STATUS,
+  WRITE_CHUNK_BYTES,
+  type Field,
+  type OpName,
+  type Response,
+} from './protocol.js';
+
+/** A running broker's pipes and lifetime, whoever started it. */
+export interface BrokerChannel {
+  readonly pid: number;
+  readonly input: NodeJS.WritableStream;
+  readonly output: NodeJS.ReadableStream;
+  /** Ends the broker (and, through the PAM helper, the PAM session). */
+  terminate(): void;
+  readonly exited: Promise<void>;
+}
+
+export interface BrokerOpsOptions {
+  readonly log: Logger;
+  /** A call not answered within this time drops the broker (default 30 s). */
+  readonly callTimeoutMs?: number;
+  /** How long close() waits for the broker to exit before terminating it. */
+  readonly closeGraceMs?: number;
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+function errnoError(code: string, what: string, path: string): Error {
+  return Object.assign(new Error(`${code}: ${what} ${path}`), { code, path });
+}
+
+interface Pending {
+  readonly id: number;
+  resolve(r: Response): void;
+  reject(err: Error): void;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+
+function readStat(body: Buffer): FileStat & { readonly nlink: number } {
+  const r = new BodyReader(body);
+  const size = r.u64();
+  const sec = r.i64();
+  const nsec = r.u32();
+  const uid = r.u32();
+  const mode = r.u32();
+  const nlink = r.u32();
+  r.end();
+  const type = mode & S_IFMT;
+  return {
+    size,
+    mtimeMs: sec * 1000 + nsec / 1e6,
+    uid,
+    mode,
+    nlink,
+    isFile: () => type === S_IFREG,
+    isDirectory: () => type === S_IFDIR,
+    isSymbolicLink: () => type === S_IFLNK,
+  };
+}
+
+export class BrokerFileOps implements FileOps {
+  private readonly decoder = new ResponseDecoder();
+  /** In request order: the broker answers in order. */
+  private readonly pending: Pending[] = [];
+  private nextId = 1;
+  private deadReason: string | undefined;
+  private closing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly callTimeoutMs: number;
+  private readonly closeGraceMs: number;
+  private readonly log: Logger;
+  private readonly outputEnded: Promise<void>;
+
+  constructor(
+    private readonly broker: BrokerChannel,
+    options: BrokerOpsOptions,
+  ) {
+    this.log = options.log;
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+    this.closeGraceMs = options.closeGraceMs ?? 5_000;
+    broker.output.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.outputEnded = new Promise((resolve) => {
+      broker.output.once('end', () => resolve());
+      broker.output.once('close', () => resolve());
+    });
+    // A broker that closed its end but lingers is ended too: it holds the session.
+    broker.output.on('end', () => this.drop('the file broker closed its pipe'));
+    broker.output.on('error', () => this.drop('the file broker pipe failed'));
+    // A write to a dead broker's stdin must not crash the server (EPIPE).
+    broker.input.on('error', () => this.drop('the file broker pipe failed'));
+    void broker.exited.then(() => this.fail('the file broker exited'));
+  }
+
+  get pid(): number {
+    return this.broker.pid;
+  }
+
+  get alive(): boolean {
+    return this.deadReason === undefined;
+  }
+
+  // ---- FileOps ----
+
+  async createExclusive(path: string, mode: number): Promise<WritableFile> {
+    const r = new BodyReader(await this.ok('create', [{ u32: mode }, { path }], path));
+    const handle = r.u32();
+    r.end();
+    return this.file(handle, path);
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    return Buffer.from(await this.ok('read', [{ path }], path));
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    const r = new BodyReader(await this.ok('readdir', [{ path }], path));
+    const names: string[] = [];
+    while (!r.done) names.push(r.bytes(r.u16()).toString('utf8'));
+    return names;
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    return readStat(await this.ok('stat', [{ path }], path));
+  }
+
+  async lstat(path: string): Promise<FileStat> {
+    return readStat(await this.ok('lstat', [{ path }], path));
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await this.ok('rename', [{ path: from }, { path: to }], from);
+  }
+
+  async unlink(path: string): Promise<void> {
+    await this.ok('unlink', [{ path }], path);
+  }
+
+  async mkdir(path: string, mode: number): Promise<void> {
+    await this.ok('mkdir', [{ u32: mode }, { path }], path);
+  }
+
+  async rmdir(path: string): Promise<void> {
+    await this.ok('rmdir', [{ path }], path);
+  }
+
+  async syncDir(path: string): Promise<void> {
+    try {
+      await this.ok('syncDir', [{ path }], path);
+    } catch (err) {
+      // As nodeFileOps: file systems that refuse fsync on a directory (AFS).
+      const code = (err as { code?: string }).code;
+      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EBADF' && code !== 'EISDIR') throw err;
+    }
+  }
+
+  /** Ends the broker: EOF on its stdin, then terminate() if it lingers. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // ---- internals ----
+
+  private file(handle: number, path: string): WritableFile {
+    return {
+      writeAll: async (data) => {
+        // In pieces below the broker's request cap; the broker writes each whole.
+        for (let off = 0; off < data.length || off === 0; off += WRITE_CHUNK_BYTES) {
+          await this.ok('write', [{ u32: handle }, { data: data.subarray(off, off + WRITE_CHUNK_BYTES) }], path);
+          if (data.length === 0) break;
+        }
+      },
+      sync: async () => {
+        await this.ok('fsync', [{ u32: handle }], path);
+      },
+      chmod: async (mode) => {
+        await this.ok('fchmod', [{ u32: handle }, { u32: mode }], path);
+      },
+      close: async () => {
+        await this.ok('close', [{ u32: handle }], path);
+      },
+    };
+  }
+
+  /** One call; resolves with the result body, rejects with an errno-coded Error or a StorageError. */
+  private async ok(op: OpName, fields: readonly Field[], path: string): Promise<Buffer> {
+    const res = await this.call(op, fields);
+    switch (res.status) {
+      case STATUS.ok:
+        return res.body;
+      case STATUS.errno: {
+        let code = 'EIO';
+        try {
+          const r = new BodyReader(res.body);
+          code = ERRNO_NAMES.get(r.u32()) ?? 'EIO';
+          r.end();
+        } catch {
+          this.drop('malformed error from the file broker');
+        }
+        throw errnoError(code, op, path);
+      }
+      case STATUS.notRegular:
+        throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });
+      case STATUS.tooLarge:
+        throw Object.assign(new Error(`${path} is too large for the file broker`), { code: 'ETOOLARGE', path });
+      default:
+        this.drop(`unknown status ${res.status} from the file broker`);
+        throw new StorageError('trylater', `storage unavailable: ${this.deadReason}`);
+    }
+  }
+
+  private call(op: OpName, fields: readonly Field[]): Promise<Response> {
+    if (this.deadReason !== undefined) {
+      return Promise.reject(new StorageError('trylater', `storage unavailable: ${this.deadReason}`));
+    }
+    const id = this.nextId++;
+    let frame: Buffer;
+    try {
+      frame = encodeRequest(id, op, fields);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<Response>((resolve, reject) => {
+      this.pending.push({ id, resolve, reject });
+      this.armTimer();
+      this.broker.input.write(frame);
+    });
+  }
+
+  /** One timer for the oldest unanswered call; an answer re-arms it for the next. */
+  private armTimer(): void {
+    if (this.timer !== undefined || this.pending.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.log.error({ pid: this.broker.pid, timeoutMs: this.callTimeoutMs }, 'file broker did not answer in time; terminating it');
+      this.drop(`no answer within ${this.callTimeoutMs} ms`);
+    }, this.callTimeoutMs);
+  }
+
+  private onData(chunk: Buffer): void {
+    let responses: Response[];
+    try {
+      responses = this.decoder.push(chunk);
+    } catch (err) {
+      this.log.error({ pid: this.broker.pid, err: (err as Error).message }, 'malformed frame from the file broker');
+      this.drop('malformed frame from the file broker');
+      return;
+    }
+    for (const res of responses) {
+      const waiter = this.pending.shift();
+      if (waiter === undefined || waiter.id !== res.id) {
+        this.log.error({ pid: this.broker.pid, id: res.id }, 'unexpected answer from the file broker');
+        if (waiter) this.pending.unshift(waiter);
+        this.drop('unexpected answer from the file broker');
+        return;
+      }
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.armTimer();
+      waiter.resolve(res);
+    }
+  }
+
+  /** A broker that misbehaved: nothing more from it, and it is ended. */
+  private drop(reason: string): void {
+    this.fail(reason);
+    this.broker.terminate();
+  }
+
+  /** Marks the broker unusable and fails everything still waiting (TRYLATER). */
+  private fail(reason: string): void {
+    if (this.deadReason === undefined) this.deadReason = reason;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const waiter of this.pending.splice(0)) {
+      waiter.reject(new StorageError('trylater', `storage unavailable: ${reason}`));
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    this.fail('the store was closed');
+    try {
+      this.broker.input.end();
+    } catch {
+      /* already gone */
+    }
+    // Done when the broker is: a PAM helper may go on closing the PAM session
+    // (pam_krb5, AFS unlog) in the background without holding up this session.
+    const finished = Promise.race([this.broker.exited, this.outputEnded]).then(() => true);
+    const timeout = (ms: number) => new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
+    if (await Promise.race([finished, timeout(this.closeGraceMs)])) return;
+    this.log.warn({ pid: this.broker.pid }, 'file broker did not exit after its pipe closed; terminating it');
+    this.broker.terminate();
+    await Promise.race([finished, timeout(this.closeGraceMs)]);
+  }
+}
+
+export { BrokerProtocolError };

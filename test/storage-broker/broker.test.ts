@@ -1,0 +1,520 @@
+/**
+ * The per-session file broker (helper/tsieved-broker.c): its framed protocol and
+ * hard limits driven byte by byte, and the FileStore over BrokerFileOps through
+ * BrokerLauncher on real processes and temp directories: byte-exact storage,
+ * errno codes across the pipe, FIFOs refused without blocking, and a broker that
+ * dies, hangs or talks nonsense failing its own session with TRYLATER.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Identity } from '../../src/auth/types.js';
+import { configSchema } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { FileStore } from '../../src/storage/file-store.js';
+import type { FileOps } from '../../src/storage/file-ops.js';
+import { fileStoreOptionsFor } from '../../src/storage/launcher.js';
+import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
+import { processIsolationProblem } from '../../src/storage/broker/privileges.js';
+import { encodeRequest, MAX_REQUEST_BYTES, OP } from '../../src/storage/broker/protocol.js';
+import { StorageError } from '../../src/storage/types.js';
+import { requireRoot } from '../helpers/tools.js';
+
+const BROKER = defaultBrokerPath();
+if (!existsSync(BROKER)) throw new Error(`${BROKER} is missing: run \`npm run build\` first (npm test does)`);
+
+function storageConfig(over: Record<string, unknown> = {}) {
+  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', ...over } }).storage;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+  } catch {
+    return false;
+  }
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<StorageError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(StorageError);
+    return err as StorageError;
+  }
+  throw new Error('expected a StorageError');
+}
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return 'no error';
+}
+
+let base: string;
+beforeAll(() => {
+  base = mkdtempSync(join(tmpdir(), 'tsieved-broker-'));
+  chmodSync(base, 0o755);
+});
+afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+function homeFor(name: string): string {
+  const home = join(base, name);
+  mkdirSync(home, { recursive: true });
+  return home;
+}
+
+// As root a broker must run as some user (never root); otherwise it runs as us.
+const UID = 41230;
+function self(name: string): Identity {
+  const home = homeFor(name);
+  if (process.getuid?.() !== 0) return { user: name, home, fields: {} };
+  chownSync(home, UID, UID);
+  return { user: name, uid: UID, gid: UID, home, fields: {} };
+}
+
+/** The broker on raw pipes, with what it answered and how it ended. */
+function raw(): { child: ChildProcess; out: () => Buffer; exit: Promise<number | null> } {
+  const child = spawn(BROKER, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const chunks: Buffer[] = [];
+  child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+  child.stdin!.on('error', () => undefined);
+  const exit = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  return { child, out: () => Buffer.concat(chunks), exit };
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+describe('the broker protocol, byte by byte', () => {
+  it('answers in order, with the id of each request, and ends with exit 0 at EOF', async () => {
+    const dir = homeFor('raw-order');
+    writeFileSync(join(dir, 'f'), 'hello');
+    const b = raw();
+    b.child.stdin!.write(Buffer.concat([encodeRequest(7, 'read', [{ path: join(dir, 'f') }]), encodeRequest(8, 'read', [{ path: join(dir, 'absent') }])]));
+    b.child.stdin!.end();
+    expect(await b.exit).toBe(0);
+    const out = b.out();
+    // [len][id 7][status 0]"hello" then [len][id 8][status 1][ENOENT]
+    expect(out.readUInt32BE(0)).toBe(5 + 5);
+    expect(out.readUInt32BE(4)).toBe(7);
+    expect(out[8]).toBe(0);
+    expect(out.subarray(9, 14).toString()).toBe('hello');
+    expect(out.readUInt32BE(18)).toBe(8);
+    expect(out[22]).toBe(1);
+    expect(out.readUInt32BE(23)).toBe(2); // ENOENT
+  });
+
+  it('refuses a relative or NUL-containing path with EINVAL and goes on serving', async () => {
+    const b = raw();
+    const bad = Buffer.concat([u32(5 + 2 + 3), u32(1), Buffer.from([OP.stat]), Buffer.from([0, 3]), Buffer.from('a/b')]);
+    const nul = Buffer.concat([u32(5 + 2 + 4), u32(2), Buffer.from([OP.stat]), Buffer.from([0, 4]), Buffer.from('/a\0b')]);
+    b.child.stdin!.end(Buffer.concat([bad, nul, encodeRequest(3, 'stat', [{ path: '/' }])]));
+    expect(await b.exit).toBe(0);
+    const out = b.out();
+    expect([out.readUInt32BE(4), out[8], out.readUInt32BE(9)]).toEqual([1, 1, 22]);
+    expect([out.readUInt32BE(17), out[21], out.readUInt32BE(22)]).toEqual([2, 1, 22]);
+    expect([out.readUInt32BE(30), out[34]]).toEqual([3, 0]);
+  });
+
+  it('ends the session (exit 3) on a malformed or oversized frame, without reading or answering it', async () => {
+    const cases: Record<string, Buffer> = {
+      'oversized length': u32(MAX_REQUEST_BYTES + 1),
+      'huge length': Buffer.from([0xff, 0xff, 0xff, 0xff]),
+      'too short for id and op': Buffer.concat([u32(3), Buffer.from([1, 2, 3])]),
+      'unknown op': Buffer.concat([u32(5), u32(1), Buffer.from([99])]),
+      'path longer than the frame': Buffer.concat([u32(5 + 2 + 1), u32(1), Buffer.from([OP.stat]), Buffer.from([0, 200]), Buffer.from('/')]),
+      'trailing bytes': Buffer.concat([u32(5 + 2 + 1 + 1), u32(1), Buffer.from([OP.stat]), Buffer.from([0, 1]), Buffer.from('/x')]),
+      'truncated frame then EOF': Buffer.concat([u32(100), Buffer.alloc(10)]),
+    };
+    for (const [what, bytes] of Object.entries(cases)) {
+      const b = raw();
+      b.child.stdin!.write(bytes);
+      // The oversized ones must be refused from the length alone: keep the pipe open.
+      if (what === 'truncated frame then EOF') b.child.stdin!.end();
+      expect([what, await b.exit]).toEqual([what, 3]);
+      expect([what, b.out().length]).toEqual([what, 0]);
+    }
+  });
+
+  it('dies with its parent even while its stdin stays open (PR_SET_PDEATHSIG)', async () => {
+    // sh is the broker's parent; this process keeps the broker's stdin open after sh dies.
+    const sh = spawn('sh', ['-c', `exec 3<&0; ${BROKER} <&3 & echo $!; wait`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const pid = Number(await new Promise<string>((r) => sh.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
+    await until(() => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsieved-broker'));
+    expect(alive(pid)).toBe(true);
+    sh.kill('SIGKILL');
+    await until(() => !alive(pid));
+    sh.stdin!.end();
+  });
+});
+
+describe('FileOps through the broker', () => {
+  let launcher: BrokerLauncher;
+  beforeAll(() => {
+    launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+  });
+  afterAll(() => launcher.close());
+
+  it('does every FileOps call with node:fs semantics and errno codes', async () => {
+    const id = self('ops');
+    const files = launcher.openFiles(id);
+    const ops: FileOps = files.ops;
+    const d = join(id.home!, 'd');
+    try {
+      await ops.mkdir(d, 0o700);
+      expect(await code(ops.mkdir(d, 0o700))).toBe('EEXIST');
+      const f = await ops.createExclusive(join(d, 'a'), 0o600);
+      const data = Buffer.alloc(2.5 * 1024 * 1024);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+      await f.writeAll(data); // more than one request's worth
+      await f.chmod(0o4755); // setuid bits are never set by the broker
+      await f.sync();
+      await f.close();
+      expect(await code(ops.createExclusive(join(d, 'a'), 0o600))).toBe('EEXIST');
+      expect((await ops.readFile(join(d, 'a'))).equals(data)).toBe(true);
+      const st = await ops.stat(join(d, 'a'));
+      expect([st.size, st.mode & 0o7777, st.isFile(), st.isDirectory(), st.uid]).toEqual([data.length, 0o755, true, false, id.uid ?? process.getuid!()]);
+      expect(Math.abs(st.mtimeMs - statSync(join(d, 'a')).mtimeMs)).toBeLessThan(1);
+      symlinkSync('a', join(d, 'link'));
+      expect((await ops.lstat(join(d, 'link'))).isSymbolicLink()).toBe(true);
+      expect((await ops.stat(join(d, 'link'))).isFile()).toBe(true);
+      expect(await code(ops.createExclusive(join(d, 'link'), 0o600))).toBe('EEXIST');
+      expect((await ops.readdir(d)).sort()).toEqual(['a', 'link']);
+      await ops.rename(join(d, 'a'), join(d, 'b'));
+      await ops.syncDir(d);
+      expect(await code(ops.readFile(join(d, 'a')))).toBe('ENOENT');
+      expect(await code(ops.rmdir(d))).toBe('ENOTEMPTY');
+      await ops.unlink(join(d, 'b'));
+      await ops.unlink(join(d, 'link'));
+      await ops.rmdir(d);
+      expect(await code(ops.stat(d))).toBe('ENOENT');
+      expect(await code(ops.readdir(join(id.home!, 'nothing')))).toBe('ENOENT');
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('refuses FIFOs and devices at once instead of blocking', async () => {
+    const id = self('fifo');
+    execFileSync('mkfifo', [join(id.home!, 'pipe')]);
+    if (id.uid !== undefined) chownSync(join(id.home!, 'pipe'), id.uid, id.gid!);
+    const files = launcher.openFiles(id);
+    try {
+      const t = Date.now();
+      expect(await code(files.ops.readFile(join(id.home!, 'pipe')))).toBe('ENOTREGULAR');
+      expect(await code(files.ops.readFile('/dev/zero'))).toBe('ENOTREGULAR');
+      expect(Date.now() - t).toBeLessThan(2000);
+      // ... and the session goes on.
+      expect(await files.ops.readdir(id.home!)).toEqual(['pipe']);
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('a broker that never answers is ended after the call timeout, with TRYLATER', async () => {
+    const hung = new BrokerLauncher({ storage: storageConfig(), log: silentLogger(), command: ['/bin/sh', '-c', 'exec sleep 600'], callTimeoutMs: 300 });
+    const files = hung.openFiles(self('hung'));
+    const t = Date.now();
+    expect((await rejection(files.ops.stat('/'))).kind).toBe('trylater');
+    expect(Date.now() - t).toBeLessThan(5_000);
+    await until(() => !alive(files.ops.pid));
+    expect((await rejection(files.ops.stat('/'))).kind).toBe('trylater');
+  });
+
+  it('a broker that sends garbage or an oversized frame is dropped with TRYLATER', async () => {
+    for (const out of ['printf "\\377\\377\\377\\377"', 'printf "\\000\\000\\000\\001x"', 'printf "\\000\\000\\000\\005\\000\\000\\000\\011\\000"']) {
+      const liar = new BrokerLauncher({ storage: storageConfig(), log: silentLogger(), command: ['/bin/sh', '-c', `${out}; exec cat >/dev/null`] });
+      const files = liar.openFiles(self('liar'));
+      expect([out, (await rejection(files.ops.stat('/'))).kind]).toEqual([out, 'trylater']);
+      await until(() => !alive(files.ops.pid));
+    }
+  });
+});
+
+describe('the store over a broker', () => {
+  it('stores byte-exact, activates, and reports typed errors across the pipe', async () => {
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const id = self('alice');
+    const store = await launcher.open(id);
+    try {
+      const script = Buffer.from('require "fileinto";\r\nfileinto "x";\r\n\u0000\u00ff', 'latin1');
+      await store.put('my script', script);
+      expect((await store.get('my script')).equals(script)).toBe(true);
+      await store.setActive('my script');
+      expect(await store.list()).toEqual([{ name: 'my script', active: true }]);
+      expect(readFileSync(join(id.home!, '.forward'), 'utf8')).toMatch(/^# Sieve filter\n/);
+      expect((await rejection(store.get('absent'))).kind).toBe('nonexistent');
+      expect((await rejection(store.delete('my script'))).kind).toBe('active');
+      await store.rename('my script', 'renamed');
+      expect(await store.list()).toEqual([{ name: 'renamed', active: true }]);
+      const big = Buffer.alloc(1024 * 1024 - 256);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
+      await store.put('big', big);
+      expect((await store.get('big')).equals(big)).toBe(true);
+    } finally {
+      await store.close();
+    }
+    expect(launcher.openCount).toBe(0);
+  });
+
+  it('the broker exits when the store is closed, and only its own session fails when it is killed', async () => {
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const victimFiles = launcher.openFiles(self('victim'));
+    const victim = await FileStore.open({ ...fileStoreOptionsFor(storageConfig(), self('victim'), silentLogger()), fileOps: victimFiles.ops });
+    const bystander = await launcher.open(self('bystander'));
+    try {
+      await victim.put('a', Buffer.from('keep;'));
+      const pending = victim.put('b', Buffer.alloc(900 * 1024, 0x61));
+      process.kill(victimFiles.ops.pid, 'SIGKILL');
+      expect((await rejection(pending)).kind).toBe('trylater');
+      expect((await rejection(victim.list())).kind).toBe('trylater');
+      await bystander.put('fine', Buffer.from('keep;'));
+      expect(await bystander.list()).toEqual([{ name: 'fine', active: false }]);
+    } finally {
+      await victimFiles.close();
+      await bystander.close();
+    }
+    const closer = launcher.openFiles(self('closer'));
+    const pid = closer.ops.pid;
+    expect(alive(pid)).toBe(true);
+    await closer.close();
+    await until(() => !alive(pid));
+  });
+
+  it('a broker killed in the middle of a change leaves what the next open repairs', async () => {
+    const storage = storageConfig();
+    const id = self('interrupted');
+    const launcher = new BrokerLauncher({ storage, log: silentLogger() });
+    // A killed broker leaves its lock behind; a short stale time keeps the test short
+    // (how long a crashed session's lock holds others up is the lock's business).
+    const open = (ops: FileOps) => FileStore.open({ ...fileStoreOptionsFor(storage, id, silentLogger()), fileOps: ops, lock: { staleMs: 1_000 } });
+    let files = launcher.openFiles(id);
+    const first = await open(files.ops);
+    await first.put('s', Buffer.from('keep;\r\n'));
+    await first.setActive('s');
+    await files.close();
+    const filter = join(id.home!, '.forward');
+    const before = readFileSync(filter);
+
+    // Killed mid-write: after part of the new script's temp file.
+    files = launcher.openFiles(id);
+    let ops: FileOps = files.ops;
+    const killing: FileOps = {
+      ...bind(ops),
+      async createExclusive(path, mode) {
+        const f = await ops.createExclusive(path, mode);
+        return {
+          ...bindFile(f),
+          writeAll: async (data) => {
+            process.kill(files.ops.pid, 'SIGKILL');
+            await f.writeAll(data);
+          },
+        };
+      },
+    };
+    let store = await open(killing);
+    expect((await rejection(store.put('s', Buffer.from('discard;\r\n')))).kind).toBe('trylater');
+    await files.close();
+    expect(readFileSync(filter).equals(before)).toBe(true);
+    expect(readFileSync(join(id.home!, 'sieve', 's.sieve'), 'utf8')).toBe('keep;\r\n');
+
+    // Killed between the filter's rename and the script's: the next open repairs the filter.
+    files = launcher.openFiles(id);
+    ops = files.ops;
+    const betweenRenames: FileOps = {
+      ...bind(ops),
+      async rename(from, to) {
+        await ops.rename(from, to);
+        if (to === filter) process.kill(files.ops.pid, 'SIGKILL');
+      },
+    };
+    store = await open(betweenRenames);
+    await expect(store.put('s', Buffer.from('discard;\r\n'))).rejects.toMatchObject({ kind: 'trylater' });
+    await files.close();
+    expect(readFileSync(filter, 'utf8')).toMatch(/discard;/); // the filter ran ahead of the script
+    expect(readFileSync(join(id.home!, 'sieve', 's.sieve'), 'utf8')).toBe('keep;\r\n');
+    await new Promise((r) => setTimeout(r, 1_200)); // the dead broker's lock is stale now
+    files = launcher.openFiles(id);
+    const next = await open(files.ops);
+    try {
+      expect(await next.list()).toEqual([{ name: 's', active: true }]);
+      // The filter follows the script recorded active again.
+      expect(readFileSync(filter, 'utf8')).toMatch(/^# Sieve filter\n(?:#[^\n]*\n)*keep;\n$/);
+    } finally {
+      await files.close();
+    }
+    // Temp files of the killed writes are left for the stale-temp sweep, never renamed in.
+    expect(readdirSync(join(id.home!, 'sieve')).filter((f) => f.endsWith('.sieve'))).toEqual(['s.sieve']);
+  });
+
+  it('runs the broker through token_command with the identity expanded by the server', async () => {
+    const storage = storageConfig({ token_command: ['/usr/bin/env', 'TSIEVED_TOKEN_FOR={user}', 'TSIEVED_TOKEN_HOME={home}'] });
+    const id = self('tokenuser');
+    expect(brokerCommand(storage, id)).toEqual(['/usr/bin/env', 'TSIEVED_TOKEN_FOR=tokenuser', `TSIEVED_TOKEN_HOME=${id.home}`, BROKER]);
+    const launcher = new BrokerLauncher({ storage, log: silentLogger() });
+    const files = launcher.openFiles(id);
+    try {
+      await files.ops.stat('/');
+      // env exec'd the broker: the process we talk to is the broker, with the wrapper's variable.
+      expect(readFileSync(`/proc/${files.ops.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(BROKER);
+      expect(readFileSync(`/proc/${files.ops.pid}/environ`, 'utf8').split('\0')).toContain('TSIEVED_TOKEN_FOR=tokenuser');
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('a broker command that does not exist fails with trylater', async () => {
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger(), command: ['/nonexistent/tsieved-broker'] });
+    expect((await rejection(launcher.open(self('nocmd')))).kind).toBe('trylater');
+  });
+
+  it('launcher.close() ends every open broker (server shutdown)', async () => {
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const a = launcher.openFiles(self('s1'));
+    const b = launcher.openFiles(self('s2'));
+    await Promise.all([a.ops.stat('/'), b.ops.stat('/')]);
+    expect(launcher.openCount).toBe(2);
+    await launcher.close();
+    await until(() => !alive(a.ops.pid) && !alive(b.ops.pid));
+  });
+});
+
+describe.skipIf(!requireRoot())('the broker as another user (root)', () => {
+  const UID_A = 41234;
+  const UID_B = 41235;
+
+  it('is possible here (start-up check passes as root)', () => {
+    expect(processIsolationProblem()).toBeUndefined();
+  });
+
+  it('writes files owned by the identity, runs without root and without supplementary groups', async () => {
+    const home = homeFor('owned');
+    chownSync(home, UID_A, UID_A);
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const files = launcher.openFiles({ user: 'owned', uid: UID_A, gid: UID_A, home, fields: {} });
+    const store = await FileStore.open({ ...fileStoreOptionsFor(storageConfig(), { user: 'owned', uid: UID_A, gid: UID_A, home, fields: {} }, silentLogger()), fileOps: files.ops });
+    try {
+      const status = readFileSync(`/proc/${files.ops.pid}/status`, 'utf8');
+      expect(status).toMatch(new RegExp(`^Uid:\\s+${UID_A}\\s+${UID_A}\\s+${UID_A}\\s+${UID_A}$`, 'm'));
+      expect(status).toMatch(new RegExp(`^Gid:\\s+${UID_A}\\s+${UID_A}\\s+${UID_A}\\s+${UID_A}$`, 'm'));
+      expect(status).toMatch(/^Groups:\s*$/m);
+      expect(status).toMatch(/^CapEff:\s+0+$/m);
+      await store.put('s', Buffer.from('keep;'));
+      await store.setActive('s');
+      for (const p of [join(home, 'sieve'), join(home, '.forward')]) {
+        const st = statSync(p);
+        expect([st.uid, st.gid]).toEqual([UID_A, UID_A]);
+      }
+    } finally {
+      await store.close();
+      await files.close();
+    }
+  });
+
+  it("cannot touch another user's scripts even when the paths point there", async () => {
+    const homeA = homeFor('victim-a');
+    chownSync(homeA, UID_A, UID_A);
+    chmodSync(homeA, 0o700);
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const a = await launcher.open({ user: 'victim-a', uid: UID_A, gid: UID_A, home: homeA, fields: {} });
+    await a.put('secret', Buffer.from('keep;'));
+    await a.setActive('secret');
+    await a.close();
+    const before = readFileSync(join(homeA, '.forward'));
+    // A crafted account (or template) whose home is A's home, but whose uid is B's.
+    const err = await rejection(
+      launcher.open({ user: 'intruder', uid: UID_B, gid: UID_B, home: homeA, fields: {} }).then(async (b) => {
+        try {
+          await b.put('evil', Buffer.from('discard;'));
+          await b.setActive('evil');
+          await b.get('secret');
+        } finally {
+          await b.close();
+        }
+      }),
+    );
+    expect(err.kind).toBe('permission');
+    expect(readFileSync(join(homeA, '.forward')).equals(before)).toBe(true);
+    expect(existsSync(join(homeA, 'sieve', 'evil.sieve'))).toBe(false);
+  });
+
+  it("a user's symlinks reach only what the user could reach: the kernel decides, as the user", async () => {
+    const homeB = homeFor('link-b');
+    chownSync(homeB, UID_B, UID_B);
+    chmodSync(homeB, 0o700);
+    writeFileSync(join(homeB, 'private'), 'B only\n', { mode: 0o600 });
+    chownSync(join(homeB, 'private'), UID_B, UID_B);
+    const homeA = homeFor('link-a');
+    chownSync(homeA, UID_A, UID_A);
+    // A points the filter file and a script at B's private file.
+    symlinkSync(join(homeB, 'private'), join(homeA, '.forward'));
+    mkdirSync(join(homeA, 'sieve'), { mode: 0o700 });
+    symlinkSync(join(homeB, 'private'), join(homeA, 'sieve', 'stolen.sieve'));
+    execFileSync('chown', ['-h', '-R', `${UID_A}:${UID_A}`, join(homeA, '.forward'), join(homeA, 'sieve')]);
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const a = await launcher.open({ user: 'link-a', uid: UID_A, gid: UID_A, home: homeA, fields: {} });
+    try {
+      // Root could read it; the broker, as A, cannot: nothing of B's is imported or shown.
+      expect((await rejection(a.get('stolen'))).kind).toBe('permission');
+      expect((await rejection(a.list())).kind).toBe('permission');
+      expect(existsSync(join(homeA, 'sieve', 'old-forward.sieve'))).toBe(false);
+      expect(readdirSync(homeA).filter((f) => f.includes('tsieved-backup'))).toEqual([]);
+    } finally {
+      await a.close();
+    }
+    expect(readFileSync(join(homeB, 'private'), 'utf8')).toBe('B only\n');
+  });
+
+  it('refuses to start a root broker or one without a uid', async () => {
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    expect((await rejection(launcher.open({ user: 'r', uid: 0, gid: 0, home: homeFor('r'), fields: {} }))).kind).toBe('permission');
+    expect((await rejection(launcher.open({ user: 'nouid', home: homeFor('nouid'), fields: {} }))).kind).toBe('permission');
+  });
+
+  it('the start-up check refuses a server that cannot switch users', () => {
+    const script = join(base, 'check.mjs');
+    const mod = new URL('../../dist/storage/broker/privileges.js', import.meta.url).pathname;
+    writeFileSync(script, `import { processIsolationProblem } from ${JSON.stringify(mod)};\nprocess.stdout.write(processIsolationProblem() ?? 'none');\n`);
+    chmodSync(script, 0o644);
+    const out = execFileSync(process.execPath, [script], { uid: 65534, gid: 65534, encoding: 'utf8', cwd: '/' });
+    expect(out).toMatch(/needs root/);
+  });
+});
+
+/** An object's methods bound to it, so that a spread copy still works. */
+function bind(ops: FileOps): FileOps {
+  return {
+    createExclusive: (p, m) => ops.createExclusive(p, m),
+    readFile: (p) => ops.readFile(p),
+    readdir: (p) => ops.readdir(p),
+    stat: (p) => ops.stat(p),
+    lstat: (p) => ops.lstat(p),
+    rename: (a, b) => ops.rename(a, b),
+    unlink: (p) => ops.unlink(p),
+    mkdir: (p, m) => ops.mkdir(p, m),
+    rmdir: (p) => ops.rmdir(p),
+    syncDir: (p) => ops.syncDir(p),
+  };
+}
+
+function bindFile(f: Awaited<ReturnType<FileOps['createExclusive']>>) {
+  return { writeAll: (d: Uint8Array) => f.writeAll(d), sync: () => f.sync(), chmod: (m: number) => f.chmod(m), close: () => f.close() };
+}
