@@ -19,7 +19,7 @@ import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { haveTools, requireRoot } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
-import { PamFixture, type TestUser } from '../storage-worker/pam-fixture.js';
+import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 const UNIT = resolve(__dirname, '../../contrib/systemd/tsieved.service');
 const PAM_FILE = resolve(__dirname, '../../contrib/pam/sieve');
@@ -162,8 +162,8 @@ capabilities = ["fileinto", "envelope"]
     // [storage] filter_mode (0644): Exim may read it whatever the service's UMask.
     expect(filter.mode & 0o777).toBe(0o644);
     expect(fx.readTrace(trace).map((e) => e.what)).toEqual(['open_session']);
-    // The per-session child the helper forked runs as the user.
-    const child = Number((await server.waitForLog((l) => l.event === 'pam-session')).workerPid);
+    // The file broker the helper forked runs as the user.
+    const child = Number((await server.waitForLog((l) => l.event === 'pam-session')).brokerPid);
     expect(procStatus(child)['Uid']?.split(/\s+/)[0]).toBe(String(alice.uid));
     // Stuck as in a hung file system: deaf to EOF and to SIGTERM.
     process.kill(child, 'SIGSTOP');
