@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { FileOps, WritableFile } from './file-ops.js';
 import { toStorageError } from './errors.js';
+import { currentOwner, machineTag, processGone } from './process-owner.js';
 
 export interface WriteOptions {
   readonly mode: number;
@@ -40,8 +41,11 @@ export const TEMP_MARKER = '.tsieved-tmp.';
 
 /** Bytes of the target's name kept in a temp name: enough to tell what it was for. */
 export const TEMP_STEM_MAX_BYTES = 64;
-/** Longest temp file name: '.' + stem + marker + 24 hex digits (102 bytes). */
-export const TEMP_NAME_MAX_BYTES = 1 + TEMP_STEM_MAX_BYTES + TEMP_MARKER.length + 24;
+/** The writer part: machine tag (8 hex), pid and start time (base 36, at most 8 and 13). */
+const WRITER_MAX_BYTES = 8 + 1 + 8 + 1 + 13 + 1;
+/** Longest temp file name: '.' + stem + marker + writer + 24 hex digits (134 bytes). */
+export const TEMP_NAME_MAX_BYTES = 1 + TEMP_STEM_MAX_BYTES + TEMP_MARKER.length + WRITER_MAX_BYTES + 24;
+const WRITER = /\.tsieved-tmp\.([0-9a-f]{8})-([0-9a-z]{1,8})-([0-9a-z]{0,13})-[0-9a-f]{24}$/;
 
 /** The first `max` UTF-8 bytes of `s`, cut only between characters. */
 function utf8Prefix(s: string, max: number): string {
@@ -58,15 +62,33 @@ function utf8Prefix(s: string, max: number): string {
 }
 
 /**
- * `.<start of the target's name>.tsieved-tmp.<random>`. Its length is bounded
- * (TEMP_NAME_MAX_BYTES) whatever the target's name, host name or pid, so every
- * target whose own name fits a 255-byte component has a temp name that fits too.
- * The random part alone keeps writers apart (together with O_EXCL).
+ * `.<start of the target's name>.tsieved-tmp.<machine>-<pid>-<start>-<random>`.
+ * Its length is bounded (TEMP_NAME_MAX_BYTES) whatever the target's name, host
+ * name or pid, so every target whose own name fits a 255-byte component has a temp
+ * name that fits too. The random part alone keeps writers apart (together with
+ * O_EXCL); the writer part lets the next open remove the leftovers of a writer
+ * that is gone at once, instead of after an hour (`tempWriterGone`).
  */
 export function tempPathFor(target: string): string {
   const stem = utf8Prefix(basename(target), TEMP_STEM_MAX_BYTES);
   const rand = randomBytes(12).toString('hex');
-  return join(dirname(target), `.${stem}${TEMP_MARKER}${rand}`);
+  const me = currentOwner();
+  const start = me.start === '' ? '' : BigInt(me.start).toString(36);
+  return join(dirname(target), `.${stem}${TEMP_MARKER}${machineTag(me)}-${me.pid.toString(36)}-${start}-${rand}`);
+}
+
+/** True when a temp file name records a writer that ran on this machine and is certainly gone. */
+export function tempWriterGone(name: string): boolean {
+  const m = WRITER.exec(name);
+  if (!m) return false;
+  const start = m[3] === '' ? '' : parseInt36(m[3]!);
+  return processGone(m[1]!, parseInt(m[2]!, 36), start);
+}
+
+function parseInt36(digits: string): string {
+  let n = 0n;
+  for (const d of digits) n = n * 36n + BigInt(parseInt(d, 36));
+  return n.toString();
 }
 
 export async function prepareWrite(

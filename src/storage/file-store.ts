@@ -58,6 +58,7 @@ export class FileStore implements ScriptStore {
   private readonly lockOptions: LockOptions;
   private readonly log: Logger;
   private readonly createBelow: string | undefined;
+  private repairPending = false;
 
   constructor(options: FileStoreOptions) {
     const ops = options.fileOps ?? nodeFileOps;
@@ -78,14 +79,13 @@ export class FileStore implements ScriptStore {
     const store = new FileStore(options);
     await store.files.ensureDir(store.createBelow);
     await removeStaleTemps(store.files.ops, [options.scriptsDir, dirname(options.filterPath)]);
+    // The repair runs once the lock is taken: here, or (when another session holds
+    // it past the wait) before the first change this session makes.
+    store.repairPending = true;
     try {
-      await store.locked(async (lock) => {
-        await store.guard.preserveForeign(lock);
-        await store.guard.forgetActiveWithoutFilter(lock);
-        await store.guard.reconcile(lock);
-      });
+      await store.locked(async () => undefined);
     } catch (err) {
-      store.log.warn({ err, filterPath: options.filterPath }, 'could not check the existing filter file');
+      store.log.warn({ err, filterPath: options.filterPath }, 'could not take the lock to check the existing filter file; checking at the next change');
     }
     return store;
   }
@@ -243,7 +243,20 @@ export class FileStore implements ScriptStore {
   // ---- helpers ----
 
   private locked<T>(fn: (lock: HeldLock) => Promise<T>): Promise<T> {
-    return withLock(this.files.ops, join(this.files.dir, LOCK_DIR), this.lockOptions, fn);
+    return withLock(this.files.ops, join(this.files.dir, LOCK_DIR), this.lockOptions, async (lock) => {
+      if (this.repairPending) {
+        await this.repair(lock).catch((err: unknown) => this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'));
+      }
+      return fn(lock);
+    });
+  }
+
+  /** The checks at open (must run under the lock); pending until they have run once. */
+  private async repair(lock: HeldLock): Promise<void> {
+    await this.guard.preserveForeign(lock);
+    await this.guard.forgetActiveWithoutFilter(lock);
+    await this.guard.reconcile(lock);
+    this.repairPending = false;
   }
 
   /** put, or with `ifAbsent` putIfAbsent: false when the name exists (nothing written). */
@@ -256,28 +269,36 @@ export class FileStore implements ScriptStore {
       this.files.checkSpaceIn(scripts, nfc, content.length);
       const enc = encodeScriptFileName(nfc);
       if (enc.nameFile) await this.files.writeNameFile(enc.nameFile, nfc);
-      let active = (await this.files.readActive()) === nfc;
-      if (active) {
-        // Preserving a foreign filter can change which script is active; ask again.
-        await this.guard.preserveForeign(lock);
-        active = (await this.files.readActive()) === nfc;
-      }
-      const writes: PreparedWrite[] = [];
       try {
-        // The filter first: if the script's rename then fails, the filter is put
-        // back, and the client's NO is true (the other order would leave a new
-        // script that the next repair at open makes live).
-        if (active) writes.push(await this.guard.prepareFilter(nfc, content));
-        writes.push(await prepareWrite(this.files.ops, join(this.files.dir, enc.file), content, { mode: 0o600 }));
+        let active = (await this.files.readActive()) === nfc;
+        if (active) {
+          // Preserving a foreign filter can change which script is active; ask again.
+          await this.guard.preserveForeign(lock);
+          active = (await this.files.readActive()) === nfc;
+        }
+        const writes: PreparedWrite[] = [];
+        try {
+          // The filter first: if the script's rename then fails, the filter is put
+          // back, and the client's NO is true (the other order would leave a new
+          // script that the next repair at open makes live).
+          if (active) writes.push(await this.guard.prepareFilter(nfc, content));
+          writes.push(await prepareWrite(this.files.ops, join(this.files.dir, enc.file), content, { mode: 0o600 }));
+        } catch (err) {
+          await Promise.all(writes.map((w) => w.abort()));
+          throw err;
+        }
+        await this.guard.commitWithFilter(writes, lock);
+        // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
+        if (!(await this.files.isVerbatim(nfc, content))) await this.files.setVerbatim(nfc, undefined);
+        this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
+        return true;
       } catch (err) {
-        await Promise.all(writes.map((w) => w.abort()));
+        // A refused write (disk full, quota) leaves no name file without its script.
+        if (enc.nameFile && !(await this.files.exists(join(this.files.dir, enc.file)).catch(() => true))) {
+          await this.files.ops.unlink(join(this.files.dir, enc.nameFile)).catch(() => undefined);
+        }
         throw err;
       }
-      await this.guard.commitWithFilter(writes, lock);
-      // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
-      if (!(await this.files.isVerbatim(nfc, content))) await this.files.setVerbatim(nfc, undefined);
-      this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
-      return true;
     });
   }
 

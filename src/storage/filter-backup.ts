@@ -5,7 +5,7 @@
  * Must not know: scripts, the lock, what the filter contains.
  */
 import { basename, dirname, join } from 'node:path';
-import { TEMP_MARKER } from './atomic-write.js';
+import { TEMP_MARKER, tempWriterGone } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
 import type { FileOps } from './file-ops.js';
 import { StorageError } from './types.js';
@@ -45,7 +45,11 @@ export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffe
   throw new StorageError('io', `cannot find a free backup name for ${filterPath}`);
 }
 
-/** Temp files left by a crashed server (ours carry TEMP_MARKER) older than an hour; best effort. */
+/**
+ * Temp files left by a crashed server (ours carry TEMP_MARKER): at once when their
+ * writer ran on this machine and is gone, otherwise once older than an hour (a
+ * writer on another host may still be working); best effort.
+ */
 export async function removeStaleTemps(ops: FileOps, dirs: readonly string[]): Promise<void> {
   for (const dir of dirs) {
     let entries: string[];
@@ -59,7 +63,7 @@ export async function removeStaleTemps(ops: FileOps, dirs: readonly string[]): P
       const p = join(dir, e);
       try {
         const st = await ops.lstat(p);
-        if (st.isFile() && Date.now() - st.mtimeMs > TEMP_MAX_AGE_MS) await ops.unlink(p);
+        if (st.isFile() && (tempWriterGone(e) || Date.now() - st.mtimeMs > TEMP_MAX_AGE_MS)) await ops.unlink(p);
       } catch {
         /* someone else's, or gone */
       }

@@ -30,17 +30,24 @@
  * older than `staleMs` (NFS: acdirmax well below staleMs, or `noac`); stale cached
  * attributes make a live lock look old.
  *
+ * A dead owner on this machine is not waited for: the owner file records host, boot
+ * id, pid namespace, pid and process start time (process-owner.ts), and a lock
+ * whose owner ran here and is certainly gone (kill -9, a crash) is broken at once,
+ * the same way a stale one is. A crashed holder once kept its user waiting out
+ * `staleMs` (every login 5 s, then TRYLATER). An owner on another host, or one that
+ * cannot be judged, still gets the stale age.
+ *
  * Waiting is bounded: contention that lasts longer than `waitMs` is reported as
  * StorageError('trylater') (RFC 5804 TRYLATER) rather than blocking the session.
  *
  * Must not know: what the lock protects.
  */
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { FileOps } from './file-ops.js';
-import { TEMP_MARKER } from './atomic-write.js';
+import { tempPathFor } from './atomic-write.js';
+import { currentOwner, formatOwner, ownerGone, parseOwner } from './process-owner.js';
 import { errnoCode, toStorageError } from './errors.js';
 import { StorageError } from './types.js';
 
@@ -99,7 +106,7 @@ export async function acquireLock(ops: FileOps, lockDir: string, options: LockOp
         // reads shows a fresh mtime, so its new owner is never the one judged stale.
         const owners = (await ops.readdir(lockDir)).filter((e) => e.startsWith(OWNER_PREFIX));
         const st = await ops.stat(lockDir);
-        if (clock.now() - st.mtimeMs > options.staleMs) {
+        if (clock.now() - st.mtimeMs > options.staleMs || (await ownerIsGone(ops, lockDir, owners))) {
           await breakStale(ops, lockDir, owners);
           continue;
         }
@@ -142,8 +149,9 @@ async function takeOwnership(ops: FileOps, lockDir: string, options: LockOptions
   const ownerPath = join(lockDir, ownerName);
   try {
     const file = await ops.createExclusive(ownerPath, 0o600);
-    // The name is the token; the content only tells an administrator who holds it.
-    await file.writeAll(Buffer.from(`${hostname()} pid ${process.pid} since ${new Date().toISOString()}\n`)).catch(() => undefined);
+    // The name is the token; the content says which process holds it (a contender
+    // on this machine breaks the lock at once when that process is gone).
+    await file.writeAll(Buffer.from(formatOwner(currentOwner()))).catch(() => undefined);
     await file.close().catch(() => undefined);
   } catch (err) {
     if (gone(err)) return undefined;
@@ -308,6 +316,19 @@ async function breakStale(ops: FileOps, lockDir: string, owners: readonly string
   }
 }
 
+/** One owner file whose process ran on this machine and is certainly gone. */
+async function ownerIsGone(ops: FileOps, lockDir: string, owners: readonly string[]): Promise<boolean> {
+  if (owners.length !== 1) return false;
+  let text: string;
+  try {
+    text = (await ops.readFile(join(lockDir, owners[0]!))).toString('utf8');
+  } catch {
+    return false; // released meanwhile, or unreadable: the age rule decides
+  }
+  const owner = parseOwner(text);
+  return owner !== undefined && ownerGone(owner);
+}
+
 interface ServerClock {
   /** The file server's idea of now, in ms since the epoch. */
   now(): number;
@@ -315,12 +336,12 @@ interface ServerClock {
 
 /**
  * Reads the server's time once (the parent's mtime right after we create a probe
- * in it) and keeps its offset from ours. The probe carries TEMP_MARKER, so the
- * store's clean-up removes it if we crash before we do. Falls back to our own
+ * in it) and keeps its offset from ours. The probe is named like a temp file, so
+ * the store's clean-up removes it if we crash before we do. Falls back to our own
  * clock when the probe cannot be made.
  */
 async function serverClock(ops: FileOps, lockDir: string): Promise<ServerClock> {
-  const probe = `${lockDir}${TEMP_MARKER}clock.${newToken()}`;
+  const probe = tempPathFor(lockDir);
   let offset = 0;
   try {
     await (await ops.createExclusive(probe, 0o600)).close().catch(() => undefined);
