@@ -96,7 +96,9 @@ service stats {
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const log = (): string => output + (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
   try {
-    await waitForPort(port, 20_000, () => (child.exitCode !== null ? `dovecot exited (${child.exitCode}) before listening:\n${log()}` : undefined));
+    await waitForPort(port, 20_000, () =>
+      child.exitCode !== null ? `dovecot exited (${child.exitCode}) before listening:\n${log()}` : undefined,
+    );
   } catch (e) {
     child.kill('SIGKILL');
     throw e;
@@ -106,9 +108,15 @@ service stats {
     dir,
     createFolder: async (user, password, folder) => {
       const q = (v: string): string => `"${v.replace(/[\\"]/g, (c) => '\\' + c)}"`;
-      const transcript = await imapSession(port, [`a LOGIN ${q(user)} ${q(password)}`, `b CREATE ${q(folder)}`, `c SUBSCRIBE ${q(folder)}`, 'd LOGOUT']);
+      const transcript = await imapSession(port, [
+        `a LOGIN ${q(user)} ${q(password)}`,
+        `b CREATE ${q(folder)}`,
+        `c SUBSCRIBE ${q(folder)}`,
+        'd LOGOUT',
+      ]);
       for (const tag of ['a', 'b', 'c']) {
-        if (!new RegExp(`^${tag} OK`, 'm').test(transcript)) throw new Error(`IMAP ${tag} failed:\n${transcript}\n${log()}`);
+        if (!new RegExp(`^${tag} OK`, 'm').test(transcript))
+          throw new Error(`IMAP ${tag} failed:\n${transcript}\n${log()}`);
       }
     },
     log,

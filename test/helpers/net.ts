@@ -20,7 +20,11 @@ export async function freeLoopbackPort(): Promise<number> {
 }
 
 /** Resolves once 127.0.0.1:port accepts a connection; rejects after timeoutMs or when `gaveUp` says so. */
-export async function waitForPort(port: number, timeoutMs = 20_000, gaveUp: () => string | undefined = () => undefined): Promise<void> {
+export async function waitForPort(
+  port: number,
+  timeoutMs = 20_000,
+  gaveUp: () => string | undefined = () => undefined,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {

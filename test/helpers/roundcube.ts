@@ -15,7 +15,16 @@
  * Must not know: tsieved, Dovecot, what the tests click.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +36,11 @@ const DEBIAN_DEFAULTS = '/etc/roundcube/defaults.inc.php';
 
 /** For skip messages: what must exist besides the programs on PATH. */
 export function roundcubeInstalled(): boolean {
-  return existsSync(join(ROUNDCUBE_DOCROOT, 'index.php')) && existsSync(DEBIAN_DEFAULTS) && existsSync('/usr/share/roundcube/plugins/managesieve/managesieve.php');
+  return (
+    existsSync(join(ROUNDCUBE_DOCROOT, 'index.php')) &&
+    existsSync(DEBIAN_DEFAULTS) &&
+    existsSync('/usr/share/roundcube/plugins/managesieve/managesieve.php')
+  );
 }
 
 export interface ManagesieveSettings {
@@ -135,7 +148,9 @@ export async function startRoundcube(options: RoundcubeOptions): Promise<Roundcu
   child.stderr.on('data', keep);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   try {
-    await waitForPort(port, 20_000, () => (child.exitCode !== null ? `php -S exited (${child.exitCode}):\n${output}` : undefined));
+    await waitForPort(port, 20_000, () =>
+      child.exitCode !== null ? `php -S exited (${child.exitCode}):\n${output}` : undefined,
+    );
   } catch (e) {
     child.kill('SIGKILL');
     throw e;

@@ -1,3 +1,5 @@
+// The callbacks given to page.evaluate run in the browser: they need the DOM's types.
+/// <reference lib="dom" />
 /**
  * Issue 12, item 1: Roundcube in a real browser. Debian's Roundcube 1.6 with its
  * managesieve plugin (PHP's built-in server on loopback, private config and
@@ -9,8 +11,9 @@
  * out-of-office is off, forwarding, a raw-editor save with two mistakes, activate,
  * delete a set. After every save the server side is checked (stored script over
  * ManageSieve, active script, the filter file on disk) and real Exim deliveries
- * (test/helpers/exim.ts, redirect router reading the filter file) show that the
- * mail goes where the UI said. Screenshots of each step are written to
+ * (a private `exim4 -C` from test/helpers/exim.ts running the router and
+ * transports shipped in contrib/exim/ verbatim) show that the mail goes where the
+ * UI said. Screenshots of each step are written to
  * test-results/roundcube/ (not committed) for a human to look at.
  *
  * Roundcube talks to tsieved twice over: `tls://` (STARTTLS, the server
@@ -32,23 +35,39 @@ import { CHROMIUM, launchChromium, type TestBrowser } from '../helpers/browser.j
 import { testCerts } from '../helpers/certs.js';
 import { SieveTestClient } from '../helpers/client.js';
 import { startDovecotImap, type DovecotImap } from '../helpers/dovecot-imap.js';
-import { createUnixUser, maildirMessages, mboxMessages, startPrivateExim, type PrivateExim, type UnixUser } from '../helpers/exim.js';
+import {
+  createUnixUser,
+  maildirMessages,
+  mboxMessages,
+  startEximWithConfig,
+  type PrivateExim,
+  type UnixUser,
+} from '../helpers/exim.js';
 import { ROUNDCUBE_DOCROOT, roundcubeInstalled, startRoundcube, type Roundcube } from '../helpers/roundcube.js';
 import { PACKAGE_ROOT, startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { haveTools, inCI, requireRoot } from '../helpers/tools.js';
+import { findTool, inCI, isRoot } from '../helpers/tools.js';
 
 const PASSWORD = 'Roundcube-Pässwort 7';
 const DOMAIN = 'example.org';
 const SHOTS = join(PACKAGE_ROOT, 'test-results', 'roundcube');
 
-function roundcubePresent(): boolean {
-  if (roundcubeInstalled()) return true;
-  if (inCI) throw new Error(`Roundcube missing in CI (${ROUNDCUBE_DOCROOT}): install roundcube-core roundcube-plugins roundcube-sqlite3 in .ci/run`);
-  return false;
+/** What this suite needs and is not there (programs on PATH, Debian's Roundcube tree, root). */
+function missing(): string[] {
+  const out = ['php', CHROMIUM, 'dovecot', 'exim4', 'openssl', 'useradd', 'userdel'].filter(
+    (t) => findTool(t) === undefined,
+  );
+  if (!roundcubeInstalled())
+    out.push(`Roundcube (${ROUNDCUBE_DOCROOT}: roundcube-core, roundcube-plugins, roundcube-sqlite3)`);
+  if (!isRoot()) out.push('root');
+  return out;
 }
 
-const runnable =
-  haveTools('php', CHROMIUM, 'dovecot', 'exim4', 'openssl', 'useradd', 'userdel') && roundcubePresent() && requireRoot();
+const absent = missing();
+// In CI every one of them is installed by .ci/run: a missing one fails instead of skipping.
+if (absent.length > 0 && inCI)
+  throw new Error(`required for the Roundcube test, missing in CI: ${absent.join(', ')} (install them in .ci/run)`);
+const runnable = absent.length === 0;
+const SUITE = 'Roundcube 1.6 managesieve plugin in headless Chromium against tsieved, mail delivered by Exim';
 
 interface World {
   base: string;
@@ -71,12 +90,17 @@ async function startWorld(): Promise<World> {
   const homes = join(base, 'homes');
   mkdirSync(homes, { mode: 0o755 });
   const user = createUnixUser(homes, 'tsrc');
-  const cleanup: (() => Promise<void> | void)[] = [() => user.remove(), () => rmSync(base, { recursive: true, force: true })];
+  const cleanup: (() => Promise<void> | void)[] = [
+    () => user.remove(),
+    () => rmSync(base, { recursive: true, force: true }),
+  ];
   try {
     // One account for both servers: Dovecot's passwd-file format, which tsieved reads too.
     const hash = execFileSync('openssl', ['passwd', '-6', '-stdin'], { input: PASSWORD, encoding: 'utf8' }).trim();
     const passwd = join(base, 'passwd');
-    writeFileSync(passwd, `${user.name}:{SHA512-CRYPT}${hash}:${user.uid}:${user.gid}::${user.home}::\n`, { mode: 0o600 });
+    writeFileSync(passwd, `${user.name}:{SHA512-CRYPT}${hash}:${user.uid}:${user.gid}::${user.home}::\n`, {
+      mode: 0o600,
+    });
     const certs = testCerts();
     const server = await startTsieved(`
 [server]
@@ -106,14 +130,25 @@ capabilities = ["comparator-i;ascii-numeric", "copy", "encoded-character", "enve
       else clearPort = port;
       c.close();
     }
-    if (tlsPort === 0 || clearPort === 0) throw new Error(`expected a STARTTLS and a clear-text listener: ${JSON.stringify(server.ports)}`);
+    if (tlsPort === 0 || clearPort === 0)
+      throw new Error(`expected a STARTTLS and a clear-text listener: ${JSON.stringify(server.ports)}`);
     const imap = await startDovecotImap({ passwdFile: passwd });
     cleanup.unshift(() => imap.stop());
-    const exim = startPrivateExim({ user, domain: DOMAIN, filterFile: '$home/.forward', vacationDirectory: '$home/.sieve-vacation' });
+    // The router and transports tsieved ships for system users, verbatim.
+    const shipped = (rel: string): string => readFileSync(join(PACKAGE_ROOT, 'contrib', 'exim', rel), 'utf8');
+    const exim = startEximWithConfig({
+      user,
+      domains: [DOMAIN],
+      routers: shipped('router/550_tsieved_system'),
+      transports: shipped('transport/30_tsieved'),
+    });
     cleanup.unshift(() => exim.cleanup());
     // The folder the filter files into exists before the user picks it, as in a real mailbox.
     await imap.createFolder(user.name, PASSWORD, 'Lists');
-    const rc = await startRoundcube({ imapPort: imap.port, managesieve: { scheme: 'tls', port: tlsPort, caFile: certs.caFile } });
+    const rc = await startRoundcube({
+      imapPort: imap.port,
+      managesieve: { scheme: 'tls', port: tlsPort, caFile: certs.caFile },
+    });
     cleanup.unshift(() => rc.stop());
     const browser = await launchChromium();
     cleanup.unshift(() => browser.close());
@@ -169,7 +204,7 @@ async function serverState(w: World): Promise<ServerState> {
     for (const line of list.lines) {
       const m = /^"((?:[^"\\]|\\.)*)"( ACTIVE)?$/.exec(line);
       if (!m) throw new Error(`unexpected LISTSCRIPTS line: ${line}`);
-      const name = m[1]!.replace(/\\(.)/g, '$1');
+      const name = m[1].replace(/\\(.)/g, '$1');
       if (m[2]) active = name;
       const got = await c.getScript(name);
       expect(got.response.status, got.response.statusLine).toBe('OK');
@@ -217,11 +252,15 @@ function deliver(w: World, subject: string, from = 'sender@remote.test'): void {
   expect(stuck.includes(w.address) ? `${stuck}\n${w.exim.log()}` : '').toBe('');
 }
 
-const bySubject = (messages: string[], subject: string): string[] => messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
-const inbox = (w: World, subject: string): string[] => bySubject(maildirMessages(join(w.user.home, 'Maildir')), subject);
-const folder = (w: World, name: string, subject: string): string[] => bySubject(maildirMessages(join(w.user.home, 'Maildir', '.' + name)), subject);
+const bySubject = (messages: string[], subject: string): string[] =>
+  messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
+const inbox = (w: World, subject: string): string[] =>
+  bySubject(maildirMessages(join(w.user.home, 'Maildir')), subject);
+const folder = (w: World, name: string, subject: string): string[] =>
+  bySubject(maildirMessages(join(w.user.home, 'Maildir', '.' + name)), subject);
 /** Messages Exim sent out of the machine (redirects, vacation replies) to `rcpt`. */
-const outbox = (w: World, rcpt: string): string[] => mboxMessages(w.exim.outboxText()).filter((m) => m.includes(`X-Outbox-Rcpt: ${rcpt}\n`));
+const outbox = (w: World, rcpt: string): string[] =>
+  mboxMessages(w.exim.outboxText()).filter((m) => m.includes(`X-Outbox-Rcpt: ${rcpt}\n`));
 
 // ---------------------------------------------------------------------------
 // The browser: each helper does what a user does (click, type, choose) and
@@ -247,7 +286,7 @@ async function press(el: ElementHandle): Promise<void> {
 async function commandButton(where: Page | Frame, command: string): Promise<ElementHandle> {
   const el = await where.waitForSelector(`[onclick*="rcmail.command('${command}'"]`);
   if (!el) throw new Error(`no button for ${command}`);
-  return el as ElementHandle;
+  return el;
 }
 
 /** Empties the message stack, so the next message read is the answer to the next action. */
@@ -261,7 +300,9 @@ async function clearMessages(w: World): Promise<void> {
 /** Waits for the confirmation or error Roundcube shows, and returns its kind and text. */
 async function message(w: World): Promise<{ kind: string; text: string }> {
   const el = await w.page
-    .waitForSelector('#messagestack > div.confirmation, #messagestack > div.error, #messagestack > div.warning', { timeout: 20_000 })
+    .waitForSelector('#messagestack > div.confirmation, #messagestack > div.error, #messagestack > div.warning', {
+      timeout: 20_000,
+    })
     .catch((e: unknown) => {
       throw new Error(`Roundcube showed no message: ${String(e)}\n${logsOf(w)}`);
     });
@@ -284,12 +325,20 @@ async function contentFrame(w: World, selector: string): Promise<Frame> {
       const ready = await f
         .evaluate((sel) => {
           const rc = (window as unknown as { rcmail?: { busy: boolean; loaded?: boolean } }).rcmail;
-          return document.readyState === 'complete' && document.querySelector(sel) !== null && rc !== undefined && !rc.busy;
+          return (
+            document.readyState === 'complete' && document.querySelector(sel) !== null && rc !== undefined && !rc.busy
+          );
         }, selector)
         .catch(() => false);
       if (ready) return f;
     }
-    if (Date.now() > deadline) throw new Error(`no content frame with ${selector}; frames: ${w.page.frames().map((f) => f.url()).join(', ')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `no content frame with ${selector}; frames: ${w.page
+          .frames()
+          .map((f) => f.url())
+          .join(', ')}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -323,7 +372,13 @@ async function openSettings(w: World, action: string): Promise<void> {
 /** Names in the filter-set list, as the UI shows them, and which ones it shows as inactive. */
 async function filterSets(w: World): Promise<{ name: string; disabled: boolean; selected: boolean }[]> {
   return w.page.$$eval('#filtersetslist tr', (rows) =>
-    rows.filter((r) => (r as HTMLElement).style.display !== 'none').map((r) => ({ name: (r.textContent ?? '').trim(), disabled: r.classList.contains('disabled'), selected: r.classList.contains('selected') })),
+    rows
+      .filter((r) => (r as HTMLElement).style.display !== 'none')
+      .map((r) => ({
+        name: (r.textContent ?? '').trim(),
+        disabled: r.classList.contains('disabled'),
+        selected: r.classList.contains('selected'),
+      })),
   );
 }
 
@@ -370,7 +425,11 @@ async function createSet(w: World, phase: string, name: string): Promise<void> {
   await shot(w, phase, `new-set-${name}`);
   const answer = await saveFrame(w, frame);
   expect(answer, logsOf(w)).toMatchObject({ kind: 'confirmation' });
-  await w.page.waitForFunction((n) => Array.from(document.querySelectorAll('#filtersetslist tr')).some((r) => r.textContent?.trim() === n), {}, name);
+  await w.page.waitForFunction(
+    (n) => Array.from(document.querySelectorAll('#filtersetslist tr')).some((r) => r.textContent?.trim() === n),
+    {},
+    name,
+  );
 }
 
 interface FilterSpec {
@@ -378,7 +437,10 @@ interface FilterSpec {
   readonly header: 'subject' | 'from' | 'to';
   readonly op: 'contains' | 'is';
   readonly value: string;
-  readonly action: { type: 'fileinto'; mailbox: string } | { type: 'vacation'; subject: string; reason: string } | { type: 'redirect'; target: string };
+  readonly action:
+    | { type: 'fileinto'; mailbox: string }
+    | { type: 'vacation'; subject: string; reason: string }
+    | { type: 'redirect'; target: string };
 }
 
 async function fillFilter(frame: Frame, spec: FilterSpec): Promise<void> {
@@ -407,8 +469,8 @@ async function addFilter(w: World, phase: string, spec: FilterSpec): Promise<{ k
   await press(await commandButton(w.page, 'plugin.managesieve-add'));
   const frame = await contentFrame(w, 'select#action_type0');
   await fillFilter(frame, spec);
-  expect(await frame.$eval('input#_name', (e) => (e as HTMLInputElement).value)).toBe(spec.name);
-  expect(await frame.$eval('input[name="_rule_target[0][]"]', (e) => (e as HTMLInputElement).value)).toBe(spec.value);
+  expect(await frame.$eval('input#_name', (e) => e.value)).toBe(spec.name);
+  expect(await frame.$eval('input[name="_rule_target[0][]"]', (e) => e.value)).toBe(spec.value);
   await shot(w, phase, `filter-${spec.name.replace(/\W+/g, '-')}`);
   const answer = await saveFrame(w, frame);
   await shot(w, phase, `filter-${spec.name.replace(/\W+/g, '-')}-saved`);
@@ -421,7 +483,7 @@ async function filterNames(w: World): Promise<string[]> {
 
 // ---------------------------------------------------------------------------
 
-describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromium against tsieved, mail delivered by Exim', () => {
+describe.skipIf(!runnable)(runnable ? SUITE : `${SUITE} (skipped, missing: ${absent.join(', ')})`, () => {
   let w: World;
   const phase = 'starttls';
 
@@ -437,7 +499,10 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     if (ctx.task.result?.state !== 'fail' || !w) return;
     const name = ctx.task.name.replace(/\W+/g, '-').slice(0, 60);
     await shot(w, 'failed', name).catch(() => undefined);
-    writeFileSync(join(SHOTS, 'failed', `${name}.log`), `${w.server.logs()}\n--- roundcube ---\n${w.rc.log()}\n--- dovecot ---\n${w.imap.log()}\n--- exim ---\n${w.exim.log()}`);
+    writeFileSync(
+      join(SHOTS, 'failed', `${name}.log`),
+      `${w.server.logs()}\n--- roundcube ---\n${w.rc.log()}\n--- dovecot ---\n${w.imap.log()}\n--- exim ---\n${w.exim.log()}`,
+    );
   });
 
   it('logs in over IMAP and opens the filters over tls:// (STARTTLS, certificate checked against the test CA)', async () => {
@@ -445,7 +510,10 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     await openSettings(w, 'plugin.managesieve');
     await shot(w, phase, 'filters');
     // Roundcube creates and activates its default set when the account has none.
-    expect((await filterSets(w)).map((s) => s.name), logsOf(w)).toEqual(['roundcube']);
+    expect(
+      (await filterSets(w)).map((s) => s.name),
+      logsOf(w),
+    ).toEqual(['roundcube']);
     const state = await serverState(w);
     expect([...state.scripts.keys()]).toEqual(['roundcube']);
     expect(state.active).toBe('roundcube');
@@ -465,7 +533,13 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
 
   it('adds a filter "Lists" to "Work" that moves matching mail to the folder Lists', async () => {
     await selectSet(w, 'Work');
-    const answer = await addFilter(w, phase, { name: 'Lists', header: 'subject', op: 'contains', value: '[list]', action: { type: 'fileinto', mailbox: 'Lists' } });
+    const answer = await addFilter(w, phase, {
+      name: 'Lists',
+      header: 'subject',
+      op: 'contains',
+      value: '[list]',
+      action: { type: 'fileinto', mailbox: 'Lists' },
+    });
     expect(answer, logsOf(w)).toMatchObject({ kind: 'confirmation' });
     expect(await filterNames(w)).toEqual(['Lists']);
     const state = await serverState(w);
@@ -479,7 +553,11 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     await clearMessages(w);
     await setAction(w, 'plugin.managesieve-setact');
     expect(await message(w), logsOf(w)).toMatchObject({ kind: 'confirmation' });
-    await w.page.waitForFunction(() => Array.from(document.querySelectorAll('#filtersetslist tr')).some((r) => r.textContent?.trim() === 'Work' && !r.classList.contains('disabled')));
+    await w.page.waitForFunction(() =>
+      Array.from(document.querySelectorAll('#filtersetslist tr')).some(
+        (r) => r.textContent?.trim() === 'Work' && !r.classList.contains('disabled'),
+      ),
+    );
     await shot(w, phase, 'work-active');
     const sets = await filterSets(w);
     expect(sets.find((s) => s.name === 'Work')?.disabled).toBe(false);
@@ -565,7 +643,9 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     const state = await serverState(w);
     expectFilterFileRenders(state, 'redirect :copy "friend@remote.test";');
     deliver(w, 'for you and your friend');
-    expect(outbox(w, 'friend@remote.test').filter((m) => m.includes('Subject: for you and your friend'))).toHaveLength(1);
+    expect(outbox(w, 'friend@remote.test').filter((m) => m.includes('Subject: for you and your friend'))).toHaveLength(
+      1,
+    );
     expect(inbox(w, 'for you and your friend')).toHaveLength(1);
   });
 
@@ -602,13 +682,22 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
         .filter((d) => d.querySelector('.line-error') !== null)
         .map((d) => ({
           line: Number(d.querySelector('.CodeMirror-linenumber')?.textContent),
-          tip: d.querySelector('.CodeMirror-gutter-elt[title], .errorGutter div[title], div[title]')?.getAttribute('title') ?? '',
+          tip:
+            d
+              .querySelector('.CodeMirror-gutter-elt[title], .errorGutter div[title], div[title]')
+              ?.getAttribute('title') ?? '',
         })),
     );
     await shot(w, phase, 'raw-errors-marked');
-    expect(lines.map((l) => l.line), `${JSON.stringify(lines)}\n${logsOf(w)}`).toEqual([3, 6]);
-    expect(lines[0]!.tip).toMatch(/filinto/);
-    expect(lines[1]!.tip).toMatch(/copy/);
+    expect(
+      lines.map((l) => l.line),
+      `${JSON.stringify(lines)}\n${logsOf(w)}`,
+    ).toEqual([3, 6]);
+    // Each line carries its own message, with the column (Pigeonhole's one-line form).
+    expect(lines[0].tip).toMatch(/error: unknown command "filinto" \(column 5\)/);
+    expect(lines[0].tip).not.toMatch(/copy/);
+    expect(lines[1].tip).toMatch(/error: ":copy" needs require "copy" \(column 14\)/);
+    expect(answer.text).toMatch(/Unable to save filter/);
     // Nothing was lost: stored script, active script and filter file are as before.
     const after = await serverState(w);
     expect(after.scripts.get('Work')).toBe(before.scripts.get('Work'));
@@ -622,12 +711,19 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     await clearMessages(w);
     await setAction(w, 'plugin.managesieve-setdel');
     // Roundcube asks first; the confirm dialog's "Delete" button.
-    const confirm = await w.page.waitForSelector('.ui-dialog .ui-dialog-buttonset button.delete, .ui-dialog .ui-dialog-buttonset button.mainaction');
+    const confirm = await w.page.waitForSelector(
+      '.ui-dialog .ui-dialog-buttonset button.delete, .ui-dialog .ui-dialog-buttonset button.mainaction',
+    );
     await shot(w, phase, 'delete-confirm');
     await confirm!.click();
     expect(await message(w), logsOf(w)).toMatchObject({ kind: 'confirmation' });
     // Roundcube's list widget hides a removed row (display: none).
-    await w.page.waitForFunction(() => !Array.from(document.querySelectorAll('#filtersetslist tr')).some((r) => r.textContent?.trim() === 'roundcube' && (r as HTMLElement).style.display !== 'none'));
+    await w.page.waitForFunction(
+      () =>
+        !Array.from(document.querySelectorAll('#filtersetslist tr')).some(
+          (r) => r.textContent?.trim() === 'roundcube' && (r as HTMLElement).style.display !== 'none',
+        ),
+    );
     await shot(w, phase, 'deleted');
     const state = await serverState(w);
     expect([...state.scripts.keys()]).toEqual(['Work']);
@@ -645,7 +741,13 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     await shot(w, plain, 'filters');
     await createSet(w, plain, 'Plain');
     await selectSet(w, 'Plain');
-    const answer = await addFilter(w, plain, { name: 'Invoices', header: 'subject', op: 'contains', value: 'invoice', action: { type: 'fileinto', mailbox: 'Lists' } });
+    const answer = await addFilter(w, plain, {
+      name: 'Invoices',
+      header: 'subject',
+      op: 'contains',
+      value: 'invoice',
+      action: { type: 'fileinto', mailbox: 'Lists' },
+    });
     expect(answer, logsOf(w)).toMatchObject({ kind: 'confirmation' });
     await clearMessages(w);
     await setAction(w, 'plugin.managesieve-setact');
@@ -656,10 +758,14 @@ describe.skipIf(!runnable)('Roundcube 1.6 managesieve plugin in headless Chromiu
     expectFilterFileRenders(state, 'header :contains "subject" "invoice"', 'fileinto "Lists";');
     // The connections that stored "Plain" logged in without STARTTLS: the clear-text listener.
     const since = w.server.logLines().slice(seen);
-    const storing = new Set(since.filter((l) => l['command'] === 'PUTSCRIPT' && l['status'] === 'OK').map((l) => l['client']));
+    const storing = new Set(
+      since.filter((l) => l['command'] === 'PUTSCRIPT' && l['status'] === 'OK').map((l) => l['client']),
+    );
     expect(storing.size).toBeGreaterThan(0);
     expect(since.filter((l) => storing.has(l['client']) && l['command'] === 'STARTTLS')).toEqual([]);
-    expect(since.filter((l) => storing.has(l['client']) && l['event'] === 'login').map((l) => l['user'])).toContain(w.user.name);
+    expect(since.filter((l) => storing.has(l['client']) && l['event'] === 'login').map((l) => l['user'])).toContain(
+      w.user.name,
+    );
     deliver(w, 'invoice 2026-117');
     deliver(w, '[list] not filtered any more');
     expect(folder(w, 'Lists', 'invoice 2026-117')).toHaveLength(1);
