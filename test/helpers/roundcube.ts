@@ -125,6 +125,9 @@ export async function startRoundcube(options: RoundcubeOptions): Promise<Roundcu
   const port = await freeLoopbackPort();
   const child = spawn(php, ['-S', `127.0.0.1:${port}`, '-t', ROUNDCUBE_DOCROOT], {
     cwd: ROUNDCUBE_DOCROOT,
+    // Its own process group, stopped as a whole: with PHP_CLI_SERVER_WORKERS above 1 the
+    // server forks workers that outlive a signal to the parent alone.
+    detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -165,12 +168,20 @@ export async function startRoundcube(options: RoundcubeOptions): Promise<Roundcu
         .map((f) => `==> ${f} <==\n${readFileSync(join(logDir, f), 'utf8').slice(-20_000)}`)
         .join('\n') + `\n==> php -S <==\n${output}`,
     stop: async () => {
+      const group = (signal: NodeJS.Signals): void => {
+        try {
+          process.kill(-child.pid!, signal);
+        } catch {
+          /* already gone */
+        }
+      };
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        group('SIGTERM');
+        const t = setTimeout(() => group('SIGKILL'), 5_000);
         await exited;
         clearTimeout(t);
       }
+      group('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -698,6 +698,11 @@ describe.skipIf(!runnable)(runnable ? SUITE : `${SUITE} (skipped, missing: ${abs
     expect(lines[0].tip).not.toMatch(/copy/);
     expect(lines[1].tip).toMatch(/error: ":copy" needs require "copy" \(column 14\)/);
     expect(answer.text).toMatch(/Unable to save filter/);
+    // Roundcube only says "server error" in its message: the administrator finds why in
+    // tsieved's log line for the refused PUTSCRIPT (the first diagnostic and the count).
+    const refused = w.server.logLines().filter((l) => l['command'] === 'PUTSCRIPT' && l['status'] === 'NO');
+    expect(refused.at(-1)).toMatchObject({ diagnostics: 2 });
+    expect(String(refused.at(-1)?.['diagnostic'])).toMatch(/line 3: error: unknown command "filinto"/);
     // Nothing was lost: stored script, active script and filter file are as before.
     const after = await serverState(w);
     expect(after.scripts.get('Work')).toBe(before.scripts.get('Work'));
