@@ -8,9 +8,12 @@
 //   idle:     --idle sessions (2000) connected, TLS, logged in, doing nothing;
 //             RSS and PSS of the server's process tree, per session
 //   validate: CHECKSCRIPT of a 1 MiB script (1,048,000 bytes: under both servers' limit)
+//   isolation (as root, bench/isolation.mjs): PAM logins with a process per session
+//             as the user, side by side with Dovecot configured the same way
 // Options: --duration S, --warmup S, --concurrency N, --idle N, --users N,
 //          --processes N (load generators), --only tsieved|dovecot, --no-dovecot,
-//          --json FILE
+//          --no-isolation, --json FILE (the isolation figures go to FILE.isolation.json)
+import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     processes: { type: 'string', default: '2' },
     only: { type: 'string' },
     'no-dovecot': { type: 'boolean', default: false },
+    'no-isolation': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -148,3 +152,17 @@ for (const n of names) {
   for (const s of [...results[n].login.errorSamples, ...(results[n].idle?.errorSamples ?? [])]) console.log(`${n} error: ${s}`);
 }
 if (values.json) writeFileSync(values.json, JSON.stringify({ machine, opts, results }, null, 2) + '\n');
+
+// Per-session isolation (PAM helper + file broker against Dovecot's per-user
+// processes) needs root for users and PAM service files; its own program and table.
+if (!values['no-isolation'] && values.only !== 'dovecot') {
+  if (process.getuid?.() !== 0) {
+    console.log('\nisolation figures skipped: they need root (bench/isolation.mjs)');
+  } else {
+    const args = [join(root, 'bench/isolation.mjs')];
+    if (values['no-dovecot']) args.push('--no-dovecot');
+    if (values.json) args.push('--json', `${values.json}.isolation.json`);
+    const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+    if (r.status !== 0) process.exitCode = r.status ?? 1;
+  }
+}

@@ -20,27 +20,36 @@ export function findDovecot() {
   return undefined;
 }
 
-export async function startDovecot({ dir, port, cert, users, binary, sessions }) {
+// pam (optional): { service } logs the users (Unix accounts with their own homes)
+// in through that PAM service, with a session and credentials (session=yes
+// setcred=yes), and their system passwd entries as userdb: each session's
+// managesieve process runs as the user, as tsieved's file broker does.
+export async function startDovecot({ dir, port, cert, users, binary, sessions, pam }) {
   const base = join(dir, 'dovecot');
   const homes = join(base, 'home');
   mkdirSync(join(base, 'run'), { recursive: true });
   mkdirSync(join(base, 'state'), { recursive: true });
   mkdirSync(homes, { recursive: true });
-  // Mail processes must not run as root: use nobody, like an unprivileged vmail uid.
-  const uid = 65534;
-  const gid = 65534;
-  for (const u of users.users) {
-    mkdirSync(join(homes, u), { recursive: true });
-    chownSync(join(homes, u), uid, gid);
+  if (!pam) {
+    // Mail processes must not run as root: use nobody, like an unprivileged vmail uid.
+    const uid = 65534;
+    const gid = 65534;
+    for (const u of users.users) {
+      mkdirSync(join(homes, u), { recursive: true });
+      chownSync(join(homes, u), uid, gid);
+    }
+    writeFileSync(
+      join(base, 'passwd'),
+      users.users.map((u) => `${u}:${users.hash}:${uid}:${gid}::${join(homes, u)}::`).join('\n') + '\n',
+      { mode: 0o600 },
+    );
+    // The auth process runs as the "dovecot" user and must read the passwd file.
+    const authUid = Number(execFileSync('id', ['-u', 'dovecot'], { encoding: 'utf8' }).trim());
+    chownSync(join(base, 'passwd'), authUid, -1);
   }
-  writeFileSync(
-    join(base, 'passwd'),
-    users.users.map((u) => `${u}:${users.hash}:${uid}:${gid}::${join(homes, u)}::`).join('\n') + '\n',
-    { mode: 0o600 },
-  );
-  // The auth process runs as the "dovecot" user and must read the passwd file.
-  const authUid = Number(execFileSync('id', ['-u', 'dovecot'], { encoding: 'utf8' }).trim());
-  chownSync(join(base, 'passwd'), authUid, -1);
+  const dbs = pam
+    ? `passdb {\n  driver = pam\n  args = session=yes setcred=yes ${pam.service}\n}\nuserdb {\n  driver = passwd\n}`
+    : `passdb {\n  driver = passwd-file\n  args = ${join(base, 'passwd')}\n}\nuserdb {\n  driver = passwd-file\n  args = ${join(base, 'passwd')}\n}`;
   const limit = Math.max(1000, (sessions ?? 0) + 500);
   const configFile = join(base, 'dovecot.conf');
   writeFileSync(configFile, `
@@ -65,14 +74,7 @@ default_process_limit = ${limit}
 default_client_limit = ${limit * 2}
 default_vsz_limit = 0
 
-passdb {
-  driver = passwd-file
-  args = ${join(base, 'passwd')}
-}
-userdb {
-  driver = passwd-file
-  args = ${join(base, 'passwd')}
-}
+${dbs}
 
 service managesieve-login {
   inet_listener sieve {

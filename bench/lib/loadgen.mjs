@@ -2,7 +2,8 @@
 // the orchestrating process, so neither's event loop skews the numbers. Started
 // by bench/lib/workloads.mjs with one JSON argument; prints one JSON line result.
 //   mode "login": each client repeats connect + STARTTLS + AUTHENTICATE PLAIN +
-//     PUTSCRIPT + SETACTIVE + LOGOUT until the deadline; latency per repetition.
+//     PUTSCRIPT + SETACTIVE + LOGOUT until the deadline, or until this process has
+//     started `logins` of them when that is given; latency per repetition.
 //   mode "idle": opens sessions (connect + STARTTLS + login), prints {"ready":...},
 //     holds them until stdin closes or says "close", then logs out.
 // Must not know: which server it talks to.
@@ -10,11 +11,14 @@ import { SieveClient } from './client.mjs';
 import { makeScript } from './fixtures.mjs';
 
 const job = JSON.parse(process.argv[2]);
+let started = 0;
 
 async function loginLoop(clientIndex, deadline, warmupEnd, latencies, errors) {
   const user = job.users[clientIndex % job.users.length];
   const script = makeScript(job.scriptBytes);
   while (Date.now() < deadline) {
+    if (job.logins !== undefined && started >= job.logins) break;
+    started++;
     const t0 = performance.now();
     let c;
     try {

@@ -8,17 +8,24 @@ import { waitForPort } from './wait.mjs';
 
 // onLogLine (optional) sees every line the server logs; pauseLog()/resumeLog() stop and
 // restart reading its stderr (a log consumer that stalls, as a slow journald can).
-export async function startTsieved({ root, dir, port, cert, users, onLogLine }) {
+// pam (optional): { service, homes } logs the users (Unix accounts with homes below
+// `homes`) in through that PAM service, each session with its own file broker
+// (isolation = "process"), instead of the temp userdb.
+export async function startTsieved({ root, dir, port, cert, users, onLogLine, pam }) {
   const base = join(dir, 'tsieved');
-  const homes = join(base, 'home');
-  mkdirSync(homes, { recursive: true });
-  const uid = process.getuid();
-  const gid = process.getgid();
-  const userdb = users.users
-    .map((u) => `${u}\tuid=${uid}|gid=${gid}|home=${join(homes, u)}|systempw=${users.hash}`)
-    .join('\n');
-  writeFileSync(join(base, 'userdb'), userdb + '\n', { mode: 0o600 });
-  for (const u of users.users) mkdirSync(join(homes, u), { recursive: true });
+  const homes = pam?.homes ?? join(base, 'home');
+  mkdirSync(base, { recursive: true });
+  if (!pam) {
+    mkdirSync(homes, { recursive: true });
+    const uid = process.getuid();
+    const gid = process.getgid();
+    const userdb = users.users
+      .map((u) => `${u}\tuid=${uid}|gid=${gid}|home=${join(homes, u)}|systempw=${users.hash}`)
+      .join('\n');
+    writeFileSync(join(base, 'userdb'), userdb + '\n', { mode: 0o600 });
+    for (const u of users.users) mkdirSync(join(homes, u), { recursive: true });
+  }
+  const auth = pam ? `backend = "pam"\npam_service = "${pam.service}"` : `backend = "userdb"\nuserdb = "${join(base, 'userdb')}"`;
   const configFile = join(base, 'tsieved.toml');
   writeFileSync(configFile, `
 [server]
@@ -32,13 +39,13 @@ cert_file = "${cert.cert}"
 key_file = "${cert.key}"
 
 [auth]
-backend = "userdb"
-userdb = "${join(base, 'userdb')}"
+${auth}
 
 [storage]
 scripts_dir = "{home}/sieve"
 filter_path = "{home}/.forward"
 roots = ["${homes}"]
+isolation = "${pam ? 'process' : 'none'}"
 
 [sieve]
 capabilities = ["fileinto", "envelope", "copy", "subaddress", "encoded-character", "comparator-i;ascii-numeric", "vacation"]

@@ -44,14 +44,19 @@ function split(total, parts) {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
-/** connect + STARTTLS + AUTHENTICATE PLAIN + PUTSCRIPT + SETACTIVE + LOGOUT, `concurrency` clients. */
+/**
+ * connect + STARTTLS + AUTHENTICATE PLAIN + PUTSCRIPT + SETACTIVE + LOGOUT, `concurrency`
+ * clients, for `durationMs`, or `logins` of them in all when that is given.
+ */
 export async function loginWorkload(server, opts) {
   let first = 0;
-  const gens = split(opts.concurrency, opts.processes).map((clients) => {
+  const quotas = opts.logins !== undefined ? split(opts.logins, opts.processes) : [];
+  const gens = split(opts.concurrency, opts.processes).map((clients, i) => {
     const job = {
       mode: 'login', host: '127.0.0.1', port: server.port, clients, firstClient: first,
       users: opts.users.users, password: opts.users.password, scriptBytes: opts.scriptBytes,
       durationMs: opts.durationMs, warmupMs: opts.warmupMs,
+      ...(opts.logins !== undefined ? { logins: quotas[i] } : {}),
     };
     first += clients;
     return startLoadgen(job);
@@ -88,7 +93,10 @@ export async function idleWorkload(server, opts) {
     const sessions = ready.reduce((n, r) => n + r.ready, 0);
     await new Promise((r) => setTimeout(r, opts.settleMs));
     const during = treeMemory(server.pid);
+    // Anything else the caller wants measured while the sessions are open.
+    const extra = opts.measure?.();
     return {
+      extra,
       sessions,
       errors: ready.reduce((n, r) => n + r.errors.count, 0),
       errorSamples: ready.flatMap((r) => r.errors.samples).slice(0, 5),
