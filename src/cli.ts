@@ -4,6 +4,7 @@
  *   tsieved serve (--config FILE | --demo)
  *   tsieved check [--config FILE] [--capabilities "..."] [--exim PATH] [--json] FILE...
  *   tsieved config check --config FILE
+ *   tsieved who|kick|reload [--config FILE]   (through the control socket)
  * Must not know: how the server works inside (main.ts builds it).
  */
 import './threadpool.js';
@@ -15,11 +16,14 @@ import { createRootLogger, type Logger } from './log/logger.js';
 import { buildServices, startServer, StartupError } from './main.js';
 import { runCheck } from './sieve/index.js';
 import { MIGRATE_USAGE, runMigrate } from './migrate/index.js';
+import { CONTROL_USAGE, runControl } from './control/commands.js';
+import { startControlSocket, type ControlSocket } from './control/socket.js';
 
 const USAGE = `usage:
   tsieved serve (--config FILE | --demo [--listen HOST:PORT])
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
   tsieved config check --config FILE
+  ${CONTROL_USAGE}
   ${MIGRATE_USAGE.replace(/^usage: /, "")}`;
 
 /** "host:port" or "[v6]:port" from the config, as a client's -s and -p want them. */
@@ -54,19 +58,30 @@ async function serve(argv: string[]): Promise<number> {
     return 2;
   }
   const server = await startServer(config, log);
+  const file = values.config;
+  const reload = () => (file ? server.reload(() => loadConfig(file)) : Promise.resolve({ ok: false as const, error: 'the demo has no configuration file to re-read' }));
+  let control: ControlSocket | undefined;
+  if (config.control.socket !== '') {
+    // Without it the server still serves; only who/kick/reload are unavailable.
+    control = await startControlSocket(config.control.socket, {
+      who: async () => server.sessions().map((s) => ({ ...s })),
+      kick: (target) => server.kick(target),
+      reload,
+    }, log).catch((error: unknown) => {
+      log.warn({ event: 'control-unavailable', path: config.control.socket, err: (error as Error).message }, 'no control socket: tsieved who/kick/reload will not work');
+      return undefined;
+    });
+  }
   let stopping = false;
   process.on('SIGTERM', () => {
     if (stopping) return;
     stopping = true;
     log.info({ event: 'stopping' }, 'SIGTERM: no new connections; letting sessions finish');
-    server.stop().then(() => process.exit(0), () => process.exit(1));
+    server.stop().then(() => control?.close()).then(() => process.exit(0), () => process.exit(1));
   });
   process.on('SIGINT', () => process.emit('SIGTERM' as never));
   process.on('SIGHUP', () => {
-    if (!values.config) return;
-    loadConfig(values.config)
-      .then((next) => server.reload(next))
-      .catch((error) => log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration'));
+    if (file) void reload();
   });
   return new Promise<number>(() => undefined);
 }
@@ -99,6 +114,10 @@ export async function main(argv: string[]): Promise<number> {
       case 'config':
         if (rest[0] === 'check') return await configCheck(rest.slice(1));
         break;
+      case 'who':
+      case 'kick':
+      case 'reload':
+        return await runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
     }
   } catch (error) {
     if (error instanceof ConfigError || error instanceof StartupError) {

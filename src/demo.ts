@@ -60,6 +60,8 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
     auth: { backend: 'userdb', userdb },
     storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
     sieve: { capabilities: DEMO_CAPABILITIES },
+    // Beside the demo's data: /run/tsieved is root's.
+    control: { socket: resolve(varDir, 'control.sock') },
   }, 'demo configuration');
   return { config, user: DEMO_USER, password, varDir, listen };
 }

@@ -12,8 +12,12 @@ import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { mechanismNames } from './sasl/index.js';
 import { ConnectionManager, listenerSpecs, type ListenerSpec } from './server/listener.js';
+import type { SessionInfo } from './server/connection.js';
+import { PrometheusEvents } from './metrics/prometheus.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from './metrics/http.js';
 import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices } from './session/services.js';
+import { NO_EVENTS, type ServerEvents } from './session/events.js';
 import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
 import { checkStorageTemplates } from './storage/paths.js';
 import { InProcessLauncher, runningAsRoot, type StoreLauncher } from './storage/launcher.js';
@@ -47,10 +51,21 @@ export class StartupError extends Error {
   }
 }
 
+export type ReloadOutcome = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
 export interface RunningServer {
   readonly addresses: readonly { host: string; port: number; implicitTls: boolean }[];
-  /** SIGHUP: re-read config, certificates and user files; sessions keep running. */
-  reload(config: Config): Promise<void>;
+  /** The /metrics listener's port, when [metrics] listen is set. */
+  readonly metricsPort?: number;
+  /**
+   * SIGHUP and `tsieved reload`: re-read config (through `load`), certificates and
+   * user files; sessions keep running. A failure keeps the running configuration.
+   */
+  reload(load: () => Promise<Config>): Promise<ReloadOutcome>;
+  /** Live sessions (`tsieved who`). */
+  sessions(): SessionInfo[];
+  /** Ends the sessions of a user or client address with BYE (`tsieved kick`). */
+  kick(target: string): Promise<number>;
   /** SIGTERM: stop accepting, let sessions finish for the grace period, then close. */
   stop(): Promise<void>;
 }
@@ -83,7 +98,7 @@ function listenerLoginProblem(config: Config, tlsConfigured: boolean): string | 
 }
 
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
-export async function buildServices(config: Config, log: Logger): Promise<Built> {
+export async function buildServices(config: Config, log: Logger, events: ServerEvents = NO_EVENTS): Promise<Built> {
   const problems = [...checkStorageTemplates(config.storage), ...tokenCommandProblems(config.storage)];
   if (problems.length > 0) throw new StartupError(`[storage] ${problems.join('; ')}`);
   let tls;
@@ -113,7 +128,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Built>
     format: (diagnostics, max, scriptName) => formatDiagnosticsForClient(diagnostics, max, scriptName),
   };
   if (VERSION_PROBLEM) log.warn({ event: 'version-unknown' }, VERSION_PROBLEM);
-  const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION };
+  const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION, events };
   return { services, validator, stores };
 }
 
@@ -186,12 +201,27 @@ function allowedMechanisms(config: Config, auth: AuthBackend): readonly string[]
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  let built = await buildServices(config, log);
+  const metrics = config.metrics.listen !== undefined ? new PrometheusEvents() : undefined;
+  const events: ServerEvents = metrics ?? NO_EVENTS;
+  let built = await buildServices(config, log, events);
   const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
   const manager = new ConnectionManager(built.services, mechanisms, log);
+  metrics?.observe(manager);
+  let endpoint: MetricsEndpoint | undefined;
+  if (metrics && config.metrics.listen !== undefined) {
+    try {
+      endpoint = await startMetricsEndpoint(config.metrics.listen, config.metrics.token_file, async () => ({
+        contentType: metrics.registry.contentType,
+        body: await metrics.registry.metrics(),
+      }), log);
+    } catch (error) {
+      throw new StartupError(`[metrics] cannot serve on ${config.metrics.listen}: ${(error as Error).message}`);
+    }
+  }
   const started = await manager.applyListeners(allListenerSpecs(config));
   if (started.failed.length > 0) {
     await manager.stopListening();
+    await endpoint?.close();
     const [first] = started.failed;
     throw new StartupError(`cannot listen on ${first!.address}: ${first!.reason}`);
   }
@@ -199,10 +229,27 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     get addresses() {
       return manager.listening;
     },
-    reload: (next) => reload(next),
+    ...(endpoint ? { metricsPort: endpoint.port } : {}),
+    async reload(load) {
+      try {
+        const next = await load();
+        await reload(next);
+        await endpoint?.reloadToken(next.metrics.token_file);
+        events.reloaded('success');
+        return { ok: true };
+      } catch (error) {
+        log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
+        events.reloaded('failure');
+        return { ok: false, error: (error as Error).message };
+      }
+    },
+    sessions: () => manager.sessions(),
+    kick: (target) => manager.kick(target, `${built.services.config.server.greeting_name}: session ended by the administrator`),
     async stop() {
       await manager.stopListening();
       await manager.drain(built.services.config.server.shutdown_grace_seconds * 1000);
+      // Scrapes go on while sessions drain: the drain itself is worth watching.
+      await endpoint?.close();
       await built.validator.close();
       await built.stores.close?.();
       await built.services.auth.close?.();
@@ -217,7 +264,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
    */
   async function reload(next: Config): Promise<void> {
     const old = built;
-    built = await buildServices(next, log);
+    built = await buildServices(next, log, events);
     manager.replaceServices(built.services);
     log.level = next.log.level;
     const listeners = await manager.applyListeners(allListenerSpecs(next));

@@ -88,30 +88,30 @@ export abstract class FileAccountBackend implements AuthBackend {
 
   async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {
     const nameCheck = checkUserName(user);
-    if (!nameCheck.ok) return { kind: 'rejected', reason: nameCheck.reason };
+    if (!nameCheck.ok) return { kind: 'rejected', reason: nameCheck.reason, class: 'malformed' };
     const pwCheck = checkPassword(password);
-    if (!pwCheck.ok) return { kind: 'rejected', reason: pwCheck.reason };
+    if (!pwCheck.ok) return { kind: 'rejected', reason: pwCheck.reason, class: 'malformed' };
     const read = await this.table.current();
     if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
     const account = read.table.accounts.get(user);
     if (account === undefined) {
       await this.decoyVerify(password, read.table);
-      return { kind: 'rejected', reason: 'unknown user' };
+      return { kind: 'rejected', reason: 'unknown user', class: 'unknown-user' };
     }
     if (account.stored === undefined || isLocked(account.stored)) {
       await this.decoyVerify(password, read.table);
-      return { kind: 'rejected', reason: 'no usable password for this user (empty or locked)' };
+      return { kind: 'rejected', reason: 'no usable password for this user (empty or locked)', class: 'policy' };
     }
     const check = await verifyPasswordHash(password, account.stored, this.log.child({ user }));
     switch (check.kind) {
       case 'match': {
         const refusal = restrictionRefusal(account.restrictions, context.remoteAddress);
-        return refusal === undefined ? { kind: 'ok', identity: account.identity } : { kind: 'rejected', reason: refusal };
+        return refusal === undefined ? { kind: 'ok', identity: account.identity } : { kind: 'rejected', reason: refusal, class: 'policy' };
       }
       case 'mismatch':
-        return { kind: 'rejected', reason: 'wrong password' };
+        return { kind: 'rejected', reason: 'wrong password', class: 'bad-password' };
       case 'unsupported':
-        return { kind: 'rejected', reason: `unsupported password scheme {${check.scheme}}` };
+        return { kind: 'rejected', reason: `unsupported password scheme {${check.scheme}}`, class: 'policy' };
     }
   }
 

@@ -23,7 +23,7 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'ldapts';
 import type { Logger } from '../log/logger.js';
-import type { AuthBackend, AuthContext, AuthOutcome } from './types.js';
+import type { AuthBackend, AuthContext, AuthOutcome, RejectionClass } from './types.js';
 import { ldapEndpoint, ldapMode, parseBindPassword, type AuthConfig, type LdapEndpoint } from './ldap-config.js';
 import { escapeDnValue, escapeFilterValue, expandTemplate, templateValues } from './ldap-escape.js';
 import {
@@ -72,16 +72,16 @@ class Attempt {
   }
 }
 
-const rejected = (reason: string): AuthOutcome => ({ kind: 'rejected', reason });
+const rejected = (reason: string, cls: RejectionClass): AuthOutcome => ({ kind: 'rejected', reason, class: cls });
 const unavailable = (reason: string): AuthOutcome => ({ kind: 'unavailable', reason });
 
 /** A bind as the user failed: was that the user's fault or the directory's? */
 function userBindOutcome(failure: LdapFailure): AuthOutcome {
   if (failure.kind === 'result') {
-    if (failure.code === LDAP_RESULT.invalidCredentials) return rejected('wrong password');
+    if (failure.code === LDAP_RESULT.invalidCredentials) return rejected('wrong password', 'bad-password');
     // Direct bind to a DN that does not exist or cannot be formed: unknown user.
     if (failure.code === LDAP_RESULT.noSuchObject || failure.code === LDAP_RESULT.invalidDNSyntax) {
-      return rejected('unknown user');
+      return rejected('unknown user', 'unknown-user');
     }
   }
   return unavailable(`bind as user failed: ${describeLdapFailure(failure)}`);
@@ -111,10 +111,10 @@ export class LdapBackend implements AuthBackend {
 
   async #verify(user: string, password: string): Promise<AuthOutcome> {
     const nameProblem = ldapLoginNameProblem(user);
-    if (nameProblem !== undefined) return rejected(nameProblem);
+    if (nameProblem !== undefined) return rejected(nameProblem, 'malformed');
     // RFC 4513 section 5.1.2: a simple bind with a DN and an empty password is an
     // "unauthenticated bind" that many servers answer with success. Never send one.
-    if (password.length === 0) return rejected('empty password');
+    if (password.length === 0) return rejected('empty password', 'malformed');
     if (this.#closed) return unavailable('backend closed');
     const endpoint = ldapEndpoint(this.#auth);
     if (endpoint === undefined) return unavailable('auth.url is missing or invalid');
@@ -206,11 +206,11 @@ export class LdapBackend implements AuthBackend {
         // tell whether the name exists: a bind as a DN that is not there (it fails
         // with invalidCredentials, and locks no real account).
         await attempt.step(() => client.bind(`cn=tsieved-no-such-user,${this.#auth.base as string}`, password));
-        return rejected('unknown user');
+        return rejected('unknown user', 'unknown-user');
       }
       if (entries.length > 1) {
         this.#log.warn({ user, filter }, 'ldap: more than one entry matches; login refused');
-        return rejected('more than one directory entry matches');
+        return rejected('more than one directory entry matches', 'policy');
       }
       entry = entries[0] as LdapEntry;
       const bound = await attempt.step(() => client.bind(entry.dn, password));
@@ -237,7 +237,7 @@ export class LdapBackend implements AuthBackend {
     const mapped = entryToIdentity(entry, user, this.#auth);
     if (!mapped.ok) {
       this.#log.warn({ user, dn: entry.dn, reason: mapped.reason }, 'ldap: entry cannot be mapped; login refused');
-      return rejected(mapped.reason);
+      return rejected(mapped.reason, 'policy');
     }
     return { kind: 'ok', identity: mapped.identity };
   }

@@ -118,10 +118,10 @@ export class PamBackend implements AuthBackend {
 
   async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {
     // The helper splits on NUL: a NUL inside either would let "pw\0junk" log in as "pw".
-    if (user.includes('\0') || password.includes('\0')) return { kind: 'rejected', reason: 'NUL in user name or password' };
-    if (user === '' || Buffer.byteLength(user) > MAX_USER_BYTES) return { kind: 'rejected', reason: 'bad user name length' };
+    if (user.includes('\0') || password.includes('\0')) return { kind: 'rejected', reason: 'NUL in user name or password', class: 'malformed' };
+    if (user === '' || Buffer.byteLength(user) > MAX_USER_BYTES) return { kind: 'rejected', reason: 'bad user name length', class: 'malformed' };
     if (password === '' || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
-      return { kind: 'rejected', reason: 'empty or over-long password' };
+      return { kind: 'rejected', reason: 'empty or over-long password', class: 'malformed' };
     }
     const log = this.options.log.child({ user, rhost: context.remoteAddress });
 
@@ -203,7 +203,8 @@ export class PamBackend implements AuthBackend {
         if (refused.kind === 'tempfail') return { kind: 'unavailable', reason: refused.reason };
         if (end.code !== EXIT_REJECTED) log.warn({ code: end.code }, 'PAM helper rejected with an unexpected exit status');
         // expired and newauthtok are rejections to the client; the reason tells the log.
-        return { kind: 'rejected', reason: `${refused.kind}: ${refused.reason}` };
+        // PAM answers an unknown user like a wrong password (pam_unix does on purpose).
+        return { kind: 'rejected', reason: `${refused.kind}: ${refused.reason}`, class: refused.kind === 'rejected' ? 'bad-password' : 'policy' };
       }
       const [, name, uid, gid, home] = first.fields as [string, string, string, string, string];
       if (!name || !Number.isSafeInteger(count(uid)) || !Number.isSafeInteger(count(gid))) return abandon('malformed status from the PAM helper');

@@ -43,8 +43,17 @@ export interface AttachedBroker {
  */
 export type AuthOutcome =
   | { readonly kind: 'ok'; readonly identity: Identity; readonly attached?: AttachedBroker }
-  | { readonly kind: 'rejected'; readonly reason: string }
+  | { readonly kind: 'rejected'; readonly reason: string; readonly class?: RejectionClass }
   | { readonly kind: 'unavailable'; readonly reason: string };
+
+/**
+ * Why a login was refused, for the operator's log and metrics only (the client is
+ * told the same for all): a wrong password for a known user, a name no backend
+ * knows, a login that is malformed (bad name or password shape), or a valid
+ * password that policy refuses (locked account, network restriction, expired).
+ * Absent = the backend cannot tell (PAM reports unknown users as wrong passwords).
+ */
+export type RejectionClass = 'bad-password' | 'unknown-user' | 'malformed' | 'policy';
 
 /** Where a login comes from, for PAM_RHOST, logs and rate limits. */
 export interface AuthContext {

@@ -12,6 +12,7 @@ import { createExchange, mechanismNames } from '../sasl/index.js';
 import type { SaslStep } from '../sasl/index.js';
 import { bye, encodeLiteral, no, ok, type Response } from '../protocol/response.js';
 import type { Token } from '../protocol/tokens.js';
+import type { LoginFailureClass } from '../session/events.js';
 import { NOT_AUTHENTICATED, defineCommand, type CommandContext, type CommandResult } from './command.js';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -52,7 +53,7 @@ export const authenticate = defineCommand({
     let initial: Buffer | undefined;
     if (Buffer.isBuffer(initialArg)) {
       initial = decodeBase64(initialArg);
-      if (!initial) return { response: no('Invalid base64 in the initial response') };
+      if (!initial) return failed(ctx, mechanism, 'malformed', 'invalid base64 in the initial response', no('Invalid base64 in the initial response'));
     }
 
     let step: SaslStep = await exchange.start(initial);
@@ -69,19 +70,20 @@ export const authenticate = defineCommand({
       // literal; sieve-connect sends it bare); the server MUST answer NO.
       if (!line.error && line.tokens.length === 1 && isCancel(token!)) return cancelled(ctx, mechanism);
       if (line.error || line.tokens.length !== 1 || token?.type !== 'string') {
-        return failed(ctx, mechanism, 'malformed SASL response', no('Malformed SASL response; authentication aborted'));
+        return failed(ctx, mechanism, 'malformed', 'malformed SASL response', no('Malformed SASL response; authentication aborted'));
       }
       const response = decodeBase64(token.value);
-      if (!response) return failed(ctx, mechanism, 'invalid base64 in SASL response', no('Invalid base64 in SASL response'));
+      if (!response) return failed(ctx, mechanism, 'malformed', 'invalid base64 in SASL response', no('Invalid base64 in SASL response'));
       step = await exchange.respond(response);
     }
 
     if (step.kind === 'failure') {
       if (step.reason === 'unavailable') {
         ctx.log.warn({ event: 'auth-unavailable', remote: session.origin.remoteAddress, mechanism, reason: step.logMessage }, 'authentication backend unavailable');
+        services.events.loginFailed(services.auth.name, mechanism, 'unavailable');
         return { response: no('Authentication is temporarily unavailable, please try again later', 'TRYLATER') };
       }
-      return failed(ctx, mechanism, step.logMessage, no('Authentication failed'), step.user);
+      return failed(ctx, mechanism, failureClass(step), step.logMessage, no('Authentication failed'), step.user);
     }
 
     const { identity, attached } = step.outcome;
@@ -93,6 +95,7 @@ export const authenticate = defineCommand({
       return { response: no('Your script storage is not available right now, please try again later', 'TRYLATER') };
     }
     ctx.log.info({ event: 'login', user: identity.user, mechanism, remote: session.origin.remoteAddress }, 'logged in');
+    services.events.loginSucceeded(services.auth.name, mechanism);
     const response: Response = step.serverFinal ? ok({ sasl: step.serverFinal.toString('base64') }) : ok();
     return { response };
   },
@@ -113,20 +116,38 @@ async function cancelled(ctx: CommandContext, mechanism: string): Promise<Comman
   const { session, services } = ctx;
   session.authFailures++;
   ctx.log.info({ event: 'auth-cancelled', remote: session.origin.remoteAddress, mechanism }, 'authentication cancelled by the client');
-  await sleep(services.config.server.auth_failure_delay_ms);
+  services.events.loginFailed(services.auth.name, mechanism, 'cancelled');
+  await delay(ctx);
   if (session.authFailures >= services.config.server.max_auth_failures) {
     return { response: bye('Too many failed authentication attempts'), then: 'close' };
   }
   return { response: no('Authentication cancelled') };
 }
 
+/** Holds this connection's answer after a failed or cancelled attempt. */
+async function delay(ctx: CommandContext): Promise<void> {
+  const started = performance.now();
+  await sleep(ctx.services.config.server.auth_failure_delay_ms);
+  ctx.services.events.failedLoginDelay((performance.now() - started) / 1000);
+}
+
+/** The operator's class of a failed exchange (the client hears the same for all). */
+function failureClass(step: SaslStep & { kind: 'failure' }): LoginFailureClass {
+  if (step.reason === 'malformed' || step.reason === 'authzid') return 'malformed';
+  if (step.outcome?.kind === 'rejected') return step.outcome.class ?? 'unclassified';
+  return 'unclassified';
+}
+
 /**
- * A failed login: logged in the one stable line fail2ban matches, answered after a
- * delay (this connection only), and the connection ends after too many failures.
+ * A failed login: logged in the one stable line fail2ban matches (whatever its
+ * class: bad base64 and malformed SASL included, since they count toward
+ * max_auth_failures as well), answered after a delay (this connection only), and
+ * the connection ends after too many failures.
  */
 async function failed(
   ctx: CommandContext,
   mechanism: string,
+  failure: LoginFailureClass,
   reason: string,
   response: Response,
   user?: string,
@@ -134,10 +155,11 @@ async function failed(
   const { session, services } = ctx;
   session.authFailures++;
   ctx.log.warn(
-    { event: 'auth-failure', remote: session.origin.remoteAddress, user: user ?? '', mechanism, reason },
+    { event: 'auth-failure', remote: session.origin.remoteAddress, user: user ?? '', mechanism, class: failure, reason },
     'authentication failed',
   );
-  await sleep(services.config.server.auth_failure_delay_ms);
+  services.events.loginFailed(services.auth.name, mechanism, failure);
+  await delay(ctx);
   if (session.authFailures >= services.config.server.max_auth_failures) {
     return { response: bye('Too many failed authentication attempts'), then: 'close' };
   }

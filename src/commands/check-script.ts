@@ -5,6 +5,15 @@
 import type { ScriptDiagnostic } from '../session/services.js';
 import type { CommandContext } from './command.js';
 
-export function checkScript(ctx: CommandContext, script: Buffer): Promise<readonly ScriptDiagnostic[]> {
-  return ctx.services.checker.check(script);
+/** Validates and reports the time taken and the verdict (metrics). */
+export async function checkScript(
+  ctx: CommandContext,
+  script: Buffer,
+  command: 'PUTSCRIPT' | 'CHECKSCRIPT',
+): Promise<readonly ScriptDiagnostic[]> {
+  const started = performance.now();
+  const diagnostics = await ctx.services.checker.check(script);
+  const verdict = diagnostics.some((d) => d.severity === 'error') ? 'invalid' : diagnostics.length > 0 ? 'warnings' : 'valid';
+  ctx.services.events.scriptValidated(command, verdict, (performance.now() - started) / 1000);
+  return diagnostics;
 }

@@ -13,7 +13,7 @@ export const checkscript = defineCommand({
   args: [{ name: 'script', kind: 'string' }],
   async run(ctx, [script]) {
     const { checker, config } = ctx.services;
-    const diagnostics = await checkScript(ctx, script);
+    const diagnostics = await checkScript(ctx, script, 'CHECKSCRIPT');
     const response = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors) ?? ok();
     const log = diagnosticsLogFields(diagnostics, checker);
     return log === undefined ? { response } : { response, log };

@@ -17,6 +17,8 @@ export interface Dispatched {
   readonly result: CommandResult;
   /** The client sent something unusable: counts toward the bad-command limit. */
   readonly bad: boolean;
+  /** The command is one the server knows (unknown names are not reported by name). */
+  readonly known?: boolean;
 }
 
 /** RFC 5804 section 4: numbers are 32-bit unsigned. */
@@ -31,21 +33,22 @@ export async function dispatch(ctx: CommandContext, tokens: Token[], frameError?
   const name = first.value.toUpperCase(); // RFC 5804 section 4: command names are case-insensitive
   const command = COMMANDS.get(name);
   if (!command) return { command: name, result: { response: no(`Unknown command ${name}`) }, bad: true };
-  if (frameError) return { command: name, result: { response: frameErrorResponse(name, frameError) }, bad: !frameError.code };
+  if (frameError) return { command: name, result: { response: frameErrorResponse(name, frameError) }, bad: !frameError.code, known: true };
   if (!command.states.includes(ctx.session.state)) {
     const text =
       ctx.session.state === 'authenticated' ? `${name} is not allowed after login` : `${name} needs a login first`;
-    return { command: name, result: { response: no(text) }, bad: true };
+    return { command: name, result: { response: no(text) }, bad: true, known: true };
   }
   const args = parseArgs(command, tokens.slice(1));
-  if (typeof args === 'string') return { command: name, result: { response: no(`${name}: ${args}`) }, bad: true };
+  if (typeof args === 'string') return { command: name, result: { response: no(`${name}: ${args}`) }, bad: true, known: true };
   try {
-    return { command: name, result: await command.run(ctx, args), bad: false };
+    return { command: name, result: await command.run(ctx, args), bad: false, known: true };
   } catch (error) {
     const mapped = failureToResponse(error);
     if (mapped.unexpected) ctx.log.error({ command: name, err: error }, 'command failed unexpectedly');
     else ctx.log.info({ command: name, detail: mapped.detail }, 'command refused');
-    return { command: name, result: { response: mapped.response }, bad: false };
+    if (mapped.storageError) ctx.services.events.storageError(mapped.storageError);
+    return { command: name, result: { response: mapped.response }, bad: false, known: true };
   }
 }
 

@@ -25,7 +25,7 @@ export const putscript = defineCommand({
     // Quota first: a script that cannot be stored need not be compiled.
     await store.checkSpace(name, script.length);
     const { checker, config } = ctx.services;
-    const diagnostics = await checkScript(ctx, script);
+    const diagnostics = await checkScript(ctx, script, 'PUTSCRIPT');
     // Pigeonhole names the script in each diagnostic; Roundcube relies on it.
     const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors, name);
     const log = diagnosticsLogFields(diagnostics, checker);

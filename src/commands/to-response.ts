@@ -39,13 +39,15 @@ export interface MappedFailure {
   readonly detail: string;
   /** True when the failure was not foreseen (a bug or an unknown error). */
   readonly unexpected: boolean;
+  /** The storage error's kind, when it was one (for metrics). */
+  readonly storageError?: StorageErrorKind;
 }
 
 export function failureToResponse(error: unknown): MappedFailure {
   if (error instanceof StorageError) {
     const text = STORAGE_TEXTS[error.kind] ?? error.message;
     const code = STORAGE_CODES[error.kind];
-    return { response: no(text, code), detail: `${error.kind}: ${error.message}${causeText(error.cause)}`, unexpected: false };
+    return { response: no(text, code), detail: `${error.kind}: ${error.message}${causeText(error.cause)}`, unexpected: false, storageError: error.kind };
   }
   if (error instanceof ProtocolError) {
     return { response: error.fatal ? bye(error.message, error.code) : no(error.message, error.code), detail: error.message, unexpected: false };

@@ -120,6 +120,20 @@ const sieveSchema = z.strictObject({
   max_reported_errors: z.number().int().positive().default(10),
 });
 
+/** Prometheus/OpenMetrics endpoint (`/metrics`); off unless `listen` is set. */
+const metricsSchema = z.strictObject({
+  /** Its own listener, never the ManageSieve port, e.g. "127.0.0.1:9190". */
+  listen: hostPort.optional(),
+  /** A file holding a bearer token scrapers must send (`Authorization: Bearer ...`). */
+  token_file: z.string().optional(),
+});
+
+/** The Unix socket `tsieved who|kick|reload` talk to (root only, mode 0600). */
+const controlSchema = z.strictObject({
+  /** Empty string: no control socket. */
+  socket: z.string().default('/run/tsieved/control.sock'),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -131,6 +145,8 @@ export const configSchema = z.strictObject({
   storage: storageSchema.default(storageSchema.parse({})),
   sieve: sieveSchema.default(sieveSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),
+  metrics: metricsSchema.default(metricsSchema.parse({})),
+  control: controlSchema.default(controlSchema.parse({})),
 });
 
 export type Config = z.infer<typeof configSchema>;

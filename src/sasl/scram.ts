@@ -168,13 +168,13 @@ export class ScramExchange implements SaslExchange {
     const candidate = createHash(this.hash).update(clientKey).digest();
     const good = timingSafeEqual(candidate, s.credentials.storedKey);
     if (s.identity === undefined) {
-      return failure('rejected', `${this.mech}: user ${q}: unknown user`, { user: s.user, outcome: { kind: 'rejected', reason: 'unknown user' } });
+      return failure('rejected', `${this.mech}: user ${q}: unknown user`, { user: s.user, outcome: { kind: 'rejected', reason: 'unknown user', class: 'unknown-user' } });
     }
     if (!good) {
-      return failure('rejected', `${this.mech}: user ${q}: wrong password`, { user: s.user, outcome: { kind: 'rejected', reason: 'wrong password' } });
+      return failure('rejected', `${this.mech}: user ${q}: wrong password`, { user: s.user, outcome: { kind: 'rejected', reason: 'wrong password', class: 'bad-password' } });
     }
     if (s.refusal !== undefined) {
-      return failure('rejected', `${this.mech}: user ${q}: ${s.refusal}`, { user: s.user, outcome: { kind: 'rejected', reason: s.refusal } });
+      return failure('rejected', `${this.mech}: user ${q}: ${s.refusal}`, { user: s.user, outcome: { kind: 'rejected', reason: s.refusal, class: 'policy' } });
     }
     const serverSignature = createHmac(this.hash, s.credentials.serverKey).update(authMessage).digest();
     return {

@@ -20,6 +20,7 @@ import type { CommandContext, CommandResult, ContinuationLine } from '../command
 import { dispatch } from '../commands/dispatch.js';
 import { Session, type SessionOrigin } from '../session/session.js';
 import type { ServerServices } from '../session/services.js';
+import type { EndReason } from '../session/events.js';
 
 /** Stop reading from the socket while this much input waits behind the running command. */
 const MAX_PENDING_INPUT = 64 * 1024;
@@ -37,6 +38,20 @@ const COMMAND_LINE_BURST = 100;
 
 export type Closed = { readonly kind: 'closed' };
 
+/** One line of `tsieved who`. */
+export interface SessionInfo {
+  readonly user?: string;
+  /** Client address and port (from the PROXY header when there is one). */
+  readonly remote: string;
+  /** ISO time the connection was accepted. */
+  readonly since: string;
+  readonly state: 'non-authenticated' | 'authenticated';
+  readonly secure: boolean;
+  readonly lastCommand?: string;
+  /** The storage worker's pid with process isolation. */
+  readonly pid?: number;
+}
+
 export class Connection {
   private stream: Duplex;
   private readonly framer: CommandFramer;
@@ -52,6 +67,11 @@ export class Connection {
   private upgrading = false;
   private readonly log: Logger;
   private readonly commandLines = new LineBudget(COMMAND_LINES_PER_SECOND, COMMAND_LINE_BURST);
+  private readonly since = new Date();
+  private commands = 0;
+  private lastCommand: string | undefined;
+  /** Set where the server decides to end the session; otherwise the client went away. */
+  private endReason: EndReason | undefined;
   private readonly onData = (chunk: Buffer): void => {
     this.touch();
     this.framer.push(chunk);
@@ -86,24 +106,69 @@ export class Connection {
       await this.loop();
     } catch (error) {
       this.log.debug({ err: error }, 'connection ended with an error');
+      this.endReason ??= 'error';
     } finally {
       clearTimeout(this.idleTimer);
       this.reportUnloggedCommands(true);
+      const user = this.session.user;
+      const authenticated = this.session.state === 'authenticated';
       await this.session.logout().catch((error) => this.log.warn({ err: error }, 'closing the store failed'));
       this.destroy();
+      this.logEnd(user, authenticated);
     }
   }
 
   /** Server shutdown: say BYE and close once the running command is done. */
-  async shutdown(text: string): Promise<void> {
+  async shutdown(text: string, reason: EndReason = 'shutdown'): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.endReason ??= reason;
     await this.write(encodeResponse(bye(text))).catch(() => undefined);
     this.destroy();
   }
 
   get user(): string | undefined {
     return this.session.user;
+  }
+
+  /** For `tsieved who`. */
+  info(): SessionInfo {
+    const { session } = this;
+    return {
+      ...(session.user !== undefined ? { user: session.user } : {}),
+      remote: `${session.origin.remoteAddress}:${session.origin.remotePort}`,
+      since: this.since.toISOString(),
+      state: session.state,
+      secure: session.secure,
+      ...(this.lastCommand !== undefined ? { lastCommand: this.lastCommand } : {}),
+      ...(session.isolatedPid !== undefined ? { pid: session.isolatedPid } : {}),
+    };
+  }
+
+  /**
+   * The session log's last line for this connection: how long, who, how much, and
+   * why it ended; the same summary goes to the metrics. Bytes are those of the TCP
+   * connection, TLS records and any PROXY header included.
+   */
+  private logEnd(user: string | undefined, authenticated: boolean): void {
+    const reason = this.endReason ?? 'client-closed';
+    const seconds = (Date.now() - this.since.getTime()) / 1000;
+    const bytesIn = this.socket.bytesRead;
+    const bytesOut = this.socket.bytesWritten;
+    this.log.info(
+      {
+        event: 'disconnect',
+        remote: this.session.origin.remoteAddress,
+        user: user ?? '',
+        reason,
+        seconds: Math.round(seconds * 1000) / 1000,
+        bytes_in: bytesIn,
+        bytes_out: bytesOut,
+        commands: this.commands,
+      },
+      'connection closed',
+    );
+    this.services.events.connectionClosed({ reason, seconds, bytesIn, bytesOut, commands: this.commands, authenticated });
   }
 
   private async loop(): Promise<void> {
@@ -124,6 +189,7 @@ export class Connection {
       const frame = await this.nextFrame();
       if (frame.kind === 'closed' || this.closing) return;
       if (frame.kind === 'fatal') {
+        this.endReason ??= 'limit';
         this.log.info({ event: 'protocol-error', reason: frame.error.message }, 'closing connection');
         await this.write(encodeResponse(bye(frame.error.message, frame.error.code)));
         return;
@@ -145,12 +211,29 @@ export class Connection {
       await this.write(Buffer.concat(parts));
       // Backpressure: no next reply while this one waits for a client that does not read.
       await this.drained();
-      this.logCommand(dispatched.command, response, performance.now() - started, result.log);
+      const ms = performance.now() - started;
+      this.logCommand(dispatched.command, response, ms, result.log);
+      this.commands++;
+      // Only names the server knows become metric labels; a client cannot add series.
+      const name = dispatched.known && dispatched.command ? dispatched.command : 'UNKNOWN';
+      this.lastCommand = name;
+      this.services.events.commandCompleted(name, response.status, ms / 1000);
+      if (then === 'close' || response.status === 'BYE') {
+        // A BYE to a client already gone (it closed during AUTHENTICATE) is no limit.
+        this.endReason ??= name === 'LOGOUT' && response.status === 'OK' ? 'logout' : this.ended ? 'client-closed' : 'limit';
+      }
       // Limits and the idle timeout follow the state the command left behind.
       this.framer.setLimits(this.limits());
       this.touch();
       if (then === 'close' || response.status === 'BYE') return;
-      if (then === 'starttls') await this.startTls();
+      if (then === 'starttls') {
+        try {
+          await this.startTls();
+        } catch (error) {
+          this.endReason ??= 'tls-failed';
+          throw error;
+        }
+      }
       // Fairness: pipelined commands of one client run one per event-loop turn, so
       // other connections' I/O is served between them (a batch of thousands of
       // NOOPs once held the loop for hundreds of milliseconds).
@@ -325,6 +408,7 @@ export class Connection {
     this.idleTimer = setTimeout(() => {
       this.log.info({ event: login ? 'login-timeout' : 'idle-timeout', user: this.session.user }, login ? 'disconnecting: no login in time' : 'disconnecting idle client');
       this.closing = true;
+      this.endReason ??= 'idle';
       const text = `${server.greeting_name}: ${login ? 'login took too long' : 'disconnected for inactivity'}`;
       // Mid-STARTTLS the client expects a handshake: a clear-text BYE would be garbage to it.
       const farewell = this.upgrading ? Promise.resolve() : this.write(encodeResponse(bye(text)));

@@ -11,7 +11,7 @@ import { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ServerServices } from '../session/services.js';
-import { Connection } from './connection.js';
+import { Connection, type SessionInfo } from './connection.js';
 import { bye, encodeResponse } from '../protocol/response.js';
 import { compileTrustedProxies, isTrustedBy, readProxyHeader, type TrustedProxies } from './proxy-protocol.js';
 
@@ -150,6 +150,24 @@ export class ConnectionManager {
     });
   }
 
+  /** Every live session, for `tsieved who` and the gauges. */
+  sessions(): SessionInfo[] {
+    return [...this.connections].map((c) => c.info());
+  }
+
+  /**
+   * `tsieved kick`: ends every session of a user name, or from a client address
+   * (with or without the port), with a BYE. Returns how many were ended.
+   */
+  async kick(target: string, text: string): Promise<number> {
+    const matching = [...this.connections].filter((c) => {
+      const info = c.info();
+      return info.user === target || info.remote === target || info.remote.slice(0, info.remote.lastIndexOf(':')) === target;
+    });
+    await Promise.all(matching.map((c) => c.shutdown(text, 'kicked')));
+    return matching.length;
+  }
+
   private async bind(key: string, spec: ListenerSpec): Promise<void> {
     // allowHalfOpen: a client that pipelines commands and then shuts down its
     // sending side (`printf ... | nc -N`, health checks) still gets every reply;
@@ -160,6 +178,8 @@ export class ConnectionManager {
     // closes without a word, only catches what exceeds that by a wide margin.
     const max = this.services.config.server.max_connections;
     server.maxConnections = max + Math.max(100, Math.ceil(max / 10));
+    // Node closes connections over maxConnections itself, without a word.
+    server.on('drop', () => this.services.events.connectionRefused('max-connections'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(spec.port, spec.host, () => {
@@ -205,12 +225,14 @@ export class ConnectionManager {
     // claim any address and dodge the per-address limits and fail2ban.
     if (!isTrustedBy(peer, this.trustedProxies)) {
       this.log.warn({ event: 'untrusted-proxy', remote: peer }, 'refusing connection: not a trusted proxy');
+      this.services.events.connectionRefused('untrusted-proxy');
       socket.destroy();
       return;
     }
     readProxyHeader(socket, { timeoutMs: PROXY_HEADER_TIMEOUT_MS }).then((header) => {
       if (header.kind === 'error') {
         this.log.warn({ event: 'proxy-header-error', remote: peer, reason: header.message }, 'refusing connection: bad PROXY header');
+        this.services.events.connectionRefused('proxy-header');
         socket.destroy();
         return;
       }
@@ -231,6 +253,7 @@ export class ConnectionManager {
       return;
     }
     this.perAddress.set(remoteAddress, count + 1);
+    this.services.events.connectionAccepted();
     // `client` rather than `remote`: event lines carry `remote` themselves, in the
     // position the fail2ban filter expects.
     const log = this.log.child({ client: `${remoteAddress}:${remotePort}` });
@@ -254,6 +277,7 @@ export class ConnectionManager {
   /** RFC 5804 section 1.2: the client is told why (BYE) before the server hangs up. */
   private refuse(socket: Socket, remote: string, limit: string, text: string): void {
     this.log.warn({ event: 'too-many-connections', remote, limit }, 'refusing connection');
+    this.services.events.connectionRefused(limit === 'max_connections_per_ip' ? 'per-ip-limit' : 'max-connections');
     socket.end(encodeResponse(bye(text)));
     // A client that never closes its side must not keep the descriptor.
     setTimeout(() => socket.destroy(), 1000).unref();
@@ -275,11 +299,12 @@ export class ConnectionManager {
       });
       tlsSocket.once('error', (error) => {
         clearTimeout(timer);
-        log.debug({ err: error }, 'TLS handshake failed');
+        log.info({ event: 'tls-handshake-failed', err: error.message }, 'TLS handshake failed');
         resolve(false);
       });
     });
     if (!ok) {
+      this.services.events.connectionRefused('tls-handshake');
       tlsSocket.destroy();
       socket.destroy();
       return;

@@ -9,6 +9,7 @@ import type { AuthBackend } from '../auth/types.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { StoreLauncher } from '../storage/launcher.js';
+import type { ServerEvents } from './events.js';
 
 export interface ScriptDiagnostic {
   readonly severity: 'error' | 'warning';
@@ -39,4 +40,6 @@ export interface ServerServices {
   readonly tls?: SecureContext;
   readonly log: Logger;
   readonly version: string;
+  /** Where logins, commands and validations are reported (metrics). */
+  readonly events: ServerEvents;
 }

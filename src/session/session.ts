@@ -43,6 +43,12 @@ export class Session {
     return this.identity?.user;
   }
 
+  /** The pid of the process that touches this user's files, when it is not the server. */
+  get isolatedPid(): number | undefined {
+    const pid = (this.store as { readonly pid?: unknown } | undefined)?.pid;
+    return typeof pid === 'number' && pid > 0 ? pid : undefined;
+  }
+
   /** RFC 5804 section 5: without TLS, no mechanism is usable unless configured. */
   get authenticationAllowed(): boolean {
     return this.secure || this.origin.plaintextAllowed;

@@ -9,14 +9,15 @@ import { encodeResponse, no } from '../../src/protocol/response.js';
 import type { Token } from '../../src/protocol/tokens.js';
 import type { SessionState } from '../../src/session/session.js';
 import { StorageError, type ScriptStore } from '../../src/storage/types.js';
+import { NO_EVENTS, type ServerEvents } from '../../src/session/events.js';
 
 const atom = (value: string): Token => ({ type: 'atom', value });
 const str = (value: string): Token => ({ type: 'string', value: Buffer.from(value), literal: false });
 
-function context(state: SessionState, store?: Partial<ScriptStore>): CommandContext {
+function context(state: SessionState, store?: Partial<ScriptStore>, events: ServerEvents = NO_EVENTS): CommandContext {
   return {
     session: { state, store } as unknown as CommandContext['session'],
-    services: {} as CommandContext['services'],
+    services: { events } as CommandContext['services'],
     log: silentLogger(),
     write: async () => undefined,
     readContinuation: async () => ({ kind: 'closed' }),
@@ -67,15 +68,17 @@ describe('dispatch', () => {
     expect(tooBig.bad).toBe(true);
   });
 
-  it('maps a storage failure of a running command through to-response', async () => {
+  it('maps a storage failure of a running command through to-response, and reports its kind', async () => {
+    const kinds: string[] = [];
     const ctx = context('authenticated', {
       get: async () => {
         throw new StorageError('nonexistent', 'no script "x"');
       },
-    });
+    }, { ...NO_EVENTS, storageError: (kind) => kinds.push(kind) });
     const d = await dispatch(ctx, [atom('GETSCRIPT'), str('x')]);
     expect(d.bad).toBe(false);
     expect(wire(d)).toBe('NO (NONEXISTENT) "no script \\"x\\""\r\n');
+    expect(kinds).toEqual(['nonexistent']);
   });
 
   it('hides an unexpected failure behind TRYLATER', async () => {

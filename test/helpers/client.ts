@@ -55,6 +55,11 @@ export class SieveTestClient {
     return this.closed;
   }
 
+  /** "127.0.0.1:port" as the server logs this connection (its `client` field). */
+  get clientField(): string {
+    return `${this.socket.localAddress ?? ''}:${this.socket.localPort ?? 0}`;
+  }
+
   private attach(socket: Socket | TLSSocket): void {
     socket.on('data', (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);

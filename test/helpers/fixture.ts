@@ -29,7 +29,7 @@ export interface Fixture {
 export interface FixtureOptions {
   readonly users?: readonly TestUser[];
   /** Extra TOML appended to each table: { server: 'key = value\n', ... }. */
-  readonly extra?: Partial<Record<'server' | 'auth' | 'storage' | 'sieve' | 'tls' | 'log', string>>;
+  readonly extra?: Partial<Record<'server' | 'auth' | 'storage' | 'sieve' | 'tls' | 'log' | 'metrics', string>>;
   /** Replaces the default listener lines of [server]. */
   readonly listeners?: string;
   readonly env?: NodeJS.ProcessEnv;
@@ -83,6 +83,10 @@ ${extra.sieve ?? ''}
 [log]
 level = "info"
 ${extra.log ?? ''}
+[metrics]
+${extra.metrics ?? ''}
+[control]
+socket = "${join(dir, 'control.sock')}"
 `;
   const server = await startTsieved(toml, options.env ? { env: options.env } : {});
   const stop = async (): Promise<void> => {
