@@ -129,7 +129,7 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
     const cap = captureLogger();
     const b = new UserdbBackend(file, cap.log);
     const r = await b.verifyPassword('eve@x.org', 'pw', ctx);
-    expect(r).toEqual({ kind: 'rejected', reason: 'unsupported password scheme {ARGON2ID}' });
+    expect(r).toEqual({ kind: 'rejected', reason: 'unsupported password scheme {ARGON2ID}', class: 'policy' });
     expect(cap.lines().some((l) => l.msg === 'unsupported password scheme {ARGON2ID}: login refused')).toBe(true);
     // Already said when the file was loaded, with the line, so the admin need not wait for a login.
     expect(cap.lines().some((l) => l.msg === `entry for "eve@x.org" at ${file}:1 uses unsupported password scheme {ARGON2ID}: that user cannot log in`)).toBe(true);
@@ -186,10 +186,10 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
     const file = join(dir, 'userdb');
     await writeFile(file, line('a@x.org', `systempw=${run('userdbpw', ['-md5'], 'pw\n')}`));
     const b = new UserdbBackend(file, captureLogger().log);
-    expect(await b.verifyPassword('a@x.org\u0000', 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'control character in user name' });
+    expect(await b.verifyPassword('a@x.org\u0000', 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'control character in user name', class: 'malformed' });
     expect(await b.verifyPassword('a\n@x.org', 'pw', ctx)).toMatchObject({ kind: 'rejected' });
-    expect(await b.verifyPassword('a'.repeat(300), 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'user name too long' });
-    expect(await b.verifyPassword('a@x.org', '', ctx)).toEqual({ kind: 'rejected', reason: 'empty password' });
+    expect(await b.verifyPassword('a'.repeat(300), 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'user name too long', class: 'malformed' });
+    expect(await b.verifyPassword('a@x.org', '', ctx)).toEqual({ kind: 'rejected', reason: 'empty password', class: 'malformed' });
   });
 
   it('logs duplicates and keeps the first entry', async () => {
