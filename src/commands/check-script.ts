@@ -9,7 +9,7 @@ import type { CommandContext } from './command.js';
 export async function checkScript(
   ctx: CommandContext,
   script: Buffer,
-  command: 'PUTSCRIPT' | 'CHECKSCRIPT',
+  command: 'PUTSCRIPT' | 'CHECKSCRIPT' | 'SETACTIVE',
 ): Promise<readonly ScriptDiagnostic[]> {
   const started = performance.now();
   const diagnostics = await ctx.services.checker.check(script);

@@ -25,7 +25,7 @@ export const setactive = defineCommand({
     const store = storeOf(ctx);
     if (name !== '' && !(await store.isVerbatim(name))) {
       const { checker, config } = ctx.services;
-      const diagnostics = await checkScript(ctx, await store.get(name));
+      const diagnostics = await checkScript(ctx, await store.get(name), 'SETACTIVE');
       const verdict = diagnosticsToResponse(diagnostics, checker, config.sieve.max_reported_errors, name);
       if (verdict?.status === 'NO') {
         const log = diagnosticsLogFields(diagnostics, checker);

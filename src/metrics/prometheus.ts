@@ -113,7 +113,7 @@ export class PrometheusEvents implements ServerEvents {
     });
     this.validations = new Histogram({
       name: 'tsieved_script_validation_seconds',
-      help: 'PUTSCRIPT/CHECKSCRIPT validation time by verdict',
+      help: 'PUTSCRIPT/CHECKSCRIPT/SETACTIVE validation time by verdict',
       labelNames: ['command', 'verdict'],
       buckets: LATENCY_BUCKETS,
       registers,
