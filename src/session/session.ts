@@ -45,8 +45,7 @@ export class Session {
 
   /** The pid of the process that touches this user's files, when it is not the server. */
   get isolatedPid(): number | undefined {
-    const pid = (this.store as { readonly pid?: unknown } | undefined)?.pid;
-    return typeof pid === 'number' && pid > 0 ? pid : undefined;
+    return this.store?.pid;
   }
 
   /** RFC 5804 section 5: without TLS, no mechanism is usable unless configured. */

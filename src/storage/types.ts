@@ -112,6 +112,8 @@ export interface ScriptStore {
   writeMeta(key: MetaKey, content: Buffer): Promise<void>;
   /** Release whatever the store holds (file broker, locks). */
   close(): Promise<void>;
+  /** The pid of the separate process that touches the files (the file broker), if there is one. */
+  readonly pid?: number;
 }
 
 /** The same store with another close(): for a store that must take something down with it. */

@@ -83,10 +83,14 @@ export class BrokerLauncher implements StoreLauncher {
       throw err instanceof StorageError ? err : new StorageError('trylater', 'the file broker failed', err);
     }
     this.options.log.info({ event: 'file-broker', user: identity.user, brokerPid: files.ops.pid, adopted: attached !== undefined }, 'file broker ready');
-    return withClose(store, async () => {
-      await store.close();
-      await files.close();
-    });
+    const pid = files.ops.pid;
+    return {
+      ...withClose(store, async () => {
+        await store.close();
+        await files.close();
+      }),
+      ...(pid > 0 ? { pid } : {}),
+    };
   }
 
   /**
