@@ -1,15 +1,19 @@
 /**
- * `tsieved migrate --from pysieved|dovecot --config FILE [--dry-run]
+ * `tsieved migrate --from pysieved|dovecot --config FILE [--dry-run] [--accept-changes]
+ *  [--in-place] [--exim-file FILE] [--exim PATH] [--domain DOMAIN]
  *  [--scripts-dir DIR] [--active-link FILE] [USER...]`
  *
  * Imports each user's scripts from pysieved's Exim layout or Dovecot's file layout
- * into tsieved's storage (as configured in FILE), validates every script against
- * Exim's dialect and reports the ones Exim would reject, never changes the old
- * files, and changes nothing on a second run. Exit status: 0 when everything was
- * imported (or already was), 1 when anything could not be (unknown user, unreadable
- * or unsafe old file, name conflict, storage error), 2 for usage or configuration
- * errors. Scripts Exim would reject are imported all the same (the user keeps them
- * and can fix them) and listed in the summary.
+ * into tsieved's storage (as configured in FILE), carries over what Exim does with
+ * their mail today, and proves it: the filter Exim reads today and the one it reads
+ * afterwards go through `exim -bf` (run-user.ts, prove.ts). A user whose mail would
+ * go elsewhere (or for whom that cannot be proven, e.g. without an Exim binary) is
+ * left alone by a real run unless --accept-changes is given. The old files are never
+ * changed, and a second run changes nothing.
+ * Exit status: 0 when everything was migrated (or already was) with routing
+ * unchanged; 1 when anything could not be (unknown user, unreadable or unsafe old
+ * file, name conflict, storage error) or a user's routing would change without
+ * --accept-changes; 2 for usage or configuration errors.
  *
  * Must not know: the server, the wire protocol.
  */
@@ -20,9 +24,10 @@ import { createRootLogger, silentLogger } from '../log/logger.js';
 import { loadProfile } from '../sieve/index.js';
 import { runningAsRoot } from '../storage/launcher.js';
 import { BrokerLauncher } from '../storage/broker/launcher.js';
-import { migrateUser, type UserResult } from './import.js';
+import { migrateUser, type MigrateContext, type UserResult } from './run-user.js';
+import { eximFor, qualifyDomain } from './exim-setup.js';
 import { formatTotals, formatUser, totalsOf } from './report.js';
-import { DEFAULT_LAYOUTS, type SourceKind, type SourceLayout } from './sources.js';
+import { DEFAULT_LAYOUTS, type SourceLayout } from './sources.js';
 import { lookupUsers } from './users.js';
 
 export interface MigrateIo {
@@ -31,7 +36,7 @@ export interface MigrateIo {
 }
 
 export const MIGRATE_USAGE =
-  'usage: tsieved migrate --from pysieved|dovecot --config FILE [--dry-run] [--scripts-dir DIR] [--active-link FILE] [--verbose] [USER...]';
+  'usage: tsieved migrate --from pysieved|dovecot --config FILE [--dry-run] [--accept-changes] [--in-place] [--exim-file FILE] [--exim PATH] [--domain DOMAIN] [--scripts-dir DIR] [--active-link FILE] [--verbose] [USER...]';
 
 /** A path relative to the home directory that stays inside it. */
 function relativeInsideHome(value: string): boolean {
@@ -50,6 +55,11 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
         'dry-run': { type: 'boolean', default: false },
         'scripts-dir': { type: 'string' },
         'active-link': { type: 'string' },
+        'accept-changes': { type: 'boolean', default: false },
+        'in-place': { type: 'boolean', default: false },
+        'exim-file': { type: 'string' },
+        exim: { type: 'string' },
+        domain: { type: 'string' },
         verbose: { type: 'boolean', default: false },
       },
     });
@@ -68,12 +78,14 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
     return 2;
   }
   const layout: SourceLayout = {
-    ...DEFAULT_LAYOUTS[from as SourceKind],
+    ...DEFAULT_LAYOUTS[from],
     ...(values['scripts-dir'] !== undefined ? { scriptsDir: values['scripts-dir'] } : {}),
     ...(values['active-link'] !== undefined ? { activeLink: values['active-link'] } : {}),
   };
-  if (!relativeInsideHome(layout.scriptsDir) || !relativeInsideHome(layout.activeLink)) {
-    io.stderr.write('tsieved migrate: --scripts-dir and --active-link are paths relative to the home directory, without ".."\n');
+  // pysieved's active link is the file Exim reads; Dovecot's is not (Exim reads ~/.forward).
+  const eximFile = values['exim-file'] ?? (layout.kind === 'pysieved' ? layout.activeLink : '.forward');
+  if (!relativeInsideHome(layout.scriptsDir) || !relativeInsideHome(layout.activeLink) || !relativeInsideHome(eximFile)) {
+    io.stderr.write('tsieved migrate: --scripts-dir, --active-link and --exim-file are paths relative to the home directory, without ".."\n');
     return 2;
   }
 
@@ -99,16 +111,31 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   }
 
   const dryRun = values['dry-run'] === true;
-  // As root, each user's store and the marker of settled activation (marker.ts) are
-  // read and written through a file broker running as that user (as the server
-  // does with isolation = "process"), with storage.token_command if set, so AFS
-  // writes get the user's token too. A dry run opens no store.
-  const asRoot = runningAsRoot() && !dryRun;
-  const launcher = asRoot ? new BrokerLauncher({ storage: config.storage, log }) : undefined;
+  const acceptChanges = values['accept-changes'] === true;
+  const exim = eximFor(values.exim, config.sieve);
+  if (!exim) {
+    io.stdout.write(
+      'note: no Exim binary found (sieve.exim or --exim): routing is proven unchanged only where the filter file stays byte for byte the same; ' +
+        `${dryRun ? 'a real run leaves' : 'this run leaves'} every other user alone unless --accept-changes is given\n`,
+    );
+  }
+  const domain = values.domain ?? (exim ? await qualifyDomain(exim) : undefined) ?? 'localhost';
+  // As root, each user's store is read and written through a file broker running as
+  // that user (as the server does with isolation = "process"), with
+  // storage.token_command if set, so AFS writes get the user's token too. A dry run
+  // opens no store.
+  const launcher = runningAsRoot() && !dryRun ? new BrokerLauncher({ storage: config.storage, log }) : undefined;
+  const ctx: MigrateContext = {
+    config, layout, profile, dryRun, log, acceptChanges, domain,
+    inPlace: values['in-place'] === true,
+    eximFile,
+    ...(exim ? { exim } : {}),
+    ...(launcher ? { launcher } : {}),
+  };
   const results: UserResult[] = [];
   try {
     for (const identity of users.identities) {
-      const result = await migrateUser(identity, { config, layout, profile, dryRun, log, ...(launcher ? { launcher } : {}) });
+      const result = await migrateUser(identity, ctx);
       results.push(result);
       io.stdout.write(formatUser(result, dryRun));
     }
@@ -117,6 +144,7 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   }
   for (const user of users.missing) io.stdout.write(`${user}: FAILED: no such user\n`);
   const totals = totalsOf(results);
-  io.stdout.write(formatTotals(totals, users.missing, dryRun));
-  return totals.usersWithErrors > 0 || users.missing.length > 0 ? 1 : 0;
+  io.stdout.write(formatTotals(totals, users.missing, dryRun, acceptChanges));
+  const refused = totals.changed.length > 0 && !acceptChanges;
+  return totals.usersWithErrors > 0 || users.missing.length > 0 || refused ? 1 : 0;
 }

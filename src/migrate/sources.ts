@@ -79,7 +79,7 @@ export function decodePysievedName(file: string): string | undefined {
       bytes.push(parseInt(file.slice(i + 1, i + 3), 16));
       i += 3;
     } else {
-      const b = Buffer.from(file[i] as string, 'utf8');
+      const b = Buffer.from(file[i], 'utf8');
       for (const x of b) bytes.push(x);
       i += 1;
     }

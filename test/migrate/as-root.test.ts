@@ -36,7 +36,8 @@ import { Writable } from 'node:stream';
 import type { Identity } from '../../src/auth/types.js';
 import { loadConfig } from '../../src/config/loader.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { migrateUser, type ImportContext } from '../../src/migrate/import.js';
+import { eximFor } from '../../src/migrate/exim-setup.js';
+import { migrateUser, type MigrateContext } from '../../src/migrate/run-user.js';
 import { runMigrate } from '../../src/migrate/index.js';
 import { rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
 import { DEFAULT_LAYOUTS } from '../../src/migrate/sources.js';
@@ -137,7 +138,13 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
   it('a ~/.forward linked to another user\'s file is not imported as "old-forward" (the store is opened as the user)', async () => {
     pysieved({ main: VALID });
     symlinkSync(secretFile('victim-secret'), join(home, '.forward'));
-    const r = await migrate('--from', 'pysieved');
+    // Where that link leads is not read as root, so routing is not proven: left alone.
+    const refused = await migrate('--from', 'pysieved');
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/routing: NOT PROVEN: \S+\.forward is a symbolic link to \S+victim-secret, outside the home directory; not followed as root/);
+    expect(refused.out).toMatch(/NOT MIGRATED/);
+    expect(existsSync(join(home, 'sieve'))).toBe(false);
+    const r = await migrate('--from', 'pysieved', '--accept-changes');
     expect(r.out).toMatch(/^nob: imported 1, unchanged 0, conflicts 0, failed 0; no active script$/m);
     expect(r.out).toMatch(/\.forward: points to \S+victim-secret, outside \S+; no script made active/);
     expect(r.code).toBe(1);
@@ -190,7 +197,7 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
     pysieved({ main: VALID });
     symlinkSync(secretFile('victim-secret'), join(home, '.forward'));
     const r = await migrate('--from', 'pysieved', '--dry-run');
-    expect(r.out).toMatch(/\.forward is a symbolic link \(not followed in a dry run as root\)/);
+    expect(r.out).toMatch(/\.forward is a symbolic link to \S+victim-secret, outside the home directory; not followed as root/);
     expect(r.out).not.toContain(SECRET);
   });
 
@@ -228,11 +235,16 @@ describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
   });
 
   /** What runMigrate gives migrateUser, for tests that must step in between. */
-  async function context(over: Partial<ImportContext> = {}): Promise<ImportContext> {
+  async function context(over: Partial<MigrateContext> = {}): Promise<MigrateContext> {
     const config = await loadConfig(configFile);
     const log = silentLogger();
     const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log);
-    return { config, layout: DEFAULT_LAYOUTS.pysieved, profile, dryRun: false, log, ...over };
+    const exim = eximFor(undefined, config.sieve);
+    return {
+      config, layout: DEFAULT_LAYOUTS.pysieved, profile, dryRun: false, log,
+      eximFile: '.forward', domain: 'example.org', acceptChanges: false, inPlace: false,
+      ...(exim ? { exim } : {}), ...over,
+    };
   }
 
   const identity = (): Identity => ({ user: 'nob', uid: NOBODY, gid: NOBODY, home, fields: {} });

@@ -222,7 +222,7 @@ describe('migrate --from pysieved', () => {
     const r = await migrate('--from', 'pysieved', '--dry-run');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^alice: would import 2, unchanged 0, conflicts 0, failed 0; active "a" \(would be activated\); 1 script\(s\) Exim would reject$/m);
-    expect(r.out).toMatch(/would be backed up/);
+    expect(r.out).toMatch(/not written by tsieved: opening the store backs it up/);
     expect(r.out).toMatch(/^dry run, nothing changed: /m);
     expect(snapshot(homes)).toEqual(before);
     // And the real run then does what the dry run said.
@@ -345,7 +345,12 @@ describe('migrate --from pysieved', () => {
     const r = await migrate('--from', 'pysieved');
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/\.forward: points to \S+outside, outside \S+; no script made active/);
-    expect((await storeFor('alice', 'sieve', '.public/.forward').list()).some((s) => s.active)).toBe(false);
+    // Not root: Exim follows the user's link, and so does the migration, carrying
+    // what it reads to the new filter file, so the switch changes nothing.
+    const store = storeFor('alice', 'sieve', '.public/.forward');
+    expect((await store.list()).filter((s) => s.active).map((s) => s.name)).toEqual(['old-forward']);
+    expect((await store.get('old-forward')).toString()).toBe(VALID2);
+    expect(r.out).toMatch(/routing: unchanged/);
   });
 
   it('migrates only the users named, and fails for unknown ones', async () => {
@@ -433,12 +438,22 @@ describe('migrate --from dovecot', () => {
     writeFileSync(join(sieveDir, 'roundcube.sieve'), DOVECOT_SCRIPT);
     writeFileSync(join(sieveDir, 'with space.sieve'), VALID2);
     symlinkSync('sieve/with space.sieve', join(homes, 'erin', '.dovecot.sieve'));
-    const r = await migrate('--from', 'dovecot');
+    // Without --in-place it stops: tsieved would write into Dovecot's own directory.
+    const refused = await migrate('--from', 'dovecot');
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/^erin: FAILED: .*the directory migrated from; .*--in-place/m);
+    expect(readdirSync(sieveDir).sort()).toEqual(['roundcube.sieve', 'with space.sieve']);
+    const r = await migrate('--from', 'dovecot', '--in-place');
     expect(r.code).toBe(0);
     // "roundcube.sieve" already is tsieved's file for "roundcube"; "with space" gets an encoded file beside the old one.
     expect(r.out).toMatch(/^erin: imported 1, unchanged 1, conflicts 0, failed 0; active "with space" \(activated\)$/m);
     expect(readFileSync(join(sieveDir, 'with space.sieve'), 'utf8')).toBe(VALID2);
     expect(readFileSync(join(sieveDir, 'roundcube.sieve'), 'utf8')).toBe(DOVECOT_SCRIPT);
+    // Every later run reports the same counts (tsieved's own files are not taken for Dovecot's).
+    const second = await migrate('--from', 'dovecot', '--in-place');
+    const third = await migrate('--from', 'dovecot', '--in-place');
+    expect(second.out).toMatch(/^erin: imported 0, unchanged 2, conflicts 0, failed 0; active "with space" \(already active\)$/m);
+    expect(third.out).toBe(second.out);
   });
 
   it('a regular ~/.dovecot.sieve is imported as a script of its own and made active', async () => {

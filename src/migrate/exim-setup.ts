@@ -1,0 +1,28 @@
+/**
+ * Which Exim the migration compares routing with: `--exim PATH`, else `sieve.exim`
+ * from the configuration (unless "auto"), else exim4/exim on PATH or in the usual
+ * sbin directories; with `sieve.exim_config` as its -C file. And the domain of
+ * users whose name has none: Exim's own `qualify_domain`.
+ *
+ * Must not know: users, the store, the report.
+ */
+import { execFile } from 'node:child_process';
+import type { Config } from '../config/schema.js';
+import { findExim } from '../sieve/exim-probe.js';
+import type { EximRunner } from './routing.js';
+
+export function eximFor(option: string | undefined, sieve: Config['sieve']): Omit<EximRunner, 'uid' | 'gid'> | undefined {
+  const binary = option ?? (sieve.exim && sieve.exim !== 'auto' ? sieve.exim : findExim());
+  if (!binary) return undefined;
+  return { binary, ...(sieve.exim_config ? { configFile: sieve.exim_config } : {}) };
+}
+
+/** `exim -bP qualify_domain`, or undefined when Exim does not say. */
+export function qualifyDomain(exim: Omit<EximRunner, 'uid' | 'gid'>): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(exim.binary, [...(exim.configFile ? ['-C', exim.configFile] : []), '-bP', 'qualify_domain'], { timeout: 10_000 }, (err, stdout) => {
+      const m = /^\s*qualify_domain\s*=\s*(\S+)\s*$/m.exec(String(stdout));
+      resolve(err === null && m ? m[1] : undefined);
+    });
+  });
+}
