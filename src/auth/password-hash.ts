@@ -88,18 +88,24 @@ export function unsupportedScheme(stored: string): string | undefined {
 }
 
 /**
- * Roughly what checking a password against `stored` costs (about microseconds on
- * a current CPU; only the order matters). Used to pick the decoy an unknown user's
- * password is checked against, so that "no such user" is not answered faster than
- * "wrong password" for the site's most expensive hashes.
+ * What decides the cost of checking against `stored`: the scheme and its cost
+ * parameters, never the salt or hash (e.g. `$6$rounds=5000`, `$2y$10`,
+ * `$y$j9T`, `{SSHA}`, `{SCRAM-SHA-256}4096`). Entries of one class cost the same.
  */
-export function estimatedCost(stored: string): number {
-  if (isLocked(stored)) return 0;
+export function costClass(stored: string): string {
   const { scheme, value } = parseStored(stored);
-  if (scheme === '' || CRYPT_SCHEMES.has(scheme) || (scheme === 'MD5' && value.startsWith('$1$'))) return cryptCost(value);
-  const scram = SCRAM_SCHEMES[scheme];
-  if (scram !== undefined) return 2 * (storedScramIterations(stored) ?? DEFAULT_SCRAM_ITERATIONS);
-  return 1;
+  if (scheme === '' || CRYPT_SCHEMES.has(scheme) || (scheme === 'MD5' && value.startsWith('$1$'))) {
+    const sha = /^\$([56])\$(?:rounds=(\d+)\$)?/.exec(value);
+    if (sha) return `$${sha[1]}$rounds=${sha[2] ?? '5000'}`;
+    const bcrypt = /^\$(2[abxy]?)\$(\d\d)\$/.exec(value);
+    if (bcrypt) return `$${bcrypt[1]}$${bcrypt[2]}`;
+    const yescrypt = /^\$(y|gy|7)\$([^$]*)\$/.exec(value);
+    if (yescrypt) return `$${yescrypt[1]}$${yescrypt[2]}`;
+    if (value.startsWith('$1$')) return '$1$';
+    return 'DES';
+  }
+  if (SCRAM_SCHEMES[scheme] !== undefined) return `{${scheme}}${storedScramIterations(stored) ?? DEFAULT_SCRAM_ITERATIONS}`;
+  return `{${scheme}}`;
 }
 
 /** The iteration count of a stored `{SCRAM-...}` value, if it is one. */
@@ -108,16 +114,6 @@ export function storedScramIterations(stored: string): number | undefined {
   if (SCRAM_SCHEMES[scheme] === undefined) return undefined;
   const n = Number(/^(\d+),/.exec(value)?.[1]);
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
-}
-
-function cryptCost(hash: string): number {
-  if (/^\$(y|gy|7)\$/.test(hash)) return 50_000; // yescrypt/scrypt at Debian's defaults: tens of ms
-  const bcrypt = /^\$2[abxy]?\$(\d\d)\$/.exec(hash);
-  if (bcrypt) return 2 ** Number(bcrypt[1]) * 60;
-  const sha = /^\$([56])\$(?:rounds=(\d+)\$)?/.exec(hash);
-  if (sha) return Math.min(Number(sha[2] ?? 5000), 999_999_999);
-  if (hash.startsWith('$1$')) return 500;
-  return 25; // DES
 }
 
 export async function verifyPasswordHash(password: string, stored: string, log?: Logger): Promise<HashCheck> {
