@@ -102,11 +102,11 @@ export abstract class FileAccountBackend implements AuthBackend {
     if (read.kind === 'unavailable') return { kind: 'unavailable', reason: read.reason };
     const account = read.table.accounts.get(user);
     if (account === undefined) {
-      await this.decoyVerify(password, read.table);
+      await this.decoyVerify(user, password, read.table);
       return { kind: 'rejected', reason: 'unknown user', class: 'unknown-user' };
     }
     if (account.stored === undefined || isLocked(account.stored)) {
-      await this.decoyVerify(password, read.table);
+      await this.decoyVerify(user, password, read.table);
       return { kind: 'rejected', reason: 'no usable password for this user (empty or locked)', class: 'policy' };
     }
     const check = await verifyPasswordHash(password, account.stored, this.log.child({ user }));
@@ -133,7 +133,7 @@ export abstract class FileAccountBackend implements AuthBackend {
     const unknown = async (): Promise<ScramLookup> => ({
       kind: 'unknown',
       decoy: table.scramDerived[algorithm]
-        ? await this.derive(`decoy\0${algorithm}\0${user}`, decoyPassword(table, user, algorithm), user, algorithm, table)
+        ? await this.derive(`decoy\0${algorithm}\0${user}`, prepScramPassword(decoyPassword(table, user, algorithm)), user, algorithm, table)
         : decoyCredentials(table, user, algorithm),
     });
     if (account === undefined || account.stored === undefined) return unknown();
@@ -182,7 +182,8 @@ export abstract class FileAccountBackend implements AuthBackend {
    * Spend the time a wrong password for a typical account would: a check against a
    * hash of the file's most common scheme and cost. The result is ignored.
    */
-  private async decoyVerify(password: string, table: Table): Promise<void> {
-    if (table.decoy !== undefined) await verifyPasswordHash(password, table.decoy);
+  private async decoyVerify(user: string, password: string, table: Table): Promise<void> {
+    // With a logger child like the real check's, so not even that differs.
+    if (table.decoy !== undefined) await verifyPasswordHash(password, table.decoy, this.log.child({ user }));
   }
 }
