@@ -68,3 +68,18 @@ export async function readFilterNow(home: string, path: string, policy: ReadPoli
     return { kind: 'unreadable', path, why: `${where && where !== path ? `${where} ` : ''}${errorText(err)}` };
   }
 }
+
+/**
+ * Does the filter file's directory exist? The store never creates it (on AFS,
+ * `~/.public` needs ACLs only the user or an administrator can set), so without it
+ * no filter file can be written there, and Exim will find none.
+ */
+export async function filterDirExists(home: string, path: string): Promise<boolean> {
+  try {
+    const dir = await openDirBelow(home, dirname(path));
+    await dir.close();
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+}

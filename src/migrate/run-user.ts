@@ -13,7 +13,7 @@
  *
  * Must not know: argv, output formatting, how users are found.
  */
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Identity } from '../auth/types.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -25,7 +25,7 @@ import { fileStoreOptionsFor, runningAsRoot } from '../storage/launcher.js';
 import { decodeScriptFileName } from '../storage/script-names.js';
 import type { ScriptStore } from '../storage/types.js';
 import { decide, describe, type ActiveOutcome, type Decided, type ScriptResult } from './decide.js';
-import { readFilterNow, type FilterNow } from './filter-now.js';
+import { filterDirExists, readFilterNow, type FilterNow } from './filter-now.js';
 import { openDryRunStore, openRealStore } from './open-store.js';
 import { proveRouting, type FilterState, type Routing } from './prove.js';
 import type { EximRunner } from './routing.js';
@@ -145,6 +145,11 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
       const view = await StoreView.dry(store, foreign && !(await alreadyPreserved(store, foreign.bytes)) ? foreign : undefined);
       planned = await decide(input, view);
       after = planned.active.kind === 'activated' ? await view.filterFor(planned.active.name) : asState(filterNow);
+      if (planned.active.kind === 'activated' && !(await filterDirExists(home, options.filterPath))) {
+        // Activation will fail (not-set-up), and Exim will find no filter there.
+        after = undefined;
+        common.notes.push(`${dirname(options.filterPath)} does not exist: no filter file can be written there until the user or an administrator creates it`);
+      }
     } finally {
       await store?.close();
     }

@@ -212,7 +212,7 @@ async function describeActive(home: string, layout: SourceLayout, notes: string[
   const link = join(home, layout.activeLink);
   try {
     const st = await lstat(link);
-    if (st.isFile()) notes.push(`${link} is a regular file, not managed by ${layout.kind}; left as it is`);
+    if (st.isFile()) notes.push(`${link} is a regular file, not managed by ${layout.kind} (the file itself is left as it is)`);
   } catch {
     /* absent: nothing to say */
   }
@@ -297,7 +297,7 @@ async function readActiveIn(at: string, link: string, ctx: ActiveContext): Promi
   if (layout.kind === 'pysieved') {
     // pysieved never wrote a regular .forward; whoever did, tsieved's filter-file
     // preservation keeps it when the filter path is the same file.
-    notes.push(`${link} is a regular file, not managed by pysieved; left as it is`);
+    notes.push(`${link} is a regular file, not managed by pysieved (the file itself is left as it is)`);
     return undefined;
   }
   // Dovecot runs a regular active file as is; keep it as a script of its own, under a

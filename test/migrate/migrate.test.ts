@@ -215,6 +215,21 @@ describe('migrate --from pysieved', () => {
     expect(readFileSync(join(homes, 'alice', '.forward'), 'utf8')).toContain('fileinto "lists";');
   });
 
+  it('without an Exim to compare with, a user whose filter file would change is left alone, and the run says why', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'a': VALID }, 'a');
+    const before = snapshot(homes);
+    const r = await migrate('--from', 'pysieved', '--exim', join(dir, 'no-such-exim'));
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/routing: NOT PROVEN: .*no-such-exim -bf did not run/);
+    expect(r.out).toMatch(/NOT MIGRATED/);
+    expect(r.out).toMatch(/routing would change or is not proven for: alice; left alone unless --accept-changes is given/);
+    expect(snapshot(homes)).toEqual(before);
+    const accepted = await migrate('--from', 'pysieved', '--exim', join(dir, 'no-such-exim'), '--accept-changes');
+    expect(accepted.code).toBe(0);
+    expect(accepted.out).toMatch(/^alice: imported 1, unchanged 0, conflicts 0, failed 0; active "a" \(activated\)$/m);
+  });
+
   it('--dry-run reports what it would do and changes nothing', async () => {
     addUsers('alice');
     pysievedUser('alice', { 'a': VALID, 'bad': REJECTED }, 'a');
