@@ -120,7 +120,11 @@ export async function main(argv: string[]): Promise<number> {
         return await runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
     }
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof StartupError) {
+    if (error instanceof StartupError) {
+      for (const problem of error.problems) process.stderr.write(`tsieved: ${problem}\n`);
+      return 1;
+    }
+    if (error instanceof ConfigError) {
       process.stderr.write(`tsieved: ${error.message}\n`);
       return 1;
     }

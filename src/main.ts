@@ -19,16 +19,14 @@ import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices } from './session/services.js';
 import { NO_EVENTS, type ServerEvents } from './session/events.js';
 import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
-import { checkStorageTemplates } from './storage/paths.js';
 import { InProcessLauncher, runningAsRoot, type StoreLauncher } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
 import { PasswdFileBackend } from './auth/passwd-file.js';
 import { LdapBackend } from './auth/ldap.js';
 import { checkLdapConfig } from './auth/ldap-config.js';
 import { assertPamUsable, PamBackend } from './auth/pam.js';
-import { assertProcessIsolationUsable } from './storage/broker/privileges.js';
-import { BrokerLauncher, brokerCommand, brokerProblem } from './storage/broker/launcher.js';
-import { tokenCommandProblems } from './storage/broker/token-command.js';
+import { BrokerLauncher, brokerCommand } from './storage/broker/launcher.js';
+import { accountProblems, configProblems } from './config-check.js';
 
 /**
  * The package's version, for the IMPLEMENTATION capability and --version. An
@@ -45,9 +43,12 @@ export const { version: VERSION, problem: VERSION_PROBLEM } = ((): { version: st
 })();
 
 export class StartupError extends Error {
-  constructor(message: string) {
+  /** Each problem on its own (config-check.ts finds all of them at once). */
+  readonly problems: readonly string[];
+  constructor(message: string, problems?: readonly string[]) {
     super(message);
     this.name = 'StartupError';
+    this.problems = problems ?? [message];
   }
 }
 
@@ -83,41 +84,31 @@ function allListenerSpecs(config: Config): ListenerSpec[] {
   ];
 }
 
-/**
- * Every listener must offer some way to log in. Without TLS a listener that does
- * not allow plaintext would advertise an empty SASL list and no STARTTLS, which
- * RFC 5804 section 1.7 does not provide for and sieve-connect dies on.
- */
-function listenerLoginProblem(config: Config, tlsConfigured: boolean): string | undefined {
-  const specs = allListenerSpecs(config);
-  if (specs.some((s) => s.implicitTls) && !tlsConfigured) return '[server] implicit_tls_listen needs [tls] cert_file and key_file';
-  if (tlsConfigured) return undefined;
-  const closed = specs.filter((s) => !s.allowPlaintext).map((s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`);
-  if (closed.length === 0) return undefined;
-  return `no way to log in on ${closed.join(', ')}: configure [tls] cert_file and key_file, or allow_plaintext on that (trusted) listener`;
-}
-
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
 export async function buildServices(config: Config, log: Logger, events: ServerEvents = NO_EVENTS): Promise<Built> {
-  const problems = [...checkStorageTemplates(config.storage), ...tokenCommandProblems(config.storage)];
-  if (problems.length > 0) throw new StartupError(`[storage] ${problems.join('; ')}`);
+  // config-check.ts owns the checks; start-up, reload and `config check` all come here.
+  const problems = configProblems(config);
+  if (problems.length > 0) throw new StartupError(problems.join('; '), problems);
   let tls;
   try {
     tls = await loadTlsContext(config.tls);
   } catch (error) {
     throw new StartupError((error as Error).message);
   }
-  const listenerProblem = listenerLoginProblem(config, tls !== undefined);
-  if (listenerProblem) throw new StartupError(listenerProblem);
   const auth = await createAuthBackend(config, log);
   // Read the user files now: which SASL mechanisms are offered depends on them, and
   // the very first greeting must already be right.
   await auth.reload?.();
+  const accountTrouble = accountProblems(config, (await auth.identities?.()) ?? []);
+  if (accountTrouble.length > 0) {
+    await auth.close?.();
+    throw new StartupError(accountTrouble.join('; '), accountTrouble);
+  }
   let profile: SieveProfile;
   try {
     profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
   } catch (error) {
-    if (error instanceof ProfileError) throw new StartupError(error.message);
+    if (error instanceof ProfileError) throw new StartupError(`[sieve] ${error.message}`);
     throw error;
   }
   const validator = createValidator(profile);
@@ -149,13 +140,7 @@ function createStoreLauncher(config: Config, log: Logger): StoreLauncher {
     }
     return new InProcessLauncher(config.storage, log);
   }
-  const problem = brokerProblem();
-  if (problem) throw new StartupError(`[storage] isolation = "process" (and the pam backend) needs ${problem}`);
-  try {
-    assertProcessIsolationUsable();
-  } catch (error) {
-    throw new StartupError((error as Error).message);
-  }
+  // config-check.ts has made sure the broker and the privileges to start it exist.
   return new BrokerLauncher({ storage: config.storage, log });
 }
 

@@ -22,7 +22,7 @@
  */
 import { createHmac } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import type { AuthBackend, AuthContext, AuthOutcome, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
+import type { AuthBackend, AuthContext, AuthOutcome, Identity, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
 import { AccountTable, type LineParser, type Table } from './account-table.js';
 import { checkPassword, checkUserName } from './identity-rules.js';
 import { restrictionRefusal } from './login-restrictions.js';
@@ -91,6 +91,12 @@ export abstract class FileAccountBackend implements AuthBackend {
 
   async reload(): Promise<void> {
     await this.table.current(true);
+  }
+
+  /** The accounts as of the last read (none when the file cannot be read). */
+  async identities(): Promise<readonly Identity[]> {
+    const read = await this.table.current();
+    return read.kind === 'ok' ? [...read.table.accounts.values()].map((account) => account.identity) : [];
   }
 
   async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {

@@ -90,5 +90,7 @@ export interface AuthBackend {
   lookupScram?(user: string, algorithm: ScramAlgorithm, context: AuthContext): Promise<ScramLookup>;
   /** Re-read files or reconnect (SIGHUP). */
   reload?(): Promise<void>;
+  /** Backends that read every account up front list them, for the start-up checks. */
+  identities?(): Promise<readonly Identity[]>;
   close?(): Promise<void>;
 }

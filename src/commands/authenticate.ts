@@ -14,6 +14,7 @@ import { bye, encodeLiteral, no, ok, type Response } from '../protocol/response.
 import type { Token } from '../protocol/tokens.js';
 import type { LoginFailureClass } from '../session/events.js';
 import { NOT_AUTHENTICATED, defineCommand, type CommandContext, type CommandResult } from './command.js';
+import { storeOpenFailureToResponse } from './to-response.js';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -92,7 +93,7 @@ export const authenticate = defineCommand({
     } catch (error) {
       attached?.terminate();
       ctx.log.error({ event: 'store-open-failed', user: identity.user, err: error }, 'could not open the user\'s script storage');
-      return { response: no('Your script storage is not available right now, please try again later', 'TRYLATER') };
+      return { response: storeOpenFailureToResponse(error) };
     }
     ctx.log.info({ event: 'login', user: identity.user, mechanism, remote: session.origin.remoteAddress }, 'logged in');
     services.events.loginSucceeded(services.auth.name, mechanism);

@@ -19,6 +19,7 @@ const STORAGE_CODES: Record<StorageErrorKind, ResponseCode | undefined> = {
   quota: 'QUOTA',
   'bad-name': undefined,
   'not-set-up': undefined,
+  misconfigured: undefined,
   permission: undefined,
   trylater: 'TRYLATER',
   io: 'TRYLATER',
@@ -31,6 +32,7 @@ const STORAGE_TEXTS: Partial<Record<StorageErrorKind, string>> = {
   trylater: 'Storage is busy or unavailable; nothing was changed, please try again later',
   quota: 'Storage quota exceeded; nothing was changed',
   'not-set-up': 'The directory for your mail filter does not exist; nothing was changed. Please ask your administrator',
+  misconfigured: 'This server is misconfigured and cannot serve your account. Please tell your administrator',
 };
 
 export interface MappedFailure {
@@ -54,6 +56,18 @@ export function failureToResponse(error: unknown): MappedFailure {
   }
   const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
   return { response: no('Internal error; nothing was changed, please try again later', 'TRYLATER'), detail, unexpected: true };
+}
+
+/**
+ * A login whose password was right but whose storage could not be opened: a
+ * misconfiguration or a missing directory is said as such (waiting would not
+ * help); anything else is a passing problem (TRYLATER).
+ */
+export function storeOpenFailureToResponse(error: unknown): Response {
+  if (error instanceof StorageError && (error.kind === 'misconfigured' || error.kind === 'not-set-up')) {
+    return no(STORAGE_TEXTS[error.kind]!);
+  }
+  return no('Your script storage is not available right now, please try again later', 'TRYLATER');
 }
 
 function causeText(cause: unknown): string {

@@ -36,6 +36,11 @@ export type StorageErrorKind =
    * the right ACL) does not exist. Waiting will not help.
    */
   | 'not-set-up'
+  /**
+   * This server cannot act for the account at all as configured (e.g. root with
+   * isolation = "none" and a uid other than 0): only the administrator can help.
+   */
+  | 'misconfigured'
   /** Transient: lock contention, a file broker that died, a vanished directory (TRYLATER). */
   | 'trylater'
   /** Anything else that went wrong with the file system. */

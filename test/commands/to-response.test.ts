@@ -1,7 +1,7 @@
 // The one mapping from failures to responses, on its own: every storage error kind
 // gets its code and words a user can act on; details stay for the log.
 import { describe, expect, it } from 'vitest';
-import { failureToResponse } from '../../src/commands/to-response.js';
+import { failureToResponse, storeOpenFailureToResponse } from '../../src/commands/to-response.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import { StorageError, type StorageErrorKind } from '../../src/storage/types.js';
 
@@ -14,6 +14,7 @@ const EXPECTED: Record<StorageErrorKind, string | undefined> = {
   quota: 'QUOTA',
   'bad-name': undefined,
   'not-set-up': undefined,
+  misconfigured: undefined,
   permission: undefined,
   trylater: 'TRYLATER',
   io: 'TRYLATER',
@@ -62,5 +63,20 @@ describe('failureToResponse', () => {
     expect(mapped.response.code).toBe('TRYLATER');
     expect(mapped.response.text).not.toContain('secret');
     expect(mapped.detail).toContain('secret internals');
+  });
+});
+
+describe('storeOpenFailureToResponse (a right password, but no storage)', () => {
+  it('says a misconfigured server is misconfigured, without TRYLATER', () => {
+    const r = storeOpenFailureToResponse(new StorageError('misconfigured', 'isolation = "none" as root'));
+    expect(r.status).toBe('NO');
+    expect(r.code).toBeUndefined();
+    expect(r.text).toMatch(/misconfigured/);
+    expect(r.text).not.toContain('isolation');
+  });
+
+  it('keeps TRYLATER for passing trouble', () => {
+    expect(storeOpenFailureToResponse(new StorageError('trylater', 'worker died')).code).toBe('TRYLATER');
+    expect(storeOpenFailureToResponse(new Error('boom')).code).toBe('TRYLATER');
   });
 });

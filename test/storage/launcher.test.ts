@@ -64,14 +64,14 @@ describe('InProcessLauncher', () => {
     );
   });
 
-  it.runIf(process.getuid?.() === 0)('as root, refuses another uid (or none): root would follow that user\'s symlinks', async () => {
+  it.runIf(process.getuid?.() === 0)('as root, refuses another uid (or none) as a misconfiguration: root would follow that user\'s symlinks', async () => {
     const storage = configSchema.parse({ storage: { roots: [h.home] } }).storage;
     const launcher = new InProcessLauncher(storage, silentLogger());
     for (const identity of [
       { user: 'nobody', home: h.home, uid: 65534, gid: 65534, fields: {} },
       { user: 'nouid', home: h.home, fields: {} },
     ]) {
-      expect(await kindOf(launcher.open(identity)), identity.user).toBe('trylater');
+      expect(await kindOf(launcher.open(identity)), identity.user).toBe('misconfigured');
     }
     // Nothing was created for them.
     await expect(stat(join(h.home, 'sieve'))).rejects.toMatchObject({ code: 'ENOENT' });
