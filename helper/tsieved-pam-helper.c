@@ -9,22 +9,29 @@
  * writes the user's files is forked after setcred, so it has the PAG
  * (see helper/README.md).
  *
- * Usage (spawned by src/auth/pam.ts, never by hand):
- *   tsieved-pam-helper SERVICE RHOST
- * fd 0/1  become the broker's stdin/stdout (its request and response pipes)
- * fd 2    log lines for the server ("tsieved-pam-helper[PID]: ...")
- * fd 3    credentials: "user\0password\0", read once, then closed. Never argv/env.
- * fd 4    status for the server, NUL-separated fields:
- *           ok\0USER\0UID\0GID\0HOME\0          (session open; the server answers on fd 5)
- *           broker\0PID\0                     (after the fork; then closed)
- *           rejected\0REASON\0 | expired\0REASON\0 | newauthtok\0REASON\0
- *           tempfail\0REASON\0                (then closed)
- * fd 5    the broker's argv from the server, NUL-terminated fields, then EOF:
- *         token_command already expanded for USER (placeholders are the server's
- *         business), then the broker. The program is looked up in PATH if it has no
- *         slash. EOF without a command ends the session.
- * Exit status: 0 session ended normally, 1 rejected, 111 temporary failure
- * (checkpassword convention), 2 broker ended abnormally.
+ * Usage (started once by src/auth/pam.ts, never by hand):
+ *   tsieved-pam-helper --listen SOCKET
+ * It listens on the UNIX socket SOCKET (in a directory only root can enter) and
+ * forks one session process per connection; it ends when its stdin (a pipe from
+ * the server) ends. Forking here, from a small process, rather than in the server
+ * keeps the cost of a fork off the server's event loop (Node forks the whole
+ * server to spawn a program).
+ *
+ * One connection is one login; NUL-terminated fields, in this order:
+ *   helper -> server  helper PID              (first, so the server can signal it)
+ *   server -> helper  SERVICE RHOST USER PASSWORD
+ *   helper -> server  ok USER UID GID HOME   (session open)
+ *                   | rejected REASON | expired REASON | newauthtok REASON
+ *                   | tempfail REASON       (then the connection is closed)
+ *   server -> helper  the broker's argv, ended by an empty field: token_command
+ *                     already expanded for USER (placeholders are the server's
+ *                     business), then the broker; looked up in PATH without a slash
+ *   helper -> server  broker PID, or tempfail REASON
+ * after which the connection is the broker's stdin and stdout. fd 2 carries log
+ * lines ("tsieved-pam-helper[PID]: ..."). Credentials never travel in argv or the
+ * environment.
+ * Exit status of a session process: 0 session ended normally, 1 rejected, 111
+ * temporary failure (checkpassword convention), 2 broker ended abnormally.
  *
  * Sequence (pam_setcred(3): initgroups before setcred, setcred before
  * open_session, delete after close_session):
@@ -46,20 +53,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <security/pam_appl.h>
 
-#define CRED_FD 3
-#define STATUS_FD 4
-#define COMMAND_FD 5
+/* A session process talks to the server on fd 0 (reads) and fd 1 (writes), both
+ * its connection; they become the broker's stdin and stdout. */
+#define IN_FD 0
+#define OUT_FD 1
 #define MAX_USER 256
 /* Longest home directory path we pass on; with the other "ok" fields it fits status_send()'s buffer. */
 #define MAX_HOME 3072
 #define MAX_PASSWORD 1024
+#define MAX_SERVICE 128
+#define MAX_RHOST 128
 /* The broker's command: token_command and the broker's path. */
 #define MAX_COMMAND 16384
 #define MAX_ARGS 64
@@ -111,33 +125,33 @@ static void status_send(const char *kind, ...)
     va_end(ap);
     size_t off = 0;
     while (off < len) {
-        ssize_t w = write(STATUS_FD, buf + off, len - off);
+        ssize_t w = write(OUT_FD, buf + off, len - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) break;
         off += (size_t)w;
     }
 }
 
-/* Reads up to `max` bytes until EOF. Returns the length, -1 on error, -2 if longer. */
-static ssize_t read_all(int fd, char *buf, size_t max)
+/*
+ * Reads `nfields` NUL-terminated fields (or, with nfields 0, fields up to an empty
+ * one) into buf, one byte at a time so that nothing after them is consumed (it
+ * belongs to the broker). Returns the length read, -1 on error or EOF, -2 if longer
+ * than max.
+ */
+static ssize_t read_fields(char *buf, size_t max, int nfields)
 {
     size_t len = 0;
+    int seen = 0;
     for (;;) {
-        if (len == max) {
-            char extra;
-            ssize_t r = read(fd, &extra, 1);
-            if (r == 0) return (ssize_t)len;
-            if (r < 0 && errno == EINTR && !pending_signal) continue;
-            return r < 0 ? -1 : -2;
-        }
-        ssize_t r = read(fd, buf + len, max - len);
-        if (r == 0) return (ssize_t)len;
-        if (r < 0) {
-            /* A signal that ends the session also ends the wait for input. */
-            if (errno == EINTR && !pending_signal) continue;
-            return -1;
-        }
-        len += (size_t)r;
+        if (len == max) return -2;
+        ssize_t r = read(IN_FD, buf + len, 1);
+        if (r < 0 && errno == EINTR && !pending_signal) continue;
+        if (r <= 0) return -1;
+        len++;
+        if (buf[len - 1] != '\0') continue;
+        seen++;
+        if (nfields > 0 && seen == nfields) return (ssize_t)len;
+        if (nfields == 0 && (len == 1 || buf[len - 2] == '\0')) return (ssize_t)len;
     }
 }
 
@@ -228,7 +242,6 @@ static void fail(int code, const char *kind, const char *reason, int pam_rc)
     close_session(pam_rc);
     logmsg("%s: %s", kind, reason);
     status_send(kind, reason, (const char *)NULL);
-    close(STATUS_FD);
     exit(code);
 }
 
@@ -243,32 +256,36 @@ static const char *pam_reason(const char *call, int rc)
 /* ---- steps of main() ---- */
 
 struct credentials {
-    char buf[MAX_USER + MAX_PASSWORD + 2];
+    char buf[MAX_SERVICE + MAX_RHOST + MAX_USER + MAX_PASSWORD + 4];
+    const char *service;
+    const char *rhost;
     const char *user;
     char *password;
     size_t plen;
 };
 
-/* Exactly two NUL-terminated fields on fd 3: a user and a password. */
+/* Exactly four fields: the PAM service, the client's address, a user and a password. */
 static void read_credentials(struct credentials *c)
 {
-    ssize_t len = read_all(CRED_FD, c->buf, sizeof c->buf - 1);
-    close(CRED_FD);
+    ssize_t len = read_fields(c->buf, sizeof c->buf, 4);
     if (len == -2) fail(EXIT_REJECTED, "rejected", "credentials too long", PAM_SUCCESS);
     if (len < 0) fail(EXIT_TEMPFAIL, "tempfail", "cannot read credentials", PAM_SUCCESS);
-    c->buf[len] = '\0';
-    size_t ulen = strnlen(c->buf, (size_t)len);
-    if (ulen == (size_t)len || ulen == 0 || ulen > MAX_USER) fail(EXIT_REJECTED, "rejected", "malformed user name", PAM_SUCCESS);
-    c->user = c->buf;
-    c->password = c->buf + ulen + 1;
-    c->plen = strnlen(c->password, (size_t)len - ulen - 1);
-    if (ulen + 1 + c->plen + 1 != (size_t)len) fail(EXIT_REJECTED, "rejected", "malformed credentials", PAM_SUCCESS);
+    c->service = c->buf;
+    c->rhost = c->service + strlen(c->service) + 1;
+    c->user = c->rhost + strlen(c->rhost) + 1;
+    c->password = (char *)c->user + strlen(c->user) + 1;
+    c->plen = strlen(c->password);
+    size_t ulen = strlen(c->user);
+    if (c->service[0] == '\0' || strlen(c->service) > MAX_SERVICE || strlen(c->rhost) > MAX_RHOST)
+        fail(EXIT_TEMPFAIL, "tempfail", "malformed service or address", PAM_SUCCESS);
+    if (ulen == 0 || ulen > MAX_USER) fail(EXIT_REJECTED, "rejected", "malformed user name", PAM_SUCCESS);
     if (c->plen == 0 || c->plen > MAX_PASSWORD) fail(EXIT_REJECTED, "rejected", "empty or over-long password", PAM_SUCCESS);
 }
 
 /* pam_start to pam_acct_mgmt, then the account PAM settled on (PAM_USER). */
-static void authenticate(const char *service, const char *rhost, struct credentials *c)
+static void authenticate(struct credentials *c)
 {
+    const char *service = c->service, *rhost = c->rhost;
     static struct conv_data data;
     static struct pam_conv conv = {conversation, &data};
     data.password = c->password;
@@ -336,21 +353,19 @@ static void establish(int switch_user)
     sess.opened = 1;
 }
 
-/* The broker's argv from fd 5 (NUL-terminated fields), or exits when there is none. */
+/* The broker's argv (fields up to an empty one), or exits when there is none. */
 static char **read_command(void)
 {
     static char buf[MAX_COMMAND + 1];
     static char *argv[MAX_ARGS + 1];
-    ssize_t len = read_all(COMMAND_FD, buf, MAX_COMMAND);
-    close(COMMAND_FD);
-    if (len == 0) fail(EXIT_TEMPFAIL, "tempfail", "the server sent no broker command", PAM_SUCCESS);
-    if (len < 0 || buf[len - 1] != '\0') fail(EXIT_TEMPFAIL, "tempfail", "malformed or over-long broker command", PAM_SUCCESS);
+    ssize_t len = read_fields(buf, MAX_COMMAND, 0);
+    if (len < 0) fail(EXIT_TEMPFAIL, "tempfail", "no broker command from the server", PAM_SUCCESS);
+    if (len == 1) fail(EXIT_TEMPFAIL, "tempfail", "empty broker command", PAM_SUCCESS);
     int n = 0;
-    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(buf + i) + 1) {
+    for (ssize_t i = 0; buf[i] != '\0'; i += (ssize_t)strlen(buf + i) + 1) {
         if (n == MAX_ARGS) fail(EXIT_TEMPFAIL, "tempfail", "too many arguments in the broker command", PAM_SUCCESS);
         argv[n++] = buf + i;
     }
-    if (argv[0][0] == '\0') fail(EXIT_TEMPFAIL, "tempfail", "empty broker program", PAM_SUCCESS);
     argv[n] = NULL;
     return argv;
 }
@@ -449,18 +464,18 @@ static int run_broker(int switch_user, char **argv)
     if (pid < 0) fail(EXIT_TEMPFAIL, "tempfail", "fork failed", PAM_SYSTEM_ERR);
     if (pid == 0) exec_broker(switch_user, parent, argv, env);
     broker_pid = pid;
-    /* The broker's pipes are the broker's alone: if we kept them open, the server
+    /* The connection is the broker's alone (below): if we kept it open, the server
      * would never see EOF when the broker dies. */
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof pidbuf, "%ld", (long)pid);
+    /* Before our copy of the connection goes: the broker writes only when asked. */
+    status_send("broker", pidbuf, (const char *)NULL);
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 0);
         dup2(devnull, 1);
         if (devnull > 1) close(devnull);
     }
-    char pidbuf[32];
-    snprintf(pidbuf, sizeof pidbuf, "%ld", (long)pid);
-    status_send("broker", pidbuf, (const char *)NULL);
-    close(STATUS_FD);
     if (pending_signal) kill(pid, pending_signal);
     int wstatus = 0;
     while (waitpid(pid, &wstatus, 0) < 0) {
@@ -471,26 +486,16 @@ static int run_broker(int switch_user, char **argv)
     return wstatus;
 }
 
-int main(int argc, char **argv)
+/* One login on the connection at fd 0/1; never returns. */
+static void run_session(void)
 {
-    if (argc != 3) {
-        logmsg("usage: %s SERVICE RHOST", argv[0]);
-        return EXIT_TEMPFAIL;
-    }
-    /* The status and command pipes must not leak into the broker. */
-    if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) {
-        logmsg("status fd %d is not open", STATUS_FD);
-        return EXIT_TEMPFAIL;
-    }
-    if (fcntl(COMMAND_FD, F_SETFD, FD_CLOEXEC) < 0) {
-        logmsg("command fd %d is not open", COMMAND_FD);
-        return EXIT_TEMPFAIL;
-    }
-    signal(SIGPIPE, SIG_IGN);
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof pidbuf, "%ld", (long)getpid());
+    status_send("helper", pidbuf, (const char *)NULL);
 
     static struct credentials cred;
     read_credentials(&cred);
-    authenticate(argv[1], argv[2], &cred);
+    authenticate(&cred);
     uid_t euid = geteuid();
     int switch_user = euid != sess.pw.pw_uid;
     if (switch_user && euid != 0)
@@ -508,9 +513,85 @@ int main(int argc, char **argv)
 
     int wstatus = run_broker(switch_user, command);
     close_session(PAM_SUCCESS);
-    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) return 0;
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) exit(0);
     if (WIFSIGNALED(wstatus) && (WTERMSIG(wstatus) == SIGTERM || WTERMSIG(wstatus) == SIGINT || WTERMSIG(wstatus) == SIGHUP))
-        return 0;
+        exit(0);
     logmsg("broker ended abnormally (status 0x%x)", wstatus);
-    return EXIT_BROKER;
+    exit(EXIT_BROKER);
+}
+
+static void reap(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    errno = saved;
+}
+
+/* Accepts logins on `path` and forks a session process for each, until stdin ends. */
+static int listen_for_logins(const char *path)
+{
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr.sun_path) {
+        logmsg("socket path too long");
+        return EXIT_TEMPFAIL;
+    }
+    strcpy(addr.sun_path, path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(path);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(path, 0600) < 0 || listen(lfd, 128) < 0) {
+        logmsg("cannot listen on %s: %s", path, strerror(errno));
+        return EXIT_TEMPFAIL;
+    }
+    /* The server's end: when it goes, so do we (sessions already open go on until
+     * their brokers end, which they do when the server's end of them closes). */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = reap;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* Ready: the server waits for this line before it connects. */
+    if (write(1, "ready\n", 6) != 6) return EXIT_TEMPFAIL;
+    for (;;) {
+        struct pollfd fds[2] = {{lfd, POLLIN, 0}, {0, POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (fds[1].revents) {
+            char c;
+            if (read(0, &c, 1) <= 0) break;
+        }
+        if (!(fds[0].revents & POLLIN)) continue;
+        int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0) continue;
+        pid_t pid = fork();
+        if (pid == 0) {
+            signal(SIGCHLD, SIG_DFL);
+            close(lfd);
+            /* The connection becomes fd 0 and 1 (dup2 clears close-on-exec). */
+            if (dup2(conn, IN_FD) < 0 || dup2(conn, OUT_FD) < 0) _exit(EXIT_TEMPFAIL);
+            close(conn);
+            run_session();
+        }
+        if (pid < 0) logmsg("fork failed: %s", strerror(errno));
+        close(conn);
+    }
+    unlink(path);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[1], "--listen") != 0) {
+        logmsg("usage: %s --listen SOCKET", argv[0]);
+        return EXIT_TEMPFAIL;
+    }
+    return listen_for_logins(argv[2]);
 }

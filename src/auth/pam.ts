@@ -1,26 +1,27 @@
 /**
- * backend = "pam": each login runs one PAM transaction in its own helper process
- * (helper/tsieved-pam-helper.c). The helper authenticates, checks the account,
+ * backend = "pam": each login runs one PAM transaction in its own process, forked
+ * by the long-lived PAM helper (helper/tsieved-pam-helper.c, started by
+ * pam-spawner.ts) for a connection to its socket. It authenticates, checks the account,
  * establishes credentials and opens the session, reports the account PAM settled
  * on, then forks the session's file broker as the user with the command this side
  * sends back (token_command expanded for that account); it closes the session and
- * deletes the credentials when the broker exits. The server only awaits pipes: a wrong password's fail delay or a hung
- * module costs one helper process, never the event loop or the libuv thread pool
+ * deletes the credentials when the broker exits. The server only awaits its socket:
+ * a wrong password's fail delay or a hung module costs one session process, never
+ * the event loop or the libuv thread pool
  * (reference/auth-and-grammar.md 1.3 and 1.4).
  *
- * Credentials go to the helper through a pipe (fd 3), never argv or environment.
- * The broker the helper started is returned as `attached`; the storage launcher
- * adopts it.
+ * Credentials go to the helper over that connection, never argv or environment;
+ * once the broker runs, the connection is the broker's stdin and stdout. The
+ * broker is returned as `attached`; the storage launcher adopts it.
  *
  * Must not know: storage (the broker command is given), the wire protocol.
  */
-import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../log/logger.js';
-import { relayChildLog } from '../log/relay.js';
+import { PamSpawner } from './pam-spawner.js';
 import type { AttachedBroker, AuthBackend, AuthContext, AuthOutcome, Identity } from './types.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -33,8 +34,7 @@ export function defaultPamHelperPath(): string {
 /** The helper's limits; longer input is refused before any PAM call. */
 const MAX_USER_BYTES = 256;
 const MAX_PASSWORD_BYTES = 1024;
-/** Exit statuses of the helper (checkpassword convention). */
-const EXIT_REJECTED = 1;
+const spawners = new Map<string, PamSpawner>();
 
 export interface PamBackendOptions {
   /** PAM service name ([auth] pam_service), i.e. the file in /etc/pam.d. */
@@ -90,14 +90,6 @@ export function assertPamUsable(helperPath?: string): void {
 
 type Refusal = { kind: 'rejected' | 'expired' | 'newauthtok' | 'tempfail'; reason: string };
 
-/** NUL-terminated fields of the status pipe, and whether the first message is whole. */
-function statusFields(bytes: Buffer): { fields: string[]; complete: boolean } {
-  const parts = bytes.toString('utf8').split('\0');
-  const fields = parts.slice(0, -1); // the last part is unterminated (or '')
-  const need = fields[0] === 'ok' ? 5 : 2;
-  return { fields, complete: fields.length >= need };
-}
-
 function refusal(fields: readonly string[]): Refusal | undefined {
   const [kind, reason] = fields;
   if (kind === 'rejected' || kind === 'expired' || kind === 'newauthtok' || kind === 'tempfail') return { kind, reason: reason ?? kind };
@@ -111,9 +103,15 @@ export class PamBackend implements AuthBackend {
   private readonly helperPath: string;
   private readonly timeoutMs: number;
 
+  private readonly spawner: PamSpawner;
+
   constructor(private readonly options: PamBackendOptions) {
     this.helperPath = options.helperPath ?? defaultPamHelperPath();
     this.timeoutMs = options.timeoutMs ?? 60_000;
+    // One per helper program, shared by the backends a reload makes.
+    let spawner = spawners.get(this.helperPath);
+    if (!spawner) spawners.set(this.helperPath, (spawner = new PamSpawner(this.helperPath, options.log.child({ component: 'pam-helper' }))));
+    this.spawner = spawner;
   }
 
   async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {
@@ -123,46 +121,34 @@ export class PamBackend implements AuthBackend {
     if (password === '' || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
       return { kind: 'rejected', reason: 'empty or over-long password', class: 'malformed' };
     }
-    const log = this.options.log.child({ user, rhost: context.remoteAddress });
+    const rhost = context.remoteAddress.replace(/\0/g, '').slice(0, 128);
+    const log = this.options.log.child({ user, rhost });
 
-    let child;
+    let socket: Socket;
     try {
-      child = spawn(this.helperPath, [this.options.service, context.remoteAddress], {
-        stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-        cwd: '/',
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...(process.env.LANG ? { LANG: process.env.LANG } : {}) },
-      });
+      socket = await this.spawner.connect();
     } catch (err) {
       return { kind: 'unavailable', reason: `cannot start the PAM helper: ${(err as Error).message}` };
     }
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((r) => {
-      child.once('exit', (code, signal) => r({ code, signal }));
-      child.once('error', (error) => r({ code: null, signal: null, error }));
-    });
-    // The helper's own text lines, and whatever a token wrapper or the broker says.
-    relayChildLog(child.stderr!, log, { textFrom: 'pam-helper', textLevel: 'info' });
-    const creds = child.stdio[3] as Writable;
-    const statusPipe = child.stdio[4] as Readable;
-    const commandPipe = (child.stdio as unknown as (Readable | Writable)[])[5] as Writable;
-    for (const w of [creds, commandPipe, child.stdin!]) w.on('error', () => undefined);
-    creds.end(Buffer.concat([Buffer.from(user, 'utf8'), Buffer.from([0]), Buffer.from(password, 'utf8'), Buffer.from([0])]));
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    const field = (f: string) => Buffer.from(`${f}\0`, 'utf8');
+    socket.write(Buffer.concat([field(this.options.service), field(rhost), field(user), field(password)]));
 
-    // The status pipe carries a first message (ok, or a refusal), and after an ok
-    // the broker's pid once the helper has our command; then it is closed.
-    const chunks: Buffer[] = [];
+    // What the helper says before the connection becomes the broker's: NUL-terminated
+    // fields (helper PID, then ok USER UID GID HOME or a refusal, then broker PID).
+    let bytes = Buffer.alloc(0);
     let wake: (() => void) | undefined;
     let ended = false;
-    statusPipe.on('data', (c: Buffer) => {
-      chunks.push(c);
-      wake?.();
-    });
-    const onEnd = (): void => {
-      ended = true;
+    const onData = (c: Buffer): void => {
+      bytes = Buffer.concat([bytes, c]);
       wake?.();
     };
-    statusPipe.once('end', onEnd);
-    statusPipe.once('close', onEnd);
-    statusPipe.once('error', onEnd);
+    socket.on('data', onData);
+    void closed.then(() => {
+      ended = true;
+      wake?.();
+    });
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     const deadline = new Promise<void>((r) => {
@@ -171,43 +157,51 @@ export class PamBackend implements AuthBackend {
         r();
       }, this.timeoutMs);
     });
-    /** Waits until `done` holds, the pipe ends or the time is up. */
-    const until = async (done: () => boolean): Promise<void> => {
-      while (!done() && !ended && !timedOut) await Promise.race([new Promise<void>((r) => (wake = r)), deadline]);
+    const fields = (): string[] => bytes.toString('utf8').split('\0').slice(0, -1);
+    /** Waits until `n` fields are in, the connection ends or the time is up. */
+    const until = async (n: number): Promise<void> => {
+      while (fields().length < n && !ended && !timedOut) await Promise.race([new Promise<void>((r) => (wake = r)), deadline]);
     };
+    let helperPid: number | undefined;
+    const helperAlive = (): boolean => helperPid !== undefined && processAlive(helperPid);
     const abandon = (why: string): AuthOutcome => {
-      // The helper may have opened a session: closing its pipes ends it (EOF on the
-      // command pipe, or on the broker's requests), and SIGTERM lets the helper
-      // close the PAM session; SIGKILL if it is stuck.
-      commandPipe.destroy();
-      child.stdin?.destroy();
-      child.stdout?.destroy();
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+      // The session process may have opened a PAM session: closing the connection
+      // ends it (EOF on its input, or on the broker's), and SIGTERM lets it close the
+      // PAM session; SIGKILL if it is stuck.
+      socket.destroy();
+      if (helperAlive()) {
+        const pid = helperPid!;
+        process.kill(pid, 'SIGTERM');
+        setTimeout(() => helperAlive() && process.kill(pid, 'SIGKILL'), 5_000).unref();
+      }
       return { kind: 'unavailable', reason: why };
     };
 
     try {
-      await until(() => statusFields(Buffer.concat(chunks)).complete);
+      await until(4); // helper PID, and the status's kind and first field
+      const f = fields();
+      if (f[0] === 'helper' && Number.isSafeInteger(count(f[1]))) helperPid = count(f[1]);
       if (timedOut) {
         log.error({ timeoutMs: this.timeoutMs }, 'PAM helper did not answer in time');
         return abandon('PAM transaction timed out');
       }
-      const first = statusFields(Buffer.concat(chunks));
-      if (first.fields[0] !== 'ok') {
-        // The helper exits right after writing a failure; wait so no zombie remains.
-        const end = await exited;
-        if (end.error) return { kind: 'unavailable', reason: `cannot start the PAM helper: ${end.error.message}` };
-        const refused = refusal(first.fields);
-        if (refused === undefined) return { kind: 'unavailable', reason: `PAM helper ended without a status (exit ${end.code ?? end.signal})` };
+      if (helperPid === undefined) return abandon('malformed answer from the PAM helper');
+      const status = f.slice(2);
+      if (status[0] !== 'ok') {
+        const refused = refusal(status);
+        socket.destroy();
+        if (refused === undefined) return { kind: 'unavailable', reason: 'PAM helper ended without a status' };
         if (refused.kind === 'tempfail') return { kind: 'unavailable', reason: refused.reason };
-        if (end.code !== EXIT_REJECTED) log.warn({ code: end.code }, 'PAM helper rejected with an unexpected exit status');
         // expired and newauthtok are rejections to the client; the reason tells the log.
         // PAM answers an unknown user like a wrong password (pam_unix does on purpose).
         return { kind: 'rejected', reason: `${refused.kind}: ${refused.reason}`, class: refused.kind === 'rejected' ? 'bad-password' : 'policy' };
       }
-      const [, name, uid, gid, home] = first.fields as [string, string, string, string, string];
-      if (!name || !Number.isSafeInteger(count(uid)) || !Number.isSafeInteger(count(gid))) return abandon('malformed status from the PAM helper');
+      await until(7);
+      if (timedOut) return abandon('PAM transaction timed out');
+      const [, name, uid, gid, home] = fields().slice(2) as [string, string, string, string, string];
+      if (!name || !Number.isSafeInteger(count(uid)) || !Number.isSafeInteger(count(gid)) || home === undefined) {
+        return abandon('malformed status from the PAM helper');
+      }
       const identity: Identity = { user: name, uid: count(uid), gid: count(gid), home, fields: {} };
       let command: readonly string[];
       try {
@@ -216,41 +210,71 @@ export class PamBackend implements AuthBackend {
         log.error({ err: (err as Error).message, pamUser: name }, 'no broker command for this account');
         return abandon(`no broker command for ${name}: ${(err as Error).message}`);
       }
-      commandPipe.end(Buffer.concat(command.map((part) => Buffer.from(`${part}\0`, 'utf8'))));
+      socket.write(Buffer.concat([...command.map(field), Buffer.from([0])]));
 
-      const okBytes = Buffer.byteLength(first.fields.slice(0, 5).join('\0') + '\0');
-      const second = () => statusFields(Buffer.concat(chunks).subarray(okBytes));
-      await until(() => second().complete);
-      if (timedOut) {
-        log.error({ timeoutMs: this.timeoutMs }, 'PAM helper did not start the broker in time');
-        return abandon('PAM transaction timed out');
-      }
-      const rest = second();
-      const brokerPid = rest.fields[0] === 'broker' ? count(rest.fields[1]) : NaN;
+      await until(9);
+      if (timedOut) return abandon('PAM transaction timed out');
+      const after = fields().slice(7);
+      const brokerPid = after[0] === 'broker' ? count(after[1]) : NaN;
       if (!Number.isSafeInteger(brokerPid)) {
-        const why = refusal(rest.fields)?.reason ?? 'the PAM helper did not start the broker';
+        const why = refusal(after)?.reason ?? 'the PAM helper did not start the broker';
         log.error({ reason: why }, 'file broker not started');
         return abandon(why);
       }
+      // From here on the connection is the broker's; it writes only when asked.
+      socket.removeListener('data', onData);
+      if (Buffer.byteLength(fields().slice(0, 9).join('\0') + '\0') !== bytes.length) return abandon('unexpected bytes after the PAM helper\'s status');
+      const pid = helperPid;
       let killTimer: NodeJS.Timeout | undefined;
       const attached: AttachedBroker = {
         pid: brokerPid,
-        input: child.stdin!,
-        output: child.stdout!,
-        exited: exited.then(() => clearTimeout(killTimer)),
-        // The helper passes SIGTERM to the broker (SIGKILL after 5 s), then closes
-        // the PAM session; only a helper that is itself stuck is killed, later.
+        input: socket,
+        output: socket,
+        // The session process closes the PAM session once the broker has ended.
+        exited: closed.then(() => whenGone(pid)).then(() => clearTimeout(killTimer)),
+        // The session process passes SIGTERM to the broker (SIGKILL after 5 s), then
+        // closes the PAM session; only a session process that is itself stuck is
+        // killed, later.
         terminate() {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          child.stdin?.end();
-          child.kill('SIGTERM');
-          killTimer ??= setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+          socket.end();
+          if (!processAlive(pid)) return;
+          process.kill(pid, 'SIGTERM');
+          killTimer ??= setTimeout(() => processAlive(pid) && process.kill(pid, 'SIGKILL'), 15_000).unref();
         },
       };
-      log.info({ event: 'pam-session', brokerPid, helperPid: child.pid, pamUser: name }, 'PAM session opened');
+      log.info({ event: 'pam-session', brokerPid, helperPid: pid, pamUser: name }, 'PAM session opened');
       return { kind: 'ok', identity, attached };
     } finally {
       clearTimeout(timer);
     }
   }
+
+  /** The long-lived helper that forks the session processes (tests). */
+  get spawnerPid(): number | undefined {
+    return this.spawner.pid;
+  }
+
+  async close(): Promise<void> {
+    spawners.delete(this.helperPath);
+    await this.spawner.close();
+  }
+}
+
+/** Is the process there and not a zombie? (The helper reaps its session processes.) */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves once `pid` has ended (checked every 50 ms, for at most a minute). */
+async function whenGone(pid: number): Promise<void> {
+  for (let i = 0; i < 1200 && processAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
 }

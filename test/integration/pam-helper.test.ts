@@ -130,8 +130,12 @@ describe.skipIf(!enabled)('PAM helper with real PAM', () => {
     const opened = fx.readTrace(log);
     expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
     const helperPid = opened[0]!.pid;
-    // Every PAM call ran in the helper (not in this server), as root.
-    expect(opened.every((e) => e.pid === helperPid && e.uid === 0 && e.ppid === process.pid)).toBe(true);
+    // Every PAM call ran in one session process (not in this server), as root, forked
+    // by the long-lived helper this server started (not by the server itself).
+    const b = backend(service);
+    expect(b.spawnerPid).toBeDefined();
+    expect(opened.every((e) => e.pid === helperPid && e.uid === 0 && e.ppid === b.spawnerPid)).toBe(true);
+    expect(proc(b.spawnerPid!).ppid).toBe(process.pid);
     // The broker that writes the files is the child of the process that ran setcred,
     // and it is the C broker itself (no token_command here).
     expect(info.ppid).toBe(helperPid);

@@ -130,8 +130,9 @@ describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
     expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
     const helperPid = opened[0]!.pid;
     expect(opened.every((e) => e.pid === helperPid)).toBe(true);
-    // The helper is the server's child; the broker (which wrote the files) is the helper's.
-    expect(opened[0]!.ppid).toBe(pwdServer.process.pid);
+    // The session process was forked by the helper the server started; the broker
+    // (which wrote the files) is the session process's child.
+    expect(ppidOf(opened[0]!.ppid)).toBe(pwdServer.process.pid);
     const session = pwdServer.logLines().find((l) => l.event === 'pam-session' && l.pamUser === alice.name);
     const brokerPid = Number(session?.brokerPid);
     expect(ppidOf(brokerPid)).toBe(helperPid);

@@ -1,14 +1,14 @@
 /**
  * The PAM helper as a program: its build script's refusal without libpam (the
- * broker is still built), and its handling of malformed input on the credentials
- * pipe (no PAM involved: every case here is refused before pam_start).
+ * broker is still built), its usage, and its handling of malformed input on a
+ * login connection (no PAM involved: every case here is refused before pam_start).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { haveTools } from '../helpers/tools.js';
 
@@ -17,21 +17,28 @@ const BUILD = join(HELPER, '../../build.sh');
 const dir = mkdtempSync(join(tmpdir(), 'tsieved-helper-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs the helper with the given bytes on fd 3; returns exit code, status fields and stderr. */
-async function runHelper(creds: Buffer, args: string[] = ['tsieved-no-such-service', '127.0.0.1']) {
-  const child = spawn(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const status: Buffer[] = [];
-  (child.stdio[4] as Readable).on('data', (d: Buffer) => status.push(d));
-  // The helper stops reading at its limit and closes the pipe: a reset is expected then.
-  (child.stdio[3] as Writable).on('error', () => undefined);
-  (child.stdio[3] as Writable).end(creds);
-  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  return { code, status: Buffer.concat(status).toString().split('\0').filter(Boolean), stderr };
-}
-
 describe.skipIf(!haveTools('gcc'))('PAM helper program', () => {
+  const socket = join(dir, 'helper.sock');
+  let helper: ChildProcess;
+  beforeAll(async () => {
+    helper = spawn(HELPER, ['--listen', socket], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => helper.stdout!.once('data', () => r()));
+  });
+  afterAll(() => {
+    helper.stdin!.end();
+  });
+
+  /** One login connection: sends `bytes`, returns the NUL-separated fields the session process wrote. */
+  async function login(bytes: Buffer): Promise<string[]> {
+    const s = connect(socket);
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    s.on('error', () => undefined);
+    s.end(bytes);
+    await new Promise((r) => s.once('close', r));
+    return Buffer.concat(got).toString().split('\0').filter(Boolean);
+  }
+
   it('is built by npm run build', () => {
     expect(existsSync(HELPER)).toBe(true);
     expect(statSync(HELPER).mode & 0o111).not.toBe(0);
@@ -53,32 +60,34 @@ describe.skipIf(!haveTools('gcc'))('PAM helper program', () => {
     expect(statSync(broker).mode & 0o111).not.toBe(0);
   });
 
-  it('refuses malformed credentials before PAM, with exit 1 and a status', async () => {
-    for (const creds of [Buffer.from('user-without-nul'), Buffer.from('\0pw\0'), Buffer.from('user\0\0'), Buffer.from('user\0pw\0extra\0')]) {
-      const r = await runHelper(creds);
-      expect([JSON.stringify(creds.toString()), r.code]).toEqual([JSON.stringify(creds.toString()), 1]);
-      expect(r.status[0]).toBe('rejected');
+  it('refuses malformed credentials before PAM, with a status, and goes on serving', async () => {
+    const svc = ['tsieved-no-such-service', '127.0.0.1', ''].join('\0');
+    for (const creds of [`${svc}\0pw\0`, `${svc}user\0\0`]) {
+      const fields = await login(Buffer.from(creds));
+      expect([JSON.stringify(creds), fields[0], fields[2]]).toEqual([JSON.stringify(creds), 'helper', 'rejected']);
     }
+    // Fewer fields than four, then EOF: nothing to authenticate.
+    expect((await login(Buffer.from(`${svc}user-without-password`)))[2]).toBe('tempfail');
+    expect((await login(Buffer.from(`\0\0user\0pw\0`)))[2]).toBe('tempfail');
   });
 
-  it('refuses over-long input', async () => {
-    const r = await runHelper(Buffer.concat([Buffer.from('u\0'), Buffer.alloc(5000, 0x61), Buffer.from([0])]));
-    expect(r.code).toBe(1);
-    expect(r.status).toEqual(['rejected', 'credentials too long']);
+  it('refuses over-long input without reading all of it', async () => {
+    const fields = await login(Buffer.concat([Buffer.from('svc\0h\0u\0'), Buffer.alloc(5000, 0x61), Buffer.from([0])]));
+    expect(fields.slice(2)).toEqual(['rejected', 'credentials too long']);
   });
 
-  it('fails temporarily (111) without a status or command pipe, or with bad usage', () => {
-    const noStatus = spawnSync(HELPER, ['svc', '127.0.0.1'], { input: '', stdio: ['pipe', 'pipe', 'pipe'], encoding: 'utf8' });
-    expect(noStatus.status).toBe(111);
-    expect(noStatus.stderr).toMatch(/status fd 4/);
-    const noCommand = spawnSync(HELPER, ['svc', '127.0.0.1'], { input: '', stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
-    expect(noCommand.status).toBe(111);
-    expect(noCommand.stderr).toMatch(/command fd 5/);
-    const usage = spawnSync(HELPER, ['only-one'], { encoding: 'utf8' });
-    expect(usage.status).toBe(111);
-    expect(usage.stderr).toMatch(/usage/);
-    // The broker command comes from the server after PAM, never from argv.
-    const extra = spawnSync(HELPER, ['svc', 'h', '/bin/true'], { encoding: 'utf8' });
-    expect(extra.status).toBe(111);
+  it('fails temporarily (111) with bad usage, and ends when its stdin ends', async () => {
+    for (const args of [[], ['svc', '127.0.0.1'], ['--listen']]) {
+      const usage = spawnSync(HELPER, args, { encoding: 'utf8' });
+      expect(usage.status).toBe(111);
+      expect(usage.stderr).toMatch(/usage/);
+    }
+    const other = spawn(HELPER, ['--listen', join(dir, 'other.sock')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => other.stdout!.once('data', () => r()));
+    expect(existsSync(join(dir, 'other.sock'))).toBe(true);
+    expect(statSync(join(dir, 'other.sock')).mode & 0o777).toBe(0o600);
+    other.stdin!.end();
+    expect(await new Promise((r) => other.once('exit', r))).toBe(0);
+    expect(existsSync(join(dir, 'other.sock'))).toBe(false);
   });
 });

@@ -294,7 +294,8 @@ export class BrokerFileOps implements FileOps {
   /** A broker that misbehaved: nothing more from it, and it is ended. */
   private drop(reason: string): void {
     this.fail(reason);
-    this.broker.terminate();
+    // After close() the broker ending is what we asked for.
+    if (this.closing === undefined) this.broker.terminate();
   }
 
   /** Marks the broker unusable and fails everything still waiting (TRYLATER). */
