@@ -123,7 +123,9 @@ export async function startRoundcube(options: RoundcubeOptions): Promise<Roundcu
   const desKey = randomBytes(12).toString('hex');
   writeFileSync(configFile, configText(dir, desKey, options.imapPort, options.managesieve));
   const port = await freeLoopbackPort();
-  const child = spawn(php, ['-S', `127.0.0.1:${port}`, '-t', ROUNDCUBE_DOCROOT], {
+  // OPcache (on for the built-in server) rechecks a file's timestamp only every
+  // revalidate_freq seconds (2 in Debian): 0 makes a rewritten config count at once.
+  const child = spawn(php, ['-d', 'opcache.revalidate_freq=0', '-S', `127.0.0.1:${port}`, '-t', ROUNDCUBE_DOCROOT], {
     cwd: ROUNDCUBE_DOCROOT,
     // Its own process group, stopped as a whole: with PHP_CLI_SERVER_WORKERS above 1 the
     // server forks workers that outlive a signal to the parent alone.

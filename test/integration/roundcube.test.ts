@@ -9,7 +9,7 @@
  * clicks through what a member does: a filter set, a filter that files into a
  * folder, out-of-office on and off, a "reply with message" filter while
  * out-of-office is off, forwarding, a raw-editor save with two mistakes, activate,
- * delete a set. After every save the server side is checked (stored script over
+ * delete a set, import a set from a file and download it. After every save the server side is checked (stored script over
  * ManageSieve, active script, the filter file on disk) and real Exim deliveries
  * (a private `exim4 -C` from test/helpers/exim.ts running the router and
  * transports shipped in contrib/exim/ verbatim) show that the mail goes where the
@@ -418,10 +418,16 @@ async function saveFrame(w: World, frame: Frame): Promise<{ kind: string; text: 
   return message(w);
 }
 
-async function createSet(w: World, phase: string, name: string): Promise<void> {
+/** A new filter set, empty or (with `file`) imported from a script file the user uploads. */
+async function createSet(w: World, phase: string, name: string, file?: string): Promise<void> {
   await setAction(w, 'plugin.managesieve-setadd');
   const frame = await contentFrame(w, 'input#_name');
   await frame.type('input#_name', name);
+  if (file !== undefined) {
+    await frame.click('input#from_file');
+    const input = await frame.$('input#_file');
+    await (input as ElementHandle<HTMLInputElement>).uploadFile(file);
+  }
   await shot(w, phase, `new-set-${name}`);
   const answer = await saveFrame(w, frame);
   expect(answer, logsOf(w)).toMatchObject({ kind: 'confirmation' });
@@ -735,6 +741,43 @@ describe.skipIf(!runnable)(runnable ? SUITE : `${SUITE} (skipped, missing: ${abs
     expect(state.active).toBe('Work');
     deliver(w, '[list] after the delete');
     expect(folder(w, 'Lists', '[list] after the delete')).toHaveLength(1);
+  });
+
+  it('imports a filter set from a file and downloads it back as stored', async () => {
+    const file = join(w.base, 'vacation-rules.sieve');
+    writeFileSync(
+      file,
+      [
+        'require "fileinto";',
+        'require "vacation";',
+        '# rule:[Newsletter]',
+        'if header :contains "subject" "newsletter" {',
+        '  fileinto "Lists";',
+        '}',
+        '',
+      ].join('\r\n'),
+    );
+    await createSet(w, phase, 'Imported', file);
+    await selectSet(w, 'Imported');
+    await w.page.waitForFunction(() => document.querySelectorAll('#filterslist tr td.name').length > 0);
+    expect(await filterNames(w)).toEqual(['Newsletter']);
+    await shot(w, phase, 'imported');
+    const state = await serverState(w);
+    expect(state.scripts.get('Imported')).toContain('fileinto "Lists";');
+    expect(state.active).toBe('Work');
+    // "Download": the browser saves the file Roundcube sends; it holds what GETSCRIPT returns.
+    const downloads = join(w.base, 'downloads');
+    mkdirSync(downloads);
+    const cdp = await w.page.createCDPSession();
+    await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+    await setAction(w, 'plugin.managesieve-setget');
+    const saved = join(downloads, 'Imported.txt');
+    for (let i = 0; i < 100 && !existsSync(saved); i++) await new Promise((r) => setTimeout(r, 100));
+    // PEAR Net_Sieve reads a literal together with the CRLF that ends the GETSCRIPT
+    // response (`_recvBytes(n + 2)`), so Roundcube's download carries one more CRLF,
+    // against any server; everything before it is the stored script, byte for byte.
+    expect(readFileSync(saved, 'utf8')).toBe(`${state.scripts.get('Imported')}\r\n`);
+    await cdp.detach();
   });
 
   it('does the same over the trusted clear-text loopback listener: new set, filter, activate, delivery', async () => {
