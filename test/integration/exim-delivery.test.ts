@@ -8,7 +8,7 @@
  *
  * Closest to production: the test user is a real Unix account (useradd, removed
  * afterwards), its userdb entry carries that uid/gid, and tsieved runs the store
- * with `isolation = "process"`, so the filter file is written by a worker running
+ * with `isolation = "process"`, so the filter file is written by a file broker running
  * as the user. Exim's redirect router then runs with `check_local_user` and the
  * default `check_owner`/`check_group` = true (Debian's userforward router): the
  * delivery would defer with "bad owner" if tsieved left the file owned by root.
