@@ -112,7 +112,7 @@ export function parseOutcome(text: string, self: string): Outcome {
     else if ((m = /^Mail to: (.*)$/.exec(line))) out.add(`mail to ${m[1]}`);
     else if (/^(?:Normal delivery will occur|Filtering did not set up a significant delivery)/.test(line)) out.add('inbox');
     // The line number moves with the header lines tsieved writes; the error does not.
-    else if ((m = /^(Sieve error: .*|Filter error: .*|exim: error in forward file: .*)$/.exec(line))) out.add(`error ${m[1]!.replace(/ (?:in|near) line \d+/, '')}`);
+    else if ((m = /^(Sieve error: .*|Filter error: .*|exim: error in forward file: .*)$/.exec(line))) out.add(`error ${m[1].replace(/ (?:in|near) line \d+/, '')}`);
     else if ((m = /^(Freeze|Fail|Defer)\b(.*)$/.exec(line))) out.add(`${m[1].toLowerCase()}${m[2]}`);
   }
   return [...out].sort();
