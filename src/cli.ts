@@ -18,6 +18,10 @@ import { runCheck } from './sieve/index.js';
 import { MIGRATE_USAGE, runMigrate } from './migrate/index.js';
 import { CONTROL_USAGE, runControl } from './control/commands.js';
 import { startControlSocket, type ControlSocket } from './control/socket.js';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { runPrimary } from './cluster/primary.js';
+import { PrimaryAdmission, serveAsWorker } from './cluster/worker.js';
 
 const USAGE = `usage:
   tsieved serve (--config FILE | --demo [--listen HOST:PORT])
@@ -57,11 +61,17 @@ async function serve(argv: string[]): Promise<number> {
     process.stderr.write(USAGE + '\n');
     return 2;
   }
-  const server = await startServer(config, log);
+  const workers = config.server.workers === 'auto' ? Math.max(1, availableParallelism()) : config.server.workers;
+  if (cluster.isPrimary && workers > 1) return runPrimary(config, values.config, workers, log);
+  const inWorker = cluster.isWorker;
+  if (inWorker) log = log.child({ worker: cluster.worker?.id });
+  const server = await startServer(config, log, inWorker ? { admission: new PrimaryAdmission(), serveMetrics: false } : {});
   const file = values.config;
   const reload = () => (file ? server.reload(() => loadConfig(file)) : Promise.resolve({ ok: false as const, error: 'the demo has no configuration file to re-read' }));
   let control: ControlSocket | undefined;
-  if (config.control.socket !== '') {
+  // In a cluster the primary owns the control socket and asks the workers.
+  if (inWorker) serveAsWorker(server, config, { reload }, log);
+  else if (config.control.socket !== '') {
     // Without it the server still serves; only who/kick/reload are unavailable.
     control = await startControlSocket(config.control.socket, {
       who: async () => server.sessions().map((s) => ({ ...s })),
@@ -81,7 +91,8 @@ async function serve(argv: string[]): Promise<number> {
   });
   process.on('SIGINT', () => process.emit('SIGTERM' as never));
   process.on('SIGHUP', () => {
-    if (file) void reload();
+    // A worker reloads when the primary asks (SIGHUP goes to the primary).
+    if (file && !inWorker) void reload();
   });
   return new Promise<number>(() => undefined);
 }

@@ -55,7 +55,8 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
     }
   }
   const config = validateConfig({
-    server: { listen: [listen], greeting_name: 'tsieved-demo' },
+    // One process: the demo is for trying the protocol, not for load.
+    server: { listen: [listen], greeting_name: 'tsieved-demo', workers: 1 },
     tls: { cert_file: cert, key_file: key },
     auth: { backend: 'userdb', userdb },
     storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },

@@ -15,6 +15,8 @@ import { ConnectionManager, listenerSpecs, type ListenerSpec } from './server/li
 import type { SessionInfo } from './server/connection.js';
 import { PrometheusEvents } from './metrics/prometheus.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from './metrics/http.js';
+import type { Registry } from 'prom-client';
+import type { Admission } from './server/admission.js';
 import { loadTlsContext } from './server/tls.js';
 import type { ScriptChecker, ServerServices } from './session/services.js';
 import { NO_EVENTS, type ServerEvents } from './session/events.js';
@@ -56,8 +58,10 @@ export type ReloadOutcome = { readonly ok: true } | { readonly ok: false; readon
 
 export interface RunningServer {
   readonly addresses: readonly { host: string; port: number; implicitTls: boolean }[];
-  /** The /metrics listener's port, when [metrics] listen is set. */
+  /** The /metrics listener's port, when [metrics] listen is set and this process serves it. */
   readonly metricsPort?: number;
+  /** This process's metrics, when [metrics] listen is set (a cluster primary gathers them). */
+  readonly metricsRegistry?: Registry;
   /**
    * SIGHUP and `tsieved reload`: re-read config (through `load`), certificates and
    * user files; sessions keep running. A failure keeps the running configuration.
@@ -185,15 +189,22 @@ function allowedMechanisms(config: Config, auth: AuthBackend): readonly string[]
   return allowed.length === 0 ? names : names.filter((name) => (allowed as readonly string[]).includes(name));
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export interface StartOptions {
+  /** Who counts connections against the limits (the cluster primary, for a worker). */
+  readonly admission?: Admission;
+  /** False in a cluster worker: the primary serves /metrics for all workers. */
+  readonly serveMetrics?: boolean;
+}
+
+export async function startServer(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const metrics = config.metrics.listen !== undefined ? new PrometheusEvents() : undefined;
   const events: ServerEvents = metrics ?? NO_EVENTS;
   let built = await buildServices(config, log, events);
   const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
-  const manager = new ConnectionManager(built.services, mechanisms, log);
+  const manager = new ConnectionManager(built.services, mechanisms, log, options.admission);
   metrics?.observe(manager);
   let endpoint: MetricsEndpoint | undefined;
-  if (metrics && config.metrics.listen !== undefined) {
+  if (metrics && config.metrics.listen !== undefined && options.serveMetrics !== false) {
     try {
       endpoint = await startMetricsEndpoint(config.metrics.listen, config.metrics.token_file, async () => ({
         contentType: metrics.registry.contentType,
@@ -215,6 +226,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       return manager.listening;
     },
     ...(endpoint ? { metricsPort: endpoint.port } : {}),
+    ...(metrics ? { metricsRegistry: metrics.registry } : {}),
     async reload(load) {
       try {
         const next = await load();

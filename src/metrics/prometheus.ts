@@ -135,6 +135,8 @@ export class PrometheusEvents implements ServerEvents {
       help: 'Configuration reloads (SIGHUP or tsieved reload) by outcome',
       labelNames: ['outcome'],
       registers,
+      // Every worker reloads once per reload: across workers the count is the highest, not the sum.
+      aggregator: 'max',
     });
     this.lastReloadOk = new Gauge({
       name: 'tsieved_config_last_reload_successful',

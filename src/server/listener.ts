@@ -12,6 +12,7 @@ import type { ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ServerServices } from '../session/services.js';
 import { Connection, type SessionInfo } from './connection.js';
+import { LocalAdmission, type Admission, type AdmissionVerdict } from './admission.js';
 import { bye, encodeResponse } from '../protocol/response.js';
 import { compileTrustedProxies, isTrustedBy, readProxyHeader, type TrustedProxies } from './proxy-protocol.js';
 
@@ -80,13 +81,13 @@ export class ConnectionManager {
   /** Listening sockets by configured address (port 0 stays 0 here). */
   private readonly servers = new Map<string, { server: Server; spec: ListenerSpec }>();
   private readonly connections = new Set<Connection>();
-  private readonly perAddress = new Map<string, number>();
   private trustedProxies: TrustedProxies;
 
   constructor(
     private services: ServerServices,
     private readonly mechanisms: () => readonly string[],
     private readonly log: Logger,
+    private readonly admission: Admission = new LocalAdmission(),
   ) {
     this.trustedProxies = compileTrustedProxies(services.config.server.trusted_proxies);
   }
@@ -243,16 +244,25 @@ export class ConnectionManager {
 
   private admit(socket: Socket, spec: ListenerSpec, remoteAddress: string, remotePort: number): void {
     const { server } = this.services.config;
-    const count = this.perAddress.get(remoteAddress) ?? 0;
-    if (this.connections.size >= server.max_connections) {
+    const verdict = this.admission.acquire(remoteAddress, { total: server.max_connections, perAddress: server.max_connections_per_ip });
+    if (typeof verdict === 'string') this.admitted(verdict, socket, spec, remoteAddress, remotePort);
+    else verdict.then((v) => this.admitted(v, socket, spec, remoteAddress, remotePort), () => socket.destroy());
+  }
+
+  private admitted(verdict: AdmissionVerdict, socket: Socket, spec: ListenerSpec, remoteAddress: string, remotePort: number): void {
+    const { server } = this.services.config;
+    if (verdict === 'max_connections') {
       this.refuse(socket, remoteAddress, 'max_connections', `${server.greeting_name}: too many connections, try again later`);
       return;
     }
-    if (count >= server.max_connections_per_ip) {
+    if (verdict === 'max_connections_per_ip') {
       this.refuse(socket, remoteAddress, 'max_connections_per_ip', `${server.greeting_name}: too many connections from your address`);
       return;
     }
-    this.perAddress.set(remoteAddress, count + 1);
+    if (socket.destroyed) {
+      this.admission.release(remoteAddress);
+      return;
+    }
     this.services.events.connectionAccepted();
     // `client` rather than `remote`: event lines carry `remote` themselves, in the
     // position the fail2ban filter expects.
@@ -267,9 +277,7 @@ export class ConnectionManager {
     this.connections.add(connection);
     const finished = (): void => {
       this.connections.delete(connection);
-      const left = (this.perAddress.get(remoteAddress) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(remoteAddress);
-      else this.perAddress.set(remoteAddress, left);
+      this.admission.release(remoteAddress);
     };
     this.start(connection, socket, spec, log).finally(finished);
   }

@@ -1,0 +1,200 @@
+/**
+ * The primary of `[server] workers = N` (N > 1): starts N server processes with
+ * node:cluster, which share the listening sockets (the primary accepts and hands
+ * connections out round-robin), and is the one place that sees all of them:
+ *   - it counts connections against max_connections and max_connections_per_ip
+ *     for every worker (a worker asks before admitting), so the limits hold for
+ *     the server, not per worker;
+ *   - it serves /metrics, summing the workers' metrics (prom-client's
+ *     AggregatorRegistry), and the control socket, asking every worker for
+ *     `who`/`kick`/`reload` and merging the answers;
+ *   - SIGHUP and `tsieved reload` reload every worker, SIGTERM drains every worker
+ *     (each exactly as a single process does) and exits when all have;
+ *   - a worker that dies is replaced; the other workers' sessions go on.
+ * It accepts no session itself and runs no auth or storage code.
+ *
+ * Must not know: the protocol, auth, storage.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { loadConfig } from '../config/loader.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/http.js';
+import { LocalAdmission } from '../server/admission.js';
+import { startControlSocket, type ControlSocket } from '../control/socket.js';
+import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
+
+/** A worker that does not answer a who/kick/reload within this is left out (and named). */
+const REQUEST_TIMEOUT_MS = 20_000;
+/** A worker that dies is replaced after this pause, so a crash loop does not spin. */
+const RESTART_DELAY_MS = 1000;
+
+type Outcome = { ok: true } | { ok: false; error: string };
+
+export async function runPrimary(config: Config, file: string | undefined, workers: number, log: Logger): Promise<number> {
+  const admission = new LocalAdmission();
+  /** Slots each worker holds, given back if it dies. */
+  const held = new Map<number, Map<string, number>>();
+  const ready = new Set<number>();
+  let stopping = false;
+  let startingUp = true;
+  let startupFailure: string | undefined;
+  let nextRequest = 1;
+  const pending = new Map<number, { worker: number; resolve: (value: unknown) => void }>();
+
+  const hold = (worker: number, address: string, delta: number): void => {
+    const mine = held.get(worker) ?? new Map<string, number>();
+    held.set(worker, mine);
+    const n = (mine.get(address) ?? 0) + delta;
+    if (n <= 0) mine.delete(address);
+    else mine.set(address, n);
+  };
+
+  const onMessage = (worker: Worker, message: unknown): void => {
+    if (!isMessage<ToPrimary>(message)) return;
+    switch (message.t) {
+      case 'tsieved:ready':
+        ready.add(worker.id);
+        break;
+      case 'tsieved:admit': {
+        const verdict = admission.acquire(message.address, { total: message.total, perAddress: message.perAddress });
+        if (verdict === 'ok') hold(worker.id, message.address, 1);
+        const reply: ToWorker = { t: 'tsieved:admitted', id: message.id, verdict };
+        worker.send(reply);
+        break;
+      }
+      case 'tsieved:release':
+        admission.release(message.address);
+        hold(worker.id, message.address, -1);
+        break;
+      case 'tsieved:reply': {
+        const waiting = pending.get(message.id);
+        pending.delete(message.id);
+        waiting?.resolve(message.value);
+        break;
+      }
+    }
+  };
+  cluster.on('message', onMessage);
+
+  /** Asks every running worker; a worker that does not answer in time is reported as such. */
+  const ask = async (make: (id: number) => ToWorker): Promise<{ worker: number; value: unknown }[]> => {
+    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && ready.has(w.id));
+    return Promise.all(
+      live.map(
+        (w) =>
+          new Promise<{ worker: number; value: unknown }>((resolve) => {
+            const id = nextRequest++;
+            const timer = setTimeout(() => {
+              pending.delete(id);
+              resolve({ worker: w.id, value: { timeout: true } });
+            }, REQUEST_TIMEOUT_MS);
+            pending.set(id, {
+              worker: w.id,
+              resolve: (value) => {
+                clearTimeout(timer);
+                resolve({ worker: w.id, value });
+              },
+            });
+            w.send(make(id));
+          }),
+      ),
+    );
+  };
+
+  const fork = (): Worker => cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    for (const [address, n] of held.get(worker.id) ?? []) for (let i = 0; i < n; i++) admission.release(address);
+    held.delete(worker.id);
+    const wasReady = ready.delete(worker.id);
+    if (stopping) return;
+    log.error({ event: 'worker-exit', worker: worker.id, pid: worker.process.pid, code, signal }, 'worker ended; starting another');
+    if (!wasReady && startingUp) {
+      // A worker that cannot even start (bad listener, broken config) would only
+      // fail again: stop rather than loop.
+      startupFailure ??= `worker ${worker.id} ended (${signal ?? `exit ${code}`}) before it was ready`;
+      return;
+    }
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, RESTART_DELAY_MS).unref();
+  });
+
+
+  let endpoint: MetricsEndpoint | undefined;
+  if (config.metrics.listen !== undefined) {
+    const aggregator = new AggregatorRegistry();
+    endpoint = await startMetricsEndpoint(config.metrics.listen, config.metrics.token_file, async () => ({
+      contentType: aggregator.contentType,
+      body: await aggregator.clusterMetrics(),
+    }), log);
+  }
+
+  const reload = async (): Promise<Outcome> => {
+    if (!file) return { ok: false, error: 'the demo has no configuration file to re-read' };
+    let next: Config;
+    try {
+      next = await loadConfig(file);
+    } catch (error) {
+      log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
+      return { ok: false, error: (error as Error).message };
+    }
+    const answers = await ask((id) => ({ t: 'tsieved:reload', id }));
+    const failures = answers.flatMap(({ worker, value }) => {
+      const v = value as Outcome & { timeout?: boolean };
+      if (v.timeout) return [`worker ${worker}: no answer`];
+      return v.ok ? [] : [`worker ${worker}: ${v.error}`];
+    });
+    if (failures.length > 0) return { ok: false, error: failures.join('; ') };
+    await endpoint?.reloadToken(next.metrics.token_file).catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
+    if (next.server.workers !== 'auto' && next.server.workers !== workers) {
+      log.warn({ event: 'workers-unchanged', running: workers, configured: next.server.workers }, '[server] workers changes need a restart');
+    }
+    return { ok: true };
+  };
+
+  let control: ControlSocket | undefined;
+  if (config.control.socket !== '') {
+    control = await startControlSocket(
+      config.control.socket,
+      {
+        who: async () => (await ask((id) => ({ t: 'tsieved:who', id }))).flatMap(({ value }) => (Array.isArray(value) ? (value as Record<string, unknown>[]) : [])),
+        kick: async (target) => (await ask((id) => ({ t: 'tsieved:kick', id, target }))).reduce((n, { value }) => n + (typeof value === 'number' ? value : 0), 0),
+        reload,
+      },
+      log,
+    ).catch((error: unknown) => {
+      log.warn({ event: 'control-unavailable', path: config.control.socket, err: (error as Error).message }, 'no control socket: tsieved who/kick/reload will not work');
+      return undefined;
+    });
+  }
+
+  process.on('SIGHUP', () => void reload());
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: 'stopping' }, 'SIGTERM: every worker stops accepting and lets its sessions finish');
+    const workersLeft = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    for (const w of workersLeft) w.process.kill('SIGTERM');
+    void Promise.all(workersLeft.map((w) => (w.isDead() ? Promise.resolve() : new Promise((r) => w.once('exit', r)))))
+      .then(() => Promise.all([endpoint?.close(), control?.close()]))
+      .then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // Signals, /metrics and the control socket are ready before the first worker
+  // listens: a SIGTERM right after start-up must find its handler.
+  for (let i = 0; i < workers; i++) fork();
+  while (ready.size < workers && startupFailure === undefined) await new Promise((r) => setTimeout(r, 50));
+  startingUp = false;
+  if (startupFailure !== undefined) {
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    log.error({ event: 'startup-failed' }, startupFailure);
+    await Promise.all([endpoint?.close(), control?.close()]);
+    return 1;
+  }
+  log.info({ event: 'cluster-ready', workers, pid: process.pid }, `${workers} workers serving`);
+  return new Promise<number>(() => undefined);
+}
