@@ -18,6 +18,7 @@ import { startMetricsEndpoint, type MetricsEndpoint } from './metrics/http.js';
 import type { Registry } from 'prom-client';
 import type { Admission } from './server/admission.js';
 import { loadTlsContext } from './server/tls.js';
+import { LoginLimits } from './session/login-limits.js';
 import type { ScriptChecker, ServerServices } from './session/services.js';
 import { NO_EVENTS, type ServerEvents } from './session/events.js';
 import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
@@ -89,7 +90,7 @@ function allListenerSpecs(config: Config): ListenerSpec[] {
 }
 
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
-export async function buildServices(config: Config, log: Logger, events: ServerEvents = NO_EVENTS): Promise<Built> {
+export async function buildServices(config: Config, log: Logger, events: ServerEvents = NO_EVENTS, logins = new LoginLimits()): Promise<Built> {
   // config-check.ts owns the checks; start-up, reload and `config check` all come here.
   const problems = configProblems(config);
   if (problems.length > 0) throw new StartupError(problems.join('; '), problems);
@@ -123,7 +124,7 @@ export async function buildServices(config: Config, log: Logger, events: ServerE
     format: (diagnostics, max, scriptName) => formatDiagnosticsForClient(diagnostics, max, scriptName),
   };
   if (VERSION_PROBLEM) log.warn({ event: 'version-unknown' }, VERSION_PROBLEM);
-  const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION, events };
+  const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION, events, logins };
   return { services, validator, stores };
 }
 
@@ -199,7 +200,9 @@ export interface StartOptions {
 export async function startServer(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const metrics = config.metrics.listen !== undefined ? new PrometheusEvents() : undefined;
   const events: ServerEvents = metrics ?? NO_EVENTS;
-  let built = await buildServices(config, log, events);
+  // Kept across reloads: a SIGHUP must not reset the per-address penalty or session counts.
+  const logins = new LoginLimits();
+  let built = await buildServices(config, log, events, logins);
   const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
   const manager = new ConnectionManager(built.services, mechanisms, log, options.admission);
   metrics?.observe(manager);
@@ -261,7 +264,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
    */
   async function reload(next: Config): Promise<void> {
     const old = built;
-    built = await buildServices(next, log, events);
+    built = await buildServices(next, log, events, logins);
     manager.replaceServices(built.services);
     log.level = next.log.level;
     const listeners = await manager.applyListeners(allListenerSpecs(next));

@@ -57,6 +57,16 @@ export const authenticate = defineCommand({
       if (!initial) return failed(ctx, mechanism, 'malformed', 'invalid base64 in the initial response', no('Invalid base64 in the initial response'));
     }
 
+    // The address's failed-login penalty: waited out before anything is checked,
+    // so hanging up early does not skip it (login-limits.ts).
+    const penalty = services.logins.attempt(session.origin.remoteAddress, services.config.server.auth_failure_delay_ms);
+    if (penalty.waitMs > 0) {
+      ctx.log.info(
+        { event: 'auth-penalty', remote: session.origin.remoteAddress, failures: penalty.failures, delay_ms: Math.round(penalty.waitMs) },
+        'login attempt delayed after failed logins from this address',
+      );
+      await sleep(penalty.waitMs);
+    }
     let step: SaslStep = await exchange.start(initial);
     while (step.kind === 'challenge') {
       await ctx.write(Buffer.concat([encodeLiteral(Buffer.from(step.data.toString('base64'), 'latin1')), Buffer.from('\r\n')]));
@@ -88,9 +98,18 @@ export const authenticate = defineCommand({
     }
 
     const { identity, attached } = step.outcome;
+    services.logins.succeeded(session.origin.remoteAddress);
+    const max = services.config.server.max_sessions_per_user;
+    const releaseSlot = services.logins.claimSession(identity.user, max);
+    if (!releaseSlot) {
+      attached?.terminate();
+      ctx.log.warn({ event: 'too-many-sessions', remote: session.origin.remoteAddress, user: identity.user, max }, 'login refused: too many sessions for this account');
+      return { response: no(`Too many sessions for this account (at most ${max}); log out elsewhere or try again later`, 'TRYLATER') };
+    }
     try {
-      await session.login(identity, attached);
+      await session.login(identity, attached, releaseSlot);
     } catch (error) {
+      releaseSlot();
       attached?.terminate();
       ctx.log.error({ event: 'store-open-failed', user: identity.user, err: error }, 'could not open the user\'s script storage');
       return { response: storeOpenFailureToResponse(error) };
@@ -116,6 +135,7 @@ function isCancel(token: Token): boolean {
 async function cancelled(ctx: CommandContext, mechanism: string): Promise<CommandResult> {
   const { session, services } = ctx;
   session.authFailures++;
+  services.logins.failed(session.origin.remoteAddress);
   ctx.log.info({ event: 'auth-cancelled', remote: session.origin.remoteAddress, mechanism }, 'authentication cancelled by the client');
   services.events.loginFailed(services.auth.name, mechanism, 'cancelled');
   await delay(ctx);
@@ -155,6 +175,7 @@ async function failed(
 ): Promise<CommandResult> {
   const { session, services } = ctx;
   session.authFailures++;
+  services.logins.failed(session.origin.remoteAddress);
   ctx.log.warn(
     { event: 'auth-failure', remote: session.origin.remoteAddress, user: user ?? '', mechanism, class: failure, reason },
     'authentication failed',

@@ -39,6 +39,8 @@ const serverSchema = z.strictObject({
   max_preauth_literal_bytes: z.number().int().positive().default(16384),
   max_bad_commands: z.number().int().positive().default(10),
   max_auth_failures: z.number().int().positive().default(3),
+  /** Sessions one account may hold at once in this server (Dovecot: mail_max_userip_connections). */
+  max_sessions_per_user: z.number().int().positive().default(10),
   /** Delay before answering a failed login; per connection, never blocks others. */
   auth_failure_delay_ms: z.number().int().nonnegative().default(2000),
   /**

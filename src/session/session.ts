@@ -71,8 +71,12 @@ export class Session {
   }
 
   /** Opens the user's store; the session is authenticated only once that worked. */
-  async login(identity: Identity, attached?: AttachedBroker): Promise<void> {
+  /** Gives back the account's session slot (LoginLimits) at logout. */
+  private releaseSlot: (() => void) | undefined;
+
+  async login(identity: Identity, attached?: AttachedBroker, releaseSlot?: () => void): Promise<void> {
     const store = await this.services.stores.open(identity, attached);
+    this.releaseSlot = releaseSlot;
     this.identity = identity;
     this.store = store;
     this.state = 'authenticated';
@@ -85,6 +89,8 @@ export class Session {
     this.store = undefined;
     this.identity = undefined;
     this.state = 'non-authenticated';
+    this.releaseSlot?.();
+    this.releaseSlot = undefined;
     if (store) await store.close();
   }
 }
