@@ -72,10 +72,14 @@ let current;
 async function cleanup() {
   await current?.stop().catch(() => undefined);
   rmSync(join('/etc/pam.d', service), { force: true });
-  for (const u of created) spawnSync('userdel', [u], { stdio: 'ignore' });
+  // A session process of the user may still be ending: retry, then force.
+  for (const u of created) {
+    for (let i = 0; i < 20 && spawnSync('userdel', [u], { stdio: 'ignore' }).status === 8; i++) await new Promise((r) => setTimeout(r, 100));
+    spawnSync('userdel', ['-f', u], { stdio: 'ignore' });
+  }
   work.remove();
 }
-process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => void cleanup().then(() => process.exit(130)));
 
 /** Unix accounts with homes below the work dir, one password, in a pam_pwdfile file. */
 function makeAccounts(count) {

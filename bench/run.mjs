@@ -13,7 +13,7 @@
 // Options: --duration S, --warmup S, --concurrency N, --idle N, --users N,
 //          --processes N (load generators), --only tsieved|dovecot, --no-dovecot,
 //          --no-isolation, --json FILE (the isolation figures go to FILE.isolation.json)
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -155,14 +155,28 @@ if (values.json) writeFileSync(values.json, JSON.stringify({ machine, opts, resu
 
 // Per-session isolation (PAM helper + file broker against Dovecot's per-user
 // processes) needs root for users and PAM service files; its own program and table.
+// Its sizes follow this run's: the defaults give its defaults (50 users, 50 and 500
+// idle sessions, 200 full sessions at 20), a tiny run stays tiny.
 if (!values['no-isolation'] && values.only !== 'dovecot') {
   if (process.getuid?.() !== 0) {
     console.log('\nisolation figures skipped: they need root (bench/isolation.mjs)');
   } else {
-    const args = [join(root, 'bench/isolation.mjs')];
+    const full = opts.durationMs >= 10_000;
+    const args = [
+      join(root, 'bench/isolation.mjs'),
+      '--users', String(Math.min(50, opts.usersCount)),
+      '--idle-small', String(Math.min(50, opts.idle)),
+      '--idle-large', String(Math.min(500, opts.idle)),
+      '--sessions', String(full ? 200 : 4 * opts.concurrency),
+      '--concurrent', String(Math.min(20, opts.concurrency)),
+      '--logins', String(full ? 40 : 5),
+    ];
     if (values['no-dovecot']) args.push('--no-dovecot');
     if (values.json) args.push('--json', `${values.json}.isolation.json`);
-    const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
-    if (r.status !== 0) process.exitCode = r.status ?? 1;
+    const child = spawn(process.execPath, args, { stdio: 'inherit' });
+    // Passed on, so that it removes its users and PAM service file when we are stopped.
+    for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+    const code = await new Promise((r) => child.once('exit', (c) => r(c)));
+    if (code !== 0) process.exitCode = code ?? 1;
   }
 }

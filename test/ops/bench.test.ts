@@ -24,6 +24,14 @@ interface Side {
   validate: { bytes: number; medianMs: number; status: string };
 }
 
+interface IsolationSide {
+  authenticateToOkMs: { n: number; p50: number };
+  idle: Record<string, { sessions: number; errors: number; pssPerSessionKiB: number; childrenPssPerSessionKiB: number }>;
+  full: { sessions: number; errors: number; p50Ms: number; p99Ms: number };
+}
+/** The isolation figures (bench/isolation.mjs, run by run.mjs as root), if it ran. */
+let isolation: { barePamMs: { n: number; p50: number }; servers: Record<string, IsolationSide> } | undefined;
+
 function bench(args: string[]): Record<string, Side> {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-bench-test-'));
   try {
@@ -33,6 +41,7 @@ function bench(args: string[]): Record<string, Side> {
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 240_000,
     });
+    isolation = existsSync(`${out}.isolation.json`) ? JSON.parse(readFileSync(`${out}.isolation.json`, 'utf8')) : undefined;
     return (JSON.parse(readFileSync(out, 'utf8')) as { results: Record<string, Side> }).results;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -63,5 +72,14 @@ describe.skipIf(!built)('npm run bench', () => {
     expect(Object.keys(r)).toEqual(['tsieved', 'dovecot']);
     expectComplete(r.tsieved);
     expectComplete(r.dovecot);
+    // As root, the isolation figures too: PAM logins with a process per session, both servers.
+    expect(isolation?.barePamMs.n).toBe(5);
+    for (const name of ['tsieved', 'dovecot']) {
+      const side = isolation!.servers[name]!;
+      expect(side.authenticateToOkMs.n).toBe(5);
+      expect(side.full).toMatchObject({ sessions: 12, errors: 0 });
+      expect(side.idle['10']).toMatchObject({ sessions: 10, errors: 0 });
+      expect(side.idle['10']!.pssPerSessionKiB).toBeGreaterThan(0);
+    }
   }, 240_000);
 });
