@@ -179,14 +179,26 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
 
   // Pass 2: the same decisions against the real store.
   let store: ScriptStore | undefined;
+  let done: Decided;
   try {
     store = await openRealStore(identity, isolate, ctx.launcher, options);
-    return result(await decide(input, StoreView.real(store)));
+    done = await decide(input, StoreView.real(store));
   } catch (err) {
     return result(planned, { fatal: describe(err) });
   } finally {
     await store?.close().catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, 'closing the store failed'));
   }
+  // What was written is what was compared (unless the user changed something meanwhile).
+  const written = asState(await readFilterNow(home, options.filterPath, isolate ? policy : { follow: true }, isolate));
+  if (!sameFilter(written, after)) {
+    common.problems.push({ file: options.filterPath, message: 'is not the filter file compared with Exim above (changed in the meantime?); run again with --dry-run to check' });
+  }
+  return result(done);
+}
+
+function sameFilter(a: FilterState, b: FilterState): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
 }
 
 /** Did an earlier open of the store already keep these bytes (a script holds them)? */

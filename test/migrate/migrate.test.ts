@@ -103,14 +103,19 @@ function oldFiles(snap: Record<string, string>, prefixes: string[]): Record<stri
   return Object.fromEntries(Object.entries(snap).filter(([k]) => prefixes.some((p) => k === p || k.startsWith(p + '/'))));
 }
 
-function storeFor(user: string, scriptsDir: string, filterPath: string): FileStore {
-  return new FileStore({
+function storeOptionsFor(user: string, scriptsDir: string, filterPath: string) {
+  return {
     scriptsDir: join(homes, user, scriptsDir),
     filterPath: join(homes, user, filterPath),
     limits: { maxScripts: 100, maxScriptBytes: 1 << 20, maxTotalBytes: 0 },
     filterMode: 0o644,
+    createBelow: join(homes, user),
     log: silentLogger(),
-  });
+  };
+}
+
+function storeFor(user: string, scriptsDir: string, filterPath: string): FileStore {
+  return new FileStore(storeOptionsFor(user, scriptsDir, filterPath));
 }
 
 /** pysieved's Exim layout: quoted names in .pysieved/, .forward -> .pysieved/<active>. */
@@ -228,6 +233,19 @@ describe('migrate --from pysieved', () => {
     const accepted = await migrate('--from', 'pysieved', '--exim', join(dir, 'no-such-exim'), '--accept-changes');
     expect(accepted.code).toBe(0);
     expect(accepted.out).toMatch(/^alice: imported 1, unchanged 0, conflicts 0, failed 0; active "a" \(activated\)$/m);
+  });
+
+  it('says so when the filter file written is not the one it compared (the store repaired a hand edit on open)', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { 'a': VALID });
+    const store = await FileStore.open(storeOptionsFor('alice', 'sieve', '.forward'));
+    await store.put('mine', Buffer.from('keep;\n'));
+    await store.setActive('mine');
+    const filter = join(homes, 'alice', '.forward');
+    writeFileSync(filter, readFileSync(filter, 'utf8') + 'redirect "edited@elsewhere.test";\n');
+    const r = await migrate('--from', 'pysieved');
+    expect(r.out).toMatch(/\.forward: is not the filter file compared with Exim above/);
+    expect(r.code).toBe(1);
   });
 
   it('--dry-run reports what it would do and changes nothing', async () => {
