@@ -155,7 +155,9 @@ export class CommandFramer {
   /**
    * Takes the next LF-terminated segment (CR before LF dropped; a bare LF is
    * accepted as clients and Dovecot do). Enforces the line limit across the
-   * command's segments so that a line cannot grow without bound.
+   * command's segments so that a line cannot grow without bound. The limit counts
+   * the text without its line end, so a bare LF is allowed no octet more than
+   * CRLF (it once was, by counting the CR slot as text).
    */
   private takeLine(): Buffer | 'need-more' | ProtocolError {
     let scanned = 0;
@@ -164,13 +166,16 @@ export class CommandFramer {
       const lf = chunk.indexOf(LF);
       if (lf === -1) {
         scanned += chunk.length;
-        if (this.lineBytesSoFar + scanned > this.limits.maxLineBytes) {
+        // One octet of slack: it may be the CR of a CRLF split across chunks.
+        if (this.lineBytesSoFar + scanned > this.limits.maxLineBytes + 1) {
           return ProtocolError.fatal(`Line too long (more than ${this.limits.maxLineBytes} octets)`);
         }
         continue;
       }
       const lineLength = scanned + lf;
-      if (this.lineBytesSoFar + lineLength > this.limits.maxLineBytes + 1) {
+      const before = lf > 0 ? chunk[lf - 1] : c > 0 ? this.chunks[c - 1]![this.chunks[c - 1]!.length - 1] : undefined;
+      const textLength = lineLength - (before === CR ? 1 : 0);
+      if (this.lineBytesSoFar + textLength > this.limits.maxLineBytes) {
         return ProtocolError.fatal(`Line too long (more than ${this.limits.maxLineBytes} octets)`);
       }
       const parts = this.chunks.slice(0, c);

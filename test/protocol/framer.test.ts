@@ -94,6 +94,19 @@ describe('CommandFramer', () => {
     expect(r!.kind === 'command' && r!.error).toBeFalsy();
   });
 
+  it('allows a line ending in bare LF no octet more than one ending in CRLF, wherever the input is split', () => {
+    const line = 'NOOP "' + 'a'.repeat(43) + '"'; // 50 octets: the limit
+    const longer = 'NOOP "' + 'a'.repeat(44) + '"'; // 51
+    for (const end of ['\r\n', '\n']) {
+      for (const cut of [10, 49, 50, 51]) {
+        const ok = feed(Buffer.from(line + end), [cut], new CommandFramer(limits(1000, 50)));
+        expect(ok[0]).toMatchObject({ kind: 'command' });
+        const over = feed(Buffer.from(longer + end), [cut], new CommandFramer(limits(1000, 50)));
+        expect(over[0]).toMatchObject({ kind: 'fatal' });
+      }
+    }
+  });
+
   it('reports quoting errors without losing the literal that follows', () => {
     const input = Buffer.from('PUTSCRIPT "bad\\q" {6+}\r\nNOOP\r\n\r\nLOGOUT\r\n');
     const results = feed(input, []);
