@@ -97,6 +97,9 @@ export class ScramExchange implements SaslExchange {
     if (attrs.length < 2 || !attrs[0]!.startsWith('n=') || !attrs[1]!.startsWith('r=')) {
       return this.fail('malformed', 'client-first-message-bare is not n=...,r=...');
     }
+    // Anything after the nonce must be extensions, attr-val = ALPHA "=" value
+    // (RFC 5802 section 7); "r=abc,def" was accepted.
+    if (!attrs.slice(2).every(isAttrVal)) return this.fail('malformed', 'client-first-message-bare has text after the nonce that is no attribute');
     const user = decodeSaslName(attrs[0]!.slice(2));
     if (user === undefined) return this.fail('malformed', 'bad saslname');
     const nameCheck = checkUserName(user);
@@ -151,6 +154,7 @@ export class ScramExchange implements SaslExchange {
     if (attrs.length < 2 || !attrs[0]!.startsWith('c=') || !attrs[1]!.startsWith('r=')) {
       return this.fail('malformed', 'client-final-message is not c=...,r=...', s.user);
     }
+    if (!attrs.slice(2).every(isAttrVal)) return this.fail('malformed', 'client-final-message has text before the proof that is no attribute', s.user);
     // Without channel binding, c= is exactly the base64 of the gs2 header (section 5.1).
     const cbind = Buffer.from(attrs[0]!.slice(2), 'base64');
     if (!cbind.equals(Buffer.from(s.gs2Header, 'utf8')) || !isBase64(attrs[0]!.slice(2))) {
@@ -199,4 +203,9 @@ export class ScramExchange implements SaslExchange {
 
 function isBase64(s: string): boolean {
   return s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s);
+}
+
+/** RFC 5802 section 7: attr-val = ALPHA "=" value. */
+function isAttrVal(part: string): boolean {
+  return /^[A-Za-z]=/.test(part);
 }

@@ -169,6 +169,22 @@ describe.skipIf(!haveTools('doveadm'))('SCRAM exchanges against doveadm-made and
     }
   });
 
+  it('refuses text after the nonce that is no attribute (RFC 5802 section 7: extensions are ALPHA "=" value)', async () => {
+    const ex = () => createExchange('SCRAM-SHA-256', fx.backend, ctx)!;
+    for (const bad of ['n,,n=test,r=abc,def', 'n,,n=dove256,r=abc,', 'n,,n=dove256,r=abc,=x', 'n,,n=dove256,r=abc,xy=1']) {
+      expect(await ex().start(b(bad))).toMatchObject({ kind: 'failure', reason: 'malformed' });
+    }
+    // An extension attribute is allowed (and ignored).
+    expect((await ex().start(b('n,,n=dove256,r=abc,x=1'))).kind).toBe('challenge');
+    // The same in the final message, before the proof.
+    const client = scramClient('sha256', 'dove256', nfc, 'abc');
+    const e = ex();
+    const first = await e.start(client.first);
+    if (first.kind !== 'challenge') throw new Error('expected a challenge');
+    const msg = client.final(first.data).message.toString();
+    expect(await e.respond(b(msg.replace(',p=', ',junk,p=')))).toMatchObject({ kind: 'failure', reason: 'malformed' });
+  });
+
   it('sends an empty challenge first when there is no initial response', async () => {
     const e = createExchange('scram-sha-1', fx1.backend, ctx)!;
     expect(await e.start(undefined)).toEqual({ kind: 'challenge', data: Buffer.alloc(0) });
