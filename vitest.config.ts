@@ -12,6 +12,7 @@ export default defineConfig({
     restoreMocks: true,
     unstubGlobals: true,
     unstubEnvs: true,
-    reporters: ['default', ['json', { outputFile: 'test-results/results.json' }]],
+    // The skip summary (what was missing, how many tests each skipped) ends the output.
+    reporters: [['json', { outputFile: 'test-results/results.json' }], 'default', './test/helpers/skip-summary.ts'],
   },
 });

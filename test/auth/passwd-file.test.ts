@@ -5,11 +5,10 @@ import { join } from 'node:path';
 import { PasswdFileBackend, parsePasswdFileLine } from '../../src/auth/passwd-file.js';
 import { costClass, deriveScramCredentials } from '../../src/auth/password-hash.js';
 import type { AuthContext } from '../../src/auth/types.js';
-import { haveTools } from '../helpers/tools.js';
-import { PASSWORDS, captureLogger, run } from './util.js';
+import { PASSWORDS, captureLogger, madeBy } from './util.js';
 
 const ctx: AuthContext = { remoteAddress: '127.0.0.1', secure: true };
-const dove = (scheme: string, pw: string): string => run('doveadm', ['pw', '-s', scheme, '-p', pw]);
+const dove = (scheme: string, pw: string): string => madeBy('doveadm', ['pw', '-s', scheme, '-p', pw]);
 
 describe('parsePasswdFileLine', () => {
   it('reads all seven fields and the extra fields', () => {
@@ -40,7 +39,7 @@ describe('parsePasswdFileLine', () => {
   });
 });
 
-describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend', () => {
+describe('PasswdFileBackend', () => {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tsieved-passwd-'));
@@ -62,7 +61,7 @@ describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend
       ['clear', dove('CLEAR', pw)],
       ['scram1', dove('SCRAM-SHA-1', pw)],
       ['scram256', dove('SCRAM-SHA-256', pw)],
-      ['barecrypt', run('mkpasswd', ['-s', '-m', 'yescrypt'], pw)],
+      ['barecrypt', madeBy('mkpasswd', ['-s', '-m', 'yescrypt'], pw)],
     ];
     const file = join(dir, 'passwd');
     await writeFile(file, entries.map(([u, h], i) => `${u}:${h}:${2000 + i}:2000::/home/${u}::\n`).join(''));
@@ -101,17 +100,18 @@ describe.skipIf(!haveTools('doveadm', 'openssl', 'mkpasswd'))('PasswdFileBackend
 
   it('checks an unknown user\'s password against a hash of the most common scheme and cost in the file', async () => {
     const file = join(dir, 'passwd');
-    const yescrypt = run('mkpasswd', ['-s', '-m', 'yescrypt'], 'x');
-    const sha512 = [0, 1, 2].map(() => run('openssl', ['passwd', '-6', 'x']).trim());
+    const yescrypt = madeBy('mkpasswd', ['-s', '-m', 'yescrypt'], 'x');
+    // Three $6$ hashes of one password (fixed salts: the fixture keeps one output per command).
+    const sha512 = ['saltA', 'saltB', 'saltC'].map((salt) => madeBy('openssl', ['passwd', '-6', '-salt', salt, 'x']));
     const entries = [
       `ssha:${dove('SSHA256', 'x')}`,
-      `md5:${run('openssl', ['passwd', '-1', 'x']).trim()}`,
+      `md5:${madeBy('openssl', ['passwd', '-1', 'x']).trim()}`,
       `yes:${yescrypt}`,
       `sha512c:${sha512[2]}`,
       `sha512a:${sha512[0]}`,
       `sha512b:${sha512[1]}`,
-      `rounds:${run('mkpasswd', ['-s', '-m', 'sha-512', '-R', '9000'], 'x')}`,
-      `bcrypt5:${run('mkpasswd', ['-s', '-m', 'bcrypt', '-R', '5'], 'x')}`,
+      `rounds:${madeBy('mkpasswd', ['-s', '-m', 'sha-512', '-R', '9000'], 'x')}`,
+      `bcrypt5:${madeBy('mkpasswd', ['-s', '-m', 'bcrypt', '-R', '5'], 'x')}`,
       'locked:!',
       'locked2:!',
       'locked3:!',

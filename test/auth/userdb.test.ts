@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserdbBackend, parseUserdbLine } from '../../src/auth/userdb.js';
 import type { AuthContext } from '../../src/auth/types.js';
-import { haveTools } from '../helpers/tools.js';
-import { PASSWORDS, captureLogger, run } from './util.js';
+import { PASSWORDS, captureLogger, madeBy } from './util.js';
 
 const ctx: AuthContext = { remoteAddress: '127.0.0.1', secure: true };
 
@@ -39,7 +38,7 @@ describe('parseUserdbLine', () => {
   });
 });
 
-describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', () => {
+describe('UserdbBackend', () => {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tsieved-userdb-'));
@@ -51,9 +50,9 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
   const line = (name: string, pwField: string) => `${name}\tuid=5000|gid=5000|home=/srv/vmail/${name}|mail=/srv/vmail/${name}/Maildir|${pwField}\n`;
 
   it('logs in DomTool users with userdbpw hashes; wrong password and unknown user give the same answer', async () => {
-    const md5 = run('userdbpw', ['-md5'], PASSWORDS.nonAscii + '\n');
-    const des = run('userdbpw', [], 'secret12\n');
-    const yes = run('mkpasswd', ['-s', '-m', 'yescrypt'], PASSWORDS.long);
+    const md5 = madeBy('userdbpw', ['-md5'], PASSWORDS.nonAscii + '\n');
+    const des = madeBy('userdbpw', [], 'secret12\n');
+    const yes = madeBy('mkpasswd', ['-s', '-m', 'yescrypt'], PASSWORDS.long);
     const file = join(dir, 'userdb');
     await writeFile(
       file,
@@ -88,8 +87,8 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
 
   it('uses sievepw when present, systempw otherwise', async () => {
     const file = join(dir, 'userdb');
-    const sys = run('userdbpw', ['-md5'], 'system-pw\n');
-    const sieve = run('openssl', ['passwd', '-6', '-stdin'], 'sieve-pw');
+    const sys = madeBy('userdbpw', ['-md5'], 'system-pw\n');
+    const sieve = madeBy('openssl', ['passwd', '-6', '-stdin'], 'sieve-pw');
     await writeFile(file, line('dave@example.org', `systempw=${sys}|sievepw=${sieve}`));
     const b = new UserdbBackend(file, captureLogger().log);
     expect((await b.verifyPassword('dave@example.org', 'sieve-pw', ctx)).kind).toBe('ok');
@@ -98,7 +97,7 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
 
   it('skips a malformed line, logging its file and line number, and keeps the rest', async () => {
     const file = join(dir, 'userdb');
-    const h = run('userdbpw', ['-md5'], 'pw\n');
+    const h = madeBy('userdbpw', ['-md5'], 'pw\n');
     await writeFile(file, line('a@x.org', `systempw=${h}`) + 'garbage without a tab\n' + 'b@x.org\tuid=zz|systempw=' + h + '\n' + line('c@x.org', `systempw=${h}`));
     const cap = captureLogger();
     const b = new UserdbBackend(file, cap.log);
@@ -113,7 +112,7 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
 
   it('parses the file once for concurrent logins', async () => {
     const file = join(dir, 'userdb');
-    const h = run('userdbpw', ['-md5'], 'pw\n');
+    const h = madeBy('userdbpw', ['-md5'], 'pw\n');
     await writeFile(file, 'broken line\n' + line('a@x.org', `systempw=${h}`));
     const cap = captureLogger();
     const b = new UserdbBackend(file, cap.log);
@@ -137,8 +136,8 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
 
   it('picks up changes without a restart: in-place edits, same-size rewrites, atomic renames', async () => {
     const file = join(dir, 'userdb');
-    const h1 = run('userdbpw', ['-md5'], 'first\n');
-    const h2 = run('userdbpw', ['-md5'], 'secnd\n'); // same length as "first": same file size
+    const h1 = madeBy('userdbpw', ['-md5'], 'first\n');
+    const h2 = madeBy('userdbpw', ['-md5'], 'secnd\n'); // same length as "first": same file size
     await writeFile(file, line('f@x.org', `systempw=${h1}`));
     const b = new UserdbBackend(file, captureLogger().log);
     expect((await b.verifyPassword('f@x.org', 'first', ctx)).kind).toBe('ok');
@@ -158,7 +157,7 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
   it('reads a directory of files (one per domain), and notices files added and removed', async () => {
     const udb = join(dir, 'userdb.d');
     await mkdir(udb);
-    const h = run('openssl', ['passwd', '-1', '-stdin'], 'dirpw');
+    const h = madeBy('openssl', ['passwd', '-1', '-stdin'], 'dirpw');
     await writeFile(join(udb, 'example.org'), line('a@example.org', `systempw=${h}`));
     await writeFile(join(udb, '.hidden'), line('hidden@example.org', `systempw=${h}`));
     const b = new UserdbBackend(udb, captureLogger().log);
@@ -178,13 +177,13 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
     const r = await b.verifyPassword('a@x.org', 'pw', ctx);
     expect(r.kind).toBe('unavailable');
     expect(cap.lines().some((l) => l.msg.includes('unreadable'))).toBe(true);
-    await writeFile(file, line('a@x.org', `systempw=${run('userdbpw', ['-md5'], 'pw\n')}`));
+    await writeFile(file, line('a@x.org', `systempw=${madeBy('userdbpw', ['-md5'], 'pw\n')}`));
     expect((await b.verifyPassword('a@x.org', 'pw', ctx)).kind).toBe('ok');
   });
 
   it('refuses user names with control characters or excessive length before looking', async () => {
     const file = join(dir, 'userdb');
-    await writeFile(file, line('a@x.org', `systempw=${run('userdbpw', ['-md5'], 'pw\n')}`));
+    await writeFile(file, line('a@x.org', `systempw=${madeBy('userdbpw', ['-md5'], 'pw\n')}`));
     const b = new UserdbBackend(file, captureLogger().log);
     expect(await b.verifyPassword('a@x.org\u0000', 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'control character in user name', class: 'malformed' });
     expect(await b.verifyPassword('a\n@x.org', 'pw', ctx)).toMatchObject({ kind: 'rejected' });
@@ -194,8 +193,8 @@ describe.skipIf(!haveTools('userdbpw', 'openssl', 'mkpasswd'))('UserdbBackend', 
 
   it('logs duplicates and keeps the first entry', async () => {
     const file = join(dir, 'userdb');
-    const h1 = run('userdbpw', ['-md5'], 'one\n');
-    const h2 = run('userdbpw', ['-md5'], 'two\n');
+    const h1 = madeBy('userdbpw', ['-md5'], 'one\n');
+    const h2 = madeBy('userdbpw', ['-md5'], 'two\n');
     await writeFile(file, line('d@x.org', `systempw=${h1}`) + line('d@x.org', `systempw=${h2}`));
     const cap = captureLogger();
     const b = new UserdbBackend(file, cap.log);

@@ -1,15 +1,40 @@
 /**
- * Test helpers for auth/sasl: run real hashing tools, capture log lines, and a
- * SCRAM client written from RFC 5802 (independent of src/sasl/scram.ts).
+ * Test helpers for auth/sasl: password hashes made by the real tools (committed, see
+ * madeBy), capture of log lines, and a SCRAM client written from RFC 5802
+ * (independent of src/sasl/scram.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
+import { PASSWORD_HASHES } from '../fixtures/password-hashes.js';
+import { tool } from '../helpers/tools.js';
 
-/** Runs a tool and returns its trimmed stdout. */
-export function run(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).trim();
+const hashKey = (command: readonly string[], input: string): string => JSON.stringify([...command, input]);
+const committed = new Map(PASSWORD_HASHES.map((h) => [hashKey(h.command, h.input), h.output]));
+
+/**
+ * What a hashing program (openssl passwd, mkpasswd, userdbpw, doveadm pw) printed,
+ * trimmed, for these arguments and standard input: read from
+ * test/fixtures/password-hashes.ts, where each entry was made once by the real
+ * program and shows the command. So these tests need none of the programs. With
+ * TSIEVED_RECORD_HASHES=FILE the program runs instead and the result is appended to
+ * FILE (test/fixtures/record-password-hashes.mjs rewrites the fixture from it).
+ */
+export function madeBy(cmd: string, args: readonly string[], input = ''): string {
+  const key = hashKey([cmd, ...args], input);
+  const record = process.env['TSIEVED_RECORD_HASHES'];
+  if (record) {
+    const output = execFileSync(tool(cmd), args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).trim();
+    appendFileSync(record, JSON.stringify({ command: [cmd, ...args], input, output }) + '\n');
+    return output;
+  }
+  const output = committed.get(key);
+  if (output === undefined) {
+    throw new Error(`no committed output of ${key} in test/fixtures/password-hashes.ts: run node test/fixtures/record-password-hashes.mjs`);
+  }
+  return output;
 }
 
 export const PASSWORDS = {

@@ -1,11 +1,12 @@
 /**
- * A throwaway CA and a server certificate for localhost/127.0.0.1, made with the
- * real openssl in a temporary directory, once per test process.
+ * The test CA and the server certificate for localhost/127.0.0.1 (key unencrypted),
+ * committed under test/fixtures/tls/ (made once by its make.sh with the real openssl,
+ * valid until 2126), so that TLS tests need no openssl program.
+ *
+ * Must not know: how tests use them.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 export interface TestCerts {
   readonly dir: string;
@@ -15,24 +16,14 @@ export interface TestCerts {
   readonly ca: Buffer;
 }
 
-let cached: TestCerts | undefined;
+const dir = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
 
 export function testCerts(): TestCerts {
-  if (cached) return cached;
-  const dir = mkdtempSync(join(tmpdir(), 'tsieved-certs-'));
-  const run = (args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  };
-  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '30', '-subj', '/CN=tsieved test CA']);
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '30', '-extfile', 'ext.cnf']);
-  cached = {
+  return {
     dir,
-    caFile: join(dir, 'ca.pem'),
-    certFile: join(dir, 'server.pem'),
-    keyFile: join(dir, 'server.key'),
-    ca: readFileSync(join(dir, 'ca.pem')),
+    caFile: `${dir}ca.pem`,
+    certFile: `${dir}server.pem`,
+    keyFile: `${dir}server.key`,
+    ca: readFileSync(`${dir}ca.pem`),
   };
-  return cached;
 }

@@ -24,7 +24,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findTool } from './tools.js';
+import { findTool, tool } from './tools.js';
 
 export interface UnixUser {
   readonly name: string;
@@ -42,11 +42,11 @@ export interface UnixUser {
 export function createUnixUser(parent: string, prefix = 'tse2e'): UnixUser {
   const name = `${prefix}${Math.random().toString(36).slice(2, 9)}`;
   const home = join(parent, name);
-  execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name], {
+  execFileSync(tool('useradd'), ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name], {
     stdio: 'pipe',
   });
-  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
+  const uid = Number(execFileSync(tool('id'), ['-u', name], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync(tool('id'), ['-g', name], { encoding: 'utf8' }).trim());
   mkdirSync(home, { recursive: true, mode: 0o755 });
   chownSync(home, uid, gid);
   chmodSync(home, 0o755);
@@ -61,11 +61,11 @@ export function createUnixUser(parent: string, prefix = 'tse2e'): UnixUser {
       const pause = new Int32Array(new SharedArrayBuffer(4));
       let status: number | null = null;
       for (let i = 0; i < 50; i++) {
-        status = spawnSync('userdel', [name], { stdio: 'ignore' }).status;
+        status = spawnSync(tool('userdel'), [name], { stdio: 'ignore' }).status;
         if (status !== 8) break;
         Atomics.wait(pause, 0, 0, 100);
       }
-      if (status === 8) spawnSync('userdel', ['--force', name], { stdio: 'ignore' });
+      if (status === 8) spawnSync(tool('userdel'), ['--force', name], { stdio: 'ignore' });
       rmSync(home, { recursive: true, force: true });
     },
   };

@@ -15,17 +15,15 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findTool, haveTools } from './tools.js';
+import { tool } from './tools.js';
 
 export const SLAPD_SUFFIX = 'dc=example,dc=org';
 /** rootdn/rootpw of every test directory (for ldapadd/ldapmodify in tests). */
 export const SLAPD_ROOT_DN = `cn=admin,${SLAPD_SUFFIX}`;
 export const SLAPD_ROOT_PW = 'root-secret';
 
-/** For `describe.skipIf(!haveSlapd())`: in CI a missing tool fails the suite. */
-export function haveSlapd(): boolean {
-  return haveTools('slapd', 'slapadd', 'slappasswd', 'openssl');
-}
+/** The programs a test directory needs: `describe(name, needs(...SLAPD_TOOLS), fn)`. */
+export const SLAPD_TOOLS = ['slapd', 'slapadd', 'slappasswd', 'openssl'] as const;
 
 export interface SlapdOptions {
   /** Entries to load with slapadd, below SLAPD_SUFFIX (the suffix entry is added). */
@@ -63,7 +61,7 @@ export interface Slapd {
 
 /** `{SSHA}` hash of a password, made by slappasswd itself. */
 export function slappasswd(password: string): string {
-  return execFileSync(findTool('slappasswd') ?? 'slappasswd', ['-h', '{SSHA}', '-s', password], {
+  return execFileSync(tool('slappasswd'), ['-h', '{SSHA}', '-s', password], {
     encoding: 'utf8',
   }).trim();
 }
@@ -97,7 +95,7 @@ export function makeTestCa(
   name = 'ca',
   subjectAltName = 'IP:127.0.0.1,DNS:localhost',
 ): { caFile: string; certFile: string; keyFile: string } {
-  const openssl = findTool('openssl') ?? 'openssl';
+  const openssl = tool('openssl');
   const p = (f: string) => join(dir, `${name}-${f}`);
   const run = (args: string[]) => execFileSync(openssl, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'),
@@ -112,8 +110,8 @@ export function makeTestCa(
 }
 
 export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
-  const slapdBin = findTool('slapd') ?? '/usr/sbin/slapd';
-  const slapadd = findTool('slapadd') ?? '/usr/sbin/slapadd';
+  const slapdBin = tool('slapd');
+  const slapadd = tool('slapadd');
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-slapd-'));
   const dbDir = join(dir, 'db');
   mkdirSync(dbDir);

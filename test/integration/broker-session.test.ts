@@ -5,16 +5,16 @@
  * entry; a broker that dies fails only its own session with NO (TRYLATER); brokers
  * end with their sessions (LOGOUT, disconnect, idle timeout, server shutdown).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { CLI, startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
+import { courierSha256 } from '../helpers/fixture.js';
 
-const enabled = requireRoot() && haveTools('openssl');
 const USERS = [
   { name: 'ann@example.org', uid: 42101, password: 'ann-secret' },
   { name: 'ben@example.org', uid: 42102, password: 'ben-secret' },
@@ -30,7 +30,7 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
 
 const gone = (pid: number) => !existsSync(`/proc/${pid}`);
 
-describe.skipIf(!enabled)('isolation = "process" with userdb users', () => {
+describe('isolation = "process" with userdb users', needs(ROOT), () => {
   let dir: string;
   let homes: string;
   let server: RunningTsieved;
@@ -67,8 +67,7 @@ level = "info"
     const lines = USERS.map((u) => {
       mkdirSync(home(u.name), { mode: 0o700 });
       chownSync(home(u.name), u.uid, u.uid);
-      const hash = execFileSync('openssl', ['passwd', '-1', u.password], { encoding: 'utf8' }).trim();
-      return `${u.name}\tuid=${u.uid}|gid=${u.uid}|home=${home(u.name)}|systempw=${hash}`;
+      return `${u.name}\tuid=${u.uid}|gid=${u.uid}|home=${home(u.name)}|systempw=${courierSha256(u.password)}`;
     });
     writeFileSync(join(dir, 'userdb'), lines.join('\n') + '\n', { mode: 0o600 });
     server = await startTsieved(toml());

@@ -23,17 +23,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testCerts } from '../helpers/certs.js';
 import { ALICE, BOB, startFixture, type Fixture, type TestUser } from '../helpers/fixture.js';
-import { haveTools, inCI } from '../helpers/tools.js';
+import { needs, requirement, tool } from '../helpers/tools.js';
 
 const DRIVER = join(dirname(fileURLToPath(import.meta.url)), 'php', 'roundcube-workflow.php');
 const NET_SIEVE = '/usr/share/php/Net/Sieve.php';
 
-/** Net_Sieve is a PHP file, not a program: haveTools cannot see it. Same CI rule. */
-function haveNetSieve(): boolean {
-  if (existsSync(NET_SIEVE)) return true;
-  if (inCI) throw new Error(`${NET_SIEVE} missing in CI (Debian php-net-sieve, installed by .ci/run)`);
-  return false;
-}
+/** Net_Sieve is a PHP file, not a program (Debian php-net-sieve). */
+const NET_SIEVE_FILE = requirement(`PHP Net_Sieve (${NET_SIEVE})`, existsSync(NET_SIEVE));
 
 const SCRIPT = [
   'require ["fileinto", "envelope", "vacation"];',
@@ -63,7 +59,7 @@ interface Result {
 
 function runDriver(env: Record<string, string>): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn('php', ['-d', 'error_reporting=E_ALL & ~E_DEPRECATED & ~E_STRICT', DRIVER], {
+    const child = spawn(tool('php'), ['-d', 'error_reporting=E_ALL & ~E_DEPRECATED & ~E_STRICT', DRIVER], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -82,7 +78,7 @@ function runDriver(env: Record<string, string>): Promise<Result> {
   });
 }
 
-describe.skipIf(!(haveTools('php') && haveNetSieve()))('PEAR Net_Sieve as Roundcube uses it', () => {
+describe('PEAR Net_Sieve as Roundcube uses it', needs('php', NET_SIEVE_FILE), () => {
   let fx: Fixture;
   let work: string;
   beforeAll(async () => {

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testCerts } from '../helpers/certs.js';
 import { ALICE, BOB, courierSha256, startFixture, type Fixture } from '../helpers/fixture.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { haveTools } from '../helpers/tools.js';
+import { tool, needs } from '../helpers/tools.js';
 
 /** Multi-line, non-ASCII in comments, strings and the folder name. */
 const SCRIPT = [
@@ -48,7 +48,7 @@ interface Run {
 function sieveConnect(args: string[], password: string): Promise<Run> {
   return new Promise((resolve, reject) => {
     // The password goes through fd 3 (--passwordfd), never argv.
-    const child = spawn('sieve-connect', ['--nosrv', '--passwordfd', '3', ...args], {
+    const child = spawn(tool('sieve-connect'), ['--nosrv', '--passwordfd', '3', ...args], {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -68,7 +68,7 @@ function sieveConnect(args: string[], password: string): Promise<Run> {
   });
 }
 
-describe.skipIf(!haveTools('sieve-connect'))('sieve-connect 0.90 over STARTTLS', () => {
+describe('sieve-connect 0.90 over STARTTLS', needs('sieve-connect'), () => {
   let fx: Fixture;
   let work: string;
   beforeAll(async () => {
@@ -167,7 +167,7 @@ describe.skipIf(!haveTools('sieve-connect'))('sieve-connect 0.90 over STARTTLS',
   }, 60_000);
 });
 
-describe.skipIf(!haveTools('sieve-connect'))('sieve-connect 0.90 in clear text (server without TLS, allow_plaintext listener)', () => {
+describe('sieve-connect 0.90 in clear text (server without TLS, allow_plaintext listener)', needs('sieve-connect'), () => {
   let server: RunningTsieved;
   let dir: string;
   beforeAll(async () => {

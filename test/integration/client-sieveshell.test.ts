@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startFixture, type Fixture, listenerPorts } from '../helpers/fixture.js';
-import { haveTools } from '../helpers/tools.js';
+import { tool, needs } from '../helpers/tools.js';
 
 const SCRIPT = [
   'require ["fileinto", "envelope"];',
@@ -41,7 +41,7 @@ interface Run {
 
 function sieveshell(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn('sieveshell', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(tool('sieveshell'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
     child.stderr.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -54,7 +54,7 @@ function sieveshell(args: string[]): Promise<Run> {
   });
 }
 
-describe.skipIf(!haveTools('sieveshell'))('Cyrus sieveshell on a trusted clear-text listener', () => {
+describe('Cyrus sieveshell on a trusted clear-text listener', needs('sieveshell'), () => {
   let fx: Fixture;
   let work: string;
   let plainPort: number;

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, BOB, startFixture, type Fixture, type TestUser } from '../helpers/fixture.js';
-import { haveTools } from '../helpers/tools.js';
+import { needs } from '../helpers/tools.js';
 
 const SIVTEST = '/usr/lib/cyrus/bin/sivtest';
 
@@ -67,7 +67,7 @@ function sivtest(port: number, mech: string, user: TestUser, file: string): Prom
   });
 }
 
-describe.skipIf(!haveTools(SIVTEST))('Cyrus sivtest over STARTTLS', () => {
+describe('Cyrus sivtest over STARTTLS', needs(SIVTEST), () => {
   let fx: Fixture;
   let work: string;
   beforeAll(async () => {

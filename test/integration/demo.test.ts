@@ -8,10 +8,10 @@ import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { haveTools } from '../helpers/tools.js';
+import { tool, needs } from '../helpers/tools.js';
 import { CLI } from '../helpers/tsieved.js';
 
-describe.skipIf(!haveTools('sieve-connect', 'openssl'))('the demo server with sieve-connect', () => {
+describe('the demo server with sieve-connect', needs('sieve-connect', 'openssl'), () => {
   let dir: string;
   let child: ChildProcess;
   let port = 0;
@@ -50,7 +50,7 @@ describe.skipIf(!haveTools('sieve-connect', 'openssl'))('the demo server with si
     writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
     const fd = openSync(passwordFile, 'r');
     try {
-      return execFileSync('sieve-connect', ['--notlsverify', '-s', '127.0.0.1', '-p', String(port), '-u', user, '--passwordfd', '3', ...args], {
+      return execFileSync(tool('sieve-connect'), ['--notlsverify', '-s', '127.0.0.1', '-p', String(port), '-u', user, '--passwordfd', '3', ...args], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe', fd],
         timeout: 20_000,

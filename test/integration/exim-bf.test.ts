@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateScript } from '../../src/sieve/index.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
-import { findTool, haveTools } from '../helpers/tools.js';
+import { findTool, needs } from '../helpers/tools.js';
 import { bytesOf, corpus, type CorpusEntry } from '../sieve/corpus.js';
 import { generateScript, rng } from '../sieve/generate.js';
 import { fullProfile } from '../sieve/helpers.js';
@@ -62,7 +62,7 @@ function runExim(exim: string, file: string, message: string): Promise<EximVerdi
   });
 }
 
-describe.skipIf(!haveTools('exim4'))('agreement with exim4 -bf', () => {
+describe('agreement with exim4 -bf', needs('exim4'), () => {
   const exim = findTool('exim4')!;
   let dir: string;
   let messageFile: string;

@@ -24,11 +24,11 @@ import { testCerts } from '../helpers/certs.js';
 import { createUnixUser, maildirMessages, mboxMessages, startPrivateExim, type PrivateExim, type UnixUser } from '../helpers/exim.js';
 import { courierSha256 } from '../helpers/fixture.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 
 const DOMAIN = 'example.org';
 const PASSWORD = 'Sieve-Pässwort 1';
-const runnable = haveTools('exim4', 'useradd', 'userdel') && requireRoot();
+const runnable = needs('exim4', 'useradd', 'userdel', ROOT);
 
 interface Site {
   readonly base: string;
@@ -154,7 +154,7 @@ const FILEINTO = [
   '',
 ].join('\r\n');
 
-describe.skipIf(!runnable)('Exim delivers through the filter tsieved writes ({home}/.forward, Debian router)', () => {
+describe('Exim delivers through the filter tsieved writes ({home}/.forward, Debian router)', runnable, () => {
   let site: Site;
   beforeAll(async () => {
     site = await startSite({ scriptsDir: '{home}/sieve', filterPath: '{home}/.forward', eximFile: '$home/.forward', checkOwner: true });
@@ -330,7 +330,7 @@ describe.skipIf(!runnable)('Exim delivers through the filter tsieved writes ({ho
   });
 });
 
-describe.skipIf(!runnable)('HCoop layout: {home}/.public/.forward, scripts in a private directory', () => {
+describe('HCoop layout: {home}/.public/.forward, scripts in a private directory', runnable, () => {
   let site: Site;
   beforeAll(async () => {
     site = await startSite({

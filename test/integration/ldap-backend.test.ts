@@ -17,7 +17,8 @@ import { createRootLogger } from '../../src/log/logger.js';
 import { LdapBackend, checkLdapConfig } from '../../src/auth/ldap.js';
 import { UserdbBackend } from '../../src/auth/userdb.js';
 import type { AuthBackend, AuthContext, AuthOutcome } from '../../src/auth/types.js';
-import { SLAPD_SUFFIX, haveSlapd, makeTestCa, slappasswd, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { SLAPD_SUFFIX, SLAPD_TOOLS, makeTestCa, slappasswd, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { needs } from '../helpers/tools.js';
 
 const ctx: AuthContext = { remoteAddress: '127.0.0.1', secure: true };
 const PEOPLE = `ou=people,${SLAPD_SUFFIX}`;
@@ -85,7 +86,7 @@ function expectOk(outcome: AuthOutcome) {
   return outcome.identity;
 }
 
-describe.skipIf(!haveSlapd())('LdapBackend against a real slapd', () => {
+describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
   let tmp: string;
   let passwordFile: string;
   let slapd: Slapd;

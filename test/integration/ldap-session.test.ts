@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { testCerts } from '../helpers/certs.js';
 import { SieveTestClient } from '../helpers/client.js';
-import { SLAPD_SUFFIX, haveSlapd, slappasswd, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { SLAPD_SUFFIX, SLAPD_TOOLS, slappasswd, startSlapd, type Slapd } from '../helpers/slapd.js';
+import { needs } from '../helpers/tools.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 
 const PEOPLE = `ou=people,${SLAPD_SUFFIX}`;
@@ -22,7 +23,7 @@ const PASSWORD = 'lisa-pässword';
 
 const SCRIPT = 'require ["fileinto"];\r\nif header :contains "subject" "[list]" {\r\n  fileinto "lists";\r\n}\r\n';
 
-describe.skipIf(!haveSlapd())('ManageSieve session for an LDAP user', () => {
+describe('ManageSieve session for an LDAP user', needs(...SLAPD_TOOLS), () => {
   let dir: string;
   let homes: string;
   let slapd: Slapd;

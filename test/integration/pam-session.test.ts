@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
-const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
+// gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
+const enabled = needs(ROOT, PAM_HELPER, 'gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
 const CONCURRENT = 20;
 
 function config(service: string, homes: string): string {
@@ -52,7 +53,7 @@ function ppidOf(pid: number): number {
   return Number(m![1]);
 }
 
-describe.skipIf(!enabled)('ManageSieve sessions with PAM', () => {
+describe('ManageSieve sessions with PAM', enabled, () => {
   let fx: PamFixture;
   let trace: string;
   let slowList: string;

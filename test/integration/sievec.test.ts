@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateScript } from '../../src/sieve/index.js';
-import { findTool, haveTools } from '../helpers/tools.js';
+import { findTool, needs } from '../helpers/tools.js';
 import { bytesOf, corpus, type CorpusEntry } from '../sieve/corpus.js';
 import { generateScript, rng } from '../sieve/generate.js';
 import { fullProfile } from '../sieve/helpers.js';
@@ -39,7 +39,7 @@ function runSievec(sievec: string, file: string, out: string): Promise<{ ok: boo
   });
 }
 
-describe.skipIf(!haveTools('sievec'))('syntax agreement with Pigeonhole sievec', () => {
+describe('syntax agreement with Pigeonhole sievec', needs('sievec'), () => {
   const sievec = findTool('sievec')!;
   const core = corpus.filter(isCore);
   const results = new Map<string, { ok: boolean; output: string }>();

@@ -31,7 +31,7 @@ import { runMigrate } from '../../src/migrate/index.js';
 import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter } from '../../src/storage/filter-file.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { requireRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 import { writeMigrateConfig } from './config.js';
 
 class Capture extends Writable {
@@ -412,7 +412,7 @@ describe('migrate --from pysieved', () => {
     expect(again.out).toMatch(/^gina: imported 0, unchanged 1, conflicts 0, failed 0; active "main" \(already active\)$/m);
   });
 
-  it.skipIf(!requireRoot())('run as root, leaves the imported files owned by the user', async () => {
+  it('run as root, leaves the imported files owned by the user', needs(ROOT), async () => {
     addUsersAs(65534, 65534, 'nobody-user');
     pysievedUser('nobody-user', { 'a': VALID }, 'a');
     const r = await migrate('--from', 'pysieved');

@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dryRunFileOps, openDirBelow, ownerProblem, readOwnedRegularFile, rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
-import { isRoot } from '../helpers/tools.js';
+import { ROOT, needs, tool } from '../helpers/tools.js';
 
 let dir: string;
 let home: string;
@@ -58,8 +58,8 @@ describe('openDirBelow', () => {
 });
 
 describe('readOwnedRegularFile', () => {
-  it('refuses a FIFO at once and a link in the last step', async () => {
-    execFileSync('mkfifo', [join(home, 'fifo')]);
+  it('refuses a FIFO at once and a link in the last step', needs('mkfifo'), async () => {
+    execFileSync(tool('mkfifo'), [join(home, 'fifo')]);
     await expect(readOwnedRegularFile(join(home, 'fifo'), 100, {})).rejects.toMatchObject({ message: 'is not a regular file' });
     writeFileSync(join(dir, 'target'), 'x');
     symlinkSync(join(dir, 'target'), join(home, 'link'));
@@ -67,7 +67,7 @@ describe('readOwnedRegularFile', () => {
     expect((await readOwnedRegularFile(join(home, 'link'), 100, { follow: true })).toString()).toBe('x');
   });
 
-  it.skipIf(!isRoot())("as root, reads only the user's files and root's with one link (when hard links are protected)", async () => {
+  it("as root, reads only the user's files and root's with one link (when hard links are protected)", needs(ROOT), async () => {
     const file = (name: string, uid: number): string => {
       const p = join(home, name);
       writeFileSync(p, name);

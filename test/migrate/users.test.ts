@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configSchema } from '../../src/config/schema.js';
 import { getentPasswd, lookupUsers } from '../../src/migrate/users.js';
+import { needs } from '../helpers/tools.js';
 
 let dir: string;
 beforeEach(() => {
@@ -43,7 +44,7 @@ describe('lookupUsers', () => {
     expect(r.kind).toBe('error');
   });
 
-  it('with PAM, needs the users named and asks NSS', async () => {
+  it('with PAM, needs the users named and asks NSS', needs('getent'), async () => {
     expect((await lookupUsers(auth({ backend: 'pam' }), [])).kind).toBe('error');
     const r = await lookupUsers(auth({ backend: 'pam' }), ['root', 'no-such-user-tsieved']);
     expect(r).toMatchObject({ kind: 'ok', missing: ['no-such-user-tsieved'] });

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { haveTools } from '../helpers/tools.js';
+import { needs, tool } from '../helpers/tools.js';
 
 const CONTRIB = resolve(__dirname, '../../contrib');
 
@@ -23,9 +23,9 @@ function run(cmd: string, args: string[]): { code: number; output: string } {
   }
 }
 
-describe.skipIf(!haveTools('haproxy'))('contrib/haproxy', () => {
+describe('contrib/haproxy', needs('haproxy'), () => {
   it('haproxy accepts the example configuration', () => {
-    const r = run('haproxy', ['-c', '-f', join(CONTRIB, 'haproxy/haproxy.cfg')]);
+    const r = run(tool('haproxy'), ['-c', '-f', join(CONTRIB, 'haproxy/haproxy.cfg')]);
     expect(r.output).toMatch(/valid/i);
     expect(r.code).toBe(0);
   });
@@ -37,7 +37,7 @@ describe.skipIf(!haveTools('haproxy'))('contrib/haproxy', () => {
   });
 });
 
-describe.skipIf(!haveTools('systemd-analyze'))('contrib/systemd', () => {
+describe('contrib/systemd', needs('systemd-analyze'), () => {
   it('systemd-analyze verify finds no problem in the unit', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-unit-'));
     try {
@@ -45,7 +45,7 @@ describe.skipIf(!haveTools('systemd-analyze'))('contrib/systemd', () => {
       expect(unit).toMatch(/^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
       const file = join(dir, 'tsieved.service');
       writeFileSync(file, unit.replaceAll('/usr/bin/tsieved', '/bin/true'));
-      const r = run('systemd-analyze', ['verify', file]);
+      const r = run(tool('systemd-analyze'), ['verify', file]);
       expect(r.output).toBe('');
       expect(r.code).toBe(0);
     } finally {

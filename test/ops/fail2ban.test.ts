@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { createRootLogger } from '../../src/log/logger.js';
-import { haveTools } from '../helpers/tools.js';
+import { tool, needs } from '../helpers/tools.js';
 import { startFixture, ALICE } from '../helpers/fixture.js';
 import { SieveTestClient } from '../helpers/client.js';
 import { freePort } from '../server-proxy/haproxy.js';
@@ -58,7 +58,7 @@ function otherLine(fields: Record<string, unknown>, msg: string, level: 'info' |
   return sink.lines[0] as string;
 }
 
-describe.skipIf(!haveTools('fail2ban-regex'))('fail2ban filter', () => {
+describe('fail2ban filter', needs('fail2ban-regex'), () => {
   let dir: string;
   let filter: string;
 
@@ -77,7 +77,7 @@ describe.skipIf(!haveTools('fail2ban-regex'))('fail2ban filter', () => {
   function run(lines: string[]): [string, number][] {
     const log = join(dir, `log-${runs++}.log`);
     writeFileSync(log, lines.join('\n') + '\n');
-    const out = execFileSync('fail2ban-regex', ['-o', 'row', log, filter], { encoding: 'utf8' });
+    const out = execFileSync(tool('fail2ban-regex'), ['-o', 'row', log, filter], { encoding: 'utf8' });
     return out
       .split('\n')
       .filter((l) => l.startsWith('['))

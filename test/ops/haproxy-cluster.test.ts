@@ -22,7 +22,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { haveTools } from '../helpers/tools.js';
+import { needs, tool } from '../helpers/tools.js';
 import { testCerts } from '../helpers/certs.js';
 import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
@@ -126,7 +126,7 @@ function failedLoginFrom(localAddress: string, port: number): Promise<string> {
   });
 }
 
-describe.skipIf(!haveTools('haproxy'))('haproxy in front of two tsieved instances on shared storage', () => {
+describe('haproxy in front of two tsieved instances on shared storage', needs('haproxy', 'prlimit'), () => {
   let dir: string;
   let homes: string;
   const instances: RunningTsieved[] = [];
@@ -195,7 +195,7 @@ level = "info"
       ['10.0.0.11:4190', `127.0.0.1:${instances[0]!.port}`],
       ['10.0.0.12:4190', `127.0.0.1:${instances[1]!.port}`],
     ]);
-    haproxy = await startHaproxyConfig(config, [front], ['prlimit', '--nofile=1024:20000']);
+    haproxy = await startHaproxyConfig(config, [front], [tool('prlimit'), '--nofile=1024:20000']);
     // Wait for the first health check of each server (spread over `inter`) to pass.
     for (let i = 0; i < 150; i++) {
       const stat = await showStat(statsSocket);

@@ -5,14 +5,13 @@
  * site policy leaves out.
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testCerts } from '../helpers/certs.js';
 import { SieveTestClient, type ServerResponse } from '../helpers/client.js';
-import { haveTools } from '../helpers/tools.js';
+import { madeBy } from '../auth/util.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 
 type Hash = 'sha1' | 'sha256';
@@ -56,7 +55,7 @@ async function scramLogin(c: SieveTestClient, mechanism: string, user: string, p
  * its keys (src/auth/account-table.ts), so each server here holds one family of
  * doveadm keys beside cleartext entries (from which both can be derived).
  */
-describe.skipIf(!haveTools('doveadm')).each([
+describe.each([
   { mechanism: 'SCRAM-SHA-256', scheme: 'SCRAM-SHA-256' },
   { mechanism: 'SCRAM-SHA-1', scheme: 'SCRAM-SHA-1' },
 ] as const)('$mechanism over ManageSieve', ({ mechanism, scheme }) => {
@@ -69,7 +68,7 @@ describe.skipIf(!haveTools('doveadm')).each([
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-scram-'));
     const uid = process.getuid?.() ?? 1000;
     const gid = process.getgid?.() ?? 1000;
-    const keys = execFileSync('doveadm', ['pw', '-s', scheme, '-p', password], { encoding: 'utf8' }).trim();
+    const keys = madeBy('doveadm', ['pw', '-s', scheme, '-p', password]);
     const entry = (user: string, hash: string): string => {
       mkdirSync(join(dir, 'homes', user), { recursive: true });
       return `${user}:${hash}:${uid}:${gid}::${join(dir, 'homes', user)}::`;

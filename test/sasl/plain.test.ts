@@ -2,15 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createExchange } from '../../src/sasl/index.js';
 import { PlainExchange } from '../../src/sasl/plain.js';
 import { PasswdFileBackend } from '../../src/auth/passwd-file.js';
-import { haveTools } from '../helpers/tools.js';
-import { captureLogger, run } from '../auth/util.js';
+import { captureLogger, madeBy } from '../auth/util.js';
 import { b, ctx, passwdFixture, type Fixture } from './fixtures.js';
 
-describe.skipIf(!haveTools('openssl'))('SASL PLAIN (RFC 4616)', () => {
+describe('SASL PLAIN (RFC 4616)', () => {
   let fx: Fixture;
   const pw = 'Grüße, 世界 pass';
   beforeAll(async () => {
-    fx = await passwdFixture([`alice@example.org:${run('openssl', ['passwd', '-6', '-stdin'], pw)}:1000:1000::/home/alice::`]);
+    fx = await passwdFixture([`alice@example.org:${madeBy('openssl', ['passwd', '-6', '-stdin'], pw)}:1000:1000::/home/alice::`]);
   });
   afterAll(async () => fx.cleanup());
 

@@ -6,8 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { haveTools } from '../helpers/tools.js';
-import { run } from '../auth/util.js';
+import { needs } from '../helpers/tools.js';
+import { madeBy } from '../auth/util.js';
 import { passwdFixture, type Fixture } from './fixtures.js';
 import { startMiniServer, type MiniServer } from './mini-server.js';
 
@@ -31,15 +31,15 @@ function sivtest(port: number, mech: string, user: string, password: string): Pr
   });
 }
 
-describe.skipIf(!haveTools(SIVTEST, 'doveadm'))('sivtest (libsasl2) against our mechanisms', () => {
+describe('sivtest (libsasl2) against our mechanisms', needs(SIVTEST), () => {
   let fx256: Fixture;
   let fx1: Fixture;
   let s256: MiniServer;
   let s1: MiniServer;
   const pw = 'Grüße-pässwörd 7';
   beforeAll(async () => {
-    fx256 = await passwdFixture([`alice:${run('doveadm', ['pw', '-s', 'SCRAM-SHA-256', '-p', pw])}`, `bob:{PLAIN}${pw}`]);
-    fx1 = await passwdFixture([`carol:${run('doveadm', ['pw', '-s', 'SCRAM-SHA-1', '-p', pw])}`, `bob:{CLEAR}${pw}`]);
+    fx256 = await passwdFixture([`alice:${madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-256', '-p', pw])}`, `bob:{PLAIN}${pw}`]);
+    fx1 = await passwdFixture([`carol:${madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-1', '-p', pw])}`, `bob:{CLEAR}${pw}`]);
     s256 = await startMiniServer(fx256.backend);
     s1 = await startMiniServer(fx1.backend);
   });

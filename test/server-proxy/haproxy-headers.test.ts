@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { haveTools } from '../helpers/tools.js';
+import { needs } from '../helpers/tools.js';
 import { readProxyHeader, type ProxyReadResult } from '../../src/server/proxy-protocol.js';
 import { freePort, startHaproxy, type RunningHaproxy } from './haproxy.js';
 
@@ -63,7 +63,7 @@ function clientSend(port: number, payload: string): Promise<{ address: string; p
   });
 }
 
-describe.skipIf(!haveTools('haproxy'))('PROXY headers from a real haproxy', () => {
+describe('PROXY headers from a real haproxy', needs('haproxy'), () => {
   let backend: Awaited<ReturnType<typeof startBackend>>;
   let haproxy: RunningHaproxy;
   const ports = { v1: 0, v2: 0, v2tlv: 0 };

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
 import { loadProfile, notifyMethods, ProfileError, validateScript } from '../../src/sieve/index.js';
 import { parseRouterOptions } from '../../src/sieve/exim-probe.js';
-import { findTool, haveTools } from '../helpers/tools.js';
+import { findTool, needs } from '../helpers/tools.js';
 
 const sieveDefaults = configSchema.parse({}).sieve;
 const dir = mkdtempSync(join(tmpdir(), 'tsieved-profile-'));
@@ -78,7 +78,7 @@ describe('loadProfile', () => {
   });
 });
 
-describe.skipIf(!haveTools('exim4'))('loadProfile with the installed Exim', () => {
+describe('loadProfile with the installed Exim', needs('exim4'), () => {
   it('asks exim4 and applies the stock router (no sieve_* options)', async () => {
     const p = await loadProfile({ ...sieveDefaults, exim: findTool('exim4')!, exim_router: 'userforward' }, 5000);
     expect(p.source).toBe('exim');

@@ -10,6 +10,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tool } from '../helpers/tools.js';
 
 export const PAM_MODULE_DIR = ['/lib/x86_64-linux-gnu/security', '/usr/lib/x86_64-linux-gnu/security', '/lib/security', '/usr/lib/security', '/lib64/security'].find(
   (d) => existsSync(join(d, 'pam_unix.so')),
@@ -114,7 +115,7 @@ export class PamFixture {
     const src = join(this.dir, 'pam_tsieved_trace.c');
     writeFileSync(src, TRACE_SOURCE);
     this.traceModule = join(this.dir, 'pam_tsieved_trace.so');
-    execFileSync('gcc', ['-shared', '-fPIC', '-Wall', '-o', this.traceModule, src, '-lpam']);
+    execFileSync(tool('gcc'), ['-shared', '-fPIC', '-Wall', '-o', this.traceModule, src, '-lpam']);
     this.pwdfile = join(this.dir, 'pwdfile');
     writeFileSync(this.pwdfile, '', { mode: 0o600 });
     mkdirSync(join(this.dir, 'homes'), { mode: 0o755 });
@@ -151,21 +152,21 @@ export class PamFixture {
     const name = `tsv${this.tag}${(this.userCount++).toString(36)}`;
     const password = `pw-${randomBytes(6).toString('hex')}`;
     const home = join(this.dir, 'homes', name);
-    execFileSync('useradd', ['-M', '-U', '-d', home, '-s', '/usr/sbin/nologin', name], { stdio: 'pipe' });
+    execFileSync(tool('useradd'), ['-M', '-U', '-d', home, '-s', '/usr/sbin/nologin', name], { stdio: 'pipe' });
     const user: TestUser = {
       name,
       password,
-      uid: Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim()),
-      gid: Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim()),
+      uid: Number(execFileSync(tool('id'), ['-u', name], { encoding: 'utf8' }).trim()),
+      gid: Number(execFileSync(tool('id'), ['-g', name], { encoding: 'utf8' }).trim()),
       home,
     };
     this.users.push(user);
-    execFileSync('chpasswd', [], { input: `${name}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
-    if (options.expired) execFileSync('usermod', ['-e', '1', name], { stdio: 'pipe' });
-    if (options.mustChangePassword) execFileSync('chage', ['-d', '0', name], { stdio: 'pipe' });
+    execFileSync(tool('chpasswd'), [], { input: `${name}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
+    if (options.expired) execFileSync(tool('usermod'), ['-e', '1', name], { stdio: 'pipe' });
+    if (options.mustChangePassword) execFileSync(tool('chage'), ['-d', '0', name], { stdio: 'pipe' });
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, user.uid, user.gid);
-    const hash = execFileSync('openssl', ['passwd', '-6', password], { encoding: 'utf8' }).trim();
+    const hash = execFileSync(tool('openssl'), ['passwd', '-6', password], { encoding: 'utf8' }).trim();
     writeFileSync(this.pwdfile, `${name}:${hash}\n`, { flag: 'a' });
     return user;
   }
@@ -174,7 +175,7 @@ export class PamFixture {
     for (const s of this.services) rmSync(join('/etc/pam.d', s), { force: true });
     for (const u of this.users) {
       try {
-        execFileSync('userdel', [u.name], { stdio: 'pipe' });
+        execFileSync(tool('userdel'), [u.name], { stdio: 'pipe' });
       } catch {
         /* already gone */
       }

@@ -9,12 +9,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findTool, haveTools } from '../helpers/tools.js';
+import { findTool, needs } from '../helpers/tools.js';
 import { openStore, tempHome, type TempHome } from './helpers/store.js';
 
 const b = (s: string) => Buffer.from(s, 'utf8');
 
-describe.skipIf(!haveTools('exim4'))('filter file read by exim4 -bf', () => {
+describe('filter file read by exim4 -bf', needs('exim4'), () => {
   let h: TempHome;
   let confDir: string;
   let conf: string;

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireRoot } from '../helpers/tools.js';
+import { tool, ROOT, needs } from '../helpers/tools.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { faultyOps } from './helpers/faulty-ops.js';
@@ -89,25 +89,25 @@ describe('injected faults', () => {
   });
 });
 
-describe.skipIf(!requireRoot())('real faults on a small tmpfs', () => {
+describe('real faults on a small tmpfs', needs(ROOT), () => {
   let mountPoint: string;
   let h: TempHome;
   const mounted: string[] = [];
 
   beforeAll(async () => {
     mountPoint = await mkdtemp(join(tmpdir(), 'tsieved-tmpfs-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs', mountPoint]);
+    execFileSync(tool('mount'), ['-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs', mountPoint]);
     mounted.push(mountPoint);
   });
   afterAll(async () => {
-    for (const m of mounted) execFileSync('umount', [m]);
+    for (const m of mounted) execFileSync(tool('umount'), [m]);
     await rm(mountPoint, { recursive: true, force: true });
   });
   beforeEach(async () => {
     h = await tempHome(mountPoint);
   });
   afterEach(async () => {
-    execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
+    execFileSync(tool('mount'), ['-o', 'remount,rw', mountPoint]);
     await h.cleanup();
   });
 
@@ -134,7 +134,7 @@ describe.skipIf(!requireRoot())('real faults on a small tmpfs', () => {
   it('a read-only file system (EROFS) is permission and changes nothing', async () => {
     const store = await populated(h);
     const files = await allFiles(h);
-    execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
+    execFileSync(tool('mount'), ['-o', 'remount,ro', mountPoint]);
     expect(await kindOf(store.put('main', b('discard;\n')))).toBe('permission');
     expect(await kindOf(store.put('third', b('discard;\n')))).toBe('permission');
     expect(await kindOf(store.setActive('other'))).toBe('permission');

@@ -7,6 +7,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { InProcessLauncher } from '../../src/storage/launcher.js';
 import type { AttachedBroker, Identity } from '../../src/auth/types.js';
 import { kindOf, tempHome, type TempHome } from './helpers/store.js';
+import { ROOT, needs } from '../helpers/tools.js';
 
 /** The identities run as this process's own uid: in-process storage is not for other uids as root. */
 const me = { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000 };
@@ -64,7 +65,7 @@ describe('InProcessLauncher', () => {
     );
   });
 
-  it.runIf(process.getuid?.() === 0)('as root, refuses another uid (or none) as a misconfiguration: root would follow that user\'s symlinks', async () => {
+  it('as root, refuses another uid (or none) as a misconfiguration: root would follow that user\'s symlinks', needs(ROOT), async () => {
     const storage = configSchema.parse({ storage: { roots: [h.home] } }).storage;
     const launcher = new InProcessLauncher(storage, silentLogger());
     for (const identity of [

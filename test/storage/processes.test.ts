@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { chmod, chown, mkdir, readdir, readFile, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requireRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import { bytes, compileStore, type CompiledStore, type Step } from './helpers/compiled.js';
 import { acquireLock } from '../../src/storage/lock.js';
@@ -16,7 +16,7 @@ import { openStore, storeOptions, tempHome, type TempHome } from './helpers/stor
 const NOBODY = { uid: 65534, gid: 65534 };
 const b = (s: string) => Buffer.from(s, 'utf8');
 
-describe.skipIf(!requireRoot())('storage across processes', () => {
+describe('storage across processes', needs(ROOT), () => {
   let compiled: CompiledStore;
   let h: TempHome;
   const plainOptions = () => {
