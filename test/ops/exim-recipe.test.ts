@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUnixUser, eximBinary, maildirMessages, mboxMessages, startEximWithConfig, type PrivateExim, type UnixUser } from '../helpers/exim.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 import { eximRouterOptions } from '../../src/sieve/exim-probe.js';
 import { loadProfile } from '../../src/sieve/load-profile.js';
 import { validateScript } from '../../src/sieve/validate.js';
@@ -28,7 +28,7 @@ import { renderFilter } from '../../src/storage/filter-file.js';
 
 const CONTRIB = resolve(__dirname, '../../contrib/exim');
 const shipped = (rel: string): string => readFileSync(join(CONTRIB, rel), 'utf8');
-const runnable = haveTools('exim4', 'useradd', 'userdel') && requireRoot();
+const runnable = needs('exim4', 'useradd', 'userdel', ROOT);
 
 const DOMAIN = 'example.org';
 const VDOMAIN = 'virtual.test';
@@ -136,7 +136,7 @@ function message(to: string, subject: string, from = 'Sender <sender@remote.test
 const bySubject = (messages: string[], subject: string): string[] => messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
 
 for (const layout of LAYOUTS) {
-  describe.skipIf(!runnable)(`contrib/exim: ${layout.title}`, () => {
+  describe(`contrib/exim: ${layout.title}`, runnable, () => {
     let base: string;
     let user: UnixUser;
     let exim: PrivateExim;
