@@ -16,14 +16,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient, quote } from '../helpers/client.js';
 import { privateEximBf, type EximBf } from '../helpers/exim-bf.js';
 import { ALICE, BOB, startFixture, type Fixture, type TestUser } from '../helpers/fixture.js';
-import { haveTools } from '../helpers/tools.js';
+import { needs } from '../helpers/tools.js';
 
 const MESSAGE = 'From: someone@remote.test\nTo: user@example.org\nSubject: hello\n\nbody\n';
 const EXIM_FILTER = '# Exim filter\nif $h_subject: contains "hello" then\n  deliver forwarded@elsewhere.test\nendif\n';
 const ADDRESSES = 'first@elsewhere.test, second@elsewhere.test\n';
 const CAROL: TestUser = { name: 'carol@example.org', password: 'carol pass' };
 
-describe.skipIf(!haveTools('exim4'))('activation and the filter Exim reads', () => {
+describe('activation and the filter Exim reads', needs('exim4'), () => {
   let fx: Fixture;
   let exim: EximBf;
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRootLogger } from '../../src/log/logger.js';
 import { LineBudget } from '../../src/log/line-budget.js';
+import { needs, tool } from '../helpers/tools.js';
 
 let dir: string | undefined;
 afterEach(() => {
@@ -17,10 +18,10 @@ afterEach(() => {
 });
 
 describe('root logger under a stalled log consumer', () => {
-  it('keeps at most the queue limit in memory, drops the rest and says how many in one line', async () => {
+  it('keeps at most the queue limit in memory, drops the rest and says how many in one line', needs('mkfifo'), async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsieved-log-'));
     const fifo = join(dir, 'log');
-    execFileSync('mkfifo', [fifo]);
+    execFileSync(tool('mkfifo'), [fifo]);
     // Read-write open of a FIFO does not wait for a reader (Linux); nobody reads yet,
     // so after the pipe's 64 KiB the destination's writes stall.
     const fd = openSync(fifo, 'r+');

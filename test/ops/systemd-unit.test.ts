@@ -17,13 +17,14 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { PAM_HELPER, ROOT, needs, tool } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 const UNIT = resolve(__dirname, '../../contrib/systemd/tsieved.service');
 const PAM_FILE = resolve(__dirname, '../../contrib/pam/sieve');
-const enabled = requireRoot() && haveTools('setpriv', 'gcc', 'useradd', 'userdel', 'chpasswd', 'openssl');
+// gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
+const enabled = needs(ROOT, PAM_HELPER, 'setpriv', 'capsh', 'gcc', 'useradd', 'userdel', 'chpasswd', 'openssl');
 
 /** `Key=value` of the unit's [Service] section (the last one wins, as in systemd). */
 function serviceSetting(unit: string, key: string): string | undefined {
@@ -41,7 +42,7 @@ function unitWrapper(unit: string): { wrapper: string[]; caps: string[]; umask: 
   expect(caps.length).toBeGreaterThan(0);
   const bounding = ['-all', ...caps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',');
   return {
-    wrapper: ['/bin/sh', '-c', `umask ${umask} && exec "$@"`, 'sh', 'setpriv', `--bounding-set=${bounding}`, ...(nnp ? ['--no-new-privs'] : []), '--'],
+    wrapper: ['/bin/sh', '-c', `umask ${umask} && exec "$@"`, 'sh', tool('setpriv'), `--bounding-set=${bounding}`, ...(nnp ? ['--no-new-privs'] : []), '--'],
     caps,
     umask,
   };
@@ -90,7 +91,7 @@ describe('contrib/systemd: sandboxing', () => {
   });
 });
 
-describe.skipIf(!enabled)('contrib/systemd: the server under the unit\'s privilege settings', () => {
+describe('contrib/systemd: the server under the unit\'s privilege settings', enabled, () => {
   let fx: PamFixture;
   let trace: string;
   let server: RunningTsieved;
@@ -143,7 +144,7 @@ capabilities = ["fileinto", "envelope"]
   it('runs with exactly the unit\'s capability bounding set, no new privileges', () => {
     const status = procStatus(server.process.pid!);
     expect(status['NoNewPrivs']).toBe('1');
-    const decoded = execFileSync('capsh', [`--decode=${status['CapBnd']}`], { encoding: 'utf8' });
+    const decoded = execFileSync(tool('capsh'), [`--decode=${status['CapBnd']}`], { encoding: 'utf8' });
     const bnd = decoded.replace(/^.*=/, '').trim().split(',').map((c) => c.toUpperCase()).sort();
     expect(bnd).toEqual([...caps].sort());
     // Root's effective set is cut down to it too.
