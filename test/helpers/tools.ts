@@ -90,6 +90,15 @@ export const PAM_HELPER: Requirement = {
   },
 };
 
+/** The file broker npm run build compiles with any C compiler (isolation = "process"). */
+export const BROKER_PATH = fileURLToPath(new URL('../../helper/build/tsieved-broker', import.meta.url));
+export const BROKER: Requirement = {
+  label: 'the built file broker (npm run build with a C compiler)',
+  get present() {
+    return existsSync(BROKER_PATH);
+  },
+};
+
 /** Any other condition, e.g. `requirement('PHP Net_Sieve', existsSync(...))`. */
 export function requirement(label: string, present: boolean): Requirement {
   return { label, present };

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { CLI, startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { ROOT, needs } from '../helpers/tools.js';
+import { BROKER, ROOT, needs } from '../helpers/tools.js';
 import { courierSha256 } from '../helpers/fixture.js';
 
 const USERS = [
@@ -30,7 +30,7 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
 
 const gone = (pid: number) => !existsSync(`/proc/${pid}`);
 
-describe('isolation = "process" with userdb users', needs(ROOT), () => {
+describe('isolation = "process" with userdb users', needs(ROOT, BROKER), () => {
   let dir: string;
   let homes: string;
   let server: RunningTsieved;

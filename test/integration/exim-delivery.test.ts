@@ -24,11 +24,11 @@ import { testCerts } from '../helpers/certs.js';
 import { createUnixUser, maildirMessages, mboxMessages, startPrivateExim, type PrivateExim, type UnixUser } from '../helpers/exim.js';
 import { courierSha256 } from '../helpers/fixture.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { ROOT, needs } from '../helpers/tools.js';
+import { BROKER, ROOT, needs } from '../helpers/tools.js';
 
 const DOMAIN = 'example.org';
 const PASSWORD = 'Sieve-Pässwort 1';
-const runnable = needs('exim4', 'useradd', 'userdel', ROOT);
+const runnable = needs('exim4', 'useradd', 'userdel', ROOT, BROKER);
 
 interface Site {
   readonly base: string;

@@ -12,11 +12,12 @@ import { PamBackend, defaultPamHelperPath, pamProblem } from '../../src/auth/pam
 import type { AuthOutcome } from '../../src/auth/types.js';
 import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { StorageError } from '../../src/storage/types.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { BROKER, PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 const ctx = { remoteAddress: '192.0.2.7', secure: true };
-const enabled = requireRoot() && haveTools('gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'chage', 'openssl');
+// gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
+const enabled = needs(ROOT, PAM_HELPER, BROKER, 'gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'chage', 'openssl');
 
 function storage(over: Record<string, unknown> = {}) {
   return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process', ...over } }).storage;
@@ -60,7 +61,7 @@ function ok(outcome: AuthOutcome): Extract<AuthOutcome, { kind: 'ok' }> {
   return outcome;
 }
 
-describe.skipIf(!enabled)('PAM helper with real PAM', () => {
+describe('PAM helper with real PAM', enabled, () => {
   let fx: PamFixture;
   let traceLog: string;
   let pwdService: string;

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
+import { BROKER, PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 // gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
-const enabled = needs(ROOT, PAM_HELPER, 'gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
+const enabled = needs(ROOT, PAM_HELPER, BROKER, 'gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
 const CONCURRENT = 20;
 
 function config(service: string, homes: string): string {

@@ -43,7 +43,7 @@ import { rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
 import { DEFAULT_LAYOUTS } from '../../src/migrate/sources.js';
 import { loadProfile } from '../../src/sieve/index.js';
 import { BrokerLauncher, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
-import { requireRoot } from '../helpers/tools.js';
+import { BROKER, ROOT, needs, tool } from '../helpers/tools.js';
 import { writeMigrateConfig } from './config.js';
 
 const NOBODY = 65534;
@@ -85,7 +85,7 @@ function filesContaining(root: string, needle: string): string[] {
 }
 
 function mkfifo(path: string): void {
-  execFileSync('mkfifo', [path]);
+  execFileSync(tool('mkfifo'), [path]);
   fifos.push(path);
 }
 
@@ -96,7 +96,7 @@ function secretFile(name: string, content = `${SECRET}\n`): string {
   return path;
 }
 
-describe.skipIf(!requireRoot())('migrate run as root for another uid', () => {
+describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), () => {
   beforeEach(() => {
     if (!existsSync(defaultBrokerPath())) throw new Error('the file broker is missing: run `npm run build` first (npm test does)');
     dir = mkdtempSync(join(tmpdir(), 'tsieved-migrate-root-'));

@@ -17,14 +17,14 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
-import { PAM_HELPER, ROOT, needs, tool } from '../helpers/tools.js';
+import { BROKER, PAM_HELPER, ROOT, needs, tool } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
 const UNIT = resolve(__dirname, '../../contrib/systemd/tsieved.service');
 const PAM_FILE = resolve(__dirname, '../../contrib/pam/sieve');
 // gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
-const enabled = needs(ROOT, PAM_HELPER, 'setpriv', 'capsh', 'gcc', 'useradd', 'userdel', 'chpasswd', 'openssl');
+const enabled = needs(ROOT, PAM_HELPER, BROKER, 'setpriv', 'capsh', 'gcc', 'useradd', 'userdel', 'chpasswd', 'openssl');
 
 /** `Key=value` of the unit's [Service] section (the last one wins, as in systemd). */
 function serviceSetting(unit: string, key: string): string | undefined {

@@ -20,11 +20,9 @@ import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/stor
 import { processIsolationProblem } from '../../src/storage/broker/privileges.js';
 import { encodeRequest, MAX_REQUEST_BYTES, OP } from '../../src/storage/broker/protocol.js';
 import { StorageError } from '../../src/storage/types.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { BROKER as BROKER_BUILT, ROOT, needs, tool } from '../helpers/tools.js';
 
 const BROKER = defaultBrokerPath();
-// `npm test` builds it; without a C compiler it cannot be built (skipped, but not in CI).
-const enabled = haveTools(BROKER);
 
 function storageConfig(over: Record<string, unknown> = {}) {
   return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', ...over } }).storage;
@@ -104,7 +102,7 @@ function u32(n: number): Buffer {
   return b;
 }
 
-describe.skipIf(!enabled)('the broker protocol, byte by byte', () => {
+describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
   it('answers in order, with the id of each request, and ends with exit 0 at EOF', async () => {
     const dir = homeFor('raw-order');
     writeFileSync(join(dir, 'f'), 'hello');
@@ -157,7 +155,7 @@ describe.skipIf(!enabled)('the broker protocol, byte by byte', () => {
 
   it('dies with its parent even while its stdin stays open (PR_SET_PDEATHSIG)', async () => {
     // sh is the broker's parent; this process keeps the broker's stdin open after sh dies.
-    const sh = spawn('sh', ['-c', `exec 3<&0; ${BROKER} <&3 & echo $!; wait`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const sh = spawn('/bin/sh', ['-c', `exec 3<&0; ${BROKER} <&3 & echo $!; wait`], { stdio: ['pipe', 'pipe', 'inherit'] });
     const pid = Number(await new Promise<string>((r) => sh.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
     await until(() => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsieved-broker'));
     expect(alive(pid)).toBe(true);
@@ -167,7 +165,7 @@ describe.skipIf(!enabled)('the broker protocol, byte by byte', () => {
   });
 });
 
-describe.skipIf(!enabled)('FileOps through the broker', () => {
+describe('FileOps through the broker', needs(BROKER_BUILT), () => {
   let launcher: BrokerLauncher;
   beforeAll(() => {
     launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
@@ -215,7 +213,7 @@ describe.skipIf(!enabled)('FileOps through the broker', () => {
 
   it('refuses FIFOs and devices at once instead of blocking', async () => {
     const id = self('fifo');
-    execFileSync('mkfifo', [join(id.home!, 'pipe')]);
+    execFileSync(tool('mkfifo'), [join(id.home!, 'pipe')]);
     if (id.uid !== undefined) chownSync(join(id.home!, 'pipe'), id.uid, id.gid!);
     const files = launcher.openFiles(id);
     try {
@@ -250,7 +248,7 @@ describe.skipIf(!enabled)('FileOps through the broker', () => {
   });
 });
 
-describe.skipIf(!enabled)('the store over a broker', () => {
+describe('the store over a broker', needs(BROKER_BUILT), () => {
   it('stores byte-exact, activates, and reports typed errors across the pipe', async () => {
     const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
     const id = self('alice');
@@ -398,7 +396,7 @@ describe.skipIf(!enabled)('the store over a broker', () => {
   });
 });
 
-describe.skipIf(!enabled || !requireRoot())('the broker as another user (root)', () => {
+describe('the broker as another user (root)', needs(BROKER_BUILT, ROOT, 'chown'), () => {
   const UID_A = 41234;
   const UID_B = 41235;
 
@@ -469,7 +467,7 @@ describe.skipIf(!enabled || !requireRoot())('the broker as another user (root)',
     symlinkSync(join(homeB, 'private'), join(homeA, '.forward'));
     mkdirSync(join(homeA, 'sieve'), { mode: 0o700 });
     symlinkSync(join(homeB, 'private'), join(homeA, 'sieve', 'stolen.sieve'));
-    execFileSync('chown', ['-h', '-R', `${UID_A}:${UID_A}`, join(homeA, '.forward'), join(homeA, 'sieve')]);
+    execFileSync(tool('chown'), ['-h', '-R', `${UID_A}:${UID_A}`, join(homeA, '.forward'), join(homeA, 'sieve')]);
     const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
     const a = await launcher.open({ user: 'link-a', uid: UID_A, gid: UID_A, home: homeA, fields: {} });
     try {

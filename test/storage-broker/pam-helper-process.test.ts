@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
-import { haveTools } from '../helpers/tools.js';
+import { PAM_HELPER, needs, tool } from '../helpers/tools.js';
 
 const HELPER = defaultPamHelperPath();
 const BUILD = join(HELPER, '../../build.sh');
 const dir = mkdtempSync(join(tmpdir(), 'tsieved-helper-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe.skipIf(!haveTools('gcc'))('PAM helper program', () => {
+describe('PAM helper program', needs(PAM_HELPER), () => {
   const socket = join(dir, 'helper.sock');
   let helper: ChildProcess;
   beforeAll(async () => {
@@ -44,15 +44,15 @@ describe.skipIf(!haveTools('gcc'))('PAM helper program', () => {
     expect(statSync(HELPER).mode & 0o111).not.toBe(0);
   });
 
-  it('build.sh says what is missing and fails when libpam cannot be linked, and still builds the broker', () => {
+  it('build.sh says what is missing and fails when libpam cannot be linked, and still builds the broker', needs('bash', 'gcc'), () => {
     // A compiler that cannot link libpam stands in for a system without libpam0g-dev.
     const cc = join(dir, 'cc-without-pam');
-    writeFileSync(cc, '#!/bin/sh\nfor a in "$@"; do [ "$a" = -lpam ] && { echo "cannot find -lpam" >&2; exit 1; }; done\nexec gcc "$@"\n');
+    writeFileSync(cc, `#!/bin/sh\nfor a in "$@"; do [ "$a" = -lpam ] && { echo "cannot find -lpam" >&2; exit 1; }; done\nexec ${tool('gcc')} "$@"\n`);
     chmodSync(cc, 0o755);
     const before = readFileSync(HELPER);
     const broker = join(HELPER, '../tsieved-broker');
     const brokerBefore = statSync(broker).mtimeMs;
-    const r = spawnSync('bash', [BUILD], { env: { ...process.env, CC: cc }, encoding: 'utf8' });
+    const r = spawnSync(tool('bash'), [BUILD], { env: { ...process.env, CC: cc }, encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/libpam0g-dev/);
     expect(readFileSync(HELPER).equals(before)).toBe(true); // the working binary is untouched
