@@ -19,14 +19,17 @@ const committed = new Map(PASSWORD_HASHES.map((h) => [hashKey(h.command, h.input
  * trimmed, for these arguments and standard input: read from
  * test/fixtures/password-hashes.ts, where each entry was made once by the real
  * program and shows the command. So these tests need none of the programs. With
- * TSIEVED_RECORD_HASHES=FILE the program runs instead and the result is appended to
- * FILE (test/fixtures/record-password-hashes.mjs rewrites the fixture from it).
+ * TSIEVED_RECORD_HASHES=FILE every request and its output is appended to FILE, and
+ * one with no committed output runs the real program (test/fixtures/
+ * record-password-hashes.mjs rewrites the fixture from FILE).
  */
 export function madeBy(cmd: string, args: readonly string[], input = ''): string {
   const key = hashKey([cmd, ...args], input);
   const record = process.env['TSIEVED_RECORD_HASHES'];
   if (record) {
-    const output = execFileSync(tool(cmd), args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).trim();
+    const output =
+      committed.get(key) ??
+      execFileSync(tool(cmd), args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).trim();
     appendFileSync(record, JSON.stringify({ command: [cmd, ...args], input, output }) + '\n');
     return output;
   }

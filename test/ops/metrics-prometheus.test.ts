@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, BOB, startFixture, type Fixture } from '../helpers/fixture.js';
-import { findTool, haveTools } from '../helpers/tools.js';
+import { needs, tool } from '../helpers/tools.js';
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 const TOKEN = 'scrape-me-0123456789';
@@ -38,7 +38,7 @@ async function login(fx: Fixture, user: string, password: string): Promise<strin
   return r.status;
 }
 
-describe.skipIf(!haveTools('prometheus'))('metrics scraped by Prometheus', () => {
+describe('metrics scraped by Prometheus', needs('prometheus'), () => {
   let fx: Fixture;
   let dir: string;
   let prometheus: ChildProcess | undefined;
@@ -70,7 +70,7 @@ scrape_configs:
 `,
     );
     prometheus = spawn(
-      findTool('prometheus')!,
+      tool('prometheus'),
       [
         `--config.file=${join(dir, 'prometheus.yml')}`,
         `--storage.tsdb.path=${join(dir, 'data')}`,

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, courierSha256, startFixture, type Fixture } from '../helpers/fixture.js';
-import { haveTools } from '../helpers/tools.js';
+import { haveTools, tool } from '../helpers/tools.js';
 
 type Line = Record<string, unknown>;
 
@@ -117,7 +117,7 @@ describe('session log', () => {
       copyFileSync('/etc/fail2ban/filter.d/common.conf', join(dir, 'filter.d', 'common.conf'));
       // The whole log, disconnect lines and all: only the four failures may match.
       writeFileSync(join(dir, 'server.log'), fx.server.logs());
-      const out = execFileSync('fail2ban-regex', ['-o', 'row', join(dir, 'server.log'), join(dir, 'filter.d', 'tsieved.conf')], { encoding: 'utf8' });
+      const out = execFileSync(tool('fail2ban-regex'), ['-o', 'row', join(dir, 'server.log'), join(dir, 'filter.d', 'tsieved.conf')], { encoding: 'utf8' });
       const hosts = out.split('\n').filter((l) => l.startsWith('[')).map((l) => /^\['([^']+)'/.exec(l)?.[1]);
       expect(hosts).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1']);
     } finally {
