@@ -20,7 +20,7 @@ import { CLI, startTsieved } from '../helpers/tsieved.js';
 import { testCerts } from '../helpers/certs.js';
 import { courierSha256 } from '../helpers/fixture.js';
 import { SieveTestClient } from '../helpers/client.js';
-import { isRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 
 const run = promisify(execFile);
 const base = (extra: string): string => `[server]\nlisten = [{ address = "127.0.0.1:0", allow_plaintext = true }]\n${extra}`;
@@ -73,7 +73,7 @@ describe('accountProblems', () => {
     expect(problems).toEqual([expect.stringMatching(/^\[storage\] token_command "\/etc\/keytabs\/\{domain\}\/\{localpart\}" cannot be expanded: .*\(2 accounts, e\.g\. bert\)$/)]);
   });
 
-  it.runIf(isRoot())('as root with isolation = "none": accounts of other uids cannot be served', () => {
+  it('as root with isolation = "none": accounts of other uids cannot be served', needs(ROOT), () => {
     const config = parseConfig(base(''));
     const problems = accountProblems(config, [account('root-ok', 0), account('alice', 1000)]);
     expect(problems).toEqual([expect.stringMatching(/isolation = "none" while running as root .*set isolation = "process".*\(1 account, e\.g\. alice\)$/)]);
@@ -149,7 +149,7 @@ capabilities = ["fileinto"]
     }
   });
 
-  it.runIf(isRoot())('as root with isolation = "none": refuses to start for another uid; a later account gets "misconfigured", not TRYLATER', async () => {
+  it('as root with isolation = "none": refuses to start for another uid; a later account gets "misconfigured", not TRYLATER', needs(ROOT), async () => {
     const withOther = join(dir, 'userdb-other');
     writeFileSync(withOther, readFileSync(userdb, 'utf8') + `bob@example.org\tuid=1000|gid=1000|home=${join(dir, 'bob')}|systempw=${courierSha256('pw')}\n`);
     const file = join(dir, 'none-as-root.toml');

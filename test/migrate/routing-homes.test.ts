@@ -16,10 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMigrate } from '../../src/migrate/index.js';
 import { createUnixUser, eximBinary, type UnixUser } from '../helpers/exim.js';
 import { privateEximBf, type EximBf } from '../helpers/exim-bf.js';
-import { haveTools, requireRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 import { writeMigrateConfig } from './config.js';
 
-const runnable = haveTools('exim4', 'useradd', 'userdel') && requireRoot();
+const runnable = needs('exim4', 'useradd', 'userdel', ROOT);
 const CAPS = ['fileinto', 'envelope', 'copy', 'subaddress', 'encoded-character', 'comparator-i;ascii-numeric', 'vacation'];
 const SIEVE = '# Sieve filter\nrequire "fileinto";\nif header :contains "subject" "SPAM" { fileinto "Junk"; stop; }\nredirect "member@elsewhere.test";\n';
 const CRLF = SIEVE.replace(/\n/g, '\r\n');
@@ -37,7 +37,7 @@ class Capture extends Writable {
   }
 }
 
-describe.skipIf(!runnable)('migration proves routing on realistic homes (real exim4 -bf)', () => {
+describe('migration proves routing on realistic homes (real exim4 -bf)', runnable, () => {
   let dir: string;
   let homes: string;
   let exim: EximBf;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, BOB, startFixture, type Fixture } from '../helpers/fixture.js';
 import { CLI } from '../helpers/tsieved.js';
-import { isRoot } from '../helpers/tools.js';
+import { ROOT, needs } from '../helpers/tools.js';
 
 function tsieved(fx: Fixture, ...args: string[]): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args, '--config', fx.server.configFile], { encoding: 'utf8', timeout: 30_000 });
@@ -103,7 +103,7 @@ describe('control socket: who, kick, reload', () => {
     c.close();
   });
 
-  it.skipIf(!isRoot())('shows the pid of an isolated session\'s storage process', async () => {
+  it('shows the pid of an isolated session\'s storage process', needs(ROOT), async () => {
     fx = await startFixture({ extra: { storage: 'isolation = "process"' } });
     // The worker runs as the entry's uid, which must not be root's.
     const home = fx.home(ALICE.name);
