@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { runMigrate } from '../../src/migrate/index.js';
+import { findExim } from '../../src/sieve/exim-probe.js';
 import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter } from '../../src/storage/filter-file.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -73,10 +74,18 @@ function addUsersAs(uid: number, gid: number, ...users: string[]): void {
   }
 }
 
+/**
+ * Without an Exim on this machine routing cannot be proven and a real run leaves
+ * users alone: the import mechanics tested here then run with --accept-changes
+ * (the proof itself is tested in routing-homes.test.ts, and below with --exim).
+ */
+const NO_EXIM = findExim() === undefined;
+
 async function migrate(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const stdout = new Capture();
   const stderr = new Capture();
-  const code = await runMigrate([...argv, '--config', configFile], { stdout, stderr });
+  const accept = NO_EXIM && !argv.includes('--exim') ? ['--accept-changes'] : [];
+  const code = await runMigrate([...argv, ...accept, '--config', configFile], { stdout, stderr });
   return { code, out: stdout.text, err: stderr.text };
 }
 
@@ -383,7 +392,7 @@ describe('migrate --from pysieved', () => {
     const store = storeFor('alice', 'sieve', '.public/.forward');
     expect((await store.list()).filter((s) => s.active).map((s) => s.name)).toEqual(['old-forward']);
     expect((await store.get('old-forward')).toString()).toBe(VALID2);
-    expect(r.out).toMatch(/routing: unchanged/);
+    if (!NO_EXIM) expect(r.out).toMatch(/routing: unchanged/);
   });
 
   it('migrates only the users named, and fails for unknown ones', async () => {
