@@ -19,7 +19,8 @@
  * Roundcube talks to tsieved twice over: `tls://` (STARTTLS, the server
  * certificate checked against the test CA through managesieve_conn_options) for
  * the whole walk, then a trusted clear-text loopback listener (allow_plaintext)
- * for a second, shorter one.
+ * for a second, shorter one. Last, with another CA in managesieve_conn_options,
+ * Roundcube must refuse tsieved's certificate: the trust is real, not skipped.
  *
  * The user is a real Unix account (Exim's check_local_user and Dovecot's mail
  * processes need one), tsieved runs its store as that user (isolation =
@@ -808,5 +809,41 @@ describe(SUITE, runnable, () => {
     deliver(w, '[list] not filtered any more');
     expect(folder(w, 'Lists', 'invoice 2026-117')).toHaveLength(1);
     expect(inbox(w, '[list] not filtered any more')).toHaveLength(1);
+  });
+
+  it('over tls:// trusts only the configured CA: with another one Roundcube refuses the certificate and never logs in', async () => {
+    const other = join(w.base, 'other-ca');
+    mkdirSync(other);
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(other, 'ca.key'),
+        '-out',
+        join(other, 'ca.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=not the test CA',
+      ],
+      { stdio: 'pipe' },
+    );
+    await idle(w);
+    w.rc.setManagesieve({ scheme: 'tls', port: w.tlsPort, caFile: join(other, 'ca.pem') });
+    const seen = w.server.logLines().length;
+    await clearMessages(w);
+    await openSettings(w, 'plugin.managesieve');
+    expect(await message(w)).toMatchObject({ kind: 'error', text: 'Unable to connect to server.' });
+    await shot(w, 'starttls', 'wrong-ca-refused');
+    const since = w.server.logLines().slice(seen);
+    expect(since.some((l) => l['command'] === 'STARTTLS')).toBe(true);
+    expect(since.filter((l) => l['event'] === 'login')).toEqual([]);
+    // The filter file Exim reads is untouched by the failed attempt.
+    expect((await serverState(w)).active).toBe('Plain');
   });
 });
