@@ -139,7 +139,7 @@ capabilities = ["fileinto"]
     try {
       writeFileSync(server.configFile, config('trusted_proxies = ["10.0.0.0/33"]'));
       server.process.kill('SIGHUP');
-      const failed = await server.waitForLog((l) => l.event === 'reload-failed');
+      const failed = await server.waitForLog((l) => l.event === 'reload-failed', 20_000);
       expect(JSON.stringify(failed)).toContain('trusted_proxies: \\"10.0.0.0/33\\"');
       const c = await SieveTestClient.connect(server.port);
       expect(c.greeting.lines.some((l) => l.startsWith('"IMPLEMENTATION"'))).toBe(true);
@@ -171,7 +171,7 @@ capabilities = ["fileinto"]
       expect(r.statusLine).not.toContain('TRYLATER');
       expect(r.statusLine).toMatch(/misconfigured/);
       c.close();
-      const line = await server.waitForLog((l) => l.event === 'isolation-required');
+      const line = await server.waitForLog((l) => l.event === 'isolation-required', 20_000);
       expect(String(line.msg)).toMatch(/misconfigured: .*set \[storage\] isolation = "process"/);
     } finally {
       await server.stop();

@@ -71,7 +71,7 @@ describe('signals', () => {
     expect(next).not.toBe(config);
     writeFileSync(server.configFile, next);
     server.process.kill('SIGHUP');
-    const line = await server.waitForLog((l) => l.event === 'reloaded');
+    const line = await server.waitForLog((l) => l.event === 'reloaded', 20_000);
     expect(line).toMatchObject({ listenersBound: [`127.0.0.1:${c}`], listenersClosed: [`127.0.0.1:${b}`], listenersRebound: [`127.0.0.1:${a}`] });
     expect(line.notApplied).toBeUndefined();
 
@@ -95,7 +95,7 @@ describe('signals', () => {
     try {
       writeFileSync(server.configFile, next.replace(`"127.0.0.1:${c}"`, `"127.0.0.1:${d}"`));
       server.process.kill('SIGHUP');
-      const partial = await server.waitForLog((l) => l.event === 'reloaded' && l.notApplied !== undefined);
+      const partial = await server.waitForLog((l) => l.event === 'reloaded' && l.notApplied !== undefined, 20_000);
       expect(partial.level).toBe(40);
       expect(partial.notApplied).toEqual([expect.stringMatching(new RegExp(`^listener 127\\.0\\.0\\.1:${d}: .*EADDRINUSE`))]);
       expect(String(partial.msg)).toContain(`127.0.0.1:${d}`);
