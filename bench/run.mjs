@@ -10,7 +10,9 @@
 //   validate: CHECKSCRIPT of a 1 MiB script (1,048,000 bytes: under both servers' limit)
 //   isolation (as root, bench/isolation.mjs): PAM logins with a process per session
 //             as the user, side by side with Dovecot configured the same way
-// Options: --duration S, --warmup S, --concurrency N, --idle N, --users N,
+//   Every workload runs against tsieved once per --workers count (default "1,2":
+//   one server process, then two sharing the listener), then against Dovecot.
+// Options: --workers N,N..., --duration S, --warmup S, --concurrency N, --idle N, --users N,
 //          --processes N (load generators), --only tsieved|dovecot, --no-dovecot,
 //          --no-isolation, --json FILE (the isolation figures go to FILE.isolation.json)
 import { spawn } from 'node:child_process';
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '15' },
     warmup: { type: 'string', default: '2' },
     concurrency: { type: 'string', default: '50' },
+    workers: { type: 'string', default: '1,2' },
     idle: { type: 'string', default: '2000' },
     users: { type: 'string', default: '200' },
     processes: { type: 'string', default: '2' },
@@ -59,8 +62,15 @@ if (!existsSync(join(root, 'dist/cli.js'))) {
   process.exit(2);
 }
 const dovecotBinary = values['no-dovecot'] || values.only === 'tsieved' ? undefined : findDovecot();
+const workerCounts = values.workers.split(',').map((w) => {
+  const n = Number(w);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('--workers must be a list of numbers from 1 to 64, e.g. 1,2');
+  return n;
+});
+/** Result key of tsieved with n workers ("tsieved" for one). */
+const tsievedName = (n) => (n === 1 ? 'tsieved' : `tsieved-${n}w`);
 const targets = [];
-if (values.only !== 'dovecot') targets.push('tsieved');
+if (values.only !== 'dovecot') targets.push(...workerCounts.map(tsievedName));
 if (dovecotBinary) targets.push('dovecot');
 else if (values.only === 'dovecot') {
   console.error('bench: Dovecot with ManageSieve is not installed (dovecot-managesieved, dovecot-sieve)');
@@ -86,8 +96,8 @@ try {
   for (const name of targets) {
     const log = (msg) => console.error(`[${name}] ${msg}`);
     const start = async () =>
-      name === 'tsieved'
-        ? startTsieved({ root, dir: work.dir, port: await freePort(), cert, users })
+      name.startsWith('tsieved')
+        ? startTsieved({ root, dir: work.dir, port: await freePort(), cert, users, workers: workerCounts.find((n) => tsievedName(n) === name) })
         : startDovecot({ dir: work.dir, port: await freePort(), cert, users, binary: dovecotBinary, sessions: opts.idle });
     log('starting');
     current = await start();
@@ -133,14 +143,19 @@ const rows = [
   ['CHECKSCRIPT 1 MiB, result', (r) => r.validate.status],
 ];
 const names = Object.keys(results);
+const ours = names.filter((n) => n.startsWith('tsieved'));
+const withDovecot = names.includes('dovecot');
 const header = ['metric', ...names.map((n) => results[n].version)];
-if (names.length === 2) header.push('ratio tsieved/dovecot');
+if (withDovecot) header.push(...ours.map((n) => `ratio ${results[n].version}/dovecot`));
 const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
 for (const [label, get] of rows) {
   const cells = names.map((n) => get(results[n]));
-  if (names.length === 2) {
-    const [a, b] = cells;
-    cells.push(typeof a === 'number' && typeof b === 'number' && b !== 0 ? Number((a / b).toPrecision(3)) : '-');
+  if (withDovecot) {
+    const b = get(results.dovecot);
+    for (const n of ours) {
+      const a = get(results[n]);
+      cells.push(typeof a === 'number' && typeof b === 'number' && b !== 0 ? Number((a / b).toPrecision(3)) : '-');
+    }
   }
   lines.push(`| ${label} | ${cells.join(' | ')} |`);
 }

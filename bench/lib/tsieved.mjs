@@ -11,7 +11,8 @@ import { waitForPort } from './wait.mjs';
 // pam (optional): { service, homes } logs the users (Unix accounts with homes below
 // `homes`) in through that PAM service, each session with its own file broker
 // (isolation = "process"), instead of the temp userdb.
-export async function startTsieved({ root, dir, port, cert, users, onLogLine, pam }) {
+// workers (optional, default 1): [server] workers, the number of server processes.
+export async function startTsieved({ root, dir, port, cert, users, onLogLine, pam, workers = 1 }) {
   const base = join(dir, 'tsieved');
   const homes = pam?.homes ?? join(base, 'home');
   mkdirSync(base, { recursive: true });
@@ -33,6 +34,7 @@ listen = ["127.0.0.1:${port}"]
 max_connections = 20000
 max_connections_per_ip = 20000
 max_bad_commands = 100
+workers = ${workers}
 
 [tls]
 cert_file = "${cert.cert}"
@@ -76,7 +78,7 @@ level = "info"
     name: 'tsieved',
     pid: child.pid,
     port,
-    version: 'tsieved',
+    version: workers === 1 ? 'tsieved' : `tsieved, ${workers} workers`,
     isAlive: () => child.exitCode === null && child.signalCode === null,
     pauseLog: () => child.stderr.pause(),
     resumeLog: () => child.stderr.resume(),
