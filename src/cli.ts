@@ -9,26 +9,24 @@
  */
 import './threadpool.js';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config/loader.js';
 import type { Config } from './config/schema.js';
-import { prepareDemo } from './demo.js';
-import { createRootLogger, type Logger } from './log/logger.js';
-import { buildServices, startServer, StartupError } from './main.js';
-import { runCheck } from './sieve/index.js';
-import { MIGRATE_USAGE, runMigrate } from './migrate/index.js';
-import { CONTROL_USAGE, runControl } from './control/commands.js';
-import { startControlSocket, type ControlSocket } from './control/socket.js';
+import type { Logger } from './log/logger.js';
+import type { ControlSocket } from './control/socket.js';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { runPrimary } from './cluster/primary.js';
-import { PrimaryAdmission, serveAsWorker } from './cluster/worker.js';
 
-const USAGE = `usage:
+// Each command loads its modules when it runs (dynamic imports below): the
+// server's modules and the configuration schema would make `tsieved check` of a
+// small script take several times as long as the check itself.
+const usage = async (): Promise<string> => {
+  const [{ MIGRATE_USAGE }, { CONTROL_USAGE }] = await Promise.all([import('./migrate/index.js'), import('./control/commands.js')]);
+  return `usage:
   tsieved serve (--config FILE | --demo [--listen HOST:PORT])
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
   tsieved config check --config FILE
   ${CONTROL_USAGE}
   ${MIGRATE_USAGE.replace(/^usage: /, "")}`;
+};
 
 /** "host:port" or "[v6]:port" from the config, as a client's -s and -p want them. */
 function hostAndPort(listen: string): [string, string] {
@@ -37,6 +35,11 @@ function hostAndPort(listen: string): [string, string] {
 }
 
 async function serve(argv: string[]): Promise<number> {
+  const [{ loadConfig }, { prepareDemo }, { createRootLogger }, { startServer }, { startControlSocket }, { runPrimary }, { PrimaryAdmission, serveAsWorker }] =
+    await Promise.all([
+      import('./config/loader.js'), import('./demo.js'), import('./log/logger.js'), import('./main.js'), import('./control/socket.js'),
+      import('./cluster/primary.js'), import('./cluster/worker.js'),
+    ]);
   const { values } = parseArgs({
     args: argv,
     options: { config: { type: 'string' }, demo: { type: 'boolean' }, listen: { type: 'string' } },
@@ -58,7 +61,7 @@ async function serve(argv: string[]): Promise<number> {
     config = await loadConfig(values.config);
     log = createRootLogger(config.log.level);
   } else {
-    process.stderr.write(USAGE + '\n');
+    process.stderr.write((await usage()) + '\n');
     return 2;
   }
   const workers = config.server.workers === 'auto' ? Math.max(1, availableParallelism()) : config.server.workers;
@@ -100,9 +103,12 @@ async function serve(argv: string[]): Promise<number> {
 async function configCheck(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
   if (!values.config) {
-    process.stderr.write(USAGE + '\n');
+    process.stderr.write((await usage()) + '\n');
     return 2;
   }
+  const [{ loadConfig }, { createRootLogger }, { buildServices }] = await Promise.all([
+    import('./config/loader.js'), import('./log/logger.js'), import('./main.js'),
+  ]);
   const config = await loadConfig(values.config);
   const log = createRootLogger('warn');
   const built = await buildServices(config, log);
@@ -118,19 +124,25 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'serve':
         return await serve(rest);
-      case 'check':
+      case 'check': {
+        const { runCheck } = await import('./sieve/check-cli.js');
         return await runCheck(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
-      case 'migrate':
+      }
+      case 'migrate': {
+        const { runMigrate } = await import('./migrate/index.js');
         return await runMigrate(rest, { stdout: process.stdout, stderr: process.stderr });
+      }
       case 'config':
         if (rest[0] === 'check') return await configCheck(rest.slice(1));
         break;
       case 'who':
       case 'kick':
       case 'reload':
-        return await runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
+        return await (await import('./control/commands.js')).runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
     }
   } catch (error) {
+    // Loaded already if they could have been thrown.
+    const [{ ConfigError }, { StartupError }] = await Promise.all([import('./config/loader.js'), import('./main.js')]);
     if (error instanceof StartupError) {
       for (const problem of error.problems) process.stderr.write(`tsieved: ${problem}\n`);
       return 1;
@@ -140,12 +152,12 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
     if (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`tsieved: ${error.message}\n${USAGE}\n`);
+      process.stderr.write(`tsieved: ${error.message}\n${await usage()}\n`);
       return 2;
     }
     throw error;
   }
-  process.stderr.write(USAGE + '\n');
+  process.stderr.write((await usage()) + '\n');
   return 2;
 }
 

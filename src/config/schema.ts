@@ -7,6 +7,7 @@
  * Must not know: how files are read (loader.ts), or what the values are used for.
  */
 import { z } from 'zod';
+import { MAX_SCRIPT_BYTES_DEFAULT, SIEVE_DEFAULTS } from './defaults.js';
 
 const hostPort = z
   .string()
@@ -102,7 +103,7 @@ const storageSchema = z.strictObject({
   roots: z.array(z.string()).default([]),
   max_scripts: z.number().int().positive().default(32),
   /** Exim refuses filter files over 1 MiB; the generated header must still fit. */
-  max_script_bytes: z.number().int().positive().max(1024 * 1024 - 256).default(1024 * 1024 - 256),
+  max_script_bytes: z.number().int().positive().max(1024 * 1024 - 256).default(MAX_SCRIPT_BYTES_DEFAULT),
   /** Total bytes of all scripts of one user; 0 = no limit. */
   max_total_bytes: z.number().int().nonnegative().default(0),
   isolation: z.enum(['none', 'process']).default('none'),
@@ -118,15 +119,15 @@ const sieveSchema = z.strictObject({
   /** Explicit capability list; used instead of asking Exim when set. */
   capabilities: z.array(z.string()).optional(),
   /** Router reading the filter file, for sieve_vacation_directory / sieve_enotify_mailto_owner. */
-  exim_router: z.string().default('userforward'),
+  exim_router: z.string().default(SIEVE_DEFAULTS.exim_router),
   /** Exim config file to pass with -C when asking about the router. */
   exim_config: z.string().optional(),
-  max_nesting: z.number().int().positive().max(500).default(64),
-  max_redirects: z.number().int().positive().default(10),
+  max_nesting: z.number().int().positive().max(500).default(SIEVE_DEFAULTS.max_nesting),
+  max_redirects: z.number().int().positive().default(SIEVE_DEFAULTS.max_redirects),
   /** Refuse `fileinto` targets that are absolute, contain "..", or start with "|". */
-  fileinto_policy: z.enum(['strict', 'relative']).default('strict'),
+  fileinto_policy: z.enum(['strict', 'relative']).default(SIEVE_DEFAULTS.fileinto_policy),
   /** At most this many diagnostics are sent back to a client. */
-  max_reported_errors: z.number().int().positive().default(10),
+  max_reported_errors: z.number().int().positive().default(SIEVE_DEFAULTS.max_reported_errors),
 });
 
 /** Prometheus/OpenMetrics endpoint (`/metrics`); off unless `listen` is set. */

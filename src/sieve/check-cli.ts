@@ -8,8 +8,8 @@
  * Must not know: the server.
  */
 import { readFile } from 'node:fs/promises';
-import { loadConfig } from '../config/loader.js';
-import { configSchema, type Config } from '../config/schema.js';
+import { MAX_SCRIPT_BYTES_DEFAULT, SIEVE_DEFAULTS } from '../config/defaults.js';
+import type { Config } from '../config/schema.js';
 import { formatDiagnosticForTerminal, hasErrors, type Diagnostic } from './diagnostics.js';
 import { loadProfile } from './load-profile.js';
 import { validateScript } from './validate.js';
@@ -75,19 +75,26 @@ export async function runCheck(argv: string[], io: CheckIo): Promise<number> {
     io.stderr.write(`tsieved check: ${args}\n${USAGE}\n`);
     return 2;
   }
-  let config: Config;
-  try {
-    config = args.config !== undefined ? await loadConfig(args.config) : configSchema.parse({});
-  } catch (e) {
-    io.stderr.write(`tsieved check: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 2;
+  // Without --config, the defaults alone: the configuration loader and its
+  // schema library are most of the start-up time of a check.
+  let sieve: Config['sieve'] = { ...SIEVE_DEFAULTS };
+  let maxScriptBytes = MAX_SCRIPT_BYTES_DEFAULT;
+  if (args.config !== undefined) {
+    try {
+      const { loadConfig } = await import('../config/loader.js');
+      const config = await loadConfig(args.config);
+      sieve = { ...config.sieve };
+      maxScriptBytes = config.storage.max_script_bytes;
+    } catch (e) {
+      io.stderr.write(`tsieved check: ${e instanceof Error ? e.message : String(e)}\n`);
+      return 2;
+    }
   }
-  const sieve: Config['sieve'] = { ...config.sieve };
   if (args.capabilities !== undefined) sieve.capabilities = args.capabilities;
   if (args.exim !== undefined) sieve.exim = args.exim;
   let profile;
   try {
-    profile = await loadProfile(sieve, config.storage.max_script_bytes);
+    profile = await loadProfile(sieve, maxScriptBytes);
   } catch (e) {
     io.stderr.write(`tsieved check: ${e instanceof Error ? e.message : String(e)}\n`);
     return 2;

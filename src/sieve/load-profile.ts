@@ -41,6 +41,11 @@ export async function loadProfile(sieve: Config['sieve'], maxScriptBytes: number
     );
     return profile;
   }
+  // Both questions at once: each is an Exim start (tsieved check waits for them).
+  const routerProbe = eximRouterOptions(bin, sieve.exim_router, sieve.exim_config).then(
+    (options) => ({ options }),
+    (error: unknown) => ({ error }),
+  );
   let extensions: string[];
   try {
     extensions = await eximSieveExtensions(bin, sieve.exim_config);
@@ -53,9 +58,10 @@ export async function loadProfile(sieve: Config['sieve'], maxScriptBytes: number
     extensions = extensions.filter((e) => !unknown.includes(e));
   }
   let router = { vacation: false, enotify: false };
-  try {
-    router = await eximRouterOptions(bin, sieve.exim_router, sieve.exim_config);
-  } catch (e) {
+  const probed = await routerProbe;
+  if ('options' in probed) router = probed.options;
+  else {
+    const e = probed.error;
     if (!(e instanceof EximProbeError)) throw e;
     log?.warn({ event: 'sieve_profile', router: sieve.exim_router, err: e.message }, 'cannot read the Exim router; vacation and enotify disabled');
   }

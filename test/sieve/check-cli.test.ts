@@ -93,3 +93,35 @@ describe('tsieved check', () => {
     expect((await check(['--config', join(dir, 'missing.toml'), good])).code).toBe(2);
   });
 });
+
+describe('start-up of tsieved check', () => {
+  it('uses the schema\'s defaults without loading the configuration schema', async () => {
+    const { configSchema } = await import('../../src/config/schema.js');
+    const { MAX_SCRIPT_BYTES_DEFAULT, SIEVE_DEFAULTS } = await import('../../src/config/defaults.js');
+    const parsed = configSchema.parse({});
+    expect({ ...SIEVE_DEFAULTS }).toEqual(parsed.sieve);
+    expect(MAX_SCRIPT_BYTES_DEFAULT).toBe(parsed.storage.max_script_bytes);
+  });
+
+  it('loads neither zod nor the server for a check (the built CLI, in a child process)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { existsSync, readFileSync } = await import('node:fs');
+    const { pathToFileURL } = await import('node:url');
+    const cli = join(import.meta.dirname, '../../dist/cli.js');
+    if (!existsSync(cli)) return; // npm test builds first
+    // A module-loading hook records every module the check resolves.
+    const log = join(dir, 'loaded.txt');
+    const hooks = file('hooks.mjs', `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(${JSON.stringify(log)}, r.url + '\\n');
+  return r;
+}`);
+    const register = file('register.mjs', `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
+    const out = execFileSync(process.execPath, ['--import', pathToFileURL(register).href, cli, 'check', '--capabilities', 'fileinto', file('ok.sieve', 'require "fileinto";\nfileinto "a";\n')], { encoding: 'utf8' });
+    expect(out).toBe('');
+    const loaded = readFileSync(log, 'utf8');
+    expect(loaded).toContain('/dist/sieve/validate.js');
+    expect(loaded).not.toMatch(/zod|pino|smol-toml|\/dist\/main\.js|\/dist\/server\/|\/dist\/config\/schema\.js/);
+  });
+});
