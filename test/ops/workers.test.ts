@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
 import { CLI } from '../helpers/tsieved.js';
@@ -131,5 +132,49 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
     for (const client of fields) {
       expect(fx.server.logLines().find((l) => l.event === 'disconnect' && l.client === client)).toMatchObject({ reason: 'shutdown' });
     }
+  });
+});
+
+/** A connection through a (pretend) trusted proxy: PROXY v1 header, then a command. */
+function proxied(port: number, source: string, command: string): Promise<{ socket: Socket; text: () => string }> {
+  return new Promise((resolve, reject) => {
+    let received = '';
+    const socket = connect(port, '127.0.0.1', () => socket.write(`PROXY TCP4 ${source} 127.0.0.1 40000 4190\r\n${command}\r\n`));
+    socket.on('data', (d) => {
+      received += d.toString();
+      if (received.includes('(TAG "') || received.startsWith('BYE')) resolve({ socket, text: () => received });
+    });
+    socket.on('error', reject);
+    setTimeout(() => resolve({ socket, text: () => received }), 5000);
+  });
+}
+
+describe.skipIf(process.platform !== 'linux')('two workers behind a PROXY-protocol listener', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await startFixture({
+      listeners: 'listen = [{ address = "127.0.0.1:0", proxy_protocol = true }]',
+      extra: { server: 'workers = 2\ntrusted_proxies = ["127.0.0.0/8"]\nmax_connections_per_ip = 2' },
+    });
+    await waitFor(() => fx.server.logLines().some((l) => l.event === 'cluster-ready'));
+  }, 60_000);
+  afterAll(async () => fx?.stop());
+
+  it('takes the client address from the header in every worker, and limits per header address across workers', async () => {
+    const held = [];
+    for (const source of ['203.0.113.1', '203.0.113.2', '203.0.113.3', '203.0.113.4']) {
+      const c = await proxied(fx.server.port, source, 'NOOP "hello"');
+      expect(c.text()).toContain('OK (TAG "hello")');
+      held.push(c.socket);
+    }
+    const who = spawnSync(process.execPath, [CLI, 'who', '--json', '--config', fx.server.configFile], { encoding: 'utf8' });
+    const sessions = JSON.parse(who.stdout) as { remote: string; worker: number }[];
+    expect(sessions.map((s) => s.remote.replace(/:\d+$/, '')).sort()).toEqual(['203.0.113.1', '203.0.113.2', '203.0.113.3', '203.0.113.4']);
+    expect(new Set(sessions.map((s) => s.worker))).toEqual(new Set([1, 2]));
+    // Two from one client address fill its quota, whichever workers they reach; the third is refused.
+    for (let i = 0; i < 2; i++) held.push((await proxied(fx.server.port, '198.51.100.9', 'NOOP "x"')).socket);
+    const third = await proxied(fx.server.port, '198.51.100.9', 'NOOP "x"');
+    expect(third.text()).toMatch(/^BYE .*too many connections from your address/);
+    for (const s of [...held, third.socket]) s.destroy();
   });
 });
