@@ -38,23 +38,38 @@ export function createRootLogger(level: string, destination?: NodeJS.WritableStr
 
 /**
  * Counts the lines the destination drops ('drop' events) and reports them in one
- * warning per interval. The report itself may be dropped while the destination is
- * still full; it is then counted and reported with the next one.
+ * warning per interval. While the destination is still full the report itself is
+ * dropped (synchronously, inside the write): then the count is kept and the
+ * report tried again an interval later, so no loss goes unreported.
  */
 function reportDrops(queue: EventEmitter, log: Logger): void {
   let dropped = 0;
+  let reporting = false;
+  let reportLost = false;
   let timer: NodeJS.Timeout | undefined;
-  queue.on('drop', () => {
-    dropped++;
+  const schedule = (): void => {
     if (timer) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      const count = dropped;
-      dropped = 0;
-      log.warn({ event: 'log-dropped', count }, `${count} log lines dropped: the log destination did not keep up`);
-    }, DROP_REPORT_INTERVAL_MS);
+    timer = setTimeout(report, DROP_REPORT_INTERVAL_MS);
     // Never keeps the process alive on its own.
     timer.unref();
+  };
+  const report = (): void => {
+    timer = undefined;
+    const count = dropped;
+    reporting = true;
+    reportLost = false;
+    log.warn({ event: 'log-dropped', count }, `${count} log lines dropped: the log destination did not keep up`);
+    reporting = false;
+    if (reportLost) schedule();
+    else dropped -= count;
+  };
+  queue.on('drop', () => {
+    if (reporting) {
+      reportLost = true;
+      return;
+    }
+    dropped++;
+    schedule();
   });
 }
 
