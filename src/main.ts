@@ -55,7 +55,8 @@ export class StartupError extends Error {
   }
 }
 
-export type ReloadOutcome = { readonly ok: true } | { readonly ok: false; readonly error: string };
+/** `notApplied`: parts a reload could not apply (a listener that would not bind); the rest took effect. */
+export type ReloadOutcome = { readonly ok: true; readonly notApplied?: readonly string[] } | { readonly ok: false; readonly error: string };
 
 export interface RunningServer {
   readonly addresses: readonly { host: string; port: number; implicitTls: boolean }[];
@@ -233,10 +234,10 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     async reload(load) {
       try {
         const next = await load();
-        await reload(next);
+        const notApplied = await reload(next);
         await endpoint?.reloadToken(next.metrics.token_file);
         events.reloaded('success');
-        return { ok: true };
+        return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
       } catch (error) {
         log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
         events.reloaded('failure');
@@ -262,7 +263,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
    * new services and the listeners are made to match. Sessions already open keep
    * the settings they started with until they end.
    */
-  async function reload(next: Config): Promise<void> {
+  async function reload(next: Config): Promise<string[]> {
     const old = built;
     built = await buildServices(next, log, events, logins);
     manager.replaceServices(built.services);
@@ -284,5 +285,6 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     // Sessions started before the reload keep the old services until they end; a
     // closed validator still validates, inline, so its worker thread can go now.
     await old.validator.close();
+    return notApplied;
   }
 }

@@ -30,7 +30,7 @@ const REQUEST_TIMEOUT_MS = 20_000;
 /** A worker that dies is replaced after this pause, so a crash loop does not spin. */
 const RESTART_DELAY_MS = 1000;
 
-type Outcome = { ok: true } | { ok: false; error: string };
+type Outcome = { ok: true; notApplied?: readonly string[] } | { ok: false; error: string };
 
 export async function runPrimary(config: Config, file: string | undefined, workers: number, log: Logger): Promise<number> {
   const admission = new LocalAdmission();
@@ -147,11 +147,13 @@ export async function runPrimary(config: Config, file: string | undefined, worke
       return v.ok ? [] : [`worker ${worker}: ${v.error}`];
     });
     if (failures.length > 0) return { ok: false, error: failures.join('; ') };
+    const notApplied = [...new Set(answers.flatMap(({ value }) => (value as Outcome).ok ? ((value as { notApplied?: string[] }).notApplied ?? []) : []))];
     await endpoint?.reloadToken(next.metrics.token_file).catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
     if (next.server.workers !== 'auto' && next.server.workers !== workers) {
       log.warn({ event: 'workers-unchanged', running: workers, configured: next.server.workers }, '[server] workers changes need a restart');
+      notApplied.push(`[server] workers = ${String(next.server.workers)}: needs a restart (running ${workers})`);
     }
-    return { ok: true };
+    return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
   };
 
   let control: ControlSocket | undefined;

@@ -48,7 +48,7 @@ export class PrimaryAdmission implements Admission {
 
 export interface WorkerHooks {
   /** Re-reads the configuration file and applies it (the same reload SIGHUP does alone). */
-  reload(): Promise<{ ok: true } | { ok: false; error: string }>;
+  reload(): Promise<{ ok: true; notApplied?: readonly string[] } | { ok: false; error: string }>;
 }
 
 /** After startServer: serve the primary's requests and say we are up. */

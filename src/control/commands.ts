@@ -76,6 +76,11 @@ export async function runControl(command: 'who' | 'kick' | 'reload', argv: strin
       return n > 0 ? 0 : 1;
     }
     case 'reload':
+      if (answer.notApplied && answer.notApplied.length > 0) {
+        // The rest took effect; say what did not, and fail so scripts notice.
+        io.stdout.write(`configuration reloaded, except (fix it, or restart):\n${answer.notApplied.map((n) => `  ${n}\n`).join('')}`);
+        return 1;
+      }
       io.stdout.write('configuration reloaded\n');
       return 0;
   }

@@ -21,13 +21,13 @@ export type ControlRequest =
   | { readonly cmd: 'reload' };
 
 export type ControlAnswer =
-  | { readonly ok: true; readonly sessions?: readonly Record<string, unknown>[]; readonly kicked?: number }
+  | { readonly ok: true; readonly sessions?: readonly Record<string, unknown>[]; readonly kicked?: number; readonly notApplied?: readonly string[] }
   | { readonly ok: false; readonly error: string };
 
 export interface ControlHandlers {
   who(): Promise<readonly Record<string, unknown>[]>;
   kick(target: string): Promise<number>;
-  reload(): Promise<{ ok: true } | { ok: false; error: string }>;
+  reload(): Promise<{ ok: true; notApplied?: readonly string[] } | { ok: false; error: string }>;
 }
 
 const MAX_REQUEST = 4096;
@@ -55,7 +55,7 @@ async function answer(request: ControlRequest, handlers: ControlHandlers): Promi
       return { ok: true, kicked: await handlers.kick(request.target) };
     case 'reload': {
       const outcome = await handlers.reload();
-      return outcome.ok ? { ok: true } : outcome;
+      return outcome.ok ? { ok: true, ...(outcome.notApplied ? { notApplied: outcome.notApplied } : {}) } : outcome;
     }
   }
 }

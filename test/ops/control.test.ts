@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, BOB, startFixture, type Fixture } from '../helpers/fixture.js';
 import { CLI } from '../helpers/tsieved.js';
@@ -101,6 +102,24 @@ describe('control socket: who, kick, reload', () => {
     // Still serving with the old configuration.
     const c = await loggedIn(fx);
     c.close();
+  });
+
+  it('reload says which part it could not apply (a new listener on a taken port)', async () => {
+    fx = await startFixture();
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
+    const taken = (squatter.address() as { port: number }).port;
+    try {
+      const good = readFileSync(fx.server.configFile, 'utf8');
+      writeFileSync(fx.server.configFile, good.replace('listen = ["127.0.0.1:0"]', `listen = ["127.0.0.1:0", "127.0.0.1:${taken}"]`));
+      const r = tsieved(fx, 'reload');
+      expect(r.status).toBe(1);
+      expect(r.stdout).toMatch(new RegExp(`^configuration reloaded, except \\(fix it, or restart\\):\n  listener 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
+      // The rest took effect: the old listener still serves.
+      (await SieveTestClient.connect(fx.server.port)).close();
+    } finally {
+      squatter.close();
+    }
   });
 
   it('shows the pid of an isolated session\'s storage process', needs(ROOT), async () => {
