@@ -2,13 +2,22 @@
 // TypeScript declarations), compile TypeScript to dist/, copy the generated parser
 // beside the compiled code, and build the PAM helper when the system can.
 // Generated files are build output and are not committed.
+//
+//   --clean    remove dist/ first (nothing stale from removed sources survives)
+//   --release  what `npm pack` ships (prepack): no source maps (they would point at
+//              src/, which the package does not contain), and no PAM helper (a
+//              binary of the packer's machine; users run `tsieved build-helper`)
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, chmodSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+const clean = process.argv.includes('--clean');
+const release = process.argv.includes('--release');
+
+if (clean) rmSync(join(root, 'dist'), { recursive: true, force: true });
 
 const generatedDir = join(root, 'src/sieve/generated');
 mkdirSync(generatedDir, { recursive: true });
@@ -22,7 +31,7 @@ if (existsSync(join(root, 'grammar/sieve.peggy'))) {
     join(root, 'grammar/sieve.peggy'),
   ]);
 }
-run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', ...(release ? ['--sourceMap', 'false'] : [])]);
 
 // tsc does not copy the generated JavaScript; put it where the compiled code imports it.
 const distGenerated = join(root, 'dist/sieve/generated');
@@ -34,7 +43,7 @@ if (existsSync(join(root, 'dist/cli.js'))) chmodSync(join(root, 'dist/cli.js'), 
 
 // The PAM helper is optional at build time: without libpam headers the pam backend
 // refuses to start with a clear message and everything else still works.
-if (existsSync(join(root, 'helper/build.sh'))) {
+if (!release && existsSync(join(root, 'helper/build.sh'))) {
   try {
     run('bash', [join(root, 'helper/build.sh')]);
   } catch {

@@ -25,7 +25,9 @@ const usage = async (): Promise<string> => {
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
   tsieved config check --config FILE
   ${CONTROL_USAGE}
-  ${MIGRATE_USAGE.replace(/^usage: /, "")}`;
+  ${MIGRATE_USAGE.replace(/^usage: /, "")}
+  tsieved build-helper     (compile the file broker and the PAM helper: a C compiler, and libpam0g-dev for PAM)
+  tsieved --help | --version`;
 };
 
 /** "host:port" or "[v6]:port" from the config, as a client's -s and -p want them. */
@@ -139,6 +141,17 @@ export async function main(argv: string[]): Promise<number> {
       case 'kick':
       case 'reload':
         return await (await import('./control/commands.js')).runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
+      case 'build-helper':
+        return (await import('./build-helper.js')).buildHelper(process.stdout, process.stderr);
+      case '--help':
+      case '-h':
+      case 'help':
+        process.stdout.write((await usage()) + '\n');
+        return 0;
+      case '--version':
+      case '-V':
+        process.stdout.write(`tsieved ${(await import('./main.js')).VERSION}\n`);
+        return 0;
     }
   } catch (error) {
     // Loaded already if they could have been thrown.

@@ -59,7 +59,7 @@ export function pamProblem(helperPath: string = defaultPamHelperPath()): string 
   } catch {
     return (
       `[auth] backend = "pam" needs the PAM helper at ${helperPath}, which is missing or not executable. ` +
-      'Build it with `npm run build` (needs a C compiler and libpam0g-dev) or set [auth] pam_helper.'
+      'Build it with `tsieved build-helper` (or `npm run build` in a clone; either needs a C compiler and libpam0g-dev) or set [auth] pam_helper.'
     );
   }
   if (process.getuid?.() !== 0) {

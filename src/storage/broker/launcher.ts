@@ -37,7 +37,7 @@ export function brokerProblem(path: string = defaultBrokerPath()): string | unde
     accessSync(path, constants.X_OK);
     return undefined;
   } catch {
-    return `the file broker ${path} is missing or not executable; build it with \`npm run build\` (needs a C compiler)`;
+    return `the file broker ${path} is missing or not executable; build it with \`tsieved build-helper\` (or \`npm run build\` in a clone; needs a C compiler)`;
   }
 }
 
