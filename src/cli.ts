@@ -5,6 +5,7 @@
  *   tsieved check [--config FILE] [--capabilities "..."] [--exim PATH] [--json] FILE...
  *   tsieved config check --config FILE
  *   tsieved who|kick|reload [--config FILE]   (through the control socket)
+ *   tsieved build-helper | --help | --version
  * Must not know: how the server works inside (main.ts builds it).
  */
 import './threadpool.js';
