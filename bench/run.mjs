@@ -7,7 +7,9 @@
 //             logins per second, p50/p99 latency
 //   idle:     --idle sessions (2000) connected, TLS, logged in, doing nothing;
 //             RSS and PSS of the server's process tree, per session
-//   validate: CHECKSCRIPT of a 1 MiB script (1,048,000 bytes: under both servers' limit)
+//   validate: CHECKSCRIPT of a 1 MiB script (1,048,000 bytes: under both servers' limit);
+//             then bench/validate.mjs: the validator in-process and `tsieved check`
+//             beside Pigeonhole's sievec (1 MiB, 4 KiB, 45,000 elsif, 200,000-item list)
 //   isolation (as root, bench/isolation.mjs): PAM logins with a process per session
 //             as the user, side by side with Dovecot configured the same way
 //   Every workload runs against tsieved once per --workers count (default "1,2":
@@ -167,6 +169,13 @@ for (const n of names) {
   for (const s of [...results[n].login.errorSamples, ...(results[n].idle?.errorSamples ?? [])]) console.log(`${n} error: ${s}`);
 }
 if (values.json) writeFileSync(values.json, JSON.stringify({ machine, opts, results }, null, 2) + '\n');
+
+// The validator alone, side by side with Pigeonhole's sievec (bench/validate.mjs).
+if (values.only !== 'dovecot') {
+  const child = spawn(process.execPath, [join(root, 'bench/validate.mjs'), ...(values.json ? ['--json', `${values.json}.validate.json`] : [])], { stdio: 'inherit' });
+  const code = await new Promise((r) => child.once('exit', (c) => r(c)));
+  if (code !== 0) process.exitCode = code ?? 1;
+}
 
 // Per-session isolation (PAM helper + file broker against Dovecot's per-user
 // processes) needs root for users and PAM service files; its own program and table.
