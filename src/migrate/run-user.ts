@@ -137,6 +137,7 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   // Pass 1: decide against the store as it is, and predict the filter file.
   let planned: Decided;
   let after: FilterState;
+  let wouldChange = false;
   try {
     const store = await openDryRunStore(home, isolate, options, isolate ? policy : { follow: true });
     try {
@@ -144,6 +145,7 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
       if (foreign) common.notes.push(`${options.filterPath} was not written by tsieved: opening the store backs it up beside itself and keeps it as a script`);
       const view = await StoreView.dry(store, foreign && !(await alreadyPreserved(store, foreign.bytes)) ? foreign : undefined);
       planned = await decide(input, view);
+      wouldChange = view.changesAnything();
       after = planned.active.kind === 'activated' ? await view.filterFor(planned.active.name) : asState(filterNow);
       if (planned.active.kind === 'activated' && !(await filterDirExists(home, options.filterPath))) {
         // Activation will fail (not-set-up), and Exim will find no filter there.
@@ -175,7 +177,9 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
     ...extra,
   });
   if (ctx.dryRun) return result(planned);
-  if (routing.kind !== 'unchanged' && !ctx.acceptChanges) return result(planned, { refused: true });
+  // A run that would change nothing (an earlier one did it all) is not "refused":
+  // the report still names the routing change, e.g. a choice the user made since.
+  if (routing.kind !== 'unchanged' && !ctx.acceptChanges) return result(planned, wouldChange ? { refused: true } : {});
 
   // Pass 2: the same decisions against the real store.
   let store: ScriptStore | undefined;

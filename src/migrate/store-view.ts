@@ -123,6 +123,11 @@ export class StoreView {
     else await this.store!.writeMeta(key, content);
   }
 
+  /** Dry run: would the real run change anything in the store? */
+  changesAnything(): boolean {
+    return this.changed.size > 0 || this.active !== null || this.meta !== undefined;
+  }
+
   /** "old-forward", or the first "old-forward-N" that is free or holds these bytes. */
   private async freeName(bytes: Buffer): Promise<string> {
     for (let n = 1; ; n++) {

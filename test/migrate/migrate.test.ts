@@ -257,6 +257,20 @@ describe('migrate --from pysieved', () => {
     expect(r.code).toBe(1);
   });
 
+  it.skipIf(NO_EXIM)('at a cut-over, a later change the user made in tsieved is named, without claiming the run left them alone', async () => {
+    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+    addUsers('alice');
+    mkdirSync(join(homes, 'alice', '.public'));
+    pysievedUser('alice', { 'a': VALID }, 'a');
+    expect((await migrate('--from', 'pysieved')).code).toBe(0);
+    const store = await FileStore.open(storeOptionsFor('alice', 'sieve', '.public/.forward'));
+    await store.put('a', Buffer.from('redirect "new@elsewhere.test";\n'));
+    const r = await migrate('--from', 'pysieved');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/routing: CHANGES:\n\s+- a personal message: delivered to the inbox; afterwards forwarded to new@elsewhere\.test/);
+    expect(r.out).not.toMatch(/NOT MIGRATED/);
+  });
+
   it('--dry-run reports what it would do and changes nothing', async () => {
     addUsers('alice');
     pysievedUser('alice', { 'a': VALID, 'bad': REJECTED }, 'a');
