@@ -71,7 +71,7 @@ async function serve(argv: string[]): Promise<number> {
   if (cluster.isPrimary && workers > 1) return runPrimary(config, values.config, workers, log);
   const inWorker = cluster.isWorker;
   if (inWorker) log = log.child({ worker: cluster.worker?.id });
-  const server = await startServer(config, log, inWorker ? { admission: new PrimaryAdmission(), serveMetrics: false } : {});
+  const server = await startServer(config, log, inWorker ? { admission: new PrimaryAdmission(), serveMetrics: false, worker: true } : {});
   const file = values.config;
   const reload = () => (file ? server.reload(() => loadConfig(file)) : Promise.resolve({ ok: false as const, error: 'the demo has no configuration file to re-read' }));
   let control: ControlSocket | undefined;

@@ -196,6 +196,12 @@ export interface StartOptions {
   readonly admission?: Admission;
   /** False in a cluster worker: the primary serves /metrics for all workers. */
   readonly serveMetrics?: boolean;
+  /**
+   * In a cluster worker the reload lines are `worker-reloaded`/`worker-reload-failed`:
+   * the primary logs the one `reloaded` (or `reload-failed`) line once every worker
+   * has answered, so the line means the same as with one process.
+   */
+  readonly worker?: boolean;
 }
 
 export async function startServer(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
@@ -239,7 +245,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
         events.reloaded('success');
         return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
       } catch (error) {
-        log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
+        log.error({ event: options.worker ? 'worker-reload-failed' : 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
         events.reloaded('failure');
         return { ok: false, error: (error as Error).message };
       }
@@ -271,7 +277,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     const listeners = await manager.applyListeners(allListenerSpecs(next));
     const notApplied = listeners.failed.map((f) => `listener ${f.address}: ${f.reason}`);
     const line = {
-      event: 'reloaded',
+      event: options.worker ? 'worker-reloaded' : 'reloaded',
       listenersBound: listeners.bound,
       listenersClosed: listeners.closed,
       listenersRebound: listeners.rebound,

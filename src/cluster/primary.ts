@@ -146,13 +146,17 @@ export async function runPrimary(config: Config, file: string | undefined, worke
       if (v.timeout) return [`worker ${worker}: no answer`];
       return v.ok ? [] : [`worker ${worker}: ${v.error}`];
     });
-    if (failures.length > 0) return { ok: false, error: failures.join('; ') };
+    if (failures.length > 0) {
+      log.error({ event: 'reload-failed', failures }, 'reload failed in some workers; they keep their running configuration');
+      return { ok: false, error: failures.join('; ') };
+    }
     const notApplied = [...new Set(answers.flatMap(({ value }) => (value as Outcome).ok ? ((value as { notApplied?: string[] }).notApplied ?? []) : []))];
     await endpoint?.reloadToken(next.metrics.token_file).catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
     if (next.server.workers !== 'auto' && next.server.workers !== workers) {
       log.warn({ event: 'workers-unchanged', running: workers, configured: next.server.workers }, '[server] workers changes need a restart');
       notApplied.push(`[server] workers = ${String(next.server.workers)}: needs a restart (running ${workers})`);
     }
+    log.info({ event: 'reloaded', workers: answers.length, ...(notApplied.length > 0 ? { notApplied } : {}) }, 'configuration reloaded in every worker');
     return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
   };
 

@@ -86,7 +86,10 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
     const config = readFileSync(fx.server.configFile, 'utf8');
     writeFileSync(fx.server.configFile, config.replace(/capabilities = \[[^\]]*\]/, 'capabilities = ["fileinto", "envelope"]'));
     fx.server.process.kill('SIGHUP');
-    await waitFor(() => fx.server.logLines().filter((l) => l.event === 'reloaded').length >= 2);
+    // One `reloaded` line, from the primary, once both workers have reloaded.
+    await waitFor(() => fx.server.logLines().some((l) => l.event === 'reloaded'));
+    expect(fx.server.logLines().find((l) => l.event === 'reloaded')).toMatchObject({ workers: 2 });
+    expect(fx.server.logLines().filter((l) => l.event === 'worker-reloaded')).toHaveLength(2);
     // Round robin: two connections in a row reach both workers.
     for (let i = 0; i < 4; i++) {
       const c = await SieveTestClient.connect(fx.server.port);
