@@ -8,7 +8,7 @@
  * deletes the credentials when the broker exits. The server only awaits its socket:
  * a wrong password's fail delay or a hung module costs one session process, never
  * the event loop or the libuv thread pool
- * (reference/auth-and-grammar.md 1.3 and 1.4).
+ * (docs/pam.md).
  *
  * Credentials go to the helper over that connection, never argv or environment;
  * once the broker runs, the connection is the broker's stdin and stdout. The

@@ -1,7 +1,7 @@
 /**
  * What Exim does with a user's mail under a given filter file, asked of the real
  * Exim: `exim -v -bf FILE -bfd DOMAIN -bfl LOCALPART -bfp PREFIX -bfs SUFFIX`
- * (reference/exim-sieve.md section 8) for a few probe messages, and the outcomes
+ * (docs/exim-dialect.md, "Testing a filter") for a few probe messages, and the outcomes
  * compared and put in words ("forward to A becomes forward to B").
  *
  * The filter bytes are written to a private temp file and Exim reads that, run as

@@ -1,7 +1,7 @@
 /**
  * Reading the script layouts tsieved replaces, read-only, for `tsieved migrate`:
  *   pysieved (Exim storage): <home>/.pysieved/<urllib-quoted name>, the active one
- *     named by <home>/.forward, a relative symlink to it (reference/pysieved-hcoop.md 1.5);
+ *     named by <home>/.forward, a relative symlink to it (docs/pysieved.md);
  *   Dovecot (Pigeonhole file storage): <home>/sieve/<name>.sieve, the active one named
  *     by <home>/.dovecot.sieve, a symlink to it.
  *

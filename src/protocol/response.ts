@@ -1,6 +1,6 @@
 /**
  * Encodes server responses (RFC 5804 section 4) in the wire profile every known
- * client accepts (see shared/reference/managesieve-protocol.md section 0):
+ * client accepts (docs/managesieve-wire-profile.md):
  * bare `OK` on success, upper-case atoms, registered response codes only, quoted
  * strings where they are safe and `{n}` literals where they are not.
  *

@@ -3,7 +3,7 @@
  * fread) sees either the old or the new content, never a mix, and a failure
  * leaves the old file and no temp file behind.
  *
- * Steps (reference/exim-sieve.md section 11, style-anchors.md section 5.6): create a
+ * Steps (docs/exim-dialect.md, "Writing the file"): create a
  * temp file in the target's own directory (rename must not cross file systems;
  * O_EXCL and a 96-bit random name so servers sharing the mount never collide),
  * write, fchmod, fsync, close with its error checked (AFS

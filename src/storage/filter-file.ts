@@ -2,7 +2,7 @@
  * The filter file Exim reads, as bytes: rendering it from a stored script, and
  * recognising what is already at the filter path.
  *
- * Exim (src/rda.c, reference/exim-sieve.md sections 10-11) treats a file as Sieve when,
+ * Exim (src/rda.c; docs/exim-dialect.md) treats a file as Sieve when,
  * after leading white space, it starts with `#`, `sieve`, `filter` in any case with
  * optional blanks between; its Sieve parser expects LF line ends; anything else is an
  * Exim filter or a plain forward list. We always write LF, a `# Sieve filter` first

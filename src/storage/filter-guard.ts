@@ -3,7 +3,7 @@
  * filter file tsieved did not write, and repairing what an interrupted change left.
  *
  * A filter file tsieved did not write is never lost (pysieved deleted it, see
- * reference/pysieved-hcoop.md 1.5): before any change of the filter it is copied to
+ * docs/pysieved.md): before any change of the filter it is copied to
  * `<filter>.tsieved-backup-<UTC time>` (filter-backup.ts) and imported as the script
  * "old-forward" ("old-forward-2", ... if taken) and listed active, since it is what
  * Exim runs. A Sieve one (Exim's test) is a script like any other. Anything else (an

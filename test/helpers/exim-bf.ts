@@ -1,7 +1,7 @@
 /**
  * `exim4 -bf` (filter testing) with a minimal private configuration (-C): what the
  * real Exim would do with a filter file and a message, without delivering
- * anything (reference/exim-sieve.md section 8). Exim exits 0 even when a Sieve
+ * anything (docs/exim-dialect.md, "Testing a filter"). Exim exits 0 even when a Sieve
  * filter fails, so callers read the text. `-v` adds the Sieve actions
  * (`fileinto 'X'`, `redirect 'a@b'`) on stderr, which is included.
  *

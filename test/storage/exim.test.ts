@@ -1,7 +1,7 @@
 /**
  * The filter file written for a script is read by the real Exim as a Sieve filter
  * and runs. `exim4 -bf` exits 0 even on errors, so its stdout is read
- * (reference/exim-sieve.md section 8). A private configuration (-C) keeps the test
+ * (docs/exim-dialect.md, "Testing a filter"). A private configuration (-C) keeps the test
  * away from the system's Exim set-up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
