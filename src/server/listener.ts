@@ -96,7 +96,7 @@ export class ConnectionManager {
   replaceServices(services: ServerServices): void {
     this.services = services;
     this.trustedProxies = compileTrustedProxies(services.config.server.trusted_proxies);
-    for (const { server } of this.servers.values()) server.maxConnections = services.config.server.max_connections;
+    for (const { server } of this.servers.values()) server.maxConnections = hardConnectionLimit(services.config.server.max_connections);
   }
 
   /**
@@ -175,10 +175,7 @@ export class ConnectionManager {
     // RFC 5804 section 2 has pipelined commands run in order, and LOGOUT answered.
     // The connection ends its own side once the buffered commands are done.
     const server = createServer({ pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket, spec));
-    // admit() refuses beyond max_connections with a BYE; this hard stop, which
-    // closes without a word, only catches what exceeds that by a wide margin.
-    const max = this.services.config.server.max_connections;
-    server.maxConnections = max + Math.max(100, Math.ceil(max / 10));
+    server.maxConnections = hardConnectionLimit(this.services.config.server.max_connections);
     // Node closes connections over maxConnections itself, without a word.
     server.on('drop', () => this.services.events.connectionRefused('max-connections'));
     await new Promise<void>((resolve, reject) => {
@@ -319,6 +316,14 @@ export class ConnectionManager {
     }
     return connection.run(tlsSocket);
   }
+}
+
+/**
+ * Node's own limit, which closes without a word: admit() refuses beyond
+ * max_connections with a BYE, so this only catches what exceeds it by a wide margin.
+ */
+function hardConnectionLimit(max: number): number {
+  return max + Math.max(100, Math.ceil(max / 10));
 }
 
 /** IPv4-mapped IPv6 addresses are shown and counted as IPv4. */

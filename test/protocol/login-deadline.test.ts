@@ -85,4 +85,18 @@ describe('login deadline', () => {
     again.close();
     await fx.server.waitForLog((l) => l.event === 'too-many-connections' && l.limit === 'max_connections');
   });
+
+  it('still says BYE at max_connections after a reload (SIGHUP)', async () => {
+    const reloads = () => fx.server.logLines().filter((l) => l.event === 'reloaded').length;
+    const before = reloads();
+    fx.server.process.kill('SIGHUP');
+    for (let i = 0; i < 100 && reloads() === before; i++) await sleep(50);
+    expect(reloads()).toBe(before + 1);
+    const clients = await Promise.all([0, 1, 2, 3].map(() => SieveTestClient.connect(fx.server.port)));
+    const refused = await SieveTestClient.connect(fx.server.port);
+    expect(refused.greeting.status).toBe('BYE');
+    expect(refused.greeting.text).toMatch(/too many connections/);
+    for (const c of clients) c.close();
+    refused.close();
+  });
 });
