@@ -18,13 +18,13 @@ import type { Logger } from '../log/logger.js';
 import { StorageError, type ActivationResult, type MetaKey, type ScriptInfo, type ScriptStore } from './types.js';
 import { nodeFileOps, type FileOps } from './file-ops.js';
 import { prepareWrite, type PreparedWrite } from './atomic-write.js';
-import { errnoCode, toStorageError } from './errors.js';
+import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
-import { encodeNameBytes, encodeScriptFileName } from './script-names.js';
-import { ACTIVE_FILE, LOCK_DIR } from './layout.js';
+import { encodeScriptFileName } from './script-names.js';
+import { LOCK_DIR } from './layout.js';
 import { removeStaleTemps } from './filter-backup.js';
-import { FilterGuard, IMPORT_NAME } from './filter-guard.js';
-import { sha256, StoreFiles, type StoreLimits } from './store-files.js';
+import { FilterGuard } from './filter-guard.js';
+import { StoreFiles, type StoreLimits } from './store-files.js';
 
 export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 export { BACKUP_MARKER } from './filter-backup.js';
@@ -48,9 +48,6 @@ export interface FileStoreOptions {
   readonly lock?: Partial<LockOptions>;
   readonly log: Logger;
 }
-
-/** The store's own names for a preserved filter file. */
-const PRESERVED_NAME = new RegExp(`^${IMPORT_NAME}(?:-[0-9]+)?$`);
 
 export class FileStore implements ScriptStore {
   private readonly files: StoreFiles;
@@ -119,7 +116,7 @@ export class FileStore implements ScriptStore {
     await this.locked(async (lock) => {
       // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE).
       if ((await this.files.readActive()) === nfc) throw new StorageError('active', `script ${JSON.stringify(nfc)} is active`);
-      await this.removeScript(nfc, lock);
+      await this.files.removeScript(nfc, lock);
       this.log.info({ script: nfc }, 'script deleted');
     });
   }
@@ -179,7 +176,7 @@ export class FileStore implements ScriptStore {
     await this.locked(async (lock) => {
       const content = await this.files.get(nfc); // read under the lock: the filter matches it
       await this.guard.preserveForeign(lock);
-      await this.activate(nfc, content, lock);
+      await this.guard.activate(nfc, content, lock);
     });
   }
 
@@ -194,15 +191,13 @@ export class FileStore implements ScriptStore {
       if (current !== undefined) {
         // The store's own copy of the filter file it found, when that file was this
         // very script (pysieved's .forward linked to it): not a choice of the user's.
-        const copy = PRESERVED_NAME.test(current) ? await this.files.get(current) : undefined;
-        const preserved = copy?.equals(content) && (await this.files.importedHashes()).includes(sha256(copy));
-        if (!preserved) return { active: current, activated: false };
+        if (!(await this.guard.isPreservedCopy(current, content))) return { active: current, activated: false };
         dropped = current;
       }
-      await this.activate(nfc, content, lock);
+      await this.guard.activate(nfc, content, lock);
       if (dropped !== undefined) {
         try {
-          await this.removeScript(dropped, lock);
+          await this.files.removeScript(dropped, lock);
         } catch (err) {
           this.log.warn({ err, script: dropped }, 'could not remove the preserved copy of the activated script');
           return { active: nfc, activated: true };
@@ -300,32 +295,5 @@ export class FileStore implements ScriptStore {
         throw err;
       }
     });
-  }
-
-  /** Writes the filter for the script and records it active (under the lock). */
-  private async activate(nfc: string, content: Buffer, lock: HeldLock): Promise<void> {
-    const writes: PreparedWrite[] = [];
-    try {
-      writes.push(await this.guard.prepareFilter(nfc, content));
-      writes.push(await prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }));
-    } catch (err) {
-      await Promise.all(writes.map((w) => w.abort()));
-      throw err;
-    }
-    await this.guard.commitWithFilter(writes, lock);
-    this.log.info({ script: nfc, filterPath: this.guard.filterPath }, 'script activated');
-  }
-
-  private async removeScript(nfc: string, lock: HeldLock): Promise<void> {
-    const enc = encodeScriptFileName(nfc);
-    await lock.assertHeld();
-    try {
-      await this.files.ops.unlink(join(this.files.dir, enc.file));
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') throw new StorageError('nonexistent', `no script named ${JSON.stringify(nfc)}`);
-      throw toStorageError(err, `cannot delete script ${JSON.stringify(nfc)}`);
-    }
-    if (enc.nameFile) await this.files.ops.unlink(join(this.files.dir, enc.nameFile)).catch(() => undefined);
-    await this.files.setVerbatim(nfc, undefined).catch(() => undefined);
   }
 }

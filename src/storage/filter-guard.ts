@@ -15,17 +15,21 @@
  *
  * Must not know: the wire protocol, auth, how scripts are named on disk.
  */
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { atomicWrite, prepareWrite, type PreparedWrite } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
 import { writeBackup } from './filter-backup.js';
 import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
 import type { HeldLock } from './lock.js';
+import { ACTIVE_FILE } from './layout.js';
+import { encodeNameBytes } from './script-names.js';
 import { sha256, type StoreFiles } from './store-files.js';
 import { StorageError } from './types.js';
 
 /** Name under which a foreign filter file is imported as a script. */
 export const IMPORT_NAME = 'old-forward';
+/** The store's own names for a preserved filter file. */
+const PRESERVED_NAME = new RegExp(`^${IMPORT_NAME}(?:-[0-9]+)?$`);
 
 export class FilterGuard {
   constructor(
@@ -61,6 +65,27 @@ export class FilterGuard {
       }
       throw err;
     }
+  }
+
+  /** Writes the filter for the script and records it active, the filter first. */
+  async activate(nfc: string, content: Buffer, lock: HeldLock): Promise<void> {
+    const writes: PreparedWrite[] = [];
+    try {
+      writes.push(await this.prepareFilter(nfc, content));
+      writes.push(await prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }));
+    } catch (err) {
+      await Promise.all(writes.map((w) => w.abort()));
+      throw err;
+    }
+    await this.commitWithFilter(writes, lock);
+    this.files.log.info({ script: nfc, filterPath: this.filterPath }, 'script activated');
+  }
+
+  /** Is `name` the store's own preserved copy of a filter file, with exactly these bytes? */
+  async isPreservedCopy(name: string, content: Buffer): Promise<boolean> {
+    if (!PRESERVED_NAME.test(name)) return false;
+    const copy = await this.files.get(name);
+    return copy.equals(content) && (await this.files.importedHashes()).includes(sha256(copy));
   }
 
   removeFilter(): Promise<void> {

@@ -25,6 +25,7 @@ import type { Logger } from '../log/logger.js';
 import { atomicWrite } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
 import type { FileOps } from './file-ops.js';
+import type { HeldLock } from './lock.js';
 import { ACTIVE_FILE, IMPORTED_FILE, META_FILES, VERBATIM_FILE, type MetaKey } from './layout.js';
 import { decodeNameBytes, decodeScriptFileName, encodeNameBytes, encodeScriptFileName, nameFromSideFile, validateScriptName } from './script-names.js';
 import { StorageError } from './types.js';
@@ -169,6 +170,20 @@ export class StoreFiles {
     const path = join(this.dir, nameFile);
     if (await this.exists(path)) return;
     await atomicWrite(this.ops, path, encodeNameBytes(name), { mode: 0o600 });
+  }
+
+  /** Removes a script, its name file and its preserved-forward entry (under the lock). */
+  async removeScript(nfc: string, lock: HeldLock): Promise<void> {
+    const enc = encodeScriptFileName(nfc);
+    await lock.assertHeld();
+    try {
+      await this.ops.unlink(join(this.dir, enc.file));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw new StorageError('nonexistent', `no script named ${JSON.stringify(nfc)}`);
+      throw toStorageError(err, `cannot delete script ${JSON.stringify(nfc)}`);
+    }
+    if (enc.nameFile) await this.ops.unlink(join(this.dir, enc.nameFile)).catch(() => undefined);
+    await this.setVerbatim(nfc, undefined).catch(() => undefined);
   }
 
   /** Writes a script file (and its name file) directly: for imports under the lock. */
