@@ -75,6 +75,20 @@ async function serve(argv: string[]): Promise<number> {
   const file = values.config;
   const reload = () => (file ? server.reload(() => loadConfig(file)) : Promise.resolve({ ok: false as const, error: 'the demo has no configuration file to re-read' }));
   let control: ControlSocket | undefined;
+  // Signal handlers before anything else is awaited: a SIGHUP right after the
+  // listeners are up must reload, not kill the process (SIGHUP's default action).
+  let stopping = false;
+  process.on('SIGTERM', () => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: 'stopping' }, 'SIGTERM: no new connections; letting sessions finish');
+    server.stop().then(() => control?.close()).then(() => process.exit(0), () => process.exit(1));
+  });
+  process.on('SIGINT', () => process.emit('SIGTERM' as never));
+  process.on('SIGHUP', () => {
+    // A worker reloads when the primary asks (SIGHUP goes to the primary).
+    if (file && !inWorker) void reload();
+  });
   // In a cluster the primary owns the control socket and asks the workers.
   if (inWorker) serveAsWorker(server, config, { reload }, log);
   else if (config.control.socket !== '') {
@@ -88,18 +102,6 @@ async function serve(argv: string[]): Promise<number> {
       return undefined;
     });
   }
-  let stopping = false;
-  process.on('SIGTERM', () => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ event: 'stopping' }, 'SIGTERM: no new connections; letting sessions finish');
-    server.stop().then(() => control?.close()).then(() => process.exit(0), () => process.exit(1));
-  });
-  process.on('SIGINT', () => process.emit('SIGTERM' as never));
-  process.on('SIGHUP', () => {
-    // A worker reloads when the primary asks (SIGHUP goes to the primary).
-    if (file && !inWorker) void reload();
-  });
   return new Promise<number>(() => undefined);
 }
 

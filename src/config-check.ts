@@ -114,13 +114,13 @@ function eximProblems(config: Config): string[] {
   const problems: string[] = [];
   if (sieve.capabilities === undefined && sieve.exim !== undefined && sieve.exim !== 'auto') {
     const why = cannotRun(sieve.exim);
-    if (why) problems.push(`[sieve] exim = "${sieve.exim}" cannot run (${why}): set it to Exim's binary (Debian: /usr/sbin/exim4), or list [sieve] capabilities`);
+    if (why) problems.push(`sieve.exim = "${sieve.exim}" cannot run (${why}): set it to Exim's binary (Debian: /usr/sbin/exim4), or list [sieve] capabilities`);
   }
   if (sieve.exim_config !== undefined) {
     try {
       accessSync(sieve.exim_config, constants.R_OK);
     } catch (e) {
-      problems.push(`[sieve] exim_config = "${sieve.exim_config}" is not readable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      problems.push(`sieve.exim_config = "${sieve.exim_config}" is not readable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }
   return problems;

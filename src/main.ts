@@ -114,7 +114,7 @@ export async function buildServices(config: Config, log: Logger, events: ServerE
   try {
     profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
   } catch (error) {
-    if (error instanceof ProfileError) throw new StartupError(`[sieve] ${error.message}`);
+    if (error instanceof ProfileError) throw new StartupError(error.message.startsWith('[sieve]') ? error.message : `sieve.exim: ${error.message}`);
     throw error;
   }
   const validator = createValidator(profile);

@@ -36,11 +36,11 @@ describe('configProblems', () => {
     ]);
   });
 
-  it('names an Exim binary that cannot run as [sieve] exim', () => {
+  it('names an Exim binary that cannot run as sieve.exim', () => {
     const problems = problemsOf(base('[sieve]\nexim = "/usr/sbin/exim5"\n'));
-    expect(problems).toContainEqual(expect.stringMatching(/^\[sieve\] exim = "\/usr\/sbin\/exim5" cannot run \(no such file\)/));
-    expect(problemsOf(base('[sieve]\nexim = "/etc/passwd"\n'))).toContainEqual(expect.stringMatching(/^\[sieve\] exim = "\/etc\/passwd" cannot run \(not executable\)/));
-    expect(problemsOf(base('[sieve]\nexim_config = "/nonexistent/exim.conf"\n'))).toContainEqual(expect.stringMatching(/^\[sieve\] exim_config/));
+    expect(problems).toContainEqual(expect.stringMatching(/^sieve\.exim = "\/usr\/sbin\/exim5" cannot run \(no such file\)/));
+    expect(problemsOf(base('[sieve]\nexim = "/etc/passwd"\n'))).toContainEqual(expect.stringMatching(/^sieve\.exim = "\/etc\/passwd" cannot run \(not executable\)/));
+    expect(problemsOf(base('[sieve]\nexim_config = "/nonexistent/exim.conf"\n'))).toContainEqual(expect.stringMatching(/^sieve\.exim_config/));
   });
 
   it('PAM: a service without a file in /etc/pam.d, and {domain} that PAM names never have', () => {
@@ -127,7 +127,7 @@ capabilities = ["fileinto"]
     expect(lines).toEqual([
       expect.stringContaining('"10.0.0.0/33"'),
       expect.stringContaining('"not-an-ip"'),
-      expect.stringContaining('[sieve] exim = "/usr/sbin/exim5" cannot run'),
+      expect.stringContaining('sieve.exim = "/usr/sbin/exim5" cannot run'),
     ]);
     const serve = await cli(['serve', '--config', file]);
     expect(serve.code).toBe(1);
