@@ -54,11 +54,11 @@ async function serve(argv: string[]): Promise<number> {
     config = demo.config;
     log = createRootLogger(config.log.level);
     log.info({ event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
-      `demo account: user ${demo.user} password ${demo.password} (STARTTLS uses a self-signed certificate)`);
+      `demo account: user ${demo.user} password ${demo.password} (${demo.tls ? 'STARTTLS uses a self-signed certificate' : 'no openssl to make a certificate: no STARTTLS, clear-text logins on loopback'})`);
     const [demoHost, demoPort] = hostAndPort(demo.listen);
     process.stdout.write(
-      `\ntsieved demo on ${demo.config.server.listen.join(', ')}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
-        `  try:      sieve-connect --notlsverify -s ${demoHost} -p ${demoPort} -u ${demo.user} --list\n\n`,
+      `\ntsieved demo on ${demo.listen}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
+        `  try:      sieve-connect ${demo.tls ? '--notlsverify' : '--clearchan'} -s ${demoHost} -p ${demoPort} -u ${demo.user} --list\n\n`,
     );
   } else if (values.config) {
     config = await loadConfig(values.config);

@@ -1,7 +1,8 @@
 /**
  * The embedded demo configuration behind `npm start`: a userdb with one account
  * (its name and password are printed), scripts under ./var, and STARTTLS with a
- * throwaway self-signed certificate made on first start. Not for production: the
+ * throwaway self-signed certificate made on first start (on a machine without
+ * openssl: no STARTTLS, clear-text logins on loopback only). Not for production: the
  * certificate is self-signed and the password sits in ./var/demo-password.
  *
  * Must not know: anything but how to lay out ./var and which config results.
@@ -25,6 +26,8 @@ export interface Demo {
   readonly varDir: string;
   /** The one "host:port" the demo listens on. */
   readonly listen: string;
+  /** False when openssl was missing: no STARTTLS, clear-text logins on loopback. */
+  readonly tls: boolean;
 }
 
 export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'): Demo {
@@ -51,18 +54,29 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
     try {
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '365', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
     } catch (error) {
-      throw new Error(`the demo needs the openssl command to make a throwaway certificate: ${(error as Error).message}`);
+      // Without openssl (a bare machine) the demo still starts on loopback, in clear
+      // text; anywhere else a password must not travel unencrypted.
+      if (!isLoopback(listen)) {
+        throw new Error(`the demo needs the openssl command to make a throwaway certificate: ${(error as Error).message}`);
+      }
     }
   }
+  const tls = existsSync(cert) && existsSync(key);
   const config = validateConfig({
     // One process: the demo is for trying the protocol, not for load.
-    server: { listen: [listen], greeting_name: 'tsieved-demo', workers: 1 },
-    tls: { cert_file: cert, key_file: key },
+    server: { listen: [tls ? listen : { address: listen, allow_plaintext: true }], greeting_name: 'tsieved-demo', workers: 1 },
+    tls: tls ? { cert_file: cert, key_file: key } : {},
     auth: { backend: 'userdb', userdb },
     storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
     sieve: { capabilities: DEMO_CAPABILITIES },
     // Beside the demo's data: /run/tsieved is root's.
     control: { socket: resolve(varDir, 'control.sock') },
   }, 'demo configuration');
-  return { config, user: DEMO_USER, password, varDir, listen };
+  return { config, user: DEMO_USER, password, varDir, listen, tls };
+}
+
+/** "127.x.x.x:port", "[::1]:port" or "localhost:port". */
+function isLoopback(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
