@@ -123,7 +123,7 @@ describe('control socket: who, kick, reload', () => {
   });
 
   it('shows the pid of an isolated session\'s storage process', needs(ROOT), async () => {
-    fx = await startFixture({ extra: { storage: 'isolation = "process"' } });
+    fx = await startFixture({ extra: { storage: 'isolation = "process"', metrics: 'listen = "127.0.0.1:0"' } });
     // The worker runs as the entry's uid, which must not be root's.
     const home = fx.home(ALICE.name);
     chmodSync(fx.dir, 0o755); // mkdtemp's 0700 would keep the worker out
@@ -136,6 +136,10 @@ describe('control socket: who, kick, reload', () => {
     expect(pid).toBeGreaterThan(1);
     expect(pid).not.toBe(fx.server.process.pid);
     expect(existsSync(`/proc/${pid}`)).toBe(true);
+    // The same session counts as an isolated one in the metrics.
+    const metricsPort = (await fx.server.waitForLog((l) => l.event === 'metrics-listening')).port as number;
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^tsieved_isolated_sessions 1$/m);
     alice.close();
   });
 });
