@@ -40,7 +40,7 @@ export interface StartOptions {
 export async function startTsieved(configToml: string, options: StartOptions = {}): Promise<RunningTsieved> {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-run-'));
   const configFile = join(dir, 'tsieved.toml');
-  writeFileSync(configFile, configToml);
+  writeFileSync(configFile, withPrivateControl(configToml));
   const argv = [...(options.wrapper ?? []), process.execPath, CLI, 'serve', '--config', configFile];
   const child = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -124,4 +124,18 @@ function countListeners(toml: string): number {
   const parsed = parseToml(toml) as { server?: { listen?: unknown[]; implicit_tls_listen?: unknown[] } };
   const plain = parsed.server?.listen?.length ?? 1;
   return Math.max(plain + (parsed.server?.implicit_tls_listen?.length ?? 0), 1);
+}
+
+/**
+ * A test server never binds the system's default control socket
+ * (/run/tsieved/control.sock): servers of parallel tests would meet there, and a
+ * test must not leave files outside its temporary directory. A test of the
+ * control socket names its own path.
+ */
+export function withPrivateControl(toml: string): string {
+  const parsed = parseToml(toml) as { control?: unknown };
+  return parsed.control === undefined ? `${toml}
+[control]
+socket = ""
+` : toml;
 }
