@@ -13,8 +13,6 @@ import { parseArgs } from 'node:util';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import type { ControlSocket } from './control/socket.js';
-import cluster from 'node:cluster';
-import { availableParallelism } from 'node:os';
 
 // Each command loads its modules when it runs (dynamic imports below): the
 // server's modules and the configuration schema would make `tsieved check` of a
@@ -38,10 +36,10 @@ function hostAndPort(listen: string): [string, string] {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  const [{ loadConfig }, { prepareDemo }, { createRootLogger }, { startServer }, { startControlSocket }, { runPrimary }, { PrimaryAdmission, serveAsWorker }] =
+  const [{ loadConfig }, { prepareDemo }, { createRootLogger }, { startServer }, { startControlSocket }, { runPrimary }, { PrimaryAdmission, serveAsWorker }, { default: cluster }, { availableParallelism }] =
     await Promise.all([
       import('./config/loader.js'), import('./demo.js'), import('./log/logger.js'), import('./main.js'), import('./control/socket.js'),
-      import('./cluster/primary.js'), import('./cluster/worker.js'),
+      import('./cluster/primary.js'), import('./cluster/worker.js'), import('node:cluster'), import('node:os'),
     ]);
   const { values } = parseArgs({
     args: argv,
