@@ -9,7 +9,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { FilterParser } from 'ldapts';
-import type { Config } from '../config/schema.js';
 import {
   escapeDnValue,
   escapeFilterValue,
@@ -19,7 +18,28 @@ import {
   unknownPlaceholders,
 } from './ldap-escape.js';
 
-export type AuthConfig = Config['auth'];
+/**
+ * The `[auth]` settings LDAP reads, in auth's own terms so that auth does not
+ * depend on the configuration loader; the parsed `[auth]` table is passed in, which the compiler checks fits.
+ */
+export interface AuthConfig {
+  readonly backend: 'userdb' | 'passwd-file' | 'pam' | 'ldap';
+  readonly url?: string | undefined;
+  readonly tls_ca_file?: string | undefined;
+  readonly starttls: boolean;
+  readonly tls_verify: boolean;
+  readonly bind_dn?: string | undefined;
+  readonly bind_password_file?: string | undefined;
+  readonly base?: string | undefined;
+  readonly filter: string;
+  readonly user_dn_template?: string | undefined;
+  readonly uid_attr: string;
+  readonly gid_attr: string;
+  readonly home_attr: string;
+  readonly mail_attr: string;
+  readonly user_attr: string;
+  readonly timeout_ms: number;
+}
 
 /**
  * `direct`: bind as `user_dn_template` with the user's password, then read that

@@ -12,12 +12,26 @@
  * Must not know: the file system (nothing here touches it), auth backends.
  */
 import { posix } from 'node:path';
-import type { Config } from '../config/schema.js';
 import type { Identity } from '../auth/types.js';
 import { StorageError } from './types.js';
 import { RESERVED_IN_SCRIPTS_DIR } from './layout.js';
 
-export type StorageConfig = Config['storage'];
+/**
+ * The storage settings this module and the launchers read. Declared here, in
+ * storage's own terms, so that storage does not depend on the configuration
+ * loader; main.ts passes the parsed `[storage]` table, which the compiler checks fits.
+ */
+export interface StorageConfig {
+  readonly scripts_dir: string;
+  readonly filter_path: string;
+  readonly roots: readonly string[];
+  readonly max_scripts: number;
+  readonly max_script_bytes: number;
+  readonly max_total_bytes: number;
+  readonly isolation: 'none' | 'process';
+  readonly token_command: readonly string[];
+  readonly filter_mode: string;
+}
 
 export const PLACEHOLDERS = ['user', 'localpart', 'domain', 'home', 'mail', 'u1', 'u2'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
