@@ -18,7 +18,7 @@ import type { ControlSocket } from './control/socket.js';
 // server's modules and the configuration schema would make `tsieved check` of a
 // small script take several times as long as the check itself.
 const usage = async (): Promise<string> => {
-  const [{ MIGRATE_USAGE }, { CONTROL_USAGE }] = await Promise.all([import('./migrate/index.js'), import('./control/commands.js')]);
+  const [{ MIGRATE_USAGE }, { CONTROL_USAGE }] = await Promise.all([import('./cli/migrate.js'), import('./control/commands.js')]);
   return `usage:
   tsieved serve (--config FILE | --demo [--listen HOST:PORT])
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
@@ -128,11 +128,11 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         return await serve(rest);
       case 'check': {
-        const { runCheck } = await import('./sieve/check-cli.js');
+        const { runCheck } = await import('./cli/check.js');
         return await runCheck(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
       }
       case 'migrate': {
-        const { runMigrate } = await import('./migrate/index.js');
+        const { runMigrate } = await import('./cli/migrate.js');
         return await runMigrate(rest, { stdout: process.stdout, stderr: process.stderr });
       }
       case 'config':
@@ -143,7 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'reload':
         return await (await import('./control/commands.js')).runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
       case 'build-helper':
-        return (await import('./build-helper.js')).buildHelper(process.stdout, process.stderr);
+        return (await import('./cli/build-helper.js')).buildHelper(process.stdout, process.stderr);
       case '--help':
       case '-h':
       case 'help':

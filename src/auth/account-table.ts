@@ -6,11 +6,11 @@
  * Must not know: the line format (a parse function is handed in), hashing, SASL.
  */
 import type { Logger } from '../log/logger.js';
-import type { Identity, ScramAlgorithm } from './types.js';
+import { DEFAULT_SCRAM_ITERATIONS, type Identity, type ScramAlgorithm } from './types.js';
 import { FileSource, type SourceLine } from './file-source.js';
 import type { LoginRestrictions } from './login-restrictions.js';
 import { createHash } from 'node:crypto';
-import { costClass, DEFAULT_SCRAM_ITERATIONS, isLocked, scramSourceOf, storedScramIterations, unsupportedScheme } from './password-hash.js';
+import { costClass, isLocked, scramSourceOf, storedScramIterations, unsupportedScheme } from './password-hash.js';
 
 export interface Account {
   readonly identity: Identity;

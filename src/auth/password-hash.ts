@@ -11,7 +11,7 @@
  */
 import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import type { ScramAlgorithm, ScramCredentials } from './types.js';
+import { DEFAULT_SCRAM_ITERATIONS, type ScramAlgorithm, type ScramCredentials } from './types.js';
 import { cryptCheck, cryptUnavailableReason } from './crypt.js';
 import { saslprep } from '@mongodb-js/saslprep';
 
@@ -206,13 +206,8 @@ function saltedCheck(pw: Buffer, value: string, digest: Digest, enc?: 'hex' | 'b
 
 const SCRAM_HASH: Record<ScramAlgorithm, 'sha1' | 'sha256'> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256' };
 /** Dovecot's default and RFC 7677's minimum for SCRAM-SHA-256. */
-export const DEFAULT_SCRAM_ITERATIONS = 4096;
 /** A stored count above this would let a crafted file stall the thread pool. */
 const MAX_SCRAM_ITERATIONS = 1_000_000;
-
-export function scramHashName(algorithm: ScramAlgorithm): 'sha1' | 'sha256' {
-  return SCRAM_HASH[algorithm];
-}
 
 /**
  * SASLprep (RFC 4013), which RFC 5802 section 2.2 requires for SCRAM passwords

@@ -6,34 +6,9 @@
  * session layer decides what the client is told, and the storage launcher decides
  * how the verified identity gets its ScriptStore.
  */
+import type { AttachedBroker, Identity } from '../identity.js';
 
-/** Who a user turned out to be, as every backend reports it. */
-export interface Identity {
-  /** The canonical login name the backend settled on (PAM may map it). */
-  readonly user: string;
-  readonly uid?: number;
-  readonly gid?: number;
-  readonly home?: string;
-  readonly mail?: string;
-  /** Any further fields the backend holds (userdb fields, LDAP attributes). */
-  readonly fields: Readonly<Record<string, string>>;
-}
-
-/**
- * A process that was started as part of the login itself (the PAM helper's child,
- * the file broker, which holds the user's credentials). The storage launcher adopts
- * it instead of starting a broker of its own. Opaque to everything but the launcher.
- */
-export interface AttachedBroker {
-  readonly pid: number;
-  /** Byte streams to the broker (its stdin/stdout). */
-  readonly input: NodeJS.WritableStream;
-  readonly output: NodeJS.ReadableStream;
-  /** Ends the broker and, for PAM, lets the helper close the PAM session. */
-  terminate(): void;
-  /** Resolves when the broker (for PAM: the helper) has exited. */
-  readonly exited: Promise<void>;
-}
+export type { AttachedBroker, Identity };
 
 /**
  * What a login attempt came to. `rejected` covers both unknown user and wrong
@@ -62,6 +37,18 @@ export interface AuthContext {
 }
 
 export type ScramAlgorithm = 'SHA-1' | 'SHA-256';
+
+/**
+ * The parameters SCRAM's server side (sasl/) and the backends that store SCRAM
+ * keys (auth/) must agree on; kept with the other shared shapes so that sasl/
+ * needs no auth implementation module.
+ */
+export const DEFAULT_SCRAM_ITERATIONS = 4096;
+
+/** node:crypto's name of each algorithm's hash (RFC 5802, RFC 7677). */
+export function scramHashName(algorithm: ScramAlgorithm): 'sha1' | 'sha256' {
+  return algorithm === 'SHA-1' ? 'sha1' : 'sha256';
+}
 
 /** Stored SCRAM keys (RFC 5802 section 3), as a backend can supply them. */
 export interface ScramCredentials {

@@ -4,7 +4,7 @@
  */
 import { ok } from '../protocol/response.js';
 import { AUTHENTICATED, defineCommand } from './command.js';
-import { checkScript } from './check-script.js';
+import { checkScript } from './validate-script.js';
 import { diagnosticsLogFields, diagnosticsToResponse } from './to-response.js';
 
 export const checkscript = defineCommand({

@@ -7,7 +7,7 @@ import { no, ok } from '../protocol/response.js';
 import { decodeName } from './args.js';
 import { AUTHENTICATED, defineCommand } from './command.js';
 import { storeOf } from './store-of.js';
-import { checkScript } from './check-script.js';
+import { checkScript } from './validate-script.js';
 import { diagnosticsLogFields, diagnosticsToResponse } from './to-response.js';
 
 export const putscript = defineCommand({

@@ -12,7 +12,7 @@
 import { ok } from '../protocol/response.js';
 import { decodeName } from './args.js';
 import { AUTHENTICATED, defineCommand } from './command.js';
-import { checkScript } from './check-script.js';
+import { checkScript } from './validate-script.js';
 import { storeOf } from './store-of.js';
 import { diagnosticsLogFields, diagnosticsToResponse } from './to-response.js';
 

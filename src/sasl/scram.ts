@@ -9,9 +9,16 @@
  * Must not know: base64 framing on the wire, sockets, where keys are stored.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { AuthBackend, AuthContext, Identity, ScramAlgorithm, ScramCredentials } from '../auth/types.js';
+import {
+  DEFAULT_SCRAM_ITERATIONS,
+  scramHashName,
+  type AuthBackend,
+  type AuthContext,
+  type Identity,
+  type ScramAlgorithm,
+  type ScramCredentials,
+} from '../auth/types.js';
 import { checkUserName, decodeUtf8 } from '../auth/identity-rules.js';
-import { DEFAULT_SCRAM_ITERATIONS, scramHashName } from '../auth/password-hash.js';
 import { failure, type SaslExchange, type SaslStep } from './types.js';
 
 const FAKE_SECRET = randomBytes(32);

@@ -10,5 +10,4 @@ export type { SieveProfile, FileintoPolicy } from './profile.js';
 export { defaultProfile, notifyMethods, EXIM_EXTENSIONS, EXIM_IMPLICIT_CAPABILITIES } from './profile.js';
 export { validateScript } from './validate.js';
 export { loadProfile, ProfileError } from './load-profile.js';
-export { createValidator, type Validator, type ValidatorOptions } from './validator.js';
-export { runCheck, type CheckIo } from './check-cli.js';
+export { createValidator, type Validator, type ValidatorOptions } from './validation-pool.js';

@@ -6,16 +6,26 @@
  *
  * Must not know: the validator's passes.
  */
-import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import { eximRouterOptions, eximSieveExtensions, EximProbeError, findExim } from './exim-probe.js';
 import { defaultProfile, EXIM_IMPLICIT_CAPABILITIES, unknownCapabilities, type SieveProfile } from './profile.js';
+
+/** The `[sieve]` settings a profile is built from, in this module's own terms (sieve/ does not import the config schema). */
+export interface SieveSettings {
+  readonly exim?: string | undefined;
+  readonly capabilities?: readonly string[] | undefined;
+  readonly exim_router: string;
+  readonly exim_config?: string | undefined;
+  readonly max_nesting: number;
+  readonly max_redirects: number;
+  readonly fileinto_policy: 'strict' | 'relative';
+}
 
 export class ProfileError extends Error {
   override name = 'ProfileError';
 }
 
-export async function loadProfile(sieve: Config['sieve'], maxScriptBytes: number, log?: Logger): Promise<SieveProfile> {
+export async function loadProfile(sieve: SieveSettings, maxScriptBytes: number, log?: Logger): Promise<SieveProfile> {
   const base = {
     implicitCapabilities: [...EXIM_IMPLICIT_CAPABILITIES],
     maxNesting: sieve.max_nesting,

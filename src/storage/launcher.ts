@@ -11,7 +11,7 @@
  *
  * Must not know: auth backends, the wire protocol, sessions.
  */
-import type { AttachedBroker, Identity } from '../auth/types.js';
+import type { AttachedBroker, Identity } from '../identity.js';
 import type { Logger } from '../log/logger.js';
 import { StorageError, withClose, type ScriptStore } from './types.js';
 import { FileStore } from './file-store.js';

@@ -12,7 +12,7 @@
  * Must not know: the file system (nothing here touches it), auth backends.
  */
 import { posix } from 'node:path';
-import type { Identity } from '../auth/types.js';
+import type { Identity } from '../identity.js';
 import { StorageError } from './types.js';
 import { RESERVED_IN_SCRIPTS_DIR } from './layout.js';
 

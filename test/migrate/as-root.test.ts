@@ -38,7 +38,7 @@ import { loadConfig } from '../../src/config/loader.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { eximFor } from '../../src/migrate/exim-setup.js';
 import { migrateUser, type MigrateContext } from '../../src/migrate/run-user.js';
-import { runMigrate } from '../../src/migrate/index.js';
+import { runMigrate } from '../../src/cli/migrate.js';
 import { rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
 import { DEFAULT_LAYOUTS } from '../../src/migrate/sources.js';
 import { loadProfile } from '../../src/sieve/index.js';

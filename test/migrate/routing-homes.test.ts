@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runMigrate } from '../../src/migrate/index.js';
+import { runMigrate } from '../../src/cli/migrate.js';
 import { createUnixUser, eximBinary, type UnixUser } from '../helpers/exim.js';
 import { privateEximBf, type EximBf } from '../helpers/exim-bf.js';
 import { ROOT, needs } from '../helpers/tools.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCheck } from '../../src/sieve/index.js';
+import { runCheck } from '../../src/cli/check.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsieved-check-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createValidator, validateScript } from '../../src/sieve/index.js';
-import { defaultWorkerUrl } from '../../src/sieve/validator.js';
+import { defaultWorkerUrl } from '../../src/sieve/validation-pool.js';
 import { bytesOf, corpus } from './corpus.js';
 import { fullProfile } from './helpers.js';
 

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AttachedBroker, Identity } from '../../auth/types.js';
+import type { AttachedBroker, Identity } from '../../identity.js';
 import type { Logger } from '../../log/logger.js';
 import { relayChildLog } from '../../log/relay.js';
 import { FileStore } from '../file-store.js';

@@ -10,9 +10,9 @@
 import { readFile } from 'node:fs/promises';
 import { MAX_SCRIPT_BYTES_DEFAULT, SIEVE_DEFAULTS } from '../config/defaults.js';
 import type { Config } from '../config/schema.js';
-import { formatDiagnosticForTerminal, hasErrors, type Diagnostic } from './diagnostics.js';
-import { loadProfile } from './load-profile.js';
-import { validateScript } from './validate.js';
+import { formatDiagnosticForTerminal, hasErrors, type Diagnostic } from '../sieve/diagnostics.js';
+import { loadProfile } from '../sieve/load-profile.js';
+import { validateScript } from '../sieve/validate.js';
 
 export interface CheckIo {
   stdin: NodeJS.ReadableStream;

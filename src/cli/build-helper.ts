@@ -13,10 +13,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultPamHelperPath } from './auth/pam.js';
-import { defaultBrokerPath } from './storage/broker/launcher.js';
+import { defaultPamHelperPath } from '../auth/pam.js';
+import { defaultBrokerPath } from '../storage/broker/launcher.js';
 
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 export function buildHelper(out: NodeJS.WritableStream, err: NodeJS.WritableStream): number {
   const script = join(PACKAGE_ROOT, 'helper/build.sh');

@@ -24,11 +24,11 @@ import { createRootLogger, silentLogger } from '../log/logger.js';
 import { loadProfile } from '../sieve/index.js';
 import { runningAsRoot } from '../storage/launcher.js';
 import { BrokerLauncher } from '../storage/broker/launcher.js';
-import { migrateUser, type MigrateContext, type UserResult } from './run-user.js';
-import { eximFor, qualifyDomain } from './exim-setup.js';
-import { formatTotals, formatUser, totalsOf } from './report.js';
-import { DEFAULT_LAYOUTS, type SourceLayout } from './sources.js';
-import { lookupUsers } from './users.js';
+import { migrateUser, type MigrateContext, type UserResult } from '../migrate/run-user.js';
+import { eximFor, qualifyDomain } from '../migrate/exim-setup.js';
+import { formatTotals, formatUser, totalsOf } from '../migrate/report.js';
+import { DEFAULT_LAYOUTS, type SourceLayout } from '../migrate/sources.js';
+import { lookupUsers } from '../migrate/users.js';
 
 export interface MigrateIo {
   readonly stdout: NodeJS.WritableStream;

@@ -34,8 +34,8 @@ export interface ValidatorOptions {
  */
 export function defaultWorkerUrl(): URL {
   const here = import.meta.url;
-  if (here.endsWith('.ts')) return new URL('../../dist/sieve/worker.js', here);
-  return new URL('./worker.js', here);
+  if (here.endsWith('.ts')) return new URL('../../dist/sieve/validation-thread.js', here);
+  return new URL('./validation-thread.js', here);
 }
 
 interface Pending {
