@@ -131,7 +131,8 @@ export async function prepareWrite(
         throw toStorageError(err, `cannot rename into ${target}`);
       }
       // Durability of the rename; the change has happened, so a directory that
-      // cannot be synced is not reported as a failure of the write.
+      // cannot be synced is not reported as a failure of the write. The store's
+      // operations log such a failure (file-ops.ts reportingDirSyncFailures).
       await ops.syncDir(dirname(target)).catch(() => undefined);
     },
     abort: removeTemp,

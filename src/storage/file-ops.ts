@@ -125,12 +125,36 @@ export const nodeFileOps: FileOps = {
     } catch (err) {
       // Some file systems (AFS among them) refuse fsync on a directory; the
       // rename is then as durable as that file system makes it.
-      const code = (err as { code?: string }).code;
-      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EBADF' && code !== 'EISDIR') {
-        throw err;
-      }
+      if (!DIRECTORY_FSYNC_REFUSED.has((err as { code?: string }).code ?? '')) throw err;
     } finally {
       await handle?.close().catch(() => undefined);
     }
   },
 };
+
+/** What a file system says when it does not do fsync on a directory (AFS among them). */
+const DIRECTORY_FSYNC_REFUSED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR']);
+
+/**
+ * The same operations, except that a directory fsync never fails the caller: it
+ * runs after the rename it makes durable, so the change has happened and a NO
+ * would be untrue. A refusal by the file system is expected and silent; any other
+ * failure (EIO) is handed to `report`, so it is logged rather than lost.
+ */
+export function reportingDirSyncFailures(ops: FileOps, report: (path: string, err: unknown) => void): FileOps {
+  return new Proxy(ops, {
+    get(target, property) {
+      if (property === 'syncDir') {
+        return async (path: string): Promise<void> => {
+          try {
+            await target.syncDir(path);
+          } catch (err) {
+            if (!DIRECTORY_FSYNC_REFUSED.has((err as { code?: string }).code ?? '')) report(path, err);
+          }
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}

@@ -16,7 +16,7 @@
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { StorageError, type ActivationResult, type MetaKey, type ScriptInfo, type ScriptStore } from './types.js';
-import { nodeFileOps, type FileOps } from './file-ops.js';
+import { nodeFileOps, reportingDirSyncFailures, type FileOps } from './file-ops.js';
 import { prepareWrite, type PreparedWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
@@ -58,7 +58,9 @@ export class FileStore implements ScriptStore {
   private repairPending = false;
 
   constructor(options: FileStoreOptions) {
-    const ops = options.fileOps ?? nodeFileOps;
+    const ops = reportingDirSyncFailures(options.fileOps ?? nodeFileOps, (path, err) =>
+      options.log.warn({ event: 'dir-sync-failed', path, err }, 'directory fsync failed after a change: the change is made, but may not survive a crash'),
+    );
     const mode = typeof options.filterMode === 'number' ? options.filterMode : parseInt(options.filterMode, 8);
     this.files = new StoreFiles(ops, options.scriptsDir, options.limits, options.log);
     this.guard = new FilterGuard(this.files, options.filterPath, mode);
@@ -149,13 +151,17 @@ export class FileStore implements ScriptStore {
         try {
           await this.files.writeActive(to);
         } catch (err) {
-          await this.files.ops.rename(toPath, fromPath).catch(() => undefined);
+          await this.files.ops.rename(toPath, fromPath).catch((undo: unknown) => {
+            // .active still names the old script, whose file now has the new name:
+            // the next open's repair cannot tell which was meant, so say it loudly.
+            this.log.error({ event: 'rename-undo-failed', from, to, err: undo }, 'could not undo a rename after recording the active script failed: .active and the script files are out of step');
+          });
           await this.files.setVerbatim(to, undefined, from).catch(() => undefined);
           throw err;
         }
       }
       if (fromEnc.nameFile) await this.files.ops.unlink(join(this.files.dir, fromEnc.nameFile)).catch(() => undefined);
-      await this.files.ops.syncDir(this.files.dir).catch(() => undefined);
+      await this.files.ops.syncDir(this.files.dir);
       this.log.info({ from, to, active: wasActive }, 'script renamed');
     });
   }

@@ -97,7 +97,7 @@ export class StoreFiles {
   async unlinkIfPresent(path: string, what: string): Promise<void> {
     try {
       await this.ops.unlink(path);
-      await this.ops.syncDir(dirname(path)).catch(() => undefined);
+      await this.ops.syncDir(dirname(path));
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, what);
     }
