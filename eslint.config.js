@@ -2,6 +2,7 @@
 // values, unsafe `any`, non-exhaustive switches, swallowed errors) and the layering
 // every module header states. Style is left to Prettier (`npm run format:check`).
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 /**
@@ -10,22 +11,60 @@ import tseslint from 'typescript-eslint';
  * that stay allowed (the shared contract modules). One entry per folder, since a
  * later `no-restricted-imports` setting replaces an earlier one for the same file.
  */
-const WIRE_AND_UP = ['protocol', 'commands', 'server', 'session', 'config', 'cli', 'cluster', 'control', 'metrics', 'migrate'];
+const WIRE_AND_UP = [
+  'protocol',
+  'commands',
+  'server',
+  'session',
+  'config',
+  'cli',
+  'cluster',
+  'control',
+  'metrics',
+  'migrate',
+];
 export const LAYERS = [
   {
     folder: 'protocol',
-    forbidden: ['auth', 'sasl', 'sieve', 'storage', 'commands', 'server', 'session', 'config', 'migrate', 'log', 'cli', 'cluster', 'control', 'metrics'],
+    forbidden: [
+      'auth',
+      'sasl',
+      'sieve',
+      'storage',
+      'commands',
+      'server',
+      'session',
+      'config',
+      'migrate',
+      'log',
+      'cli',
+      'cluster',
+      'control',
+      'metrics',
+    ],
     why: 'protocol/ imports nothing of ours: it is bytes and tokens only',
   },
-  { folder: 'auth', forbidden: [...WIRE_AND_UP, 'sasl', 'storage', 'sieve'], why: 'auth/ knows neither the wire, the config loader, SASL framing nor storage' },
+  {
+    folder: 'auth',
+    forbidden: [...WIRE_AND_UP, 'sasl', 'storage', 'sieve'],
+    why: 'auth/ knows neither the wire, the config loader, SASL framing nor storage',
+  },
   {
     folder: 'sasl',
     forbidden: [...WIRE_AND_UP, 'storage', 'sieve', 'auth'],
     except: ['auth/types.js', 'auth/identity-rules.js'],
     why: 'sasl/ sees auth only through its contract (auth/types, auth/identity-rules), never a backend or hash implementation',
   },
-  { folder: 'sieve', forbidden: [...WIRE_AND_UP, 'auth', 'sasl', 'storage'], why: 'sieve/ is the validator alone: no wire, config loader, auth or storage' },
-  { folder: 'storage', forbidden: [...WIRE_AND_UP, 'auth', 'sasl'], why: 'storage/ knows neither the wire, the config loader nor auth (shared shapes live in src/identity.ts)' },
+  {
+    folder: 'sieve',
+    forbidden: [...WIRE_AND_UP, 'auth', 'sasl', 'storage'],
+    why: 'sieve/ is the validator alone: no wire, config loader, auth or storage',
+  },
+  {
+    folder: 'storage',
+    forbidden: [...WIRE_AND_UP, 'auth', 'sasl'],
+    why: 'storage/ knows neither the wire, the config loader nor auth (shared shapes live in src/identity.ts)',
+  },
 ];
 
 export function layerRule({ folder, forbidden, except = [], why }) {
@@ -59,10 +98,7 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
-      '@typescript-eslint/switch-exhaustiveness-check': [
-        'error',
-        { considerDefaultExhaustiveForUnions: true },
-      ],
+      '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       // An empty catch must say why it may ignore the failure (a comment in the block).
       'no-empty': ['error', { allowEmptyCatch: false }],
@@ -90,5 +126,6 @@ export default tseslint.config(
   {
     files: ['**/*.mjs', '**/*.js'],
     ...tseslint.configs.disableTypeChecked,
+    languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: globals.node },
   },
 );

@@ -54,7 +54,9 @@ function flooders(port, count, read) {
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`flooder exited with ${code}`))));
+    child.once('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`flooder exited with ${code}`)),
+    );
   });
 }
 
@@ -62,7 +64,10 @@ const summary = (times) => ({
   count: times.length,
   p50Ms: round(percentile(times, 50), 2),
   p99Ms: round(percentile(times, 99), 2),
-  maxMs: round(times.reduce((a, b) => Math.max(a, b), 0), 2),
+  maxMs: round(
+    times.reduce((a, b) => Math.max(a, b), 0),
+    2,
+  ),
 });
 
 const work = makeWorkDir();
@@ -90,7 +95,10 @@ try {
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, statusKiB(server.pid, 'VmRSS'))), 100);
   const started = Date.now();
-  const floods = Promise.all([flooders(server.port, Math.ceil(connections / 2), true), flooders(server.port, Math.floor(connections / 2), false)]);
+  const floods = Promise.all([
+    flooders(server.port, Math.ceil(connections / 2), true),
+    flooders(server.port, Math.floor(connections / 2), false),
+  ]);
   let flooding = true;
   floods.finally(() => (flooding = false)).catch(() => undefined);
   // Give the flood a moment to build up before measuring.

@@ -18,7 +18,7 @@
 //          --sessions N, --concurrent N, --no-dovecot, --json FILE
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { SieveClient } from './lib/client.mjs';
 import { findDovecot, startDovecot } from './lib/dovecot.mjs';
 import { freePort, makeCert, makeWorkDir } from './lib/fixtures.mjs';
-import { processTree, treeMemory } from './lib/procmem.mjs';
+import { processTree } from './lib/procmem.mjs';
 import { percentile, round } from './lib/stats.mjs';
 import { startTsieved } from './lib/tsieved.mjs';
 import { idleWorkload, loginWorkload } from './lib/workloads.mjs';
@@ -56,9 +56,12 @@ for (const f of ['dist/cli.js', 'helper/build/tsieved-pam-helper', 'helper/build
     process.exit(2);
   }
 }
-const moduleDir = ['/lib/x86_64-linux-gnu/security', '/usr/lib/x86_64-linux-gnu/security', '/lib/security', '/usr/lib/security'].find((d) =>
-  existsSync(join(d, 'pam_pwdfile.so')),
-);
+const moduleDir = [
+  '/lib/x86_64-linux-gnu/security',
+  '/usr/lib/x86_64-linux-gnu/security',
+  '/lib/security',
+  '/usr/lib/security',
+].find((d) => existsSync(join(d, 'pam_pwdfile.so')));
 if (!moduleDir) {
   console.error('bench/isolation.mjs: pam_pwdfile is not installed (libpam-pwdfile)');
   process.exit(2);
@@ -74,7 +77,8 @@ async function cleanup() {
   rmSync(join('/etc/pam.d', service), { force: true });
   // A session process of the user may still be ending: retry, then force.
   for (const u of created) {
-    for (let i = 0; i < 20 && spawnSync('userdel', [u], { stdio: 'ignore' }).status === 8; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 20 && spawnSync('userdel', [u], { stdio: 'ignore' }).status === 8; i++)
+      await new Promise((r) => setTimeout(r, 100));
     spawnSync('userdel', ['-f', u], { stdio: 'ignore' });
   }
   work.remove();
@@ -103,7 +107,11 @@ function makeAccounts(count) {
   writeFileSync(pwdfile, users.map((u) => `${u}:${hash}`).join('\n') + '\n', { mode: 0o600 });
   writeFileSync(
     join('/etc/pam.d', service),
-    [`auth required pam_pwdfile.so pwdfile=${pwdfile}`, 'account required pam_unix.so', 'session required pam_permit.so'].join('\n') + '\n',
+    [
+      `auth required pam_pwdfile.so pwdfile=${pwdfile}`,
+      'account required pam_unix.so',
+      'session required pam_permit.so',
+    ].join('\n') + '\n',
   );
   return { users, password, homes };
 }
@@ -181,7 +189,12 @@ function childrenPss(pid) {
   return pss;
 }
 
-const stat = (ms) => ({ n: ms.length, p50: round(percentile(ms, 50), 1), p95: round(percentile(ms, 95), 1), p99: round(percentile(ms, 99), 1) });
+const stat = (ms) => ({
+  n: ms.length,
+  p50: round(percentile(ms, 50), 1),
+  p95: round(percentile(ms, 95), 1),
+  p99: round(percentile(ms, 99), 1),
+});
 
 const results = { opts: values, servers: {} };
 try {
@@ -196,8 +209,23 @@ try {
     const log = (m) => console.error(`[${name}] ${m}`);
     const start = async (sessions) =>
       name === 'tsieved'
-        ? startTsieved({ root, dir: work.dir, port: await freePort(), cert, users, pam: { service, homes: accounts.homes } })
-        : startDovecot({ dir: work.dir, port: await freePort(), cert, users, binary: dovecot, sessions, pam: { service } });
+        ? startTsieved({
+            root,
+            dir: work.dir,
+            port: await freePort(),
+            cert,
+            users,
+            pam: { service, homes: accounts.homes },
+          })
+        : startDovecot({
+            dir: work.dir,
+            port: await freePort(),
+            cert,
+            users,
+            binary: dovecot,
+            sessions,
+            pam: { service },
+          });
     const r = {};
     current = await start(N('idle-large'));
     r.version = current.version;
@@ -205,9 +233,21 @@ try {
     r.authenticateToOkMs = stat(await authenticateToOk(current, accounts, N('logins')));
     log(`${N('sessions')} full sessions, ${N('concurrent')} at a time`);
     const full = await loginWorkload(current, {
-      concurrency: N('concurrent'), processes: 2, users, scriptBytes: 4096, durationMs: 600_000, warmupMs: 0, logins: N('sessions'),
+      concurrency: N('concurrent'),
+      processes: 2,
+      users,
+      scriptBytes: 4096,
+      durationMs: 600_000,
+      warmupMs: 0,
+      logins: N('sessions'),
     });
-    r.full = { sessions: full.logins, errors: full.errors, errorSamples: full.errorSamples, p50Ms: round(full.p50Ms, 1), p99Ms: round(full.p99Ms, 1) };
+    r.full = {
+      sessions: full.logins,
+      errors: full.errors,
+      errorSamples: full.errorSamples,
+      p50Ms: round(full.p50Ms, 1),
+      p99Ms: round(full.p99Ms, 1),
+    };
     await current.stop();
     current = undefined;
     r.idle = {};
@@ -216,7 +256,13 @@ try {
       current = await start(count);
       const server = current;
       const before = childrenPss(server.pid);
-      const idle = await idleWorkload(server, { count, processes: 2, users, settleMs: 2000, measure: () => childrenPss(server.pid) });
+      const idle = await idleWorkload(server, {
+        count,
+        processes: 2,
+        users,
+        settleMs: 2000,
+        measure: () => childrenPss(server.pid),
+      });
       r.idle[count] = {
         sessions: idle.sessions,
         errors: idle.errors,
@@ -238,12 +284,18 @@ try {
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 1048576)} MiB RAM, Linux ${release()}, Node ${process.version}`;
 const names = Object.keys(results.servers);
 const rows = [
-  ['bare PAM transaction (pam_start..pam_open_session), p50 / p95 (ms)', () => `${results.barePamMs.p50} / ${results.barePamMs.p95}`],
+  [
+    'bare PAM transaction (pam_start..pam_open_session), p50 / p95 (ms)',
+    () => `${results.barePamMs.p50} / ${results.barePamMs.p95}`,
+  ],
   ['AUTHENTICATE to OK, p50 / p95 (ms)', (r) => `${r.authenticateToOkMs.p50} / ${r.authenticateToOkMs.p95}`],
   ['AUTHENTICATE to OK minus bare PAM, p50 (ms)', (r) => round(r.authenticateToOkMs.p50 - results.barePamMs.p50, 1)],
   ...Object.keys(results.servers[names[0]]?.idle ?? {}).flatMap((n) => [
     [`PSS per idle session, ${n} sessions, whole server (KiB)`, (r) => r.idle[n]?.pssPerSessionKiB],
-    [`PSS per idle session, ${n} sessions, per-session processes only (KiB)`, (r) => r.idle[n]?.childrenPssPerSessionKiB],
+    [
+      `PSS per idle session, ${n} sessions, per-session processes only (KiB)`,
+      (r) => r.idle[n]?.childrenPssPerSessionKiB,
+    ],
   ]),
   [`${N('sessions')} full sessions at ${N('concurrent')}: p50 / p99 (ms)`, (r) => `${r.full.p50Ms} / ${r.full.p99Ms}`],
   ['errors', (r) => r.full.errors + Object.values(r.idle).reduce((n, i) => n + i.errors, 0)],

@@ -42,7 +42,13 @@ const summary = (times) => ({
 });
 
 const work = makeWorkDir();
-const server = await startTsieved({ root, dir: work.dir, port: await freePort(), cert: makeCert(work.dir), users: makeUsers(2) });
+const server = await startTsieved({
+  root,
+  dir: work.dir,
+  port: await freePort(),
+  cert: makeCert(work.dir),
+  users: makeUsers(2),
+});
 try {
   const users = makeUsers(2);
   const validating = await login(server, users);

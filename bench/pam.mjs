@@ -10,7 +10,17 @@
 // logins, 10), --idle N (idle sessions for the memory figure, 20), --json FILE
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -146,7 +156,9 @@ level = "info"
 async function startServer(name, toml) {
   const file = join(dir, `${name}.toml`);
   writeFileSync(file, toml);
-  const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   servers.push(child);
   let out = '';
   const port = await new Promise((resolve, reject) => {
@@ -163,7 +175,11 @@ async function startServer(name, toml) {
     child.stderr.on('data', on);
     child.once('exit', (code) => reject(new Error(`${name}: exited ${code}\n${out}`)));
   });
-  return { child, port, stop: () => new Promise((r) => (child.exitCode !== null ? r() : (child.once('exit', r), child.kill('SIGTERM')))) };
+  return {
+    child,
+    port,
+    stop: () => new Promise((r) => (child.exitCode !== null ? r() : (child.once('exit', r), child.kill('SIGTERM')))),
+  };
 }
 
 class Client {
@@ -305,8 +321,16 @@ try {
   const pwdfile = makeUnixUsers();
   const shared = makeVirtualUsers('server-uid');
   const own = makeVirtualUsers('own-uid');
-  const pwdService = service('pwdfile', [`auth required pam_pwdfile.so pwdfile=${pwdfile}`, 'account required pam_unix.so', 'session required pam_permit.so']);
-  const unixService = service('unix', ['auth required pam_unix.so', 'account required pam_unix.so', 'session required pam_permit.so']);
+  const pwdService = service('pwdfile', [
+    `auth required pam_pwdfile.so pwdfile=${pwdfile}`,
+    'account required pam_unix.so',
+    'session required pam_permit.so',
+  ]);
+  const unixService = service('unix', [
+    'auth required pam_unix.so',
+    'account required pam_unix.so',
+    'session required pam_permit.so',
+  ]);
   const setups = [
     ['pam-pwdfile', `backend = "pam"\npam_service = "${pwdService}"`, 'process', unixUsers],
     ['pam-unix', `backend = "pam"\npam_service = "${unixService}"`, 'process', unixUsers],

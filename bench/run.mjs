@@ -66,7 +66,8 @@ if (!existsSync(join(root, 'dist/cli.js'))) {
 const dovecotBinary = values['no-dovecot'] || values.only === 'tsieved' ? undefined : findDovecot();
 const workerCounts = values.workers.split(',').map((w) => {
   const n = Number(w);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('--workers must be a list of numbers from 1 to 64, e.g. 1,2');
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new Error('--workers must be a list of numbers from 1 to 64, e.g. 1,2');
   return n;
 });
 /** Result key of tsieved with n workers ("tsieved" for one). */
@@ -99,15 +100,33 @@ try {
     const log = (msg) => console.error(`[${name}] ${msg}`);
     const start = async () =>
       name.startsWith('tsieved')
-        ? startTsieved({ root, dir: work.dir, port: await freePort(), cert, users, workers: workerCounts.find((n) => tsievedName(n) === name) })
-        : startDovecot({ dir: work.dir, port: await freePort(), cert, users, binary: dovecotBinary, sessions: opts.idle });
+        ? startTsieved({
+            root,
+            dir: work.dir,
+            port: await freePort(),
+            cert,
+            users,
+            workers: workerCounts.find((n) => tsievedName(n) === name),
+          })
+        : startDovecot({
+            dir: work.dir,
+            port: await freePort(),
+            cert,
+            users,
+            binary: dovecotBinary,
+            sessions: opts.idle,
+          });
     log('starting');
     current = await start();
     const r = { version: current.version };
     log(`logins: ${opts.concurrency} clients for ${opts.durationMs / 1000}s`);
     r.login = await loginWorkload(current, {
-      concurrency: opts.concurrency, processes: opts.processes, users, scriptBytes: 4096,
-      durationMs: opts.durationMs, warmupMs: opts.warmupMs,
+      concurrency: opts.concurrency,
+      processes: opts.processes,
+      users,
+      scriptBytes: 4096,
+      durationMs: opts.durationMs,
+      warmupMs: opts.warmupMs,
     });
     log('validation of a 1 MiB script');
     r.validate = await validationWorkload(current, { users, bytes: 1_048_000, repeat: 5 });
@@ -163,16 +182,23 @@ for (const [label, get] of rows) {
 }
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${mib(totalmem())} MiB RAM, Linux ${release()}, Node ${process.version}`;
 console.log(`\nmachine: ${machine}`);
-console.log(`workload: ${opts.concurrency} concurrent clients, ${opts.durationMs / 1000}s (+${opts.warmupMs / 1000}s warm-up), ${opts.idle} idle sessions, ${opts.usersCount} users, ${opts.processes} load-generator processes\n`);
+console.log(
+  `workload: ${opts.concurrency} concurrent clients, ${opts.durationMs / 1000}s (+${opts.warmupMs / 1000}s warm-up), ${opts.idle} idle sessions, ${opts.usersCount} users, ${opts.processes} load-generator processes\n`,
+);
 console.log(lines.join('\n'));
 for (const n of names) {
-  for (const s of [...results[n].login.errorSamples, ...(results[n].idle?.errorSamples ?? [])]) console.log(`${n} error: ${s}`);
+  for (const s of [...results[n].login.errorSamples, ...(results[n].idle?.errorSamples ?? [])])
+    console.log(`${n} error: ${s}`);
 }
 if (values.json) writeFileSync(values.json, JSON.stringify({ machine, opts, results }, null, 2) + '\n');
 
 // The validator alone, side by side with Pigeonhole's sievec (bench/validate.mjs).
 if (values.only !== 'dovecot') {
-  const child = spawn(process.execPath, [join(root, 'bench/validate.mjs'), ...(values.json ? ['--json', `${values.json}.validate.json`] : [])], { stdio: 'inherit' });
+  const child = spawn(
+    process.execPath,
+    [join(root, 'bench/validate.mjs'), ...(values.json ? ['--json', `${values.json}.validate.json`] : [])],
+    { stdio: 'inherit' },
+  );
   const code = await new Promise((r) => child.once('exit', (c) => r(c)));
   if (code !== 0) process.exitCode = code ?? 1;
 }
@@ -188,12 +214,18 @@ if (!values['no-isolation'] && values.only !== 'dovecot') {
     const full = opts.durationMs >= 10_000;
     const args = [
       join(root, 'bench/isolation.mjs'),
-      '--users', String(Math.min(50, opts.usersCount)),
-      '--idle-small', String(Math.min(50, opts.idle)),
-      '--idle-large', String(Math.min(500, opts.idle)),
-      '--sessions', String(full ? 200 : 4 * opts.concurrency),
-      '--concurrent', String(Math.min(20, opts.concurrency)),
-      '--logins', String(full ? 40 : 5),
+      '--users',
+      String(Math.min(50, opts.usersCount)),
+      '--idle-small',
+      String(Math.min(50, opts.idle)),
+      '--idle-large',
+      String(Math.min(500, opts.idle)),
+      '--sessions',
+      String(full ? 200 : 4 * opts.concurrency),
+      '--concurrent',
+      String(Math.min(20, opts.concurrency)),
+      '--logins',
+      String(full ? 40 : 5),
     ];
     if (values['no-dovecot']) args.push('--no-dovecot');
     if (values.json) args.push('--json', `${values.json}.isolation.json`);

@@ -24,11 +24,21 @@ import { performance } from 'node:perf_hooks';
 import { defaultProfile, validateScript } from '../dist/sieve/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, json: { type: 'string' }, 'heap-child': { type: 'string' } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '5' }, json: { type: 'string' }, 'heap-child': { type: 'string' } },
+});
 const runs = Math.max(1, Number(values.runs));
 
 const profile = defaultProfile({
-  extensions: ['comparator-i;ascii-numeric', 'copy', 'encoded-character', 'envelope', 'fileinto', 'subaddress', 'vacation'],
+  extensions: [
+    'comparator-i;ascii-numeric',
+    'copy',
+    'encoded-character',
+    'envelope',
+    'fileinto',
+    'subaddress',
+    'vacation',
+  ],
   maxScriptBytes: 4 * 1024 * 1024,
   maxRedirects: 1_000_000,
 });
@@ -130,7 +140,9 @@ try {
       wallMs.push(performance.now() - t0);
       cpu.push(cpuMs() - c0);
     }
-    const heap = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--heap-child', file], { encoding: 'utf8' }));
+    const heap = JSON.parse(
+      execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--heap-child', file], { encoding: 'utf8' }),
+    );
     // As a user runs it: the same capabilities, so no Exim probe is part of the figure.
     const caps = 'comparator-i;ascii-numeric copy encoded-character envelope fileinto subaddress vacation';
     const check = [];
@@ -165,7 +177,9 @@ try {
     console.log(
       `${label.padEnd(14)} ${String(row.bytes).padStart(8)} B  in-process ${row.tsievedMs.toFixed(1)} ms (cpu ${row.tsievedCpuMs.toFixed(1)})  ` +
         `peak heap ${row.peakHeapMiB.toFixed(1)} MiB  tsieved check ${row.checkMs.toFixed(0)} ms  ` +
-        (sievecMs === undefined ? 'sievec not installed' : `sievec ${sievecMs.toFixed(1)} ms${ratio}${sievecNote ? ` (sievec: ${sievecNote})` : ''}`),
+        (sievecMs === undefined
+          ? 'sievec not installed'
+          : `sievec ${sievecMs.toFixed(1)} ms${ratio}${sievecNote ? ` (sievec: ${sievecNote})` : ''}`),
     );
   }
   const node0 = median(Array.from({ length: runs }, () => wall(process.execPath, ['-e', '0']).ms));

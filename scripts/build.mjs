@@ -24,14 +24,24 @@ mkdirSync(generatedDir, { recursive: true });
 if (existsSync(join(root, 'grammar/sieve.peggy'))) {
   run(process.execPath, [
     join(root, 'node_modules/peggy/bin/peggy.js'),
-    '--format', 'es', '--dts',
-    '--return-types', JSON.stringify({ Script: 'import("../ast.js").Script' }),
-    '--allowed-start-rules', 'Script',
-    '-o', join(generatedDir, 'parser.js'),
+    '--format',
+    'es',
+    '--dts',
+    '--return-types',
+    JSON.stringify({ Script: 'import("../ast.js").Script' }),
+    '--allowed-start-rules',
+    'Script',
+    '-o',
+    join(generatedDir, 'parser.js'),
     join(root, 'grammar/sieve.peggy'),
   ]);
 }
-run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', ...(release ? ['--sourceMap', 'false'] : [])]);
+run(process.execPath, [
+  join(root, 'node_modules/typescript/bin/tsc'),
+  '-p',
+  'tsconfig.json',
+  ...(release ? ['--sourceMap', 'false'] : []),
+]);
 
 // tsc does not copy the generated JavaScript; put it where the compiled code imports it.
 const distGenerated = join(root, 'dist/sieve/generated');

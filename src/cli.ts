@@ -18,13 +18,16 @@ import type { ControlSocket } from './control/socket.js';
 // server's modules and the configuration schema would make `tsieved check` of a
 // small script take several times as long as the check itself.
 const usage = async (): Promise<string> => {
-  const [{ MIGRATE_USAGE }, { CONTROL_USAGE }] = await Promise.all([import('./cli/migrate.js'), import('./control/commands.js')]);
+  const [{ MIGRATE_USAGE }, { CONTROL_USAGE }] = await Promise.all([
+    import('./cli/migrate.js'),
+    import('./control/commands.js'),
+  ]);
   return `usage:
   tsieved serve (--config FILE | --demo [--listen HOST:PORT])
   tsieved check [--config FILE] [--capabilities "cap1 cap2"] [--exim PATH] [--json] FILE...
   tsieved config check --config FILE
   ${CONTROL_USAGE}
-  ${MIGRATE_USAGE.replace(/^usage: /, "")}
+  ${MIGRATE_USAGE.replace(/^usage: /, '')}
   tsieved build-helper     (compile the file broker and the PAM helper: a C compiler, and libpam0g-dev for PAM)
   tsieved --help | --version`;
 };
@@ -36,11 +39,27 @@ function hostAndPort(listen: string): [string, string] {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  const [{ loadConfig }, { prepareDemo }, { createRootLogger }, { startServer }, { startControlSocket }, { runPrimary }, { PrimaryAdmission, serveAsWorker }, { default: cluster }, { availableParallelism }] =
-    await Promise.all([
-      import('./config/loader.js'), import('./demo.js'), import('./log/logger.js'), import('./main.js'), import('./control/socket.js'),
-      import('./cluster/primary.js'), import('./cluster/worker.js'), import('node:cluster'), import('node:os'),
-    ]);
+  const [
+    { loadConfig },
+    { prepareDemo },
+    { createRootLogger },
+    { startServer },
+    { startControlSocket },
+    { runPrimary },
+    { PrimaryAdmission, serveAsWorker },
+    { default: cluster },
+    { availableParallelism },
+  ] = await Promise.all([
+    import('./config/loader.js'),
+    import('./demo.js'),
+    import('./log/logger.js'),
+    import('./main.js'),
+    import('./control/socket.js'),
+    import('./cluster/primary.js'),
+    import('./cluster/worker.js'),
+    import('node:cluster'),
+    import('node:os'),
+  ]);
   const { values } = parseArgs({
     args: argv,
     options: { config: { type: 'string' }, demo: { type: 'boolean' }, listen: { type: 'string' } },
@@ -51,8 +70,10 @@ async function serve(argv: string[]): Promise<number> {
     const demo = prepareDemo(undefined, values.listen);
     config = demo.config;
     log = createRootLogger(config.log.level);
-    log.info({ event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
-      `demo account: user ${demo.user} password ${demo.password} (${demo.tls ? 'STARTTLS uses a self-signed certificate' : 'no openssl to make a certificate: no STARTTLS, clear-text logins on loopback'})`);
+    log.info(
+      { event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
+      `demo account: user ${demo.user} password ${demo.password} (${demo.tls ? 'STARTTLS uses a self-signed certificate' : 'no openssl to make a certificate: no STARTTLS, clear-text logins on loopback'})`,
+    );
     const [demoHost, demoPort] = hostAndPort(demo.listen);
     process.stdout.write(
       `\ntsieved demo on ${demo.listen}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
@@ -69,9 +90,16 @@ async function serve(argv: string[]): Promise<number> {
   if (cluster.isPrimary && workers > 1) return runPrimary(config, values.config, workers, log);
   const inWorker = cluster.isWorker;
   if (inWorker) log = log.child({ worker: cluster.worker?.id });
-  const server = await startServer(config, log, inWorker ? { admission: new PrimaryAdmission(), serveMetrics: false, worker: true } : {});
+  const server = await startServer(
+    config,
+    log,
+    inWorker ? { admission: new PrimaryAdmission(), serveMetrics: false, worker: true } : {},
+  );
   const file = values.config;
-  const reload = () => (file ? server.reload(() => loadConfig(file)) : Promise.resolve({ ok: false as const, error: 'the demo has no configuration file to re-read' }));
+  const reload = () =>
+    file
+      ? server.reload(() => loadConfig(file))
+      : Promise.resolve({ ok: false as const, error: 'the demo has no configuration file to re-read' });
   let control: ControlSocket | undefined;
   // Signal handlers before anything else is awaited: a SIGHUP right after the
   // listeners are up must reload, not kill the process (SIGHUP's default action).
@@ -80,7 +108,13 @@ async function serve(argv: string[]): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ event: 'stopping' }, 'SIGTERM: no new connections; letting sessions finish');
-    server.stop().then(() => control?.close()).then(() => process.exit(0), () => process.exit(1));
+    server
+      .stop()
+      .then(() => control?.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   });
   process.on('SIGINT', () => process.emit('SIGTERM' as never));
   process.on('SIGHUP', () => {
@@ -91,12 +125,19 @@ async function serve(argv: string[]): Promise<number> {
   if (inWorker) serveAsWorker(server, config, { reload }, log);
   else if (config.control.socket !== '') {
     // Without it the server still serves; only who/kick/reload are unavailable.
-    control = await startControlSocket(config.control.socket, {
-      who: async () => server.sessions().map((s) => ({ ...s })),
-      kick: (target) => server.kick(target),
-      reload,
-    }, log).catch((error: unknown) => {
-      log.warn({ event: 'control-unavailable', path: config.control.socket, err: (error as Error).message }, 'no control socket: tsieved who/kick/reload will not work');
+    control = await startControlSocket(
+      config.control.socket,
+      {
+        who: async () => server.sessions().map((s) => ({ ...s })),
+        kick: (target) => server.kick(target),
+        reload,
+      },
+      log,
+    ).catch((error: unknown) => {
+      log.warn(
+        { event: 'control-unavailable', path: config.control.socket, err: (error as Error).message },
+        'no control socket: tsieved who/kick/reload will not work',
+      );
       return undefined;
     });
   }
@@ -110,7 +151,9 @@ async function configCheck(argv: string[]): Promise<number> {
     return 2;
   }
   const [{ loadConfig }, { createRootLogger }, { buildServices }] = await Promise.all([
-    import('./config/loader.js'), import('./log/logger.js'), import('./main.js'),
+    import('./config/loader.js'),
+    import('./log/logger.js'),
+    import('./main.js'),
   ]);
   const config = await loadConfig(values.config);
   const log = createRootLogger('warn');
@@ -141,7 +184,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'who':
       case 'kick':
       case 'reload':
-        return await (await import('./control/commands.js')).runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
+        return await (
+          await import('./control/commands.js')
+        ).runControl(command, rest, { stdout: process.stdout, stderr: process.stderr });
       case 'build-helper':
         return (await import('./cli/build-helper.js')).buildHelper(process.stdout, process.stderr);
       case '--help':

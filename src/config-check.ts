@@ -39,7 +39,8 @@ export function configProblems(config: Config): string[] {
 
 function serverProblems(config: Config): string[] {
   const problems = compileTrustedProxies(config.server.trusted_proxies).invalid.map(
-    (entry) => `[server] trusted_proxies: "${entry}" is not an IP address or a network in CIDR form (e.g. "10.0.0.0/24")`,
+    (entry) =>
+      `[server] trusted_proxies: "${entry}" is not an IP address or a network in CIDR form (e.g. "10.0.0.0/24")`,
   );
   const login = listenerLoginProblem(config);
   if (login) problems.push(login);
@@ -57,9 +58,12 @@ function listenerLoginProblem(config: Config): string | undefined {
     ...listenerSpecs(config.server.listen, false, config.auth.allow_plaintext),
     ...listenerSpecs(config.server.implicit_tls_listen, true, config.auth.allow_plaintext),
   ];
-  if (specs.some((s) => s.implicitTls) && !tlsConfigured) return '[server] implicit_tls_listen needs [tls] cert_file and key_file';
+  if (specs.some((s) => s.implicitTls) && !tlsConfigured)
+    return '[server] implicit_tls_listen needs [tls] cert_file and key_file';
   if (tlsConfigured) return undefined;
-  const closed = specs.filter((s) => !s.allowPlaintext).map((s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`);
+  const closed = specs
+    .filter((s) => !s.allowPlaintext)
+    .map((s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`);
   if (closed.length === 0) return undefined;
   return `no way to log in on ${closed.join(', ')}: configure [tls] cert_file and key_file, or allow_plaintext on that (trusted) listener`;
 }
@@ -72,7 +76,9 @@ function authProblems(config: Config): string[] {
       return existsSync(auth.userdb) ? [] : [`[auth] userdb = "${auth.userdb}" does not exist: every login would fail`];
     case 'passwd-file':
       if (!auth.passwd_file) return ['[auth] backend = "passwd-file" needs passwd_file = PATH'];
-      return existsSync(auth.passwd_file) ? [] : [`[auth] passwd_file = "${auth.passwd_file}" does not exist: every login would fail`];
+      return existsSync(auth.passwd_file)
+        ? []
+        : [`[auth] passwd_file = "${auth.passwd_file}" does not exist: every login would fail`];
     case 'pam': {
       const problems: string[] = [];
       const helper = pamProblem(auth.pam_helper);
@@ -80,15 +86,22 @@ function authProblems(config: Config): string[] {
       const service = auth.pam_service;
       if (service === '' || service.includes('/')) {
         problems.push(`[auth] pam_service = "${service}" is not a PAM service name`);
-      } else if (existsSync(PAM_DIRS[0]!) && !PAM_DIRS.some((d) => existsSync(`${d}/${service}`))) {
+      } else if (existsSync(PAM_DIRS[0]) && !PAM_DIRS.some((d) => existsSync(`${d}/${service}`))) {
         problems.push(
           `[auth] pam_service = "${service}": there is no /etc/pam.d/${service}, so PAM would use its "other" service, which refuses every login on Debian; ` +
             'install contrib/pam/sieve there (or name an existing service)',
         );
       }
       // PAM account names carry no domain: a {domain} would be empty at every login.
-      for (const [key, value] of [['scripts_dir', config.storage.scripts_dir], ['filter_path', config.storage.filter_path], ...config.storage.token_command.map((part) => ['token_command', part])] as const) {
-        if (value.includes('{domain}')) problems.push(`[storage] ${key} "${value}": {domain} is empty for PAM accounts (their names have no @domain)`);
+      for (const [key, value] of [
+        ['scripts_dir', config.storage.scripts_dir],
+        ['filter_path', config.storage.filter_path],
+        ...config.storage.token_command.map((part) => ['token_command', part]),
+      ] as const) {
+        if (value.includes('{domain}'))
+          problems.push(
+            `[storage] ${key} "${value}": {domain} is empty for PAM accounts (their names have no @domain)`,
+          );
       }
       return problems;
     }
@@ -114,13 +127,18 @@ function eximProblems(config: Config): string[] {
   const problems: string[] = [];
   if (sieve.capabilities === undefined && sieve.exim !== undefined && sieve.exim !== 'auto') {
     const why = cannotRun(sieve.exim);
-    if (why) problems.push(`sieve.exim = "${sieve.exim}" cannot run (${why}): set it to Exim's binary (Debian: /usr/sbin/exim4), or list [sieve] capabilities`);
+    if (why)
+      problems.push(
+        `sieve.exim = "${sieve.exim}" cannot run (${why}): set it to Exim's binary (Debian: /usr/sbin/exim4), or list [sieve] capabilities`,
+      );
   }
   if (sieve.exim_config !== undefined) {
     try {
       accessSync(sieve.exim_config, constants.R_OK);
     } catch (e) {
-      problems.push(`sieve.exim_config = "${sieve.exim_config}" is not readable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      problems.push(
+        `sieve.exim_config = "${sieve.exim_config}" is not readable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
   }
   return problems;
@@ -173,5 +191,7 @@ export function accountProblems(config: Config, accounts: readonly Identity[]): 
       );
     }
   }
-  return [...byProblem].map(([problem, users]) => `${problem} (${users.length} account${users.length === 1 ? '' : 's'}, e.g. ${users[0]})`);
+  return [...byProblem].map(
+    ([problem, users]) => `${problem} (${users.length} account${users.length === 1 ? '' : 's'}, e.g. ${users[0]})`,
+  );
 }

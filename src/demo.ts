@@ -17,7 +17,15 @@ import { validateConfig } from './config/loader.js';
 export const DEMO_USER = 'demo@example.org';
 
 /** Exim 4.96's list (Debian 12), used when no Exim binary is there to ask. */
-const DEMO_CAPABILITIES = ['comparator-i;ascii-numeric', 'copy', 'encoded-character', 'envelope', 'fileinto', 'subaddress', 'vacation'];
+const DEMO_CAPABILITIES = [
+  'comparator-i;ascii-numeric',
+  'copy',
+  'encoded-character',
+  'envelope',
+  'fileinto',
+  'subaddress',
+  'vacation',
+];
 
 export interface Demo {
   readonly config: Config;
@@ -46,32 +54,64 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
   const uid = process.getuid?.() ?? 1000;
   const gid = process.getgid?.() ?? 1000;
   const userdb = resolve(varDir, 'userdb');
-  writeFileSync(userdb, `${DEMO_USER}\tuid=${uid}|gid=${gid}|home=${home}|mail=${home}/Maildir|systempw=${hash}\n`, { mode: 0o600 });
+  writeFileSync(userdb, `${DEMO_USER}\tuid=${uid}|gid=${gid}|home=${home}|mail=${home}/Maildir|systempw=${hash}\n`, {
+    mode: 0o600,
+  });
 
   const cert = resolve(varDir, 'demo-cert.pem');
   const key = resolve(varDir, 'demo-key.pem');
   if (!existsSync(cert) || !existsSync(key)) {
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '365', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '365',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        ],
+        { stdio: 'ignore' },
+      );
     } catch (error) {
       // Without openssl (a bare machine) the demo still starts on loopback, in clear
       // text; anywhere else a password must not travel unencrypted.
       if (!isLoopback(listen)) {
-        throw new Error(`the demo needs the openssl command to make a throwaway certificate: ${(error as Error).message}`);
+        throw new Error(
+          `the demo needs the openssl command to make a throwaway certificate: ${(error as Error).message}`,
+          { cause: error },
+        );
       }
     }
   }
   const tls = existsSync(cert) && existsSync(key);
-  const config = validateConfig({
-    // One process: the demo is for trying the protocol, not for load.
-    server: { listen: [tls ? listen : { address: listen, allow_plaintext: true }], greeting_name: 'tsieved-demo', workers: 1 },
-    tls: tls ? { cert_file: cert, key_file: key } : {},
-    auth: { backend: 'userdb', userdb },
-    storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
-    sieve: { capabilities: DEMO_CAPABILITIES },
-    // Beside the demo's data: /run/tsieved is root's.
-    control: { socket: resolve(varDir, 'control.sock') },
-  }, 'demo configuration');
+  const config = validateConfig(
+    {
+      // One process: the demo is for trying the protocol, not for load.
+      server: {
+        listen: [tls ? listen : { address: listen, allow_plaintext: true }],
+        greeting_name: 'tsieved-demo',
+        workers: 1,
+      },
+      tls: tls ? { cert_file: cert, key_file: key } : {},
+      auth: { backend: 'userdb', userdb },
+      storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', roots: [resolve(varDir, 'home')] },
+      sieve: { capabilities: DEMO_CAPABILITIES },
+      // Beside the demo's data: /run/tsieved is root's.
+      control: { socket: resolve(varDir, 'control.sock') },
+    },
+    'demo configuration',
+  );
   return { config, user: DEMO_USER, password, varDir, listen, tls };
 }
 

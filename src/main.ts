@@ -21,7 +21,14 @@ import { loadTlsContext } from './server/tls.js';
 import { LoginLimits } from './session/login-limits.js';
 import type { ScriptChecker, ServerServices } from './session/services.js';
 import { NO_EVENTS, type ServerEvents } from './session/events.js';
-import { createValidator, formatDiagnosticsForClient, loadProfile, ProfileError, type SieveProfile, type Validator } from './sieve/index.js';
+import {
+  createValidator,
+  formatDiagnosticsForClient,
+  loadProfile,
+  ProfileError,
+  type SieveProfile,
+  type Validator,
+} from './sieve/index.js';
 import { InProcessLauncher, runningAsRoot, type StoreLauncher } from './storage/launcher.js';
 import { UserdbBackend } from './auth/userdb.js';
 import { PasswdFileBackend } from './auth/passwd-file.js';
@@ -56,7 +63,8 @@ export class StartupError extends Error {
 }
 
 /** `notApplied`: parts a reload could not apply (a listener that would not bind); the rest took effect. */
-export type ReloadOutcome = { readonly ok: true; readonly notApplied?: readonly string[] } | { readonly ok: false; readonly error: string };
+export type ReloadOutcome =
+  { readonly ok: true; readonly notApplied?: readonly string[] } | { readonly ok: false; readonly error: string };
 
 export interface RunningServer {
   readonly addresses: readonly { host: string; port: number; implicitTls: boolean }[];
@@ -91,7 +99,12 @@ function allListenerSpecs(config: Config): ListenerSpec[] {
 }
 
 /** Everything that can be checked without listening: `tsieved config check` uses it too. */
-export async function buildServices(config: Config, log: Logger, events: ServerEvents = NO_EVENTS, logins = new LoginLimits()): Promise<Built> {
+export async function buildServices(
+  config: Config,
+  log: Logger,
+  events: ServerEvents = NO_EVENTS,
+  logins = new LoginLimits(),
+): Promise<Built> {
   // config-check.ts owns the checks; start-up, reload and `config check` all come here.
   const problems = configProblems(config);
   if (problems.length > 0) throw new StartupError(problems.join('; '), problems);
@@ -114,7 +127,8 @@ export async function buildServices(config: Config, log: Logger, events: ServerE
   try {
     profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log.child({ component: 'sieve' }));
   } catch (error) {
-    if (error instanceof ProfileError) throw new StartupError(error.message.startsWith('[sieve]') ? error.message : `sieve.exim: ${error.message}`);
+    if (error instanceof ProfileError)
+      throw new StartupError(error.message.startsWith('[sieve]') ? error.message : `sieve.exim: ${error.message}`);
     throw error;
   }
   const validator = createValidator(profile);
@@ -125,7 +139,17 @@ export async function buildServices(config: Config, log: Logger, events: ServerE
     format: (diagnostics, max, scriptName) => formatDiagnosticsForClient(diagnostics, max, scriptName),
   };
   if (VERSION_PROBLEM) log.warn({ event: 'version-unknown' }, VERSION_PROBLEM);
-  const services: ServerServices = { config, auth, stores, checker, ...(tls ? { tls } : {}), log, version: VERSION, events, logins };
+  const services: ServerServices = {
+    config,
+    auth,
+    stores,
+    checker,
+    ...(tls ? { tls } : {}),
+    log,
+    version: VERSION,
+    events,
+    logins,
+  };
   return { services, validator, stores };
 }
 
@@ -216,10 +240,15 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
   let endpoint: MetricsEndpoint | undefined;
   if (metrics && config.metrics.listen !== undefined && options.serveMetrics !== false) {
     try {
-      endpoint = await startMetricsEndpoint(config.metrics.listen, config.metrics.token_file, async () => ({
-        contentType: metrics.registry.contentType,
-        body: await metrics.registry.metrics(),
-      }), log);
+      endpoint = await startMetricsEndpoint(
+        config.metrics.listen,
+        config.metrics.token_file,
+        async () => ({
+          contentType: metrics.registry.contentType,
+          body: await metrics.registry.metrics(),
+        }),
+        log,
+      );
     } catch (error) {
       throw new StartupError(`[metrics] cannot serve on ${config.metrics.listen}: ${(error as Error).message}`);
     }
@@ -229,7 +258,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     await manager.stopListening();
     await endpoint?.close();
     const [first] = started.failed;
-    throw new StartupError(`cannot listen on ${first!.address}: ${first!.reason}`);
+    throw new StartupError(`cannot listen on ${first.address}: ${first.reason}`);
   }
   return {
     get addresses() {
@@ -245,13 +274,17 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
         events.reloaded('success');
         return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
       } catch (error) {
-        log.error({ event: options.worker ? 'worker-reload-failed' : 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
+        log.error(
+          { event: options.worker ? 'worker-reload-failed' : 'reload-failed', err: error },
+          'reload failed; keeping the running configuration',
+        );
         events.reloaded('failure');
         return { ok: false, error: (error as Error).message };
       }
     },
     sessions: () => manager.sessions(),
-    kick: (target) => manager.kick(target, `${built.services.config.server.greeting_name}: session ended by the administrator`),
+    kick: (target) =>
+      manager.kick(target, `${built.services.config.server.greeting_name}: session ended by the administrator`),
     async stop() {
       await manager.stopListening();
       await manager.drain(built.services.config.server.shutdown_grace_seconds * 1000);
@@ -284,7 +317,10 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
       ...(notApplied.length > 0 ? { notApplied } : {}),
     };
     if (notApplied.length > 0) {
-      log.warn(line, `configuration reloaded, except (needs the problem fixed, or a restart): ${notApplied.join('; ')}`);
+      log.warn(
+        line,
+        `configuration reloaded, except (needs the problem fixed, or a restart): ${notApplied.join('; ')}`,
+      );
     } else {
       log.info(line, 'configuration reloaded; open sessions keep their settings until they end');
     }

@@ -13,7 +13,11 @@ export function findDovecot() {
   for (const p of ['/usr/sbin/dovecot', '/usr/local/sbin/dovecot']) {
     if (!existsSync(p)) continue;
     // Pigeonhole's ManageSieve is a separate package (dovecot-managesieved).
-    for (const lib of ['/usr/lib/dovecot/managesieve', '/usr/libexec/dovecot/managesieve', '/usr/local/libexec/dovecot/managesieve']) {
+    for (const lib of [
+      '/usr/lib/dovecot/managesieve',
+      '/usr/libexec/dovecot/managesieve',
+      '/usr/local/libexec/dovecot/managesieve',
+    ]) {
       if (existsSync(lib)) return p;
     }
   }
@@ -52,7 +56,9 @@ export async function startDovecot({ dir, port, cert, users, binary, sessions, p
     : `passdb {\n  driver = passwd-file\n  args = ${join(base, 'passwd')}\n}\nuserdb {\n  driver = passwd-file\n  args = ${join(base, 'passwd')}\n}`;
   const limit = Math.max(1000, (sessions ?? 0) + 500);
   const configFile = join(base, 'dovecot.conf');
-  writeFileSync(configFile, `
+  writeFileSync(
+    configFile,
+    `
 # Written by tsieved's bench/run.mjs; only for a benchmark on loopback.
 base_dir = ${join(base, 'run')}
 state_dir = ${join(base, 'state')}
@@ -100,7 +106,8 @@ plugin {
   sieve = file:~/sieve;active=~/.dovecot.sieve
   sieve_max_script_size = 2M
 }
-`);
+`,
+  );
   const version = execFileSync(binary, ['--version'], { encoding: 'utf8' }).trim();
   const child = spawn(binary, ['-F', '-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   let tail = '';

@@ -45,7 +45,9 @@ async function runLogin() {
   const warmupEnd = start + job.warmupMs;
   const deadline = warmupEnd + job.durationMs;
   await Promise.all(
-    Array.from({ length: job.clients }, (_, i) => loginLoop(job.firstClient + i, deadline, warmupEnd, latencies, errors)),
+    Array.from({ length: job.clients }, (_, i) =>
+      loginLoop(job.firstClient + i, deadline, warmupEnd, latencies, errors),
+    ),
   );
   process.stdout.write(JSON.stringify({ latencies, errors, measuredMs: Date.now() - warmupEnd }) + '\n');
 }

@@ -26,9 +26,13 @@ export async function startTsieved({ root, dir, port, cert, users, onLogLine, pa
     writeFileSync(join(base, 'userdb'), userdb + '\n', { mode: 0o600 });
     for (const u of users.users) mkdirSync(join(homes, u), { recursive: true });
   }
-  const auth = pam ? `backend = "pam"\npam_service = "${pam.service}"` : `backend = "userdb"\nuserdb = "${join(base, 'userdb')}"`;
+  const auth = pam
+    ? `backend = "pam"\npam_service = "${pam.service}"`
+    : `backend = "userdb"\nuserdb = "${join(base, 'userdb')}"`;
   const configFile = join(base, 'tsieved.toml');
-  writeFileSync(configFile, `
+  writeFileSync(
+    configFile,
+    `
 [server]
 listen = ["127.0.0.1:${port}"]
 max_connections = 20000
@@ -54,7 +58,8 @@ capabilities = ["fileinto", "envelope", "copy", "subaddress", "encoded-character
 
 [log]
 level = "info"
-`);
+`,
+  );
   const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--config', configFile], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -33,7 +33,8 @@ function startLoadgen(job) {
       while (lines.length === 0) {
         const more = new Promise((r) => waiters.push(r));
         const code = await Promise.race([more.then(() => undefined), exited]);
-        if (code !== undefined && lines.length === 0) throw new Error(`load generator exited (${code}) without a result`);
+        if (code !== undefined && lines.length === 0)
+          throw new Error(`load generator exited (${code}) without a result`);
       }
       return lines.shift();
     },
@@ -53,9 +54,16 @@ export async function loginWorkload(server, opts) {
   const quotas = opts.logins !== undefined ? split(opts.logins, opts.processes) : [];
   const gens = split(opts.concurrency, opts.processes).map((clients, i) => {
     const job = {
-      mode: 'login', host: '127.0.0.1', port: server.port, clients, firstClient: first,
-      users: opts.users.users, password: opts.users.password, scriptBytes: opts.scriptBytes,
-      durationMs: opts.durationMs, warmupMs: opts.warmupMs,
+      mode: 'login',
+      host: '127.0.0.1',
+      port: server.port,
+      clients,
+      firstClient: first,
+      users: opts.users.users,
+      password: opts.users.password,
+      scriptBytes: opts.scriptBytes,
+      durationMs: opts.durationMs,
+      warmupMs: opts.warmupMs,
       ...(opts.logins !== undefined ? { logins: quotas[i] } : {}),
     };
     first += clients;
@@ -82,8 +90,14 @@ export async function idleWorkload(server, opts) {
   let first = 0;
   const gens = split(opts.count, opts.processes).map((clients) => {
     const job = {
-      mode: 'idle', host: '127.0.0.1', port: server.port, clients, firstClient: first,
-      users: opts.users.users, password: opts.users.password, parallel: 20,
+      mode: 'idle',
+      host: '127.0.0.1',
+      port: server.port,
+      clients,
+      firstClient: first,
+      users: opts.users.users,
+      password: opts.users.password,
+      parallel: 20,
     };
     first += clients;
     return startLoadgen(job);

@@ -55,7 +55,8 @@ export interface Table {
   readonly typicalScramIterations: number;
 }
 
-export type TableRead = { readonly kind: 'ok'; readonly table: Table } | { readonly kind: 'unavailable'; readonly reason: string };
+export type TableRead =
+  { readonly kind: 'ok'; readonly table: Table } | { readonly kind: 'unavailable'; readonly reason: string };
 
 const ALGORITHMS: readonly ScramAlgorithm[] = ['SHA-256', 'SHA-1'];
 const EMPTY_TABLE: Table = {
@@ -130,7 +131,10 @@ export class AccountTable {
       if (r.kind === 'malformed') {
         malformed++;
         // Never log the line itself: it may hold a password hash.
-        this.log.warn({ file: line.file, line: line.lineNo, reason: r.reason }, `malformed line ${line.lineNo} in ${line.file} skipped: ${r.reason}`);
+        this.log.warn(
+          { file: line.file, line: line.lineNo, reason: r.reason },
+          `malformed line ${line.lineNo} in ${line.file} skipped: ${r.reason}`,
+        );
         continue;
       }
       const prev = firstSeen.get(r.name);
@@ -188,7 +192,10 @@ export class AccountTable {
     let typicalScramIterations = DEFAULT_SCRAM_ITERATIONS;
     let most = 0;
     for (const [n, count] of iterationCounts) if (count > most) [typicalScramIterations, most] = [n, count];
-    this.log.info({ path: this.source.path, accounts: accounts.size, malformed, scram: scramAlgorithms }, 'account file loaded');
+    this.log.info(
+      { path: this.source.path, accounts: accounts.size, malformed, scram: scramAlgorithms },
+      'account file loaded',
+    );
     return {
       accounts,
       scramAlgorithms,

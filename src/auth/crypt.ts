@@ -33,7 +33,7 @@ function load(): { async: CryptRnAsync } | undefined {
     // crypt_rn returns a pointer into `data`, or NULL on any failure (it never
     // returns the "*0"/"*1" failure tokens that crypt/crypt_r may).
     const fn = lib.func('const char *crypt_rn(const char *phrase, const char *setting, void *data, int size)');
-    cryptRn = fn as unknown as { async: CryptRnAsync };
+    cryptRn = fn;
   } catch (e) {
     loadError = e instanceof Error ? e.message : String(e);
   }

@@ -22,7 +22,15 @@
  */
 import { createHmac } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import type { AuthBackend, AuthContext, AuthOutcome, Identity, ScramAlgorithm, ScramCredentials, ScramLookup } from './types.js';
+import type {
+  AuthBackend,
+  AuthContext,
+  AuthOutcome,
+  Identity,
+  ScramAlgorithm,
+  ScramCredentials,
+  ScramLookup,
+} from './types.js';
 import { AccountTable, type LineParser, type Table } from './account-table.js';
 import { checkPassword, checkUserName } from './identity-rules.js';
 import { restrictionRefusal } from './login-restrictions.js';
@@ -48,7 +56,8 @@ export function derivedSalt(secret: Buffer, user: string, algorithm: ScramAlgori
  * does not tell them apart. The keys match no password.
  */
 function decoyCredentials(table: Table, user: string, algorithm: ScramAlgorithm): ScramCredentials {
-  const mac = (label: string): Buffer => createHmac('sha256', table.stableSecret).update(`${label}\0${algorithm}\0${user}`).digest();
+  const mac = (label: string): Buffer =>
+    createHmac('sha256', table.stableSecret).update(`${label}\0${algorithm}\0${user}`).digest();
   const len = algorithm === 'SHA-1' ? 20 : 32;
   return {
     iterations: table.typicalScramIterations,
@@ -119,7 +128,9 @@ export abstract class FileAccountBackend implements AuthBackend {
     switch (check.kind) {
       case 'match': {
         const refusal = restrictionRefusal(account.restrictions, context.remoteAddress);
-        return refusal === undefined ? { kind: 'ok', identity: account.identity } : { kind: 'rejected', reason: refusal, class: 'policy' };
+        return refusal === undefined
+          ? { kind: 'ok', identity: account.identity }
+          : { kind: 'rejected', reason: refusal, class: 'policy' };
       }
       case 'mismatch':
         return { kind: 'rejected', reason: 'wrong password', class: 'bad-password' };
@@ -139,7 +150,13 @@ export abstract class FileAccountBackend implements AuthBackend {
     const unknown = async (): Promise<ScramLookup> => ({
       kind: 'unknown',
       decoy: table.scramDerived[algorithm]
-        ? await this.derive(`decoy\0${algorithm}\0${user}`, prepScramPassword(decoyPassword(table, user, algorithm)), user, algorithm, table)
+        ? await this.derive(
+            `decoy\0${algorithm}\0${user}`,
+            prepScramPassword(decoyPassword(table, user, algorithm)),
+            user,
+            algorithm,
+            table,
+          )
         : decoyCredentials(table, user, algorithm),
     });
     if (account === undefined || account.stored === undefined) return unknown();
@@ -157,10 +174,21 @@ export abstract class FileAccountBackend implements AuthBackend {
         return found(source.credentials);
       case 'cleartext':
         // The cleartext is part of the key: a password changed mid-derivation never hits a stale entry.
-        return found(await this.derive(`${algorithm}\0${user}\0${source.password}`, prepScramPassword(source.password), user, algorithm, table));
+        return found(
+          await this.derive(
+            `${algorithm}\0${user}\0${source.password}`,
+            prepScramPassword(source.password),
+            user,
+            algorithm,
+            table,
+          ),
+        );
       case 'none':
         if (!isLocked(account.stored)) {
-          this.log.warn({ user, algorithm }, `SCRAM-${algorithm} login for ${JSON.stringify(user)}, whose entry holds no keys for it: refused`);
+          this.log.warn(
+            { user, algorithm },
+            `SCRAM-${algorithm} login for ${JSON.stringify(user)}, whose entry holds no keys for it: refused`,
+          );
         }
         return unknown();
     }
@@ -171,14 +199,25 @@ export abstract class FileAccountBackend implements AuthBackend {
    * cleartext entry (or an unknown name, in a file of mostly cleartext entries)
    * answers as fast as stored keys.
    */
-  private async derive(key: string, password: string, user: string, algorithm: ScramAlgorithm, table: Table): Promise<ScramCredentials> {
+  private async derive(
+    key: string,
+    password: string,
+    user: string,
+    algorithm: ScramAlgorithm,
+    table: Table,
+  ): Promise<ScramCredentials> {
     if (this.derivedGeneration !== this.table.generation || this.derived.size > 10_000) {
       this.derived.clear();
       this.derivedGeneration = this.table.generation;
     }
     let credentials = this.derived.get(key);
     if (credentials === undefined) {
-      credentials = await deriveScramCredentials(password, algorithm, derivedSalt(table.stableSecret, user, algorithm), table.typicalScramIterations);
+      credentials = await deriveScramCredentials(
+        password,
+        algorithm,
+        derivedSalt(table.stableSecret, user, algorithm),
+        table.typicalScramIterations,
+      );
       this.derived.set(key, credentials);
     }
     return credentials;

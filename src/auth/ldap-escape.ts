@@ -31,7 +31,7 @@ export function escapeFilterValue(value: string): string {
 export function escapeDnValue(value: string): string {
   let out = '';
   for (let i = 0; i < value.length; i++) {
-    const c = value[i] as string;
+    const c = value[i];
     if (c === '\u0000') out += '\\00';
     else if ('"+,;<>\\='.includes(c)) out += `\\${c}`;
     else if ((i === 0 && (c === ' ' || c === '#')) || (i === value.length - 1 && c === ' ')) out += `\\${c}`;
@@ -51,9 +51,7 @@ export function templateValues(user: string): TemplateValues {
 /** Names inside `{...}` that are not known placeholders (for start-up checks). */
 export function unknownPlaceholders(template: string): string[] {
   const known: readonly string[] = TEMPLATE_PLACEHOLDERS;
-  return [...template.matchAll(/\{([^{}]*)\}/g)]
-    .map((m) => m[1] as string)
-    .filter((name) => !known.includes(name));
+  return [...template.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]).filter((name) => !known.includes(name));
 }
 
 /** True when the template contains at least one placeholder naming the user. */
@@ -65,10 +63,6 @@ export function mentionsUser(template: string): boolean {
  * Replaces every known placeholder with its value passed through `escape`.
  * Unknown `{...}` sequences are left as they are (the start-up check reports them).
  */
-export function expandTemplate(
-  template: string,
-  values: TemplateValues,
-  escape: (value: string) => string,
-): string {
+export function expandTemplate(template: string, values: TemplateValues, escape: (value: string) => string): string {
   return template.replace(/\{(user|localpart|domain)\}/g, (_m, name: TemplatePlaceholder) => escape(values[name]));
 }

@@ -22,8 +22,7 @@ export interface AttributeMap {
 }
 
 export type MappedIdentity =
-  | { readonly ok: true; readonly identity: Identity }
-  | { readonly ok: false; readonly reason: string };
+  { readonly ok: true; readonly identity: Identity } | { readonly ok: false; readonly reason: string };
 
 /** The attributes to ask for: never `*`, so userPassword and friends are not fetched. */
 export function requestedAttributes(map: AttributeMap): string[] {
@@ -45,7 +44,7 @@ export function attributeValues(entry: LdapEntry, name: string): string[] {
 function parseId(values: string[]): number | undefined | null {
   if (values.length === 0) return undefined;
   if (values.length > 1) return null;
-  const v = values[0] as string;
+  const v = values[0];
   if (!/^\d{1,10}$/.test(v)) return null;
   const n = Number(v);
   return n <= 0xffffffff ? n : null;
@@ -59,7 +58,7 @@ export function entryToIdentity(entry: LdapEntry, login: string, map: AttributeM
   const user =
     names.find((n) => n === login) ??
     names.find((n) => n.toLowerCase() === login.toLowerCase()) ??
-    (names.length === 1 ? (names[0] as string) : login);
+    (names.length === 1 ? names[0] : login);
 
   const uid = parseId(attributeValues(entry, map.uid_attr));
   if (uid === null) return { ok: false, reason: `entry ${entry.dn} has an unusable ${map.uid_attr}` };

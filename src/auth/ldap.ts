@@ -104,8 +104,10 @@ export class LdapBackend implements AuthBackend {
   async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {
     const outcome = await this.#verify(user, password);
     const fields = { user, remote: context.remoteAddress, outcome: outcome.kind };
-    if (outcome.kind === 'unavailable') this.#log.warn({ ...fields, reason: outcome.reason }, 'ldap: directory unavailable');
-    else if (outcome.kind === 'rejected') this.#log.debug({ ...fields, reason: outcome.reason }, 'ldap: login rejected');
+    if (outcome.kind === 'unavailable')
+      this.#log.warn({ ...fields, reason: outcome.reason }, 'ldap: directory unavailable');
+    else if (outcome.kind === 'rejected')
+      this.#log.debug({ ...fields, reason: outcome.reason }, 'ldap: login rejected');
     return outcome;
   }
 
@@ -212,7 +214,7 @@ export class LdapBackend implements AuthBackend {
         this.#log.warn({ user, filter }, 'ldap: more than one entry matches; login refused');
         return rejected('more than one directory entry matches', 'policy');
       }
-      entry = entries[0] as LdapEntry;
+      entry = entries[0];
       const bound = await attempt.step(() => client.bind(entry.dn, password));
       if (!bound.ok) return userBindOutcome(bound.failure);
     } else {
@@ -223,7 +225,7 @@ export class LdapBackend implements AuthBackend {
         client.search(dn, { scope: 'base', filter: '(objectClass=*)', attributes }),
       );
       if (read.ok && read.value.searchEntries.length === 1) {
-        entry = read.value.searchEntries[0] as LdapEntry;
+        entry = read.value.searchEntries[0];
       } else if (read.ok || read.failure.kind === 'result') {
         // The password is right but the entry is not readable by its owner (ACL):
         // the identity is the login name alone, as with a passwd-file without fields.

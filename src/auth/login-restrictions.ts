@@ -21,8 +21,7 @@ export interface LoginRestrictions {
 }
 
 export type RestrictionsParse =
-  | { readonly ok: true; readonly restrictions?: LoginRestrictions }
-  | { readonly ok: false; readonly reason: string };
+  { readonly ok: true; readonly restrictions?: LoginRestrictions } | { readonly ok: false; readonly reason: string };
 
 const NEVER_FIELDS: Readonly<Record<string, string>> = {
   nologin: 'entry has nologin (account disabled)',
@@ -41,7 +40,10 @@ export function parseLoginRestrictions(fields: Readonly<Record<string, string>>)
   const allowNets: { list: BlockList; text: string }[] = [];
   for (const value of nets) {
     const list = new BlockList();
-    const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+    const items = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     for (const net of items) {
       const problem = addNet(list, net);
       if (problem !== undefined) return { ok: false, reason: `allow_nets: ${problem}` };
@@ -50,15 +52,22 @@ export function parseLoginRestrictions(fields: Readonly<Record<string, string>>)
   }
   return {
     ok: true,
-    restrictions: { ...(never !== undefined ? { never: NEVER_FIELDS[never]! } : {}), ...(allowNets.length > 0 ? { allowNets } : {}) },
+    restrictions: {
+      ...(never !== undefined ? { never: NEVER_FIELDS[never] } : {}),
+      ...(allowNets.length > 0 ? { allowNets } : {}),
+    },
   };
 }
 
 /** Why this login must be refused, or undefined when it may go ahead. */
-export function restrictionRefusal(restrictions: LoginRestrictions | undefined, remoteAddress: string): string | undefined {
+export function restrictionRefusal(
+  restrictions: LoginRestrictions | undefined,
+  remoteAddress: string,
+): string | undefined {
   if (restrictions === undefined) return undefined;
   if (restrictions.never !== undefined) return restrictions.never;
-  const address = remoteAddress.startsWith('::ffff:') && remoteAddress.includes('.') ? remoteAddress.slice(7) : remoteAddress;
+  const address =
+    remoteAddress.startsWith('::ffff:') && remoteAddress.includes('.') ? remoteAddress.slice(7) : remoteAddress;
   const family = isIP(address);
   for (const nets of restrictions.allowNets ?? []) {
     if (family === 0 || !nets.list.check(address, family === 4 ? 'ipv4' : 'ipv6')) {
@@ -81,7 +90,8 @@ function addNet(list: BlockList, net: string): string | undefined {
   }
   const prefixText = net.slice(slash + 1);
   const prefix = Number(prefixText);
-  if (!/^\d{1,3}$/.test(prefixText) || prefix > (family === 4 ? 32 : 128)) return `${JSON.stringify(net)} has a bad prefix length`;
+  if (!/^\d{1,3}$/.test(prefixText) || prefix > (family === 4 ? 32 : 128))
+    return `${JSON.stringify(net)} has a bad prefix length`;
   list.addSubnet(address, prefix, type);
   return undefined;
 }

@@ -72,10 +72,10 @@ export class PamSpawner {
       });
       this.child = child;
       // Its own lines, the session processes', and whatever a token wrapper or broker says.
-      relayChildLog(child.stderr!, this.log, { textFrom: 'pam-helper', textLevel: 'info' });
-      child.stdin!.on('error', () => undefined);
+      relayChildLog(child.stderr, this.log, { textFrom: 'pam-helper', textLevel: 'info' });
+      child.stdin.on('error', () => undefined);
       let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.includes('ready\n')) resolve(path);
       });

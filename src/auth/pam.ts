@@ -92,7 +92,8 @@ type Refusal = { kind: 'rejected' | 'expired' | 'newauthtok' | 'tempfail'; reaso
 
 function refusal(fields: readonly string[]): Refusal | undefined {
   const [kind, reason] = fields;
-  if (kind === 'rejected' || kind === 'expired' || kind === 'newauthtok' || kind === 'tempfail') return { kind, reason: reason ?? kind };
+  if (kind === 'rejected' || kind === 'expired' || kind === 'newauthtok' || kind === 'tempfail')
+    return { kind, reason: reason ?? kind };
   return undefined;
 }
 
@@ -110,14 +111,20 @@ export class PamBackend implements AuthBackend {
     this.timeoutMs = options.timeoutMs ?? 60_000;
     // One per helper program, shared by the backends a reload makes.
     let spawner = spawners.get(this.helperPath);
-    if (!spawner) spawners.set(this.helperPath, (spawner = new PamSpawner(this.helperPath, options.log.child({ component: 'pam-helper' }))));
+    if (!spawner)
+      spawners.set(
+        this.helperPath,
+        (spawner = new PamSpawner(this.helperPath, options.log.child({ component: 'pam-helper' }))),
+      );
     this.spawner = spawner;
   }
 
   async verifyPassword(user: string, password: string, context: AuthContext): Promise<AuthOutcome> {
     // The helper splits on NUL: a NUL inside either would let "pw\0junk" log in as "pw".
-    if (user.includes('\0') || password.includes('\0')) return { kind: 'rejected', reason: 'NUL in user name or password', class: 'malformed' };
-    if (user === '' || Buffer.byteLength(user) > MAX_USER_BYTES) return { kind: 'rejected', reason: 'bad user name length', class: 'malformed' };
+    if (user.includes('\0') || password.includes('\0'))
+      return { kind: 'rejected', reason: 'NUL in user name or password', class: 'malformed' };
+    if (user === '' || Buffer.byteLength(user) > MAX_USER_BYTES)
+      return { kind: 'rejected', reason: 'bad user name length', class: 'malformed' };
     if (password === '' || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
       return { kind: 'rejected', reason: 'empty or over-long password', class: 'malformed' };
     }
@@ -160,7 +167,8 @@ export class PamBackend implements AuthBackend {
     const fields = (): string[] => bytes.toString('utf8').split('\0').slice(0, -1);
     /** Waits until `n` fields are in, the connection ends or the time is up. */
     const until = async (n: number): Promise<void> => {
-      while (fields().length < n && !ended && !timedOut) await Promise.race([new Promise<void>((r) => (wake = r)), deadline]);
+      while (fields().length < n && !ended && !timedOut)
+        await Promise.race([new Promise<void>((r) => (wake = r)), deadline]);
     };
     let helperPid: number | undefined;
     const helperAlive = (): boolean => helperPid !== undefined && processAlive(helperPid);
@@ -194,7 +202,11 @@ export class PamBackend implements AuthBackend {
         if (refused.kind === 'tempfail') return { kind: 'unavailable', reason: refused.reason };
         // expired and newauthtok are rejections to the client; the reason tells the log.
         // PAM answers an unknown user like a wrong password (pam_unix does on purpose).
-        return { kind: 'rejected', reason: `${refused.kind}: ${refused.reason}`, class: refused.kind === 'rejected' ? 'bad-password' : 'policy' };
+        return {
+          kind: 'rejected',
+          reason: `${refused.kind}: ${refused.reason}`,
+          class: refused.kind === 'rejected' ? 'bad-password' : 'policy',
+        };
       }
       await until(7);
       if (timedOut) return abandon('PAM transaction timed out');
@@ -223,7 +235,8 @@ export class PamBackend implements AuthBackend {
       }
       // From here on the connection is the broker's; it writes only when asked.
       socket.removeListener('data', onData);
-      if (Buffer.byteLength(fields().slice(0, 9).join('\0') + '\0') !== bytes.length) return abandon('unexpected bytes after the PAM helper\'s status');
+      if (Buffer.byteLength(fields().slice(0, 9).join('\0') + '\0') !== bytes.length)
+        return abandon("unexpected bytes after the PAM helper's status");
       const pid = helperPid;
       let killTimer: NodeJS.Timeout | undefined;
       const attached: AttachedBroker = {

@@ -57,9 +57,9 @@ export function parseStored(stored: string): ParsedStored {
   if (m === null) return { scheme: '', value: stored };
   const enc = m[2]?.toUpperCase();
   return {
-    scheme: m[1]!.toUpperCase(),
+    scheme: m[1].toUpperCase(),
     ...(enc === undefined ? {} : { encoding: enc === 'HEX' ? ('hex' as const) : ('base64' as const) }),
-    value: m[3]!,
+    value: m[3],
   };
 }
 
@@ -104,7 +104,8 @@ export function costClass(stored: string): string {
     if (value.startsWith('$1$')) return '$1$';
     return 'DES';
   }
-  if (SCRAM_SCHEMES[scheme] !== undefined) return `{${scheme}}${storedScramIterations(stored) ?? DEFAULT_SCRAM_ITERATIONS}`;
+  if (SCRAM_SCHEMES[scheme] !== undefined)
+    return `{${scheme}}${storedScramIterations(stored) ?? DEFAULT_SCRAM_ITERATIONS}`;
   return `{${scheme}}`;
 }
 
@@ -286,7 +287,8 @@ export type ScramSource =
 export function scramSourceOf(stored: string, algorithm: ScramAlgorithm): ScramSource {
   if (isLocked(stored)) return { kind: 'none' };
   const p = parseStored(stored);
-  if (CLEARTEXT_SCHEMES.has(p.scheme)) return p.value.length > 0 ? { kind: 'cleartext', password: p.value } : { kind: 'none' };
+  if (CLEARTEXT_SCHEMES.has(p.scheme))
+    return p.value.length > 0 ? { kind: 'cleartext', password: p.value } : { kind: 'none' };
   const keys = scramCredentialsFrom(stored, algorithm);
   return keys === undefined ? { kind: 'none' } : { kind: 'keys', credentials: keys };
 }

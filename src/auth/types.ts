@@ -60,7 +60,12 @@ export interface ScramCredentials {
 
 export type ScramLookup =
   /** `refusal`: the keys are real, but this login may not go ahead (said after the proof). */
-  | { readonly kind: 'found'; readonly credentials: ScramCredentials; readonly identity: Identity; readonly refusal?: string }
+  | {
+      readonly kind: 'found';
+      readonly credentials: ScramCredentials;
+      readonly identity: Identity;
+      readonly refusal?: string;
+    }
   /** `decoy`: made-up parameters to answer with, as stable as a real user's (else the mechanism makes some up). */
   | { readonly kind: 'unknown'; readonly decoy?: ScramCredentials }
   | { readonly kind: 'unavailable'; readonly reason: string };

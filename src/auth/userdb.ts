@@ -31,7 +31,8 @@ export function parseUserdbLine(text: string): LineParse {
     if (eq <= 0) return { kind: 'malformed', reason: 'field without "name="' };
     const key = part.slice(0, eq);
     const value = part.slice(eq + 1);
-    if (CONTROL.test(value) || CONTROL.test(key)) return { kind: 'malformed', reason: `control character in field ${key}` };
+    if (CONTROL.test(value) || CONTROL.test(key))
+      return { kind: 'malformed', reason: `control character in field ${key}` };
     if (Object.hasOwn(fields, key)) return { kind: 'malformed', reason: `field ${key} given twice` };
     fields[key] = value;
   }

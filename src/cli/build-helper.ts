@@ -30,7 +30,9 @@ export function buildHelper(out: NodeJS.WritableStream, err: NodeJS.WritableStre
     return 1;
   }
   if (r.status !== 0) {
-    err.write('tsieved: not everything was built (see above): the broker needs a C compiler, the PAM helper also libpam0g-dev\n');
+    err.write(
+      'tsieved: not everything was built (see above): the broker needs a C compiler, the PAM helper also libpam0g-dev\n',
+    );
     return 1;
   }
   out.write(`built: ${defaultBrokerPath()} and ${defaultPamHelperPath()}\n`);

@@ -33,7 +33,7 @@ interface CheckArgs {
 function parseArgs(argv: string[]): CheckArgs | string {
   const out: CheckArgs = { json: false, files: [] };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i];
     const value = (): string | undefined => {
       const eq = a.indexOf('=');
       if (eq >= 0) return a.slice(eq + 1);

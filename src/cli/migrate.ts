@@ -84,8 +84,14 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   };
   // pysieved's active link is the file Exim reads; Dovecot's is not (Exim reads ~/.forward).
   const eximFile = values['exim-file'] ?? (layout.kind === 'pysieved' ? layout.activeLink : '.forward');
-  if (!relativeInsideHome(layout.scriptsDir) || !relativeInsideHome(layout.activeLink) || !relativeInsideHome(eximFile)) {
-    io.stderr.write('tsieved migrate: --scripts-dir, --active-link and --exim-file are paths relative to the home directory, without ".."\n');
+  if (
+    !relativeInsideHome(layout.scriptsDir) ||
+    !relativeInsideHome(layout.activeLink) ||
+    !relativeInsideHome(eximFile)
+  ) {
+    io.stderr.write(
+      'tsieved migrate: --scripts-dir, --active-link and --exim-file are paths relative to the home directory, without ".."\n',
+    );
     return 2;
   }
 
@@ -126,7 +132,13 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   // opens no store.
   const launcher = runningAsRoot() && !dryRun ? new BrokerLauncher({ storage: config.storage, log }) : undefined;
   const ctx: MigrateContext = {
-    config, layout, profile, dryRun, log, acceptChanges, domain,
+    config,
+    layout,
+    profile,
+    dryRun,
+    log,
+    acceptChanges,
+    domain,
     inPlace: values['in-place'] === true,
     eximFile,
     ...(exim ? { exim } : {}),

@@ -16,9 +16,20 @@ export type ToWorker =
 export type ToPrimary =
   | { readonly t: 'tsieved:ready' }
   | { readonly t: 'tsieved:reply'; readonly id: number; readonly value: unknown }
-  | { readonly t: 'tsieved:admit'; readonly id: number; readonly address: string; readonly total: number; readonly perAddress: number }
+  | {
+      readonly t: 'tsieved:admit';
+      readonly id: number;
+      readonly address: string;
+      readonly total: number;
+      readonly perAddress: number;
+    }
   | { readonly t: 'tsieved:release'; readonly address: string };
 
 export function isMessage<T extends { t: string }>(value: unknown): value is T {
-  return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string' && (value as { t: string }).t.startsWith('tsieved:');
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { t?: unknown }).t === 'string' &&
+    (value as { t: string }).t.startsWith('tsieved:')
+  );
 }

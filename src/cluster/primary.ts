@@ -32,7 +32,12 @@ const RESTART_DELAY_MS = 1000;
 
 type Outcome = { ok: true; notApplied?: readonly string[] } | { ok: false; error: string };
 
-export async function runPrimary(config: Config, file: string | undefined, workers: number, log: Logger): Promise<number> {
+export async function runPrimary(
+  config: Config,
+  file: string | undefined,
+  workers: number,
+  log: Logger,
+): Promise<number> {
   const admission = new LocalAdmission();
   /** Slots each worker holds, given back if it dies. */
   const held = new Map<number, Map<string, number>>();
@@ -109,7 +114,10 @@ export async function runPrimary(config: Config, file: string | undefined, worke
     held.delete(worker.id);
     const wasReady = ready.delete(worker.id);
     if (stopping) return;
-    log.error({ event: 'worker-exit', worker: worker.id, pid: worker.process.pid, code, signal }, 'worker ended; starting another');
+    log.error(
+      { event: 'worker-exit', worker: worker.id, pid: worker.process.pid, code, signal },
+      'worker ended; starting another',
+    );
     if (!wasReady && startingUp) {
       // A worker that cannot even start (bad listener, broken config) would only
       // fail again: stop rather than loop.
@@ -121,14 +129,18 @@ export async function runPrimary(config: Config, file: string | undefined, worke
     }, RESTART_DELAY_MS).unref();
   });
 
-
   let endpoint: MetricsEndpoint | undefined;
   if (config.metrics.listen !== undefined) {
     const aggregator = new AggregatorRegistry();
-    endpoint = await startMetricsEndpoint(config.metrics.listen, config.metrics.token_file, async () => ({
-      contentType: aggregator.contentType,
-      body: await aggregator.clusterMetrics(),
-    }), log);
+    endpoint = await startMetricsEndpoint(
+      config.metrics.listen,
+      config.metrics.token_file,
+      async () => ({
+        contentType: aggregator.contentType,
+        body: await aggregator.clusterMetrics(),
+      }),
+      log,
+    );
   }
 
   const reload = async (): Promise<Outcome> => {
@@ -147,16 +159,33 @@ export async function runPrimary(config: Config, file: string | undefined, worke
       return v.ok ? [] : [`worker ${worker}: ${v.error}`];
     });
     if (failures.length > 0) {
-      log.error({ event: 'reload-failed', failures }, 'reload failed in some workers; they keep their running configuration');
+      log.error(
+        { event: 'reload-failed', failures },
+        'reload failed in some workers; they keep their running configuration',
+      );
       return { ok: false, error: failures.join('; ') };
     }
-    const notApplied = [...new Set(answers.flatMap(({ value }) => (value as Outcome).ok ? ((value as { notApplied?: string[] }).notApplied ?? []) : []))];
-    await endpoint?.reloadToken(next.metrics.token_file).catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
+    const notApplied = [
+      ...new Set(
+        answers.flatMap(({ value }) =>
+          (value as Outcome).ok ? ((value as { notApplied?: string[] }).notApplied ?? []) : [],
+        ),
+      ),
+    ];
+    await endpoint
+      ?.reloadToken(next.metrics.token_file)
+      .catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
     if (next.server.workers !== 'auto' && next.server.workers !== workers) {
-      log.warn({ event: 'workers-unchanged', running: workers, configured: next.server.workers }, '[server] workers changes need a restart');
+      log.warn(
+        { event: 'workers-unchanged', running: workers, configured: next.server.workers },
+        '[server] workers changes need a restart',
+      );
       notApplied.push(`[server] workers = ${String(next.server.workers)}: needs a restart (running ${workers})`);
     }
-    log.info({ event: 'reloaded', workers: answers.length, ...(notApplied.length > 0 ? { notApplied } : {}) }, 'configuration reloaded in every worker');
+    log.info(
+      { event: 'reloaded', workers: answers.length, ...(notApplied.length > 0 ? { notApplied } : {}) },
+      'configuration reloaded in every worker',
+    );
     return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
   };
 
@@ -165,13 +194,23 @@ export async function runPrimary(config: Config, file: string | undefined, worke
     control = await startControlSocket(
       config.control.socket,
       {
-        who: async () => (await ask((id) => ({ t: 'tsieved:who', id }))).flatMap(({ value }) => (Array.isArray(value) ? (value as Record<string, unknown>[]) : [])),
-        kick: async (target) => (await ask((id) => ({ t: 'tsieved:kick', id, target }))).reduce((n, { value }) => n + (typeof value === 'number' ? value : 0), 0),
+        who: async () =>
+          (await ask((id) => ({ t: 'tsieved:who', id }))).flatMap(({ value }) =>
+            Array.isArray(value) ? (value as Record<string, unknown>[]) : [],
+          ),
+        kick: async (target) =>
+          (await ask((id) => ({ t: 'tsieved:kick', id, target }))).reduce(
+            (n, { value }) => n + (typeof value === 'number' ? value : 0),
+            0,
+          ),
         reload,
       },
       log,
     ).catch((error: unknown) => {
-      log.warn({ event: 'control-unavailable', path: config.control.socket, err: (error as Error).message }, 'no control socket: tsieved who/kick/reload will not work');
+      log.warn(
+        { event: 'control-unavailable', path: config.control.socket, err: (error as Error).message },
+        'no control socket: tsieved who/kick/reload will not work',
+      );
       return undefined;
     });
   }

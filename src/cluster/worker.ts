@@ -71,6 +71,8 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
       case 'tsieved:reload':
         void hooks.reload().then(reply, (error: unknown) => reply({ ok: false, error: (error as Error).message }));
         break;
+      case 'tsieved:admitted':
+        break; // answers to this worker's own admission requests, taken by the listener above
     }
   });
   log.info({ event: 'worker-ready', worker: cluster.worker?.id, workers: config.server.workers }, 'worker ready');

@@ -54,7 +54,14 @@ export const authenticate = defineCommand({
     let initial: Buffer | undefined;
     if (Buffer.isBuffer(initialArg)) {
       initial = decodeBase64(initialArg);
-      if (!initial) return failed(ctx, mechanism, 'malformed', 'invalid base64 in the initial response', no('Invalid base64 in the initial response'));
+      if (!initial)
+        return failed(
+          ctx,
+          mechanism,
+          'malformed',
+          'invalid base64 in the initial response',
+          no('Invalid base64 in the initial response'),
+        );
     }
 
     // The address's failed-login penalty: waited out before anything is checked,
@@ -62,35 +69,61 @@ export const authenticate = defineCommand({
     const penalty = services.logins.attempt(session.origin.remoteAddress, services.config.server.auth_failure_delay_ms);
     if (penalty.waitMs > 0) {
       ctx.log.info(
-        { event: 'auth-penalty', remote: session.origin.remoteAddress, failures: penalty.failures, delay_ms: Math.round(penalty.waitMs) },
+        {
+          event: 'auth-penalty',
+          remote: session.origin.remoteAddress,
+          failures: penalty.failures,
+          delay_ms: Math.round(penalty.waitMs),
+        },
         'login attempt delayed after failed logins from this address',
       );
       await sleep(penalty.waitMs);
     }
     let step: SaslStep = await exchange.start(initial);
     while (step.kind === 'challenge') {
-      await ctx.write(Buffer.concat([encodeLiteral(Buffer.from(step.data.toString('base64'), 'latin1')), Buffer.from('\r\n')]));
+      await ctx.write(
+        Buffer.concat([encodeLiteral(Buffer.from(step.data.toString('base64'), 'latin1')), Buffer.from('\r\n')]),
+      );
       const line = await ctx.readContinuation();
       if (line.kind === 'closed') return { response: bye('Connection closed during authentication'), then: 'close' };
       if (line.kind === 'fatal') {
-        ctx.log.info({ event: 'protocol-error', reason: line.error.message }, 'closing connection during authentication');
+        ctx.log.info(
+          { event: 'protocol-error', reason: line.error.message },
+          'closing connection during authentication',
+        );
         return { response: bye(line.error.message, line.error.code), then: 'close' };
       }
       const token = line.tokens[0];
       // RFC 5804 section 2.1: the client cancels with the string "*" (quoted or a
       // literal; sieve-connect sends it bare); the server MUST answer NO.
-      if (!line.error && line.tokens.length === 1 && isCancel(token!)) return cancelled(ctx, mechanism);
+      if (!line.error && line.tokens.length === 1 && isCancel(token)) return cancelled(ctx, mechanism);
       if (line.error || line.tokens.length !== 1 || token?.type !== 'string') {
-        return failed(ctx, mechanism, 'malformed', 'malformed SASL response', no('Malformed SASL response; authentication aborted'));
+        return failed(
+          ctx,
+          mechanism,
+          'malformed',
+          'malformed SASL response',
+          no('Malformed SASL response; authentication aborted'),
+        );
       }
       const response = decodeBase64(token.value);
-      if (!response) return failed(ctx, mechanism, 'malformed', 'invalid base64 in SASL response', no('Invalid base64 in SASL response'));
+      if (!response)
+        return failed(
+          ctx,
+          mechanism,
+          'malformed',
+          'invalid base64 in SASL response',
+          no('Invalid base64 in SASL response'),
+        );
       step = await exchange.respond(response);
     }
 
     if (step.kind === 'failure') {
       if (step.reason === 'unavailable') {
-        ctx.log.warn({ event: 'auth-unavailable', remote: session.origin.remoteAddress, mechanism, reason: step.logMessage }, 'authentication backend unavailable');
+        ctx.log.warn(
+          { event: 'auth-unavailable', remote: session.origin.remoteAddress, mechanism, reason: step.logMessage },
+          'authentication backend unavailable',
+        );
         services.events.loginFailed(services.auth.name, mechanism, 'unavailable');
         return { response: no('Authentication is temporarily unavailable, please try again later', 'TRYLATER') };
       }
@@ -103,15 +136,26 @@ export const authenticate = defineCommand({
     const releaseSlot = services.logins.claimSession(identity.user, max);
     if (!releaseSlot) {
       attached?.terminate();
-      ctx.log.warn({ event: 'too-many-sessions', remote: session.origin.remoteAddress, user: identity.user, max }, 'login refused: too many sessions for this account');
-      return { response: no(`Too many sessions for this account (at most ${max}); log out elsewhere or try again later`, 'TRYLATER') };
+      ctx.log.warn(
+        { event: 'too-many-sessions', remote: session.origin.remoteAddress, user: identity.user, max },
+        'login refused: too many sessions for this account',
+      );
+      return {
+        response: no(
+          `Too many sessions for this account (at most ${max}); log out elsewhere or try again later`,
+          'TRYLATER',
+        ),
+      };
     }
     try {
       await session.login(identity, attached, releaseSlot);
     } catch (error) {
       releaseSlot();
       attached?.terminate();
-      ctx.log.error({ event: 'store-open-failed', user: identity.user, err: error }, 'could not open the user\'s script storage');
+      ctx.log.error(
+        { event: 'store-open-failed', user: identity.user, err: error },
+        "could not open the user's script storage",
+      );
       return { response: storeOpenFailureToResponse(error) };
     }
     ctx.log.info({ event: 'login', user: identity.user, mechanism, remote: session.origin.remoteAddress }, 'logged in');
@@ -136,7 +180,10 @@ async function cancelled(ctx: CommandContext, mechanism: string): Promise<Comman
   const { session, services } = ctx;
   session.authFailures++;
   services.logins.failed(session.origin.remoteAddress);
-  ctx.log.info({ event: 'auth-cancelled', remote: session.origin.remoteAddress, mechanism }, 'authentication cancelled by the client');
+  ctx.log.info(
+    { event: 'auth-cancelled', remote: session.origin.remoteAddress, mechanism },
+    'authentication cancelled by the client',
+  );
   services.events.loginFailed(services.auth.name, mechanism, 'cancelled');
   await delay(ctx);
   if (session.authFailures >= services.config.server.max_auth_failures) {
@@ -177,7 +224,14 @@ async function failed(
   session.authFailures++;
   services.logins.failed(session.origin.remoteAddress);
   ctx.log.warn(
-    { event: 'auth-failure', remote: session.origin.remoteAddress, user: user ?? '', mechanism, class: failure, reason },
+    {
+      event: 'auth-failure',
+      remote: session.origin.remoteAddress,
+      user: user ?? '',
+      mechanism,
+      class: failure,
+      reason,
+    },
     'authentication failed',
   );
   services.events.loginFailed(services.auth.name, mechanism, failure);

@@ -51,8 +51,7 @@ export interface CommandResult {
 
 /** The value dispatch hands over for one declared argument. */
 type ArgValueOf<Spec extends ArgSpec> =
-  | (Spec['kind'] extends 'string' ? Buffer : number)
-  | (Spec['optional'] extends true ? undefined : never);
+  (Spec['kind'] extends 'string' ? Buffer : number) | (Spec['optional'] extends true ? undefined : never);
 
 /** The argument tuple a command's `run` receives, derived from its declared signature. */
 export type ArgsOf<Specs extends readonly ArgSpec[]> = {
@@ -78,7 +77,7 @@ export type RegisteredCommand = Omit<Command, 'run'> & {
  * exactly those values before calling `run`.
  */
 export function defineCommand<const Specs extends readonly ArgSpec[]>(command: Command<Specs>): RegisteredCommand {
-  return command as unknown as RegisteredCommand;
+  return command;
 }
 
 export const ANY_STATE: readonly SessionState[] = ['non-authenticated', 'authenticated'];

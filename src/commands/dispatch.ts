@@ -27,20 +27,29 @@ const MAX_NUMBER = 0xffff_ffff;
 export async function dispatch(ctx: CommandContext, tokens: Token[], frameError?: ProtocolError): Promise<Dispatched> {
   const first = tokens[0];
   if (!first || first.type !== 'atom') {
-    const result = frameError ? { response: failureToResponse(frameError).response } : { response: no('Expected a command name') };
+    const result = frameError
+      ? { response: failureToResponse(frameError).response }
+      : { response: no('Expected a command name') };
     return { result, bad: true };
   }
   const name = first.value.toUpperCase(); // RFC 5804 section 4: command names are case-insensitive
   const command = COMMANDS.get(name);
   if (!command) return { command: name, result: { response: no(`Unknown command ${name}`) }, bad: true };
-  if (frameError) return { command: name, result: { response: frameErrorResponse(name, frameError) }, bad: !frameError.code, known: true };
+  if (frameError)
+    return {
+      command: name,
+      result: { response: frameErrorResponse(name, frameError) },
+      bad: !frameError.code,
+      known: true,
+    };
   if (!command.states.includes(ctx.session.state)) {
     const text =
       ctx.session.state === 'authenticated' ? `${name} is not allowed after login` : `${name} needs a login first`;
     return { command: name, result: { response: no(text) }, bad: true, known: true };
   }
   const args = parseArgs(command, tokens.slice(1));
-  if (typeof args === 'string') return { command: name, result: { response: no(`${name}: ${args}`) }, bad: true, known: true };
+  if (typeof args === 'string')
+    return { command: name, result: { response: no(`${name}: ${args}`) }, bad: true, known: true };
   try {
     return { command: name, result: await command.run(ctx, args), bad: false, known: true };
   } catch (error) {
@@ -69,7 +78,7 @@ function parseArgs(command: RegisteredCommand, tokens: Token[]): ArgValue[] | st
   if (tokens.length < required) return 'missing arguments';
   if (tokens.length > command.args.length) return 'too many arguments';
   for (let i = 0; i < command.args.length; i++) {
-    const spec = command.args[i]!;
+    const spec = command.args[i];
     const token = tokens[i];
     if (!token) {
       values.push(undefined);

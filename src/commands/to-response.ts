@@ -49,13 +49,26 @@ export function failureToResponse(error: unknown): MappedFailure {
   if (error instanceof StorageError) {
     const text = STORAGE_TEXTS[error.kind] ?? error.message;
     const code = STORAGE_CODES[error.kind];
-    return { response: no(text, code), detail: `${error.kind}: ${error.message}${causeText(error.cause)}`, unexpected: false, storageError: error.kind };
+    return {
+      response: no(text, code),
+      detail: `${error.kind}: ${error.message}${causeText(error.cause)}`,
+      unexpected: false,
+      storageError: error.kind,
+    };
   }
   if (error instanceof ProtocolError) {
-    return { response: error.fatal ? bye(error.message, error.code) : no(error.message, error.code), detail: error.message, unexpected: false };
+    return {
+      response: error.fatal ? bye(error.message, error.code) : no(error.message, error.code),
+      detail: error.message,
+      unexpected: false,
+    };
   }
   const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return { response: no('Internal error; nothing was changed, please try again later', 'TRYLATER'), detail, unexpected: true };
+  return {
+    response: no('Internal error; nothing was changed, please try again later', 'TRYLATER'),
+    detail,
+    unexpected: true,
+  };
 }
 
 /**
@@ -73,7 +86,7 @@ export function storeOpenFailureToResponse(error: unknown): Response {
 function causeText(cause: unknown): string {
   if (cause === undefined) return '';
   if (cause instanceof Error) return ` (${(cause as NodeJS.ErrnoException).code ?? cause.name}: ${cause.message})`;
-  return ` (${String(cause)})`;
+  return ` (${typeof cause === 'string' ? cause : JSON.stringify(cause)})`;
 }
 
 /**
@@ -90,7 +103,8 @@ export function diagnosticsToResponse(
   scriptName?: string,
 ): Response | undefined {
   // Lines of a multi-line text end in CRLF on the wire, like every other line.
-  const text = (d: readonly ScriptDiagnostic[]): string => checker.format(d, maxReported, scriptName).replace(/\r?\n/g, '\r\n');
+  const text = (d: readonly ScriptDiagnostic[]): string =>
+    checker.format(d, maxReported, scriptName).replace(/\r?\n/g, '\r\n');
   const errors = diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0) return no(text(errors));
   if (diagnostics.length > 0) return { status: 'OK', code: 'WARNINGS', text: text(diagnostics) };
@@ -102,9 +116,12 @@ export function diagnosticsToResponse(
  * first, as in the response) and how many there were, so an administrator can
  * see why a script was refused when the client only says "server error".
  */
-export function diagnosticsLogFields(diagnostics: readonly ScriptDiagnostic[], checker: ScriptChecker): Readonly<Record<string, string | number>> | undefined {
+export function diagnosticsLogFields(
+  diagnostics: readonly ScriptDiagnostic[],
+  checker: ScriptChecker,
+): Readonly<Record<string, string | number>> | undefined {
   if (diagnostics.length === 0) return undefined;
   const errors = diagnostics.filter((d) => d.severity === 'error');
   const shown = errors.length > 0 ? errors : diagnostics;
-  return { diagnostic: checker.format(shown, 1).split('\n')[0]!, diagnostics: shown.length };
+  return { diagnostic: checker.format(shown, 1).split('\n')[0], diagnostics: shown.length };
 }

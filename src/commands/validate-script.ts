@@ -13,7 +13,11 @@ export async function checkScript(
 ): Promise<readonly ScriptDiagnostic[]> {
   const started = performance.now();
   const diagnostics = await ctx.services.checker.check(script);
-  const verdict = diagnostics.some((d) => d.severity === 'error') ? 'invalid' : diagnostics.length > 0 ? 'warnings' : 'valid';
+  const verdict = diagnostics.some((d) => d.severity === 'error')
+    ? 'invalid'
+    : diagnostics.length > 0
+      ? 'warnings'
+      : 'valid';
   ctx.services.events.scriptValidated(command, verdict, (performance.now() - started) / 1000);
   return diagnostics;
 }

@@ -103,14 +103,22 @@ const storageSchema = z.strictObject({
   roots: z.array(z.string()).default([]),
   max_scripts: z.number().int().positive().default(32),
   /** Exim refuses filter files over 1 MiB; the generated header must still fit. */
-  max_script_bytes: z.number().int().positive().max(1024 * 1024 - 256).default(MAX_SCRIPT_BYTES_DEFAULT),
+  max_script_bytes: z
+    .number()
+    .int()
+    .positive()
+    .max(1024 * 1024 - 256)
+    .default(MAX_SCRIPT_BYTES_DEFAULT),
   /** Total bytes of all scripts of one user; 0 = no limit. */
   max_total_bytes: z.number().int().nonnegative().default(0),
   isolation: z.enum(['none', 'process']).default('none'),
   /** Wraps the per-session file broker (placeholders expanded by the server), e.g. ["k5start", "-qtU", "-f", "/etc/keytabs/{user}", "--"]. */
   token_command: z.array(z.string()).default([]),
   /** Mode of the generated filter file. Exim refuses group/other-writable files. */
-  filter_mode: z.string().regex(/^0?[0-7]{3}$/).default('0644'),
+  filter_mode: z
+    .string()
+    .regex(/^0?[0-7]{3}$/)
+    .default('0644'),
 });
 
 const sieveSchema = z.strictObject({

@@ -25,15 +25,19 @@ export function formatWho(sessions: readonly Record<string, unknown>[]): string 
   const header = ['USER', 'CLIENT', 'SINCE', 'STATE', 'TLS', 'LAST COMMAND', 'PID'];
   const rows = sessions.map((s) => [
     typeof s.user === 'string' ? s.user : '-',
-    String(s.remote ?? '-'),
-    String(s.since ?? '-'),
+    typeof s.remote === 'string' ? s.remote : '-',
+    typeof s.since === 'string' ? s.since : '-',
     s.state === 'authenticated' ? 'authenticated' : 'login',
     s.secure === true ? 'yes' : 'no',
     typeof s.lastCommand === 'string' ? s.lastCommand : '-',
     typeof s.pid === 'number' ? String(s.pid) : '-',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -54,7 +58,7 @@ export async function runControl(command: 'who' | 'kick' | 'reload', argv: strin
     io.stderr.write('tsieved: [control] socket is off in the configuration\n');
     return 1;
   }
-  const request: ControlRequest = command === 'kick' ? { cmd: 'kick', target: positionals[0]! } : { cmd: command };
+  const request: ControlRequest = command === 'kick' ? { cmd: 'kick', target: positionals[0] } : { cmd: command };
   let answer;
   try {
     answer = await controlRequest(path, request);
@@ -78,7 +82,9 @@ export async function runControl(command: 'who' | 'kick' | 'reload', argv: strin
     case 'reload':
       if (answer.notApplied && answer.notApplied.length > 0) {
         // The rest took effect; say what did not, and fail so scripts notice.
-        io.stdout.write(`configuration reloaded, except (fix it, or restart):\n${answer.notApplied.map((n) => `  ${n}\n`).join('')}`);
+        io.stdout.write(
+          `configuration reloaded, except (fix it, or restart):\n${answer.notApplied.map((n) => `  ${n}\n`).join('')}`,
+        );
         return 1;
       }
       io.stdout.write('configuration reloaded\n');

@@ -16,12 +16,15 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 
 export type ControlRequest =
-  | { readonly cmd: 'who' }
-  | { readonly cmd: 'kick'; readonly target: string }
-  | { readonly cmd: 'reload' };
+  { readonly cmd: 'who' } | { readonly cmd: 'kick'; readonly target: string } | { readonly cmd: 'reload' };
 
 export type ControlAnswer =
-  | { readonly ok: true; readonly sessions?: readonly Record<string, unknown>[]; readonly kicked?: number; readonly notApplied?: readonly string[] }
+  | {
+      readonly ok: true;
+      readonly sessions?: readonly Record<string, unknown>[];
+      readonly kicked?: number;
+      readonly notApplied?: readonly string[];
+    }
   | { readonly ok: false; readonly error: string };
 
 export interface ControlHandlers {
@@ -103,10 +106,17 @@ export async function startControlSocket(path: string, handlers: ControlHandlers
       socket.pause();
       const request = parseRequest(buffered.slice(0, nl));
       const reply = request
-        ? answer(request, handlers).catch((error: unknown): ControlAnswer => ({ ok: false, error: (error as Error).message }))
+        ? answer(request, handlers).catch((error: unknown): ControlAnswer => ({
+            ok: false,
+            error: (error as Error).message,
+          }))
         : Promise.resolve<ControlAnswer>({ ok: false, error: 'unknown request' });
       void reply.then((a) => {
-        if (request) log.info({ event: 'control', cmd: request.cmd, ...(request.cmd === 'kick' ? { target: request.target } : {}) }, 'control request');
+        if (request)
+          log.info(
+            { event: 'control', cmd: request.cmd, ...(request.cmd === 'kick' ? { target: request.target } : {}) },
+            'control request',
+          );
         socket.end(JSON.stringify(a) + '\n');
       });
     });

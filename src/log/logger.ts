@@ -27,10 +27,18 @@ export interface RootLoggerOptions {
   readonly maxQueuedBytes?: number;
 }
 
-export function createRootLogger(level: string, destination?: NodeJS.WritableStream, options: RootLoggerOptions = {}): Logger {
+export function createRootLogger(
+  level: string,
+  destination?: NodeJS.WritableStream,
+  options: RootLoggerOptions = {},
+): Logger {
   const settings = { level, base: { service: 'tsieved' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (destination) return pino(settings, destination);
-  const queue = pino.destination({ fd: options.fd ?? 2, sync: false, maxLength: options.maxQueuedBytes ?? MAX_QUEUED_LOG_BYTES });
+  const queue = pino.destination({
+    fd: options.fd ?? 2,
+    sync: false,
+    maxLength: options.maxQueuedBytes ?? MAX_QUEUED_LOG_BYTES,
+  });
   const log = pino(settings, queue);
   reportDrops(queue, log);
   return log;

@@ -14,11 +14,28 @@
 import type { Logger } from './logger.js';
 
 const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
-  10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal',
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warn',
+  50: 'error',
+  60: 'fatal',
 };
 const MAX_LINE = 16 * 1024;
 /** Keys of the server's own lines; a child's field of that name is renamed. */
-const RESERVED = new Set(['event', 'remote', 'client', 'user', 'from', 'component', 'mechanism', 'reason', 'command', 'status', 'code']);
+const RESERVED = new Set([
+  'event',
+  'remote',
+  'client',
+  'user',
+  'from',
+  'component',
+  'mechanism',
+  'reason',
+  'command',
+  'status',
+  'code',
+]);
 
 function untrustedFields(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -47,7 +64,10 @@ export function relayChildLog(stream: NodeJS.ReadableStream, log: Logger, option
         const entry = JSON.parse(line) as Record<string, unknown>;
         const level = LEVELS[typeof entry.level === 'number' ? entry.level : 30] ?? 'info';
         const { msg, level: _l, time: _t, service: _s, hostname: _h, ...fields } = entry;
-        log[level]({ ...untrustedFields(fields), from: 'worker' }, typeof msg === 'string' ? msg.slice(0, MAX_LINE) : '');
+        log[level](
+          { ...untrustedFields(fields), from: 'worker' },
+          typeof msg === 'string' ? msg.slice(0, MAX_LINE) : '',
+        );
         return;
       } catch {
         /* not JSON after all */

@@ -28,7 +28,7 @@ export interface MetricsEndpoint {
 /** The first line of the token file, without surrounding white space. */
 export async function readToken(tokenFile: string | undefined): Promise<Buffer | undefined> {
   if (tokenFile === undefined) return undefined;
-  const text = (await readFile(tokenFile, 'utf8')).split('\n')[0]!.trim();
+  const text = (await readFile(tokenFile, 'utf8')).split('\n')[0].trim();
   if (text === '') throw new Error(`[metrics] token_file ${tokenFile} is empty`);
   return Buffer.from(text, 'utf8');
 }
@@ -37,7 +37,7 @@ function authorized(header: string | undefined, token: Buffer | undefined): bool
   if (!token) return true;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   if (!m) return false;
-  const given = Buffer.from(m[1]!, 'utf8');
+  const given = Buffer.from(m[1], 'utf8');
   return given.length === token.length && timingSafeEqual(given, token);
 }
 
@@ -59,11 +59,14 @@ export async function startMetricsEndpoint(
       return;
     }
     if (!authorized(req.headers.authorization, token)) {
-      res.writeHead(401, { 'www-authenticate': 'Bearer realm="tsieved metrics"', 'content-type': 'text/plain' }).end('Unauthorized\n');
+      res
+        .writeHead(401, { 'www-authenticate': 'Bearer realm="tsieved metrics"', 'content-type': 'text/plain' })
+        .end('Unauthorized\n');
       return;
     }
     render().then(
-      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(req.method === 'HEAD' ? undefined : body),
+      ({ contentType, body }) =>
+        res.writeHead(200, { 'content-type': contentType }).end(req.method === 'HEAD' ? undefined : body),
       (error: unknown) => {
         log.warn({ event: 'metrics-error', err: error }, 'gathering metrics failed');
         res.writeHead(500, { 'content-type': 'text/plain' }).end('Gathering metrics failed\n');
@@ -86,7 +89,7 @@ export async function startMetricsEndpoint(
   const port = typeof address === 'object' && address ? address.port : Number(m[2]);
   log.info({ event: 'metrics-listening', host: m[1], port }, 'metrics endpoint listening');
   return {
-    host: m[1]!,
+    host: m[1],
     port,
     async reloadToken(file) {
       token = await readToken(file);

@@ -41,14 +41,14 @@ export class PrometheusEvents implements ServerEvents {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    // Read at scrape time from the live sessions (`this` is the exporter).
-    const self = this;
+    // Read at scrape time from the live sessions (inside collect(), `this` is the gauge).
+    const live = (): LiveSessions => this.live;
     new Gauge({
       name: 'tsieved_connections_open',
       help: 'Client connections open now',
       registers,
       collect() {
-        this.set(self.live.sessions().length);
+        this.set(live().sessions().length);
       },
     });
     new Gauge({
@@ -56,7 +56,11 @@ export class PrometheusEvents implements ServerEvents {
       help: 'Sessions logged in now',
       registers,
       collect() {
-        this.set(self.live.sessions().filter((s) => s.state === 'authenticated').length);
+        this.set(
+          live()
+            .sessions()
+            .filter((s) => s.state === 'authenticated').length,
+        );
       },
     });
     new Gauge({
@@ -64,10 +68,18 @@ export class PrometheusEvents implements ServerEvents {
       help: 'Sessions whose storage runs in their own process (storage worker or PAM helper child) now',
       registers,
       collect() {
-        this.set(self.live.sessions().filter((s) => s.pid !== undefined).length);
+        this.set(
+          live()
+            .sessions()
+            .filter((s) => s.pid !== undefined).length,
+        );
       },
     });
-    this.accepted = new Counter({ name: 'tsieved_connections_accepted_total', help: 'Connections accepted', registers });
+    this.accepted = new Counter({
+      name: 'tsieved_connections_accepted_total',
+      help: 'Connections accepted',
+      registers,
+    });
     this.refused = new Counter({
       name: 'tsieved_connections_refused_total',
       help: 'Connections turned away before a session started, by reason',
@@ -146,7 +158,8 @@ export class PrometheusEvents implements ServerEvents {
       aggregator: 'min',
     });
     this.lastReloadOk.set(1);
-    for (const reason of ['per-ip-limit', 'max-connections', 'untrusted-proxy', 'proxy-header', 'tls-handshake']) this.refused.inc({ reason }, 0);
+    for (const reason of ['per-ip-limit', 'max-connections', 'untrusted-proxy', 'proxy-header', 'tls-handshake'])
+      this.refused.inc({ reason }, 0);
     for (const outcome of ['success', 'failure']) this.reloads.inc({ outcome }, 0);
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'tsieved_' });
   }

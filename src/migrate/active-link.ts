@@ -33,7 +33,8 @@ export async function describeActive(home: string, layout: SourceLayout, notes: 
   const link = join(home, layout.activeLink);
   try {
     const st = await lstat(link);
-    if (st.isFile()) notes.push(`${link} is a regular file, not managed by ${layout.kind} (the file itself is left as it is)`);
+    if (st.isFile())
+      notes.push(`${link} is a regular file, not managed by ${layout.kind} (the file itself is left as it is)`);
   } catch {
     /* absent: nothing to say */
   }
@@ -57,14 +58,18 @@ interface ActiveContext {
   readonly notes: string[];
 }
 
-export async function readActive(home: string, ctx: ActiveContext): Promise<OldScript | typeof TSIEVED_FILTER | undefined> {
+export async function readActive(
+  home: string,
+  ctx: ActiveContext,
+): Promise<OldScript | typeof TSIEVED_FILTER | undefined> {
   const link = join(home, ctx.layout.activeLink);
   let linkDir: SafeDir;
   try {
     linkDir = await openDirBelow(home, dirname(link));
   } catch (err) {
     const problem = dirProblem(err, dirname(link));
-    if (problem) ctx.problems.push({ file: link, message: `${problem.file} ${problem.message}; no script made active` });
+    if (problem)
+      ctx.problems.push({ file: link, message: `${problem.file} ${problem.message}; no script made active` });
     return undefined;
   }
   try {
@@ -75,7 +80,11 @@ export async function readActive(home: string, ctx: ActiveContext): Promise<OldS
 }
 
 /** readActive, with `at` naming the link inside its opened directory. */
-async function readActiveIn(at: string, link: string, ctx: ActiveContext): Promise<OldScript | typeof TSIEVED_FILTER | undefined> {
+async function readActiveIn(
+  at: string,
+  link: string,
+  ctx: ActiveContext,
+): Promise<OldScript | typeof TSIEVED_FILTER | undefined> {
   const { layout, scriptsDir, byFile, taken, maxBytes, policy, scripts, problems, notes } = ctx;
   let st;
   try {
@@ -99,7 +108,10 @@ async function readActiveIn(at: string, link: string, ctx: ActiveContext): Promi
     }
     const script = byFile.get(basename(resolved));
     if (script === undefined) {
-      problems.push({ file: link, message: `points to ${target}, which is not a readable script; no script made active` });
+      problems.push({
+        file: link,
+        message: `points to ${target}, which is not a readable script; no script made active`,
+      });
     }
     return script;
   }

@@ -68,7 +68,10 @@ export function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-type Carry = { readonly kind: 'script'; readonly script: OldScript } | { readonly kind: 'forward'; readonly bytes: Buffer } | undefined;
+type Carry =
+  | { readonly kind: 'script'; readonly script: OldScript }
+  | { readonly kind: 'forward'; readonly bytes: Buffer }
+  | undefined;
 
 /** What carries today's routing (see the header), and a note when the old active script is not it. */
 function carryOf(input: DecideInput, notes: string[]): Carry {
@@ -76,7 +79,9 @@ function carryOf(input: DecideInput, notes: string[]): Carry {
   const active = old.active;
   let carry: Carry;
   if (today.kind === 'file') {
-    const linked = active !== undefined && (today.linkTo === active.file || (kind === 'pysieved' && active.content.equals(today.bytes)));
+    const linked =
+      active !== undefined &&
+      (today.linkTo === active.file || (kind === 'pysieved' && active.content.equals(today.bytes)));
     if (linked) carry = { kind: 'script', script: active };
     else if (!input.samePath) carry = { kind: 'forward', bytes: today.bytes };
   } else if (today.kind === 'absent' && kind === 'dovecot' && active !== undefined) {
@@ -110,16 +115,19 @@ export async function decide(input: DecideInput, view: StoreView): Promise<Decid
     const result = await importOne(script, view, input.profile);
     results.set(i, result);
     if (carry?.kind === 'script' && script === carry.script) {
-      active = result.outcome === 'imported' || result.outcome === 'unchanged'
-        ? await activate(result.name, view, notes)
-        : { kind: 'failed', name: result.name, detail: 'the active script was not imported' };
+      active =
+        result.outcome === 'imported' || result.outcome === 'unchanged'
+          ? await activate(result.name, view, notes)
+          : { kind: 'failed', name: result.name, detail: 'the active script was not imported' };
       activated = true;
     }
   }
   if (carry?.kind === 'forward') {
     try {
       const name = await view.preserveForward(carry.bytes, isSieveFilter(carry.bytes));
-      notes.push(`${input.today.path} is kept as the script ${JSON.stringify(name)}${isSieveFilter(carry.bytes) ? '' : ' (not Sieve: written to the new filter file byte for byte)'}`);
+      notes.push(
+        `${input.today.path} is kept as the script ${JSON.stringify(name)}${isSieveFilter(carry.bytes) ? '' : ' (not Sieve: written to the new filter file byte for byte)'}`,
+      );
       active = await activate(name, view, notes);
     } catch (err) {
       active = { kind: 'failed', name: 'old-forward', detail: describe(err) };
@@ -174,10 +182,15 @@ async function activate(name: string, view: StoreView, notes: string[]): Promise
     if (earlier !== undefined) {
       const current = await view.activeName();
       if (current === name) return { kind: 'unchanged', name };
-      return current ? { kind: 'kept', name: current, wanted: name } : { kind: 'settled', name, earlier: describeMarker(earlier) };
+      return current
+        ? { kind: 'kept', name: current, wanted: name }
+        : { kind: 'settled', name, earlier: describeMarker(earlier) };
     }
     const r = await view.setActiveIfNone(name);
-    if (r.dropped !== undefined) notes.push(`${JSON.stringify(r.dropped)} (the store's copy of the old filter file, identical to ${JSON.stringify(name)}) is removed`);
+    if (r.dropped !== undefined)
+      notes.push(
+        `${JSON.stringify(r.dropped)} (the store's copy of the old filter file, identical to ${JSON.stringify(name)}) is removed`,
+      );
     if (r.activated) return { kind: 'activated', name };
     if (r.active === name) return { kind: 'unchanged', name };
     return { kind: 'kept', name: r.active ?? '', wanted: name };
@@ -188,7 +201,9 @@ async function activate(name: string, view: StoreView, notes: string[]): Promise
 
 /** After this run: records that activation is settled, so no later run activates again. */
 async function record(active: ActiveOutcome, view: StoreView): Promise<string | undefined> {
-  const outcome = ({ activated: 'activated', unchanged: 'found active', kept: 'kept' } as const)[active.kind as 'activated' | 'unchanged' | 'kept'];
+  const outcome = ({ activated: 'activated', unchanged: 'found active', kept: 'kept' } as const)[
+    active.kind as 'activated' | 'unchanged' | 'kept'
+  ];
   if (outcome === undefined || !('name' in active)) return undefined;
   const settled: Settled = { outcome, name: active.name, at: new Date() };
   try {

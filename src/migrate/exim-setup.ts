@@ -11,7 +11,10 @@ import type { Config } from '../config/schema.js';
 import { findExim } from '../sieve/exim-probe.js';
 import type { EximRunner } from './routing.js';
 
-export function eximFor(option: string | undefined, sieve: Config['sieve']): Omit<EximRunner, 'uid' | 'gid'> | undefined {
+export function eximFor(
+  option: string | undefined,
+  sieve: Config['sieve'],
+): Omit<EximRunner, 'uid' | 'gid'> | undefined {
   const binary = option ?? (sieve.exim && sieve.exim !== 'auto' ? sieve.exim : findExim());
   if (!binary) return undefined;
   return { binary, ...(sieve.exim_config ? { configFile: sieve.exim_config } : {}) };
@@ -20,9 +23,14 @@ export function eximFor(option: string | undefined, sieve: Config['sieve']): Omi
 /** `exim -bP qualify_domain`, or undefined when Exim does not say. */
 export function qualifyDomain(exim: Omit<EximRunner, 'uid' | 'gid'>): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(exim.binary, [...(exim.configFile ? ['-C', exim.configFile] : []), '-bP', 'qualify_domain'], { timeout: 10_000 }, (err, stdout) => {
-      const m = /^\s*qualify_domain\s*=\s*(\S+)\s*$/m.exec(String(stdout));
-      resolve(err === null && m ? m[1] : undefined);
-    });
+    execFile(
+      exim.binary,
+      [...(exim.configFile ? ['-C', exim.configFile] : []), '-bP', 'qualify_domain'],
+      { timeout: 10_000 },
+      (err, stdout) => {
+        const m = /^\s*qualify_domain\s*=\s*(\S+)\s*$/m.exec(String(stdout));
+        resolve(err === null && m ? m[1] : undefined);
+      },
+    );
   });
 }

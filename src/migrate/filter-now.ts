@@ -35,13 +35,19 @@ async function readIn(home: string, path: string, policy: ReadPolicy): Promise<B
 }
 
 /** The file at `path` (absolute, below `home`) as Exim would read it. */
-export async function readFilterNow(home: string, path: string, policy: ReadPolicy, asRoot: boolean): Promise<FilterNow> {
+export async function readFilterNow(
+  home: string,
+  path: string,
+  policy: ReadPolicy,
+  asRoot: boolean,
+): Promise<FilterNow> {
   try {
     if (!asRoot) {
       const bytes = await readOwnedRegularFile(path, FILTER_READ_LIMIT, { ...policy, follow: true });
       if (bytes === TOO_LARGE) return { kind: 'unreadable', path, why: `is larger than ${FILTER_READ_LIMIT} bytes` };
       const link = (await lstat(path)).isSymbolicLink() ? await readlink(path) : undefined;
-      const linkTo = link === undefined ? undefined : posix.normalize(link.startsWith('/') ? link : join(dirname(path), link));
+      const linkTo =
+        link === undefined ? undefined : posix.normalize(link.startsWith('/') ? link : join(dirname(path), link));
       return { kind: 'file', path, bytes, ...(linkTo !== undefined ? { linkTo } : {}) };
     }
     const dir = await openDirBelow(home, dirname(path));
@@ -56,7 +62,11 @@ export async function readFilterNow(home: string, path: string, policy: ReadPoli
     if (link !== undefined) {
       target = posix.normalize(link.startsWith('/') ? link : join(dirname(path), link));
       if (!target.startsWith(posix.normalize(home) + '/')) {
-        return { kind: 'unreadable', path, why: `is a symbolic link to ${link}, outside the home directory; not followed as root` };
+        return {
+          kind: 'unreadable',
+          path,
+          why: `is a symbolic link to ${link}, outside the home directory; not followed as root`,
+        };
       }
     }
     const bytes = await readIn(home, target, policy);

@@ -22,7 +22,10 @@ export interface Settled {
 const HEADER = '# tsieved migrate settled which script is active. While this file exists, no later run activates one.';
 
 export function formatMarker(s: Settled): Buffer {
-  return Buffer.from(`${HEADER}\noutcome: ${s.outcome}\nscript: ${JSON.stringify(s.name)}\nat: ${s.at.toISOString()}\n`, 'utf8');
+  return Buffer.from(
+    `${HEADER}\noutcome: ${s.outcome}\nscript: ${JSON.stringify(s.name)}\nat: ${s.at.toISOString()}\n`,
+    'utf8',
+  );
 }
 
 /** For the report: e.g. `activated "main" at 2026-...Z`; the file is the user's, so nothing is trusted. */
@@ -34,7 +37,8 @@ export function describeMarker(content: Buffer): string {
   const outcome = field('outcome');
   const script = field('script');
   const at = field('at');
-  if (outcome === undefined || script === undefined || !/^(?:activated|found active|kept)$/.test(outcome)) return `${MARKER_FILE} exists`;
+  if (outcome === undefined || script === undefined || !/^(?:activated|found active|kept)$/.test(outcome))
+    return `${MARKER_FILE} exists`;
   let name: unknown;
   try {
     name = JSON.parse(script);

@@ -47,7 +47,12 @@ export async function openRealStore(
 }
 
 /** A read-only store, or undefined when the user has no scripts directory yet. */
-export async function openDryRunStore(home: string, isolate: boolean, options: FileStoreOptions, policy: ReadPolicy): Promise<ScriptStore | undefined> {
+export async function openDryRunStore(
+  home: string,
+  isolate: boolean,
+  options: FileStoreOptions,
+  policy: ReadPolicy,
+): Promise<ScriptStore | undefined> {
   if (!isolate) {
     try {
       await access(options.scriptsDir);
@@ -63,7 +68,9 @@ export async function openDryRunStore(home: string, isolate: boolean, options: F
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     const path = (err as { path?: string }).path ?? options.scriptsDir;
-    throw new Error(`${path} ${errorText(err)} (a dry run as root reads the store itself and does not follow links)`, { cause: err });
+    throw new Error(`${path} ${errorText(err)} (a dry run as root reads the store itself and does not follow links)`, {
+      cause: err,
+    });
   }
   const store = new FileStore({ ...options, scriptsDir: dir.via, fileOps: dryRunFileOps(policy, dir) });
   return withClose(store, () => dir.close());

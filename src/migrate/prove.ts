@@ -37,10 +37,14 @@ export async function proveRouting(input: ProveInput): Promise<Routing> {
   if (isUnknown(input.after)) return { kind: 'unproven', why: input.after.unknown };
   const before = input.before as Buffer | undefined;
   const after = input.after as Buffer | undefined;
-  if (!input.dovecotRan && (before === after || (before !== undefined && after !== undefined && before.equals(after)))) {
+  if (
+    !input.dovecotRan &&
+    (before === after || (before !== undefined && after !== undefined && before.equals(after)))
+  ) {
     return { kind: 'unchanged', how: 'identical' };
   }
-  if (!input.exim) return { kind: 'unproven', why: 'no Exim binary found (set sieve.exim or --exim) to compare the filter files' };
+  if (!input.exim)
+    return { kind: 'unproven', why: 'no Exim binary found (set sieve.exim or --exim) to compare the filter files' };
   let b, a;
   try {
     b = await outcomesOf(input.exim, before, input.address);

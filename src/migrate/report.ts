@@ -42,7 +42,9 @@ function routingLines(routing: Routing | undefined): string[] {
   if (routing === undefined) return [];
   switch (routing.kind) {
     case 'unchanged':
-      return [`  routing: unchanged${routing.how === 'identical' ? ' (the filter file stays byte for byte the same)' : ' (compared by exim -bf)'}`];
+      return [
+        `  routing: unchanged${routing.how === 'identical' ? ' (the filter file stays byte for byte the same)' : ' (compared by exim -bf)'}`,
+      ];
     case 'unproven':
       return [`  routing: NOT PROVEN: ${routing.why}`];
     case 'changed':
@@ -86,20 +88,36 @@ export function formatUser(r: UserResult, dryRun: boolean): string {
   }
   for (const s of r.scripts) {
     const outcome = s.outcome === 'imported' ? would : s.outcome;
-    lines.push(`  ${JSON.stringify(s.name)}: ${outcome}${s.detail ? ` (${s.detail})` : ''}${s.rejected ? '; Exim would reject it:' : ''}`);
-    const shown = s.rejected ? s.diagnostics.filter((d) => d.severity === 'error').slice(0, MAX_DIAGNOSTICS_PER_SCRIPT) : [];
+    lines.push(
+      `  ${JSON.stringify(s.name)}: ${outcome}${s.detail ? ` (${s.detail})` : ''}${s.rejected ? '; Exim would reject it:' : ''}`,
+    );
+    const shown = s.rejected
+      ? s.diagnostics.filter((d) => d.severity === 'error').slice(0, MAX_DIAGNOSTICS_PER_SCRIPT)
+      : [];
     for (const d of shown) lines.push(`    ${formatDiagnosticForTerminal(s.file, d)}`);
   }
   lines.push(...routingLines(r.routing));
   if (r.switchTo) lines.push(`  from the switch on, Exim must read ${r.switchTo}`);
-  if (r.refused) lines.push('  NOT MIGRATED: routing would change or is not proven; nothing was changed (--accept-changes to migrate anyway)');
+  if (r.refused)
+    lines.push(
+      '  NOT MIGRATED: routing would change or is not proven; nothing was changed (--accept-changes to migrate anyway)',
+    );
   for (const p of r.problems) lines.push(`  ! ${p.file}: ${p.message}`);
   for (const n of r.notes) lines.push(`  note: ${n}`);
   return lines.join('\n') + '\n';
 }
 
 export function totalsOf(results: readonly UserResult[]): Totals {
-  const t: Totals = { users: results.length, imported: 0, unchanged: 0, conflicts: 0, failed: 0, rejected: 0, usersWithErrors: 0, changed: [] };
+  const t: Totals = {
+    users: results.length,
+    imported: 0,
+    unchanged: 0,
+    conflicts: 0,
+    failed: 0,
+    rejected: 0,
+    usersWithErrors: 0,
+    changed: [],
+  };
   for (const r of results) {
     for (const s of r.refused ? [] : r.scripts) {
       if (s.outcome === 'imported') t.imported++;
@@ -123,7 +141,9 @@ export function formatTotals(t: Totals, missing: readonly string[], dryRun: bool
   if (missing.length > 0) out += `unknown user(s): ${missing.join(', ')}\n`;
   if (t.changed.length > 0) {
     out += `routing would change or is not proven for: ${t.changed.join(', ')}`;
-    out += accepted ? ' (accepted with --accept-changes)\n' : `; ${dryRun ? 'a real run leaves them alone' : 'left alone'} unless --accept-changes is given\n`;
+    out += accepted
+      ? ' (accepted with --accept-changes)\n'
+      : `; ${dryRun ? 'a real run leaves them alone' : 'left alone'} unless --accept-changes is given\n`;
   }
   return out;
 }

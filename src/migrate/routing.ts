@@ -47,7 +47,8 @@ export interface Probe {
 export const PROBES: readonly Probe[] = [
   {
     name: 'a personal message',
-    message: (to) => `From: Probe Sender <probe@example.net>\nTo: ${to}\nSubject: tsieved migration check\nMessage-ID: <probe-1@example.net>\n\nHello.\n`,
+    message: (to) =>
+      `From: Probe Sender <probe@example.net>\nTo: ${to}\nSubject: tsieved migration check\nMessage-ID: <probe-1@example.net>\n\nHello.\n`,
   },
   {
     name: 'a message marked as spam',
@@ -75,7 +76,12 @@ function run(runner: EximRunner, args: string[], input: string): Promise<{ text:
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.on('error', (err) => resolve({ text: out, failed: err.message }));
-    child.on('close', (code, signal) => resolve({ text: out, ...(signal ? { failed: `killed by ${signal}` } : code === 127 ? { failed: 'not runnable' } : {}) }));
+    child.on('close', (code, signal) =>
+      resolve({
+        text: out,
+        ...(signal ? { failed: `killed by ${signal}` } : code === 127 ? { failed: 'not runnable' } : {}),
+      }),
+    );
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
@@ -105,14 +111,17 @@ export function parseOutcome(text: string, self: string): Outcome {
     else if ((m = /^redirect `(.*)'$/.exec(line))) out.add(own(m[1]) ? 'inbox' : `forward ${m[1]}`);
     else if (/^Implicit keep$/.test(line)) out.add('inbox');
     else if (/^Sieve: mail was personal, vacation file/.test(line)) out.add('vacation');
-    else if ((m = /^(?:Unseen )?[Dd]eliver message to: (\S+)/.exec(line))) out.add(own(m[1]) ? 'inbox' : `forward ${m[1]}`);
+    else if ((m = /^(?:Unseen )?[Dd]eliver message to: (\S+)/.exec(line)))
+      out.add(own(m[1]) ? 'inbox' : `forward ${m[1]}`);
     else if ((m = /^(?:Unseen )?[Ss]ave message to: (.*)$/.exec(line))) out.add(`file ${m[1]}`);
     else if ((m = /^(?:Unseen )?[Pp]ipe message to: (.*)$/.exec(line))) out.add(`pipe ${m[1]}`);
     else if (/^Mail to: .*\(vacation\)/.test(line)) out.add('vacation');
     else if ((m = /^Mail to: (.*)$/.exec(line))) out.add(`mail to ${m[1]}`);
-    else if (/^(?:Normal delivery will occur|Filtering did not set up a significant delivery)/.test(line)) out.add('inbox');
+    else if (/^(?:Normal delivery will occur|Filtering did not set up a significant delivery)/.test(line))
+      out.add('inbox');
     // The line number moves with the header lines tsieved writes; the error does not.
-    else if ((m = /^(Sieve error: .*|Filter error: .*|exim: error in forward file: .*)$/.exec(line))) out.add(`error ${m[1].replace(/ (?:in|near) line \d+/, '')}`);
+    else if ((m = /^(Sieve error: .*|Filter error: .*|exim: error in forward file: .*)$/.exec(line)))
+      out.add(`error ${m[1].replace(/ (?:in|near) line \d+/, '')}`);
     else if ((m = /^(Freeze|Fail|Defer)\b(.*)$/.exec(line))) out.add(`${m[1].toLowerCase()}${m[2]}`);
   }
   return [...out].sort();
@@ -131,12 +140,28 @@ export async function outcomesOf(runner: EximRunner, filter: Buffer | undefined,
       await chmod(dir, 0o711);
     }
     const self = `${address.prefix ?? ''}${address.localPart}${address.suffix ?? ''}@${address.domain}`;
-    const args = ['-v', '-bf', file, '-bfd', address.domain, '-bfl', address.localPart, '-bfp', address.prefix ?? '', '-bfs', address.suffix ?? '', '-f', SENDER];
+    const args = [
+      '-v',
+      '-bf',
+      file,
+      '-bfd',
+      address.domain,
+      '-bfl',
+      address.localPart,
+      '-bfp',
+      address.prefix ?? '',
+      '-bfs',
+      address.suffix ?? '',
+      '-f',
+      SENDER,
+    ];
     const results: Outcome[] = [];
     for (const probe of PROBES) {
       const r = await run(runner, args, probe.message(self));
       if (r.failed !== undefined || !/Testing .* file "/.test(r.text)) {
-        throw new Error(`${runner.binary} -bf did not run: ${r.failed ?? r.text.trim().split('\n').slice(-1)[0] ?? 'no output'}`);
+        throw new Error(
+          `${runner.binary} -bf did not run: ${r.failed ?? r.text.trim().split('\n').slice(-1)[0] ?? 'no output'}`,
+        );
       }
       results.push(parseOutcome(r.text, `${address.localPart}@${address.domain}`));
     }

@@ -86,17 +86,31 @@ function address(user: string, domain: string): { localPart: string; domain: str
   return at > 0 ? { localPart: user.slice(0, at), domain: user.slice(at + 1) } : { localPart: user, domain };
 }
 
-const asState = (f: FilterNow): FilterState => (f.kind === 'file' ? f.bytes : f.kind === 'absent' ? undefined : { unknown: `${f.path} ${f.why}` });
+const asState = (f: FilterNow): FilterState =>
+  f.kind === 'file' ? f.bytes : f.kind === 'absent' ? undefined : { unknown: `${f.path} ${f.why}` };
 
 export async function migrateUser(identity: Identity, ctx: MigrateContext): Promise<UserResult> {
-  const base = { user: identity.user, source: '', scripts: [], problems: [], notes: [], active: { kind: 'none' } as const };
+  const base = {
+    user: identity.user,
+    source: '',
+    scripts: [],
+    problems: [],
+    notes: [],
+    active: { kind: 'none' } as const,
+  };
   if (!identity.home) return { ...base, nothingToMigrate: false, fatal: 'the account has no home directory' };
   const home = identity.home;
   const isolate = runningAsRoot() && identity.uid !== 0;
   if (isolate && (identity.uid === undefined || identity.gid === undefined)) {
-    return { ...base, nothingToMigrate: false, fatal: "the account has no uid/gid; as root, a user's files are only handled as that user" };
+    return {
+      ...base,
+      nothingToMigrate: false,
+      fatal: "the account has no uid/gid; as root, a user's files are only handled as that user",
+    };
   }
-  const policy: ReadPolicy = isolate ? { ownerUid: identity.uid, rootOwned: ctx.rootOwned ?? (await rootOwnedPolicy()) } : {};
+  const policy: ReadPolicy = isolate
+    ? { ownerUid: identity.uid, rootOwned: ctx.rootOwned ?? (await rootOwnedPolicy()) }
+    : {};
   const read = await readOldScripts(home, ctx.layout, ctx.config.storage.max_script_bytes, policy);
   // In place, tsieved's own files for names the old layout spells otherwise (encoded
   // "a%20b.sieve" for "a b") are not old scripts: later runs count the same.
@@ -104,7 +118,9 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
     const decoded = decodeScriptFileName(basename(file));
     return decoded.kind === 'script' && decoded.name !== name;
   };
-  const old = ctx.inPlace ? { ...read, scripts: read.scripts.filter((s) => s === read.active || !ours(s.file, s.name)) } : read;
+  const old = ctx.inPlace
+    ? { ...read, scripts: read.scripts.filter((s) => s === read.active || !ours(s.file, s.name)) }
+    : read;
   const common = { user: identity.user, source: old.scriptsDir, problems: [...old.problems], notes: [...old.notes] };
   const none = { scripts: [], active: { kind: 'none' } as const };
 
@@ -118,14 +134,19 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   // Never write into the directories migrated from (Dovecot would list tsieved's files).
   if (!ctx.inPlace && (overlaps(target, old.scriptsDir) || overlaps(options.filterPath, old.scriptsDir))) {
     return {
-      ...common, ...none, target, nothingToMigrate: false,
+      ...common,
+      ...none,
+      target,
+      nothingToMigrate: false,
       fatal: `tsieved's scripts_dir/filter_path (${target}, ${options.filterPath}) lies in ${old.scriptsDir}, the directory migrated from; choose another scripts_dir, or pass --in-place to accept that ${ctx.layout.kind} then sees tsieved's files`,
     };
   }
   const eximPath = join(home, ctx.eximFile);
   const samePath = eximPath === options.filterPath;
   const today = await readFilterNow(home, eximPath, isolate ? policy : { follow: true }, isolate);
-  const filterNow = samePath ? today : await readFilterNow(home, options.filterPath, isolate ? policy : { follow: true }, isolate);
+  const filterNow = samePath
+    ? today
+    : await readFilterNow(home, options.filterPath, isolate ? policy : { follow: true }, isolate);
   const nothingOld = !old.found || (old.scripts.length === 0 && old.active === undefined);
   if (nothingOld && (samePath || today.kind === 'absent')) {
     // Nothing to import or carry over: do not even open (and so create) the store.
@@ -137,20 +158,31 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   // Pass 1: decide against the store as it is, and predict the filter file.
   let planned: Decided;
   let after: FilterState;
-  let wouldChange = false;
+  let wouldChange: boolean;
   try {
     const store = await openDryRunStore(home, isolate, options, isolate ? policy : { follow: true });
     try {
-      const foreign = filterNow.kind === 'file' && !isTsievedFilter(filterNow.bytes) ? { bytes: filterNow.bytes, sieve: isSieveFilter(filterNow.bytes) } : undefined;
-      if (foreign) common.notes.push(`${options.filterPath} was not written by tsieved: opening the store backs it up beside itself and keeps it as a script`);
-      const view = await StoreView.dry(store, foreign && !(await alreadyPreserved(store, foreign.bytes)) ? foreign : undefined);
+      const foreign =
+        filterNow.kind === 'file' && !isTsievedFilter(filterNow.bytes)
+          ? { bytes: filterNow.bytes, sieve: isSieveFilter(filterNow.bytes) }
+          : undefined;
+      if (foreign)
+        common.notes.push(
+          `${options.filterPath} was not written by tsieved: opening the store backs it up beside itself and keeps it as a script`,
+        );
+      const view = await StoreView.dry(
+        store,
+        foreign && !(await alreadyPreserved(store, foreign.bytes)) ? foreign : undefined,
+      );
       planned = await decide(input, view);
       wouldChange = view.changesAnything();
       after = planned.active.kind === 'activated' ? await view.filterFor(planned.active.name) : asState(filterNow);
       if (planned.active.kind === 'activated' && !(await filterDirExists(home, options.filterPath))) {
         // Activation will fail (not-set-up), and Exim will find no filter there.
         after = undefined;
-        common.notes.push(`${dirname(options.filterPath)} does not exist: no filter file can be written there until the user or an administrator creates it`);
+        common.notes.push(
+          `${dirname(options.filterPath)} does not exist: no filter file can be written there until the user or an administrator creates it`,
+        );
       }
     } finally {
       await store?.close();
@@ -163,7 +195,8 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   const before: FilterState = dovecotRan ? renderFilter(old.active.content) : asState(today);
   const exim = ctx.exim ? { ...ctx.exim, ...(isolate ? { uid: identity.uid!, gid: identity.gid! } : {}) } : undefined;
   const routing = await proveRouting({ before, after, dovecotRan, exim, address: address(identity.user, ctx.domain) });
-  if (dovecotRan) common.notes.push(`Exim reads no ${eximPath} today; Dovecot ran ${old.active.file}, compared as Exim runs it`);
+  if (dovecotRan)
+    common.notes.push(`Exim reads no ${eximPath} today; Dovecot ran ${old.active.file}, compared as Exim runs it`);
   const result = (d: Decided, extra: Partial<UserResult> = {}): UserResult => ({
     ...common,
     notes: [...common.notes, ...d.notes],
@@ -190,12 +223,18 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   } catch (err) {
     return result(planned, { fatal: describe(err) });
   } finally {
-    await store?.close().catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, 'closing the store failed'));
+    await store
+      ?.close()
+      .catch((err: unknown) => ctx.log.warn({ err, user: identity.user }, 'closing the store failed'));
   }
   // What was written is what was compared (unless the user changed something meanwhile).
   const written = asState(await readFilterNow(home, options.filterPath, isolate ? policy : { follow: true }, isolate));
   if (!sameFilter(written, after)) {
-    common.problems.push({ file: options.filterPath, message: 'is not the filter file compared with Exim above (changed in the meantime?); run again with --dry-run to check' });
+    common.problems.push({
+      file: options.filterPath,
+      message:
+        'is not the filter file compared with Exim above (changed in the meantime?); run again with --dry-run to check',
+    });
   }
   return result(done);
 }

@@ -93,7 +93,11 @@ export function errorText(err: unknown): string {
 export const TOO_LARGE = Symbol('too-large');
 
 /** A regular file's bytes under `policy`, or TOO_LARGE past `maxBytes`. */
-export async function readOwnedRegularFile(path: string, maxBytes: number, policy: ReadPolicy): Promise<Buffer | typeof TOO_LARGE> {
+export async function readOwnedRegularFile(
+  path: string,
+  maxBytes: number,
+  policy: ReadPolicy,
+): Promise<Buffer | typeof TOO_LARGE> {
   try {
     return await readRegularFile(path, {
       maxBytes,
@@ -144,7 +148,10 @@ function pathError(path: string, message: string, code: string): Error {
 async function notADirectory(path: string, err: unknown): Promise<Error> {
   const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
   if (code === 'ENOTDIR' || code === 'ELOOP') {
-    const link = await fsp.lstat(path).then((st) => st.isSymbolicLink(), () => false);
+    const link = await fsp.lstat(path).then(
+      (st) => st.isSymbolicLink(),
+      () => false,
+    );
     return pathError(path, link ? 'is a symbolic link; not followed' : 'is not a directory', code);
   }
   return pathError(path, errorText(err), code);
@@ -158,7 +165,10 @@ async function notADirectory(path: string, err: unknown): Promise<Error> {
  * that failed) and `code` (ENOENT when something on the way does not exist).
  */
 export async function openDirBelow(home: string, path: string): Promise<SafeDir> {
-  procFd ??= await fsp.access(PROC_FD).then(() => true, () => false);
+  procFd ??= await fsp.access(PROC_FD).then(
+    () => true,
+    () => false,
+  );
   const rel = relative(home, path);
   const inside = !rel.startsWith('..') && !rel.startsWith('/');
   const start = inside ? home : path;
@@ -212,7 +222,8 @@ function readOnly(): Promise<never> {
  * name the real path.
  */
 export function dryRunFileOps(policy: ReadPolicy, dir?: SafeDir): FileOps {
-  const shown = (path: string): string => (dir && path.startsWith(dir.via + '/') ? join(dir.path, path.slice(dir.via.length + 1)) : path);
+  const shown = (path: string): string =>
+    dir && path.startsWith(dir.via + '/') ? join(dir.path, path.slice(dir.via.length + 1)) : path;
   return {
     async readFile(path) {
       try {

@@ -73,7 +73,7 @@ export interface OldScripts {
 export function decodePysievedName(file: string): string | undefined {
   if (!/^(?:[^%]|%[0-9A-Fa-f]{2})*$/.test(file)) return undefined;
   const bytes: number[] = [];
-  for (let i = 0; i < file.length; ) {
+  for (let i = 0; i < file.length;) {
     if (file[i] === '%') {
       bytes.push(parseInt(file.slice(i + 1, i + 3), 16));
       i += 3;
@@ -112,14 +112,18 @@ function scriptName(kind: SourceKind, file: string): string | undefined | null {
   return decodeDovecotName(file);
 }
 
-
 /**
  * Read one user's old scripts. `home` comes from the user database (trusted);
  * everything below it is the user's and is treated as untrusted. The scripts
  * directory is opened once (safe-fs.ts openDirBelow) and everything in it is
  * looked up in that open directory, never again by a path the user could redirect.
  */
-export async function readOldScripts(home: string, layout: SourceLayout, maxBytes: number, policy: ReadPolicy = {}): Promise<OldScripts> {
+export async function readOldScripts(
+  home: string,
+  layout: SourceLayout,
+  maxBytes: number,
+  policy: ReadPolicy = {},
+): Promise<OldScripts> {
   const scriptsDir = join(home, layout.scriptsDir);
   const problems: SourceProblem[] = [];
   const notes: string[] = [];
@@ -172,7 +176,10 @@ export async function readOldScripts(home: string, layout: SourceLayout, maxByte
       taken.add(name.normalize('NFC'));
       // Not even opened: a device's open(2) may have effects of its own.
       if (!st.isFile()) {
-        problems.push({ file, message: st.isSymbolicLink() ? 'is a symbolic link; not followed' : 'is not a regular file' });
+        problems.push({
+          file,
+          message: st.isSymbolicLink() ? 'is a symbolic link; not followed' : 'is not a regular file',
+        });
         continue;
       }
       try {
@@ -187,8 +194,19 @@ export async function readOldScripts(home: string, layout: SourceLayout, maxByte
         problems.push({ file, message: errorText(err) });
       }
     }
-    const active = await readActive(home, { layout, scriptsDir, byFile, taken, maxBytes, policy, scripts, problems, notes });
-    if (active === TSIEVED_FILTER) return { scriptsDir, found: true, scripts, problems, notes, activeIsTsievedFilter: true };
+    const active = await readActive(home, {
+      layout,
+      scriptsDir,
+      byFile,
+      taken,
+      maxBytes,
+      policy,
+      scripts,
+      problems,
+      notes,
+    });
+    if (active === TSIEVED_FILTER)
+      return { scriptsDir, found: true, scripts, problems, notes, activeIsTsievedFilter: true };
     return { scriptsDir, found: true, scripts, problems, notes, ...(active !== undefined ? { active } : {}) };
   } finally {
     await dir.close();

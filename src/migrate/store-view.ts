@@ -12,7 +12,13 @@
  * Must not know: the old layouts, the report, Exim.
  */
 import { renderFilter } from '../storage/filter-file.js';
-import { StorageError, type ActivationResult, type MetaKey, type ScriptInfo, type ScriptStore } from '../storage/types.js';
+import {
+  StorageError,
+  type ActivationResult,
+  type MetaKey,
+  type ScriptInfo,
+  type ScriptStore,
+} from '../storage/types.js';
 
 /** The store's own names for preserved filter files (storage/filter-guard.ts). */
 const PRESERVED = /^old-forward(?:-[0-9]+)?$/;
@@ -37,7 +43,10 @@ export class StoreView {
     return new StoreView(store, false);
   }
 
-  static async dry(store: ScriptStore | undefined, foreign: { bytes: Buffer; sieve: boolean } | undefined): Promise<StoreView> {
+  static async dry(
+    store: ScriptStore | undefined,
+    foreign: { bytes: Buffer; sieve: boolean } | undefined,
+  ): Promise<StoreView> {
     const view = new StoreView(store, true);
     if (foreign) {
       const name = await view.freeName(foreign.bytes);
@@ -109,7 +118,9 @@ export class StoreView {
   async filterFor(name: string): Promise<Buffer | undefined> {
     const content = await this.get(name);
     if (content === undefined) return undefined;
-    const verbatim = this.verbatim.has(name) || (this.store !== undefined && !this.changed.has(name) && (await this.store.isVerbatim(name)));
+    const verbatim =
+      this.verbatim.has(name) ||
+      (this.store !== undefined && !this.changed.has(name) && (await this.store.isVerbatim(name)));
     return verbatim ? content : renderFilter(content);
   }
 

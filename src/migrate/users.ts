@@ -29,12 +29,18 @@ export async function lookupUsers(auth: Config['auth'], wanted: readonly string[
     case 'passwd-file': {
       const path = auth.backend === 'userdb' ? auth.userdb : auth.passwd_file;
       if (!path) return { kind: 'error', message: `[auth] backend = "${auth.backend}" needs its file path` };
-      const table = new AccountTable(path, auth.backend === 'userdb' ? parseUserdbLine : parsePasswdFileLine, silentLogger());
+      const table = new AccountTable(
+        path,
+        auth.backend === 'userdb' ? parseUserdbLine : parsePasswdFileLine,
+        silentLogger(),
+      );
       const read = await table.current(true);
       if (read.kind !== 'ok') return { kind: 'error', message: `cannot read ${path}: ${read.reason}` };
       const accounts = read.table.accounts;
       if (wanted.length === 0) {
-        const all = [...accounts.values()].map((a) => a.identity).sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
+        const all = [...accounts.values()]
+          .map((a) => a.identity)
+          .sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
         return { kind: 'ok', identities: all, missing: [] };
       }
       const identities: Identity[] = [];

@@ -126,7 +126,7 @@ export class CommandFramer {
   /** Consumes literal octets; true when the literal is complete. */
   private readLiteral(): boolean {
     while (this.literalRemaining > 0 && this.chunks.length > 0) {
-      const head = this.chunks[0]!;
+      const head = this.chunks[0];
       const take = Math.min(head.length, this.literalRemaining);
       if (this.literalKeep) this.literalParts.push(head.subarray(0, take));
       this.literalRemaining -= take;
@@ -146,7 +146,7 @@ export class CommandFramer {
   }
 
   private consumeFromHead(count: number): void {
-    const head = this.chunks[0]!;
+    const head = this.chunks[0];
     if (count >= head.length) this.chunks.shift();
     else this.chunks[0] = head.subarray(count);
     this.buffered -= count;
@@ -162,7 +162,7 @@ export class CommandFramer {
   private takeLine(): Buffer | 'need-more' | ProtocolError {
     let scanned = 0;
     for (let c = 0; c < this.chunks.length; c++) {
-      const chunk = this.chunks[c]!;
+      const chunk = this.chunks[c];
       const lf = chunk.indexOf(LF);
       if (lf === -1) {
         scanned += chunk.length;
@@ -173,14 +173,14 @@ export class CommandFramer {
         continue;
       }
       const lineLength = scanned + lf;
-      const before = lf > 0 ? chunk[lf - 1] : c > 0 ? this.chunks[c - 1]![this.chunks[c - 1]!.length - 1] : undefined;
+      const before = lf > 0 ? chunk[lf - 1] : c > 0 ? this.chunks[c - 1][this.chunks[c - 1].length - 1] : undefined;
       const textLength = lineLength - (before === CR ? 1 : 0);
       if (this.lineBytesSoFar + textLength > this.limits.maxLineBytes) {
         return ProtocolError.fatal(`Line too long (more than ${this.limits.maxLineBytes} octets)`);
       }
       const parts = this.chunks.slice(0, c);
       parts.push(chunk.subarray(0, lf));
-      let line = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      let line = parts.length === 1 ? parts[0] : Buffer.concat(parts);
       this.chunks.splice(0, c);
       this.chunks[0] = chunk.subarray(lf + 1);
       if (this.chunks[0].length === 0) this.chunks.shift();

@@ -26,7 +26,16 @@ const LBRACE = 0x7b;
 /** RFC 5804 section 4: ATOM-CHAR excludes specials, CTLs, SP, DQUOTE, braces, parentheses. */
 function isAtomChar(byte: number): boolean {
   if (byte <= 0x20 || byte >= 0x7f) return false;
-  return byte !== DQUOTE && byte !== 0x28 && byte !== 0x29 && byte !== LBRACE && byte !== 0x7d && byte !== 0x25 && byte !== 0x2a && byte !== BACKSLASH;
+  return (
+    byte !== DQUOTE &&
+    byte !== 0x28 &&
+    byte !== 0x29 &&
+    byte !== LBRACE &&
+    byte !== 0x7d &&
+    byte !== 0x25 &&
+    byte !== 0x2a &&
+    byte !== BACKSLASH
+  );
 }
 
 /** Matches a trailing literal announcement; the digits are bounded so the number stays exact. */
@@ -49,7 +58,7 @@ export function tokenizeSegment(segment: Buffer): SegmentTokens {
   let i = 0;
   const n = segment.length;
   while (i < n) {
-    const c = segment[i]!;
+    const c = segment[i];
     if (c === SP) {
       i++;
       continue;
@@ -73,7 +82,7 @@ export function tokenizeSegment(segment: Buffer): SegmentTokens {
       return { tokens, error: ProtocolError.recoverable('Invalid character in command') };
     }
     const start = i;
-    while (i < n && isAtomChar(segment[i]!)) i++;
+    while (i < n && isAtomChar(segment[i])) i++;
     if (i < n && segment[i] !== SP) {
       return { tokens, error: ProtocolError.recoverable('Invalid character in command') };
     }
@@ -86,7 +95,7 @@ function readQuoted(segment: Buffer, from: number): { value: Buffer; end: number
   const out: number[] = [];
   let i = from;
   while (i < segment.length) {
-    const c = segment[i]!;
+    const c = segment[i];
     if (c === DQUOTE) return { value: Buffer.from(out), end: i + 1 };
     if (c === BACKSLASH) {
       const next = segment[i + 1];

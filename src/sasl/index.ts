@@ -36,7 +36,11 @@ export function mechanismNames(backend: AuthBackend): string[] {
 }
 
 /** undefined when the mechanism is unknown or not offered with this backend. Case-insensitive. */
-export function createExchange(mechanism: string, backend: AuthBackend, context: AuthContext): SaslExchange | undefined {
+export function createExchange(
+  mechanism: string,
+  backend: AuthBackend,
+  context: AuthContext,
+): SaslExchange | undefined {
   const name = mechanism.toUpperCase();
   if (name === 'PLAIN') return new PlainExchange(backend, context);
   if (name === 'LOGIN') return new LoginExchange(backend, context);

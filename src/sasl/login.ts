@@ -39,7 +39,8 @@ export class LoginExchange implements SaslExchange {
       case 'password': {
         this.state = 'done';
         const password = decodeUtf8(response);
-        if (password === undefined) return failure('malformed', 'LOGIN: password is not valid UTF-8', { user: this.user });
+        if (password === undefined)
+          return failure('malformed', 'LOGIN: password is not valid UTF-8', { user: this.user });
         return passwordLogin('LOGIN', this.backend, this.context, this.user, password);
       }
       default:

@@ -25,7 +25,10 @@ export async function passwordLogin(
     outcome = await backend.verifyPassword(user, password, context);
   } catch (e) {
     const reason = `backend ${backend.name} failed: ${e instanceof Error ? e.message : String(e)}`;
-    return failure('unavailable', `${mechanism}: user ${q}: ${reason}`, { user, outcome: { kind: 'unavailable', reason } });
+    return failure('unavailable', `${mechanism}: user ${q}: ${reason}`, {
+      user,
+      outcome: { kind: 'unavailable', reason },
+    });
   }
   switch (outcome.kind) {
     case 'ok':
@@ -33,6 +36,9 @@ export async function passwordLogin(
     case 'rejected':
       return failure('rejected', `${mechanism}: user ${q}: ${outcome.reason}`, { user, outcome });
     case 'unavailable':
-      return failure('unavailable', `${mechanism}: user ${q}: backend ${backend.name} unavailable: ${outcome.reason}`, { user, outcome });
+      return failure('unavailable', `${mechanism}: user ${q}: backend ${backend.name} unavailable: ${outcome.reason}`, {
+        user,
+        outcome,
+      });
   }
 }

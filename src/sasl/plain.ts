@@ -58,9 +58,13 @@ export class PlainExchange implements SaslExchange {
       return failure('malformed', 'PLAIN: message is not valid UTF-8');
     }
     if (authzid !== '' && authzid !== authcid) {
-      return failure('authzid', `PLAIN: user ${JSON.stringify(authcid)} asked to act as ${JSON.stringify(authzid)}: proxy login not supported`, {
-        user: authcid,
-      });
+      return failure(
+        'authzid',
+        `PLAIN: user ${JSON.stringify(authcid)} asked to act as ${JSON.stringify(authzid)}: proxy login not supported`,
+        {
+          user: authcid,
+        },
+      );
     }
     return passwordLogin('PLAIN', this.backend, this.context, authcid, password);
   }

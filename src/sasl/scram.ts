@@ -101,13 +101,14 @@ export class ScramExchange implements SaslExchange {
     const attrs = bare.split(',');
     // "m=" is reserved for mandatory extensions we do not know: must fail (section 5.1).
     if (attrs[0]?.startsWith('m=')) return this.fail('malformed', 'mandatory extension not supported');
-    if (attrs.length < 2 || !attrs[0]!.startsWith('n=') || !attrs[1]!.startsWith('r=')) {
+    if (attrs.length < 2 || !attrs[0].startsWith('n=') || !attrs[1].startsWith('r=')) {
       return this.fail('malformed', 'client-first-message-bare is not n=...,r=...');
     }
     // Anything after the nonce must be extensions, attr-val = ALPHA "=" value
     // (RFC 5802 section 7); "r=abc,def" was accepted.
-    if (!attrs.slice(2).every(isAttrVal)) return this.fail('malformed', 'client-first-message-bare has text after the nonce that is no attribute');
-    const user = decodeSaslName(attrs[0]!.slice(2));
+    if (!attrs.slice(2).every(isAttrVal))
+      return this.fail('malformed', 'client-first-message-bare has text after the nonce that is no attribute');
+    const user = decodeSaslName(attrs[0].slice(2));
     if (user === undefined) return this.fail('malformed', 'bad saslname');
     const nameCheck = checkUserName(user);
     if (!nameCheck.ok) return this.fail('malformed', nameCheck.reason);
@@ -115,22 +116,31 @@ export class ScramExchange implements SaslExchange {
       const authzid = decodeSaslName(authzPart.slice(2));
       if (authzid === undefined) return this.fail('malformed', 'bad authzid');
       if (authzid !== '' && authzid !== user) {
-        return this.fail('authzid', `user ${JSON.stringify(user)} asked to act as ${JSON.stringify(authzid)}: proxy login not supported`, user);
+        return this.fail(
+          'authzid',
+          `user ${JSON.stringify(user)} asked to act as ${JSON.stringify(authzid)}: proxy login not supported`,
+          user,
+        );
       }
     }
-    const clientNonce = attrs[1]!.slice(2);
+    const clientNonce = attrs[1].slice(2);
     // printable = %x21-2B / %x2D-7E (no comma)
     if (clientNonce.length === 0 || clientNonce.length > MAX_NONCE || !/^[\x21-\x2b\x2d-\x7e]+$/.test(clientNonce)) {
       return this.fail('malformed', 'bad client nonce', user);
     }
-    if (this.backend.lookupScram === undefined) return this.fail('unavailable', `backend ${this.backend.name} has no SCRAM keys`, user);
+    if (this.backend.lookupScram === undefined)
+      return this.fail('unavailable', `backend ${this.backend.name} has no SCRAM keys`, user);
     let credentials: ScramCredentials;
     let identity: Identity | undefined;
     let refusal: string | undefined;
     try {
       const found = await this.backend.lookupScram(user, this.algorithm, this.context);
       if (found.kind === 'unavailable') {
-        return this.fail('unavailable', `user ${JSON.stringify(user)}: backend ${this.backend.name} unavailable: ${found.reason}`, user);
+        return this.fail(
+          'unavailable',
+          `user ${JSON.stringify(user)}: backend ${this.backend.name} unavailable: ${found.reason}`,
+          user,
+        );
       }
       if (found.kind === 'found') {
         credentials = found.credentials;
@@ -140,11 +150,25 @@ export class ScramExchange implements SaslExchange {
         credentials = found.decoy ?? this.fakeCredentials(user);
       }
     } catch (e) {
-      return this.fail('unavailable', `backend ${this.backend.name} failed: ${e instanceof Error ? e.message : String(e)}`, user);
+      return this.fail(
+        'unavailable',
+        `backend ${this.backend.name} failed: ${e instanceof Error ? e.message : String(e)}`,
+        user,
+      );
     }
     const nonce = clientNonce + this.serverNonce();
     const serverFirst = `r=${nonce},s=${credentials.salt.toString('base64')},i=${credentials.iterations}`;
-    this.state = { kind: 'waitFinal', user, gs2Header, clientFirstBare: bare, serverFirst, nonce, credentials, identity, refusal };
+    this.state = {
+      kind: 'waitFinal',
+      user,
+      gs2Header,
+      clientFirstBare: bare,
+      serverFirst,
+      nonce,
+      credentials,
+      identity,
+      refusal,
+    };
     return { kind: 'challenge', data: Buffer.from(serverFirst, 'utf8') };
   }
 
@@ -158,16 +182,17 @@ export class ScramExchange implements SaslExchange {
     const withoutProof = text.slice(0, pIdx);
     const proofB64 = text.slice(pIdx + 3);
     const attrs = withoutProof.split(',');
-    if (attrs.length < 2 || !attrs[0]!.startsWith('c=') || !attrs[1]!.startsWith('r=')) {
+    if (attrs.length < 2 || !attrs[0].startsWith('c=') || !attrs[1].startsWith('r=')) {
       return this.fail('malformed', 'client-final-message is not c=...,r=...', s.user);
     }
-    if (!attrs.slice(2).every(isAttrVal)) return this.fail('malformed', 'client-final-message has text before the proof that is no attribute', s.user);
+    if (!attrs.slice(2).every(isAttrVal))
+      return this.fail('malformed', 'client-final-message has text before the proof that is no attribute', s.user);
     // Without channel binding, c= is exactly the base64 of the gs2 header (section 5.1).
-    const cbind = Buffer.from(attrs[0]!.slice(2), 'base64');
-    if (!cbind.equals(Buffer.from(s.gs2Header, 'utf8')) || !isBase64(attrs[0]!.slice(2))) {
+    const cbind = Buffer.from(attrs[0].slice(2), 'base64');
+    if (!cbind.equals(Buffer.from(s.gs2Header, 'utf8')) || !isBase64(attrs[0].slice(2))) {
       return this.fail('malformed', 'channel binding data does not match the gs2 header', s.user);
     }
-    if (attrs[1]!.slice(2) !== s.nonce) return this.fail('malformed', 'nonce mismatch', s.user);
+    if (attrs[1].slice(2) !== s.nonce) return this.fail('malformed', 'nonce mismatch', s.user);
     const hashLen = this.hash === 'sha1' ? 20 : 32;
     const proof = isBase64(proofB64) ? Buffer.from(proofB64, 'base64') : Buffer.alloc(0);
     if (proof.length !== hashLen) return this.fail('malformed', 'bad proof length', s.user);
@@ -175,17 +200,26 @@ export class ScramExchange implements SaslExchange {
     const authMessage = `${s.clientFirstBare},${s.serverFirst},${withoutProof}`;
     const clientSignature = createHmac(this.hash, s.credentials.storedKey).update(authMessage).digest();
     const clientKey = Buffer.alloc(hashLen);
-    for (let i = 0; i < hashLen; i++) clientKey[i] = proof[i]! ^ clientSignature[i]!;
+    for (let i = 0; i < hashLen; i++) clientKey[i] = proof[i] ^ clientSignature[i];
     const candidate = createHash(this.hash).update(clientKey).digest();
     const good = timingSafeEqual(candidate, s.credentials.storedKey);
     if (s.identity === undefined) {
-      return failure('rejected', `${this.mech}: user ${q}: unknown user`, { user: s.user, outcome: { kind: 'rejected', reason: 'unknown user', class: 'unknown-user' } });
+      return failure('rejected', `${this.mech}: user ${q}: unknown user`, {
+        user: s.user,
+        outcome: { kind: 'rejected', reason: 'unknown user', class: 'unknown-user' },
+      });
     }
     if (!good) {
-      return failure('rejected', `${this.mech}: user ${q}: wrong password`, { user: s.user, outcome: { kind: 'rejected', reason: 'wrong password', class: 'bad-password' } });
+      return failure('rejected', `${this.mech}: user ${q}: wrong password`, {
+        user: s.user,
+        outcome: { kind: 'rejected', reason: 'wrong password', class: 'bad-password' },
+      });
     }
     if (s.refusal !== undefined) {
-      return failure('rejected', `${this.mech}: user ${q}: ${s.refusal}`, { user: s.user, outcome: { kind: 'rejected', reason: s.refusal, class: 'policy' } });
+      return failure('rejected', `${this.mech}: user ${q}: ${s.refusal}`, {
+        user: s.user,
+        outcome: { kind: 'rejected', reason: s.refusal, class: 'policy' },
+      });
     }
     const serverSignature = createHmac(this.hash, s.credentials.serverKey).update(authMessage).digest();
     return {
@@ -197,7 +231,8 @@ export class ScramExchange implements SaslExchange {
 
   /** Stable per user within this process, so probing twice shows the same salt. */
   private fakeCredentials(user: string): ScramCredentials {
-    const mac = (label: string): Buffer => createHmac('sha256', FAKE_SECRET).update(`${label}\0${this.algorithm}\0${user}`).digest();
+    const mac = (label: string): Buffer =>
+      createHmac('sha256', FAKE_SECRET).update(`${label}\0${this.algorithm}\0${user}`).digest();
     const len = this.hash === 'sha1' ? 20 : 32;
     return {
       iterations: DEFAULT_SCRAM_ITERATIONS,

@@ -168,7 +168,14 @@ export class Connection {
       },
       'connection closed',
     );
-    this.services.events.connectionClosed({ reason, seconds, bytesIn, bytesOut, commands: this.commands, authenticated });
+    this.services.events.connectionClosed({
+      reason,
+      seconds,
+      bytesIn,
+      bytesOut,
+      commands: this.commands,
+      authenticated,
+    });
   }
 
   private async loop(): Promise<void> {
@@ -220,7 +227,8 @@ export class Connection {
       this.services.events.commandCompleted(name, response.status, ms / 1000);
       if (then === 'close' || response.status === 'BYE') {
         // A BYE to a client already gone (it closed during AUTHENTICATE) is no limit.
-        this.endReason ??= name === 'LOGOUT' && response.status === 'OK' ? 'logout' : this.ended ? 'client-closed' : 'limit';
+        this.endReason ??=
+          name === 'LOGOUT' && response.status === 'OK' ? 'logout' : this.ended ? 'client-closed' : 'limit';
       }
       // Limits and the idle timeout follow the state the command left behind.
       this.framer.setLimits(this.limits());
@@ -270,7 +278,14 @@ export class Connection {
     if (!this.log.isLevelEnabled('info')) return;
     this.reportUnloggedCommands(false);
     if (!this.commandLines.take()) return;
-    const code = response.code === undefined ? undefined : typeof response.code === 'string' ? response.code : 'tag' in response.code ? 'TAG' : 'SASL';
+    const code =
+      response.code === undefined
+        ? undefined
+        : typeof response.code === 'string'
+          ? response.code
+          : 'tag' in response.code
+            ? 'TAG'
+            : 'SASL';
     this.log.info(
       {
         event: 'command',
@@ -306,7 +321,9 @@ export class Connection {
         }
         return {
           action: 'refuse',
-          error: ProtocolError.fatal(authenticated ? `Literal too large (at most ${maxLiteral} octets)` : 'Literal too large before login'),
+          error: ProtocolError.fatal(
+            authenticated ? `Literal too large (at most ${maxLiteral} octets)` : 'Literal too large before login',
+          ),
         };
       },
     };
@@ -326,7 +343,9 @@ export class Connection {
     const frame = await this.nextFrame();
     if (frame.kind === 'fatal') return { kind: 'fatal', error: frame.error };
     if (frame.kind !== 'command') return { kind: 'closed' };
-    return frame.error ? { kind: 'line', tokens: frame.tokens, error: frame.error } : { kind: 'line', tokens: frame.tokens };
+    return frame.error
+      ? { kind: 'line', tokens: frame.tokens, error: frame.error }
+      : { kind: 'line', tokens: frame.tokens };
   }
 
   private wakeReader(): void {
@@ -404,18 +423,26 @@ export class Connection {
     if (login && this.timerFor === 'idle') this.loginSince = performance.now();
     clearTimeout(this.idleTimer);
     this.timerFor = login ? 'login' : 'idle';
-    const ms = login ? server.login_timeout_seconds * 1000 - (performance.now() - this.loginSince) : server.idle_timeout_seconds * 1000;
-    this.idleTimer = setTimeout(() => {
-      this.log.info({ event: login ? 'login-timeout' : 'idle-timeout', user: this.session.user }, login ? 'disconnecting: no login in time' : 'disconnecting idle client');
-      this.closing = true;
-      this.endReason ??= 'idle';
-      const text = `${server.greeting_name}: ${login ? 'login took too long' : 'disconnected for inactivity'}`;
-      // Mid-STARTTLS the client expects a handshake: a clear-text BYE would be garbage to it.
-      const farewell = this.upgrading ? Promise.resolve() : this.write(encodeResponse(bye(text)));
-      if (this.upgrading) this.socket.destroy();
-      farewell.catch(() => undefined).finally(() => this.destroy());
-      this.wakeReader();
-    }, Math.max(0, ms));
+    const ms = login
+      ? server.login_timeout_seconds * 1000 - (performance.now() - this.loginSince)
+      : server.idle_timeout_seconds * 1000;
+    this.idleTimer = setTimeout(
+      () => {
+        this.log.info(
+          { event: login ? 'login-timeout' : 'idle-timeout', user: this.session.user },
+          login ? 'disconnecting: no login in time' : 'disconnecting idle client',
+        );
+        this.closing = true;
+        this.endReason ??= 'idle';
+        const text = `${server.greeting_name}: ${login ? 'login took too long' : 'disconnected for inactivity'}`;
+        // Mid-STARTTLS the client expects a handshake: a clear-text BYE would be garbage to it.
+        const farewell = this.upgrading ? Promise.resolve() : this.write(encodeResponse(bye(text)));
+        if (this.upgrading) this.socket.destroy();
+        farewell.catch(() => undefined).finally(() => this.destroy());
+        this.wakeReader();
+      },
+      Math.max(0, ms),
+    );
     this.idleTimer.unref();
   }
 
@@ -443,7 +470,7 @@ function handshake(socket: TLSSocket): Promise<void> {
       clearTimeout(timer);
       resolve();
     });
-    socket.once('error', (error) => {
+    socket.once('error', (error: Error) => {
       clearTimeout(timer);
       reject(error);
     });

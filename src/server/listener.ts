@@ -37,10 +37,11 @@ export function listenerSpecs(
     const m = /^\[?(.*?)\]?:(\d+)$/.exec(table.address);
     if (!m) throw new Error(`bad listen address ${table.address}`);
     return {
-      host: m[1]!,
+      host: m[1],
       port: Number(m[2]),
       implicitTls,
-      allowPlaintext: ('allow_plaintext' in table && table.allow_plaintext !== undefined ? table.allow_plaintext : defaultPlaintext),
+      allowPlaintext:
+        'allow_plaintext' in table && table.allow_plaintext !== undefined ? table.allow_plaintext : defaultPlaintext,
       proxyProtocol: table.proxy_protocol ?? false,
     };
   });
@@ -96,7 +97,8 @@ export class ConnectionManager {
   replaceServices(services: ServerServices): void {
     this.services = services;
     this.trustedProxies = compileTrustedProxies(services.config.server.trusted_proxies);
-    for (const { server } of this.servers.values()) server.maxConnections = hardConnectionLimit(services.config.server.max_connections);
+    for (const { server } of this.servers.values())
+      server.maxConnections = hardConnectionLimit(services.config.server.max_connections);
   }
 
   /**
@@ -114,7 +116,14 @@ export class ConnectionManager {
       const bound = server.address();
       server.close();
       this.servers.delete(address);
-      this.log.info({ event: 'listener-closed', host: spec.host, port: typeof bound === 'object' && bound ? bound.port : spec.port }, 'stopped listening');
+      this.log.info(
+        {
+          event: 'listener-closed',
+          host: spec.host,
+          port: typeof bound === 'object' && bound ? bound.port : spec.port,
+        },
+        'stopped listening',
+      );
       if (!next) {
         changes.closed.push(address);
         continue;
@@ -147,7 +156,11 @@ export class ConnectionManager {
   get listening(): { host: string; port: number; implicitTls: boolean }[] {
     return [...this.servers.values()].map(({ server, spec }) => {
       const address = server.address();
-      return { host: spec.host, port: typeof address === 'object' && address ? address.port : spec.port, implicitTls: spec.implicitTls };
+      return {
+        host: spec.host,
+        port: typeof address === 'object' && address ? address.port : spec.port,
+        implicitTls: spec.implicitTls,
+      };
     });
   }
 
@@ -163,7 +176,9 @@ export class ConnectionManager {
   async kick(target: string, text: string): Promise<number> {
     const matching = [...this.connections].filter((c) => {
       const info = c.info();
-      return info.user === target || info.remote === target || info.remote.slice(0, info.remote.lastIndexOf(':')) === target;
+      return (
+        info.user === target || info.remote === target || info.remote.slice(0, info.remote.lastIndexOf(':')) === target
+      );
     });
     await Promise.all(matching.map((c) => c.shutdown(text, 'kicked')));
     return matching.length;
@@ -227,33 +242,67 @@ export class ConnectionManager {
       socket.destroy();
       return;
     }
-    readProxyHeader(socket, { timeoutMs: PROXY_HEADER_TIMEOUT_MS }).then((header) => {
-      if (header.kind === 'error') {
-        this.log.warn({ event: 'proxy-header-error', remote: peer, reason: header.message }, 'refusing connection: bad PROXY header');
-        this.services.events.connectionRefused('proxy-header');
-        socket.destroy();
-        return;
-      }
-      const source = header.source;
-      this.admit(socket, spec, source ? normalizeAddress(source.address) : peer, source?.port ?? socket.remotePort ?? 0);
-    }, () => socket.destroy());
+    readProxyHeader(socket, { timeoutMs: PROXY_HEADER_TIMEOUT_MS }).then(
+      (header) => {
+        if (header.kind === 'error') {
+          this.log.warn(
+            { event: 'proxy-header-error', remote: peer, reason: header.message },
+            'refusing connection: bad PROXY header',
+          );
+          this.services.events.connectionRefused('proxy-header');
+          socket.destroy();
+          return;
+        }
+        const source = header.source;
+        this.admit(
+          socket,
+          spec,
+          source ? normalizeAddress(source.address) : peer,
+          source?.port ?? socket.remotePort ?? 0,
+        );
+      },
+      () => socket.destroy(),
+    );
   }
 
   private admit(socket: Socket, spec: ListenerSpec, remoteAddress: string, remotePort: number): void {
     const { server } = this.services.config;
-    const verdict = this.admission.acquire(remoteAddress, { total: server.max_connections, perAddress: server.max_connections_per_ip });
+    const verdict = this.admission.acquire(remoteAddress, {
+      total: server.max_connections,
+      perAddress: server.max_connections_per_ip,
+    });
     if (typeof verdict === 'string') this.admitted(verdict, socket, spec, remoteAddress, remotePort);
-    else verdict.then((v) => this.admitted(v, socket, spec, remoteAddress, remotePort), () => socket.destroy());
+    else
+      verdict.then(
+        (v) => this.admitted(v, socket, spec, remoteAddress, remotePort),
+        () => socket.destroy(),
+      );
   }
 
-  private admitted(verdict: AdmissionVerdict, socket: Socket, spec: ListenerSpec, remoteAddress: string, remotePort: number): void {
+  private admitted(
+    verdict: AdmissionVerdict,
+    socket: Socket,
+    spec: ListenerSpec,
+    remoteAddress: string,
+    remotePort: number,
+  ): void {
     const { server } = this.services.config;
     if (verdict === 'max_connections') {
-      this.refuse(socket, remoteAddress, 'max_connections', `${server.greeting_name}: too many connections, try again later`);
+      this.refuse(
+        socket,
+        remoteAddress,
+        'max_connections',
+        `${server.greeting_name}: too many connections, try again later`,
+      );
       return;
     }
     if (verdict === 'max_connections_per_ip') {
-      this.refuse(socket, remoteAddress, 'max_connections_per_ip', `${server.greeting_name}: too many connections from your address`);
+      this.refuse(
+        socket,
+        remoteAddress,
+        'max_connections_per_ip',
+        `${server.greeting_name}: too many connections from your address`,
+      );
       return;
     }
     if (socket.destroyed) {
@@ -276,7 +325,7 @@ export class ConnectionManager {
       this.connections.delete(connection);
       this.admission.release(remoteAddress);
     };
-    this.start(connection, socket, spec, log).finally(finished);
+    void this.start(connection, socket, spec, log).finally(finished);
   }
 
   /** RFC 5804 section 1.2: the client is told why (BYE) before the server hangs up. */
@@ -302,7 +351,7 @@ export class ConnectionManager {
         clearTimeout(timer);
         resolve(true);
       });
-      tlsSocket.once('error', (error) => {
+      tlsSocket.once('error', (error: Error) => {
         clearTimeout(timer);
         log.info({ event: 'tls-handshake-failed', err: error.message }, 'TLS handshake failed');
         resolve(false);

@@ -112,7 +112,7 @@ function parseV1(data: Buffer): ProxyParseResult {
   // non-printable byte, is an error at once rather than after 107 bytes.
   let end = -1;
   for (let i = 0; i < data.length && i < V1_MAX_BYTES; i++) {
-    const b = data[i] as number;
+    const b = data[i];
     if (b === 0x0d) {
       if (i + 2 > V1_MAX_BYTES) return fail('PROXY v1 header too long');
       if (i + 1 >= data.length) return NEED_MORE;
@@ -169,13 +169,13 @@ const T_STREAM = 0x1;
 function parseV2(data: Buffer, maxV2Length: number): ProxyParseResult {
   if (!isPrefixOf(data, V2_SIGNATURE)) return fail('malformed PROXY v2 signature');
   if (data.length < 13) return NEED_MORE;
-  const verCmd = data[12] as number;
+  const verCmd = data[12];
   // Spec 2.2: the version nibble must be 2; other values must be rejected.
   if (verCmd >> 4 !== 0x2) return fail('PROXY v2 header: unsupported version');
   const command = verCmd & 0x0f;
   if (command !== CMD_LOCAL && command !== CMD_PROXY) return fail('PROXY v2 header: unknown command');
   if (data.length < 14) return NEED_MORE;
-  const famProto = data[13] as number;
+  const famProto = data[13];
   const family = famProto >> 4;
   const transport = famProto & 0x0f;
   if (family > AF_UNIX || transport > 0x2) return fail('PROXY v2 header: unknown address family or protocol');
@@ -233,7 +233,7 @@ function ipv6(buf: Buffer, offset: number): string {
   }
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== 0) {
       i++;
       continue;
@@ -269,7 +269,7 @@ function stripScope(address: string): string {
 /** `a.b.c.d` of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), else undefined. */
 function unmapIPv4(address: string): string | undefined {
   const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  return m && isIPv4(m[1] as string) ? m[1] : undefined;
+  return m && isIPv4(m[1]) ? m[1] : undefined;
 }
 
 /**
@@ -333,7 +333,12 @@ export function isTrustedBy(address: string, compiled: TrustedProxies): boolean 
 // ---------------------------------------------------------------- socket helper
 
 export type ProxyReadResult =
-  | { readonly kind: 'done'; readonly source?: ProxyAddress; readonly destination?: ProxyAddress; readonly version: 1 | 2 }
+  | {
+      readonly kind: 'done';
+      readonly source?: ProxyAddress;
+      readonly destination?: ProxyAddress;
+      readonly version: 1 | 2;
+    }
   | { readonly kind: 'error'; readonly message: string };
 
 /**

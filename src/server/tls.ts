@@ -21,6 +21,8 @@ export async function loadTlsContext(tls: Config['tls']): Promise<SecureContext 
   try {
     return createSecureContext({ cert: cert.value, key: key.value, minVersion: tls.min_version });
   } catch (error) {
-    throw new Error(`[tls] cannot use ${tls.cert_file} / ${tls.key_file}: ${(error as Error).message}`);
+    throw new Error(`[tls] cannot use ${tls.cert_file} / ${tls.key_file}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }

@@ -64,7 +64,11 @@ export interface ServerEvents {
   failedLoginDelay(seconds: number): void;
   /** `command` is a known command name or "UNKNOWN"; `status` OK, NO or BYE. */
   commandCompleted(command: string, status: string, seconds: number): void;
-  scriptValidated(command: 'PUTSCRIPT' | 'CHECKSCRIPT' | 'SETACTIVE', verdict: ValidationVerdict, seconds: number): void;
+  scriptValidated(
+    command: 'PUTSCRIPT' | 'CHECKSCRIPT' | 'SETACTIVE',
+    verdict: ValidationVerdict,
+    seconds: number,
+  ): void;
   storageError(kind: string): void;
   reloaded(outcome: 'success' | 'failure'): void;
 }

@@ -82,7 +82,8 @@ export function headerMailboxProblem(s: string): string | undefined {
   if (t.length === 0) return 'empty address';
   const open = t.endsWith('>') ? angleOpen(t) : -1;
   if (open < 0) {
-    if (/^[^"]*\(/.test(t)) return 'comments "(...)" are not supported; write a display name: "Name <user@example.org>"';
+    if (/^[^"]*\(/.test(t))
+      return 'comments "(...)" are not supported; write a display name: "Name <user@example.org>"';
     return mailboxProblem(t);
   }
   const display = asciiTrim(t.slice(0, open));

@@ -75,7 +75,7 @@ export class DiagnosticSink {
     }
     const starts = this.lineStarts;
     const lo = lastAtOrBelow(starts, offset);
-    const lineStart = starts[lo]!;
+    const lineStart = starts[lo];
     // Surrogate pairs that start on this line before the offset.
     const pairs = this.pairs!;
     const before = lastAtOrBelow(pairs, offset - 1) - lastAtOrBelow(pairs, lineStart - 1);
@@ -105,7 +105,7 @@ function lastAtOrBelow(sorted: number[], x: number): number {
   let hi = sorted.length - 1;
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (sorted[mid]! <= x) lo = mid;
+    if (sorted[mid] <= x) lo = mid;
     else hi = mid - 1;
   }
   return lo;

@@ -56,7 +56,7 @@ function hexValue(b: number | undefined): number {
 function startsWithCi(src: Uint8Array, at: number, prefix: string): boolean {
   if (at + prefix.length > src.length) return false;
   for (let k = 0; k < prefix.length; k++) {
-    let b = src[at + k]!;
+    let b = src[at + k];
     if (b >= 0x41 && b <= 0x5a) b |= 0x20;
     if (b !== prefix.charCodeAt(k)) return false;
   }
@@ -160,7 +160,7 @@ export function decodeEncodedCharacters(src: Uint8Array): DecodeResult {
         }
       }
     }
-    out.push(src[i]!);
+    out.push(src[i]);
     i++;
   }
   return { bytes: Uint8Array.from(out), problems };

@@ -25,7 +25,10 @@ function run(bin: string, args: string[]): Promise<{ stdout: string; stderr: str
 
 /** An exim binary on PATH or in the usual sbin directories, or undefined. */
 export function findExim(): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean).concat(['/usr/sbin', '/usr/local/sbin', '/usr/exim/bin']);
+  const dirs = (process.env.PATH ?? '')
+    .split(':')
+    .filter(Boolean)
+    .concat(['/usr/sbin', '/usr/local/sbin', '/usr/exim/bin']);
   for (const name of ['exim4', 'exim']) {
     for (const dir of dirs) {
       try {
@@ -42,7 +45,10 @@ export function findExim(): string | undefined {
 export async function eximSieveExtensions(bin: string, configFile?: string): Promise<string[]> {
   const r = await run(bin, [...(configFile ? ['-C', configFile] : []), '-bI:sieve']);
   if (r.code !== 0) throw new EximProbeError(`${bin} -bI:sieve failed: ${r.stderr.trim()}`);
-  const list = r.stdout.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  const list = r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
   if (list.length === 0) throw new EximProbeError(`${bin} -bI:sieve printed no extensions (is Sieve built in?)`);
   return list;
 }

@@ -30,7 +30,7 @@ function pushCodePoint(bytes: number[], from: number[], cp: number, at: number):
 
 /** Copies source[start, end) as UTF-8. */
 function pushText(bytes: number[], from: number[], source: string, start: number, end: number): void {
-  for (let i = start; i < end; ) {
+  for (let i = start; i < end;) {
     const cp = source.codePointAt(i)!;
     pushCodePoint(bytes, from, cp, i);
     i += cp > 0xffff ? 2 : 1;
@@ -42,7 +42,7 @@ export function eximString(s: SieveString, source: string): EximString {
   const from: number[] = [];
   if (s.kind === 'quoted') {
     const end = s.loc.end - 1;
-    for (let i = s.loc.start + 1; i < end; ) {
+    for (let i = s.loc.start + 1; i < end;) {
       let c = source.codePointAt(i)!;
       if (c === 0x5c /* \ */ && i + 1 < end) {
         i++;

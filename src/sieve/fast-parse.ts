@@ -13,7 +13,17 @@
  *
  * Must not know: any semantic rule (like the grammar).
  */
-import type { Argument, Command, MultiLineString, QuotedString, Script, SieveString, Span, StringList, Test } from './ast.js';
+import type {
+  Argument,
+  Command,
+  MultiLineString,
+  QuotedString,
+  Script,
+  SieveString,
+  Span,
+  StringList,
+  Test,
+} from './ast.js';
 
 const LF = 0x0a;
 const SP = 0x20;
@@ -42,9 +52,14 @@ const DOT = 0x2e;
  */
 const EMPTY: never[] = Object.freeze([]) as unknown as never[];
 
-/** Thrown to abandon the fast path; parse.ts falls back to the generated parser. */
+/**
+ * Thrown to abandon the fast path; parse.ts falls back to the generated parser.
+ * Not an Error on purpose: one shared value, no stack captured on every give-up,
+ * and it never leaves this module (the catch below takes it).
+ */
 class GiveUp {}
 const GIVE_UP = new GiveUp();
+/* eslint-disable @typescript-eslint/only-throw-error -- GIVE_UP, see above */
 
 function isIdentStart(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
@@ -288,7 +303,7 @@ class Reader {
     this.skip();
     const args = this.arguments();
     const tp = this.testPart();
-    const end = tp !== undefined ? tp.end : args.length > 0 ? args[args.length - 1]!.loc.end : name.loc.end;
+    const end = tp !== undefined ? tp.end : args.length > 0 ? args[args.length - 1].loc.end : name.loc.end;
     return {
       type: 'test',
       name: name.text,
@@ -306,7 +321,7 @@ class Reader {
     this.skip();
     const args = this.arguments();
     const tp = this.testPart();
-    const headEnd = tp !== undefined ? tp.end : args.length > 0 ? args[args.length - 1]!.loc.end : name.loc.end;
+    const headEnd = tp !== undefined ? tp.end : args.length > 0 ? args[args.length - 1].loc.end : name.loc.end;
     const c = this.s.charCodeAt(this.pos);
     let block: Command[] | null = null;
     let terminated = true;

@@ -5,7 +5,13 @@
  * Must not know: the protocol (nothing here imports protocol/, commands/ or server/).
  */
 export type { Diagnostic, DiagnosticCode, Severity } from './diagnostics.js';
-export { formatDiagnosticForClient, formatDiagnosticsForClient, formatDiagnosticForTerminal, hasErrors, sortDiagnostics } from './diagnostics.js';
+export {
+  formatDiagnosticForClient,
+  formatDiagnosticsForClient,
+  formatDiagnosticForTerminal,
+  hasErrors,
+  sortDiagnostics,
+} from './diagnostics.js';
 export type { SieveProfile, FileintoPolicy } from './profile.js';
 export { defaultProfile, notifyMethods, EXIM_EXTENSIONS, EXIM_IMPLICIT_CAPABILITIES } from './profile.js';
 export { validateScript } from './validate.js';

@@ -25,7 +25,7 @@ export function firstInvalidUtf8(buf: Uint8Array): number {
   let i = 0;
   const n = buf.length;
   while (i < n) {
-    const b = buf[i]!;
+    const b = buf[i];
     if (b < 0x80) {
       i++;
       continue;
@@ -71,11 +71,7 @@ function positionOf(buf: Buffer, offset: number): { line: number; column: number
 
 export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSink): DecodedInput {
   if (script.length > maxBytes) {
-    sink.error(
-      { line: 1, column: 1 },
-      `script is ${script.length} bytes, more than the limit of ${maxBytes}`,
-      'limit',
-    );
+    sink.error({ line: 1, column: 1 }, `script is ${script.length} bytes, more than the limit of ${maxBytes}`, 'limit');
     return { text: undefined, userLength: 0 };
   }
   const nul = script.indexOf(0);
@@ -87,7 +83,7 @@ export function decodeInput(script: Buffer, maxBytes: number, sink: DiagnosticSi
   if (bad >= 0) {
     sink.error(
       positionOf(script, bad),
-      `invalid UTF-8 at byte ${bad} (0x${script[bad]!.toString(16).padStart(2, '0')}); scripts must be UTF-8`,
+      `invalid UTF-8 at byte ${bad} (0x${script[bad].toString(16).padStart(2, '0')}); scripts must be UTF-8`,
       'input',
     );
     return { text: undefined, userLength: 0 };

@@ -36,10 +36,15 @@ export async function loadProfile(sieve: SieveSettings, maxScriptBytes: number, 
   if (sieve.capabilities !== undefined) {
     const unknown = unknownCapabilities(sieve.capabilities);
     if (unknown.length > 0) {
-      throw new ProfileError(`[sieve] capabilities: cannot validate scripts for ${unknown.map((u) => `"${u}"`).join(', ')}`);
+      throw new ProfileError(
+        `[sieve] capabilities: cannot validate scripts for ${unknown.map((u) => `"${u}"`).join(', ')}`,
+      );
     }
     const profile: SieveProfile = { ...base, extensions: [...sieve.capabilities], source: 'config' };
-    log?.info({ event: 'sieve_profile', source: 'config', extensions: profile.extensions }, 'Sieve capabilities from configuration');
+    log?.info(
+      { event: 'sieve_profile', source: 'config', extensions: profile.extensions },
+      'Sieve capabilities from configuration',
+    );
     return profile;
   }
   const bin = sieve.exim === undefined || sieve.exim === 'auto' ? findExim() : sieve.exim;
@@ -64,7 +69,10 @@ export async function loadProfile(sieve: SieveSettings, maxScriptBytes: number, 
   }
   const unknown = unknownCapabilities(extensions);
   if (unknown.length > 0) {
-    log?.warn({ event: 'sieve_profile', unknown }, 'Exim offers Sieve extensions this validator cannot check; not advertising them');
+    log?.warn(
+      { event: 'sieve_profile', unknown },
+      'Exim offers Sieve extensions this validator cannot check; not advertising them',
+    );
     extensions = extensions.filter((e) => !unknown.includes(e));
   }
   let router = { vacation: false, enotify: false };
@@ -73,11 +81,17 @@ export async function loadProfile(sieve: SieveSettings, maxScriptBytes: number, 
   else {
     const e = probed.error;
     if (!(e instanceof EximProbeError)) throw e;
-    log?.warn({ event: 'sieve_profile', router: sieve.exim_router, err: e.message }, 'cannot read the Exim router; vacation and enotify disabled');
+    log?.warn(
+      { event: 'sieve_profile', router: sieve.exim_router, err: e.message },
+      'cannot read the Exim router; vacation and enotify disabled',
+    );
   }
   if (!router.vacation) extensions = extensions.filter((e) => e !== 'vacation');
   if (!router.enotify) extensions = extensions.filter((e) => e !== 'enotify');
   const profile: SieveProfile = { ...base, extensions, source: 'exim' };
-  log?.info({ event: 'sieve_profile', source: 'exim', exim: bin, router: sieve.exim_router, extensions }, 'Sieve capabilities from Exim');
+  log?.info(
+    { event: 'sieve_profile', source: 'exim', exim: bin, router: sieve.exim_router, extensions },
+    'Sieve capabilities from Exim',
+  );
   return profile;
 }

@@ -25,7 +25,7 @@ export function parseMailto(uri: string): MailtoResult {
     return {
       recipients: [],
       problem:
-        scheme[1]!.toLowerCase() === 'mailto'
+        scheme[1].toLowerCase() === 'mailto'
           ? 'the scheme must be written "mailto:" in lower case for Exim'
           : `unknown notification method "${scheme[1]}" (only "mailto" is supported)`,
     };

@@ -64,7 +64,7 @@ class Scanner {
     if (s[this.i] === '"') {
       let v = '';
       for (let j = this.i + 1; j < s.length; j++) {
-        const c = s[j]!;
+        const c = s[j];
         if (c === '"') {
           this.i = j + 1;
           return v;
@@ -159,7 +159,7 @@ function lineBreaks(s: string): string {
 export function mergeRequires(text: string): string | undefined {
   const cmds = leadingRequires(text);
   if (cmds === undefined || cmds.length < 2) return undefined;
-  if (cmds.every((c, k) => k === 0 || c.start === cmds[k - 1]!.end)) return undefined;
+  if (cmds.every((c, k) => k === 0 || c.start === cmds[k - 1].end)) return undefined;
   const names: string[] = [];
   let decode = false;
   for (const c of cmds) {
@@ -170,12 +170,15 @@ export function mergeRequires(text: string): string | undefined {
       if (name === 'encoded-character') decode = true;
     }
   }
-  const first = cmds[0]!;
-  const last = cmds[cmds.length - 1]!;
-  let out = text.slice(0, first.start) + `require [${names.map(quote).join(', ')}];` + lineBreaks(text.slice(first.start, first.end));
+  const first = cmds[0];
+  const last = cmds[cmds.length - 1];
+  let out =
+    text.slice(0, first.start) +
+    `require [${names.map(quote).join(', ')}];` +
+    lineBreaks(text.slice(first.start, first.end));
   for (let k = 1; k < cmds.length; k++) {
-    const c = cmds[k]!;
-    out += text.slice(cmds[k - 1]!.end, c.start) + lineBreaks(text.slice(c.start, c.end));
+    const c = cmds[k];
+    out += text.slice(cmds[k - 1].end, c.start) + lineBreaks(text.slice(c.start, c.end));
   }
   return out + text.slice(last.end);
 }

@@ -15,7 +15,19 @@ function describeSyntaxError(e: PeggySyntaxError): string {
   // Messages raised with error() in the grammar are already worded for users.
   if (!e.message.startsWith('Expected ')) return e.message;
   const found = e.found === null ? 'end of script' : JSON.stringify(e.found);
-  const names = [...new Set(e.expected.map((x) => (x.type === 'literal' ? JSON.stringify(x.text) : x.type === 'other' ? x.description : x.type === 'end' ? 'end of script' : 'a character')))];
+  const names = [
+    ...new Set(
+      e.expected.map((x) =>
+        x.type === 'literal'
+          ? JSON.stringify(x.text)
+          : x.type === 'other'
+            ? x.description
+            : x.type === 'end'
+              ? 'end of script'
+              : 'a character',
+      ),
+    ),
+  ];
   const list = names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
   return `syntax error: expected ${list} but found ${found}`;
 }

@@ -44,7 +44,11 @@ export function prescanNesting(text: string, maxNesting: number, sink: Diagnosti
       const e = text.indexOf('*/', i + 2);
       if (e < 0) return true;
       i = e + 2;
-    } else if ((c === 0x74 || c === 0x54) && /^text:/i.test(text.slice(i, i + 5)) && !/[A-Za-z0-9_]/.test(text[i - 1] ?? '')) {
+    } else if (
+      (c === 0x74 || c === 0x54) &&
+      /^text:/i.test(text.slice(i, i + 5)) &&
+      !/[A-Za-z0-9_]/.test(text[i - 1] ?? '')
+    ) {
       // Skip to the terminating "." line.
       let e = text.indexOf('\n', i);
       while (e >= 0) {
@@ -73,7 +77,7 @@ export function prescanNesting(text: string, maxNesting: number, sink: Diagnosti
     } else if ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f) {
       // Identifiers in a row nest tests ("not not not ..."); a tag does not.
       const tag = text.charCodeAt(i - 1) === 0x3a;
-      while (i < n && /[A-Za-z0-9_]/.test(text[i]!)) i++;
+      while (i < n && /[A-Za-z0-9_]/.test(text[i])) i++;
       if (!tag && ++chain + brackets > limit) return fail(i);
     } else {
       i++;

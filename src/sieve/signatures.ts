@@ -104,7 +104,11 @@ export const TESTS: ReadonlyMap<string, Signature> = new Map(
       tags: [COMPARATOR, ...MATCH, ...ADDRESS_PART],
       positional: [{ kind: 'stringlist', label: 'header names' }, KEYS],
     }),
-    sig({ name: 'header', tags: [COMPARATOR, ...MATCH], positional: [{ kind: 'stringlist', label: 'header names' }, KEYS] }),
+    sig({
+      name: 'header',
+      tags: [COMPARATOR, ...MATCH],
+      positional: [{ kind: 'stringlist', label: 'header names' }, KEYS],
+    }),
     sig({
       name: 'envelope',
       requires: 'envelope',
@@ -130,11 +134,7 @@ export const TESTS: ReadonlyMap<string, Signature> = new Map(
       name: 'notify_method_capability',
       requires: 'enotify',
       tags: [COMPARATOR, ...MATCH],
-      positional: [
-        { kind: 'string', label: 'notification URI' },
-        { kind: 'string', label: 'capability' },
-        KEYS,
-      ],
+      positional: [{ kind: 'string', label: 'notification URI' }, { kind: 'string', label: 'capability' }, KEYS],
     }),
   ].map((s) => [s.name, s]),
 );

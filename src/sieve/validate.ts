@@ -32,7 +32,11 @@ export function validateScript(script: Buffer, profile: SieveProfile): Diagnosti
     checkStructure(ast.commands, ctx);
     checkFlow(ast.commands, ctx);
   } catch (e) {
-    sink.error({ line: 1, column: 1 }, `internal validator error: ${e instanceof Error ? e.message : String(e)}`, 'internal');
+    sink.error(
+      { line: 1, column: 1 },
+      `internal validator error: ${e instanceof Error ? e.message : String(e)}`,
+      'internal',
+    );
   }
   return sortDiagnostics(sink.items);
 }

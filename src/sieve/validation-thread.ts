@@ -17,6 +17,9 @@ interface Job {
 const profile = (workerData as { profile: SieveProfile }).profile;
 
 parentPort?.on('message', (job: Job) => {
-  const diagnostics = validateScript(Buffer.from(job.script.buffer, job.script.byteOffset, job.script.byteLength), profile);
+  const diagnostics = validateScript(
+    Buffer.from(job.script.buffer, job.script.byteOffset, job.script.byteLength),
+    profile,
+  );
   parentPort?.postMessage({ id: job.id, diagnostics });
 });

@@ -81,8 +81,8 @@ export function tempPathFor(target: string): string {
 export function tempWriterGone(name: string): boolean {
   const m = WRITER.exec(name);
   if (!m) return false;
-  const start = m[3] === '' ? '' : parseInt36(m[3]!);
-  return processGone(m[1]!, parseInt(m[2]!, 36), start);
+  const start = m[3] === '' ? '' : parseInt36(m[3]);
+  return processGone(m[1], parseInt(m[2], 36), start);
 }
 
 function parseInt36(digits: string): string {
@@ -140,7 +140,12 @@ export async function prepareWrite(
 }
 
 /** prepare + commit in one step. */
-export async function atomicWrite(ops: FileOps, target: string, data: Uint8Array, options: WriteOptions): Promise<void> {
+export async function atomicWrite(
+  ops: FileOps,
+  target: string,
+  data: Uint8Array,
+  options: WriteOptions,
+): Promise<void> {
   const prepared = await prepareWrite(ops, target, data, options);
   await prepared.commit();
 }

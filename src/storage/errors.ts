@@ -9,7 +9,7 @@ import { StorageError, type StorageErrorKind } from './types.js';
 /** The errno code of a Node system error, if it is one. */
 export function errnoCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
+    const code = err.code;
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;

@@ -87,7 +87,10 @@ export async function readRegularFile(path: string, options: RegularReadOptions 
   const maxBytes = options.maxBytes ?? MAX_READ_BYTES;
   const tooLarge = (size: number): Error =>
     Object.assign(new Error(`${path} is too large (${size} bytes)`), { code: 'ETOOLARGE', path });
-  const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NONBLOCK | (options.noFollow ? constants.O_NOFOLLOW : 0));
+  const handle = await fsp.open(
+    path,
+    constants.O_RDONLY | constants.O_NONBLOCK | (options.noFollow ? constants.O_NOFOLLOW : 0),
+  );
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });

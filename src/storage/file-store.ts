@@ -59,7 +59,10 @@ export class FileStore implements ScriptStore {
 
   constructor(options: FileStoreOptions) {
     const ops = reportingDirSyncFailures(options.fileOps ?? nodeFileOps, (path, err) =>
-      options.log.warn({ event: 'dir-sync-failed', path, err }, 'directory fsync failed after a change: the change is made, but may not survive a crash'),
+      options.log.warn(
+        { event: 'dir-sync-failed', path, err },
+        'directory fsync failed after a change: the change is made, but may not survive a crash',
+      ),
     );
     const mode = typeof options.filterMode === 'number' ? options.filterMode : parseInt(options.filterMode, 8);
     this.files = new StoreFiles(ops, options.scriptsDir, options.limits, options.log);
@@ -84,7 +87,10 @@ export class FileStore implements ScriptStore {
     try {
       await store.locked(async () => undefined);
     } catch (err) {
-      store.log.warn({ err, filterPath: options.filterPath }, 'could not take the lock to check the existing filter file; checking at the next change');
+      store.log.warn(
+        { err, filterPath: options.filterPath },
+        'could not take the lock to check the existing filter file; checking at the next change',
+      );
     }
     return store;
   }
@@ -117,7 +123,8 @@ export class FileStore implements ScriptStore {
     const nfc = this.files.checkName(name);
     await this.locked(async (lock) => {
       // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE).
-      if ((await this.files.readActive()) === nfc) throw new StorageError('active', `script ${JSON.stringify(nfc)} is active`);
+      if ((await this.files.readActive()) === nfc)
+        throw new StorageError('active', `script ${JSON.stringify(nfc)} is active`);
       await this.files.removeScript(nfc, lock);
       this.log.info({ script: nfc }, 'script deleted');
     });
@@ -131,9 +138,11 @@ export class FileStore implements ScriptStore {
       const toEnc = encodeScriptFileName(to);
       const fromPath = join(this.files.dir, fromEnc.file);
       const toPath = join(this.files.dir, toEnc.file);
-      if (!(await this.files.exists(fromPath))) throw new StorageError('nonexistent', `no script named ${JSON.stringify(from)}`);
+      if (!(await this.files.exists(fromPath)))
+        throw new StorageError('nonexistent', `no script named ${JSON.stringify(from)}`);
       // Section 2.11.1: the new name must not exist (ALREADYEXISTS).
-      if (await this.files.exists(toPath)) throw new StorageError('already-exists', `a script named ${JSON.stringify(to)} exists`);
+      if (await this.files.exists(toPath))
+        throw new StorageError('already-exists', `a script named ${JSON.stringify(to)} exists`);
       const wasActive = (await this.files.readActive()) === from;
       if (toEnc.nameFile) await this.files.writeNameFile(toEnc.nameFile, to);
       // A preserved forward stays one under its new name (written before the rename:
@@ -154,7 +163,10 @@ export class FileStore implements ScriptStore {
           await this.files.ops.rename(toPath, fromPath).catch((undo: unknown) => {
             // .active still names the old script, whose file now has the new name:
             // the next open's repair cannot tell which was meant, so say it loudly.
-            this.log.error({ event: 'rename-undo-failed', from, to, err: undo }, 'could not undo a rename after recording the active script failed: .active and the script files are out of step');
+            this.log.error(
+              { event: 'rename-undo-failed', from, to, err: undo },
+              'could not undo a rename after recording the active script failed: .active and the script files are out of step',
+            );
           });
           await this.files.setVerbatim(to, undefined, from).catch(() => undefined);
           throw err;
@@ -246,7 +258,9 @@ export class FileStore implements ScriptStore {
   private locked<T>(fn: (lock: HeldLock) => Promise<T>): Promise<T> {
     return withLock(this.files.ops, join(this.files.dir, LOCK_DIR), this.lockOptions, async (lock) => {
       if (this.repairPending) {
-        await this.repair(lock).catch((err: unknown) => this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'));
+        await this.repair(lock).catch((err: unknown) =>
+          this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'),
+        );
       }
       return fn(lock);
     });

@@ -18,7 +18,10 @@ const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
  * under a name that did not exist (O_EXCL): no backup is ever overwritten.
  */
 export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffer): Promise<string> {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const base = join(dirname(filterPath), basename(filterPath) + BACKUP_MARKER + stamp);
   for (let n = 1; n < 1000; n++) {
     const path = n === 1 ? base : `${base}-${n}`;

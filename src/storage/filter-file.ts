@@ -39,7 +39,7 @@ export function normaliseLineEnds(script: Buffer): Buffer {
   const out = Buffer.alloc(body.length);
   let n = 0;
   for (let i = 0; i < body.length; i++) {
-    const b = body[i]!;
+    const b = body[i];
     if (b === 0x0d) {
       out[n++] = 0x0a;
       if (body[i + 1] === 0x0a) i++;
@@ -84,5 +84,7 @@ export function isTsievedFilter(bytes: Buffer): boolean {
   const secondLf = bytes.indexOf(0x0a, firstLf + 1);
   if (secondLf < 0) return false;
   const first = bytes.subarray(0, firstLf).toString('latin1');
-  return SIEVE_FIRST_LINE.test(first) && bytes.subarray(firstLf + 1, secondLf).toString('latin1') === TSIEVED_MARKER_LINE;
+  return (
+    SIEVE_FIRST_LINE.test(first) && bytes.subarray(firstLf + 1, secondLf).toString('latin1') === TSIEVED_MARKER_LINE
+  );
 }

@@ -46,7 +46,10 @@ export class FilterGuard {
   async filterFor(name: string, content: Buffer): Promise<Buffer> {
     const filter = (await this.files.isVerbatim(name, content)) ? content : renderFilter(content);
     if (filter.length > EXIM_MAX_FILTER_BYTES) {
-      throw new StorageError('quota-maxsize', `the filter file would be ${filter.length} bytes; Exim reads at most ${EXIM_MAX_FILTER_BYTES}`);
+      throw new StorageError(
+        'quota-maxsize',
+        `the filter file would be ${filter.length} bytes; Exim reads at most ${EXIM_MAX_FILTER_BYTES}`,
+      );
     }
     return filter;
   }
@@ -58,10 +61,20 @@ export class FilterGuard {
    */
   async prepareFilter(name: string, content: Buffer): Promise<PreparedWrite> {
     try {
-      return await prepareWrite(this.files.ops, this.filterPath, await this.filterFor(name, content), { mode: this.filterMode });
+      return await prepareWrite(this.files.ops, this.filterPath, await this.filterFor(name, content), {
+        mode: this.filterMode,
+      });
     } catch (err) {
-      if (err instanceof StorageError && errnoCode(err.cause) === 'ENOENT' && !(await this.files.exists(dirname(this.filterPath)))) {
-        throw new StorageError('not-set-up', `the filter file's directory ${dirname(this.filterPath)} does not exist`, err.cause);
+      if (
+        err instanceof StorageError &&
+        errnoCode(err.cause) === 'ENOENT' &&
+        !(await this.files.exists(dirname(this.filterPath)))
+      ) {
+        throw new StorageError(
+          'not-set-up',
+          `the filter file's directory ${dirname(this.filterPath)} does not exist`,
+          err.cause,
+        );
       }
       throw err;
     }
@@ -72,7 +85,9 @@ export class FilterGuard {
     const writes: PreparedWrite[] = [];
     try {
       writes.push(await this.prepareFilter(nfc, content));
-      writes.push(await prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }));
+      writes.push(
+        await prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }),
+      );
     } catch (err) {
       await Promise.all(writes.map((w) => w.abort()));
       throw err;
@@ -111,7 +126,10 @@ export class FilterGuard {
     const { name, sieve } = await this.importContent(bytes, lock);
     // Listed active: it is what Exim runs, and activating it writes the same bytes.
     await this.files.writeActive(name);
-    this.files.log.info({ filterPath: this.filterPath, backup, script: name, sieve }, 'preserved an existing filter file');
+    this.files.log.info(
+      { filterPath: this.filterPath, backup, script: name, sieve },
+      'preserved an existing filter file',
+    );
   }
 
   /**
@@ -186,10 +204,16 @@ export class FilterGuard {
     if (source !== undefined) {
       await lock.assertHeld();
       await this.files.writeActive(source);
-      this.files.log.warn({ script: source }, 'filter runs a script not recorded as active (an interrupted change): recorded');
+      this.files.log.warn(
+        { script: source },
+        'filter runs a script not recorded as active (an interrupted change): recorded',
+      );
       return;
     }
-    this.files.log.warn({ filterPath: this.filterPath }, 'the filter was written by tsieved but matches none of the scripts');
+    this.files.log.warn(
+      { filterPath: this.filterPath },
+      'the filter was written by tsieved but matches none of the scripts',
+    );
   }
 
   /** The script whose filter is exactly these bytes, if any. */
@@ -214,7 +238,8 @@ export class FilterGuard {
     const previous = await this.files.readOptional(this.filterPath);
     await commitAll(writes, lock, async () => {
       try {
-        if (previous !== undefined) await atomicWrite(this.files.ops, this.filterPath, previous, { mode: this.filterMode });
+        if (previous !== undefined)
+          await atomicWrite(this.files.ops, this.filterPath, previous, { mode: this.filterMode });
         else await this.removeFilter();
       } catch (err) {
         // The next open repairs it from the recorded active script.
@@ -230,7 +255,11 @@ export class FilterGuard {
  * stalled long enough for its lock to be broken as stale changes nothing: another
  * session may be working on these files now.
  */
-export async function commitAll(writes: readonly PreparedWrite[], lock: HeldLock, undoFirst?: () => Promise<void>): Promise<void> {
+export async function commitAll(
+  writes: readonly PreparedWrite[],
+  lock: HeldLock,
+  undoFirst?: () => Promise<void>,
+): Promise<void> {
   try {
     await lock.assertHeld();
   } catch (err) {

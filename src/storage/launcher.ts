@@ -63,7 +63,10 @@ export class InProcessLauncher implements StoreLauncher {
     try {
       const refusal = inProcessRefusal(identity);
       if (refusal !== undefined) {
-        this.log.error({ event: 'isolation-required', user: identity.user, uid: identity.uid }, `misconfigured: ${refusal}`);
+        this.log.error(
+          { event: 'isolation-required', user: identity.user, uid: identity.uid },
+          `misconfigured: ${refusal}`,
+        );
         throw new StorageError('misconfigured', refusal);
       }
       store = await FileStore.open(fileStoreOptionsFor(this.storage, identity, this.log));

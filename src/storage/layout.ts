@@ -24,4 +24,10 @@ export const META_FILES = { migrated: '.migrated' } as const;
 export type MetaKey = keyof typeof META_FILES;
 export const META_KEYS: readonly MetaKey[] = Object.keys(META_FILES) as MetaKey[];
 
-export const RESERVED_IN_SCRIPTS_DIR: readonly string[] = [ACTIVE_FILE, IMPORTED_FILE, VERBATIM_FILE, LOCK_DIR, ...Object.values(META_FILES)];
+export const RESERVED_IN_SCRIPTS_DIR: readonly string[] = [
+  ACTIVE_FILE,
+  IMPORTED_FILE,
+  VERBATIM_FILE,
+  LOCK_DIR,
+  ...Object.values(META_FILES),
+];

@@ -233,12 +233,15 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
     return running;
   };
 
-  const timer = setInterval(() => {
-    void beat().then((ok) => {
-      if (lost) clearInterval(timer);
-      return ok;
-    });
-  }, Math.max(50, Math.floor(options.staleMs / 3)));
+  const timer = setInterval(
+    () => {
+      void beat().then((ok) => {
+        if (lost) clearInterval(timer);
+        return ok;
+      });
+    },
+    Math.max(50, Math.floor(options.staleMs / 3)),
+  );
   timer.unref();
 
   const stillHeld = async (): Promise<boolean> => {
@@ -250,7 +253,10 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
     stillHeld,
     async assertHeld() {
       if (!(await stillHeld())) {
-        throw new StorageError('trylater', `lost the lock ${lockDir}: another session took it over while this one stalled`);
+        throw new StorageError(
+          'trylater',
+          `lost the lock ${lockDir}: another session took it over while this one stalled`,
+        );
       }
     },
     async release() {
@@ -321,7 +327,7 @@ async function ownerIsGone(ops: FileOps, lockDir: string, owners: readonly strin
   if (owners.length !== 1) return false;
   let text: string;
   try {
-    text = (await ops.readFile(join(lockDir, owners[0]!))).toString('utf8');
+    text = (await ops.readFile(join(lockDir, owners[0]))).toString('utf8');
   } catch {
     return false; // released meanwhile, or unreadable: the age rule decides
   }

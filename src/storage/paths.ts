@@ -119,7 +119,8 @@ export function checkStorageTemplates(storage: StorageConfig): string[] {
     ...checkTemplate('scripts_dir', storage.scripts_dir),
     ...checkTemplate('filter_path', storage.filter_path),
   ];
-  if (storage.scripts_dir === storage.filter_path) problems.push('storage.scripts_dir and storage.filter_path are the same');
+  if (storage.scripts_dir === storage.filter_path)
+    problems.push('storage.scripts_dir and storage.filter_path are the same');
   const inside = filterInsideScripts(storage.scripts_dir, storage.filter_path);
   if (inside) problems.push(`storage.filter_path: ${inside}`);
   for (const root of storage.roots) {
@@ -130,8 +131,10 @@ export function checkStorageTemplates(storage: StorageConfig): string[] {
   }
   const mode = parseFilterMode(storage.filter_mode);
   // Exim's default modemask 022 defers delivery for a group- or world-writable filter.
-  if ((mode & 0o022) !== 0) problems.push(`storage.filter_mode ${storage.filter_mode}: Exim refuses group/other-writable filter files`);
-  if ((mode & 0o600) !== 0o600) problems.push(`storage.filter_mode ${storage.filter_mode}: the owner must be able to read and write it`);
+  if ((mode & 0o022) !== 0)
+    problems.push(`storage.filter_mode ${storage.filter_mode}: Exim refuses group/other-writable filter files`);
+  if ((mode & 0o600) !== 0o600)
+    problems.push(`storage.filter_mode ${storage.filter_mode}: the owner must be able to read and write it`);
   return problems;
 }
 
@@ -220,7 +223,10 @@ function finish(key: string, expanded: string, roots: readonly string[]): string
 }
 
 /** The user's scripts directory and filter file. Throws StorageError bad-name/permission. */
-export function resolveUserPaths(storage: StorageConfig, identity: Identity): { scriptsDir: string; filterPath: string } {
+export function resolveUserPaths(
+  storage: StorageConfig,
+  identity: Identity,
+): { scriptsDir: string; filterPath: string } {
   const scriptsDir = finish('scripts_dir', expandTemplate(storage.scripts_dir, identity), storage.roots);
   const filterPath = finish('filter_path', expandTemplate(storage.filter_path, identity), storage.roots);
   if (filterPath === scriptsDir) throw new StorageError('permission', 'filter_path and scripts_dir are the same');

@@ -74,7 +74,7 @@ export function formatOwner(owner: OwnerRecord, since = new Date()): string {
 export function parseOwner(text: string): OwnerRecord | undefined {
   const m = /^pid=(\d+) start=(\d*) boot=(\S*) pidns=(\S*) since=\S+ host=([^\n]*)\n?$/.exec(text);
   if (!m) return undefined;
-  return { pid: Number(m[1]), start: m[2]!, boot: m[3]!, pidns: m[4]!, host: m[5]! };
+  return { pid: Number(m[1]), start: m[2], boot: m[3], pidns: m[4], host: m[5] };
 }
 
 /** 8 hex digits naming this host, boot and pid namespace (for temp file names). */

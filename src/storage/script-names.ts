@@ -92,7 +92,7 @@ export function percentEncodeName(name: string): string {
   let out = '';
   const bytes = encodeNameBytes(name);
   for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
+    const b = bytes[i];
     out += isSafeByte(b, i === 0) ? String.fromCharCode(b) : '%' + b.toString(16).toUpperCase().padStart(2, '0');
   }
   return out;
@@ -120,10 +120,7 @@ export function encodeScriptFileName(name: string): ScriptFileName {
  * which is still counted against the quotas, so nothing stored escapes them.
  */
 export type DecodedEntry =
-  | { kind: 'script'; name: string }
-  | { kind: 'hashed'; nameFile: string }
-  | { kind: 'metadata' }
-  | { kind: 'other' };
+  { kind: 'script'; name: string } | { kind: 'hashed'; nameFile: string } | { kind: 'metadata' } | { kind: 'other' };
 
 const SIDE_FILE = /^#[0-9a-f]{64}\.name$/;
 
@@ -136,7 +133,7 @@ export function decodeScriptFileName(file: string): DecodedEntry {
   }
   if (!/^(?:[A-Za-z0-9_.-]|%[0-9A-F]{2})+$/.test(stem)) return { kind: 'other' };
   const bytes: number[] = [];
-  for (let i = 0; i < stem.length; ) {
+  for (let i = 0; i < stem.length;) {
     if (stem[i] === '%') {
       bytes.push(parseInt(stem.slice(i + 1, i + 3), 16));
       i += 3;

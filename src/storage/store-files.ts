@@ -27,7 +27,14 @@ import { errnoCode, toStorageError } from './errors.js';
 import type { FileOps } from './file-ops.js';
 import type { HeldLock } from './lock.js';
 import { ACTIVE_FILE, IMPORTED_FILE, META_FILES, VERBATIM_FILE, type MetaKey } from './layout.js';
-import { decodeNameBytes, decodeScriptFileName, encodeNameBytes, encodeScriptFileName, nameFromSideFile, validateScriptName } from './script-names.js';
+import {
+  decodeNameBytes,
+  decodeScriptFileName,
+  encodeNameBytes,
+  encodeScriptFileName,
+  nameFromSideFile,
+  validateScriptName,
+} from './script-names.js';
 import { StorageError } from './types.js';
 
 export interface StoreLimits {
@@ -119,7 +126,8 @@ export class StoreFiles {
       const path = join(this.dir, entry);
       let name: string | undefined;
       if (decoded.kind === 'script') name = decoded.name;
-      else if (decoded.kind === 'hashed') name = nameFromSideFile(entry, await this.readOptional(join(this.dir, decoded.nameFile)));
+      else if (decoded.kind === 'hashed')
+        name = nameFromSideFile(entry, await this.readOptional(join(this.dir, decoded.nameFile)));
       try {
         const st = await this.ops.stat(path);
         if (!st.isFile()) continue;
@@ -130,7 +138,10 @@ export class StoreFiles {
       }
     }
     if (unmapped.length > 0) {
-      this.log.warn({ dir: this.dir, count: unmapped.length, files: unmapped.slice(0, 10) }, 'files in the scripts directory that are no script are counted against the quotas');
+      this.log.warn(
+        { dir: this.dir, count: unmapped.length, files: unmapped.slice(0, 10) },
+        'files in the scripts directory that are no script are counted against the quotas',
+      );
     }
     return out.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : (a.name ?? '') > (b.name ?? '') ? 1 : 0));
   }
@@ -147,7 +158,10 @@ export class StoreFiles {
     if (this.limits.maxTotalBytes > 0) {
       const total = others.reduce((sum, s) => sum + s.size, 0) + size;
       if (total > this.limits.maxTotalBytes) {
-        throw new StorageError('quota', `scripts would take ${total} bytes, at most ${this.limits.maxTotalBytes} allowed`);
+        throw new StorageError(
+          'quota',
+          `scripts would take ${total} bytes, at most ${this.limits.maxTotalBytes} allowed`,
+        );
       }
     }
   }
@@ -202,7 +216,12 @@ export class StoreFiles {
   async recordImported(hash: string): Promise<void> {
     const recorded = await this.importedHashes();
     if (recorded.includes(hash)) return;
-    await atomicWrite(this.ops, join(this.dir, IMPORTED_FILE), Buffer.from([...recorded, hash].join('\n') + '\n', 'utf8'), { mode: 0o600 });
+    await atomicWrite(
+      this.ops,
+      join(this.dir, IMPORTED_FILE),
+      Buffer.from([...recorded, hash].join('\n') + '\n', 'utf8'),
+      { mode: 0o600 },
+    );
   }
 
   /**

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { checkLdapConfig, isLoopbackHost, ldapEndpoint, ldapMode, parseBindPassword } from '../../src/auth/ldap-config.js';
+import {
+  checkLdapConfig,
+  isLoopbackHost,
+  ldapEndpoint,
+  ldapMode,
+  parseBindPassword,
+} from '../../src/auth/ldap-config.js';
 
 const auth = (table: Record<string, unknown>) => configSchema.parse({ auth: { backend: 'ldap', ...table } }).auth;
 
@@ -17,11 +23,24 @@ describe('checkLdapConfig', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const good = () => ({ url: 'ldaps://ldap.example.org', base: 'dc=example,dc=org', bind_dn: 'cn=s,dc=example,dc=org', bind_password_file: pw });
+  const good = () => ({
+    url: 'ldaps://ldap.example.org',
+    base: 'dc=example,dc=org',
+    bind_dn: 'cn=s,dc=example,dc=org',
+    bind_password_file: pw,
+  });
 
   it('accepts a complete search-then-bind and a direct-bind set-up', () => {
     expect(checkLdapConfig(auth(good()))).toEqual([]);
-    expect(checkLdapConfig(auth({ url: 'ldap://ldap.example.org', starttls: true, user_dn_template: 'uid={user},ou=people,dc=example,dc=org' }))).toEqual([]);
+    expect(
+      checkLdapConfig(
+        auth({
+          url: 'ldap://ldap.example.org',
+          starttls: true,
+          user_dn_template: 'uid={user},ou=people,dc=example,dc=org',
+        }),
+      ),
+    ).toEqual([]);
     expect(checkLdapConfig(auth({ url: 'ldap://127.0.0.1:3890', base: 'dc=x' }))).toEqual([]);
   });
 
@@ -48,28 +67,45 @@ describe('checkLdapConfig', () => {
     [{ user_dn_template: 'just-{user}' }, /does not look like a DN/],
   ])('reports %j', (change, problem) => {
     const problems = checkLdapConfig(auth({ ...good(), ...change }));
-    expect(problems.some((p) => problem.test(p)), problems.join('\n')).toBe(true);
+    expect(
+      problems.some((p) => problem.test(p)),
+      problems.join('\n'),
+    ).toBe(true);
   });
 
   it('reports an empty service password (it would be an unauthenticated bind)', () => {
     const empty = join(dir, 'empty');
     writeFileSync(empty, '\n');
-    expect(checkLdapConfig(auth({ ...good(), bind_password_file: empty }))).toEqual([expect.stringMatching(/is empty/)]);
+    expect(checkLdapConfig(auth({ ...good(), bind_password_file: empty }))).toEqual([
+      expect.stringMatching(/is empty/),
+    ]);
   });
 
   it('reports a CA file without a certificate', () => {
-    expect(checkLdapConfig(auth({ ...good(), tls_ca_file: pw }))).toEqual([expect.stringMatching(/no PEM certificate/)]);
+    expect(checkLdapConfig(auth({ ...good(), tls_ca_file: pw }))).toEqual([
+      expect.stringMatching(/no PEM certificate/),
+    ]);
   });
 
   it('reports a service password path that is a directory (unreadable even for root)', () => {
-    expect(checkLdapConfig(auth({ ...good(), bind_password_file: dir }))).toEqual([expect.stringMatching(/not readable/)]);
+    expect(checkLdapConfig(auth({ ...good(), bind_password_file: dir }))).toEqual([
+      expect.stringMatching(/not readable/),
+    ]);
   });
 });
 
 describe('endpoint and mode', () => {
   it('parses URLs', () => {
-    expect(ldapEndpoint(auth({ url: 'ldaps://[::1]:636' }))).toMatchObject({ host: '::1', implicitTls: true, startTls: false });
-    expect(ldapEndpoint(auth({ url: 'ldap://h', starttls: true }))).toMatchObject({ host: 'h', implicitTls: false, startTls: true });
+    expect(ldapEndpoint(auth({ url: 'ldaps://[::1]:636' }))).toMatchObject({
+      host: '::1',
+      implicitTls: true,
+      startTls: false,
+    });
+    expect(ldapEndpoint(auth({ url: 'ldap://h', starttls: true }))).toMatchObject({
+      host: 'h',
+      implicitTls: false,
+      startTls: true,
+    });
     expect(ldapEndpoint(auth({ url: 'nonsense' }))).toBeUndefined();
   });
 

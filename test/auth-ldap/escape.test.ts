@@ -68,12 +68,20 @@ describe('escapeDnValue (RFC 4514 section 2.4)', () => {
 
 describe('templates', () => {
   it('splits user@domain at the last @', () => {
-    expect(templateValues('a@b@example.org')).toEqual({ user: 'a@b@example.org', localpart: 'a@b', domain: 'example.org' });
+    expect(templateValues('a@b@example.org')).toEqual({
+      user: 'a@b@example.org',
+      localpart: 'a@b',
+      domain: 'example.org',
+    });
     expect(templateValues('plain')).toEqual({ user: 'plain', localpart: 'plain', domain: '' });
   });
 
   it('expands every occurrence, escaping each value', () => {
-    const out = expandTemplate('(|(uid={user})(mail={user})(&(uid={localpart})(o={domain})))', templateValues('a*@x(y)'), escapeFilterValue);
+    const out = expandTemplate(
+      '(|(uid={user})(mail={user})(&(uid={localpart})(o={domain})))',
+      templateValues('a*@x(y)'),
+      escapeFilterValue,
+    );
     expect(out).toBe('(|(uid=a\\2a@x\\28y\\29)(mail=a\\2a@x\\28y\\29)(&(uid=a\\2a)(o=x\\28y\\29)))');
   });
 

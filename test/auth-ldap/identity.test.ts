@@ -1,12 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { attributeValues, entryToIdentity, requestedAttributes, type LdapEntry } from '../../src/auth/ldap-identity.js';
 
-const map = { user_attr: 'uid', uid_attr: 'uidNumber', gid_attr: 'gidNumber', home_attr: 'homeDirectory', mail_attr: 'mail' };
+const map = {
+  user_attr: 'uid',
+  uid_attr: 'uidNumber',
+  gid_attr: 'gidNumber',
+  home_attr: 'homeDirectory',
+  mail_attr: 'mail',
+};
 const dn = 'uid=alice,ou=people,dc=example,dc=org';
 
 describe('entryToIdentity', () => {
   it('maps posixAccount attributes, matching names case-insensitively', () => {
-    const entry: LdapEntry = { dn, UID: 'alice', uidnumber: '1001', gidNumber: '100', homeDirectory: '/home/alice', mail: ['a@x', 'b@x'] };
+    const entry: LdapEntry = {
+      dn,
+      UID: 'alice',
+      uidnumber: '1001',
+      gidNumber: '100',
+      homeDirectory: '/home/alice',
+      mail: ['a@x', 'b@x'],
+    };
     const r = entryToIdentity(entry, 'alice', map);
     expect(r).toEqual({
       ok: true,
@@ -41,7 +54,7 @@ describe('entryToIdentity', () => {
     [{ gidNumber: '1.5' }, /gidNumber/],
     [{ homeDirectory: ['/a', '/b'] }, /more than one homeDirectory/],
   ])('refuses a broken entry %j', (attrs, reason) => {
-    const r = entryToIdentity({ dn, uid: 'alice', ...attrs } as LdapEntry, 'alice', map);
+    const r = entryToIdentity({ dn, uid: 'alice', ...attrs }, 'alice', map);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(reason);
   });
@@ -51,6 +64,11 @@ describe('entryToIdentity', () => {
   });
 
   it('asks only for the mapped attributes, never for passwords', () => {
-    expect(requestedAttributes({ ...map, user_attr: 'mail' })).toEqual(['mail', 'uidNumber', 'gidNumber', 'homeDirectory']);
+    expect(requestedAttributes({ ...map, user_attr: 'mail' })).toEqual([
+      'mail',
+      'uidNumber',
+      'gidNumber',
+      'homeDirectory',
+    ]);
   });
 });

@@ -65,7 +65,20 @@ describe('cryptVerify through libxcrypt', () => {
   });
 
   it('returns false, never throws, for locked, empty, malformed and unknown settings', async () => {
-    for (const bad of ['', '!', '!$6$abc$def', '*', '*LK*', '$1$', '$6$', '$9$zzz$zzz', '$y$', 'x', '$2b$99$abc', '$apr1$abc$def']) {
+    for (const bad of [
+      '',
+      '!',
+      '!$6$abc$def',
+      '*',
+      '*LK*',
+      '$1$',
+      '$6$',
+      '$9$zzz$zzz',
+      '$y$',
+      'x',
+      '$2b$99$abc',
+      '$apr1$abc$def',
+    ]) {
       await expect(cryptVerify('whatever', bad)).resolves.toBe(false);
     }
   });

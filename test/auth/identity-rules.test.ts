@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_PASSWORD_BYTES, MAX_USER_BYTES, checkPassword, checkUserName, decodeUtf8 } from '../../src/auth/identity-rules.js';
+import {
+  MAX_PASSWORD_BYTES,
+  MAX_USER_BYTES,
+  checkPassword,
+  checkUserName,
+  decodeUtf8,
+} from '../../src/auth/identity-rules.js';
 
 describe('identity rules', () => {
   it('accepts ordinary and non-ASCII names up to the byte limit', () => {
@@ -9,7 +15,17 @@ describe('identity rules', () => {
   });
 
   it('refuses empty, over-long (in bytes), control characters, and lone surrogates', () => {
-    const bad = ['', 'ü'.repeat(MAX_USER_BYTES / 2 + 1), 'a\u0000b', 'a\tb', 'a\r\nb', 'a\u007fb', 'a\u0085b', 'a\u2028b', 'a\ud800b'];
+    const bad = [
+      '',
+      'ü'.repeat(MAX_USER_BYTES / 2 + 1),
+      'a\u0000b',
+      'a\tb',
+      'a\r\nb',
+      'a\u007fb',
+      'a\u0085b',
+      'a\u2028b',
+      'a\ud800b',
+    ];
     for (const b of bad) expect(checkUserName(b).ok, JSON.stringify(b)).toBe(false);
   });
 

@@ -67,11 +67,20 @@ describe('a passwd-file with restricted entries', () => {
     const fx = await passwdFixture(lines);
     try {
       expect((await fx.backend.verifyPassword('open', 'pw-open', from('203.0.113.9'))).kind).toBe('ok');
-      expect(await fx.backend.verifyPassword('disabled', 'pw-disabled', from('10.0.0.1'))).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/nologin/) });
+      expect(await fx.backend.verifyPassword('disabled', 'pw-disabled', from('10.0.0.1'))).toMatchObject({
+        kind: 'rejected',
+        reason: expect.stringMatching(/nologin/),
+      });
       expect((await fx.backend.verifyPassword('office', 'pw-office', from('10.9.9.9'))).kind).toBe('ok');
-      expect(await fx.backend.verifyPassword('office', 'pw-office', from('203.0.113.9'))).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/allow_nets/) });
+      expect(await fx.backend.verifyPassword('office', 'pw-office', from('203.0.113.9'))).toMatchObject({
+        kind: 'rejected',
+        reason: expect.stringMatching(/allow_nets/),
+      });
       // A wrong password is still just that.
-      expect(await fx.backend.verifyPassword('office', 'nope', from('10.9.9.9'))).toMatchObject({ kind: 'rejected', reason: 'wrong password' });
+      expect(await fx.backend.verifyPassword('office', 'nope', from('10.9.9.9'))).toMatchObject({
+        kind: 'rejected',
+        reason: 'wrong password',
+      });
     } finally {
       await fx.cleanup();
     }
@@ -89,9 +98,20 @@ describe('a passwd-file with restricted entries', () => {
         return ex.respond(client.final(first.data).message);
       };
       expect((await attempt('office', 'pw-office', '10.0.0.5')).kind).toBe('success');
-      expect(await attempt('office', 'pw-office', '198.51.100.1')).toMatchObject({ kind: 'failure', reason: 'rejected', logMessage: expect.stringMatching(/allow_nets/) });
-      expect(await attempt('disabled', 'pw-disabled', '10.0.0.5')).toMatchObject({ kind: 'failure', reason: 'rejected', logMessage: expect.stringMatching(/nologin/) });
-      expect(await attempt('disabled', 'wrong', '10.0.0.5')).toMatchObject({ kind: 'failure', logMessage: expect.stringMatching(/wrong password/) });
+      expect(await attempt('office', 'pw-office', '198.51.100.1')).toMatchObject({
+        kind: 'failure',
+        reason: 'rejected',
+        logMessage: expect.stringMatching(/allow_nets/),
+      });
+      expect(await attempt('disabled', 'pw-disabled', '10.0.0.5')).toMatchObject({
+        kind: 'failure',
+        reason: 'rejected',
+        logMessage: expect.stringMatching(/nologin/),
+      });
+      expect(await attempt('disabled', 'wrong', '10.0.0.5')).toMatchObject({
+        kind: 'failure',
+        logMessage: expect.stringMatching(/wrong password/),
+      });
     } finally {
       await fx.cleanup();
     }

@@ -12,7 +12,9 @@ const dove = (scheme: string, pw: string): string => madeBy('doveadm', ['pw', '-
 
 describe('parsePasswdFileLine', () => {
   it('reads all seven fields and the extra fields', () => {
-    const r = parsePasswdFileLine('u@d.org:{PLAIN}pw:1001:1002:Some One:/home/u::userdb_mail=maildir:~/Mail nodelay x=a:b');
+    const r = parsePasswdFileLine(
+      'u@d.org:{PLAIN}pw:1001:1002:Some One:/home/u::userdb_mail=maildir:~/Mail nodelay x=a:b',
+    );
     expect(r.kind).toBe('account');
     if (r.kind !== 'account') return;
     expect(r.account.stored).toBe('{PLAIN}pw');
@@ -98,7 +100,7 @@ describe('PasswdFileBackend', () => {
     expect(b.scramAlgorithms).toEqual([]);
   });
 
-  it('checks an unknown user\'s password against a hash of the most common scheme and cost in the file', async () => {
+  it("checks an unknown user's password against a hash of the most common scheme and cost in the file", async () => {
     const file = join(dir, 'passwd');
     const yescrypt = madeBy('mkpasswd', ['-s', '-m', 'yescrypt'], 'x');
     // Three $6$ hashes of one password (fixed salts: the fixture keeps one output per command).
@@ -120,8 +122,8 @@ describe('PasswdFileBackend', () => {
     await writeFile(file, entries.join('\n') + '\n');
     const b = new PasswdFileBackend(file, captureLogger().log);
     await b.reload();
-    expect(costClass(sha512[0]!)).toBe('$6$rounds=5000');
-    expect(costClass(entries[6]!.slice('rounds:'.length))).toBe('$6$rounds=9000');
+    expect(costClass(sha512[0])).toBe('$6$rounds=5000');
+    expect(costClass(entries[6].slice('rounds:'.length))).toBe('$6$rounds=9000');
     expect(costClass(yescrypt)).toMatch(/^\$y\$/);
     expect(costClass('{SSHA256}abc')).toBe('{SSHA256}');
     // Three default $6$ entries are the most common class (locked ones never count);
@@ -130,13 +132,16 @@ describe('PasswdFileBackend', () => {
     expect(await b.verifyPassword('nobody', 'x', ctx)).toMatchObject({ kind: 'rejected', reason: 'unknown user' });
   });
 
-  it('unknown names get SCRAM parameters as stable as a real user\'s, across instances (nothing to tell them apart by)', async () => {
+  it("unknown names get SCRAM parameters as stable as a real user's, across instances (nothing to tell them apart by)", async () => {
     const file = join(dir, 'passwd');
     const k = await deriveScramCredentials('pw', 'SHA-256', Buffer.from('0123456789abcdef'), 10_000);
     const stored = `{SCRAM-SHA-256}10000,${Buffer.from('0123456789abcdef').toString('base64')},${k.storedKey.toString('base64')},${k.serverKey.toString('base64')}`;
     await writeFile(file, `real:${stored}:1:1::/h::\nclear:{PLAIN}pw:2:2::/h::\n`);
     // Two backends: two server instances (or a restart) reading one file.
-    const [one, two] = [new PasswdFileBackend(file, captureLogger().log), new PasswdFileBackend(file, captureLogger().log)];
+    const [one, two] = [
+      new PasswdFileBackend(file, captureLogger().log),
+      new PasswdFileBackend(file, captureLogger().log),
+    ];
     const params = async (b: PasswdFileBackend, user: string) => {
       const r = await b.lookupScram(user, 'SHA-256', ctx);
       const c = r.kind === 'found' ? r.credentials : r.kind === 'unknown' ? r.decoy : undefined;
@@ -168,7 +173,12 @@ describe('PasswdFileBackend', () => {
     const p = await b.lookupScram('p', 'SHA-1', ctx);
     expect(p.kind).toBe('found');
     if (p.kind === 'found') {
-      const mine = await deriveScramCredentials(PASSWORDS.nonAscii, 'SHA-1', p.credentials.salt, p.credentials.iterations);
+      const mine = await deriveScramCredentials(
+        PASSWORDS.nonAscii,
+        'SHA-1',
+        p.credentials.salt,
+        p.credentials.iterations,
+      );
       expect(mine.storedKey.equals(p.credentials.storedKey)).toBe(true);
       // The derived salt is stable for a user, so two exchanges look alike.
       const again = await b.lookupScram('p', 'SHA-1', ctx);

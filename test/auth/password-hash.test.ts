@@ -22,9 +22,27 @@ function opensslDigest(alg: string, data: Buffer): Buffer {
 
 describe('Dovecot schemes from doveadm pw', () => {
   const schemes = [
-    'CRYPT', 'MD5', 'MD5-CRYPT', 'SHA256-CRYPT', 'SHA512-CRYPT', 'BLF-CRYPT', 'DES-CRYPT',
-    'SHA', 'SHA256', 'SHA512', 'SSHA', 'SSHA256', 'SSHA512', 'SMD5', 'PLAIN-MD5', 'LDAP-MD5',
-    'PLAIN', 'CLEAR', 'CLEARTEXT', 'SCRAM-SHA-1', 'SCRAM-SHA-256',
+    'CRYPT',
+    'MD5',
+    'MD5-CRYPT',
+    'SHA256-CRYPT',
+    'SHA512-CRYPT',
+    'BLF-CRYPT',
+    'DES-CRYPT',
+    'SHA',
+    'SHA256',
+    'SHA512',
+    'SSHA',
+    'SSHA256',
+    'SSHA512',
+    'SMD5',
+    'PLAIN-MD5',
+    'LDAP-MD5',
+    'PLAIN',
+    'CLEAR',
+    'CLEARTEXT',
+    'SCRAM-SHA-1',
+    'SCRAM-SHA-256',
   ];
   for (const scheme of schemes) {
     for (const [label, pw] of pwList) {
@@ -70,7 +88,12 @@ describe('Dovecot schemes from doveadm pw', () => {
     expect(keys!.storedKey).toHaveLength(32);
     expect(scramCredentialsFrom(s256, 'SHA-1')).toBeUndefined();
     // Our derivation (with SASLprep) reproduces doveadm's keys for NFC text.
-    const derived = await deriveScramCredentials(prepScramPassword(PASSWORDS.nonAscii), 'SHA-256', keys!.salt, keys!.iterations);
+    const derived = await deriveScramCredentials(
+      prepScramPassword(PASSWORDS.nonAscii),
+      'SHA-256',
+      keys!.salt,
+      keys!.iterations,
+    );
     expect(derived.storedKey.equals(keys!.storedKey)).toBe(true);
     expect(derived.serverKey.equals(keys!.serverKey)).toBe(true);
     const s1 = madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-1', '-p', PASSWORDS.ascii]);
@@ -94,7 +117,9 @@ describe('Courier {SCHEME} forms', () => {
       ];
       // Courier's {SSHA}: base64(SHA1(password || salt) || salt) with a 4-byte salt.
       const salt = Buffer.from([0x01, 0xfe, 0x7a, 0x00]);
-      forms.push(`{SSHA}${Buffer.concat([opensslDigest('sha1', Buffer.concat([bytes, salt])), salt]).toString('base64')}`);
+      forms.push(
+        `{SSHA}${Buffer.concat([opensslDigest('sha1', Buffer.concat([bytes, salt])), salt]).toString('base64')}`,
+      );
       for (const stored of forms) {
         expect(await verifyPasswordHash(pw, stored), stored).toEqual({ kind: 'match' });
         expect(await verifyPasswordHash(pw + ' ', stored), stored).toEqual({ kind: 'mismatch' });
@@ -108,7 +133,9 @@ describe('Courier {SCHEME} forms', () => {
     for (const stored of [apr1, `{CRYPT}${apr1}`]) {
       const cap = captureLogger();
       expect(await verifyPasswordHash('pw', stored, cap.log)).toEqual({ kind: 'unsupported', scheme: 'CRYPT $apr1$' });
-      expect(cap.text()).toContain('crypt(3) hash of kind $apr1$ is not supported by the system libcrypt, or is malformed: login refused');
+      expect(cap.text()).toContain(
+        'crypt(3) hash of kind $apr1$ is not supported by the system libcrypt, or is malformed: login refused',
+      );
     }
     // A truncated hash of a known kind is refused the same way, never "matched".
     expect((await verifyPasswordHash('pw', '$y$')).kind).toBe('unsupported');
@@ -124,7 +151,17 @@ describe('Courier {SCHEME} forms', () => {
   it('a bare value is crypt(3); locked and empty values never match', async () => {
     const hash = madeBy('openssl', ['passwd', '-5', '-stdin'], 'pw');
     expect(await verifyPasswordHash('pw', hash)).toEqual({ kind: 'match' });
-    for (const s of ['', '!', '!' + hash, '*', '{CRYPT}', '{CRYPT}!' + hash, '{SHA}', '{SSHA}AAAA', '{MD5}not-base64!!']) {
+    for (const s of [
+      '',
+      '!',
+      '!' + hash,
+      '*',
+      '{CRYPT}',
+      '{CRYPT}!' + hash,
+      '{SHA}',
+      '{SSHA}AAAA',
+      '{MD5}not-base64!!',
+    ]) {
       expect(await verifyPasswordHash('pw', s), s).toEqual({ kind: 'mismatch' });
     }
   });
@@ -165,4 +202,3 @@ describe('SASLprep of SCRAM passwords (RFC 4013)', () => {
     expect(prepScramPassword('a\u0007b')).toBe('a\u0007b');
   });
 });
-

@@ -27,7 +27,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -39,7 +39,11 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
  * `n` rounds of one a and one b, in random order within each round, so drift in
  * machine load hits both alike and neither always runs first.
  */
-async function interleaved(n: number, a: (i: number) => Promise<unknown>, b: (i: number) => Promise<unknown>): Promise<[number[], number[]]> {
+async function interleaved(
+  n: number,
+  a: (i: number) => Promise<unknown>,
+  b: (i: number) => Promise<unknown>,
+): Promise<[number[], number[]]> {
   const ta: number[] = [];
   const tb: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -56,8 +60,12 @@ async function interleaved(n: number, a: (i: number) => Promise<unknown>, b: (i:
 
 describe('login timing', () => {
   it('an unknown name costs what a wrong password for a typical account costs, with one costly hash in the file', async () => {
-    const lines = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `user${i}:${madeBy('openssl', ['passwd', '-6', `pw${i}`]).trim()}:1:1::/h::`);
-    const costly = madeBy('openssl', ['passwd', '-6', '-salt', 'costlysalt', 'pw']).trim().replace(/^\$6\$/, '$6$rounds=60000$');
+    const lines = [0, 1, 2, 3, 4, 5, 6, 7].map(
+      (i) => `user${i}:${madeBy('openssl', ['passwd', '-6', `pw${i}`]).trim()}:1:1::/h::`,
+    );
+    const costly = madeBy('openssl', ['passwd', '-6', '-salt', 'costlysalt', 'pw'])
+      .trim()
+      .replace(/^\$6\$/, '$6$rounds=60000$');
     // openssl cannot set rounds; libcrypt reads them from the setting, so the hash
     // is a valid (if wrong for "pw") $6$rounds=60000$ entry: 12x the default cost.
     lines.push(`costly:${costly}:1:1::/h::`);
@@ -80,7 +88,7 @@ describe('login timing', () => {
     expect(mannWhitneyP(u, w)).toBeGreaterThanOrEqual(ALPHA);
   }, 60_000);
 
-  it('SCRAM parameters of unknown names are derived at the cost of a real cleartext name\'s', async () => {
+  it("SCRAM parameters of unknown names are derived at the cost of a real cleartext name's", async () => {
     const lines = Array.from({ length: N + 60 }, (_, i) => `real${i}:{PLAIN}password ${i}:1:1::/h::`);
     const file = join(dir, 'passwd');
     await writeFile(file, lines.join('\n') + '\n');
@@ -91,10 +99,18 @@ describe('login timing', () => {
     const real = (i: number) => b.lookupScram(`real${i}`, 'SHA-256', ctx);
     expect(await unknown(N + 5)).toMatchObject({ kind: 'unknown' });
     expect(await real(N + 5)).toMatchObject({ kind: 'found' });
-    await interleaved(5, (i) => unknown(N + i), (i) => real(N + i)); // warm-up
+    await interleaved(
+      5,
+      (i) => unknown(N + i),
+      (i) => real(N + i),
+    ); // warm-up
 
     // The test can see a derivation: a cached (second) lookup against a first one.
-    const [cached, first] = await interleaved(40, (i) => real(N + (i % 5)), (i) => real(N + 10 + i));
+    const [cached, first] = await interleaved(
+      40,
+      (i) => real(N + (i % 5)),
+      (i) => real(N + 10 + i),
+    );
     expect(mannWhitneyP(cached, first)).toBeLessThan(ALPHA);
 
     const [u, r] = await interleaved(N, unknown, real);

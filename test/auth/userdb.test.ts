@@ -10,7 +10,9 @@ const ctx: AuthContext = { remoteAddress: '127.0.0.1', secure: true };
 
 describe('parseUserdbLine', () => {
   it('reads a DomTool-style line, fields in any order, without *pw fields in Identity.fields', () => {
-    const r = parseUserdbLine('alice@example.org\tmail=/afs/x/Maildir|uid=1234|home=/afs/x|gid=100|systempw=$1$abc$def|shell=/bin/false');
+    const r = parseUserdbLine(
+      'alice@example.org\tmail=/afs/x/Maildir|uid=1234|home=/afs/x|gid=100|systempw=$1$abc$def|shell=/bin/false',
+    );
     expect(r.kind).toBe('account');
     if (r.kind !== 'account') return;
     expect(r.name).toBe('alice@example.org');
@@ -32,7 +34,15 @@ describe('parseUserdbLine', () => {
 
   it('skips reverse-mapping records and flags malformed lines', () => {
     expect(parseUserdbLine('1234=\talice@example.org').kind).toBe('skip');
-    for (const bad of ['no tab here', '\tuid=1', 'x\tuid=abc', 'x\tuid=1|gid=-1', 'x\tuid=1|novalue', 'x\tuid=1|uid=2', 'a\u0001b\tuid=1']) {
+    for (const bad of [
+      'no tab here',
+      '\tuid=1',
+      'x\tuid=abc',
+      'x\tuid=1|gid=-1',
+      'x\tuid=1|novalue',
+      'x\tuid=1|uid=2',
+      'a\u0001b\tuid=1',
+    ]) {
       expect(parseUserdbLine(bad).kind, bad).toBe('malformed');
     }
   });
@@ -47,7 +57,8 @@ describe('UserdbBackend', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const line = (name: string, pwField: string) => `${name}\tuid=5000|gid=5000|home=/srv/vmail/${name}|mail=/srv/vmail/${name}/Maildir|${pwField}\n`;
+  const line = (name: string, pwField: string) =>
+    `${name}\tuid=5000|gid=5000|home=/srv/vmail/${name}|mail=/srv/vmail/${name}/Maildir|${pwField}\n`;
 
   it('logs in DomTool users with userdbpw hashes; wrong password and unknown user give the same answer', async () => {
     const md5 = madeBy('userdbpw', ['-md5'], PASSWORDS.nonAscii + '\n');
@@ -68,7 +79,12 @@ describe('UserdbBackend', () => {
     const ok = await b.verifyPassword('alice@example.org', PASSWORDS.nonAscii, ctx);
     expect(ok.kind).toBe('ok');
     if (ok.kind === 'ok') {
-      expect(ok.identity).toMatchObject({ user: 'alice@example.org', uid: 5000, gid: 5000, home: '/srv/vmail/alice@example.org' });
+      expect(ok.identity).toMatchObject({
+        user: 'alice@example.org',
+        uid: 5000,
+        gid: 5000,
+        home: '/srv/vmail/alice@example.org',
+      });
       expect(ok.identity.fields['systempw']).toBeUndefined();
     }
     expect((await b.verifyPassword('bob@example.org', 'secret12', ctx)).kind).toBe('ok');
@@ -98,7 +114,15 @@ describe('UserdbBackend', () => {
   it('skips a malformed line, logging its file and line number, and keeps the rest', async () => {
     const file = join(dir, 'userdb');
     const h = madeBy('userdbpw', ['-md5'], 'pw\n');
-    await writeFile(file, line('a@x.org', `systempw=${h}`) + 'garbage without a tab\n' + 'b@x.org\tuid=zz|systempw=' + h + '\n' + line('c@x.org', `systempw=${h}`));
+    await writeFile(
+      file,
+      line('a@x.org', `systempw=${h}`) +
+        'garbage without a tab\n' +
+        'b@x.org\tuid=zz|systempw=' +
+        h +
+        '\n' +
+        line('c@x.org', `systempw=${h}`),
+    );
     const cap = captureLogger();
     const b = new UserdbBackend(file, cap.log);
     expect((await b.verifyPassword('a@x.org', 'pw', ctx)).kind).toBe('ok');
@@ -106,7 +130,7 @@ describe('UserdbBackend', () => {
     expect((await b.verifyPassword('b@x.org', 'pw', ctx)).kind).toBe('rejected');
     const warnings = cap.lines().filter((l) => l.msg.startsWith('malformed line'));
     expect(warnings.map((w) => w['line'])).toEqual([2, 3]);
-    expect(warnings[0]!.msg).toContain(`line 2 in ${file}`);
+    expect(warnings[0].msg).toContain(`line 2 in ${file}`);
     expect(cap.text()).not.toContain(h);
   });
 
@@ -124,14 +148,25 @@ describe('UserdbBackend', () => {
 
   it('refuses a login whose hash scheme is unsupported, with a clear log message', async () => {
     const file = join(dir, 'userdb');
-    await writeFile(file, line('eve@x.org', 'systempw={ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2g'));
+    await writeFile(
+      file,
+      line('eve@x.org', 'systempw={ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2g'),
+    );
     const cap = captureLogger();
     const b = new UserdbBackend(file, cap.log);
     const r = await b.verifyPassword('eve@x.org', 'pw', ctx);
     expect(r).toEqual({ kind: 'rejected', reason: 'unsupported password scheme {ARGON2ID}', class: 'policy' });
     expect(cap.lines().some((l) => l.msg === 'unsupported password scheme {ARGON2ID}: login refused')).toBe(true);
     // Already said when the file was loaded, with the line, so the admin need not wait for a login.
-    expect(cap.lines().some((l) => l.msg === `entry for "eve@x.org" at ${file}:1 uses unsupported password scheme {ARGON2ID}: that user cannot log in`)).toBe(true);
+    expect(
+      cap
+        .lines()
+        .some(
+          (l) =>
+            l.msg ===
+            `entry for "eve@x.org" at ${file}:1 uses unsupported password scheme {ARGON2ID}: that user cannot log in`,
+        ),
+    ).toBe(true);
   });
 
   it('picks up changes without a restart: in-place edits, same-size rewrites, atomic renames', async () => {
@@ -185,10 +220,22 @@ describe('UserdbBackend', () => {
     const file = join(dir, 'userdb');
     await writeFile(file, line('a@x.org', `systempw=${madeBy('userdbpw', ['-md5'], 'pw\n')}`));
     const b = new UserdbBackend(file, captureLogger().log);
-    expect(await b.verifyPassword('a@x.org\u0000', 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'control character in user name', class: 'malformed' });
+    expect(await b.verifyPassword('a@x.org\u0000', 'pw', ctx)).toEqual({
+      kind: 'rejected',
+      reason: 'control character in user name',
+      class: 'malformed',
+    });
     expect(await b.verifyPassword('a\n@x.org', 'pw', ctx)).toMatchObject({ kind: 'rejected' });
-    expect(await b.verifyPassword('a'.repeat(300), 'pw', ctx)).toEqual({ kind: 'rejected', reason: 'user name too long', class: 'malformed' });
-    expect(await b.verifyPassword('a@x.org', '', ctx)).toEqual({ kind: 'rejected', reason: 'empty password', class: 'malformed' });
+    expect(await b.verifyPassword('a'.repeat(300), 'pw', ctx)).toEqual({
+      kind: 'rejected',
+      reason: 'user name too long',
+      class: 'malformed',
+    });
+    expect(await b.verifyPassword('a@x.org', '', ctx)).toEqual({
+      kind: 'rejected',
+      reason: 'empty password',
+      class: 'malformed',
+    });
   });
 
   it('logs duplicates and keeps the first entry', async () => {

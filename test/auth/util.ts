@@ -35,7 +35,9 @@ export function madeBy(cmd: string, args: readonly string[], input = ''): string
   }
   const output = committed.get(key);
   if (output === undefined) {
-    throw new Error(`no committed output of ${key} in test/fixtures/password-hashes.ts: run node test/fixtures/record-password-hashes.mjs`);
+    throw new Error(
+      `no committed output of ${key} in test/fixtures/password-hashes.ts: run node test/fixtures/record-password-hashes.mjs`,
+    );
   }
   return output;
 }
@@ -78,7 +80,7 @@ export function scramClient(hash: 'sha1' | 'sha256', user: string, password: str
     final(serverFirst: Buffer): { message: Buffer; expectedServerFinal: Buffer } {
       const sf = serverFirst.toString('utf8');
       const attrs = Object.fromEntries(sf.split(',').map((a) => [a.slice(0, 1), a.slice(2)]));
-      const salt = Buffer.from(attrs['s']!, 'base64');
+      const salt = Buffer.from(attrs['s'], 'base64');
       const iterations = Number(attrs['i']);
       const len = hash === 'sha1' ? 20 : 32;
       const salted = pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, len, hash);
@@ -88,7 +90,7 @@ export function scramClient(hash: 'sha1' | 'sha256', user: string, password: str
       const authMessage = `${bare},${sf},${withoutProof}`;
       const sig = createHmac(hash, storedKey).update(authMessage).digest();
       const proof = Buffer.alloc(len);
-      for (let i = 0; i < len; i++) proof[i] = clientKey[i]! ^ sig[i]!;
+      for (let i = 0; i < len; i++) proof[i] = clientKey[i] ^ sig[i];
       const serverKey = createHmac(hash, salted).update('Server Key').digest();
       const v = createHmac(hash, serverKey).update(authMessage).digest('base64');
       return {

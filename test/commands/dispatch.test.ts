@@ -61,7 +61,9 @@ describe('dispatch', () => {
     const ctx = context('authenticated', { list: async () => [] });
     expect(wire(await dispatch(ctx, [atom('GETSCRIPT')]))).toBe('NO "GETSCRIPT: missing arguments"\r\n');
     expect(wire(await dispatch(ctx, [atom('LISTSCRIPTS'), str('x')]))).toBe('NO "LISTSCRIPTS: too many arguments"\r\n');
-    expect(wire(await dispatch(ctx, [atom('GETSCRIPT'), atom('x')]))).toMatch(/^NO "GETSCRIPT: .* must be a quoted string or a literal"\r\n$/);
+    expect(wire(await dispatch(ctx, [atom('GETSCRIPT'), atom('x')]))).toMatch(
+      /^NO "GETSCRIPT: .* must be a quoted string or a literal"\r\n$/,
+    );
     // RFC 5804 section 4: numbers are 32-bit unsigned.
     const tooBig = await dispatch(ctx, [atom('HAVESPACE'), str('s'), atom('4294967296')]);
     expect(wire(tooBig)).toMatch(/^NO "HAVESPACE: .* must be a number"\r\n$/);
@@ -70,11 +72,15 @@ describe('dispatch', () => {
 
   it('maps a storage failure of a running command through to-response, and reports its kind', async () => {
     const kinds: string[] = [];
-    const ctx = context('authenticated', {
-      get: async () => {
-        throw new StorageError('nonexistent', 'no script "x"');
+    const ctx = context(
+      'authenticated',
+      {
+        get: async () => {
+          throw new StorageError('nonexistent', 'no script "x"');
+        },
       },
-    }, { ...NO_EVENTS, storageError: (kind) => kinds.push(kind) });
+      { ...NO_EVENTS, storageError: (kind) => kinds.push(kind) },
+    );
     const d = await dispatch(ctx, [atom('GETSCRIPT'), str('x')]);
     expect(d.bad).toBe(false);
     expect(wire(d)).toBe('NO (NONEXISTENT) "no script \\"x\\""\r\n');

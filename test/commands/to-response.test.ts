@@ -49,7 +49,10 @@ describe('failureToResponse', () => {
   });
 
   it('answers a fatal protocol error with BYE and a recoverable one with NO', () => {
-    expect(failureToResponse(ProtocolError.fatal('Line too long')).response).toEqual({ status: 'BYE', text: 'Line too long' });
+    expect(failureToResponse(ProtocolError.fatal('Line too long')).response).toEqual({
+      status: 'BYE',
+      text: 'Line too long',
+    });
     expect(failureToResponse(ProtocolError.recoverable('Bad literal', 'QUOTA/MAXSIZE')).response).toEqual({
       status: 'NO',
       code: 'QUOTA/MAXSIZE',

@@ -23,12 +23,15 @@ import { SieveTestClient } from '../helpers/client.js';
 import { ROOT, needs } from '../helpers/tools.js';
 
 const run = promisify(execFile);
-const base = (extra: string): string => `[server]\nlisten = [{ address = "127.0.0.1:0", allow_plaintext = true }]\n${extra}`;
+const base = (extra: string): string =>
+  `[server]\nlisten = [{ address = "127.0.0.1:0", allow_plaintext = true }]\n${extra}`;
 const problemsOf = (toml: string): string[] => configProblems(parseConfig(toml));
 
 describe('configProblems', () => {
   it('names every invalid trusted_proxies entry', () => {
-    const problems = problemsOf(base('trusted_proxies = ["10.0.0.0/33", "not-an-ip", "192.0.2.0/24", "2001:db8::/129"]\n'));
+    const problems = problemsOf(
+      base('trusted_proxies = ["10.0.0.0/33", "not-an-ip", "192.0.2.0/24", "2001:db8::/129"]\n'),
+    );
     expect(problems.filter((p) => p.startsWith('[server] trusted_proxies'))).toEqual([
       expect.stringContaining('"10.0.0.0/33"'),
       expect.stringContaining('"not-an-ip"'),
@@ -38,46 +41,90 @@ describe('configProblems', () => {
 
   it('names an Exim binary that cannot run as sieve.exim', () => {
     const problems = problemsOf(base('[sieve]\nexim = "/usr/sbin/exim5"\n'));
-    expect(problems).toContainEqual(expect.stringMatching(/^sieve\.exim = "\/usr\/sbin\/exim5" cannot run \(no such file\)/));
-    expect(problemsOf(base('[sieve]\nexim = "/etc/passwd"\n'))).toContainEqual(expect.stringMatching(/^sieve\.exim = "\/etc\/passwd" cannot run \(not executable\)/));
-    expect(problemsOf(base('[sieve]\nexim_config = "/nonexistent/exim.conf"\n'))).toContainEqual(expect.stringMatching(/^sieve\.exim_config/));
+    expect(problems).toContainEqual(
+      expect.stringMatching(/^sieve\.exim = "\/usr\/sbin\/exim5" cannot run \(no such file\)/),
+    );
+    expect(problemsOf(base('[sieve]\nexim = "/etc/passwd"\n'))).toContainEqual(
+      expect.stringMatching(/^sieve\.exim = "\/etc\/passwd" cannot run \(not executable\)/),
+    );
+    expect(problemsOf(base('[sieve]\nexim_config = "/nonexistent/exim.conf"\n'))).toContainEqual(
+      expect.stringMatching(/^sieve\.exim_config/),
+    );
   });
 
   it('PAM: a service without a file in /etc/pam.d, and {domain} that PAM names never have', () => {
     const problems = problemsOf(
-      base('[auth]\nbackend = "pam"\npam_service = "no-such-service-tsieved"\n[storage]\ntoken_command = ["k5start", "-f", "/etc/keytabs/{domain}/{localpart}", "--"]\n'),
+      base(
+        '[auth]\nbackend = "pam"\npam_service = "no-such-service-tsieved"\n[storage]\ntoken_command = ["k5start", "-f", "/etc/keytabs/{domain}/{localpart}", "--"]\n',
+      ),
     );
-    expect(problems).toContainEqual(expect.stringContaining('pam_service = "no-such-service-tsieved": there is no /etc/pam.d/no-such-service-tsieved'));
-    expect(problems).toContainEqual(expect.stringContaining('[storage] token_command "/etc/keytabs/{domain}/{localpart}": {domain} is empty for PAM accounts'));
+    expect(problems).toContainEqual(
+      expect.stringContaining(
+        'pam_service = "no-such-service-tsieved": there is no /etc/pam.d/no-such-service-tsieved',
+      ),
+    );
+    expect(problems).toContainEqual(
+      expect.stringContaining(
+        '[storage] token_command "/etc/keytabs/{domain}/{localpart}": {domain} is empty for PAM accounts',
+      ),
+    );
     // An existing service is fine.
-    expect(problemsOf(base('[auth]\nbackend = "pam"\npam_service = "login"\n')).filter((p) => p.includes('pam_service'))).toEqual([]);
+    expect(
+      problemsOf(base('[auth]\nbackend = "pam"\npam_service = "login"\n')).filter((p) => p.includes('pam_service')),
+    ).toEqual([]);
   });
 
   it('LDAP settings that cannot work', () => {
-    expect(problemsOf(base('[auth]\nbackend = "ldap"\n'))).toContainEqual(expect.stringContaining('auth.url is required'));
-    expect(problemsOf(base('[auth]\nbackend = "ldap"\nurl = "http://x"\nbase = "dc=x"\n'))).toContainEqual(expect.stringContaining('is not an ldap:// or ldaps:// URL'));
+    expect(problemsOf(base('[auth]\nbackend = "ldap"\n'))).toContainEqual(
+      expect.stringContaining('auth.url is required'),
+    );
+    expect(problemsOf(base('[auth]\nbackend = "ldap"\nurl = "http://x"\nbase = "dc=x"\n'))).toContainEqual(
+      expect.stringContaining('is not an ldap:// or ldaps:// URL'),
+    );
   });
 
   it('a userdb that does not exist, and listeners nobody can log in on', () => {
-    expect(problemsOf(base('[auth]\nuserdb = "/nonexistent/userdb"\n'))).toContainEqual(expect.stringContaining('[auth] userdb = "/nonexistent/userdb" does not exist'));
-    expect(problemsOf('[server]\nlisten = ["127.0.0.1:0"]\n')).toContainEqual(expect.stringMatching(/^no way to log in on 127\.0\.0\.1:0/));
+    expect(problemsOf(base('[auth]\nuserdb = "/nonexistent/userdb"\n'))).toContainEqual(
+      expect.stringContaining('[auth] userdb = "/nonexistent/userdb" does not exist'),
+    );
+    expect(problemsOf('[server]\nlisten = ["127.0.0.1:0"]\n')).toContainEqual(
+      expect.stringMatching(/^no way to log in on 127\.0\.0\.1:0/),
+    );
   });
 });
 
 describe('accountProblems', () => {
-  const account = (user: string, uid = process.getuid?.() ?? 0): Identity => ({ user, uid, gid: uid, home: `/srv/homes/${user}`, fields: {} });
+  const account = (user: string, uid = process.getuid?.() ?? 0): Identity => ({
+    user,
+    uid,
+    gid: uid,
+    home: `/srv/homes/${user}`,
+    fields: {},
+  });
 
   it('a token_command {domain} that is empty for some accounts, with how many and one of them', () => {
-    const config = parseConfig(base('[storage]\ntoken_command = ["k5start", "-f", "/etc/keytabs/{domain}/{localpart}", "--"]\n'));
+    const config = parseConfig(
+      base('[storage]\ntoken_command = ["k5start", "-f", "/etc/keytabs/{domain}/{localpart}", "--"]\n'),
+    );
     const problems = accountProblems(config, [account('anna@example.org'), account('bert'), account('carl')]);
-    expect(problems).toEqual([expect.stringMatching(/^\[storage\] token_command "\/etc\/keytabs\/\{domain\}\/\{localpart\}" cannot be expanded: .*\(2 accounts, e\.g\. bert\)$/)]);
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^\[storage\] token_command "\/etc\/keytabs\/\{domain\}\/\{localpart\}" cannot be expanded: .*\(2 accounts, e\.g\. bert\)$/,
+      ),
+    ]);
   });
 
   it('as root with isolation = "none": accounts of other uids cannot be served', needs(ROOT), () => {
     const config = parseConfig(base(''));
     const problems = accountProblems(config, [account('root-ok', 0), account('alice', 1000)]);
-    expect(problems).toEqual([expect.stringMatching(/isolation = "none" while running as root .*set isolation = "process".*\(1 account, e\.g\. alice\)$/)]);
-    expect(accountProblems(parseConfig(base('[storage]\nisolation = "process"\n')), [account('alice', 1000)])).toEqual([]);
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /isolation = "none" while running as root .*set isolation = "process".*\(1 account, e\.g\. alice\)$/,
+      ),
+    ]);
+    expect(accountProblems(parseConfig(base('[storage]\nisolation = "process"\n')), [account('alice', 1000)])).toEqual(
+      [],
+    );
   });
 });
 
@@ -104,7 +151,10 @@ capabilities = ["fileinto"]
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tsieved-config-check-'));
     userdb = join(dir, 'userdb');
-    writeFileSync(userdb, `alice@example.org\tuid=${process.getuid?.() ?? 0}|gid=${process.getgid?.() ?? 0}|home=${join(dir, 'alice')}|systempw=${courierSha256('pw')}\n`);
+    writeFileSync(
+      userdb,
+      `alice@example.org\tuid=${process.getuid?.() ?? 0}|gid=${process.getgid?.() ?? 0}|home=${join(dir, 'alice')}|systempw=${courierSha256('pw')}\n`,
+    );
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -120,7 +170,13 @@ capabilities = ["fileinto"]
 
   it('config check and serve both report every problem, one per line, and exit 1', async () => {
     const file = join(dir, 'bad.toml');
-    writeFileSync(file, config('trusted_proxies = ["10.0.0.0/33", "not-an-ip"]').replace('capabilities = ["fileinto"]', 'exim = "/usr/sbin/exim5"'));
+    writeFileSync(
+      file,
+      config('trusted_proxies = ["10.0.0.0/33", "not-an-ip"]').replace(
+        'capabilities = ["fileinto"]',
+        'exim = "/usr/sbin/exim5"',
+      ),
+    );
     const check = await cli(['config', 'check', '--config', file]);
     expect(check.code).toBe(1);
     const lines = check.stderr.trim().split('\n');
@@ -149,32 +205,40 @@ capabilities = ["fileinto"]
     }
   });
 
-  it('as root with isolation = "none": refuses to start for another uid; a later account gets "misconfigured", not TRYLATER', needs(ROOT), async () => {
-    const withOther = join(dir, 'userdb-other');
-    writeFileSync(withOther, readFileSync(userdb, 'utf8') + `bob@example.org\tuid=1000|gid=1000|home=${join(dir, 'bob')}|systempw=${courierSha256('pw')}\n`);
-    const file = join(dir, 'none-as-root.toml');
-    writeFileSync(file, config('').replace(`userdb = "${userdb}"`, `userdb = "${withOther}"`));
-    const check = await cli(['config', 'check', '--config', file]);
-    expect(check.code).toBe(1);
-    expect(check.stderr).toMatch(/isolation = "none" while running as root .*set isolation = "process".*e\.g\. bob/);
+  it(
+    'as root with isolation = "none": refuses to start for another uid; a later account gets "misconfigured", not TRYLATER',
+    needs(ROOT),
+    async () => {
+      const withOther = join(dir, 'userdb-other');
+      writeFileSync(
+        withOther,
+        readFileSync(userdb, 'utf8') +
+          `bob@example.org\tuid=1000|gid=1000|home=${join(dir, 'bob')}|systempw=${courierSha256('pw')}\n`,
+      );
+      const file = join(dir, 'none-as-root.toml');
+      writeFileSync(file, config('').replace(`userdb = "${userdb}"`, `userdb = "${withOther}"`));
+      const check = await cli(['config', 'check', '--config', file]);
+      expect(check.code).toBe(1);
+      expect(check.stderr).toMatch(/isolation = "none" while running as root .*set isolation = "process".*e\.g\. bob/);
 
-    // Started while only uid 0 was listed; bob is added afterwards (no reload).
-    const live = join(dir, 'userdb-live');
-    writeFileSync(live, readFileSync(userdb, 'utf8'));
-    const server = await startTsieved(config('').replace(`userdb = "${userdb}"`, `userdb = "${live}"`));
-    try {
-      writeFileSync(live, readFileSync(withOther, 'utf8'));
-      const c = await SieveTestClient.connect(server.port);
-      await c.startTls(certs.ca);
-      const r = await c.authenticatePlain('bob@example.org', 'pw');
-      expect(r.status).toBe('NO');
-      expect(r.statusLine).not.toContain('TRYLATER');
-      expect(r.statusLine).toMatch(/misconfigured/);
-      c.close();
-      const line = await server.waitForLog((l) => l.event === 'isolation-required', 20_000);
-      expect(String(line.msg)).toMatch(/misconfigured: .*set \[storage\] isolation = "process"/);
-    } finally {
-      await server.stop();
-    }
-  });
+      // Started while only uid 0 was listed; bob is added afterwards (no reload).
+      const live = join(dir, 'userdb-live');
+      writeFileSync(live, readFileSync(userdb, 'utf8'));
+      const server = await startTsieved(config('').replace(`userdb = "${userdb}"`, `userdb = "${live}"`));
+      try {
+        writeFileSync(live, readFileSync(withOther, 'utf8'));
+        const c = await SieveTestClient.connect(server.port);
+        await c.startTls(certs.ca);
+        const r = await c.authenticatePlain('bob@example.org', 'pw');
+        expect(r.status).toBe('NO');
+        expect(r.statusLine).not.toContain('TRYLATER');
+        expect(r.statusLine).toMatch(/misconfigured/);
+        c.close();
+        const line = await server.waitForLog((l) => l.event === 'isolation-required', 20_000);
+        expect(String(line.msg)).toMatch(/misconfigured: .*set \[storage\] isolation = "process"/);
+      } finally {
+        await server.stop();
+      }
+    },
+  );
 });

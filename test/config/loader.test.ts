@@ -45,7 +45,9 @@ describe('configuration', () => {
   });
 
   it('accepts listener tables with per-listener options', () => {
-    const config = parseConfig('[server]\nlisten = ["[::1]:4190", { address = "127.0.0.1:2000", allow_plaintext = true }]\n');
+    const config = parseConfig(
+      '[server]\nlisten = ["[::1]:4190", { address = "127.0.0.1:2000", allow_plaintext = true }]\n',
+    );
     expect(config.server.listen[1]).toMatchObject({ address: '127.0.0.1:2000', allow_plaintext: true });
   });
 
@@ -53,7 +55,10 @@ describe('configuration', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
     const file = join(dir, 'bad.toml');
     writeFileSync(file, '[storage]\nscripts_dirr = "/x"\n');
-    for (const args of [['serve', '--config', file], ['config', 'check', '--config', file]]) {
+    for (const args of [
+      ['serve', '--config', file],
+      ['config', 'check', '--config', file],
+    ]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000 });
       expect(r.status).toBe(1);
       expect(r.stderr).toContain('unknown key: storage.scripts_dirr');
@@ -64,10 +69,18 @@ describe('configuration', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
     writeFileSync(join(dir, 'userdb'), '');
     const good = join(dir, 'good.toml');
-    writeFileSync(good, `[auth]\nuserdb = "${dir}/userdb"\nallow_plaintext = true\n[sieve]\ncapabilities = ["fileinto"]\n`);
-    expect(execFileSync(process.execPath, [CLI, 'config', 'check', '--config', good], { encoding: 'utf8' })).toContain('valid');
+    writeFileSync(
+      good,
+      `[auth]\nuserdb = "${dir}/userdb"\nallow_plaintext = true\n[sieve]\ncapabilities = ["fileinto"]\n`,
+    );
+    expect(execFileSync(process.execPath, [CLI, 'config', 'check', '--config', good], { encoding: 'utf8' })).toContain(
+      'valid',
+    );
     const badTls = join(dir, 'tls.toml');
-    writeFileSync(badTls, `[tls]\ncert_file = "${dir}/none.pem"\nkey_file = "${dir}/none.key"\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
+    writeFileSync(
+      badTls,
+      `[tls]\ncert_file = "${dir}/none.pem"\nkey_file = "${dir}/none.key"\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`,
+    );
     const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', badTls], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('[tls] cert_file');
@@ -78,7 +91,10 @@ describe('configuration', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
     writeFileSync(join(dir, 'userdb'), '');
     const file = join(dir, 'nologin.toml');
-    writeFileSync(file, `[server]\nlisten = ["127.0.0.1:0"]\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`);
+    writeFileSync(
+      file,
+      `[server]\nlisten = ["127.0.0.1:0"]\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`,
+    );
     const r = spawnSync(process.execPath, [CLI, 'serve', '--config', file], { encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('no way to log in on 127.0.0.1:0');
@@ -92,7 +108,10 @@ describe('configuration', () => {
       file,
       `[server]\nlisten = [{ address = "127.0.0.1:14198", allow_plaintext = true }, "[::1]:14199"]\n[auth]\nuserdb = "${dir}/userdb"\n[sieve]\ncapabilities = ["fileinto"]\n`,
     );
-    const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], { encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('no way to log in on [::1]:14199');
     expect(r.stderr).not.toContain('14198');
@@ -102,8 +121,14 @@ describe('configuration', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-config-'));
     writeFileSync(join(dir, 'userdb'), '');
     const file = join(dir, 'regex.toml');
-    writeFileSync(file, `[auth]\nuserdb = "${dir}/userdb"\nallow_plaintext = true\n[sieve]\ncapabilities = ["fileinto", "regex"]\n`);
-    const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], { encoding: 'utf8', timeout: 10_000 });
+    writeFileSync(
+      file,
+      `[auth]\nuserdb = "${dir}/userdb"\nallow_plaintext = true\n[sieve]\ncapabilities = ["fileinto", "regex"]\n`,
+    );
+    const r = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', file], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('"regex"');
   });

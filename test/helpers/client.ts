@@ -40,7 +40,13 @@ export class SieveTestClient {
   static async connect(port: number, options: ConnectOptions = {}): Promise<SieveTestClient> {
     const host = options.host ?? '127.0.0.1';
     const socket = options.implicitTls
-      ? tlsConnect({ port, host, ca: options.ca, servername: 'localhost', rejectUnauthorized: options.ca !== undefined })
+      ? tlsConnect({
+          port,
+          host,
+          ca: options.ca,
+          servername: 'localhost',
+          rejectUnauthorized: options.ca !== undefined,
+        })
       : netConnect({ port, host });
     await new Promise<void>((resolve, reject) => {
       socket.once(options.implicitTls ? 'secureConnect' : 'connect', () => resolve());
@@ -85,7 +91,8 @@ export class SieveTestClient {
     while (!predicate()) {
       if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.buffer.toString('latin1'))}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for the server; unread: ${JSON.stringify(this.buffer.toString('latin1'))}`);
+      if (left <= 0)
+        throw new Error(`timed out waiting for the server; unread: ${JSON.stringify(this.buffer.toString('latin1'))}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiter = () => {
@@ -178,7 +185,9 @@ export class SieveTestClient {
 
   async putScript(name: string, content: string | Buffer): Promise<ServerResponse> {
     const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-    return this.command(Buffer.concat([Buffer.from(`PUTSCRIPT ${quote(name)} {${body.length}+}\r\n`, 'utf8'), body, Buffer.from('\r\n')]));
+    return this.command(
+      Buffer.concat([Buffer.from(`PUTSCRIPT ${quote(name)} {${body.length}+}\r\n`, 'utf8'), body, Buffer.from('\r\n')]),
+    );
   }
 
   async getScript(name: string): Promise<{ response: ServerResponse; content?: Buffer }> {
@@ -214,7 +223,7 @@ export function quote(value: string): string {
 
 function decodeString(s: string): string {
   const lit = /^\{\d+\}\r\n([\s\S]*)$/.exec(s);
-  if (lit) return lit[1]!;
+  if (lit) return lit[1];
   if (s.startsWith('"') && s.endsWith('"')) return s.slice(1, -1).replace(/\\(["\\])/g, '$1');
   return s;
 }

@@ -24,13 +24,28 @@ export function privateEximBf(): EximBf {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-eximbf-'));
   mkdirSync(join(dir, 'spool'));
   const configFile = join(dir, 'exim.conf');
-  writeFileSync(configFile, `primary_hostname = tsieved.test\nspool_directory = ${dir}/spool\nlog_file_path = ${dir}/%slog\n`);
+  writeFileSync(
+    configFile,
+    `primary_hostname = tsieved.test\nspool_directory = ${dir}/spool\nlog_file_path = ${dir}/%slog\n`,
+  );
   return {
     configFile,
     run(filterFile, message, address = { localPart: 'user', domain: 'example.org' }) {
       const r = spawnSync(
         eximBinary(),
-        ['-C', configFile, '-v', '-bf', filterFile, '-bfd', address.domain, '-bfl', address.localPart, '-f', 'sender@remote.test'],
+        [
+          '-C',
+          configFile,
+          '-v',
+          '-bf',
+          filterFile,
+          '-bfd',
+          address.domain,
+          '-bfl',
+          address.localPart,
+          '-f',
+          'sender@remote.test',
+        ],
         { input: message, encoding: 'utf8', timeout: 30_000 },
       );
       return `${r.stdout ?? ''}${r.stderr ?? ''}`;

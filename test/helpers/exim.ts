@@ -21,7 +21,17 @@
  * queue, where `queue()` shows it, instead of being delivered.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findTool, tool } from './tools.js';
@@ -42,9 +52,13 @@ export interface UnixUser {
 export function createUnixUser(parent: string, prefix = 'tse2e'): UnixUser {
   const name = `${prefix}${Math.random().toString(36).slice(2, 9)}`;
   const home = join(parent, name);
-  execFileSync(tool('useradd'), ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name], {
-    stdio: 'pipe',
-  });
+  execFileSync(
+    tool('useradd'),
+    ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', name],
+    {
+      stdio: 'pipe',
+    },
+  );
   const uid = Number(execFileSync(tool('id'), ['-u', name], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync(tool('id'), ['-g', name], { encoding: 'utf8' }).trim());
   mkdirSync(home, { recursive: true, mode: 0o755 });
@@ -274,7 +288,8 @@ begin retry
     dir,
     configFile,
     outbox,
-    deliver: (recipient, message, sender = 'sender@remote.test') => run(['-odi', ...(process.env.EXIM_DEBUG ? ['-d+filter'] : []), '-f', sender, recipient], message),
+    deliver: (recipient, message, sender = 'sender@remote.test') =>
+      run(['-odi', ...(process.env.EXIM_DEBUG ? ['-d+filter'] : []), '-f', sender, recipient], message),
     queue: () => run(['-bp']).stdout,
     queuedIds,
     clearQueue: () => {
@@ -302,7 +317,5 @@ export function maildirMessages(folder: string): string[] {
 /** Splits an mbox file into messages at "From " separator lines. */
 export function mboxMessages(text: string): string[] {
   if (text === '') return [];
-  return text
-    .split(/^(?=From \S+ )/m)
-    .filter((m) => m.trim() !== '');
+  return text.split(/^(?=From \S+ )/m).filter((m) => m.trim() !== '');
 }

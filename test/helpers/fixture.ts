@@ -111,6 +111,7 @@ export async function listenerPorts(fx: Fixture): Promise<{ clear: number; start
     else clear = port;
     c.close();
   }
-  if (clear === undefined || starttls === undefined) throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
+  if (clear === undefined || starttls === undefined)
+    throw new Error(`expected a clear-text and a STARTTLS listener: ${JSON.stringify(fx.server.ports)}`);
   return { clear, starttls };
 }

@@ -8,9 +8,9 @@ export function mannWhitneyP(a: readonly number[], b: readonly number[]): number
   const n = all.length;
   const ranks = new Array<number>(n);
   let tieTerm = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
-    while (j + 1 < n && all[j + 1]!.v === all[i]!.v) j++;
+    while (j + 1 < n && all[j + 1].v === all[i].v) j++;
     const rank = (i + j) / 2 + 1;
     for (let k = i; k <= j; k++) ranks[k] = rank;
     const t = j - i + 1;
@@ -18,7 +18,7 @@ export function mannWhitneyP(a: readonly number[], b: readonly number[]): number
     i = j + 1;
   }
   let rankSumA = 0;
-  for (let k = 0; k < n; k++) if (all[k]!.g === 0) rankSumA += ranks[k]!;
+  for (let k = 0; k < n; k++) if (all[k].g === 0) rankSumA += ranks[k];
   const n1 = a.length;
   const n2 = b.length;
   const u = rankSumA - (n1 * (n1 + 1)) / 2;
@@ -33,6 +33,8 @@ export function mannWhitneyP(a: readonly number[], b: readonly number[]): number
 function normalCdf(z: number): number {
   const x = z / Math.SQRT2;
   const t = 1 / (1 + 0.3275911 * x);
-  const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  const erf =
+    1 -
+    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
   return 0.5 * (1 + erf);
 }

@@ -31,7 +31,8 @@ export default class SkipSummaryReporter implements Reporter {
     if (other > 0) counts.push(`other reasons (${other})`);
     const lines = ['', `${total} tests skipped; missing, with the number of tests each skipped: ${counts.join(', ')}.`];
     const programs = [...byReason.keys()].filter((what) => what !== ROOT.label);
-    if (programs.length > 0) lines.push('Install every program the tests use (Debian 12): sudo scripts/install-test-deps.sh');
+    if (programs.length > 0)
+      lines.push('Install every program the tests use (Debian 12): sudo scripts/install-test-deps.sh');
     if (byReason.has(ROOT.label)) lines.push('Tests that need root run only as root (CI runs them all).');
     process.stdout.write(lines.join('\n') + '\n');
   }

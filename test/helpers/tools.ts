@@ -114,7 +114,10 @@ export function needs(...wanted: Array<string | Requirement>): TestOptions {
     .filter((w) => (typeof w === 'string' ? findTool(w) === undefined : !w.present))
     .map((w) => (typeof w === 'string' ? w : w.label));
   if (missing.length === 0) return {};
-  if (inCI) throw new Error(`required in CI but missing: ${missing.join(', ')} (scripts/install-test-deps.sh installs the programs; CI runs as root)`);
+  if (inCI)
+    throw new Error(
+      `required in CI but missing: ${missing.join(', ')} (scripts/install-test-deps.sh installs the programs; CI runs as root)`,
+    );
   return { skip: true, meta: { missing } };
 }
 
@@ -126,7 +129,10 @@ export function needs(...wanted: Array<string | Requirement>): TestOptions {
 export function haveTools(...names: string[]): boolean {
   const missing = names.filter((n) => findTool(n) === undefined);
   if (missing.length === 0) return true;
-  if (inCI) throw new Error(`required tool(s) missing in CI: ${missing.join(', ')} (scripts/install-test-deps.sh installs them)`);
+  if (inCI)
+    throw new Error(
+      `required tool(s) missing in CI: ${missing.join(', ')} (scripts/install-test-deps.sh installs them)`,
+    );
   return false;
 }
 

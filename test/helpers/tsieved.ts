@@ -26,7 +26,10 @@ export interface RunningTsieved {
   /** Parsed log lines. */
   logLines(): Record<string, unknown>[];
   /** The first log line matching, waiting for it (pino writes asynchronously). */
-  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -42,7 +45,7 @@ export async function startTsieved(configToml: string, options: StartOptions = {
   const configFile = join(dir, 'tsieved.toml');
   writeFileSync(configFile, withPrivateControl(configToml));
   const argv = [...(options.wrapper ?? []), process.execPath, CLI, 'serve', '--config', configFile];
-  const child = spawn(argv[0]!, argv.slice(1), {
+  const child = spawn(argv[0], argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });
@@ -50,7 +53,10 @@ export async function startTsieved(configToml: string, options: StartOptions = {
   const expected = countListeners(configToml);
   const ports: { host: string; port: number; implicitTls: boolean }[] = [];
   const ready = new Promise<void>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tsieved did not start in time; output:\n${output}`)), options.timeoutMs ?? 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`tsieved did not start in time; output:\n${output}`)),
+      options.timeoutMs ?? 20_000,
+    );
     const onData = (chunk: Buffer): void => {
       const before = output.length;
       output += chunk.toString('utf8');
@@ -58,7 +64,8 @@ export async function startTsieved(configToml: string, options: StartOptions = {
         if (!line.includes('"event":"listening"')) continue;
         try {
           const entry = JSON.parse(line) as { host: string; port: number; implicitTls: boolean };
-          if (!ports.some((p) => p.port === entry.port && p.host === entry.host)) ports.push({ host: entry.host, port: entry.port, implicitTls: entry.implicitTls });
+          if (!ports.some((p) => p.port === entry.port && p.host === entry.host))
+            ports.push({ host: entry.host, port: entry.port, implicitTls: entry.implicitTls });
         } catch {
           /* partial line */
         }
@@ -68,8 +75,8 @@ export async function startTsieved(configToml: string, options: StartOptions = {
         resolveReady();
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`tsieved exited with ${code} before listening; output:\n${output}`));
@@ -134,8 +141,10 @@ function countListeners(toml: string): number {
  */
 export function withPrivateControl(toml: string): string {
   const parsed = parseToml(toml) as { control?: unknown };
-  return parsed.control === undefined ? `${toml}
+  return parsed.control === undefined
+    ? `${toml}
 [control]
 socket = ""
-` : toml;
+`
+    : toml;
 }

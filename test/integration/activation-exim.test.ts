@@ -45,7 +45,12 @@ describe('activation and the filter Exim reads', needs('exim4'), () => {
 
   it.each([
     ['a classic Exim filter', ALICE, EXIM_FILTER, /Deliver message to: forwarded@elsewhere\.test/],
-    ['a plain address list', BOB, ADDRESSES, /forward file generated:\s+second@elsewhere\.test\s+first@elsewhere\.test/],
+    [
+      'a plain address list',
+      BOB,
+      ADDRESSES,
+      /forward file generated:\s+second@elsewhere\.test\s+first@elsewhere\.test/,
+    ],
   ])('%s in ~/.forward is kept, shown, and activated byte for byte', async (_what, user, text, eximSays) => {
     const forward = join(fx.home(user.name), '.forward');
     writeFileSync(forward, text);
@@ -75,7 +80,8 @@ describe('activation and the filter Exim reads', needs('exim4'), () => {
     expect(readFileSync(forward, 'utf8')).toMatch(/^# Sieve filter\n/);
     expect(exim.run(forward, MESSAGE)).toMatch(/redirect `sieve@elsewhere\.test'/);
     expect((await c.command('SETACTIVE ""')).statusLine).toBe('OK');
-    for (const n of ['mine', 'old-forward']) expect((await c.command(`DELETESCRIPT ${quote(n)}`)).statusLine).toBe('OK');
+    for (const n of ['mine', 'old-forward'])
+      expect((await c.command(`DELETESCRIPT ${quote(n)}`)).statusLine).toBe('OK');
     c.close();
   });
 

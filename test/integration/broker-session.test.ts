@@ -6,7 +6,17 @@
  * end with their sessions (LOGOUT, disconnect, idle timeout, server shutdown).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,7 +44,7 @@ describe('isolation = "process" with userdb users', needs(ROOT, BROKER), () => {
   let dir: string;
   let homes: string;
   let server: RunningTsieved;
-  const home = (name: string) => join(homes, name.split('@')[0]!);
+  const home = (name: string) => join(homes, name.split('@')[0]);
 
   function toml(extra = ''): string {
     return `
@@ -98,10 +108,10 @@ level = "info"
     const before = brokerPids(srv, u.name).length;
     const client = await login(srv, u);
     await until(() => brokerPids(srv, u.name).length > before);
-    return { client, pid: brokerPids(srv, u.name)[before]! };
+    return { client, pid: brokerPids(srv, u.name)[before] };
   }
 
-  it('runs the file broker with the entry uid/gid, through token_command, and files are the user\'s', async () => {
+  it("runs the file broker with the entry uid/gid, through token_command, and files are the user's", async () => {
     const [ann] = USERS;
     const { client, pid } = await loginWithBroker(server, ann);
     const big = Buffer.from('keep;\r\n' + '#'.repeat(1024 * 1024 - 300) + '\r\n');
@@ -109,7 +119,11 @@ level = "info"
     expect((await client.putScript('rules', 'require "fileinto";\r\nfileinto "x";\r\n')).status).toBe('OK');
     expect((await client.command('SETACTIVE "rules"')).status).toBe('OK');
     expect((await client.getScript('big')).content?.equals(big)).toBe(true);
-    for (const p of [join(home(ann.name), 'sieve'), join(home(ann.name), 'sieve', 'rules.sieve'), join(home(ann.name), '.forward')]) {
+    for (const p of [
+      join(home(ann.name), 'sieve'),
+      join(home(ann.name), 'sieve', 'rules.sieve'),
+      join(home(ann.name), '.forward'),
+    ]) {
       const st = statSync(p);
       expect([p, st.uid, st.gid]).toEqual([p, ann.uid, ann.uid]);
     }
@@ -165,10 +179,19 @@ level = "info"
 
   it('refuses to start without the privilege to switch users, saying why', () => {
     const file = join(dir, 'unprivileged.toml');
-    writeFileSync(file, toml().replace(`userdb = "${join(dir, 'userdb')}"`, `userdb = "${join(dir, 'userdb-public')}"`));
+    writeFileSync(
+      file,
+      toml().replace(`userdb = "${join(dir, 'userdb')}"`, `userdb = "${join(dir, 'userdb-public')}"`),
+    );
     writeFileSync(join(dir, 'userdb-public'), '', { mode: 0o644 });
     chmodSync(file, 0o644);
-    const r = spawnSync(process.execPath, [CLI, 'serve', '--config', file], { uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--config', file], {
+      uid: 65534,
+      gid: 65534,
+      cwd: '/',
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/isolation = "process".*needs root/s);
   });

@@ -82,14 +82,18 @@ async function authenticate(c: SieveTestClient, mech: 'PLAIN' | 'LOGIN', user: T
     // Only a {n} literal reaches sasl_client_step with its data (a quoted one arrives empty).
     const m = /^\{(\d+)\}\r\n(.*)$/s.exec(line);
     expect(m, `challenge not a literal: ${line}`).not.toBeNull();
-    expect(Buffer.from(m![2]!, 'base64').toString('latin1')).toBe(expected);
+    expect(Buffer.from(m![2], 'base64').toString('latin1')).toBe(expected);
     c.write(`"${Buffer.from(answer, 'utf8').toString('base64')}"\r\n`);
   }
   return c.readResponse();
 }
 
 /** Connect; STARTTLS unless x-allow-unencrypted; KD5: wait for the pushed list. */
-async function openSession(fx: Fixture, port: number, allowUnencrypted = false): Promise<{ c: SieveTestClient; caps: Map<string, string> }> {
+async function openSession(
+  fx: Fixture,
+  port: number,
+  allowUnencrypted = false,
+): Promise<{ c: SieveTestClient; caps: Map<string, string> }> {
   const c = await SieveTestClient.connect(port);
   let caps = kdeCapabilities(c.greeting);
   expect(caps.has('IMPLEMENTATION')).toBe(true); // KD1: upper-case keys
@@ -113,7 +117,9 @@ describe('KDE KManageSieve command sequence (scripted)', () => {
   let clearPort: number;
   let starttlsPort: number;
   beforeAll(async () => {
-    fx = await startFixture({ listeners: 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", allow_plaintext = true }]' });
+    fx = await startFixture({
+      listeners: 'listen = ["127.0.0.1:0", { address = "127.0.0.1:0", allow_plaintext = true }]',
+    });
     ({ clear: clearPort, starttls: starttlsPort } = await listenerPorts(fx));
   });
   afterAll(async () => {
@@ -132,12 +138,18 @@ describe('KDE KManageSieve command sequence (scripted)', () => {
       // KD8: names quoted without escaping (raw UTF-8), scripts {n+} with CRLF.
       const name = mech === 'PLAIN' ? 'kmail-Grüße' : 'kmail-filter';
       const body = toWire(EDITOR_TEXT);
-      const put = await send(c, Buffer.concat([Buffer.from(`PUTSCRIPT "${name}" {${body.length}+}\r\n`, 'utf8'), body, Buffer.from('\r\n')]));
+      const put = await send(
+        c,
+        Buffer.concat([Buffer.from(`PUTSCRIPT "${name}" {${body.length}+}\r\n`, 'utf8'), body, Buffer.from('\r\n')]),
+      );
       expect(kdeStatus(put)).toBe('OK');
 
       // KD8: this libksieve revision "checks" with RENAMESCRIPT and one literal: a
       // malformed command that must get NO, and must not end the session.
-      const check = await send(c, Buffer.concat([Buffer.from(`RENAMESCRIPT {${body.length}+}\r\n`), body, Buffer.from('\r\n')]));
+      const check = await send(
+        c,
+        Buffer.concat([Buffer.from(`RENAMESCRIPT {${body.length}+}\r\n`), body, Buffer.from('\r\n')]),
+      );
       expect(kdeStatus(check)).toBe('NO');
       expect(c.isClosed).toBe(false);
 
@@ -152,12 +164,20 @@ describe('KDE KManageSieve command sequence (scripted)', () => {
       // KD7: a refused upload: NO with the line number (quoted for one line, a {n}
       // literal for several; KManageSieve reads both).
       const broken = toWire(BROKEN_TEXT);
-      const bad = await send(c, Buffer.concat([Buffer.from(`PUTSCRIPT "kaputt" {${broken.length}+}\r\n`), broken, Buffer.from('\r\n')]));
+      const bad = await send(
+        c,
+        Buffer.concat([Buffer.from(`PUTSCRIPT "kaputt" {${broken.length}+}\r\n`), broken, Buffer.from('\r\n')]),
+      );
       expect(kdeStatus(bad)).toBe('NO');
       expect(bad.text).toBe('kaputt: line 4: error: fileinto expects 1 argument (folder), got 0 (column 3)');
       const twice = toWire('require "fileinto";\nif true {\n  fileinto;\n  fileinto;\n}\n');
-      const bad2 = await send(c, Buffer.concat([Buffer.from(`PUTSCRIPT "kaputt" {${twice.length}+}\r\n`), twice, Buffer.from('\r\n')]));
-      expect(bad2.statusLine).toMatch(/^NO \{\d+\}\r\nkaputt: line 3: error: .* \(column 3\)\r\nkaputt: line 4: error: .* \(column 3\)$/);
+      const bad2 = await send(
+        c,
+        Buffer.concat([Buffer.from(`PUTSCRIPT "kaputt" {${twice.length}+}\r\n`), twice, Buffer.from('\r\n')]),
+      );
+      expect(bad2.statusLine).toMatch(
+        /^NO \{\d+\}\r\nkaputt: line 3: error: .* \(column 3\)\r\nkaputt: line 4: error: .* \(column 3\)$/,
+      );
 
       expect(kdeStatus(await send(c, 'SETACTIVE ""'))).toBe('OK');
       expect(kdeStatus(await send(c, `DELETESCRIPT "${name}"`))).toBe('OK');

@@ -107,7 +107,8 @@ describe('PEAR Net_Sieve as Roundcube uses it', needs('php', NET_SIEVE_FILE), ()
 
   const step = (r: Result, name: string): Step => {
     const s = r.steps.find((x) => x.step === name);
-    if (!s) throw new Error(`step ${name} missing; got ${JSON.stringify(r.steps, null, 1)}\n${r.transcript.join('\n')}`);
+    if (!s)
+      throw new Error(`step ${name} missing; got ${JSON.stringify(r.steps, null, 1)}\n${r.transcript.join('\n')}`);
     return s;
   };
 

@@ -82,7 +82,15 @@ describe('sieve-connect 0.90 over STARTTLS', needs('sieve-connect'), () => {
   });
 
   const base = (user: string): string[] => [
-    '-s', 'localhost', '-p', String(fx.server.port), '-u', user, '--tlscafile', testCerts().caFile, '--noclearchan',
+    '-s',
+    'localhost',
+    '-p',
+    String(fx.server.port),
+    '-u',
+    user,
+    '--tlscafile',
+    testCerts().caFile,
+    '--noclearchan',
   ];
 
   it('PLAIN: upload, list, activate, download byte-exact, checkscript with line number, delete, quit', async () => {
@@ -120,16 +128,27 @@ describe('sieve-connect 0.90 over STARTTLS', needs('sieve-connect'), () => {
     // Activation wrote the filter file Exim reads; deactivate + delete removed the script.
     expect(existsSync(join(fx.home(ALICE.name), 'sieve'))).toBe(true);
     expect(existsSync(join(fx.home(ALICE.name), '.forward'))).toBe(false);
-    expect(r.stdout.trimEnd().split('\n').filter((l) => l.includes('Grüße')).length).toBe(2);
+    expect(
+      r.stdout
+        .trimEnd()
+        .split('\n')
+        .filter((l) => l.includes('Grüße')).length,
+    ).toBe(2);
     // In -e mode a failing command sets exit status 1: here only the checkscript failed.
     expect(r.code).toBe(1);
   }, 60_000);
 
   it('activation writes {home}/.forward with the Exim header (checked before deactivating)', async () => {
     const local = join(work, 'local.sieve');
-    const up = await sieveConnect([...base(BOB.name), '-m', 'LOGIN', '--upload', '--localsieve', local, '--remotesieve', 'main'], BOB.password);
+    const up = await sieveConnect(
+      [...base(BOB.name), '-m', 'LOGIN', '--upload', '--localsieve', local, '--remotesieve', 'main'],
+      BOB.password,
+    );
     expect(up.code, up.stderr).toBe(0);
-    const act = await sieveConnect([...base(BOB.name), '-m', 'LOGIN', '--activate', '--remotesieve', 'main'], BOB.password);
+    const act = await sieveConnect(
+      [...base(BOB.name), '-m', 'LOGIN', '--activate', '--remotesieve', 'main'],
+      BOB.password,
+    );
     expect(act.code, act.stderr).toBe(0);
     const filter = readFileSync(join(fx.home(BOB.name), '.forward'), 'utf8');
     expect(filter.startsWith('# Sieve filter\n')).toBe(true);
@@ -151,13 +170,19 @@ describe('sieve-connect 0.90 over STARTTLS', needs('sieve-connect'), () => {
   }, 60_000);
 
   it('checkscript alone exits non-zero and names the line', async () => {
-    const r = await sieveConnect([...base(ALICE.name), '-m', 'PLAIN', '--checkscript', '--localsieve', join(work, 'broken.sieve')], ALICE.password);
+    const r = await sieveConnect(
+      [...base(ALICE.name), '-m', 'PLAIN', '--checkscript', '--localsieve', join(work, 'broken.sieve')],
+      ALICE.password,
+    );
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/NO "line 4: error: unknown command \\"filinto\\" \(column 3\)"/);
   }, 60_000);
 
   it('SC7: refuses the server when the CA is not given (verification on by default)', async () => {
-    const r = await sieveConnect(['-s', 'localhost', '-p', String(fx.server.port), '-u', ALICE.name, '--tlscafile', '/dev/null', '--list'], ALICE.password);
+    const r = await sieveConnect(
+      ['-s', 'localhost', '-p', String(fx.server.port), '-u', ALICE.name, '--tlscafile', '/dev/null', '--list'],
+      ALICE.password,
+    );
     expect(r.code).not.toBe(0);
   }, 60_000);
 
@@ -167,17 +192,23 @@ describe('sieve-connect 0.90 over STARTTLS', needs('sieve-connect'), () => {
   }, 60_000);
 });
 
-describe('sieve-connect 0.90 in clear text (server without TLS, allow_plaintext listener)', needs('sieve-connect'), () => {
-  let server: RunningTsieved;
-  let dir: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tsieved-sc-clear-'));
-    const home = join(dir, 'homes', ALICE.name);
-    mkdirSync(home, { recursive: true });
-    const uid = process.getuid?.() ?? 0;
-    const gid = process.getgid?.() ?? 0;
-    writeFileSync(join(dir, 'userdb'), `${ALICE.name}\tuid=${uid}|gid=${gid}|home=${home}|systempw=${courierSha256(ALICE.password)}\n`);
-    server = await startTsieved(`
+describe(
+  'sieve-connect 0.90 in clear text (server without TLS, allow_plaintext listener)',
+  needs('sieve-connect'),
+  () => {
+    let server: RunningTsieved;
+    let dir: string;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'tsieved-sc-clear-'));
+      const home = join(dir, 'homes', ALICE.name);
+      mkdirSync(home, { recursive: true });
+      const uid = process.getuid?.() ?? 0;
+      const gid = process.getgid?.() ?? 0;
+      writeFileSync(
+        join(dir, 'userdb'),
+        `${ALICE.name}\tuid=${uid}|gid=${gid}|home=${home}|systempw=${courierSha256(ALICE.password)}\n`,
+      );
+      server = await startTsieved(`
 [server]
 listen = [{ address = "127.0.0.1:0", allow_plaintext = true }]
 auth_failure_delay_ms = 50
@@ -191,25 +222,37 @@ roots = ["${join(dir, 'homes')}"]
 [sieve]
 capabilities = ["fileinto", "vacation"]
 `);
-    writeFileSync(join(dir, 'local.sieve'), SCRIPT);
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
+      writeFileSync(join(dir, 'local.sieve'), SCRIPT);
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
 
-  it('without --clearchan it refuses to send the password in clear (SC7); with it, the workflow runs', async () => {
-    const args = ['-s', '127.0.0.1', '-p', String(server.port), '-u', ALICE.name, '-m', 'PLAIN'];
-    const refused = await sieveConnect([...args, '--list'], ALICE.password);
-    expect(refused.code).not.toBe(0);
-    const cmds = join(dir, 'cmds');
-    const out = join(dir, 'out.sieve');
-    writeFileSync(cmds, [`put ${join(dir, 'local.sieve')} clear`, 'activate clear', 'list', `get clear ${out}`, 'delete clear', 'quit', ''].join('\n'));
-    const r = await sieveConnect([...args, '--clearchan', '--notlsverify', '--debug', '-e', cmds], ALICE.password);
-    expect(r.stderr).not.toContain('STARTTLS');
-    expect(r.stdout).toMatch(/^"clear" ACTIVE$/m);
-    expect(readFileSync(out).equals(readFileSync(join(dir, 'local.sieve')))).toBe(true);
-    // Deleting the active script is refused (RFC 5804 section 2.10): it stays.
-    expect(r.stdout + r.stderr).toMatch(/ACTIVE|active/);
-    expect(existsSync(join(dir, 'homes', ALICE.name, '.forward'))).toBe(true);
-  }, 60_000);
-});
+    it('without --clearchan it refuses to send the password in clear (SC7); with it, the workflow runs', async () => {
+      const args = ['-s', '127.0.0.1', '-p', String(server.port), '-u', ALICE.name, '-m', 'PLAIN'];
+      const refused = await sieveConnect([...args, '--list'], ALICE.password);
+      expect(refused.code).not.toBe(0);
+      const cmds = join(dir, 'cmds');
+      const out = join(dir, 'out.sieve');
+      writeFileSync(
+        cmds,
+        [
+          `put ${join(dir, 'local.sieve')} clear`,
+          'activate clear',
+          'list',
+          `get clear ${out}`,
+          'delete clear',
+          'quit',
+          '',
+        ].join('\n'),
+      );
+      const r = await sieveConnect([...args, '--clearchan', '--notlsverify', '--debug', '-e', cmds], ALICE.password);
+      expect(r.stderr).not.toContain('STARTTLS');
+      expect(r.stdout).toMatch(/^"clear" ACTIVE$/m);
+      expect(readFileSync(out).equals(readFileSync(join(dir, 'local.sieve')))).toBe(true);
+      // Deleting the active script is refused (RFC 5804 section 2.10): it stays.
+      expect(r.stdout + r.stderr).toMatch(/ACTIVE|active/);
+      expect(existsSync(join(dir, 'homes', ALICE.name, '.forward'))).toBe(true);
+    }, 60_000);
+  },
+);

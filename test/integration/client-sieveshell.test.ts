@@ -32,7 +32,14 @@ const SCRIPT = [
   '',
 ].join('\n');
 
-const BROKEN = ['require "fileinto";', 'if header :is "subject" "x" {', '  fileinto "a" ;', '  bogus_command;', '}', ''].join('\n');
+const BROKEN = [
+  'require "fileinto";',
+  'if header :is "subject" "x" {',
+  '  fileinto "a" ;',
+  '  bogus_command;',
+  '}',
+  '',
+].join('\n');
 
 interface Run {
   readonly code: number | null;
@@ -72,7 +79,15 @@ describe('Cyrus sieveshell on a trusted clear-text listener', needs('sieveshell'
     await fx?.stop();
   });
 
-  const auth = (port: number): string[] => ['-a', ALICE.name, '-u', ALICE.name, '-p', ALICE.password, `127.0.0.1:${port}`];
+  const auth = (port: number): string[] => [
+    '-a',
+    ALICE.name,
+    '-u',
+    ALICE.name,
+    '-p',
+    ALICE.password,
+    `127.0.0.1:${port}`,
+  ];
 
   it('put, list, activate, get byte-exact, deactivate, delete, quit: every success a bare OK', async () => {
     const got = join(work, 'got.sieve');
@@ -106,9 +121,11 @@ describe('Cyrus sieveshell on a trusted clear-text listener', needs('sieveshell'
     expect(after.out).not.toMatch(/^main/m);
   }, 60_000);
 
-  it('a broken script is refused with the line number in the server\'s message, and not stored', async () => {
+  it("a broken script is refused with the line number in the server's message, and not stored", async () => {
     const r = await sieveshell(['-e', `put ${join(work, 'broken.sieve')} broken\nlist`, ...auth(plainPort)]);
-    expect(r.out).toContain('upload failed: put script: broken: line 4: error: unknown command "bogus_command" (column 3)');
+    expect(r.out).toContain(
+      'upload failed: put script: broken: line 4: error: unknown command "bogus_command" (column 3)',
+    );
     expect(r.out).not.toMatch(/^broken/m);
   }, 60_000);
 

@@ -25,7 +25,13 @@ import { needs } from '../helpers/tools.js';
 const SIVTEST = '/usr/lib/cyrus/bin/sivtest';
 
 const SCRIPT = Buffer.from(
-  ['require "vacation";', '# Ünïcødé: “Urlaub” in Köln', 'vacation :days 7 :subject "Abwesenheit"', '  "Ich bin ab Montag wieder da. ☀";', ''].join('\r\n'),
+  [
+    'require "vacation";',
+    '# Ünïcødé: “Urlaub” in Köln',
+    'vacation :days 7 :subject "Abwesenheit"',
+    '  "Ich bin ab Montag wieder da. ☀";',
+    '',
+  ].join('\r\n'),
   'utf8',
 );
 const BROKEN = Buffer.from('require "fileinto";\r\n\r\nfileinto "x"\r\nkeep;\r\n', 'utf8');
@@ -40,7 +46,9 @@ function commands(): Buffer {
     literal(SCRIPT),
     Buffer.from('\r\nLISTSCRIPTS\r\nSETACTIVE "Urlaub"\r\nLISTSCRIPTS\r\nGETSCRIPT "Urlaub"\r\nCHECKSCRIPT '),
     literal(BROKEN),
-    Buffer.from('\r\nRENAMESCRIPT "Urlaub" "Ferien"\r\nLISTSCRIPTS\r\nSETACTIVE ""\r\nDELETESCRIPT "Ferien"\r\nLISTSCRIPTS\r\nLOGOUT\r\n'),
+    Buffer.from(
+      '\r\nRENAMESCRIPT "Urlaub" "Ferien"\r\nLISTSCRIPTS\r\nSETACTIVE ""\r\nDELETESCRIPT "Ferien"\r\nLISTSCRIPTS\r\nLOGOUT\r\n',
+    ),
   ]);
 }
 
@@ -51,9 +59,13 @@ interface Run {
 
 function sivtest(port: number, mech: string, user: TestUser, file: string): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(SIVTEST, ['-t', '', '-p', String(port), '-m', mech, '-a', user.name, '-w', user.password, '-f', file, 'localhost'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      SIVTEST,
+      ['-t', '', '-p', String(port), '-m', mech, '-a', user.name, '-w', user.password, '-f', file, 'localhost'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     const chunks: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     child.stderr.on('data', (d: Buffer) => chunks.push(d));
@@ -90,7 +102,8 @@ describe('Cyrus sivtest over STARTTLS', needs(SIVTEST), () => {
       // ST1: it found STARTTLS, then the pushed list with mechanisms.
       expect(text).toMatch(/C: STARTTLS/);
       expect(text).toContain('S: "SASL" "PLAIN LOGIN"');
-      if (mech === 'PLAIN') expect(text).toMatch(/C: AUTHENTICATE "PLAIN" \{\d+\+\}/); // ST3
+      if (mech === 'PLAIN')
+        expect(text).toMatch(/C: AUTHENTICATE "PLAIN" \{\d+\+\}/); // ST3
       else expect(text).toMatch(/S: \{12\}\r?\nS: VXNlcm5hbWU6/); // ST2: literal challenge
       // The GETSCRIPT literal carries the uploaded bytes unchanged.
       const get = Buffer.concat([Buffer.from(`{${SCRIPT.length}}\r\n`), SCRIPT, Buffer.from('\r\nOK')]);

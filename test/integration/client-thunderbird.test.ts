@@ -48,7 +48,7 @@ function parseCapabilities(r: ServerResponse): Capabilities {
   for (const line of r.lines) {
     const m = /^"([^"]+)"(?: "([^"]*)")?$/.exec(line);
     if (!m) throw new Error(`capability line the add-on cannot parse: ${line}`);
-    map.set(m[1]!.toUpperCase(), m[2] ?? '');
+    map.set(m[1].toUpperCase(), m[2] ?? '');
   }
   if (!map.has('IMPLEMENTATION')) throw new Error('Invalid capability response, no key named IMPLEMENTATION');
   return { map };
@@ -56,7 +56,10 @@ function parseCapabilities(r: ServerResponse): Capabilities {
 
 /** TB6: the first mechanism of the server's list the add-on knows; LOGIN last. */
 function chooseMechanism(caps: Capabilities): string {
-  const offered = (caps.map.get('SASL') ?? '').split(' ').filter(Boolean).map((m) => m.toUpperCase());
+  const offered = (caps.map.get('SASL') ?? '')
+    .split(' ')
+    .filter(Boolean)
+    .map((m) => m.toUpperCase());
   const known = offered.find((m) => TB_PREFERRED.includes(m));
   if (known) return known;
   if (offered.includes('LOGIN')) return 'LOGIN';
@@ -142,7 +145,10 @@ describe('Thunderbird sieve add-on command sequence (scripted)', () => {
 
     expect((await request(c, 'LISTSCRIPTS')).lines).toEqual([]);
     // TB14: while the user types, the editor checks with CHECKSCRIPT {n+}.
-    const check = await request(c, Buffer.concat([Buffer.from('CHECKSCRIPT '), literal(HALF_TYPED), Buffer.from('\r\n')]));
+    const check = await request(
+      c,
+      Buffer.concat([Buffer.from('CHECKSCRIPT '), literal(HALF_TYPED), Buffer.from('\r\n')]),
+    );
     expect(check.status).toBe('NO');
     expect(check.text).toBe('line 3: error: unknown command "filinto" (column 5)');
     const good = await request(c, Buffer.concat([Buffer.from('CHECKSCRIPT '), literal(SCRIPT), Buffer.from('\r\n')]));
@@ -150,7 +156,10 @@ describe('Thunderbird sieve add-on command sequence (scripted)', () => {
 
     // TB8: name quoted, raw UTF-8, `\` and `"` escaped; body `{n+}`.
     const name = 'Büro "Regeln" \\ 2026';
-    const put = await request(c, Buffer.concat([Buffer.from(`PUTSCRIPT ${quote(name)} `, 'utf8'), literal(SCRIPT), Buffer.from('\r\n')]));
+    const put = await request(
+      c,
+      Buffer.concat([Buffer.from(`PUTSCRIPT ${quote(name)} `, 'utf8'), literal(SCRIPT), Buffer.from('\r\n')]),
+    );
     expect(put.statusLine).toBe('OK');
     expect((await request(c, `SETACTIVE ${quote(name)}`)).statusLine).toBe('OK');
     const list = await request(c, 'LISTSCRIPTS');
@@ -169,12 +178,20 @@ describe('Thunderbird sieve add-on command sequence (scripted)', () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
 
     // TB14 at the limit: with the account full (2 of 2), checking still works (no quota).
-    const second = await request(c, Buffer.concat([Buffer.from('PUTSCRIPT "zweites" '), literal(SCRIPT), Buffer.from('\r\n')]));
+    const second = await request(
+      c,
+      Buffer.concat([Buffer.from('PUTSCRIPT "zweites" '), literal(SCRIPT), Buffer.from('\r\n')]),
+    );
     expect(second.statusLine).toBe('OK');
-    const full = await request(c, Buffer.concat([Buffer.from('PUTSCRIPT "drittes" '), literal(SCRIPT), Buffer.from('\r\n')]));
+    const full = await request(
+      c,
+      Buffer.concat([Buffer.from('PUTSCRIPT "drittes" '), literal(SCRIPT), Buffer.from('\r\n')]),
+    );
     expect(full.status).toBe('NO');
     expect(full.code).toBe('QUOTA/MAXSCRIPTS');
-    expect((await request(c, Buffer.concat([Buffer.from('CHECKSCRIPT '), literal(SCRIPT), Buffer.from('\r\n')]))).statusLine).toBe('OK');
+    expect(
+      (await request(c, Buffer.concat([Buffer.from('CHECKSCRIPT '), literal(SCRIPT), Buffer.from('\r\n')]))).statusLine,
+    ).toBe('OK');
 
     // Deleting the active script is refused; the add-on deactivates first.
     const refused = await request(c, `DELETESCRIPT ${quote(renamed)}`);

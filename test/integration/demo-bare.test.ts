@@ -23,7 +23,11 @@ describe('the demo without openssl', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsieved-demo-bare-'));
     const env = { PATH: join(dir, 'no-programs'), HOME: dir };
-    child = spawn(process.execPath, [CLI, 'serve', '--demo', '--listen', '127.0.0.1:0'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [CLI, 'serve', '--demo', '--listen', '127.0.0.1:0'], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo did not start: ${out}`)), 20_000);
       const onData = (d: Buffer): void => {

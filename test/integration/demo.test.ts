@@ -20,7 +20,10 @@ describe('the demo server with sieve-connect', needs('sieve-connect', 'openssl')
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsieved-demo-'));
-    child = spawn(process.execPath, [CLI, 'serve', '--demo', '--listen', '127.0.0.1:0'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [CLI, 'serve', '--demo', '--listen', '127.0.0.1:0'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo did not start: ${out}`)), 20_000);
@@ -50,11 +53,15 @@ describe('the demo server with sieve-connect', needs('sieve-connect', 'openssl')
     writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
     const fd = openSync(passwordFile, 'r');
     try {
-      return execFileSync(tool('sieve-connect'), ['--notlsverify', '-s', '127.0.0.1', '-p', String(port), '-u', user, '--passwordfd', '3', ...args], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe', fd],
-        timeout: 20_000,
-      });
+      return execFileSync(
+        tool('sieve-connect'),
+        ['--notlsverify', '-s', '127.0.0.1', '-p', String(port), '-u', user, '--passwordfd', '3', ...args],
+        {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe', fd],
+          timeout: 20_000,
+        },
+      );
     } finally {
       closeSync(fd);
     }

@@ -37,7 +37,6 @@ const MESSAGE = [
   '',
 ].join('\n');
 
-
 interface EximVerdict {
   accepted: boolean;
   output: string;
@@ -45,19 +44,27 @@ interface EximVerdict {
 
 function runExim(exim: string, file: string, message: string): Promise<EximVerdict> {
   return new Promise((resolve, reject) => {
-    const child = execFile(exim, ['-bf', file, '-f', 'alice@example.org'], { timeout: 20_000 }, (err, stdout, stderr) => {
-      // Exim 4.96 crashes on some scripts (empty strings with encoded-character):
-      // as good as a refusal, since delivery would panic and defer.
-      if (/SIGSEGV|SIGBUS|SIGABRT/.test(stderr)) {
-        resolve({ accepted: false, output: `${stdout}\n[crashed]\n${stderr}` });
-        return;
-      }
-      if (err && stdout === '') {
-        reject(new Error(`exim -bf failed: ${err.message} ${stderr}`));
-        return;
-      }
-      resolve({ accepted: !stdout.includes('Sieve error:') && /Implicit keep|No implicit keep/.test(stdout), output: stdout });
-    });
+    const child = execFile(
+      exim,
+      ['-bf', file, '-f', 'alice@example.org'],
+      { timeout: 20_000 },
+      (err, stdout, stderr) => {
+        // Exim 4.96 crashes on some scripts (empty strings with encoded-character):
+        // as good as a refusal, since delivery would panic and defer.
+        if (/SIGSEGV|SIGBUS|SIGABRT/.test(stderr)) {
+          resolve({ accepted: false, output: `${stdout}\n[crashed]\n${stderr}` });
+          return;
+        }
+        if (err && stdout === '') {
+          reject(new Error(`exim -bf failed: ${err.message} ${stderr}`));
+          return;
+        }
+        resolve({
+          accepted: !stdout.includes('Sieve error:') && /Implicit keep|No implicit keep/.test(stdout),
+          output: stdout,
+        });
+      },
+    );
     child.stdin?.end(message);
   });
 }
@@ -111,14 +118,46 @@ describe('agreement with exim4 -bf', needs('exim4'), () => {
   it('accepts nothing Exim rejects among 600 seeded mutations of the corpus', async () => {
     const r = rng(Number(process.env.SIEVE_FUZZ_SEED ?? 20261128));
     const seeds = checked.filter((e) => e.verdict !== 'invalid' && e.encoding === undefined).map((e) => e.script);
-    const pieces = ['{', '}', '[', ']', '(', ')', ';', ',', '"', ':', '#', '/*', '*/', '\\', '.', '\n', ' ', 'text:\n', 'K', 'not ', 'stop;', 'true', ':is', ':copy', '""', 'if ', 'else', '\r\n'];
+    const pieces = [
+      '{',
+      '}',
+      '[',
+      ']',
+      '(',
+      ')',
+      ';',
+      ',',
+      '"',
+      ':',
+      '#',
+      '/*',
+      '*/',
+      '\\',
+      '.',
+      '\n',
+      ' ',
+      'text:\n',
+      'K',
+      'not ',
+      'stop;',
+      'true',
+      ':is',
+      ':copy',
+      '""',
+      'if ',
+      'else',
+      '\r\n',
+    ];
     let compared = 0;
     const disagreements: string[] = [];
     for (let n = 0; n < 600; n++) {
-      let s = seeds[Math.floor(r() * seeds.length)]!;
+      let s = seeds[Math.floor(r() * seeds.length)];
       for (let e = 0, edits = 1 + Math.floor(r() * 2); e < edits; e++) {
         const at = Math.floor(r() * (s.length + 1));
-        s = r() < 0.4 ? s.slice(0, at) + s.slice(at + 1 + Math.floor(r() * 3)) : s.slice(0, at) + pieces[Math.floor(r() * pieces.length)] + s.slice(at);
+        s =
+          r() < 0.4
+            ? s.slice(0, at) + s.slice(at + 1 + Math.floor(r() * 3))
+            : s.slice(0, at) + pieces[Math.floor(r() * pieces.length)] + s.slice(at);
       }
       if (validateScript(Buffer.from(s, 'utf8'), fullProfile()).some((d) => d.severity === 'error')) continue;
       compared++;
@@ -151,5 +190,3 @@ describe('agreement with exim4 -bf', needs('exim4'), () => {
     expect(disagreements).toEqual([]);
   }, 120_000);
 });
-
-

@@ -15,13 +15,30 @@
  * The HCoop layout (`{home}/.public/.forward`, scripts in a private directory,
  * router with `check_owner = false` as HCoop's config has) is a second suite.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { testCerts } from '../helpers/certs.js';
-import { createUnixUser, maildirMessages, mboxMessages, startPrivateExim, type PrivateExim, type UnixUser } from '../helpers/exim.js';
+import {
+  createUnixUser,
+  maildirMessages,
+  mboxMessages,
+  startPrivateExim,
+  type PrivateExim,
+  type UnixUser,
+} from '../helpers/exim.js';
 import { courierSha256 } from '../helpers/fixture.js';
 import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { BROKER, ROOT, needs } from '../helpers/tools.js';
@@ -142,7 +159,8 @@ function deliver(site: Site, subject: string, extra: Parameters<typeof message>[
 
 const inbox = (site: Site): string[] => maildirMessages(join(site.user.home, 'Maildir'));
 const folder = (site: Site, name: string): string[] => maildirMessages(join(site.user.home, 'Maildir', '.' + name));
-const bySubject = (messages: string[], subject: string): string[] => messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
+const bySubject = (messages: string[], subject: string): string[] =>
+  messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
 
 const FILEINTO = [
   'require ["fileinto"];',
@@ -157,13 +175,18 @@ const FILEINTO = [
 describe('Exim delivers through the filter tsieved writes ({home}/.forward, Debian router)', runnable, () => {
   let site: Site;
   beforeAll(async () => {
-    site = await startSite({ scriptsDir: '{home}/sieve', filterPath: '{home}/.forward', eximFile: '$home/.forward', checkOwner: true });
+    site = await startSite({
+      scriptsDir: '{home}/sieve',
+      filterPath: '{home}/.forward',
+      eximFile: '$home/.forward',
+      checkOwner: true,
+    });
   }, 60_000);
   afterAll(async () => {
     await stopSite(site);
   });
 
-  it('the filter file is the user\'s, not group/other-writable, starts with the Exim header', async () => {
+  it("the filter file is the user's, not group/other-writable, starts with the Exim header", async () => {
     await activate(site, 'main', FILEINTO);
     const path = join(site.user.home, '.forward');
     const st = statSync(path);
@@ -237,16 +260,21 @@ describe('Exim delivers through the filter tsieved writes ({home}/.forward, Debi
     await activate(
       site,
       'away',
-      ['require "vacation";', `vacation :days 1 :subject "Abwesend / away" "Ich bin bis Montag weg. Back on Monday.";`, ''].join('\n'),
+      [
+        'require "vacation";',
+        `vacation :days 1 :subject "Abwesend / away" "Ich bin bis Montag weg. Back on Monday.";`,
+        '',
+      ].join('\n'),
     );
     deliver(site, 'are you there?', {}, 'friend@remote.test');
     // The autoreply transport (running as the user) hands the reply to a child Exim
     // with -odi, which delivers it at once: to the outbox, since remote.test is remote.
-    const replies = (): string[] => mboxMessages(site.exim.outboxText()).filter((m) => /^Auto-Submitted: auto-replied$/m.test(m));
+    const replies = (): string[] =>
+      mboxMessages(site.exim.outboxText()).filter((m) => /^Auto-Submitted: auto-replied$/m.test(m));
     expect(replies(), site.exim.log()).toHaveLength(1);
     deliver(site, 'still there?', {}, 'friend@remote.test');
     expect(replies()).toHaveLength(1); // once per :days period (Exim's "once" database)
-    const reply = replies()[0]!;
+    const reply = replies()[0];
     expect(reply).toMatch(/^X-Outbox-Rcpt: friend@remote\.test$/m);
     expect(reply).toMatch(/^Return-path: <>$/m); // RFC 5230 section 5.1: null envelope sender
     expect(reply).toMatch(/^Subject: Abwesend \/ away$/m);
@@ -261,9 +289,11 @@ describe('Exim delivers through the filter tsieved writes ({home}/.forward, Debi
     expect(bySubject(inbox(site), 'still there?')).toHaveLength(1);
   });
 
-  it('one vacation per execution path: Roundcube\'s switched-off out-of-office beside a reply rule, and one reply per if/else branch', async () => {
+  it("one vacation per execution path: Roundcube's switched-off out-of-office beside a reply rule, and one reply per if/else branch", async () => {
     const replies = (subject: string): string[] =>
-      mboxMessages(site.exim.outboxText()).filter((m) => /^Auto-Submitted: auto-replied$/m.test(m) && m.includes(`\nSubject: ${subject}\n`));
+      mboxMessages(site.exim.outboxText()).filter(
+        (m) => /^Auto-Submitted: auto-replied$/m.test(m) && m.includes(`\nSubject: ${subject}\n`),
+      );
     // As Roundcube 1.6 writes it with out-of-office off, plus a "reply with message" filter.
     await activate(
       site,
@@ -314,9 +344,14 @@ describe('Exim delivers through the filter tsieved writes ({home}/.forward, Debi
     expect(replies('other reply')[0]).toMatch(/^X-Outbox-Rcpt: second@remote\.test$/m);
 
     // Two that run for one message are refused, and the active script stays.
-    const twice = await site.client.putScript('twice', 'require "vacation";\r\nif true { vacation "a"; }\r\nvacation "b";\r\n');
+    const twice = await site.client.putScript(
+      'twice',
+      'require "vacation";\r\nif true { vacation "a"; }\r\nvacation "b";\r\n',
+    );
     expect(twice.status).toBe('NO');
-    expect(twice.text).toMatch(/line 3: error: a second vacation can run for the same message \(after the one on line 2\)/);
+    expect(twice.text).toMatch(
+      /line 3: error: a second vacation can run for the same message \(after the one on line 2\)/,
+    );
   });
 
   it('after SETACTIVE "" the filter file is gone and mail is delivered plainly', async () => {

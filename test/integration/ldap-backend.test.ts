@@ -53,7 +53,13 @@ function directoryLdif(): string {
     `dn: ${PEOPLE}\nobjectClass: organizationalUnit\nou: people\n`,
     `dn: ou=others,${SLAPD_SUFFIX}\nobjectClass: organizationalUnit\nou: others\n`,
     `dn: ${SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: sieve\nuserPassword: ${slappasswd(SERVICE_PW)}\n`,
-    posixUser({ dn: `uid=alice,${PEOPLE}`, uid: ['alice'], n: 10001, password: slappasswd(ALICE_PW), mail: 'alice@example.org' }),
+    posixUser({
+      dn: `uid=alice,${PEOPLE}`,
+      uid: ['alice'],
+      n: 10001,
+      password: slappasswd(ALICE_PW),
+      mail: 'alice@example.org',
+    }),
     posixUser({ dn: `uid=bob,${PEOPLE}`, uid: ['bob'], n: 10002, password: slappasswd(BOB_PW) }),
     // Stored in clear: slapd compares it as it is.
     posixUser({ dn: `uid=carol,${PEOPLE}`, uid: ['carol', 'carol.c'], n: 10003, password: 'carol-clear' }),
@@ -113,7 +119,12 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
     writeFileSync(passwordFile, `${SERVICE_PW}\n`);
     // bind_anon_dn makes slapd accept a bind with a DN and an empty password
     // (RFC 4513 section 5.1.2), so the empty-password test below can fail.
-    slapd = await startSlapd({ ldif: directoryLdif(), tls: true, globalConfig: 'allow bind_anon_dn', logOperations: true });
+    slapd = await startSlapd({
+      ldif: directoryLdif(),
+      tls: true,
+      globalConfig: 'allow bind_anon_dn',
+      logOperations: true,
+    });
   });
 
   afterAll(async () => {
@@ -125,8 +136,18 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
   describe('search-then-bind', () => {
     it('maps a posixAccount entry to an identity on the right password', async () => {
       const id = expectOk(await backend(searchConfig()).verifyPassword('alice', ALICE_PW, ctx));
-      expect(id).toMatchObject({ user: 'alice', uid: 10001, gid: 11001, home: '/srv/home/10001', mail: 'alice@example.org' });
-      expect(id.fields).toMatchObject({ dn: `uid=alice,${PEOPLE}`, uidNumber: '10001', homeDirectory: '/srv/home/10001' });
+      expect(id).toMatchObject({
+        user: 'alice',
+        uid: 10001,
+        gid: 11001,
+        home: '/srv/home/10001',
+        mail: 'alice@example.org',
+      });
+      expect(id.fields).toMatchObject({
+        dn: `uid=alice,${PEOPLE}`,
+        uidNumber: '10001',
+        homeDirectory: '/srv/home/10001',
+      });
       expect(Object.keys(id.fields).map((k) => k.toLowerCase())).not.toContain('userpassword');
     });
 
@@ -177,7 +198,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
 
     it('refuses NUL and control characters in the name before asking the directory', async () => {
       const b = backend(searchConfig());
-      expect(await b.verifyPassword('alice\u0000', ALICE_PW, ctx)).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/control/) });
+      expect(await b.verifyPassword('alice\u0000', ALICE_PW, ctx)).toMatchObject({
+        kind: 'rejected',
+        reason: expect.stringMatching(/control/),
+      });
       expect(await b.verifyPassword('alice\n', ALICE_PW, ctx)).toMatchObject({ kind: 'rejected' });
       expect(await b.verifyPassword('', ALICE_PW, ctx)).toMatchObject({ kind: 'rejected' });
     });
@@ -208,7 +232,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
 
     it('searches as bind_dn: anonymously the ACL hides the base, which is a set-up fault (unavailable)', async () => {
       const anonymous = backend({ url: slapd.url, base: SLAPD_SUFFIX });
-      expect(await anonymous.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable', reason: expect.stringMatching(/search failed: LDAP result 32/) });
+      expect(await anonymous.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({
+        kind: 'unavailable',
+        reason: expect.stringMatching(/search failed: LDAP result 32/),
+      });
     });
 
     it('reports a refused service bind as unavailable, not as a wrong user password', async () => {
@@ -216,7 +243,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
       writeFileSync(badFile, 'wrong-service-password');
       const { log, lines } = capturingLogger();
       const b = backend({ ...searchConfig(), bind_password_file: badFile }, log);
-      expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable', reason: expect.stringMatching(/service bind/) });
+      expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({
+        kind: 'unavailable',
+        reason: expect.stringMatching(/service bind/),
+      });
       expect(lines()).toMatch(/directory unavailable/);
       expect(lines()).not.toContain('wrong-service-password');
       expect(lines()).not.toContain(ALICE_PW);
@@ -255,7 +285,11 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
 
     it('binds as the templated DN and reads the entry as the user', async () => {
       const b = backend(direct());
-      expect(expectOk(await b.verifyPassword('alice', ALICE_PW, ctx))).toMatchObject({ user: 'alice', uid: 10001, home: '/srv/home/10001' });
+      expect(expectOk(await b.verifyPassword('alice', ALICE_PW, ctx))).toMatchObject({
+        user: 'alice',
+        uid: 10001,
+        home: '/srv/home/10001',
+      });
       expect((await b.verifyPassword('alice', 'wrong', ctx)).kind).toBe('rejected');
       expect((await b.verifyPassword('nobody', 'wrong', ctx)).kind).toBe('rejected');
     });
@@ -269,7 +303,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
     });
 
     it('never sends an empty password', async () => {
-      expect(await backend(direct()).verifyPassword('alice', '', ctx)).toMatchObject({ kind: 'rejected', reason: 'empty password' });
+      expect(await backend(direct()).verifyPassword('alice', '', ctx)).toMatchObject({
+        kind: 'rejected',
+        reason: 'empty password',
+      });
     });
   });
 
@@ -282,7 +319,13 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
 
     it('checks the host name against the certificate (localhost in the SAN)', async () => {
       const url = slapd.url.replace('127.0.0.1', 'localhost');
-      expectOk(await backend({ ...searchConfig(), url, starttls: true, tls_ca_file: slapd.caFile }).verifyPassword('alice', ALICE_PW, ctx));
+      expectOk(
+        await backend({ ...searchConfig(), url, starttls: true, tls_ca_file: slapd.caFile }).verifyPassword(
+          'alice',
+          ALICE_PW,
+          ctx,
+        ),
+      );
     });
 
     it('logs in over ldaps://', async () => {
@@ -306,7 +349,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
       try {
         const base = { ...searchConfig(), tls_ca_file: named.caFile };
         const byIp = backend({ ...base, url: named.url, starttls: true });
-        expect(await byIp.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable', reason: expect.stringMatching(/StartTLS/) });
+        expect(await byIp.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({
+          kind: 'unavailable',
+          reason: expect.stringMatching(/StartTLS/),
+        });
         const byIpLdaps = backend({ ...base, url: named.ldapsUrl });
         expect((await byIpLdaps.verifyPassword('alice', ALICE_PW, ctx)).kind).toBe('unavailable');
         const byName = backend({ ...base, url: (named.ldapsUrl as string).replace('127.0.0.1', 'localhost') });
@@ -333,7 +379,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
 
     it('StartTLS against a server without TLS is unavailable, never a clear-text fallback', async () => {
       const b = backend({ ...searchConfig(), url: plain.url, starttls: true });
-      expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable', reason: expect.stringMatching(/StartTLS/) });
+      expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({
+        kind: 'unavailable',
+        reason: expect.stringMatching(/StartTLS/),
+      });
     });
 
     it('gives unavailable while slapd is stopped and recovers without a new backend', async () => {
@@ -397,7 +446,10 @@ describe('LdapBackend against a real slapd', needs(...SLAPD_TOOLS), () => {
       await new Promise((r) => setTimeout(r, 100));
       await b.close();
       expect((await pending).kind).toBe('unavailable');
-      expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({ kind: 'unavailable', reason: 'backend closed' });
+      expect(await b.verifyPassword('alice', ALICE_PW, ctx)).toMatchObject({
+        kind: 'unavailable',
+        reason: 'backend closed',
+      });
     });
   });
 });

@@ -121,7 +121,11 @@ level = "info"
   });
 
   it('answers a wrong password and an unknown user with a plain NO', async () => {
-    for (const [user, password] of [[USER, 'wrong'], ['nobody', PASSWORD], ['li*', PASSWORD]] as const) {
+    for (const [user, password] of [
+      [USER, 'wrong'],
+      ['nobody', PASSWORD],
+      ['li*', PASSWORD],
+    ] as const) {
       const { client, response } = await login(user, password);
       expect(response.status).toBe('NO');
       expect(response.code ?? '').not.toMatch(/TRYLATER/);

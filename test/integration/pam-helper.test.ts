@@ -20,22 +20,33 @@ const ctx = { remoteAddress: '192.0.2.7', secure: true };
 const enabled = needs(ROOT, PAM_HELPER, BROKER, 'gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'chage', 'openssl');
 
 function storage(over: Record<string, unknown> = {}) {
-  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process', ...over } }).storage;
+  return configSchema.parse({
+    storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process', ...over },
+  }).storage;
 }
 
 /** What the kernel says about a process: its parent, ids, groups, environment and descriptors. */
 function proc(pid: number) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)![1]!.trim().split(/\s+/).filter(Boolean).map(Number);
-  const fds = readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+  const field = (name: string) =>
+    new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)![1].trim().split(/\s+/).filter(Boolean).map(Number);
+  const fds = readdirSync(`/proc/${pid}/fd`)
+    .map(Number)
+    .sort((a, b) => a - b);
   return {
-    ppid: field('PPid')[0]!,
-    uid: field('Uid')[0]!,
-    gid: field('Gid')[0]!,
+    ppid: field('PPid')[0],
+    uid: field('Uid')[0],
+    gid: field('Gid')[0],
     groups: field('Groups'),
     env: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'),
     fds,
-    fdLinks: fds.map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } }),
+    fdLinks: fds.map((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    }),
   };
 }
 
@@ -74,7 +85,8 @@ describe('PAM helper with real PAM', enabled, () => {
 
   beforeAll(() => {
     if (!existsSync(defaultPamHelperPath())) throw new Error('PAM helper not built: run `npm run build`');
-    if (!PAM_MODULE_DIR || !existsSync(join(PAM_MODULE_DIR, 'pam_pwdfile.so'))) throw new Error('pam_pwdfile (libpam-pwdfile) is not installed');
+    if (!PAM_MODULE_DIR || !existsSync(join(PAM_MODULE_DIR, 'pam_pwdfile.so')))
+      throw new Error('pam_pwdfile (libpam-pwdfile) is not installed');
     fx = new PamFixture();
     traceLog = fx.traceLog('main');
     const trace = (type: string) => `${type} optional ${fx.traceModule} log=${traceLog}`;
@@ -89,7 +101,11 @@ describe('PAM helper with real PAM', enabled, () => {
       'session required pam_permit.so',
       trace('session'),
     ]);
-    unixService = fx.service('unix', ['auth required pam_unix.so', 'account required pam_unix.so', 'session required pam_permit.so']);
+    unixService = fx.service('unix', [
+      'auth required pam_unix.so',
+      'account required pam_unix.so',
+      'session required pam_permit.so',
+    ]);
     // A module that maps the login name: files must belong to the user PAM settled on.
     mapService = fx.service('map', [
       `auth required ${fx.traceModule} mapto=${bob.name}`,
@@ -107,7 +123,8 @@ describe('PAM helper with real PAM', enabled, () => {
     }
   });
 
-  const backend = (service: string) => new PamBackend({ service, brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger() });
+  const backend = (service: string) =>
+    new PamBackend({ service, brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger() });
 
   it('the start-up check passes with a built helper as root', () => {
     expect(pamProblem()).toBeUndefined();
@@ -130,7 +147,7 @@ describe('PAM helper with real PAM', enabled, () => {
     const info = proc(outcome.attached!.pid);
     const opened = fx.readTrace(log);
     expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
-    const helperPid = opened[0]!.pid;
+    const helperPid = opened[0].pid;
     // Every PAM call ran in one session process (not in this server), as root, forked
     // by the long-lived helper this server started (not by the server itself).
     const b = backend(service);
@@ -150,7 +167,11 @@ describe('PAM helper with real PAM', enabled, () => {
 
     await store.put('rules', Buffer.from('keep;\r\n'));
     await store.setActive('rules');
-    for (const p of [join(alice.home, 'sieve'), join(alice.home, 'sieve', 'rules.sieve'), join(alice.home, '.forward')]) {
+    for (const p of [
+      join(alice.home, 'sieve'),
+      join(alice.home, 'sieve', 'rules.sieve'),
+      join(alice.home, '.forward'),
+    ]) {
       const st = statSync(p);
       expect([p, st.uid, st.gid]).toEqual([p, alice.uid, alice.gid]);
     }
@@ -160,7 +181,12 @@ describe('PAM helper with real PAM', enabled, () => {
     await until(() => fx.readTrace(log).length === 6);
     const all = fx.readTrace(log);
     expect(all.map((e) => e.what)).toEqual([
-      'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
+      'authenticate',
+      'acct_mgmt',
+      'setcred-establish',
+      'open_session',
+      'close_session',
+      'setcred-delete',
     ]);
     expect(all.every((e) => e.pid === helperPid)).toBe(true);
     await until(() => !alive(outcome.attached!.pid) && !alive(helperPid));
@@ -207,7 +233,13 @@ describe('PAM helper with real PAM', enabled, () => {
     await attached.exited;
     expect(Date.now() - t).toBeLessThan(12_000); // the helper's 5 s grace, not the server's 15 s SIGKILL
     expect(alive(attached.pid)).toBe(false);
-    expect(fx.readTrace(log).map((e) => e.what)).toEqual(['authenticate', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete']);
+    expect(fx.readTrace(log).map((e) => e.what)).toEqual([
+      'authenticate',
+      'setcred-establish',
+      'open_session',
+      'close_session',
+      'setcred-delete',
+    ]);
   }, 20_000);
 
   it('a dropped connection (pipes destroyed) still closes the PAM session', async () => {
@@ -300,9 +332,17 @@ describe('PAM helper with real PAM', enabled, () => {
       'account required pam_permit.so',
       'session required pam_permit.so',
     ]);
-    const b = new PamBackend({ service, brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger(), timeoutMs: 500 });
-    expect(await b.verifyPassword(alice.name, alice.password, ctx)).toEqual({ kind: 'unavailable', reason: 'PAM transaction timed out' });
-    const helperPid = fx.readTrace(log)[0]!.pid;
+    const b = new PamBackend({
+      service,
+      brokerCommand: (id) => brokerCommand(storage(), id),
+      log: silentLogger(),
+      timeoutMs: 500,
+    });
+    expect(await b.verifyPassword(alice.name, alice.password, ctx)).toEqual({
+      kind: 'unavailable',
+      reason: 'PAM transaction timed out',
+    });
+    const helperPid = fx.readTrace(log)[0].pid;
     await until(() => !alive(helperPid));
   });
 
@@ -328,14 +368,27 @@ describe('PAM helper with real PAM', enabled, () => {
 
   it('runs the broker under token_command, expanded by the server for the account PAM settled on', async () => {
     // `env` (looked up in PATH) stands in for k5start: it sets variables and execs the rest.
-    const wrapped = storage({ token_command: ['env', 'TSIEVED_TOKEN_USER={user}', 'TSIEVED_TOKEN_KEYTAB=/etc/keytabs/{u1}/{u2}/{user}', 'TSIEVED_TOKEN_HOME={home}'] });
-    const b = new PamBackend({ service: mapService, brokerCommand: (id) => brokerCommand(wrapped, id), log: silentLogger() });
+    const wrapped = storage({
+      token_command: [
+        'env',
+        'TSIEVED_TOKEN_USER={user}',
+        'TSIEVED_TOKEN_KEYTAB=/etc/keytabs/{u1}/{u2}/{user}',
+        'TSIEVED_TOKEN_HOME={home}',
+      ],
+    });
+    const b = new PamBackend({
+      service: mapService,
+      brokerCommand: (id) => brokerCommand(wrapped, id),
+      log: silentLogger(),
+    });
     const outcome = ok(await b.verifyPassword('typed-name', 'anything', ctx));
     const store = await launcher.open(outcome.identity, outcome.attached);
     try {
       const info = proc(outcome.attached!.pid);
       expect(info.env).toContain(`TSIEVED_TOKEN_USER=${bob.name}`);
-      expect(info.env).toContain(`TSIEVED_TOKEN_KEYTAB=/etc/keytabs/${bob.name.slice(0, 1)}/${bob.name.slice(0, 2)}/${bob.name}`);
+      expect(info.env).toContain(
+        `TSIEVED_TOKEN_KEYTAB=/etc/keytabs/${bob.name.slice(0, 1)}/${bob.name.slice(0, 2)}/${bob.name}`,
+      );
       expect(info.env).toContain(`TSIEVED_TOKEN_HOME=${bob.home}`);
       expect(info.uid).toBe(bob.uid);
       await store.put('s', Buffer.from('keep;'));
@@ -375,7 +428,12 @@ describe('PAM helper with real PAM', enabled, () => {
   });
 
   it('a missing helper or a broker that cannot start is "unavailable" or TRYLATER, never a crash', async () => {
-    const missing = new PamBackend({ service: pwdService, helperPath: '/nonexistent/helper', brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger() });
+    const missing = new PamBackend({
+      service: pwdService,
+      helperPath: '/nonexistent/helper',
+      brokerCommand: (id) => brokerCommand(storage(), id),
+      log: silentLogger(),
+    });
     expect(await missing.verifyPassword(alice.name, alice.password, ctx)).toMatchObject({ kind: 'unavailable' });
     // The helper authenticates, but the broker it execs does not exist: the session
     // fails with TRYLATER when the launcher adopts it, and PAM is still closed.

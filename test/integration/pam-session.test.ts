@@ -87,14 +87,22 @@ describe('ManageSieve sessions with PAM', enabled, () => {
       'session required pam_permit.so',
       `session optional ${fx.traceModule} log=${trace}`,
     ]);
-    const unixService = fx.service('e2e-unix', ['auth required pam_unix.so', 'account required pam_unix.so', 'session required pam_permit.so']);
+    const unixService = fx.service('e2e-unix', [
+      'auth required pam_unix.so',
+      'account required pam_unix.so',
+      'session required pam_permit.so',
+    ]);
     const homes = join(fx.dir, 'homes');
-    [pwdServer, unixServer] = await Promise.all([startTsieved(config(pwdService, homes)), startTsieved(config(unixService, homes))]);
+    [pwdServer, unixServer] = await Promise.all([
+      startTsieved(config(pwdService, homes)),
+      startTsieved(config(unixService, homes)),
+    ]);
   }, 60_000);
 
   afterAll(async () => {
     // stop() of the test helper waits forever on a process that already died of a signal.
-    const running = (s?: RunningTsieved) => s !== undefined && s.process.exitCode === null && s.process.signalCode === null;
+    const running = (s?: RunningTsieved) =>
+      s !== undefined && s.process.exitCode === null && s.process.signalCode === null;
     const stop = async (s?: RunningTsieved) => {
       if (!running(s)) return;
       await Promise.race([s!.stop(), new Promise((r) => setTimeout(r, 10_000))]);
@@ -121,7 +129,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     expect(response.status).toBe('OK');
     expect((await client.putScript('rules', 'require "fileinto";\r\nfileinto "x";\r\n')).status).toBe('OK');
     expect((await client.command('SETACTIVE "rules"')).status).toBe('OK');
-    for (const p of [join(alice.home, 'sieve'), join(alice.home, 'sieve', 'rules.sieve'), join(alice.home, '.forward')]) {
+    for (const p of [
+      join(alice.home, 'sieve'),
+      join(alice.home, 'sieve', 'rules.sieve'),
+      join(alice.home, '.forward'),
+    ]) {
       const st = statSync(p);
       expect([p, st.uid, st.gid]).toEqual([p, alice.uid, alice.gid]);
     }
@@ -129,11 +141,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
 
     const opened = entriesFor(alice.name);
     expect(opened.map((e) => e.what)).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session']);
-    const helperPid = opened[0]!.pid;
+    const helperPid = opened[0].pid;
     expect(opened.every((e) => e.pid === helperPid)).toBe(true);
     // The session process was forked by the helper the server started; the broker
     // (which wrote the files) is the session process's child.
-    expect(ppidOf(opened[0]!.ppid)).toBe(pwdServer.process.pid);
+    expect(ppidOf(opened[0].ppid)).toBe(pwdServer.process.pid);
     const session = pwdServer.logLines().find((l) => l.event === 'pam-session' && l.pamUser === alice.name);
     const brokerPid = Number(session?.brokerPid);
     expect(ppidOf(brokerPid)).toBe(helperPid);
@@ -142,7 +154,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     expect((await client.command('LOGOUT')).status).toBe('OK');
     client.close();
     await until(() => entriesFor(alice.name).length === 6);
-    expect(entriesFor(alice.name).map((e) => e.what).slice(4)).toEqual(['close_session', 'setcred-delete']);
+    expect(
+      entriesFor(alice.name)
+        .map((e) => e.what)
+        .slice(4),
+    ).toEqual(['close_session', 'setcred-delete']);
     expect(entriesFor(alice.name).every((e) => e.pid === helperPid)).toBe(true);
     await until(() => !existsSync(`/proc/${brokerPid}`));
   });
@@ -154,9 +170,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     expect((await client.command('LISTSCRIPTS')).status).toBe('OK');
     client.close(); // no LOGOUT
     await until(() => entriesFor(bob.name).length === before + 6);
-    expect(entriesFor(bob.name).slice(before).map((e) => e.what)).toEqual([
-      'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
-    ]);
+    expect(
+      entriesFor(bob.name)
+        .slice(before)
+        .map((e) => e.what),
+    ).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete']);
   });
 
   it('UNAUTHENTICATE closes the PAM session, and the connection can log in again', async () => {
@@ -165,7 +183,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     expect(response.status).toBe('OK');
     expect((await client.command('UNAUTHENTICATE')).status).toBe('OK');
     await until(() => entriesFor(bob.name).length === before + 6);
-    expect(entriesFor(bob.name).slice(before + 4).map((e) => e.what)).toEqual(['close_session', 'setcred-delete']);
+    expect(
+      entriesFor(bob.name)
+        .slice(before + 4)
+        .map((e) => e.what),
+    ).toEqual(['close_session', 'setcred-delete']);
     expect((await client.authenticatePlain(bob.name, bob.password)).status).toBe('OK');
     expect((await client.command('LISTSCRIPTS')).status).toBe('OK');
     expect((await client.command('LOGOUT')).status).toBe('OK');
@@ -183,10 +205,18 @@ describe('ManageSieve sessions with PAM', enabled, () => {
       await new Promise((r) => setTimeout(r, 300)); // the slow module is sleeping now
       client.close();
       // PAM finishes, the broker starts, and the session is closed again right away.
-      await until(() => entriesFor(alice.name).slice(before).some((e) => e.what === 'setcred-delete'), 15_000);
-      expect(entriesFor(alice.name).slice(before).map((e) => e.what)).toEqual([
-        'authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete',
-      ]);
+      await until(
+        () =>
+          entriesFor(alice.name)
+            .slice(before)
+            .some((e) => e.what === 'setcred-delete'),
+        15_000,
+      );
+      expect(
+        entriesFor(alice.name)
+          .slice(before)
+          .map((e) => e.what),
+      ).toEqual(['authenticate', 'acct_mgmt', 'setcred-establish', 'open_session', 'close_session', 'setcred-delete']);
     } finally {
       writeFileSync(slowList, '');
     }
@@ -227,20 +257,29 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     client.close();
     expect(readdirSync(join(alice.home, 'sieve')).sort()).toEqual(aliceFiles);
     expect(readFileSync(join(alice.home, '.forward')).equals(aliceFilter)).toBe(true);
-    for (const f of readdirSync(join(bob.home, 'sieve'))) expect(statSync(join(bob.home, 'sieve', f)).uid).toBe(bob.uid);
+    for (const f of readdirSync(join(bob.home, 'sieve')))
+      expect(statSync(join(bob.home, 'sieve', f)).uid).toBe(bob.uid);
   });
 
   it('refuses to start when the PAM helper is missing, with a clear message', async () => {
     const homes = join(fx.dir, 'homes');
     const toml = config('sieve', homes).replace('[auth]\n', '[auth]\npam_helper = "/nonexistent/tsieved-pam-helper"\n');
-    await expect(startTsieved(toml, { timeoutMs: 15_000 })).rejects.toThrow(/PAM helper at \/nonexistent\/tsieved-pam-helper/);
+    await expect(startTsieved(toml, { timeoutMs: 15_000 })).rejects.toThrow(
+      /PAM helper at \/nonexistent\/tsieved-pam-helper/,
+    );
   });
 
   it(`${CONCURRENT} concurrent sessions and slow PAM logins do not delay a NOOP elsewhere`, async () => {
     const idle = await login(pwdServer, alice.name, alice.password);
     expect(idle.response.status).toBe('OK');
     // Half of the crowd goes through the slow module, a few with wrong passwords (fail delay).
-    writeFileSync(slowList, crowd.filter((_, i) => i % 2 === 0).map((u) => u.name).join('\n') + '\n');
+    writeFileSync(
+      slowList,
+      crowd
+        .filter((_, i) => i % 2 === 0)
+        .map((u) => u.name)
+        .join('\n') + '\n',
+    );
     let stop = false;
     const latencies: number[] = [];
     const prober = (async () => {
@@ -274,9 +313,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
       expect(statSync(join(u.home, 'sieve', 's.sieve')).uid).toBe(u.uid);
     }
     latencies.sort((a, b) => a - b);
-    const p99 = latencies[Math.floor(latencies.length * 0.99)]!;
-    const worst = latencies[latencies.length - 1]!;
-    console.log(`NOOP under load: p99 ${p99.toFixed(1)} ms, worst ${worst.toFixed(1)} ms over ${latencies.length} NOOPs`);
+    const p99 = latencies[Math.floor(latencies.length * 0.99)];
+    const worst = latencies[latencies.length - 1];
+    console.log(
+      `NOOP under load: p99 ${p99.toFixed(1)} ms, worst ${worst.toFixed(1)} ms over ${latencies.length} NOOPs`,
+    );
     expect(latencies.length).toBeGreaterThan(10); // the slow logins took > 1.5 s, NOOPs kept flowing
     // Loose bounds: PAM delays (1.5 s here) must not show up at all. The p99 rather
     // than the single worst keeps other test files sharing the CPUs from failing this.
@@ -294,7 +335,11 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     await until(() => entriesFor(bob.name).length === before + 4);
     await pwdServer.stop();
     await until(() => entriesFor(bob.name).length === before + 6);
-    expect(entriesFor(bob.name).slice(before + 4).map((e) => e.what)).toEqual(['close_session', 'setcred-delete']);
+    expect(
+      entriesFor(bob.name)
+        .slice(before + 4)
+        .map((e) => e.what),
+    ).toEqual(['close_session', 'setcred-delete']);
     client.close();
   }, 30_000);
 });

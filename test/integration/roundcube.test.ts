@@ -87,7 +87,10 @@ async function startWorld(): Promise<World> {
   ];
   try {
     // One account for both servers: Dovecot's passwd-file format, which tsieved reads too.
-    const hash = execFileSync(tool('openssl'), ['passwd', '-6', '-stdin'], { input: PASSWORD, encoding: 'utf8' }).trim();
+    const hash = execFileSync(tool('openssl'), ['passwd', '-6', '-stdin'], {
+      input: PASSWORD,
+      encoding: 'utf8',
+    }).trim();
     const passwd = join(base, 'passwd');
     writeFileSync(passwd, `${user.name}:{SHA512-CRYPT}${hash}:${user.uid}:${user.gid}::${user.home}::\n`, {
       mode: 0o600,

@@ -16,7 +16,7 @@ function lint(folder: string, code: string): string[] {
   const linter = new Linter({ configType: 'flat' });
   const messages = linter.verify(
     code,
-    [{ files: ['**/*.ts'], languageOptions: { parser: tseslint.parser as Linter.Parser } }, layerRule(layer) as Linter.Config],
+    [{ files: ['**/*.ts'], languageOptions: { parser: tseslint.parser } }, layerRule(layer) as Linter.Config],
     `src/${folder}/example.ts`,
   );
   return messages.map((m) => `${m.ruleId ?? 'parse'}: ${m.message}`);
@@ -24,12 +24,20 @@ function lint(folder: string, code: string): string[] {
 
 describe('layering lint rules', () => {
   it('refuse protocol/ importing anything of ours', () => {
-    expect(lint('protocol', "import { x } from '../storage/types.js';")).toEqual([expect.stringMatching(/^no-restricted-imports: .*protocol/)]);
+    expect(lint('protocol', "import { x } from '../storage/types.js';")).toEqual([
+      expect.stringMatching(/^no-restricted-imports: .*protocol/),
+    ]);
     expect(lint('protocol', "import { x } from './errors.js';")).toEqual([]);
   });
 
   it('refuse storage/ importing auth/, the config schema or the wire protocol', () => {
-    for (const target of ['../auth/types.js', '../../auth/pam.js', '../config/schema.js', '../protocol/response.js', '../commands/dispatch.js']) {
+    for (const target of [
+      '../auth/types.js',
+      '../../auth/pam.js',
+      '../config/schema.js',
+      '../protocol/response.js',
+      '../commands/dispatch.js',
+    ]) {
       expect(lint('storage', `import type { X } from '${target}';`), target).toHaveLength(1);
     }
     expect(lint('storage', "import type { Identity } from '../identity.js';")).toEqual([]);

@@ -18,54 +18,59 @@ afterEach(() => {
 });
 
 describe('root logger under a stalled log consumer', () => {
-  it('keeps at most the queue limit in memory, drops the rest and says how many in one line', needs('mkfifo'), async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tsieved-log-'));
-    const fifo = join(dir, 'log');
-    execFileSync(tool('mkfifo'), [fifo]);
-    // Read-write open of a FIFO does not wait for a reader (Linux); nobody reads yet,
-    // so after the pipe's 64 KiB the destination's writes stall.
-    const fd = openSync(fifo, 'r+');
-    // Fill the pipe first, so that nothing the logger queues can leave its queue
-    // until the consumer reads.
-    const prefill = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
-    try {
-      for (;;) writeSync(prefill, Buffer.alloc(4096, 0x0a));
-    } catch {
-      /* EAGAIN: the pipe is full */
-    }
-    closeSync(prefill);
-    const log = createRootLogger('info', undefined, { fd, maxQueuedBytes: 256 * 1024 });
-    const heapBefore = process.memoryUsage().heapUsed;
-    const line = 'x'.repeat(200);
-    for (let i = 0; i < 50_000; i++) log.info({ event: 'command', i }, line); // ~12 MB of lines
-    const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
-    // Short lines until they no longer fit: too little room is left for the report.
-    for (let i = 0; i < 20; i++) log.info('x');
-    // Unbounded, the 12 MB of lines would sit in the heap; bounded, the queue is 256 KiB.
-    expect(heapGrowth).toBeLessThan(8 * 1024 * 1024);
+  it(
+    'keeps at most the queue limit in memory, drops the rest and says how many in one line',
+    needs('mkfifo'),
+    async () => {
+      dir = mkdtempSync(join(tmpdir(), 'tsieved-log-'));
+      const fifo = join(dir, 'log');
+      execFileSync(tool('mkfifo'), [fifo]);
+      // Read-write open of a FIFO does not wait for a reader (Linux); nobody reads yet,
+      // so after the pipe's 64 KiB the destination's writes stall.
+      const fd = openSync(fifo, 'r+');
+      // Fill the pipe first, so that nothing the logger queues can leave its queue
+      // until the consumer reads.
+      const prefill = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+      try {
+        for (;;) writeSync(prefill, Buffer.alloc(4096, 0x0a));
+      } catch {
+        /* EAGAIN: the pipe is full */
+      }
+      closeSync(prefill);
+      const log = createRootLogger('info', undefined, { fd, maxQueuedBytes: 256 * 1024 });
+      const heapBefore = process.memoryUsage().heapUsed;
+      const line = 'x'.repeat(200);
+      for (let i = 0; i < 50_000; i++) log.info({ event: 'command', i }, line); // ~12 MB of lines
+      const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+      // Short lines until they no longer fit: too little room is left for the report.
+      for (let i = 0; i < 20; i++) log.info('x');
+      // Unbounded, the 12 MB of lines would sit in the heap; bounded, the queue is 256 KiB.
+      expect(heapGrowth).toBeLessThan(8 * 1024 * 1024);
 
-    // The consumer stays stalled past the first report, which is then dropped too:
-    // its count must not be lost with it.
-    await new Promise((r) => setTimeout(r, 1500));
-    // Now the consumer reads again: the report arrives (about a second later).
-    let text = '';
-    const reader = createReadStream(fifo);
-    reader.on('data', (d) => (text += d.toString()));
-    const deadline = Date.now() + 10_000;
-    while (!text.includes('"event":"log-dropped"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    reader.destroy();
-    closeSync(fd);
-    const report = text.split('\n').find((l) => l.includes('"event":"log-dropped"'));
-    expect(report).toBeDefined();
-    const entry = JSON.parse(report!) as { level: number; count: number; msg: string };
-    expect(entry.level).toBe(40);
-    const written = text.split('\n').filter((l) => l.includes('"event":"command"')).length;
-    // Every line is accounted for: written or counted as dropped (the report may
-    // come before the last of the queue is written, so at least).
-    expect(entry.count + written).toBeGreaterThanOrEqual(50_000);
-    expect(entry.count).toBeGreaterThan(40_000);
-    expect(entry.msg).toMatch(/^\d+ log lines dropped/);
-  });
+      // The consumer stays stalled past the first report, which is then dropped too:
+      // its count must not be lost with it.
+      await new Promise((r) => setTimeout(r, 1500));
+      // Now the consumer reads again: the report arrives (about a second later).
+      let text = '';
+      const reader = createReadStream(fifo);
+      reader.on('data', (d) => (text += d.toString()));
+      const deadline = Date.now() + 10_000;
+      while (!text.includes('"event":"log-dropped"') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      reader.destroy();
+      closeSync(fd);
+      const report = text.split('\n').find((l) => l.includes('"event":"log-dropped"'));
+      expect(report).toBeDefined();
+      const entry = JSON.parse(report!) as { level: number; count: number; msg: string };
+      expect(entry.level).toBe(40);
+      const written = text.split('\n').filter((l) => l.includes('"event":"command"')).length;
+      // Every line is accounted for: written or counted as dropped (the report may
+      // come before the last of the queue is written, so at least).
+      expect(entry.count + written).toBeGreaterThanOrEqual(50_000);
+      expect(entry.count).toBeGreaterThan(40_000);
+      expect(entry.msg).toMatch(/^\d+ log lines dropped/);
+    },
+  );
 });
 
 describe('LineBudget (per-connection command lines)', () => {

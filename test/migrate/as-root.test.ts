@@ -98,7 +98,8 @@ function secretFile(name: string, content = `${SECRET}\n`): string {
 
 describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), () => {
   beforeEach(() => {
-    if (!existsSync(defaultBrokerPath())) throw new Error('the file broker is missing: run `npm run build` first (npm test does)');
+    if (!existsSync(defaultBrokerPath()))
+      throw new Error('the file broker is missing: run `npm run build` first (npm test does)');
     dir = mkdtempSync(join(tmpdir(), 'tsieved-migrate-root-'));
     chmodSync(dir, 0o755);
     homes = join(dir, 'home');
@@ -107,7 +108,9 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, NOBODY, NOBODY);
     writeFileSync(join(dir, 'userdb'), `nob\tuid=${NOBODY}|gid=${NOBODY}|home=${home}|systempw={SHA256}x\n`);
-    configFile = writeMigrateConfig(dir, homes, { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' }, ['fileinto']);
+    configFile = writeMigrateConfig(dir, homes, { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' }, [
+      'fileinto',
+    ]);
   });
 
   afterEach(() => {
@@ -141,7 +144,9 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
     // Where that link leads is not read as root, so routing is not proven: left alone.
     const refused = await migrate('--from', 'pysieved');
     expect(refused.code).toBe(1);
-    expect(refused.out).toMatch(/routing: NOT PROVEN: \S+\.forward is a symbolic link to \S+victim-secret, outside the home directory; not followed as root/);
+    expect(refused.out).toMatch(
+      /routing: NOT PROVEN: \S+\.forward is a symbolic link to \S+victim-secret, outside the home directory; not followed as root/,
+    );
     expect(refused.out).toMatch(/NOT MIGRATED/);
     expect(existsSync(join(home, 'sieve'))).toBe(false);
     const r = await migrate('--from', 'pysieved', '--accept-changes');
@@ -197,7 +202,9 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
     pysieved({ main: VALID });
     symlinkSync(secretFile('victim-secret'), join(home, '.forward'));
     const r = await migrate('--from', 'pysieved', '--dry-run');
-    expect(r.out).toMatch(/\.forward is a symbolic link to \S+victim-secret, outside the home directory; not followed as root/);
+    expect(r.out).toMatch(
+      /\.forward is a symbolic link to \S+victim-secret, outside the home directory; not followed as root/,
+    );
     expect(r.out).not.toContain(SECRET);
   });
 
@@ -213,14 +220,21 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
     const protectedLinks = readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1';
     const r = await migrate('--from', 'pysieved');
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(new RegExp(`^nob: imported ${protectedLinks ? 2 : 1}, unchanged 0, conflicts 0, failed 0; no active script$`, 'm'));
+    expect(r.out).toMatch(
+      new RegExp(
+        `^nob: imported ${protectedLinks ? 2 : 1}, unchanged 0, conflicts 0, failed 0; no active script$`,
+        'm',
+      ),
+    );
     expect(r.out).toMatch(/! \S+\/\.pysieved\/fifo: is not a regular file/);
-    expect(r.out).toMatch(new RegExp(`! \\S+/\\.pysieved/foreign: is owned by uid ${OTHER}, not by the user; not read as root`));
+    expect(r.out).toMatch(
+      new RegExp(`! \\S+/\\.pysieved/foreign: is owned by uid ${OTHER}, not by the user; not read as root`),
+    );
     expect(r.out).toMatch(/! \S+\/\.pysieved\/hardlink: is owned by root and has other hard links; not read as root/);
     expect(filesContaining(join(home, 'sieve'), SECRET)).toEqual([]);
   });
 
-  it("refuses a regular ~/.dovecot.sieve owned by another user", async () => {
+  it('refuses a regular ~/.dovecot.sieve owned by another user', async () => {
     mkdirSync(join(home, 'sieve'), { mode: 0o700 });
     chownSync(join(home, 'sieve'), NOBODY, NOBODY);
     writeFileSync(join(home, 'sieve', 'a.sieve'), VALID);
@@ -230,7 +244,9 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
     writeFileSync(configFile, readFileSync(configFile, 'utf8').replace('{home}/sieve', '{home}/.tsieved'));
     const r = await migrate('--from', 'dovecot');
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(new RegExp(`! \\S+/\\.dovecot\\.sieve: is owned by uid ${OTHER}, not by the user; not read as root`));
+    expect(r.out).toMatch(
+      new RegExp(`! \\S+/\\.dovecot\\.sieve: is owned by uid ${OTHER}, not by the user; not read as root`),
+    );
     expect(filesContaining(join(home, '.tsieved'), SECRET)).toEqual([]);
   });
 
@@ -241,9 +257,17 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
     const profile = await loadProfile(config.sieve, config.storage.max_script_bytes, log);
     const exim = eximFor(undefined, config.sieve);
     return {
-      config, layout: DEFAULT_LAYOUTS.pysieved, profile, dryRun: false, log,
-      eximFile: '.forward', domain: 'example.org', acceptChanges: false, inPlace: false,
-      ...(exim ? { exim } : {}), ...over,
+      config,
+      layout: DEFAULT_LAYOUTS.pysieved,
+      profile,
+      dryRun: false,
+      log,
+      eximFile: '.forward',
+      domain: 'example.org',
+      acceptChanges: false,
+      inPlace: false,
+      ...(exim ? { exim } : {}),
+      ...over,
     };
   }
 
@@ -269,7 +293,9 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
       expect(r.problems).toEqual([
         {
           file: join(home, '.pysieved', 'notes'),
-          message: expect.stringMatching(/^is owned by root; not read as root: fs\.protected_hardlinks is 0: a user could have hard-linked/),
+          message: expect.stringMatching(
+            /^is owned by root; not read as root: fs\.protected_hardlinks is 0: a user could have hard-linked/,
+          ),
         },
       ]);
     } finally {
@@ -331,7 +357,9 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
       await session.setActive('');
       const second = await migrate('--from', 'pysieved');
       expect(second.code).toBe(0);
-      expect(second.out).toMatch(/^nob: imported 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at [^)]*\); no active script now$/m);
+      expect(second.out).toMatch(
+        /^nob: imported 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at [^)]*\); no active script now$/m,
+      );
       expect((await session.list()).some((s) => s.active)).toBe(false);
       expect(existsSync(join(home, '.public', '.forward'))).toBe(false);
       await session.close();

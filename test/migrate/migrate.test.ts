@@ -43,7 +43,15 @@ class Capture extends Writable {
   }
 }
 
-const CAPS = ['fileinto', 'envelope', 'copy', 'subaddress', 'encoded-character', 'comparator-i;ascii-numeric', 'vacation'];
+const CAPS = [
+  'fileinto',
+  'envelope',
+  'copy',
+  'subaddress',
+  'encoded-character',
+  'comparator-i;ascii-numeric',
+  'vacation',
+];
 const VALID = '# Sieve filter\nrequire "fileinto";\nif header :contains "subject" "lists" { fileinto "lists"; }\n';
 const VALID2 = '# Sieve filter\nif address :is "from" "boss@example.org" { keep; stop; }\n';
 const REJECTED = '# Sieve filter\nrequire "reject";\nreject "go away";\n';
@@ -100,7 +108,8 @@ function snapshot(root: string): Record<string, string> {
       out[rel] = `dir ${st.mode.toString(8)}`;
       for (const e of readdirSync(p)) walk(join(p, e));
     } else {
-      out[rel] = `file ${st.mode.toString(8)} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
+      out[rel] =
+        `file ${st.mode.toString(8)} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
     }
   };
   walk(root);
@@ -109,7 +118,9 @@ function snapshot(root: string): Record<string, string> {
 
 /** Only the old layout's files (the migration may add tsieved's next to them). */
 function oldFiles(snap: Record<string, string>, prefixes: string[]): Record<string, string> {
-  return Object.fromEntries(Object.entries(snap).filter(([k]) => prefixes.some((p) => k === p || k.startsWith(p + '/'))));
+  return Object.fromEntries(
+    Object.entries(snap).filter(([k]) => prefixes.some((p) => k === p || k.startsWith(p + '/'))),
+  );
 }
 
 function storeOptionsFor(user: string, scriptsDir: string, filterPath: string) {
@@ -147,14 +158,20 @@ describe('migrate --from pysieved', () => {
 
   it('imports every script under its decoded name, byte-exact, and activates the old active one', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'my%20rules': VALID, 'r%C3%A8gles': VALID2, 'exim': REJECTED, '.hidden': VALID, 'backup~': VALID }, 'my%20rules');
+    pysievedUser(
+      'alice',
+      { 'my%20rules': VALID, 'r%C3%A8gles': VALID2, exim: REJECTED, '.hidden': VALID, 'backup~': VALID },
+      'my%20rules',
+    );
     const before = oldFiles(snapshot(join(homes, 'alice')), ['/.pysieved']);
     const forwardTarget = readlinkSync(join(homes, 'alice', '.forward'));
 
     const r = await migrate('--from', 'pysieved');
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^alice: imported 3, unchanged 0, conflicts 0, failed 0; active "my rules" \(activated\); 1 script\(s\) Exim would reject$/m);
+    expect(r.out).toMatch(
+      /^alice: imported 3, unchanged 0, conflicts 0, failed 0; active "my rules" \(activated\); 1 script\(s\) Exim would reject$/m,
+    );
     expect(r.out).toMatch(/"exim": imported; Exim would reject it:\n\s+\S+exim:\d+:\d+: error: /);
 
     const store = storeFor('alice', 'sieve', '.forward');
@@ -173,21 +190,23 @@ describe('migrate --from pysieved', () => {
     // old scripts are untouched.
     const backups = readdirSync(join(homes, 'alice')).filter((f) => f.startsWith('.forward.tsieved-backup-'));
     expect(backups).toHaveLength(1);
-    expect(readFileSync(join(homes, 'alice', backups[0] as string), 'utf8')).toBe(VALID);
+    expect(readFileSync(join(homes, 'alice', backups[0]), 'utf8')).toBe(VALID);
     expect(oldFiles(snapshot(join(homes, 'alice')), ['/.pysieved'])).toEqual(before);
     expect(forwardTarget).toBe('.pysieved/my%20rules');
   });
 
   it('is idempotent: a second run changes nothing and says so', async () => {
     addUsers('alice', 'bob');
-    pysievedUser('alice', { 'a': VALID, 'b': VALID2 }, 'b');
-    pysievedUser('bob', { 'only': VALID });
+    pysievedUser('alice', { a: VALID, b: VALID2 }, 'b');
+    pysievedUser('bob', { only: VALID });
     const first = await migrate('--from', 'pysieved');
     expect(first.code).toBe(0);
     const after1 = snapshot(homes);
     const second = await migrate('--from', 'pysieved');
     expect(second.code).toBe(0);
-    expect(second.out).toMatch(/^alice: imported 0, unchanged 2, conflicts 0, failed 0; active "b" \(already active\)$/m);
+    expect(second.out).toMatch(
+      /^alice: imported 0, unchanged 2, conflicts 0, failed 0; active "b" \(already active\)$/m,
+    );
     expect(second.out).toMatch(/^bob: imported 0, unchanged 1, conflicts 0, failed 0; no active script$/m);
     expect(snapshot(homes)).toEqual(after1);
   });
@@ -196,9 +215,11 @@ describe('migrate --from pysieved', () => {
     // .forward is both pysieved's active link and tsieved's filter path: opening the
     // store preserves it as "old-forward", a copy of "main" that activation drops.
     addUsers('bob');
-    pysievedUser('bob', { 'main': VALID, 'old-forward': VALID2 }, 'main');
+    pysievedUser('bob', { main: VALID, 'old-forward': VALID2 }, 'main');
     const dry = await migrate('--from', 'pysieved', '--dry-run');
-    expect(dry.out).toMatch(/^bob: would import 2, unchanged 0, conflicts 0, failed 0; active "main" \(would be activated\)$/m);
+    expect(dry.out).toMatch(
+      /^bob: would import 2, unchanged 0, conflicts 0, failed 0; active "main" \(would be activated\)$/m,
+    );
 
     const first = await migrate('--from', 'pysieved');
     expect(first.out).toMatch(/^bob: imported 2, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
@@ -212,7 +233,9 @@ describe('migrate --from pysieved', () => {
     const after1 = snapshot(homes);
     const second = await migrate('--from', 'pysieved');
     expect(second.code).toBe(0);
-    expect(second.out).toMatch(/^bob: imported 0, unchanged 2, conflicts 0, failed 0; active "main" \(already active\)$/m);
+    expect(second.out).toMatch(
+      /^bob: imported 0, unchanged 2, conflicts 0, failed 0; active "main" \(already active\)$/m,
+    );
     expect(snapshot(homes)).toEqual(after1);
   });
 
@@ -231,13 +254,15 @@ describe('migrate --from pysieved', () => {
 
   it('without an Exim to compare with, a user whose filter file would change is left alone, and the run says why', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'a': VALID }, 'a');
+    pysievedUser('alice', { a: VALID }, 'a');
     const before = snapshot(homes);
     const r = await migrate('--from', 'pysieved', '--exim', join(dir, 'no-such-exim'));
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/routing: NOT PROVEN: .*no-such-exim -bf did not run/);
     expect(r.out).toMatch(/NOT MIGRATED/);
-    expect(r.out).toMatch(/routing would change or is not proven for: alice; left alone unless --accept-changes is given/);
+    expect(r.out).toMatch(
+      /routing would change or is not proven for: alice; left alone unless --accept-changes is given/,
+    );
     expect(snapshot(homes)).toEqual(before);
     const accepted = await migrate('--from', 'pysieved', '--exim', join(dir, 'no-such-exim'), '--accept-changes');
     expect(accepted.code).toBe(0);
@@ -246,7 +271,7 @@ describe('migrate --from pysieved', () => {
 
   it('says so when the filter file written is not the one it compared (the store repaired a hand edit on open)', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'a': VALID });
+    pysievedUser('alice', { a: VALID });
     const store = await FileStore.open(storeOptionsFor('alice', 'sieve', '.forward'));
     await store.put('mine', Buffer.from('keep;\n'));
     await store.setActive('mine');
@@ -257,27 +282,34 @@ describe('migrate --from pysieved', () => {
     expect(r.code).toBe(1);
   });
 
-  it.skipIf(NO_EXIM)('at a cut-over, a later change the user made in tsieved is named, without claiming the run left them alone', async () => {
-    writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
-    addUsers('alice');
-    mkdirSync(join(homes, 'alice', '.public'));
-    pysievedUser('alice', { 'a': VALID }, 'a');
-    expect((await migrate('--from', 'pysieved')).code).toBe(0);
-    const store = await FileStore.open(storeOptionsFor('alice', 'sieve', '.public/.forward'));
-    await store.put('a', Buffer.from('redirect "new@elsewhere.test";\n'));
-    const r = await migrate('--from', 'pysieved');
-    expect(r.code).toBe(1);
-    expect(r.out).toMatch(/routing: CHANGES:\n\s+- a personal message: delivered to the inbox; afterwards forwarded to new@elsewhere\.test/);
-    expect(r.out).not.toMatch(/NOT MIGRATED/);
-  });
+  it.skipIf(NO_EXIM)(
+    'at a cut-over, a later change the user made in tsieved is named, without claiming the run left them alone',
+    async () => {
+      writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
+      addUsers('alice');
+      mkdirSync(join(homes, 'alice', '.public'));
+      pysievedUser('alice', { a: VALID }, 'a');
+      expect((await migrate('--from', 'pysieved')).code).toBe(0);
+      const store = await FileStore.open(storeOptionsFor('alice', 'sieve', '.public/.forward'));
+      await store.put('a', Buffer.from('redirect "new@elsewhere.test";\n'));
+      const r = await migrate('--from', 'pysieved');
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(
+        /routing: CHANGES:\n\s+- a personal message: delivered to the inbox; afterwards forwarded to new@elsewhere\.test/,
+      );
+      expect(r.out).not.toMatch(/NOT MIGRATED/);
+    },
+  );
 
   it('--dry-run reports what it would do and changes nothing', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'a': VALID, 'bad': REJECTED }, 'a');
+    pysievedUser('alice', { a: VALID, bad: REJECTED }, 'a');
     const before = snapshot(homes);
     const r = await migrate('--from', 'pysieved', '--dry-run');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^alice: would import 2, unchanged 0, conflicts 0, failed 0; active "a" \(would be activated\); 1 script\(s\) Exim would reject$/m);
+    expect(r.out).toMatch(
+      /^alice: would import 2, unchanged 0, conflicts 0, failed 0; active "a" \(would be activated\); 1 script\(s\) Exim would reject$/m,
+    );
     expect(r.out).toMatch(/not written by tsieved: opening the store backs it up/);
     expect(r.out).toMatch(/^dry run, nothing changed: /m);
     expect(snapshot(homes)).toEqual(before);
@@ -288,7 +320,7 @@ describe('migrate --from pysieved', () => {
 
   it('keeps a different tsieved script of the same name and exits non-zero', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'rules': VALID });
+    pysievedUser('alice', { rules: VALID });
     const store = await FileStore.open({
       scriptsDir: join(homes, 'alice', 'sieve'),
       filterPath: join(homes, 'alice', '.forward'),
@@ -305,7 +337,7 @@ describe('migrate --from pysieved', () => {
 
   it('keeps an active script the user chose in tsieved', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'old': VALID }, 'old');
+    pysievedUser('alice', { old: VALID }, 'old');
     writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
     mkdirSync(join(homes, 'alice', '.public'));
     const store = await FileStore.open({
@@ -324,7 +356,9 @@ describe('migrate --from pysieved', () => {
     // The user switches the filter off: a later run does not turn the old one on.
     await store.setActive('');
     const again = await migrate('--from', 'pysieved');
-    expect(again.out).toMatch(/"old" not activated again: an earlier run settled activation \(kept "new" at [^)]*\); no active script now/);
+    expect(again.out).toMatch(
+      /"old" not activated again: an earlier run settled activation \(kept "new" at [^)]*\); no active script now/,
+    );
     expect((await store.list()).some((s) => s.active)).toBe(false);
   });
 
@@ -334,7 +368,7 @@ describe('migrate --from pysieved', () => {
     writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
     addUsers('hank');
     mkdirSync(join(homes, 'hank', '.public'));
-    pysievedUser('hank', { 'main': VALID }, 'main');
+    pysievedUser('hank', { main: VALID }, 'main');
     const first = await migrate('--from', 'pysieved');
     expect(first.out).toMatch(/^hank: imported 1, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
     const marker = join(homes, 'hank', 'sieve', '.migrated');
@@ -347,10 +381,14 @@ describe('migrate --from pysieved', () => {
     expect(existsSync(filter)).toBe(false);
     const before = snapshot(homes);
     const dry = await migrate('--from', 'pysieved', '--dry-run');
-    expect(dry.out).toMatch(/^hank: would import 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at \d{4}-[^)]*\); no active script now$/m);
+    expect(dry.out).toMatch(
+      /^hank: would import 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at \d{4}-[^)]*\); no active script now$/m,
+    );
     const second = await migrate('--from', 'pysieved');
     expect(second.code).toBe(0);
-    expect(second.out).toMatch(/^hank: imported 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at [^)]*\); no active script now$/m);
+    expect(second.out).toMatch(
+      /^hank: imported 0, unchanged 1, conflicts 0, failed 0; "main" not activated again: an earlier run settled activation \(activated "main" at [^)]*\); no active script now$/m,
+    );
     expect((await store.list()).some((s) => s.active)).toBe(false);
     expect(existsSync(filter)).toBe(false);
     expect(snapshot(homes)).toEqual(before);
@@ -360,7 +398,7 @@ describe('migrate --from pysieved', () => {
     writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
     addUsers('ivy');
     mkdirSync(join(homes, 'ivy', '.public'));
-    pysievedUser('ivy', { 'main': VALID }, 'main');
+    pysievedUser('ivy', { main: VALID }, 'main');
     await migrate('--from', 'pysieved');
     const marker = join(homes, 'ivy', 'sieve', '.migrated');
     rmSync(marker);
@@ -369,7 +407,9 @@ describe('migrate --from pysieved', () => {
     expect(readFileSync(marker, 'utf8')).toMatch(/^outcome: found active\nscript: "main"$/m);
     await storeFor('ivy', 'sieve', '.public/.forward').setActive('');
     const third = await migrate('--from', 'pysieved');
-    expect(third.out).toMatch(/"main" not activated again: an earlier run settled activation \(found active "main" at /);
+    expect(third.out).toMatch(
+      /"main" not activated again: an earlier run settled activation \(found active "main" at /,
+    );
     expect((await storeFor('ivy', 'sieve', '.public/.forward').list()).some((s) => s.active)).toBe(false);
   });
 
@@ -377,7 +417,7 @@ describe('migrate --from pysieved', () => {
     addUsers('alice', 'mallory');
     const secret = join(dir, 'secret');
     writeFileSync(secret, 'root:$6$secret\n');
-    pysievedUser('alice', { 'fine': VALID });
+    pysievedUser('alice', { fine: VALID });
     symlinkSync(secret, join(homes, 'alice', '.pysieved', 'evil'));
     mkdirSync(join(dir, 'elsewhere'));
     writeFileSync(join(dir, 'elsewhere', 'stolen'), 'secret data');
@@ -393,7 +433,7 @@ describe('migrate --from pysieved', () => {
 
   it('an active link pointing outside the store activates nothing', async () => {
     addUsers('alice');
-    pysievedUser('alice', { 'a': VALID });
+    pysievedUser('alice', { a: VALID });
     writeFileSync(join(dir, 'outside'), VALID2);
     writeConfig({ scripts_dir: '{home}/sieve', filter_path: '{home}/.public/.forward' });
     mkdirSync(join(homes, 'alice', '.public'));
@@ -411,8 +451,8 @@ describe('migrate --from pysieved', () => {
 
   it('migrates only the users named, and fails for unknown ones', async () => {
     addUsers('alice', 'bob');
-    pysievedUser('alice', { 'a': VALID });
-    pysievedUser('bob', { 'b': VALID });
+    pysievedUser('alice', { a: VALID });
+    pysievedUser('bob', { b: VALID });
     const r = await migrate('--from', 'pysieved', 'bob', 'nobody-here');
     expect(r.code).toBe(1);
     expect(r.out).not.toMatch(/^alice/m);
@@ -428,16 +468,32 @@ describe('migrate --from pysieved', () => {
     mkdirSync(join(pub, '.pysieved'), { recursive: true });
     writeFileSync(join(pub, '.pysieved', 'main'), VALID);
     symlinkSync('.pysieved/main', join(pub, '.forward'));
-    const r = await migrate('--from', 'pysieved', '--scripts-dir', '.public/.pysieved', '--active-link', '.public/.forward');
+    const r = await migrate(
+      '--from',
+      'pysieved',
+      '--scripts-dir',
+      '.public/.pysieved',
+      '--active-link',
+      '.public/.forward',
+    );
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^gina: imported 1, unchanged 0, conflicts 0, failed 0; active "main" \(activated\)$/m);
-    const again = await migrate('--from', 'pysieved', '--scripts-dir', '.public/.pysieved', '--active-link', '.public/.forward');
-    expect(again.out).toMatch(/^gina: imported 0, unchanged 1, conflicts 0, failed 0; active "main" \(already active\)$/m);
+    const again = await migrate(
+      '--from',
+      'pysieved',
+      '--scripts-dir',
+      '.public/.pysieved',
+      '--active-link',
+      '.public/.forward',
+    );
+    expect(again.out).toMatch(
+      /^gina: imported 0, unchanged 1, conflicts 0, failed 0; active "main" \(already active\)$/m,
+    );
   });
 
   it('run as root, leaves the imported files owned by the user', needs(ROOT), async () => {
     addUsersAs(65534, 65534, 'nobody-user');
-    pysievedUser('nobody-user', { 'a': VALID }, 'a');
+    pysievedUser('nobody-user', { a: VALID }, 'a');
     const r = await migrate('--from', 'pysieved');
     expect(r.code).toBe(0);
     const store = join(homes, 'nobody-user', 'sieve');
@@ -476,14 +532,19 @@ describe('migrate --from dovecot', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^dave: imported 2, unchanged 0, conflicts 0, failed 0; active "roundcube" \(activated\)$/m);
     const store = storeFor('dave', '.tsieved', '.forward');
-    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`).sort()).toEqual(['my rules', 'roundcube*']);
+    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`).sort()).toEqual([
+      'my rules',
+      'roundcube*',
+    ]);
     expect((await store.get('roundcube')).toString()).toBe(DOVECOT_SCRIPT);
     // A Dovecot script has no "# Sieve filter" line; the filter file gets one.
     expect(readFileSync(join(homes, 'dave', '.forward'), 'utf8')).toMatch(/^# Sieve filter\n/);
     expect(oldFiles(snapshot(join(homes, 'dave')), ['/sieve', '/.dovecot.sieve'])).toEqual(before);
 
     const again = await migrate('--from', 'dovecot');
-    expect(again.out).toMatch(/^dave: imported 0, unchanged 2, conflicts 0, failed 0; active "roundcube" \(already active\)$/m);
+    expect(again.out).toMatch(
+      /^dave: imported 0, unchanged 2, conflicts 0, failed 0; active "roundcube" \(already active\)$/m,
+    );
   });
 
   it('works when tsieved shares the ~/sieve directory with Dovecot', async () => {
@@ -508,7 +569,9 @@ describe('migrate --from dovecot', () => {
     // Every later run reports the same counts (tsieved's own files are not taken for Dovecot's).
     const second = await migrate('--from', 'dovecot', '--in-place');
     const third = await migrate('--from', 'dovecot', '--in-place');
-    expect(second.out).toMatch(/^erin: imported 0, unchanged 2, conflicts 0, failed 0; active "with space" \(already active\)$/m);
+    expect(second.out).toMatch(
+      /^erin: imported 0, unchanged 2, conflicts 0, failed 0; active "with space" \(already active\)$/m,
+    );
     expect(third.out).toBe(second.out);
   });
 
@@ -531,10 +594,15 @@ describe('migrate --from dovecot', () => {
     writeFileSync(join(homes, 'dora', 'sieve', 'dovecot-active.sieve'), 'discard;\n');
     writeFileSync(join(homes, 'dora', '.dovecot.sieve'), 'keep;\n');
     const r = await migrate('--from', 'dovecot');
-    expect(r.out).toMatch(/^dora: imported 2, unchanged 0, conflicts 0, failed 0; active "dovecot-active-2" \(activated\)$/m);
+    expect(r.out).toMatch(
+      /^dora: imported 2, unchanged 0, conflicts 0, failed 0; active "dovecot-active-2" \(activated\)$/m,
+    );
     expect(r.code).toBe(0);
     const store = storeFor('dora', '.tsieved', '.forward');
-    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`)).toEqual(['dovecot-active', 'dovecot-active-2*']);
+    expect((await store.list()).map((s) => `${s.name}${s.active ? '*' : ''}`)).toEqual([
+      'dovecot-active',
+      'dovecot-active-2*',
+    ]);
     expect((await store.get('dovecot-active')).toString()).toBe('discard;\n');
     // Exim runs what Dovecot ran.
     const filter = readFileSync(join(homes, 'dora', '.forward'), 'utf8');
@@ -543,7 +611,9 @@ describe('migrate --from dovecot', () => {
 
     const again = await migrate('--from', 'dovecot');
     expect(again.code).toBe(0);
-    expect(again.out).toMatch(/^dora: imported 0, unchanged 2, conflicts 0, failed 0; active "dovecot-active-2" \(already active\)$/m);
+    expect(again.out).toMatch(
+      /^dora: imported 0, unchanged 2, conflicts 0, failed 0; active "dovecot-active-2" \(already active\)$/m,
+    );
   });
 });
 

@@ -7,11 +7,27 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chownSync, linkSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dryRunFileOps, openDirBelow, ownerProblem, readOwnedRegularFile, rootOwnedPolicy } from '../../src/migrate/safe-fs.js';
+import {
+  dryRunFileOps,
+  openDirBelow,
+  ownerProblem,
+  readOwnedRegularFile,
+  rootOwnedPolicy,
+} from '../../src/migrate/safe-fs.js';
 import { ROOT, needs, tool } from '../helpers/tools.js';
 
 let dir: string;
@@ -60,34 +76,42 @@ describe('openDirBelow', () => {
 describe('readOwnedRegularFile', () => {
   it('refuses a FIFO at once and a link in the last step', needs('mkfifo'), async () => {
     execFileSync(tool('mkfifo'), [join(home, 'fifo')]);
-    await expect(readOwnedRegularFile(join(home, 'fifo'), 100, {})).rejects.toMatchObject({ message: 'is not a regular file' });
+    await expect(readOwnedRegularFile(join(home, 'fifo'), 100, {})).rejects.toMatchObject({
+      message: 'is not a regular file',
+    });
     writeFileSync(join(dir, 'target'), 'x');
     symlinkSync(join(dir, 'target'), join(home, 'link'));
     await expect(readOwnedRegularFile(join(home, 'link'), 100, {})).rejects.toMatchObject({ code: 'ELOOP' });
     expect((await readOwnedRegularFile(join(home, 'link'), 100, { follow: true })).toString()).toBe('x');
   });
 
-  it("as root, reads only the user's files and root's with one link (when hard links are protected)", needs(ROOT), async () => {
-    const file = (name: string, uid: number): string => {
-      const p = join(home, name);
-      writeFileSync(p, name);
-      chownSync(p, uid, uid);
-      return p;
-    };
-    const policy = { ownerUid: 65534, rootOwned: true as const };
-    expect((await readOwnedRegularFile(file('users', 65534), 100, policy)).toString()).toBe('users');
-    expect((await readOwnedRegularFile(file('roots', 0), 100, policy)).toString()).toBe('roots');
-    await expect(readOwnedRegularFile(join(home, 'roots'), 100, { ownerUid: 65534, rootOwned: 'WHY' })).rejects.toMatchObject({
-      message: 'is owned by root; not read as root: WHY',
-    });
-    await expect(readOwnedRegularFile(file('others', 65533), 100, policy)).rejects.toMatchObject({
-      message: 'is owned by uid 65533, not by the user; not read as root',
-    });
-    linkSync(join(home, 'roots'), join(home, 'roots-link'));
-    await expect(readOwnedRegularFile(join(home, 'roots-link'), 100, policy)).rejects.toMatchObject({
-      message: 'is owned by root and has other hard links; not read as root',
-    });
-  });
+  it(
+    "as root, reads only the user's files and root's with one link (when hard links are protected)",
+    needs(ROOT),
+    async () => {
+      const file = (name: string, uid: number): string => {
+        const p = join(home, name);
+        writeFileSync(p, name);
+        chownSync(p, uid, uid);
+        return p;
+      };
+      const policy = { ownerUid: 65534, rootOwned: true as const };
+      expect((await readOwnedRegularFile(file('users', 65534), 100, policy)).toString()).toBe('users');
+      expect((await readOwnedRegularFile(file('roots', 0), 100, policy)).toString()).toBe('roots');
+      await expect(
+        readOwnedRegularFile(join(home, 'roots'), 100, { ownerUid: 65534, rootOwned: 'WHY' }),
+      ).rejects.toMatchObject({
+        message: 'is owned by root; not read as root: WHY',
+      });
+      await expect(readOwnedRegularFile(file('others', 65533), 100, policy)).rejects.toMatchObject({
+        message: 'is owned by uid 65533, not by the user; not read as root',
+      });
+      linkSync(join(home, 'roots'), join(home, 'roots-link'));
+      await expect(readOwnedRegularFile(join(home, 'roots-link'), 100, policy)).rejects.toMatchObject({
+        message: 'is owned by root and has other hard links; not read as root',
+      });
+    },
+  );
 });
 
 describe('root-owned old files', () => {
@@ -105,7 +129,9 @@ describe('root-owned old files', () => {
     expect(missing).toMatch(/cannot be read .*root-owned files are not read/);
     const single = { uid: 0, nlink: 1 };
     expect(ownerProblem(single, { ownerUid: 65534, rootOwned: true })).toBeUndefined();
-    expect(ownerProblem(single, { ownerUid: 65534, rootOwned: off })).toBe(`is owned by root; not read as root: ${off as string}`);
+    expect(ownerProblem(single, { ownerUid: 65534, rootOwned: off })).toBe(
+      `is owned by root; not read as root: ${off as string}`,
+    );
     // Not told: refused.
     expect(ownerProblem(single, { ownerUid: 65534 })).toMatch(/^is owned by root; not read as root/);
     // The user's own files and an unrestricted policy are unaffected.

@@ -21,7 +21,10 @@ const auth = (raw: Record<string, unknown>) => configSchema.parse({ auth: raw })
 describe('lookupUsers', () => {
   it('lists every userdb account, sorted, when no user is named', async () => {
     const path = join(dir, 'userdb');
-    writeFileSync(path, 'zed@example.org\tuid=1001|gid=1001|home=/srv/z|systempw=x\nann@example.org\tuid=1002|gid=1002|home=/srv/a\n');
+    writeFileSync(
+      path,
+      'zed@example.org\tuid=1001|gid=1001|home=/srv/z|systempw=x\nann@example.org\tuid=1002|gid=1002|home=/srv/a\n',
+    );
     const r = await lookupUsers(auth({ backend: 'userdb', userdb: path }), []);
     expect(r.kind).toBe('ok');
     if (r.kind !== 'ok') return;

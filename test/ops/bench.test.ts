@@ -29,7 +29,10 @@ interface Side {
 
 interface IsolationSide {
   authenticateToOkMs: { n: number; p50: number };
-  idle: Record<string, { sessions: number; errors: number; pssPerSessionKiB: number; childrenPssPerSessionKiB: number }>;
+  idle: Record<
+    string,
+    { sessions: number; errors: number; pssPerSessionKiB: number; childrenPssPerSessionKiB: number }
+  >;
   full: { sessions: number; errors: number; p50Ms: number; p99Ms: number };
 }
 /** The isolation figures (bench/isolation.mjs, run by run.mjs as root), if it ran. */
@@ -39,12 +42,35 @@ function bench(args: string[]): Record<string, Side> {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-bench-test-'));
   try {
     const out = join(dir, 'result.json');
-    execFileSync(process.execPath, [RUN, '--duration', '1', '--warmup', '0', '--concurrency', '3', '--idle', '10', '--users', '5', '--processes', '1', '--json', out, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 240_000,
-    });
-    isolation = existsSync(`${out}.isolation.json`) ? JSON.parse(readFileSync(`${out}.isolation.json`, 'utf8')) : undefined;
+    execFileSync(
+      process.execPath,
+      [
+        RUN,
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--concurrency',
+        '3',
+        '--idle',
+        '10',
+        '--users',
+        '5',
+        '--processes',
+        '1',
+        '--json',
+        out,
+        ...args,
+      ],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 240_000,
+      },
+    );
+    isolation = existsSync(`${out}.isolation.json`)
+      ? JSON.parse(readFileSync(`${out}.isolation.json`, 'utf8'))
+      : undefined;
     return (JSON.parse(readFileSync(out, 'utf8')) as { results: Record<string, Side> }).results;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -72,19 +98,23 @@ describe.skipIf(!built)('npm run bench', needs('openssl'), () => {
     expectComplete(r['tsieved-2w']);
   }, 240_000);
 
-  it('runs the same workloads against Dovecot side by side', { ...needs('dovecot', DOVECOT_MANAGESIEVE, AS_ROOT), timeout: 240_000 }, () => {
-    const r = bench(['--workers', '1']);
-    expect(Object.keys(r)).toEqual(['tsieved', 'dovecot']);
-    expectComplete(r.tsieved);
-    expectComplete(r.dovecot);
-    // As root, the isolation figures too: PAM logins with a process per session, both servers.
-    expect(isolation?.barePamMs.n).toBe(5);
-    for (const name of ['tsieved', 'dovecot']) {
-      const side = isolation!.servers[name]!;
-      expect(side.authenticateToOkMs.n).toBe(5);
-      expect(side.full).toMatchObject({ sessions: 12, errors: 0 });
-      expect(side.idle['10']).toMatchObject({ sessions: 10, errors: 0 });
-      expect(side.idle['10']!.pssPerSessionKiB).toBeGreaterThan(0);
-    }
-  });
+  it(
+    'runs the same workloads against Dovecot side by side',
+    { ...needs('dovecot', DOVECOT_MANAGESIEVE, AS_ROOT), timeout: 240_000 },
+    () => {
+      const r = bench(['--workers', '1']);
+      expect(Object.keys(r)).toEqual(['tsieved', 'dovecot']);
+      expectComplete(r.tsieved);
+      expectComplete(r.dovecot);
+      // As root, the isolation figures too: PAM logins with a process per session, both servers.
+      expect(isolation?.barePamMs.n).toBe(5);
+      for (const name of ['tsieved', 'dovecot']) {
+        const side = isolation!.servers[name];
+        expect(side.authenticateToOkMs.n).toBe(5);
+        expect(side.full).toMatchObject({ sessions: 12, errors: 0 });
+        expect(side.idle['10']).toMatchObject({ sessions: 10, errors: 0 });
+        expect(side.idle['10'].pssPerSessionKiB).toBeGreaterThan(0);
+      }
+    },
+  );
 });

@@ -24,7 +24,8 @@ describe('tsieved --help / --version', () => {
     for (const flag of ['--help', '-h', 'help']) {
       const r = run(flag);
       expect(r.status).toBe(0);
-      for (const command of ['serve', 'check', 'config check', 'migrate', 'build-helper']) expect(r.stdout).toContain(`tsieved ${command}`);
+      for (const command of ['serve', 'check', 'config check', 'migrate', 'build-helper'])
+        expect(r.stdout).toContain(`tsieved ${command}`);
     }
   });
 

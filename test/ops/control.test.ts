@@ -15,7 +15,10 @@ import { CLI } from '../helpers/tsieved.js';
 import { ROOT, needs } from '../helpers/tools.js';
 
 function tsieved(fx: Fixture, ...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--config', fx.server.configFile], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [CLI, ...args, '--config', fx.server.configFile], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -50,10 +53,19 @@ describe('control socket: who, kick, reload', () => {
     const sessions = JSON.parse(r.stdout) as Record<string, unknown>[];
     expect(sessions).toHaveLength(2);
     const a = sessions.find((s) => s.user === ALICE.name)!;
-    expect(a).toMatchObject({ remote: alice.clientField, state: 'authenticated', secure: true, lastCommand: 'LISTSCRIPTS' });
+    expect(a).toMatchObject({
+      remote: alice.clientField,
+      state: 'authenticated',
+      secure: true,
+      lastCommand: 'LISTSCRIPTS',
+    });
     expect(Date.now() - Date.parse(a.since as string)).toBeLessThan(60_000);
     expect(a.pid).toBeUndefined();
-    expect(sessions.find((s) => s.user === undefined)).toMatchObject({ remote: anonymous.clientField, state: 'non-authenticated', secure: false });
+    expect(sessions.find((s) => s.user === undefined)).toMatchObject({
+      remote: anonymous.clientField,
+      state: 'non-authenticated',
+      secure: false,
+    });
 
     const table = tsieved(fx, 'who');
     expect(table.status).toBe(0);
@@ -75,7 +87,10 @@ describe('control socket: who, kick, reload', () => {
     const bye = await alice.readResponse();
     expect(bye.status).toBe('BYE');
     await alice.waitClosed();
-    expect(await fx.server.waitForLog((l) => l.event === 'disconnect' && l.client === aliceField)).toMatchObject({ reason: 'kicked', user: ALICE.name });
+    expect(await fx.server.waitForLog((l) => l.event === 'disconnect' && l.client === aliceField)).toMatchObject({
+      reason: 'kicked',
+      user: ALICE.name,
+    });
     // Bob is still there.
     expect((await bob.command('NOOP')).status).toBe('OK');
 
@@ -111,10 +126,17 @@ describe('control socket: who, kick, reload', () => {
     const taken = (squatter.address() as { port: number }).port;
     try {
       const good = readFileSync(fx.server.configFile, 'utf8');
-      writeFileSync(fx.server.configFile, good.replace('listen = ["127.0.0.1:0"]', `listen = ["127.0.0.1:0", "127.0.0.1:${taken}"]`));
+      writeFileSync(
+        fx.server.configFile,
+        good.replace('listen = ["127.0.0.1:0"]', `listen = ["127.0.0.1:0", "127.0.0.1:${taken}"]`),
+      );
       const r = tsieved(fx, 'reload');
       expect(r.status).toBe(1);
-      expect(r.stdout).toMatch(new RegExp(`^configuration reloaded, except \\(fix it, or restart\\):\n  listener 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^configuration reloaded, except \\(fix it, or restart\\):\n  listener 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`,
+        ),
+      );
       // The rest took effect: the old listener still serves.
       (await SieveTestClient.connect(fx.server.port)).close();
     } finally {
@@ -122,17 +144,20 @@ describe('control socket: who, kick, reload', () => {
     }
   });
 
-  it('shows the pid of an isolated session\'s storage process', needs(ROOT), async () => {
+  it("shows the pid of an isolated session's storage process", needs(ROOT), async () => {
     fx = await startFixture({ extra: { storage: 'isolation = "process"', metrics: 'listen = "127.0.0.1:0"' } });
     // The worker runs as the entry's uid, which must not be root's.
     const home = fx.home(ALICE.name);
     chmodSync(fx.dir, 0o755); // mkdtemp's 0700 would keep the worker out
     chownSync(home, 42111, 42111);
     const userdb = join(fx.dir, 'userdb');
-    writeFileSync(userdb, readFileSync(userdb, 'utf8').replace(/^(alice@example\.org\t)uid=\d+\|gid=\d+/m, '$1uid=42111|gid=42111'));
+    writeFileSync(
+      userdb,
+      readFileSync(userdb, 'utf8').replace(/^(alice@example\.org\t)uid=\d+\|gid=\d+/m, '$1uid=42111|gid=42111'),
+    );
     const alice = await loggedIn(fx);
     const sessions = JSON.parse(tsieved(fx, 'who', '--json').stdout) as Record<string, unknown>[];
-    const pid = sessions[0]!.pid as number;
+    const pid = sessions[0].pid as number;
     expect(pid).toBeGreaterThan(1);
     expect(pid).not.toBe(fx.server.process.pid);
     expect(existsSync(`/proc/${pid}`)).toBe(true);

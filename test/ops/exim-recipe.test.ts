@@ -13,11 +13,29 @@
  * (`exim -bP router NAME`, as [sieve] exim_router uses it) must agree with what the
  * router enables, and every script is one tsieved accepts under that profile.
  */
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  chmodSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUnixUser, eximBinary, maildirMessages, mboxMessages, startEximWithConfig, type PrivateExim, type UnixUser } from '../helpers/exim.js';
+import {
+  createUnixUser,
+  eximBinary,
+  maildirMessages,
+  mboxMessages,
+  startEximWithConfig,
+  type PrivateExim,
+  type UnixUser,
+} from '../helpers/exim.js';
 import { ROOT, needs } from '../helpers/tools.js';
 import { eximRouterOptions } from '../../src/sieve/exim-probe.js';
 import { loadProfile } from '../../src/sieve/load-profile.js';
@@ -66,7 +84,13 @@ const LAYOUTS: Layout[] = [
     files: ['router/550_tsieved_system'],
     macros: () => 'TSIEVED_ENOTIFY = yes',
     domains: [DOMAIN],
-    account: (_b, u) => ({ address: `${u.name}@${DOMAIN}`, filter: join(u.home, '.forward'), maildir: join(u.home, 'Maildir'), uid: u.uid, gid: u.gid }),
+    account: (_b, u) => ({
+      address: `${u.name}@${DOMAIN}`,
+      filter: join(u.home, '.forward'),
+      maildir: join(u.home, 'Maildir'),
+      uid: u.uid,
+      gid: u.gid,
+    }),
     enotify: true,
     vacationDir: (_b, u) => join(u.home, '.sieve-vacation'),
   },
@@ -94,7 +118,8 @@ const LAYOUTS: Layout[] = [
     vacationDir: (b, u) => join(b, 'vacation', u.name),
   },
   {
-    title: 'DomTool virtual users user@domain from a userdb (540_tsieved_virtual before 550_tsieved_system), enotify on',
+    title:
+      'DomTool virtual users user@domain from a userdb (540_tsieved_virtual before 550_tsieved_system), enotify on',
     router: 'tsieved_virtual',
     files: ['router/540_tsieved_virtual', 'router/550_tsieved_system'],
     macros: (b) => [`TSIEVED_USERDB = ${join(b, 'userdb')}`, 'TSIEVED_ENOTIFY = yes'].join('\n'),
@@ -131,9 +156,18 @@ const LAYOUTS: Layout[] = [
 let counter = 0;
 function message(to: string, subject: string, from = 'Sender <sender@remote.test>'): string {
   counter += 1;
-  return [`From: ${from}`, `To: ${to}`, `Subject: ${subject}`, `Message-ID: <r${counter}.${Date.now()}@remote.test>`, '', `Body of "${subject}".`, ''].join('\n');
+  return [
+    `From: ${from}`,
+    `To: ${to}`,
+    `Subject: ${subject}`,
+    `Message-ID: <r${counter}.${Date.now()}@remote.test>`,
+    '',
+    `Body of "${subject}".`,
+    '',
+  ].join('\n');
 }
-const bySubject = (messages: string[], subject: string): string[] => messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
+const bySubject = (messages: string[], subject: string): string[] =>
+  messages.filter((m) => m.includes(`\nSubject: ${subject}\n`));
 
 for (const layout of LAYOUTS) {
   describe(`contrib/exim: ${layout.title}`, runnable, () => {
@@ -141,7 +175,8 @@ for (const layout of LAYOUTS) {
     let user: UnixUser;
     let exim: PrivateExim;
     let account: Account;
-    const folder = (name: string): string[] => maildirMessages(name === '' ? account.maildir : join(account.maildir, name));
+    const folder = (name: string): string[] =>
+      maildirMessages(name === '' ? account.maildir : join(account.maildir, name));
 
     beforeAll(() => {
       base = mkdtempSync(join(tmpdir(), 'tsieved-exim-recipe-'));
@@ -168,7 +203,9 @@ for (const layout of LAYOUTS) {
 
     /** Validates with tsieved against the profile this Exim + router give, then writes the filter as tsieved does. */
     async function activate(script: string): Promise<void> {
-      const config = parseConfig(`[sieve]\nexim = "${eximBinary()}"\nexim_config = "${exim.configFile}"\nexim_router = "${layout.router}"\n`);
+      const config = parseConfig(
+        `[sieve]\nexim = "${eximBinary()}"\nexim_config = "${exim.configFile}"\nexim_router = "${layout.router}"\n`,
+      );
       const profile = await loadProfile(config.sieve, config.storage.max_script_bytes);
       const diagnostics = validateScript(Buffer.from(script), profile);
       expect(hasErrors(diagnostics), JSON.stringify(diagnostics)).toBe(false);
@@ -234,13 +271,15 @@ for (const layout of LAYOUTS) {
     it('vacation answers each sender once, from the null sender', async () => {
       await activate(['require "vacation";', 'vacation :days 3 :subject "Away" "Back on Monday.";', ''].join('\n'));
       const replies = (to: string): string[] =>
-        mboxMessages(exim.outboxText()).filter((m) => /^Auto-Submitted: auto-replied$/m.test(m) && m.includes(`\nX-Outbox-Rcpt: ${to}\n`));
+        mboxMessages(exim.outboxText()).filter(
+          (m) => /^Auto-Submitted: auto-replied$/m.test(m) && m.includes(`\nX-Outbox-Rcpt: ${to}\n`),
+        );
       deliver(account.address, 'are you there?', 'friend@remote.test');
       deliver(account.address, 'still there?', 'friend@remote.test');
       deliver(account.address, 'me too', 'colleague@remote.test');
       expect(replies('friend@remote.test'), exim.log()).toHaveLength(1);
       expect(replies('colleague@remote.test')).toHaveLength(1);
-      const reply = replies('friend@remote.test')[0]!;
+      const reply = replies('friend@remote.test')[0];
       expect(reply).toMatch(/^Return-path: <>$/m);
       expect(reply).toMatch(/^Subject: Away$/m);
       expect(reply).toContain('Back on Monday.');
@@ -250,21 +289,28 @@ for (const layout of LAYOUTS) {
       expect(bySubject(folder(''), 'still there?')).toHaveLength(1);
     });
 
-    it(layout.enotify ? 'enotify sends a notification mail' : 'without TSIEVED_ENOTIFY, tsieved refuses enotify scripts', async () => {
-      const script = ['require ["enotify"];', 'notify :message "new mail" "mailto:pager@remote.test";', ''].join('\n');
-      if (!layout.enotify) {
-        const config = parseConfig(`[sieve]\nexim = "${eximBinary()}"\nexim_config = "${exim.configFile}"\nexim_router = "${layout.router}"\n`);
-        const profile = await loadProfile(config.sieve, config.storage.max_script_bytes);
-        expect(hasErrors(validateScript(Buffer.from(script), profile))).toBe(true);
-        return;
-      }
-      await activate(script);
-      deliver(account.address, 'page me');
-      const notes = mboxMessages(exim.outboxText()).filter((m) => m.includes('\nX-Outbox-Rcpt: pager@remote.test\n'));
-      expect(notes, exim.log()).toHaveLength(1);
-      expect(notes[0]).toMatch(/^Auto-Submitted: auto-notified; /m);
-      expect(notes[0]).toMatch(/^Subject: new mail$/m);
-      expect(bySubject(folder(''), 'page me')).toHaveLength(1);
-    });
+    it(
+      layout.enotify ? 'enotify sends a notification mail' : 'without TSIEVED_ENOTIFY, tsieved refuses enotify scripts',
+      async () => {
+        const script = ['require ["enotify"];', 'notify :message "new mail" "mailto:pager@remote.test";', ''].join(
+          '\n',
+        );
+        if (!layout.enotify) {
+          const config = parseConfig(
+            `[sieve]\nexim = "${eximBinary()}"\nexim_config = "${exim.configFile}"\nexim_router = "${layout.router}"\n`,
+          );
+          const profile = await loadProfile(config.sieve, config.storage.max_script_bytes);
+          expect(hasErrors(validateScript(Buffer.from(script), profile))).toBe(true);
+          return;
+        }
+        await activate(script);
+        deliver(account.address, 'page me');
+        const notes = mboxMessages(exim.outboxText()).filter((m) => m.includes('\nX-Outbox-Rcpt: pager@remote.test\n'));
+        expect(notes, exim.log()).toHaveLength(1);
+        expect(notes[0]).toMatch(/^Auto-Submitted: auto-notified; /m);
+        expect(notes[0]).toMatch(/^Subject: new mail$/m);
+        expect(bySubject(folder(''), 'page me')).toHaveLength(1);
+      },
+    );
   });
 }

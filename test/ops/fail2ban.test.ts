@@ -45,9 +45,12 @@ function authFailureLine(remote: string, user: string, connectionRemote = remote
   const sink = new Lines();
   const root = createRootLogger('info', sink);
   const conn = root.child({ remote: connectionRemote, port: 40000 });
-  conn.warn({ event: 'auth-failure', remote, user, mechanism: 'PLAIN', reason: 'bad password' }, 'authentication failed');
+  conn.warn(
+    { event: 'auth-failure', remote, user, mechanism: 'PLAIN', reason: 'bad password' },
+    'authentication failed',
+  );
   expect(sink.lines).toHaveLength(1);
-  return sink.lines[0] as string;
+  return sink.lines[0];
 }
 
 function otherLine(fields: Record<string, unknown>, msg: string, level: 'info' | 'warn' = 'info'): string {
@@ -55,7 +58,7 @@ function otherLine(fields: Record<string, unknown>, msg: string, level: 'info' |
   const conn = createRootLogger('info', sink).child({ remote: '192.0.2.99', port: 1 });
   conn[level](fields, msg);
   expect(sink.lines).toHaveLength(1);
-  return sink.lines[0] as string;
+  return sink.lines[0];
 }
 
 describe('fail2ban filter', needs('fail2ban-regex'), () => {
@@ -84,7 +87,7 @@ describe('fail2ban filter', needs('fail2ban-regex'), () => {
       .map((l) => {
         const m = /^\['([^']+)',\s*([\d.]+),/.exec(l);
         if (!m) throw new Error(`unexpected fail2ban-regex output: ${l}`);
-        return [m[1] as string, Math.floor(Number(m[2]))];
+        return [m[1], Math.floor(Number(m[2]))];
       });
   }
 
@@ -98,7 +101,7 @@ describe('fail2ban filter', needs('fail2ban-regex'), () => {
     const hits = run(lines);
     expect(hits.map((h) => h[0])).toEqual(['192.0.2.7', '2001:db8::5', '198.51.100.23']);
     for (const [i, [, t]] of hits.entries()) {
-      const time = Date.parse((JSON.parse(lines[i] as string) as { time: string }).time) / 1000;
+      const time = Date.parse((JSON.parse(lines[i]) as { time: string }).time) / 1000;
       expect(Math.abs(t - time)).toBeLessThanOrEqual(1);
     }
   });
@@ -112,7 +115,11 @@ describe('fail2ban filter', needs('fail2ban-regex'), () => {
   it('does not match successful logins or other events', () => {
     const lines = [
       otherLine({ event: 'login', user: 'alice', mechanism: 'PLAIN', remote: '192.0.2.7' }, 'logged in'),
-      otherLine({ event: 'auth-unavailable', remote: '192.0.2.7', mechanism: 'PLAIN', reason: 'x' }, 'authentication backend unavailable', 'warn'),
+      otherLine(
+        { event: 'auth-unavailable', remote: '192.0.2.7', mechanism: 'PLAIN', reason: 'x' },
+        'authentication backend unavailable',
+        'warn',
+      ),
       otherLine({ command: 'AUTHENTICATE', status: 'NO', code: '', ms: 3, user: '', remote: '192.0.2.7' }, 'command'),
       otherLine({ event: 'too-many-connections', remote: '192.0.2.7' }, 'refusing connection', 'warn'),
     ];
@@ -140,8 +147,12 @@ describe('fail2ban filter', needs('fail2ban-regex'), () => {
       expect(r.status).toBe('NO');
       c.close();
       const isFailure = (l: string): boolean => l.includes('"auth-failure"');
-      for (let i = 0; i < 50 && !fx.server.logs().split('\n').some(isFailure); i++) await new Promise((res) => setTimeout(res, 100));
-      const lines = fx.server.logs().split('\n').filter((l) => l.startsWith('{'));
+      for (let i = 0; i < 50 && !fx.server.logs().split('\n').some(isFailure); i++)
+        await new Promise((res) => setTimeout(res, 100));
+      const lines = fx.server
+        .logs()
+        .split('\n')
+        .filter((l) => l.startsWith('{'));
       expect(lines.some(isFailure)).toBe(true);
       // All the server's lines, the successful and the failed: exactly one ban-worthy hit.
       expect(run(lines).map((h) => h[0])).toEqual(['127.0.0.1']);
@@ -220,56 +231,69 @@ function failedLogins(port: number, preamble: Buffer, attempts: number): Promise
   });
 }
 
-describe('fail2ban filter installed the Debian way, against the real log', needs('fail2ban-regex', 'fail2ban-client'), () => {
-  let etc: string;
-  beforeAll(() => {
-    etc = mkdtempSync(join(tmpdir(), 'tsieved-f2b-etc-'));
-    cpSync('/etc/fail2ban', etc, { recursive: true });
-    copyFileSync(FILTER, join(etc, 'filter.d', 'tsieved.conf'));
-    copyFileSync(JAIL, join(etc, 'jail.d', 'tsieved.conf'));
-  });
-  afterAll(() => rmSync(etc, { recursive: true, force: true }));
-
-  it('fail2ban reads the jail with the shipped filter', () => {
-    const dump = execFileSync(tool('fail2ban-client'), ['-c', etc, '-d'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    expect(dump).toContain("['add', 'tsieved', 'systemd']");
-    expect(dump).toMatch(/\['set', 'tsieved', 'addfailregex', '.*auth-failure.*<ADDR>/);
-    expect(dump).toContain("['set', 'tsieved', 'addjournalmatch', '_SYSTEMD_UNIT=tsieved.service']");
-  });
-
-  it('one hit per failed login with the client address, direct and behind the PROXY protocol', async () => {
-    const proxied = await freePort();
-    const fx = await startFixture({
-      listeners: `listen = [{ address = "127.0.0.1:0", allow_plaintext = true }, { address = "127.0.0.1:${proxied}", allow_plaintext = true, proxy_protocol = true }]`,
-      extra: { server: 'trusted_proxies = ["127.0.0.1"]\nauth_failure_delay_ms = 10' },
+describe(
+  'fail2ban filter installed the Debian way, against the real log',
+  needs('fail2ban-regex', 'fail2ban-client'),
+  () => {
+    let etc: string;
+    beforeAll(() => {
+      etc = mkdtempSync(join(tmpdir(), 'tsieved-f2b-etc-'));
+      cpSync('/etc/fail2ban', etc, { recursive: true });
+      copyFileSync(FILTER, join(etc, 'filter.d', 'tsieved.conf'));
+      copyFileSync(JAIL, join(etc, 'jail.d', 'tsieved.conf'));
     });
-    try {
-      const direct = fx.server.ports.find((p) => p.port !== proxied)!.port;
-      const expected: string[] = [];
-      const run = async (port: number, preamble: Buffer, attempts: number, client: string): Promise<void> => {
-        const reply = await failedLogins(port, preamble, attempts);
-        expect(reply.match(/^NO/gm), reply).toHaveLength(attempts);
-        for (let i = 0; i < attempts; i++) expected.push(client);
-      };
-      await run(direct, Buffer.alloc(0), 2, '127.0.0.1');
-      await run(proxied, Buffer.from('PROXY TCP4 192.0.2.61 127.0.0.1 40001 4190\r\n'), 2, '192.0.2.61');
-      await run(proxied, Buffer.from('PROXY TCP6 2001:db8::61 ::1 40002 4190\r\n'), 1, '2001:db8::61');
-      await run(proxied, proxyV2('198.51.100.62', 40003), 2, '198.51.100.62');
-      await run(proxied, proxyV2('2001:db8::62', 40004), 1, '2001:db8::62');
-      // And a successful login in between, which must not count.
-      const ok = await SieveTestClient.connect(direct);
-      expect((await ok.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
-      ok.close();
-      const failures = (): number => fx.server.logs().split('\n').filter((l) => l.includes('"auth-failure"')).length;
-      for (let i = 0; i < 50 && failures() < expected.length; i++) await new Promise((res) => setTimeout(res, 100));
-      const log = join(etc, 'tsieved.log');
-      writeFileSync(log, fx.server.logs());
-      const out = execFileSync(tool('fail2ban-regex'), ['-c', etc, '-o', 'row', log, 'tsieved'], { encoding: 'utf8' });
-      const hosts = out.split('\n').flatMap((l) => /^\['([^']+)',/.exec(l)?.[1] ?? []);
-      expect(hosts).toEqual(expected);
-    } finally {
-      await fx.stop();
-      rmSync(fx.dir, { recursive: true, force: true });
-    }
-  });
-});
+    afterAll(() => rmSync(etc, { recursive: true, force: true }));
+
+    it('fail2ban reads the jail with the shipped filter', () => {
+      const dump = execFileSync(tool('fail2ban-client'), ['-c', etc, '-d'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      expect(dump).toContain("['add', 'tsieved', 'systemd']");
+      expect(dump).toMatch(/\['set', 'tsieved', 'addfailregex', '.*auth-failure.*<ADDR>/);
+      expect(dump).toContain("['set', 'tsieved', 'addjournalmatch', '_SYSTEMD_UNIT=tsieved.service']");
+    });
+
+    it('one hit per failed login with the client address, direct and behind the PROXY protocol', async () => {
+      const proxied = await freePort();
+      const fx = await startFixture({
+        listeners: `listen = [{ address = "127.0.0.1:0", allow_plaintext = true }, { address = "127.0.0.1:${proxied}", allow_plaintext = true, proxy_protocol = true }]`,
+        extra: { server: 'trusted_proxies = ["127.0.0.1"]\nauth_failure_delay_ms = 10' },
+      });
+      try {
+        const direct = fx.server.ports.find((p) => p.port !== proxied)!.port;
+        const expected: string[] = [];
+        const run = async (port: number, preamble: Buffer, attempts: number, client: string): Promise<void> => {
+          const reply = await failedLogins(port, preamble, attempts);
+          expect(reply.match(/^NO/gm), reply).toHaveLength(attempts);
+          for (let i = 0; i < attempts; i++) expected.push(client);
+        };
+        await run(direct, Buffer.alloc(0), 2, '127.0.0.1');
+        await run(proxied, Buffer.from('PROXY TCP4 192.0.2.61 127.0.0.1 40001 4190\r\n'), 2, '192.0.2.61');
+        await run(proxied, Buffer.from('PROXY TCP6 2001:db8::61 ::1 40002 4190\r\n'), 1, '2001:db8::61');
+        await run(proxied, proxyV2('198.51.100.62', 40003), 2, '198.51.100.62');
+        await run(proxied, proxyV2('2001:db8::62', 40004), 1, '2001:db8::62');
+        // And a successful login in between, which must not count.
+        const ok = await SieveTestClient.connect(direct);
+        expect((await ok.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+        ok.close();
+        const failures = (): number =>
+          fx.server
+            .logs()
+            .split('\n')
+            .filter((l) => l.includes('"auth-failure"')).length;
+        for (let i = 0; i < 50 && failures() < expected.length; i++) await new Promise((res) => setTimeout(res, 100));
+        const log = join(etc, 'tsieved.log');
+        writeFileSync(log, fx.server.logs());
+        const out = execFileSync(tool('fail2ban-regex'), ['-c', etc, '-o', 'row', log, 'tsieved'], {
+          encoding: 'utf8',
+        });
+        const hosts = out.split('\n').flatMap((l) => /^\['([^']+)',/.exec(l)?.[1] ?? []);
+        expect(hosts).toEqual(expected);
+      } finally {
+        await fx.stop();
+        rmSync(fx.dir, { recursive: true, force: true });
+      }
+    });
+  },
+);

@@ -37,10 +37,14 @@ describe.skipIf(!built)('flood of pipelined commands', needs('openssl'), () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-flood-test-'));
     try {
       const out = join(dir, 'flood.json');
-      await promisify(execFile)(process.execPath, [join(ROOT, 'bench/flood.mjs'), '--seconds', '15', '--connections', '4', '--json', out], {
-        cwd: ROOT,
-        timeout: 120_000,
-      });
+      await promisify(execFile)(
+        process.execPath,
+        [join(ROOT, 'bench/flood.mjs'), '--seconds', '15', '--connections', '4', '--json', out],
+        {
+          cwd: ROOT,
+          timeout: 120_000,
+        },
+      );
       const r = JSON.parse(readFileSync(out, 'utf8')) as FloodResult;
       // The flood really happened and held on to its connections throughout.
       expect(r.commandsAnswered).toBeGreaterThan(20_000);

@@ -42,7 +42,7 @@ function shippedConfig(replacements: readonly [string, string][]): string {
   for (const [from, to] of replacements) {
     const at = lines.flatMap((l, i) => (!/^\s*#/.test(l) && l.includes(from) ? [i] : []));
     expect(at, `"${from}" in contrib/haproxy/haproxy.cfg`).toHaveLength(1);
-    lines[at[0]!] = lines[at[0]!]!.replace(from, to);
+    lines[at[0]] = lines[at[0]].replace(from, to);
   }
   return lines.join('\n');
 }
@@ -98,9 +98,11 @@ function tagOf(content: Buffer): string {
   const text = content.toString('utf8');
   const m = /^# tag (\S+)\n/.exec(text);
   if (!m) throw new Error(`script without tag: ${JSON.stringify(text.slice(0, 80))}`);
-  const tag = m[1] as string;
+  const tag = m[1];
   // Every line must carry the same tag, and the script must be complete.
-  expect(text.split('\n').filter((l) => l.startsWith('# ') && !l.startsWith(`# ${tag} `) && !l.startsWith('# tag '))).toEqual([]);
+  expect(
+    text.split('\n').filter((l) => l.startsWith('# ') && !l.startsWith(`# ${tag} `) && !l.startsWith('# tag ')),
+  ).toEqual([]);
   expect(text.endsWith('keep;\n')).toBe(true);
   return tag;
 }
@@ -159,7 +161,10 @@ describe('haproxy in front of two tsieved instances on shared storage', needs('h
     mkdirSync(join(homes, USER), { recursive: true });
     const uid = process.getuid?.() ?? 1000;
     const gid = process.getgid?.() ?? 1000;
-    writeFileSync(join(dir, 'userdb'), `${USER}\tuid=${uid}|gid=${gid}|home=${join(homes, USER)}|systempw=${courierSha256(PASSWORD)}\n`);
+    writeFileSync(
+      join(dir, 'userdb'),
+      `${USER}\tuid=${uid}|gid=${gid}|home=${join(homes, USER)}|systempw=${courierSha256(PASSWORD)}\n`,
+    );
     const certs = testCerts();
     const toml = `
 [server]
@@ -192,8 +197,8 @@ level = "info"
       ['log /dev/log local0', `log 127.0.0.1:${syslog.address().port} local0`],
       ['/run/haproxy/admin.sock', statsSocket],
       ['bind :4190', `bind 127.0.0.1:${front}`],
-      ['10.0.0.11:4190', `127.0.0.1:${instances[0]!.port}`],
-      ['10.0.0.12:4190', `127.0.0.1:${instances[1]!.port}`],
+      ['10.0.0.11:4190', `127.0.0.1:${instances[0].port}`],
+      ['10.0.0.12:4190', `127.0.0.1:${instances[1].port}`],
     ]);
     haproxy = await startHaproxyConfig(config, [front], [tool('prlimit'), '--nofile=1024:20000']);
     // Wait for the first health check of each server (spread over `inter`) to pass.
@@ -225,7 +230,11 @@ level = "info"
       const reply = await failedLoginFrom('127.0.0.2', front);
       expect(reply, reply).toMatch(/^NO "/m);
       // pino writes asynchronously: give the line a moment to arrive.
-      for (let w = 0; w < 20 && !instances.some((t) => t.logLines().filter((l) => l.event === 'auth-failure').length > 0); w++) {
+      for (
+        let w = 0;
+        w < 20 && !instances.some((t) => t.logLines().filter((l) => l.event === 'auth-failure').length > 0);
+        w++
+      ) {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -239,20 +248,25 @@ level = "info"
     // (The only other sessions are the helper's readiness probe from 127.0.0.1.)
     // haproxy logs a session when it ends, so wait for the last lines.
     const servers = (): Set<string> =>
-      new Set(syslogLines.flatMap((l) => /\]: 127\.0\.0\.2:\d+ \[[^\]]+\] managesieve tsieved\/(sieve[12]) /.exec(l)?.[1] ?? []));
+      new Set(
+        syslogLines.flatMap(
+          (l) => /\]: 127\.0\.0\.2:\d+ \[[^\]]+\] managesieve tsieved\/(sieve[12]) /.exec(l)?.[1] ?? [],
+        ),
+      );
     for (let w = 0; w < 50 && servers().size < 2; w++) await new Promise((r) => setTimeout(r, 100));
     expect(servers()).toEqual(new Set(['sieve1', 'sieve2']));
   });
 
   it('refuses a direct connection from an address that is not a trusted proxy', async () => {
-    const reply = await failedLoginFrom('127.0.0.2', instances[0]!.port);
+    const reply = await failedLoginFrom('127.0.0.2', instances[0].port);
     expect(reply).toBe('');
-    const refused = (): boolean => instances[0]!.logLines().some((l) => l.event === 'untrusted-proxy' && l.remote === '127.0.0.2');
+    const refused = (): boolean =>
+      instances[0].logLines().some((l) => l.event === 'untrusted-proxy' && l.remote === '127.0.0.2');
     for (let w = 0; w < 50 && !refused(); w++) await new Promise((r) => setTimeout(r, 100));
     expect(refused()).toBe(true);
   });
 
-  it('clients of one user on both instances never corrupt each other\'s scripts', async () => {
+  it("clients of one user on both instances never corrupt each other's scripts", async () => {
     const certs = testCerts();
     const clients: SieveTestClient[] = [];
     for (let i = 0; i < CLIENTS; i++) {
@@ -286,7 +300,7 @@ level = "info"
       }),
     );
 
-    const check = clients[0]!;
+    const check = clients[0];
     const list = await check.command('LISTSCRIPTS');
     const names = list.lines.map((l) => /^"([^"]+)"/.exec(l)?.[1]).sort();
     expect(names).toEqual(['shared', ...Array.from({ length: CLIENTS }, (_, i) => `own-${i}`)].sort());

@@ -83,7 +83,10 @@ scrape_configs:
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (prometheus.exitCode !== null) throw new Error(`prometheus exited:\n${promOutput}`);
-      const ready = await fetch(`http://127.0.0.1:${promPort}/-/ready`).then((r) => r.ok, () => false);
+      const ready = await fetch(`http://127.0.0.1:${promPort}/-/ready`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ready) break;
       if (Date.now() > deadline) throw new Error(`prometheus not ready:\n${promOutput}`);
       await new Promise((r) => setTimeout(r, 200));
@@ -104,7 +107,7 @@ scrape_configs:
     const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`);
     const body = (await res.json()) as { status: string; data: { result: { value: [number, string] }[] } };
     if (body.status !== 'success' || body.data.result.length === 0) return undefined;
-    return Number(body.data.result[0]!.value[1]);
+    return Number(body.data.result[0].value[1]);
   }
 
   async function eventually(expr: string, expected: number, timeoutMs = 30_000): Promise<void> {
@@ -113,7 +116,8 @@ scrape_configs:
     for (;;) {
       last = await query(expr).catch(() => undefined);
       if (last === expected) return;
-      if (Date.now() > deadline) throw new Error(`${expr} = ${last}, expected ${expected}; prometheus said:\n${promOutput.slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`${expr} = ${last}, expected ${expected}; prometheus said:\n${promOutput.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
@@ -153,13 +157,19 @@ scrape_configs:
 
   it('refuses scrapes without the token, and serves nothing but /metrics', async () => {
     expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).status).toBe(401);
-    expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { headers: { authorization: 'Bearer nope' } })).status).toBe(401);
-    const ok = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(
+      (await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { headers: { authorization: 'Bearer nope' } })).status,
+    ).toBe(401);
+    const ok = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     expect(ok.status).toBe(200);
     const text = await ok.text();
-    const names = [...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!);
+    const names = [...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]);
     expect(names.length).toBeGreaterThan(20);
     expect(names.filter((n) => !n.startsWith('tsieved_'))).toEqual([]);
-    expect((await fetch(`http://127.0.0.1:${metricsPort}/`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(404);
+    expect(
+      (await fetch(`http://127.0.0.1:${metricsPort}/`, { headers: { authorization: `Bearer ${TOKEN}` } })).status,
+    ).toBe(404);
   });
 });

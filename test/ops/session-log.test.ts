@@ -46,7 +46,13 @@ describe('session log', () => {
     expect((await a.command('LISTSCRIPTS')).statusLine).toBe('OK');
     expect((await a.command('LOGOUT')).statusLine).toBe('OK');
     const logout = await disconnectOf(fx, a);
-    expect(logout).toMatchObject({ remote: '127.0.0.1', user: ALICE.name, reason: 'logout', commands: 4, msg: 'connection closed' });
+    expect(logout).toMatchObject({
+      remote: '127.0.0.1',
+      user: ALICE.name,
+      reason: 'logout',
+      commands: 4,
+      msg: 'connection closed',
+    });
     // STARTTLS, the handshake and the capability lines: well over a few hundred bytes each way.
     expect(logout.bytes_in as number).toBeGreaterThan(300);
     expect(logout.bytes_out as number).toBeGreaterThan(1000);
@@ -88,7 +94,10 @@ describe('session log', () => {
     const home = fx.home('locked@example.org');
     mkdirSync(home, { recursive: true });
     // A locked account ("!" before the hash, as usermod -L does): the right password is refused by policy.
-    appendFileSync(join(fx.dir, 'userdb'), `locked@example.org\tuid=${uid}|gid=${gid}|home=${home}|systempw=!${courierSha256('pw')}\n`);
+    appendFileSync(
+      join(fx.dir, 'userdb'),
+      `locked@example.org\tuid=${uid}|gid=${gid}|home=${home}|systempw=!${courierSha256('pw')}\n`,
+    );
 
     const attempts: [string, string][] = [
       [`AUTHENTICATE "PLAIN" "${b64(`\0${ALICE.name}\0wrong`)}"`, 'bad-password'],
@@ -104,7 +113,10 @@ describe('session log', () => {
       const failure = await fx.server.waitForLog((l) => l.event === 'auth-failure' && l.class === cls);
       expect(failure).toMatchObject({ remote: '127.0.0.1', msg: 'authentication failed' });
     }
-    const failures = fx.server.logs().split('\n').filter((l) => l.includes('"event":"auth-failure"'));
+    const failures = fx.server
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('"event":"auth-failure"'));
     expect(failures).toHaveLength(4);
     // The reasons in the log tell the operator more than the class (never the password).
     expect(failures.join('\n')).not.toContain('wrong"');
@@ -113,12 +125,22 @@ describe('session log', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsieved-f2b-log-'));
     try {
       mkdirSync(join(dir, 'filter.d'));
-      copyFileSync(resolve(__dirname, '../../contrib/fail2ban/filter.d/tsieved.conf'), join(dir, 'filter.d', 'tsieved.conf'));
+      copyFileSync(
+        resolve(__dirname, '../../contrib/fail2ban/filter.d/tsieved.conf'),
+        join(dir, 'filter.d', 'tsieved.conf'),
+      );
       copyFileSync('/etc/fail2ban/filter.d/common.conf', join(dir, 'filter.d', 'common.conf'));
       // The whole log, disconnect lines and all: only the four failures may match.
       writeFileSync(join(dir, 'server.log'), fx.server.logs());
-      const out = execFileSync(tool('fail2ban-regex'), ['-o', 'row', join(dir, 'server.log'), join(dir, 'filter.d', 'tsieved.conf')], { encoding: 'utf8' });
-      const hosts = out.split('\n').filter((l) => l.startsWith('[')).map((l) => /^\['([^']+)'/.exec(l)?.[1]);
+      const out = execFileSync(
+        tool('fail2ban-regex'),
+        ['-o', 'row', join(dir, 'server.log'), join(dir, 'filter.d', 'tsieved.conf')],
+        { encoding: 'utf8' },
+      );
+      const hosts = out
+        .split('\n')
+        .filter((l) => l.startsWith('['))
+        .map((l) => /^\['([^']+)'/.exec(l)?.[1]);
       expect(hosts).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1']);
     } finally {
       rmSync(dir, { recursive: true, force: true });

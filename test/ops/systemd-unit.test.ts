@@ -30,7 +30,7 @@ const enabled = needs(ROOT, PAM_HELPER, BROKER, 'setpriv', 'capsh', 'gcc', 'user
 function serviceSetting(unit: string, key: string): string | undefined {
   const section = unit.slice(unit.indexOf('[Service]'), unit.indexOf('[Install]'));
   let value: string | undefined;
-  for (const m of section.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))) value = m[1]!.trim();
+  for (const m of section.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))) value = m[1].trim();
   return value;
 }
 
@@ -42,7 +42,16 @@ function unitWrapper(unit: string): { wrapper: string[]; caps: string[]; umask: 
   expect(caps.length).toBeGreaterThan(0);
   const bounding = ['-all', ...caps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',');
   return {
-    wrapper: ['/bin/sh', '-c', `umask ${umask} && exec "$@"`, 'sh', tool('setpriv'), `--bounding-set=${bounding}`, ...(nnp ? ['--no-new-privs'] : []), '--'],
+    wrapper: [
+      '/bin/sh',
+      '-c',
+      `umask ${umask} && exec "$@"`,
+      'sh',
+      tool('setpriv'),
+      `--bounding-set=${bounding}`,
+      ...(nnp ? ['--no-new-privs'] : []),
+      '--',
+    ],
     caps,
     umask,
   };
@@ -52,7 +61,7 @@ function procStatus(pid: number): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
     const m = /^(\w+):\s*(.*)$/.exec(line);
-    if (m) out[m[1]!] = m[2]!;
+    if (m) out[m[1]] = m[2]!;
   }
   return out;
 }
@@ -91,7 +100,7 @@ describe('contrib/systemd: sandboxing', () => {
   });
 });
 
-describe('contrib/systemd: the server under the unit\'s privilege settings', enabled, () => {
+describe("contrib/systemd: the server under the unit's privilege settings", enabled, () => {
   let fx: PamFixture;
   let trace: string;
   let server: RunningTsieved;
@@ -109,7 +118,10 @@ describe('contrib/systemd: the server under the unit\'s privilege settings', ena
     alice = fx.user();
     // The shipped PAM file (pam_unix through Debian's common-* files), plus a line
     // that records the session's opening and closing.
-    const service = fx.service('unit', [...readFileSync(PAM_FILE, 'utf8').split('\n'), `session optional ${fx.traceModule} log=${trace}`]);
+    const service = fx.service('unit', [
+      ...readFileSync(PAM_FILE, 'utf8').split('\n'),
+      `session optional ${fx.traceModule} log=${trace}`,
+    ]);
     server = await startTsieved(
       `
 [server]
@@ -134,25 +146,31 @@ capabilities = ["fileinto", "envelope"]
 
   afterAll(async () => {
     try {
-      if (server && server.process.exitCode === null) await Promise.race([server.stop(), new Promise((r) => setTimeout(r, 10_000))]);
+      if (server && server.process.exitCode === null)
+        await Promise.race([server.stop(), new Promise((r) => setTimeout(r, 10_000))]);
       for (const pid of alice ? processesOf(alice.uid) : []) process.kill(pid, 'SIGKILL');
     } finally {
       fx?.cleanup();
     }
   });
 
-  it('runs with exactly the unit\'s capability bounding set, no new privileges', () => {
+  it("runs with exactly the unit's capability bounding set, no new privileges", () => {
     const status = procStatus(server.process.pid!);
     expect(status['NoNewPrivs']).toBe('1');
     const decoded = execFileSync(tool('capsh'), [`--decode=${status['CapBnd']}`], { encoding: 'utf8' });
-    const bnd = decoded.replace(/^.*=/, '').trim().split(',').map((c) => c.toUpperCase()).sort();
+    const bnd = decoded
+      .replace(/^.*=/, '')
+      .trim()
+      .split(',')
+      .map((c) => c.toUpperCase())
+      .sort();
     expect(bnd).toEqual([...caps].sort());
     // Root's effective set is cut down to it too.
     expect(status['CapEff']).toBe(status['CapBnd']);
     expect(Number.parseInt(status['Umask'] ?? '', 8)).toBe(Number.parseInt(umask, 8));
   });
 
-  it('a PAM login works, the files are the user\'s with the modes tsieved sets despite UMask', async () => {
+  it("a PAM login works, the files are the user's with the modes tsieved sets despite UMask", async () => {
     const c = await SieveTestClient.connect(server.port);
     const auth = await c.authenticatePlain(alice.name, alice.password);
     expect(auth.status, server.logs().slice(-3000)).toBe('OK');

@@ -56,7 +56,10 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
   let metricsPort: number;
   beforeAll(async () => {
     fx = await startFixture({
-      extra: { server: 'workers = 2\nmax_connections_per_ip = 4\nshutdown_grace_seconds = 1', metrics: 'listen = "127.0.0.1:0"' },
+      extra: {
+        server: 'workers = 2\nmax_connections_per_ip = 4\nshutdown_grace_seconds = 1',
+        metrics: 'listen = "127.0.0.1:0"',
+      },
     });
     await waitFor(() => fx.server.logLines().some((l) => l.event === 'cluster-ready'));
     metricsPort = (await fx.server.waitForLog((l) => l.event === 'metrics-listening')).port as number;
@@ -84,7 +87,10 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
 
   it('reloads every worker on SIGHUP', async () => {
     const config = readFileSync(fx.server.configFile, 'utf8');
-    writeFileSync(fx.server.configFile, config.replace(/capabilities = \[[^\]]*\]/, 'capabilities = ["fileinto", "envelope"]'));
+    writeFileSync(
+      fx.server.configFile,
+      config.replace(/capabilities = \[[^\]]*\]/, 'capabilities = ["fileinto", "envelope"]'),
+    );
     fx.server.process.kill('SIGHUP');
     // One `reloaded` line, from the primary, once both workers have reloaded.
     await waitFor(() => fx.server.logLines().some((l) => l.event === 'reloaded'));
@@ -99,7 +105,7 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
     writeFileSync(fx.server.configFile, config);
   });
 
-  it('replaces a killed worker without dropping the other worker\'s sessions', async () => {
+  it("replaces a killed worker without dropping the other worker's sessions", async () => {
     const a = await login(fx);
     const b = await login(fx);
     const listed = who(fx);
@@ -107,7 +113,7 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
     const pids = workerPids(fx.server.process.pid!);
     expect(pids).toHaveLength(2);
     const readyBefore = fx.server.logLines().filter((l) => l.event === 'worker-ready').length;
-    process.kill(pids[0]!, 'SIGKILL');
+    process.kill(pids[0], 'SIGKILL');
     await waitFor(() => fx.server.logLines().filter((l) => l.event === 'worker-ready').length > readyBefore);
     // One of the two sessions lived on the killed worker; the other still works.
     const alive = [];
@@ -133,7 +139,9 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
     for (const s of sessions) expect((await s.readResponse(5000)).status).toBe('BYE');
     expect(await exited).toBe(0);
     for (const client of fields) {
-      expect(fx.server.logLines().find((l) => l.event === 'disconnect' && l.client === client)).toMatchObject({ reason: 'shutdown' });
+      expect(fx.server.logLines().find((l) => l.event === 'disconnect' && l.client === client)).toMatchObject({
+        reason: 'shutdown',
+      });
     }
   });
 });
@@ -142,7 +150,9 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
 function proxied(port: number, source: string, command: string): Promise<{ socket: Socket; text: () => string }> {
   return new Promise((resolve, reject) => {
     let received = '';
-    const socket = connect(port, '127.0.0.1', () => socket.write(`PROXY TCP4 ${source} 127.0.0.1 40000 4190\r\n${command}\r\n`));
+    const socket = connect(port, '127.0.0.1', () =>
+      socket.write(`PROXY TCP4 ${source} 127.0.0.1 40000 4190\r\n${command}\r\n`),
+    );
     socket.on('data', (d) => {
       received += d.toString();
       if (received.includes('(TAG "') || received.startsWith('BYE')) resolve({ socket, text: () => received });
@@ -170,9 +180,16 @@ describe.skipIf(process.platform !== 'linux')('two workers behind a PROXY-protoc
       expect(c.text()).toContain('OK (TAG "hello")');
       held.push(c.socket);
     }
-    const who = spawnSync(process.execPath, [CLI, 'who', '--json', '--config', fx.server.configFile], { encoding: 'utf8' });
+    const who = spawnSync(process.execPath, [CLI, 'who', '--json', '--config', fx.server.configFile], {
+      encoding: 'utf8',
+    });
     const sessions = JSON.parse(who.stdout) as { remote: string; worker: number }[];
-    expect(sessions.map((s) => s.remote.replace(/:\d+$/, '')).sort()).toEqual(['203.0.113.1', '203.0.113.2', '203.0.113.3', '203.0.113.4']);
+    expect(sessions.map((s) => s.remote.replace(/:\d+$/, '')).sort()).toEqual([
+      '203.0.113.1',
+      '203.0.113.2',
+      '203.0.113.3',
+      '203.0.113.4',
+    ]);
     expect(new Set(sessions.map((s) => s.worker))).toEqual(new Set([1, 2]));
     // Two from one client address fill its quota, whichever workers they reach; the third is refused.
     for (let i = 0; i < 2; i++) held.push((await proxied(fx.server.port, '198.51.100.9', 'NOOP "x"')).socket);

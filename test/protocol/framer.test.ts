@@ -7,7 +7,8 @@ const limits = (maxLiteral = 1000, maxLine = 200): FramerLimits => ({
   maxLineBytes: maxLine,
   literalVerdict(size, soFar) {
     if (size + soFar <= maxLiteral) return { action: 'accept' };
-    if (size + soFar <= maxLiteral * 4) return { action: 'discard', error: ProtocolError.recoverable('too large', 'QUOTA/MAXSIZE') };
+    if (size + soFar <= maxLiteral * 4)
+      return { action: 'discard', error: ProtocolError.recoverable('too large', 'QUOTA/MAXSIZE') };
     return { action: 'refuse', error: ProtocolError.fatal('literal too large') };
   },
 });
@@ -30,7 +31,9 @@ function feed(input: Buffer, cuts: number[], framer = new CommandFramer(limits()
 }
 
 function show(tokens: Token[]): string[] {
-  return tokens.map((t) => (t.type === 'atom' ? `atom:${t.value}` : `${t.literal ? 'lit' : 'str'}:${t.value.toString('utf8')}`));
+  return tokens.map((t) =>
+    t.type === 'atom' ? `atom:${t.value}` : `${t.literal ? 'lit' : 'str'}:${t.value.toString('utf8')}`,
+  );
 }
 
 describe('CommandFramer', () => {
@@ -45,26 +48,33 @@ describe('CommandFramer', () => {
   });
 
   it('gives the same commands whichever byte the input is split at', () => {
-    const input = Buffer.from('AUTHENTICATE "PLAIN" {12+}\r\nAHVzZXIAcHc=\r\nPUTSCRIPT "s\u00e9" {11}\r\nkeep;\r\nstop;\r\nLOGOUT\r\n');
+    const input = Buffer.from(
+      'AUTHENTICATE "PLAIN" {12+}\r\nAHVzZXIAcHc=\r\nPUTSCRIPT "s\u00e9" {11}\r\nkeep;\r\nstop;\r\nLOGOUT\r\n',
+    );
     const whole = feed(input, []);
     expect(whole).toHaveLength(3);
     for (let i = 1; i < input.length; i++) {
       expect(feed(input, [i]), `split at ${i}`).toEqual(whole);
     }
     // And byte by byte.
-    expect(feed(input, Array.from({ length: input.length - 1 }, (_, i) => i + 1))).toEqual(whole);
+    expect(
+      feed(
+        input,
+        Array.from({ length: input.length - 1 }, (_, i) => i + 1),
+      ),
+    ).toEqual(whole);
   });
 
   it('accepts a literal of exactly the limit and discards one just over it, keeping the stream in step', () => {
     const exact = Buffer.from(`PUTSCRIPT "a" {1000+}\r\n${'x'.repeat(1000)}\r\nNOOP\r\n`);
     const ok = feed(exact, []);
     expect(ok[0]).toMatchObject({ kind: 'command' });
-    expect(ok[0]!.kind === 'command' && ok[0]!.error).toBeFalsy();
+    expect(ok[0].kind === 'command' && ok[0].error).toBeFalsy();
     const over = Buffer.from(`PUTSCRIPT "a" {1001+}\r\n${'x'.repeat(1001)}\r\nNOOP\r\n`);
     const results = feed(over, [30, 500]);
     expect(results).toHaveLength(2);
     expect(results[0]).toMatchObject({ kind: 'command', error: { code: 'QUOTA/MAXSIZE' } });
-    expect(results[1]!.kind === 'command' && show(results[1]!.tokens)).toEqual(['atom:NOOP']);
+    expect(results[1].kind === 'command' && show(results[1].tokens)).toEqual(['atom:NOOP']);
   });
 
   it('refuses a literal far too large to read past without buffering it', () => {
@@ -91,7 +101,7 @@ describe('CommandFramer', () => {
     expect(line.length).toBe(50);
     const [r] = feed(Buffer.from(line + '\r\n'), [], new CommandFramer(limits(1000, 50)));
     expect(r).toMatchObject({ kind: 'command' });
-    expect(r!.kind === 'command' && r!.error).toBeFalsy();
+    expect(r.kind === 'command' && r.error).toBeFalsy();
   });
 
   it('allows a line ending in bare LF no octet more than one ending in CRLF, wherever the input is split', () => {
@@ -112,7 +122,7 @@ describe('CommandFramer', () => {
     const results = feed(input, []);
     expect(results).toHaveLength(2);
     expect(results[0]).toMatchObject({ kind: 'command', error: { fatal: false } });
-    expect(results[1]!.kind === 'command' && show(results[1]!.tokens)).toEqual(['atom:LOGOUT']);
+    expect(results[1].kind === 'command' && show(results[1].tokens)).toEqual(['atom:LOGOUT']);
   });
 
   it('refuses NUL inside quoted strings and garbage bytes', () => {
@@ -123,7 +133,7 @@ describe('CommandFramer', () => {
 
   it('reads a zero-length literal', () => {
     const [r] = feed(Buffer.from('NOOP {0+}\r\n\r\n'), []);
-    expect(r!.kind === 'command' && show(r!.tokens)).toEqual(['atom:NOOP', 'lit:']);
+    expect(r.kind === 'command' && show(r.tokens)).toEqual(['atom:NOOP', 'lit:']);
   });
 
   it('drops everything buffered on discardBuffered (STARTTLS injection)', () => {

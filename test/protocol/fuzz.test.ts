@@ -52,7 +52,11 @@ function mutate(input: string, random: () => number): Buffer {
         bytes.splice(at, 0, Math.floor(random() * 256));
         break;
       case 2:
-        bytes.splice(at, 0, ...Buffer.from(['{', String(Math.floor(random() * 40)), random() < 0.5 ? '+' : '', '}\r\n'].join('')));
+        bytes.splice(
+          at,
+          0,
+          ...Buffer.from(['{', String(Math.floor(random() * 40)), random() < 0.5 ? '+' : '', '}\r\n'].join('')),
+        );
         break;
       case 3:
         bytes.splice(at, 0, 0x22);
@@ -75,16 +79,20 @@ function hostileSession(port: number, random: () => number): Promise<void> {
       const count = 1 + Math.floor(random() * 8);
       for (let i = 0; i < count; i++) {
         const r = random();
-        if (r < 0.6) parts.push(mutate(SEEDS[Math.floor(random() * SEEDS.length)]!, random));
-        else if (r < 0.8) parts.push(Buffer.from(SEEDS[Math.floor(random() * SEEDS.length)]!));
-        else parts.push(Buffer.from(Array.from({ length: Math.floor(random() * 300) }, () => Math.floor(random() * 256))));
+        if (r < 0.6) parts.push(mutate(SEEDS[Math.floor(random() * SEEDS.length)], random));
+        else if (r < 0.8) parts.push(Buffer.from(SEEDS[Math.floor(random() * SEEDS.length)]));
+        else
+          parts.push(Buffer.from(Array.from({ length: Math.floor(random() * 300) }, () => Math.floor(random() * 256))));
       }
       socket.write(Buffer.concat(parts));
-      setTimeout(() => {
-        if (random() < 0.5) socket.destroy();
-        else socket.end('LOGOUT\r\n');
-        resolve();
-      }, Math.floor(random() * 30));
+      setTimeout(
+        () => {
+          if (random() < 0.5) socket.destroy();
+          else socket.end('LOGOUT\r\n');
+          resolve();
+        },
+        Math.floor(random() * 30),
+      );
     });
     setTimeout(() => {
       socket.destroy();

@@ -25,7 +25,8 @@ describe('script names with invisible code points over the wire', () => {
     const put = (name: Buffer, body: string) =>
       c.command(Buffer.concat([Buffer.from('PUTSCRIPT "'), name, Buffer.from(`" {${body.length}+}\r\n${body}\r\n`)]));
     const body = '# hidden\r\ndiscard;\r\n' + '#'.repeat(70) + '\r\n';
-    for (const i of [0, 1, 2]) expect((await put(Buffer.concat([BOM, Buffer.from(`hidden${i}`)]), body)).status).toBe('OK');
+    for (const i of [0, 1, 2])
+      expect((await put(Buffer.concat([BOM, Buffer.from(`hidden${i}`)]), body)).status).toBe('OK');
     // A fourth script exceeds max_scripts = 3; a bigger third would exceed max_total_bytes.
     const fourth = await put(Buffer.concat([BOM, Buffer.from('hidden3')]), body);
     expect(fourth.status).toBe('NO');
@@ -33,9 +34,15 @@ describe('script names with invisible code points over the wire', () => {
     const bigger = await put(Buffer.concat([BOM, Buffer.from('hidden2')]), body + '#'.repeat(120) + '\r\n');
     expect(bigger.status).toBe('NO');
     expect(bigger.code).toMatch(/^QUOTA/);
-    expect((await c.command(Buffer.concat([Buffer.from('SETACTIVE "'), BOM, Buffer.from('hidden0"\r\n')]))).status).toBe('OK');
+    expect(
+      (await c.command(Buffer.concat([Buffer.from('SETACTIVE "'), BOM, Buffer.from('hidden0"\r\n')]))).status,
+    ).toBe('OK');
     const list = await c.command('LISTSCRIPTS');
-    expect(list.rawLines.map((l) => l.toString('utf8'))).toEqual(['"\ufeffhidden0" ACTIVE', '"\ufeffhidden1"', '"\ufeffhidden2"']);
+    expect(list.rawLines.map((l) => l.toString('utf8'))).toEqual([
+      '"\ufeffhidden0" ACTIVE',
+      '"\ufeffhidden1"',
+      '"\ufeffhidden2"',
+    ]);
     expect(await readFile(join(fx.home(ALICE.name), '.forward'), 'utf8')).toContain('discard;');
     c.close();
   });

@@ -12,7 +12,8 @@ describe('limits', () => {
   beforeAll(async () => {
     fx = await startFixture({
       extra: {
-        server: 'login_timeout_seconds = 1\nmax_auth_failures = 2\nmax_connections_per_ip = 4\nauth_failure_delay_ms = 300',
+        server:
+          'login_timeout_seconds = 1\nmax_auth_failures = 2\nmax_connections_per_ip = 4\nauth_failure_delay_ms = 300',
       },
     });
   });

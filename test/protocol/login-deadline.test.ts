@@ -13,7 +13,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('login deadline', () => {
   let fx: Fixture;
   beforeAll(async () => {
-    fx = await startFixture({ extra: { server: 'login_timeout_seconds = 2\nmax_connections = 4\nmax_connections_per_ip = 10' } });
+    fx = await startFixture({
+      extra: { server: 'login_timeout_seconds = 2\nmax_connections = 4\nmax_connections_per_ip = 10' },
+    });
   });
   afterAll(async () => fx?.stop());
 

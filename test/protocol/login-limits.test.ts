@@ -29,7 +29,9 @@ describe('sessions per account', () => {
     expect(refused.code).toBe('TRYLATER');
     expect(refused.text).toMatch(/Too many sessions/);
     expect((await c.command('LISTSCRIPTS')).status).toBe('NO'); // still not logged in
-    await fx.server.waitForLog((l) => l.event === 'too-many-sessions' && l.user === ALICE.name && l.remote === '127.0.0.1');
+    await fx.server.waitForLog(
+      (l) => l.event === 'too-many-sessions' && l.user === ALICE.name && l.remote === '127.0.0.1',
+    );
     expect((await a.command('LOGOUT')).status).toBe('OK');
     await a.waitClosed();
     expect((await c.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');

@@ -33,8 +33,11 @@ describe('PROXY protocol', () => {
     await untrusted?.stop();
   });
 
-  it('uses the client address from a trusted proxy\'s v1 header', async () => {
-    const out = await rawSession(trusted.server.port, 'PROXY TCP4 203.0.113.7 127.0.0.1 51000 4190\r\nFROB\r\nNOOP "done"\r\n');
+  it("uses the client address from a trusted proxy's v1 header", async () => {
+    const out = await rawSession(
+      trusted.server.port,
+      'PROXY TCP4 203.0.113.7 127.0.0.1 51000 4190\r\nFROB\r\nNOOP "done"\r\n',
+    );
     expect(out).toContain('"IMPLEMENTATION"');
     expect(out).toContain('OK (TAG "done")');
     const line = await trusted.server.waitForLog((l) => l.event === 'command' && l.command === 'FROB');
@@ -47,7 +50,10 @@ describe('PROXY protocol', () => {
   });
 
   it('refuses a header from an address that is not a trusted proxy', async () => {
-    const out = await rawSession(untrusted.server.port, 'PROXY TCP4 203.0.113.7 127.0.0.1 51000 4190\r\nNOOP "done"\r\n');
+    const out = await rawSession(
+      untrusted.server.port,
+      'PROXY TCP4 203.0.113.7 127.0.0.1 51000 4190\r\nNOOP "done"\r\n',
+    );
     expect(out).toBe('');
     await untrusted.server.waitForLog((l) => l.event === 'untrusted-proxy');
   });

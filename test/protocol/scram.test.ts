@@ -17,7 +17,12 @@ import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 type Hash = 'sha1' | 'sha256';
 
 /** A minimal SCRAM client (RFC 5802 section 3), no channel binding. */
-async function scramLogin(c: SieveTestClient, mechanism: string, user: string, password: string): Promise<ServerResponse> {
+async function scramLogin(
+  c: SieveTestClient,
+  mechanism: string,
+  user: string,
+  password: string,
+): Promise<ServerResponse> {
   const hash: Hash = mechanism === 'SCRAM-SHA-1' ? 'sha1' : 'sha256';
   const clientNonce = randomBytes(18).toString('base64');
   const bare = `n=${user.replace(/=/g, '=3D').replace(/,/g, '=2C')},r=${clientNonce}`;
@@ -28,16 +33,22 @@ async function scramLogin(c: SieveTestClient, mechanism: string, user: string, p
     c.unreadLine(line);
     return c.readResponse();
   }
-  const serverFirst = Buffer.from(m[1]!, 'base64').toString();
+  const serverFirst = Buffer.from(m[1], 'base64').toString();
   const fields = Object.fromEntries(serverFirst.split(',').map((f) => [f[0], f.slice(2)]));
-  expect(fields.r!.startsWith(clientNonce)).toBe(true);
-  const salted = pbkdf2Sync(password, Buffer.from(fields.s!, 'base64'), Number(fields.i), hash === 'sha1' ? 20 : 32, hash);
+  expect(fields.r.startsWith(clientNonce)).toBe(true);
+  const salted = pbkdf2Sync(
+    password,
+    Buffer.from(fields.s, 'base64'),
+    Number(fields.i),
+    hash === 'sha1' ? 20 : 32,
+    hash,
+  );
   const clientKey = createHmac(hash, salted).update('Client Key').digest();
   const storedKey = createHash(hash).update(clientKey).digest();
   const withoutProof = `c=biws,r=${fields.r}`;
   const authMessage = `${bare},${serverFirst},${withoutProof}`;
   const signature = createHmac(hash, storedKey).update(authMessage).digest();
-  const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]!));
+  const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]));
   const final = `${withoutProof},p=${proof.toString('base64')}`;
   const response = await c.command(`"${Buffer.from(final).toString('base64')}"`);
   if (response.status === 'OK') {
@@ -45,7 +56,7 @@ async function scramLogin(c: SieveTestClient, mechanism: string, user: string, p
     const expected = createHmac(hash, serverKey).update(authMessage).digest('base64');
     const sasl = /^SASL "([^"]+)"$/.exec(response.code ?? '');
     expect(sasl, 'server final message in OK (SASL ...)').not.toBeNull();
-    expect(Buffer.from(sasl![1]!, 'base64').toString()).toBe(`v=${expected}`);
+    expect(Buffer.from(sasl![1], 'base64').toString()).toBe(`v=${expected}`);
   }
   return response;
 }
@@ -73,7 +84,10 @@ describe.each([
       mkdirSync(join(dir, 'homes', user), { recursive: true });
       return `${user}:${hash}:${uid}:${gid}::${join(dir, 'homes', user)}::`;
     };
-    writeFileSync(join(dir, 'passwd'), [entry(users.keys, keys), entry(users.plain, `{PLAIN}${password}`)].join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'passwd'),
+      [entry(users.keys, keys), entry(users.plain, `{PLAIN}${password}`)].join('\n') + '\n',
+    );
     const certs = testCerts();
     ca = certs.ca;
     server = await startTsieved(`

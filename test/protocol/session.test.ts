@@ -92,7 +92,9 @@ describe('greeting and capabilities', () => {
 
   it('drops clear-text commands sent behind STARTTLS (command injection)', async () => {
     const c = await SieveTestClient.connect(fx.server.port);
-    c.write(`STARTTLS\r\nAUTHENTICATE "PLAIN" "${Buffer.from(`\0${ALICE.name}\0${ALICE.password}`).toString('base64')}"\r\nNOOP "injected"\r\n`);
+    c.write(
+      `STARTTLS\r\nAUTHENTICATE "PLAIN" "${Buffer.from(`\0${ALICE.name}\0${ALICE.password}`).toString('base64')}"\r\nNOOP "injected"\r\n`,
+    );
     expect((await c.readResponse()).statusLine).toBe('OK');
     await c.upgrade(fx.ca);
     const pushed = await c.readResponse();
@@ -139,7 +141,9 @@ describe('AUTHENTICATE', () => {
     const c = await secureClient();
     c.write('AUTHENTICATE "LOGIN"\r\n');
     expect((await c.readLine()).toString()).toBe(`{12}\r\n${Buffer.from('Username:').toString('base64')}`);
-    c.write(`{${Buffer.from(ALICE.name).toString('base64').length}+}\r\n${Buffer.from(ALICE.name).toString('base64')}\r\n`);
+    c.write(
+      `{${Buffer.from(ALICE.name).toString('base64').length}+}\r\n${Buffer.from(ALICE.name).toString('base64')}\r\n`,
+    );
     expect((await c.readLine()).toString()).toBe(`{12}\r\n${Buffer.from('Password:').toString('base64')}`);
     c.write(`"${Buffer.from(ALICE.password).toString('base64')}"\r\n`);
     expect((await c.readResponse()).statusLine).toBe('OK');
@@ -195,7 +199,8 @@ describe('AUTHENTICATE', () => {
 });
 
 describe('script commands', () => {
-  const script = '# Sieve filter\r\nrequire "fileinto";\r\nif header :contains "subject" "caf\u00e9" {\r\n  fileinto "Caf\u00e9";\r\n}\r\n';
+  const script =
+    '# Sieve filter\r\nrequire "fileinto";\r\nif header :contains "subject" "caf\u00e9" {\r\n  fileinto "Caf\u00e9";\r\n}\r\n';
 
   it('PUTSCRIPT, LISTSCRIPTS, GETSCRIPT byte for byte, SETACTIVE writes the filter, DELETESCRIPT refuses the active one', async () => {
     const c = await loggedIn(BOB);
@@ -260,16 +265,29 @@ describe('script commands', () => {
       'Mein Filter: line 3: error: unknown command "filinto" (column 3)',
       'Mein Filter: line 4: error: fileinto expects 1 argument (folder), got 0 (column 3)',
     ]);
-    const logged = await fx.server.waitForLog((l) => l.event === 'command' && l.command === 'PUTSCRIPT' && String(l.diagnostic).includes('filinto'));
+    const logged = await fx.server.waitForLog(
+      (l) => l.event === 'command' && l.command === 'PUTSCRIPT' && String(l.diagnostic).includes('filinto'),
+    );
     expect(logged).toMatchObject({ diagnostic: 'line 3: error: unknown command "filinto" (column 3)', diagnostics: 2 });
     // One line fits a quoted string; CHECKSCRIPT names no script.
     const check = await c.command('CHECKSCRIPT "keep; frob;"');
     expect(check.statusLine).toBe('NO "line 1: error: unknown command \\"frob\\" (column 7)"');
     // Warnings alike, with OK (WARNINGS).
     const warn = await c.putScript('warned', 'require "vacation";\r\nvacation :days 60 "away";\r\n');
-    expect(warn.statusLine).toBe('OK (WARNINGS) "warned: line 2: warning: vacation :days 60 is outside 1-31; Exim will use 31 (column 16)"');
-    const loggedWarn = await fx.server.waitForLog((l) => l.event === 'command' && l.command === 'PUTSCRIPT' && l.code === 'WARNINGS' && String(l.diagnostic).includes(':days 60'));
-    expect(loggedWarn).toMatchObject({ diagnostic: 'line 2: warning: vacation :days 60 is outside 1-31; Exim will use 31 (column 16)', diagnostics: 1 });
+    expect(warn.statusLine).toBe(
+      'OK (WARNINGS) "warned: line 2: warning: vacation :days 60 is outside 1-31; Exim will use 31 (column 16)"',
+    );
+    const loggedWarn = await fx.server.waitForLog(
+      (l) =>
+        l.event === 'command' &&
+        l.command === 'PUTSCRIPT' &&
+        l.code === 'WARNINGS' &&
+        String(l.diagnostic).includes(':days 60'),
+    );
+    expect(loggedWarn).toMatchObject({
+      diagnostic: 'line 2: warning: vacation :days 60 is outside 1-31; Exim will use 31 (column 16)',
+      diagnostics: 1,
+    });
     await c.command('DELETESCRIPT "warned"');
     c.close();
   });
@@ -317,7 +335,8 @@ describe('script commands', () => {
     }
     expect(existsSync(join(fx.home(ALICE.name), '..', 'escape'))).toBe(false);
     expect(existsSync(join(fx.home(ALICE.name), '.forward'))).toBe(false);
-    for (const line of (await c.command('LISTSCRIPTS')).lines) await c.command(`DELETESCRIPT ${line.replace(/ ACTIVE$/, '')}`);
+    for (const line of (await c.command('LISTSCRIPTS')).lines)
+      await c.command(`DELETESCRIPT ${line.replace(/ ACTIVE$/, '')}`);
     c.close();
   });
 
@@ -334,7 +353,8 @@ describe('script commands', () => {
     const tooLong = 'x'.repeat(2000);
     expect((await c.putScript(tooLong, 'keep;\r\n')).status).toBe('NO');
     expect((await c.command('LISTSCRIPTS')).lines).toHaveLength(2);
-    for (const name of ['caf\u00e9', long]) expect((await c.command(`DELETESCRIPT ${quote(name)}`)).statusLine).toBe('OK');
+    for (const name of ['caf\u00e9', long])
+      expect((await c.command(`DELETESCRIPT ${quote(name)}`)).statusLine).toBe('OK');
     c.close();
   });
 
@@ -403,7 +423,7 @@ describe('hostile input', () => {
     await c.waitClosed();
   });
 
-  it('reads a refused command\'s literal completely before answering (no command smuggling)', async () => {
+  it("reads a refused command's literal completely before answering (no command smuggling)", async () => {
     const c = await SieveTestClient.connect(fx.server.port);
     const r = await c.command('PUTSCRIPT "x" {12+}\r\nLOGOUT\r\nNOOP');
     expect(r.status).toBe('NO');

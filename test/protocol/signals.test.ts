@@ -36,7 +36,10 @@ describe('signals', () => {
     expect((await before.authenticatePlain(ALICE.name, ALICE.password)).statusLine).toBe('OK');
 
     const config = readFileSync(server.configFile, 'utf8');
-    writeFileSync(server.configFile, config.replace(/capabilities = \[[^\]]*\]/, 'capabilities = ["fileinto", "envelope"]'));
+    writeFileSync(
+      server.configFile,
+      config.replace(/capabilities = \[[^\]]*\]/, 'capabilities = ["fileinto", "envelope"]'),
+    );
     server.process.kill('SIGHUP');
     await waitFor(() => server.logLines().some((l) => l.event === 'reloaded'));
 
@@ -67,12 +70,19 @@ describe('signals', () => {
     expect((await onB.authenticatePlain(ALICE.name, ALICE.password)).statusLine).toBe('OK');
 
     const config = readFileSync(server.configFile, 'utf8');
-    const next = config.replace(listen([`"127.0.0.1:${a}"`, `"127.0.0.1:${b}"`]), listen([`{ address = "127.0.0.1:${a}", allow_plaintext = true }`, `"127.0.0.1:${c}"`]));
+    const next = config.replace(
+      listen([`"127.0.0.1:${a}"`, `"127.0.0.1:${b}"`]),
+      listen([`{ address = "127.0.0.1:${a}", allow_plaintext = true }`, `"127.0.0.1:${c}"`]),
+    );
     expect(next).not.toBe(config);
     writeFileSync(server.configFile, next);
     server.process.kill('SIGHUP');
     const line = await server.waitForLog((l) => l.event === 'reloaded', 20_000);
-    expect(line).toMatchObject({ listenersBound: [`127.0.0.1:${c}`], listenersClosed: [`127.0.0.1:${b}`], listenersRebound: [`127.0.0.1:${a}`] });
+    expect(line).toMatchObject({
+      listenersBound: [`127.0.0.1:${c}`],
+      listenersClosed: [`127.0.0.1:${b}`],
+      listenersRebound: [`127.0.0.1:${a}`],
+    });
     expect(line.notApplied).toBeUndefined();
 
     // Removed: no new connections, but the session opened there goes on.
@@ -97,7 +107,9 @@ describe('signals', () => {
       server.process.kill('SIGHUP');
       const partial = await server.waitForLog((l) => l.event === 'reloaded' && l.notApplied !== undefined, 20_000);
       expect(partial.level).toBe(40);
-      expect(partial.notApplied).toEqual([expect.stringMatching(new RegExp(`^listener 127\\.0\\.0\\.1:${d}: .*EADDRINUSE`))]);
+      expect(partial.notApplied).toEqual([
+        expect.stringMatching(new RegExp(`^listener 127\\.0\\.0\\.1:${d}: .*EADDRINUSE`)),
+      ]);
       expect(String(partial.msg)).toContain(`127.0.0.1:${d}`);
       expect(partial.listenersClosed).toEqual([`127.0.0.1:${c}`]);
       await expect(SieveTestClient.connect(c)).rejects.toThrow(/ECONNREFUSED/);

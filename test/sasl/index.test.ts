@@ -53,6 +53,9 @@ describe('mechanism list and factory', () => {
       name: 'broken',
       verifyPassword: () => Promise.reject(new Error('boom')),
     };
-    expect(await createExchange('PLAIN', broken, ctx)!.start(b('\0u\0p'))).toMatchObject({ kind: 'failure', reason: 'unavailable' });
+    expect(await createExchange('PLAIN', broken, ctx)!.start(b('\0u\0p'))).toMatchObject({
+      kind: 'failure',
+      reason: 'unavailable',
+    });
   });
 });

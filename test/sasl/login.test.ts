@@ -36,7 +36,10 @@ describe('SASL LOGIN (draft-murchison-sasl-login)', () => {
   });
 
   it('rejects a wrong password and an unknown user alike', async () => {
-    for (const [user, pass] of [['carol', pw.toUpperCase()], ['dave', pw]] as const) {
+    for (const [user, pass] of [
+      ['carol', pw.toUpperCase()],
+      ['dave', pw],
+    ] as const) {
       const ex = login();
       await ex.start(b(user));
       expect(await ex.respond(b(pass))).toMatchObject({ kind: 'failure', reason: 'rejected', user });

@@ -67,7 +67,8 @@ class Reader {
     for (;;) {
       const lit = /\{(\d+)\+?\}$/.exec(l);
       const head = lit ? l.slice(0, lit.index) : l;
-      for (const m of head.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) out.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
+      for (const m of head.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g))
+        out.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]);
       if (!lit) return out;
       const data = await this.bytes(Number(lit[1]));
       if (data === undefined) return undefined;
@@ -103,7 +104,11 @@ export async function startMiniServer(backend: AuthBackend): Promise<MiniServer>
 
 const literal = (b: Buffer): string => `{${b.length}}\r\n${b.toString('latin1')}\r\n`;
 
-async function session(sock: Socket, backend: AuthBackend, results: { mechanism: string; step: SaslStep }[]): Promise<void> {
+async function session(
+  sock: Socket,
+  backend: AuthBackend,
+  results: { mechanism: string; step: SaslStep }[],
+): Promise<void> {
   const r = new Reader(sock);
   const caps = `"IMPLEMENTATION" "tsieved-sasl-test"\r\n"SASL" "${mechanismNames(backend).join(' ')}"\r\n"SIEVE" "fileinto"\r\n"VERSION" "1.0"\r\nOK\r\n`;
   sock.write(caps);

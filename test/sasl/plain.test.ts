@@ -9,7 +9,9 @@ describe('SASL PLAIN (RFC 4616)', () => {
   let fx: Fixture;
   const pw = 'Grüße, 世界 pass';
   beforeAll(async () => {
-    fx = await passwdFixture([`alice@example.org:${madeBy('openssl', ['passwd', '-6', '-stdin'], pw)}:1000:1000::/home/alice::`]);
+    fx = await passwdFixture([
+      `alice@example.org:${madeBy('openssl', ['passwd', '-6', '-stdin'], pw)}:1000:1000::/home/alice::`,
+    ]);
   });
   afterAll(async () => fx.cleanup());
 

@@ -17,8 +17,13 @@ describe('SCRAM test vectors', () => {
     try {
       const ex = new ScramExchange(fx.backend, 'SHA-1', ctx, () => '3rfcNHYJY1ZVvWVs7j');
       const first = await ex.start(b('n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL'));
-      expect(first).toEqual({ kind: 'challenge', data: b('r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096') });
-      const fin = await ex.respond(b('c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts='));
+      expect(first).toEqual({
+        kind: 'challenge',
+        data: b('r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096'),
+      });
+      const fin = await ex.respond(
+        b('c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts='),
+      );
       expect(fin.kind).toBe('success');
       if (fin.kind === 'success') expect(fin.serverFinal?.toString()).toBe('v=rmF9pqV8S7suAoZWja4dJRkFsKQ=');
     } finally {
@@ -39,7 +44,8 @@ describe('SCRAM test vectors', () => {
         b('c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ='),
       );
       expect(fin.kind).toBe('success');
-      if (fin.kind === 'success') expect(fin.serverFinal?.toString()).toBe('v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=');
+      if (fin.kind === 'success')
+        expect(fin.serverFinal?.toString()).toBe('v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=');
       // The same proof with one bit flipped fails.
       const ex2 = new ScramExchange(fx.backend, 'SHA-256', ctx, () => '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
       await ex2.start(b('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'));
@@ -136,7 +142,8 @@ describe('SCRAM exchanges against doveadm-made and cleartext entries', () => {
     const a = await exchange('SCRAM-SHA-256', 'ghost', 'whatever');
     const again = await exchange('SCRAM-SHA-256', 'ghost', 'whatever');
     expect(a.first.kind).toBe('challenge');
-    const salt = (s: typeof a.first) => (s.kind === 'challenge' ? /,s=([^,]*),i=(\d+)$/.exec(s.data.toString())?.slice(1) : undefined);
+    const salt = (s: typeof a.first) =>
+      s.kind === 'challenge' ? /,s=([^,]*),i=(\d+)$/.exec(s.data.toString())?.slice(1) : undefined;
     expect(salt(a.first)).toEqual(salt(again.first));
     expect(salt(a.first)?.[1]).toBe('4096');
     expect(salt(a.first)).not.toEqual(salt((await exchange('SCRAM-SHA-256', 'ghost2', 'x')).first));
@@ -145,7 +152,10 @@ describe('SCRAM exchanges against doveadm-made and cleartext entries', () => {
 
   it('refuses channel binding, mandatory extensions, foreign authzids, bad nonces and bad c=', async () => {
     const ex = () => createExchange('SCRAM-SHA-256', fx.backend, ctx)!;
-    expect(await ex().start(b('p=tls-unique,,n=dove256,r=abc'))).toMatchObject({ kind: 'failure', reason: 'malformed' });
+    expect(await ex().start(b('p=tls-unique,,n=dove256,r=abc'))).toMatchObject({
+      kind: 'failure',
+      reason: 'malformed',
+    });
     expect(await ex().start(b('n,,m=ext,n=dove256,r=abc'))).toMatchObject({ kind: 'failure', reason: 'malformed' });
     expect(await ex().start(b('n,a=admin,n=dove256,r=abc'))).toMatchObject({ kind: 'failure', reason: 'authzid' });
     expect((await ex().start(b('n,a=dove256,n=dove256,r=abc'))).kind).toBe('challenge');
@@ -170,7 +180,12 @@ describe('SCRAM exchanges against doveadm-made and cleartext entries', () => {
 
   it('refuses text after the nonce that is no attribute (RFC 5802 section 7: extensions are ALPHA "=" value)', async () => {
     const ex = () => createExchange('SCRAM-SHA-256', fx.backend, ctx)!;
-    for (const bad of ['n,,n=test,r=abc,def', 'n,,n=dove256,r=abc,', 'n,,n=dove256,r=abc,=x', 'n,,n=dove256,r=abc,xy=1']) {
+    for (const bad of [
+      'n,,n=test,r=abc,def',
+      'n,,n=dove256,r=abc,',
+      'n,,n=dove256,r=abc,=x',
+      'n,,n=dove256,r=abc,xy=1',
+    ]) {
       expect(await ex().start(b(bad))).toMatchObject({ kind: 'failure', reason: 'malformed' });
     }
     // An extension attribute is allowed (and ignored).

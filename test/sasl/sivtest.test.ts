@@ -13,7 +13,12 @@ import { startMiniServer, type MiniServer } from './mini-server.js';
 
 const SIVTEST = '/usr/lib/cyrus/bin/sivtest';
 
-function sivtest(port: number, mech: string, user: string, password: string): Promise<{ code: number | null; out: string }> {
+function sivtest(
+  port: number,
+  mech: string,
+  user: string,
+  password: string,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(SIVTEST, ['-p', String(port), '-m', mech, '-a', user, '-w', password, '127.0.0.1'], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -38,8 +43,14 @@ describe('sivtest (libsasl2) against our mechanisms', needs(SIVTEST), () => {
   let s1: MiniServer;
   const pw = 'Grüße-pässwörd 7';
   beforeAll(async () => {
-    fx256 = await passwdFixture([`alice:${madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-256', '-p', pw])}`, `bob:{PLAIN}${pw}`]);
-    fx1 = await passwdFixture([`carol:${madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-1', '-p', pw])}`, `bob:{CLEAR}${pw}`]);
+    fx256 = await passwdFixture([
+      `alice:${madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-256', '-p', pw])}`,
+      `bob:{PLAIN}${pw}`,
+    ]);
+    fx1 = await passwdFixture([
+      `carol:${madeBy('doveadm', ['pw', '-s', 'SCRAM-SHA-1', '-p', pw])}`,
+      `bob:{CLEAR}${pw}`,
+    ]);
     s256 = await startMiniServer(fx256.backend);
     s1 = await startMiniServer(fx1.backend);
   });

@@ -49,7 +49,19 @@ export interface RunningHaproxy {
 
 /** Start haproxy with `body` (frontends/backends) after a loopback-friendly global/defaults section. */
 export async function startHaproxy(body: string, frontendPorts: number[]): Promise<RunningHaproxy> {
-  const config = ['global', '  maxconn 4096', '', 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '', body, ''].join('\n');
+  const config = [
+    'global',
+    '  maxconn 4096',
+    '',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '',
+    body,
+    '',
+  ].join('\n');
   return startHaproxyConfig(config, frontendPorts);
 }
 
@@ -57,7 +69,11 @@ export async function startHaproxy(body: string, frontendPorts: number[]): Promi
  * Start haproxy with a whole configuration file's text. `wrapper` is put before
  * the haproxy command (e.g. `prlimit --nofile=...`).
  */
-export async function startHaproxyConfig(config: string, frontendPorts: number[], wrapper: readonly string[] = []): Promise<RunningHaproxy> {
+export async function startHaproxyConfig(
+  config: string,
+  frontendPorts: number[],
+  wrapper: readonly string[] = [],
+): Promise<RunningHaproxy> {
   const bin = findTool('haproxy');
   if (!bin) throw new Error('haproxy not installed');
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-haproxy-'));
@@ -65,7 +81,7 @@ export async function startHaproxyConfig(config: string, frontendPorts: number[]
   writeFileSync(cfg, config);
   let out = '';
   const argv = [...wrapper, bin, '-db', '-f', cfg];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

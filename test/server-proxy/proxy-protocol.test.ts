@@ -242,16 +242,22 @@ describe('PROXY v2', () => {
   });
 
   it('returns the same result for every split, and at every single byte', () => {
-    const header = v2({ family: 2, body: inet6Body('2001:0db8:0000:0000:0000:0000:0000:00ff', '0000:0000:0000:0000:0000:0000:0000:0001', 40000, 4190) });
+    const header = v2({
+      family: 2,
+      body: inet6Body(
+        '2001:0db8:0000:0000:0000:0000:0000:00ff',
+        '0000:0000:0000:0000:0000:0000:0000:0001',
+        40000,
+        4190,
+      ),
+    });
     const data = Buffer.concat([header, ascii('LOGOUT\r\n')]);
     for (let a = 0; a <= data.length; a++) {
       for (const b of [a, Math.min(a + 1, data.length), Math.min(a + 13, data.length)]) {
         const results = feedSplit(data, [a, b]);
         const idx = results.findIndex((r) => r.kind !== 'need-more');
-        const done = expectDone(results[idx] as ProxyParseResult);
-        const later = Buffer.concat(
-          [data.subarray(a, b), data.subarray(b)].slice(idx === 0 ? 0 : idx === 1 ? 1 : 2),
-        );
+        const done = expectDone(results[idx]);
+        const later = Buffer.concat([data.subarray(a, b), data.subarray(b)].slice(idx === 0 ? 0 : idx === 1 ? 1 : 2));
         expect(done.source).toEqual({ address: '2001:db8::ff', port: 40000 });
         expect(Buffer.concat([done.rest, later]).toString()).toBe('LOGOUT\r\n');
       }
@@ -270,7 +276,9 @@ describe('PROXY v2', () => {
     expectError(parseProxyHeader(header.subarray(0, 16)), /length/);
     const parser = new ProxyHeaderParser({ maxV2Length: 12 });
     expectError(parser.feed(v2({ body: inet4Body([1, 2, 3, 4], [5, 6, 7, 8], 1, 2, Buffer.alloc(3)) })), /length/);
-    expectDone(new ProxyHeaderParser({ maxV2Length: 12 }).feed(v2({ body: inet4Body([1, 2, 3, 4], [5, 6, 7, 8], 1, 2) })));
+    expectDone(
+      new ProxyHeaderParser({ maxV2Length: 12 }).feed(v2({ body: inet4Body([1, 2, 3, 4], [5, 6, 7, 8], 1, 2) })),
+    );
   });
 
   const hostile: [string, Buffer][] = [
@@ -307,13 +315,20 @@ describe('parser robustness', () => {
       t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     };
-    const prefixes = [Buffer.alloc(0), ascii('PROXY '), ascii('PROXY TCP4 '), V2_SIGNATURE, Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11])]), Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0x00, 0x0c])])];
+    const prefixes = [
+      Buffer.alloc(0),
+      ascii('PROXY '),
+      ascii('PROXY TCP4 '),
+      V2_SIGNATURE,
+      Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11])]),
+      Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0x00, 0x0c])]),
+    ];
     let done = 0;
     for (let i = 0; i < 20000; i++) {
       const len = Math.floor(rand() * 64);
       const noise = Buffer.alloc(len);
       for (let j = 0; j < len; j++) noise[j] = Math.floor(rand() * 256);
-      const data = Buffer.concat([prefixes[i % prefixes.length] as Buffer, noise]);
+      const data = Buffer.concat([prefixes[i % prefixes.length], noise]);
       const r = parseProxyHeader(data);
       expect(['need-more', 'done', 'error']).toContain(r.kind);
       if (r.kind === 'done') {

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { addressKey, LoginLimits, MAX_ADDRESSES, PENALTY_FORGET_MS, PENALTY_MAX_MS } from '../../src/session/login-limits.js';
+import {
+  addressKey,
+  LoginLimits,
+  MAX_ADDRESSES,
+  PENALTY_FORGET_MS,
+  PENALTY_MAX_MS,
+} from '../../src/session/login-limits.js';
 
 describe('LoginLimits: sessions per account', () => {
   it('hands out max slots, refuses the next, and a slot given back (once) is free again', () => {

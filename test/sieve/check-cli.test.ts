@@ -70,10 +70,13 @@ describe('tsieved check', () => {
   it('writes JSON with --json', async () => {
     const r = await check([...CAPS, '--json', good, badFile]);
     expect(r.code).toBe(1);
-    const j = JSON.parse(r.out) as { extensions: string[]; files: { file: string; valid: boolean; diagnostics: unknown[] }[] };
+    const j = JSON.parse(r.out) as {
+      extensions: string[];
+      files: { file: string; valid: boolean; diagnostics: unknown[] }[];
+    };
     expect(j.extensions).toEqual(['fileinto', 'copy', 'envelope', 'vacation']);
     expect(j.files.map((f) => f.valid)).toEqual([true, false]);
-    expect(j.files[1]!.diagnostics).toHaveLength(2);
+    expect(j.files[1].diagnostics).toHaveLength(2);
   });
 
   it('reads the profile from --config', async () => {
@@ -95,7 +98,7 @@ describe('tsieved check', () => {
 });
 
 describe('start-up of tsieved check', () => {
-  it('uses the schema\'s defaults without loading the configuration schema', async () => {
+  it("uses the schema's defaults without loading the configuration schema", async () => {
     const { configSchema } = await import('../../src/config/schema.js');
     const { MAX_SCRIPT_BYTES_DEFAULT, SIEVE_DEFAULTS } = await import('../../src/config/defaults.js');
     const parsed = configSchema.parse({});
@@ -111,14 +114,32 @@ describe('start-up of tsieved check', () => {
     if (!existsSync(cli)) return; // npm test builds first
     // A module-loading hook records every module the check resolves.
     const log = join(dir, 'loaded.txt');
-    const hooks = file('hooks.mjs', `import { appendFileSync } from 'node:fs';
+    const hooks = file(
+      'hooks.mjs',
+      `import { appendFileSync } from 'node:fs';
 export async function resolve(specifier, context, next) {
   const r = await next(specifier, context);
   appendFileSync(${JSON.stringify(log)}, r.url + '\\n');
   return r;
-}`);
-    const register = file('register.mjs', `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
-    const out = execFileSync(process.execPath, ['--import', pathToFileURL(register).href, cli, 'check', '--capabilities', 'fileinto', file('ok.sieve', 'require "fileinto";\nfileinto "a";\n')], { encoding: 'utf8' });
+}`,
+    );
+    const register = file(
+      'register.mjs',
+      `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
+    );
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        pathToFileURL(register).href,
+        cli,
+        'check',
+        '--capabilities',
+        'fileinto',
+        file('ok.sieve', 'require "fileinto";\nfileinto "a";\n'),
+      ],
+      { encoding: 'utf8' },
+    );
     expect(out).toBe('');
     const loaded = readFileSync(log, 'utf8');
     expect(loaded).toContain('/dist/sieve/validate.js');

@@ -27,7 +27,7 @@ describe('sieve corpus', () => {
     } else {
       expect(errors.length, summary).toBeGreaterThan(0);
     }
-    const first = entry.verdict === 'warning' ? warnings[0]! : errors[0]!;
+    const first = entry.verdict === 'warning' ? warnings[0] : errors[0];
     expect(`${first.line}: ${first.message}`, summary).toContain(`${entry.first!.line}: `);
     expect(first.line, summary).toBe(entry.first!.line);
     expect(first.message, summary).toContain(entry.first!.includes);

@@ -33,7 +33,30 @@ function agree(text: string): void {
   else expect(fast, JSON.stringify(text)).toEqual(slow);
 }
 
-const PIECES = ['"', '\\', '[', ']', '(', ')', '{', '}', ';', ',', ':', '#', '/*', '*/', '\n', ' ', 'text:', 'TEXT:\n', '.\n', 'x', '1K', ':is'];
+const PIECES = [
+  '"',
+  '\\',
+  '[',
+  ']',
+  '(',
+  ')',
+  '{',
+  '}',
+  ';',
+  ',',
+  ':',
+  '#',
+  '/*',
+  '*/',
+  '\n',
+  ' ',
+  'text:',
+  'TEXT:\n',
+  '.\n',
+  'x',
+  '1K',
+  ':is',
+];
 
 function mutate(text: string, r: () => number): string {
   const at = Math.floor(r() * (text.length + 1));
@@ -56,7 +79,10 @@ describe('fast reader agrees with the grammar', () => {
 
   it('on generated scripts and mutations of scripts', () => {
     const r = rng(Number(process.env.SIEVE_FUZZ_SEED ?? 12));
-    const sources = [...corpus.map((e) => asParsed(e.script)), ...Array.from({ length: 300 }, () => asParsed(generateScript(r)))];
+    const sources = [
+      ...corpus.map((e) => asParsed(e.script)),
+      ...Array.from({ length: 300 }, () => asParsed(generateScript(r))),
+    ];
     for (const s of sources) {
       agree(s);
       let m = s;

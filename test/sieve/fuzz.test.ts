@@ -10,14 +10,74 @@ import { bytesOf, corpus } from './corpus.js';
 import { generateScript, rng } from './generate.js';
 import { fullProfile } from './helpers.js';
 
-
 const TOKENS = [
-  'if', 'elsif', 'else', 'require', 'stop', 'keep', 'discard', 'redirect', 'fileinto', 'vacation', 'notify',
-  'header', 'address', 'envelope', 'exists', 'size', 'allof', 'anyof', 'not', 'true', 'false',
-  ':is', ':contains', ':matches', ':comparator', ':over', ':under', ':days', ':from', ':mime', ':handle', ':copy',
-  '"x"', '"a@b.c"', '"|cmd"', '"${hex:7c}"', '"${unicode:110000}"', '["a","b"]', '[]', '(', ')', '{', '}', '[', ']',
-  ',', ';', '100K', '1k', '99999999999999999999999', 'text:\nline\n.\n', 'text:\n.\n', '# c\n', '/* c */', '"unterminated',
-  '\r\n', '\n', ' ', '\t', '\r', '\\', '"', 'é', '\u{1F600}', '"encoded-character"', '"fileinto"', '"vacation"',
+  'if',
+  'elsif',
+  'else',
+  'require',
+  'stop',
+  'keep',
+  'discard',
+  'redirect',
+  'fileinto',
+  'vacation',
+  'notify',
+  'header',
+  'address',
+  'envelope',
+  'exists',
+  'size',
+  'allof',
+  'anyof',
+  'not',
+  'true',
+  'false',
+  ':is',
+  ':contains',
+  ':matches',
+  ':comparator',
+  ':over',
+  ':under',
+  ':days',
+  ':from',
+  ':mime',
+  ':handle',
+  ':copy',
+  '"x"',
+  '"a@b.c"',
+  '"|cmd"',
+  '"${hex:7c}"',
+  '"${unicode:110000}"',
+  '["a","b"]',
+  '[]',
+  '(',
+  ')',
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  ';',
+  '100K',
+  '1k',
+  '99999999999999999999999',
+  'text:\nline\n.\n',
+  'text:\n.\n',
+  '# c\n',
+  '/* c */',
+  '"unterminated',
+  '\r\n',
+  '\n',
+  ' ',
+  '\t',
+  '\r',
+  '\\',
+  '"',
+  'é',
+  '\u{1F600}',
+  '"encoded-character"',
+  '"fileinto"',
+  '"vacation"',
 ];
 
 function check(diags: Diagnostic[], input: Buffer): void {
@@ -41,7 +101,7 @@ describe('validator fuzzing', () => {
       const parts: string[] = [];
       const len = Math.floor(r() * 60);
       for (let k = 0; k < len; k++) {
-        parts.push(TOKENS[Math.floor(r() * TOKENS.length)]!);
+        parts.push(TOKENS[Math.floor(r() * TOKENS.length)]);
         if (r() < 0.6) parts.push(' ');
       }
       const input = Buffer.from(parts.join(''), 'utf8');
@@ -53,7 +113,7 @@ describe('validator fuzzing', () => {
     const r = rng(42);
     const seeds = corpus.map(bytesOf).filter((b) => b.length > 0);
     for (let n = 0; n < 3000; n++) {
-      const base = seeds[Math.floor(r() * seeds.length)]!;
+      const base = seeds[Math.floor(r() * seeds.length)];
       const bytes = [...base];
       const edits = 1 + Math.floor(r() * 4);
       for (let e = 0; e < edits; e++) {

@@ -20,18 +20,86 @@ export function rng(seed: number): Random {
 }
 
 const STRINGS = [
-  'subject', 'from', 'to', 'cc', 'list-id', 'x-spam', 'From', 'TO', 'resent-from', 'sender', '', 'a b', 'x:y', 'é',
-  'a@example.org', 'Bob <bob@example.org>', '"q"@example.org', 'a@', '@b', 'user@localhost', 'a@b@c', 'x@[127.0.0.1]',
-  'Junk', 'lists/exim', '.hidden', '|cmd', '/abs', 'a/../b', 'dir/', 'INBOX', '~x',
-  '*', '?', '\\\\', 'a\\\\*', 'x\\\\', '${hex:41}', '${hex:7c}cmd', '${unicode:263a}', '${unicode:110000}', '${HEX: 41 42 }',
-  'i;octet', 'i;ascii-casemap', 'en;ascii-casemap', 'i;ascii-numeric', 'i;unicode-casemap',
-  'mailto:a@example.org', 'mailto:a@example.org%2Cb@example.org', 'MAILTO:a@example.org', 'mailto:', 'mailto:a@example.org?subject=x', 'xmpp:a@b',
-  '1', '2', '3', '4', 'online', 'yes', '7', '07', 'Grüße', 'line\nbreak',
+  'subject',
+  'from',
+  'to',
+  'cc',
+  'list-id',
+  'x-spam',
+  'From',
+  'TO',
+  'resent-from',
+  'sender',
+  '',
+  'a b',
+  'x:y',
+  'é',
+  'a@example.org',
+  'Bob <bob@example.org>',
+  '"q"@example.org',
+  'a@',
+  '@b',
+  'user@localhost',
+  'a@b@c',
+  'x@[127.0.0.1]',
+  'Junk',
+  'lists/exim',
+  '.hidden',
+  '|cmd',
+  '/abs',
+  'a/../b',
+  'dir/',
+  'INBOX',
+  '~x',
+  '*',
+  '?',
+  '\\\\',
+  'a\\\\*',
+  'x\\\\',
+  '${hex:41}',
+  '${hex:7c}cmd',
+  '${unicode:263a}',
+  '${unicode:110000}',
+  '${HEX: 41 42 }',
+  'i;octet',
+  'i;ascii-casemap',
+  'en;ascii-casemap',
+  'i;ascii-numeric',
+  'i;unicode-casemap',
+  'mailto:a@example.org',
+  'mailto:a@example.org%2Cb@example.org',
+  'MAILTO:a@example.org',
+  'mailto:',
+  'mailto:a@example.org?subject=x',
+  'xmpp:a@b',
+  '1',
+  '2',
+  '3',
+  '4',
+  'online',
+  'yes',
+  '7',
+  '07',
+  'Grüße',
+  'line\nbreak',
 ];
-const CAPS = ['comparator-i;ascii-numeric', 'copy', 'encoded-character', 'envelope', 'fileinto', 'subaddress', 'vacation', 'enotify', 'Fileinto', 'comparator-i;octet', 'reject', 'variables'];
+const CAPS = [
+  'comparator-i;ascii-numeric',
+  'copy',
+  'encoded-character',
+  'envelope',
+  'fileinto',
+  'subaddress',
+  'vacation',
+  'enotify',
+  'Fileinto',
+  'comparator-i;octet',
+  'reject',
+  'variables',
+];
 
 function pick<T>(r: Random, xs: readonly T[]): T {
-  return xs[Math.floor(r() * xs.length)]!;
+  return xs[Math.floor(r() * xs.length)];
 }
 
 function quoted(s: string): string {
@@ -50,7 +118,8 @@ function args(r: Random, sig: Signature): string {
   for (const tag of sig.tags) {
     if (r() < 0.25) parts.push(`:${tag.name}` + (tag.value ? ' ' + value(r, tag.value) : ''));
   }
-  if (r() < 0.05 && sig.tags.length > 0) parts.push(`:${pick(r, ['regex', 'count', 'value', 'create', 'flags', 'seconds'])}`);
+  if (r() < 0.05 && sig.tags.length > 0)
+    parts.push(`:${pick(r, ['regex', 'count', 'value', 'create', 'flags', 'seconds'])}`);
   for (const p of sig.positional) parts.push(value(r, p.kind));
   if (r() < 0.03) parts.pop();
   return parts.join(' ');
@@ -61,7 +130,8 @@ function test(r: Random, depth: number): string {
   const name = depth > 3 ? pick(r, ['true', 'false', 'header', 'exists', 'size']) : pick(r, names);
   const sig = TESTS.get(name)!;
   const a = args(r, sig);
-  if (sig.tests === 'list') return `${name} (${Array.from({ length: 1 + Math.floor(r() * 3) }, () => test(r, depth + 1)).join(', ')})`;
+  if (sig.tests === 'list')
+    return `${name} (${Array.from({ length: 1 + Math.floor(r() * 3) }, () => test(r, depth + 1)).join(', ')})`;
   if (sig.tests === 'one') return `${name} ${test(r, depth + 1)}`;
   return `${name} ${a}`.trim();
 }

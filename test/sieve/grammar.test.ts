@@ -12,7 +12,7 @@ import { decodeInput } from '../../src/sieve/input.js';
 import { bytesOf, corpus } from './corpus.js';
 
 function first(text: string): Command {
-  return parse(text).commands[0]!;
+  return parse(text).commands[0];
 }
 
 describe('grammar', () => {
@@ -21,7 +21,7 @@ describe('grammar', () => {
     const cmd = first(text);
     expect(cmd.name).toBe('if');
     expect(cmd.nameLoc).toEqual({ start: 0, end: 2 });
-    const test = cmd.tests[0]!;
+    const test = cmd.tests[0];
     expect(test.name).toBe('header');
     expect(test.args.map((a) => a.type)).toEqual(['tag', 'stringlist', 'stringlist']);
     const list = test.args[1] as StringList;
@@ -32,19 +32,19 @@ describe('grammar', () => {
   });
 
   it('unescapes quoted strings (RFC 5228 section 2.4.2)', () => {
-    const s = (first('x "a\\"b\\\\c\\d";\n').args[0] as StringList).items[0]!;
+    const s = (first('x "a\\"b\\\\c\\d";\n').args[0] as StringList).items[0];
     expect(s.value).toBe('a"b\\cd');
   });
 
   it('reads multi-line strings with dot-unstuffing and CRLF line ends', () => {
-    const s = (first('x text: # note\nline one\n..two\n.three\n.\n;\n').args[0] as StringList).items[0]!;
+    const s = (first('x text: # note\nline one\n..two\n.three\n.\n;\n').args[0] as StringList).items[0];
     expect(s.kind).toBe('multiline');
     expect(s.value).toBe('line one\r\n.two\r\n.three\r\n');
     if (s.kind === 'multiline') expect(s.rawLines).toEqual(['line one', '..two', '.three']);
   });
 
   it('stores a raw line break in a quoted string as CR LF, an escaped one as LF, as Exim does', () => {
-    const s = (first('x "a\nb\\\nc";\n').args[0] as StringList).items[0]!;
+    const s = (first('x "a\nb\\\nc";\n').args[0] as StringList).items[0];
     expect(s.value).toBe('a\r\nb\nc');
   });
 
@@ -85,7 +85,7 @@ describe('grammar', () => {
   it('parses empty test lists and nested tests', () => {
     const cmd = first('if anyof () { }\n');
     expect(cmd.tests[0]).toMatchObject({ name: 'anyof', testList: true, tests: [] });
-    expect(first('if not not true {}\n').tests[0]!.tests[0]!.tests[0]!.name).toBe('true');
+    expect(first('if not not true {}\n').tests[0].tests[0].tests[0].name).toBe('true');
   });
 
   it('reports syntax errors with their position', () => {

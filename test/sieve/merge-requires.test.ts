@@ -23,13 +23,19 @@ describe('mergeRequires', () => {
 
   it('drops repeated names and writes encoded names decoded where Exim decodes them', () => {
     expect(mergeRequires('require "copy";\nrequire ["copy", "fileinto"];\n')).toBe('require ["copy", "fileinto"];\n\n');
-    expect(mergeRequires('require "encoded-character";\nrequire "${hex:66}ileinto";\n')).toBe('require ["encoded-character", "fileinto"];\n\n');
+    expect(mergeRequires('require "encoded-character";\nrequire "${hex:66}ileinto";\n')).toBe(
+      'require ["encoded-character", "fileinto"];\n\n',
+    );
     // Not in the require that names encoded-character, nor before it: Exim does not decode there.
-    expect(mergeRequires('require ["encoded-character", "${hex:66}x"];\nrequire "copy";\n')).toBe('require ["encoded-character", "${hex:66}x", "copy"];\n\n');
+    expect(mergeRequires('require ["encoded-character", "${hex:66}x"];\nrequire "copy";\n')).toBe(
+      'require ["encoded-character", "${hex:66}x", "copy"];\n\n',
+    );
   });
 
   it('reads quoted escapes and text: strings, and quotes names again', () => {
-    expect(mergeRequires('require "fil\\einto";\nrequire text:\ncopy\n.\n;\n')).toBe('require ["fileinto", "copy\r\n"];\n\n\n\n\n');
+    expect(mergeRequires('require "fil\\einto";\nrequire text:\ncopy\n.\n;\n')).toBe(
+      'require ["fileinto", "copy\r\n"];\n\n\n\n\n',
+    );
     expect(mergeRequires('require "a\\"b";\nrequire "c\\\\d";\n')).toBe('require ["a\\"b", "c\\\\d"];\n\n');
   });
 

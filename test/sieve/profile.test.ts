@@ -41,13 +41,26 @@ describe('loadProfile', () => {
   });
 
   it('refuses capabilities it cannot validate', async () => {
-    await expect(loadProfile({ ...sieveDefaults, capabilities: ['fileinto', 'variables'] }, 5000)).rejects.toBeInstanceOf(ProfileError);
+    await expect(
+      loadProfile({ ...sieveDefaults, capabilities: ['fileinto', 'variables'] }, 5000),
+    ).rejects.toBeInstanceOf(ProfileError);
   });
 
   it('keeps vacation and enotify when the router is set up for them', async () => {
-    const exim = fakeExim('sieve_enotify_mailto_owner = postmaster@example.org\nsieve_vacation_directory = $home/.vacation');
+    const exim = fakeExim(
+      'sieve_enotify_mailto_owner = postmaster@example.org\nsieve_vacation_directory = $home/.vacation',
+    );
     const p = await loadProfile({ ...sieveDefaults, exim }, 5000);
-    expect(p.extensions).toEqual(['comparator-i;ascii-numeric', 'copy', 'encoded-character', 'enotify', 'envelope', 'fileinto', 'subaddress', 'vacation']);
+    expect(p.extensions).toEqual([
+      'comparator-i;ascii-numeric',
+      'copy',
+      'encoded-character',
+      'enotify',
+      'envelope',
+      'fileinto',
+      'subaddress',
+      'vacation',
+    ]);
     expect(notifyMethods(p)).toEqual(['mailto']);
     expect(p.source).toBe('exim');
   });
@@ -66,15 +79,27 @@ describe('loadProfile', () => {
   it('drops both when the router does not exist', async () => {
     const exim = fakeExim('router nosuch not found', 1);
     const p = await loadProfile({ ...sieveDefaults, exim, exim_router: 'nosuch' }, 5000);
-    expect(p.extensions).toEqual(['comparator-i;ascii-numeric', 'copy', 'encoded-character', 'envelope', 'fileinto', 'subaddress']);
+    expect(p.extensions).toEqual([
+      'comparator-i;ascii-numeric',
+      'copy',
+      'encoded-character',
+      'envelope',
+      'fileinto',
+      'subaddress',
+    ]);
   });
 
   it('fails when the configured Exim cannot be run', async () => {
-    await expect(loadProfile({ ...sieveDefaults, exim: join(dir, 'no-such-exim') }, 5000)).rejects.toBeInstanceOf(ProfileError);
+    await expect(loadProfile({ ...sieveDefaults, exim: join(dir, 'no-such-exim') }, 5000)).rejects.toBeInstanceOf(
+      ProfileError,
+    );
   });
 
   it('parses -bP router output', () => {
-    expect(parseRouterOptions('sieve_vacation_directory = /x\nsieve_enotify_mailto_owner =')).toEqual({ vacation: true, enotify: false });
+    expect(parseRouterOptions('sieve_vacation_directory = /x\nsieve_enotify_mailto_owner =')).toEqual({
+      vacation: true,
+      enotify: false,
+    });
   });
 });
 

@@ -15,10 +15,14 @@ import { fullProfile } from './helpers.js';
 describe('input', () => {
   it('reports invalid UTF-8 with line and column', () => {
     const sink = new DiagnosticSink();
-    const r = decodeInput(Buffer.concat([Buffer.from('keep;\nif header :is "a" "é'), Buffer.from([0xff]), Buffer.from('" {}\n')]), 1e6, sink);
+    const r = decodeInput(
+      Buffer.concat([Buffer.from('keep;\nif header :is "a" "é'), Buffer.from([0xff]), Buffer.from('" {}\n')]),
+      1e6,
+      sink,
+    );
     expect(r.text).toBeUndefined();
     expect(sink.items[0]).toMatchObject({ line: 2, column: 21, severity: 'error' });
-    expect(sink.items[0]!.message).toContain('invalid UTF-8 at byte 27');
+    expect(sink.items[0].message).toContain('invalid UTF-8 at byte 27');
   });
 
   it('finds overlong, surrogate and truncated sequences', () => {
@@ -43,7 +47,7 @@ describe('input', () => {
 
   it('escapes line breaks and control characters in messages', () => {
     const d = validateScript(Buffer.from('require "fileinto";\nfileinto "a\nb\tc";\n'), fullProfile());
-    expect(d[0]!.message).toContain('"a\\r\\nb\\tc"');
+    expect(d[0].message).toContain('"a\\r\\nb\\tc"');
   });
 
   it('counts columns in code points, also for bytes refused before parsing', () => {
@@ -64,7 +68,10 @@ describe('input', () => {
 describe('encoded-character', () => {
   const dec = (s: string): { value: string; problems: string[] } => {
     const r = decodeEncodedCharacters(Buffer.from(s, 'utf8'));
-    return { value: Buffer.from(r.bytes).toString('utf8'), problems: r.problems.map((p) => `${p.kind}@${p.at}:${p.item}`) };
+    return {
+      value: Buffer.from(r.bytes).toString('utf8'),
+      problems: r.problems.map((p) => `${p.kind}@${p.at}:${p.item}`),
+    };
   };
 
   it('decodes hex and unicode, leaves malformed text', () => {
@@ -108,12 +115,32 @@ describe('encoded-character', () => {
 
 describe('addresses', () => {
   it('accepts RFC 5321 mailboxes', () => {
-    for (const a of ['a@example.org', 'first.last+tag@sub.example.org', '"a b"@example.org', 'x@[192.0.2.1]', 'x@[IPv6:2001:db8::1]', 'root@localhost']) {
+    for (const a of [
+      'a@example.org',
+      'first.last+tag@sub.example.org',
+      '"a b"@example.org',
+      'x@[192.0.2.1]',
+      'x@[IPv6:2001:db8::1]',
+      'root@localhost',
+    ]) {
       expect(mailboxProblem(a), a).toBeUndefined();
     }
   });
   it('refuses what is not one mailbox', () => {
-    for (const a of ['', 'a', '@example.org', 'a@', 'a@b@c', 'a b@example.org', 'a..b@example.org', 'a@-x.org', 'a@x..org', 'a@b.c, d@e.f', 'a@[300.1.1.1]', 'ä@example.org']) {
+    for (const a of [
+      '',
+      'a',
+      '@example.org',
+      'a@',
+      'a@b@c',
+      'a b@example.org',
+      'a..b@example.org',
+      'a@-x.org',
+      'a@x..org',
+      'a@b.c, d@e.f',
+      'a@[300.1.1.1]',
+      'ä@example.org',
+    ]) {
       expect(mailboxProblem(a), a).toBeDefined();
     }
   });
@@ -132,7 +159,9 @@ describe('addresses', () => {
 
 describe('mailto', () => {
   it('parses recipients the way Exim separates them', () => {
-    expect(parseMailto('mailto:a@example.org%2Cb@example.org')).toEqual({ recipients: ['a@example.org', 'b@example.org'] });
+    expect(parseMailto('mailto:a@example.org%2Cb@example.org')).toEqual({
+      recipients: ['a@example.org', 'b@example.org'],
+    });
     expect(parseMailto('mailto:a%40example.org').recipients).toEqual(['a@example.org']);
   });
   it('refuses what Exim refuses or mis-parses', () => {
@@ -161,17 +190,33 @@ describe('folder policy', () => {
 });
 
 describe('formatDiagnosticsForClient', () => {
-  const d = (severity: 'error' | 'warning', line: number, message: string): Diagnostic => ({ severity, line, column: 1, message });
+  const d = (severity: 'error' | 'warning', line: number, message: string): Diagnostic => ({
+    severity,
+    line,
+    column: 1,
+    message,
+  });
   it('puts errors first and caps the count', () => {
-    const text = formatDiagnosticsForClient([d('warning', 1, 'w'), d('error', 5, 'e2'), d('error', 3, 'e1'), d('error', 9, 'e3')], 2);
+    const text = formatDiagnosticsForClient(
+      [d('warning', 1, 'w'), d('error', 5, 'e2'), d('error', 3, 'e1'), d('error', 9, 'e3')],
+      2,
+    );
     expect(text).toBe('line 3: error: e1 (column 1)\nline 5: error: e2 (column 1)\n(2 more not shown)');
   });
   it('formats warnings alone', () => {
     expect(formatDiagnosticsForClient([d('warning', 2, 'clamped')], 10)).toBe('line 2: warning: clamped (column 1)');
   });
   it('names the script on every line, as Pigeonhole does for PUTSCRIPT', () => {
-    const text = formatDiagnosticsForClient([{ ...d('error', 3, 'e1'), column: 7 }, d('error', 4, 'e2'), d('warning', 1, 'w')], 10, 'my script');
-    expect(text.split('\n')).toEqual(['my script: line 3: error: e1 (column 7)', 'my script: line 4: error: e2 (column 1)', 'my script: line 1: warning: w (column 1)']);
+    const text = formatDiagnosticsForClient(
+      [{ ...d('error', 3, 'e1'), column: 7 }, d('error', 4, 'e2'), d('warning', 1, 'w')],
+      10,
+      'my script',
+    );
+    expect(text.split('\n')).toEqual([
+      'my script: line 3: error: e1 (column 7)',
+      'my script: line 4: error: e2 (column 1)',
+      'my script: line 1: warning: w (column 1)',
+    ]);
   });
 });
 
@@ -190,14 +235,16 @@ describe('limits', () => {
   it('reports deep nesting at its line without overflowing the stack', () => {
     const text = 'keep;\n' + 'if true {\n'.repeat(5000) + '}'.repeat(5000) + '\n';
     const diags = validateScript(Buffer.from(text), fullProfile());
-    expect(diags[0]!.message).toContain('nests deeper');
+    expect(diags[0].message).toContain('nests deeper');
     // Reported near where the limit (64, plus the pre-scan's slack) is crossed.
-    expect(diags[0]!.line).toBeGreaterThan(64);
-    expect(diags[0]!.line).toBeLessThan(80);
+    expect(diags[0].line).toBeGreaterThan(64);
+    expect(diags[0].line).toBeLessThan(80);
   });
   it('respects a lower nesting limit', () => {
     const text = 'if true {\n'.repeat(5) + 'keep;\n' + '}\n'.repeat(5);
-    expect(validateScript(Buffer.from(text), fullProfile({ maxNesting: 4 }))[0]!.message).toContain('nest deeper than the limit of 4');
+    expect(validateScript(Buffer.from(text), fullProfile({ maxNesting: 4 }))[0].message).toContain(
+      'nest deeper than the limit of 4',
+    );
     expect(validateScript(Buffer.from(text), fullProfile({ maxNesting: 5 }))).toEqual([]);
   });
 });

@@ -16,7 +16,8 @@ import { fullProfile } from './helpers.js';
 
 function bigScript(bytes: number): Buffer {
   let s = 'require ["fileinto"];\n';
-  for (let i = 0; s.length < bytes; i++) s += `if header :contains "list-id" "<l${i}.example.org>" { fileinto "lists/l${i}"; }\n`;
+  for (let i = 0; s.length < bytes; i++)
+    s += `if header :contains "list-id" "<l${i}.example.org>" { fileinto "lists/l${i}"; }\n`;
   return Buffer.from(s);
 }
 
@@ -70,12 +71,15 @@ describe('async validator', () => {
 
   it('refuses instead of crashing when the worker dies', async () => {
     const file = join(dir, 'dying-worker.mjs');
-    writeFileSync(file, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(3));\n");
+    writeFileSync(
+      file,
+      "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(3));\n",
+    );
     const v = createValidator(profile, { workerThreshold: 0, workerUrl: pathToFileURL(file) });
     const diags = await v.validate(Buffer.from('keep;\n'));
     expect(diags).toHaveLength(1);
-    expect(diags[0]!.severity).toBe('error');
-    expect(diags[0]!.code).toBe('internal');
+    expect(diags[0].severity).toBe('error');
+    expect(diags[0].code).toBe('internal');
     await v.close();
   });
 
@@ -84,17 +88,17 @@ describe('async validator', () => {
     writeFileSync(file, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => {});\n");
     const v = createValidator(profile, { workerThreshold: 0, workerUrl: pathToFileURL(file), timeoutMs: 300 });
     const diags = await v.validate(Buffer.from('keep;\n'));
-    expect(diags[0]!.message).toContain('took too long');
+    expect(diags[0].message).toContain('took too long');
     // A fresh worker is started for the next script.
     const again = await v.validate(Buffer.from('keep;\n'));
-    expect(again[0]!.message).toContain('took too long');
+    expect(again[0].message).toContain('took too long');
     await v.close();
   });
 
   it('refuses scripts over the size limit before parsing', async () => {
     const v = createValidator({ ...profile, maxScriptBytes: 1000 });
     const diags = await v.validate(Buffer.alloc(1001, 0x20));
-    expect(diags[0]!.message).toContain('more than the limit of 1000');
+    expect(diags[0].message).toContain('more than the limit of 1000');
     await v.close();
   });
 });

@@ -6,7 +6,19 @@
  * dies, hangs or talks nonsense failing its own session with TRYLATER.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +37,8 @@ import { BROKER as BROKER_BUILT, ROOT, needs, tool } from '../helpers/tools.js';
 const BROKER = defaultBrokerPath();
 
 function storageConfig(over: Record<string, unknown> = {}) {
-  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', ...over } }).storage;
+  return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', ...over } })
+    .storage;
 }
 
 function alive(pid: number): boolean {
@@ -90,8 +103,8 @@ function self(name: string): Identity {
 function raw(): { child: ChildProcess; out: () => Buffer; exit: Promise<number | null> } {
   const child = spawn(BROKER, [], { stdio: ['pipe', 'pipe', 'inherit'] });
   const chunks: Buffer[] = [];
-  child.stdout!.on('data', (c: Buffer) => chunks.push(c));
-  child.stdin!.on('error', () => undefined);
+  child.stdout.on('data', (c: Buffer) => chunks.push(c));
+  child.stdin.on('error', () => undefined);
   const exit = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   return { child, out: () => Buffer.concat(chunks), exit };
 }
@@ -107,7 +120,12 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
     const dir = homeFor('raw-order');
     writeFileSync(join(dir, 'f'), 'hello');
     const b = raw();
-    b.child.stdin!.write(Buffer.concat([encodeRequest(7, 'read', [{ path: join(dir, 'f') }]), encodeRequest(8, 'read', [{ path: join(dir, 'absent') }])]));
+    b.child.stdin!.write(
+      Buffer.concat([
+        encodeRequest(7, 'read', [{ path: join(dir, 'f') }]),
+        encodeRequest(8, 'read', [{ path: join(dir, 'absent') }]),
+      ]),
+    );
     b.child.stdin!.end();
     expect(await b.exit).toBe(0);
     const out = b.out();
@@ -123,8 +141,20 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
 
   it('refuses a relative or NUL-containing path with EINVAL and goes on serving', async () => {
     const b = raw();
-    const bad = Buffer.concat([u32(5 + 2 + 3), u32(1), Buffer.from([OP.stat]), Buffer.from([0, 3]), Buffer.from('a/b')]);
-    const nul = Buffer.concat([u32(5 + 2 + 4), u32(2), Buffer.from([OP.stat]), Buffer.from([0, 4]), Buffer.from('/a\0b')]);
+    const bad = Buffer.concat([
+      u32(5 + 2 + 3),
+      u32(1),
+      Buffer.from([OP.stat]),
+      Buffer.from([0, 3]),
+      Buffer.from('a/b'),
+    ]);
+    const nul = Buffer.concat([
+      u32(5 + 2 + 4),
+      u32(2),
+      Buffer.from([OP.stat]),
+      Buffer.from([0, 4]),
+      Buffer.from('/a\0b'),
+    ]);
     b.child.stdin!.end(Buffer.concat([bad, nul, encodeRequest(3, 'stat', [{ path: '/' }])]));
     expect(await b.exit).toBe(0);
     const out = b.out();
@@ -139,8 +169,20 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
       'huge length': Buffer.from([0xff, 0xff, 0xff, 0xff]),
       'too short for id and op': Buffer.concat([u32(3), Buffer.from([1, 2, 3])]),
       'unknown op': Buffer.concat([u32(5), u32(1), Buffer.from([99])]),
-      'path longer than the frame': Buffer.concat([u32(5 + 2 + 1), u32(1), Buffer.from([OP.stat]), Buffer.from([0, 200]), Buffer.from('/')]),
-      'trailing bytes': Buffer.concat([u32(5 + 2 + 1 + 1), u32(1), Buffer.from([OP.stat]), Buffer.from([0, 1]), Buffer.from('/x')]),
+      'path longer than the frame': Buffer.concat([
+        u32(5 + 2 + 1),
+        u32(1),
+        Buffer.from([OP.stat]),
+        Buffer.from([0, 200]),
+        Buffer.from('/'),
+      ]),
+      'trailing bytes': Buffer.concat([
+        u32(5 + 2 + 1 + 1),
+        u32(1),
+        Buffer.from([OP.stat]),
+        Buffer.from([0, 1]),
+        Buffer.from('/x'),
+      ]),
       'truncated frame then EOF': Buffer.concat([u32(100), Buffer.alloc(10)]),
     };
     for (const [what, bytes] of Object.entries(cases)) {
@@ -155,13 +197,17 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
 
   it('dies with its parent even while its stdin stays open (PR_SET_PDEATHSIG)', async () => {
     // sh is the broker's parent; this process keeps the broker's stdin open after sh dies.
-    const sh = spawn('/bin/sh', ['-c', `exec 3<&0; ${BROKER} <&3 & echo $!; wait`], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const pid = Number(await new Promise<string>((r) => sh.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
-    await until(() => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsieved-broker'));
+    const sh = spawn('/bin/sh', ['-c', `exec 3<&0; ${BROKER} <&3 & echo $!; wait`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const pid = Number(await new Promise<string>((r) => sh.stdout.once('data', (d: Buffer) => r(d.toString().trim()))));
+    await until(
+      () => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsieved-broker'),
+    );
     expect(alive(pid)).toBe(true);
     sh.kill('SIGKILL');
     await until(() => !alive(pid));
-    sh.stdin!.end();
+    sh.stdin.end();
   });
 });
 
@@ -190,7 +236,13 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
       expect(await code(ops.createExclusive(join(d, 'a'), 0o600))).toBe('EEXIST');
       expect((await ops.readFile(join(d, 'a'))).equals(data)).toBe(true);
       const st = await ops.stat(join(d, 'a'));
-      expect([st.size, st.mode & 0o7777, st.isFile(), st.isDirectory(), st.uid]).toEqual([data.length, 0o755, true, false, id.uid ?? process.getuid!()]);
+      expect([st.size, st.mode & 0o7777, st.isFile(), st.isDirectory(), st.uid]).toEqual([
+        data.length,
+        0o755,
+        true,
+        false,
+        id.uid ?? process.getuid!(),
+      ]);
       expect(Math.abs(st.mtimeMs - statSync(join(d, 'a')).mtimeMs)).toBeLessThan(1);
       symlinkSync('a', join(d, 'link'));
       expect((await ops.lstat(join(d, 'link'))).isSymbolicLink()).toBe(true);
@@ -229,7 +281,12 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
   });
 
   it('a broker that never answers is ended after the call timeout, with TRYLATER', async () => {
-    const hung = new BrokerLauncher({ storage: storageConfig(), log: silentLogger(), command: ['/bin/sh', '-c', 'exec sleep 600'], callTimeoutMs: 300 });
+    const hung = new BrokerLauncher({
+      storage: storageConfig(),
+      log: silentLogger(),
+      command: ['/bin/sh', '-c', 'exec sleep 600'],
+      callTimeoutMs: 300,
+    });
     const files = hung.openFiles(self('hung'));
     const t = Date.now();
     expect((await rejection(files.ops.stat('/'))).kind).toBe('trylater');
@@ -239,8 +296,16 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
   });
 
   it('a broker that sends garbage or an oversized frame is dropped with TRYLATER', async () => {
-    for (const out of ['printf "\\377\\377\\377\\377"', 'printf "\\000\\000\\000\\001x"', 'printf "\\000\\000\\000\\005\\000\\000\\000\\011\\000"']) {
-      const liar = new BrokerLauncher({ storage: storageConfig(), log: silentLogger(), command: ['/bin/sh', '-c', `${out}; exec cat >/dev/null`] });
+    for (const out of [
+      'printf "\\377\\377\\377\\377"',
+      'printf "\\000\\000\\000\\001x"',
+      'printf "\\000\\000\\000\\005\\000\\000\\000\\011\\000"',
+    ]) {
+      const liar = new BrokerLauncher({
+        storage: storageConfig(),
+        log: silentLogger(),
+        command: ['/bin/sh', '-c', `${out}; exec cat >/dev/null`],
+      });
       const files = liar.openFiles(self('liar'));
       expect([out, (await rejection(files.ops.stat('/'))).kind]).toEqual([out, 'trylater']);
       await until(() => !alive(files.ops.pid));
@@ -277,7 +342,10 @@ describe('the store over a broker', needs(BROKER_BUILT), () => {
   it('the broker exits when the store is closed, and only its own session fails when it is killed', async () => {
     const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
     const victimFiles = launcher.openFiles(self('victim'));
-    const victim = await FileStore.open({ ...fileStoreOptionsFor(storageConfig(), self('victim'), silentLogger()), fileOps: victimFiles.ops });
+    const victim = await FileStore.open({
+      ...fileStoreOptionsFor(storageConfig(), self('victim'), silentLogger()),
+      fileOps: victimFiles.ops,
+    });
     const bystander = await launcher.open(self('bystander'));
     try {
       await victim.put('a', Buffer.from('keep;'));
@@ -304,7 +372,8 @@ describe('the store over a broker', needs(BROKER_BUILT), () => {
     const launcher = new BrokerLauncher({ storage, log: silentLogger() });
     // A killed broker leaves its lock behind; a short stale time keeps the test short
     // (how long a crashed session's lock holds others up is the lock's business).
-    const open = (ops: FileOps) => FileStore.open({ ...fileStoreOptionsFor(storage, id, silentLogger()), fileOps: ops, lock: { staleMs: 1_000 } });
+    const open = (ops: FileOps) =>
+      FileStore.open({ ...fileStoreOptionsFor(storage, id, silentLogger()), fileOps: ops, lock: { staleMs: 1_000 } });
     let files = launcher.openFiles(id);
     const first = await open(files.ops);
     await first.put('s', Buffer.from('keep;\r\n'));
@@ -365,23 +434,36 @@ describe('the store over a broker', needs(BROKER_BUILT), () => {
   });
 
   it('runs the broker through token_command with the identity expanded by the server', async () => {
-    const storage = storageConfig({ token_command: ['/usr/bin/env', 'TSIEVED_TOKEN_FOR={user}', 'TSIEVED_TOKEN_HOME={home}'] });
+    const storage = storageConfig({
+      token_command: ['/usr/bin/env', 'TSIEVED_TOKEN_FOR={user}', 'TSIEVED_TOKEN_HOME={home}'],
+    });
     const id = self('tokenuser');
-    expect(brokerCommand(storage, id)).toEqual(['/usr/bin/env', 'TSIEVED_TOKEN_FOR=tokenuser', `TSIEVED_TOKEN_HOME=${id.home}`, BROKER]);
+    expect(brokerCommand(storage, id)).toEqual([
+      '/usr/bin/env',
+      'TSIEVED_TOKEN_FOR=tokenuser',
+      `TSIEVED_TOKEN_HOME=${id.home}`,
+      BROKER,
+    ]);
     const launcher = new BrokerLauncher({ storage, log: silentLogger() });
     const files = launcher.openFiles(id);
     try {
       await files.ops.stat('/');
       // env exec'd the broker: the process we talk to is the broker, with the wrapper's variable.
       expect(readFileSync(`/proc/${files.ops.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(BROKER);
-      expect(readFileSync(`/proc/${files.ops.pid}/environ`, 'utf8').split('\0')).toContain('TSIEVED_TOKEN_FOR=tokenuser');
+      expect(readFileSync(`/proc/${files.ops.pid}/environ`, 'utf8').split('\0')).toContain(
+        'TSIEVED_TOKEN_FOR=tokenuser',
+      );
     } finally {
       await files.close();
     }
   });
 
   it('a broker command that does not exist fails with trylater', async () => {
-    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger(), command: ['/nonexistent/tsieved-broker'] });
+    const launcher = new BrokerLauncher({
+      storage: storageConfig(),
+      log: silentLogger(),
+      command: ['/nonexistent/tsieved-broker'],
+    });
     expect((await rejection(launcher.open(self('nocmd')))).kind).toBe('trylater');
   });
 
@@ -409,7 +491,14 @@ describe('the broker as another user (root)', needs(BROKER_BUILT, ROOT, 'chown')
     chownSync(home, UID_A, UID_A);
     const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
     const files = launcher.openFiles({ user: 'owned', uid: UID_A, gid: UID_A, home, fields: {} });
-    const store = await FileStore.open({ ...fileStoreOptionsFor(storageConfig(), { user: 'owned', uid: UID_A, gid: UID_A, home, fields: {} }, silentLogger()), fileOps: files.ops });
+    const store = await FileStore.open({
+      ...fileStoreOptionsFor(
+        storageConfig(),
+        { user: 'owned', uid: UID_A, gid: UID_A, home, fields: {} },
+        silentLogger(),
+      ),
+      fileOps: files.ops,
+    });
     try {
       const status = readFileSync(`/proc/${files.ops.pid}/status`, 'utf8');
       expect(status).toMatch(new RegExp(`^Uid:\\s+${UID_A}\\s+${UID_A}\\s+${UID_A}\\s+${UID_A}$`, 'm'));
@@ -484,14 +573,21 @@ describe('the broker as another user (root)', needs(BROKER_BUILT, ROOT, 'chown')
 
   it('refuses to start a root broker or one without a uid', async () => {
     const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
-    expect((await rejection(launcher.open({ user: 'r', uid: 0, gid: 0, home: homeFor('r'), fields: {} }))).kind).toBe('permission');
-    expect((await rejection(launcher.open({ user: 'nouid', home: homeFor('nouid'), fields: {} }))).kind).toBe('permission');
+    expect((await rejection(launcher.open({ user: 'r', uid: 0, gid: 0, home: homeFor('r'), fields: {} }))).kind).toBe(
+      'permission',
+    );
+    expect((await rejection(launcher.open({ user: 'nouid', home: homeFor('nouid'), fields: {} }))).kind).toBe(
+      'permission',
+    );
   });
 
   it('the start-up check refuses a server that cannot switch users', () => {
     const script = join(base, 'check.mjs');
     const mod = new URL('../../dist/storage/broker/privileges.js', import.meta.url).pathname;
-    writeFileSync(script, `import { processIsolationProblem } from ${JSON.stringify(mod)};\nprocess.stdout.write(processIsolationProblem() ?? 'none');\n`);
+    writeFileSync(
+      script,
+      `import { processIsolationProblem } from ${JSON.stringify(mod)};\nprocess.stdout.write(processIsolationProblem() ?? 'none');\n`,
+    );
     chmodSync(script, 0o644);
     const out = execFileSync(process.execPath, [script], { uid: 65534, gid: 65534, encoding: 'utf8', cwd: '/' });
     expect(out).toMatch(/needs root/);
@@ -515,5 +611,10 @@ function bind(ops: FileOps): FileOps {
 }
 
 function bindFile(f: Awaited<ReturnType<FileOps['createExclusive']>>) {
-  return { writeAll: (d: Uint8Array) => f.writeAll(d), sync: () => f.sync(), chmod: (m: number) => f.chmod(m), close: () => f.close() };
+  return {
+    writeAll: (d: Uint8Array) => f.writeAll(d),
+    sync: () => f.sync(),
+    chmod: (m: number) => f.chmod(m),
+    close: () => f.close(),
+  };
 }

@@ -12,9 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tool } from '../helpers/tools.js';
 
-export const PAM_MODULE_DIR = ['/lib/x86_64-linux-gnu/security', '/usr/lib/x86_64-linux-gnu/security', '/lib/security', '/usr/lib/security', '/lib64/security'].find(
-  (d) => existsSync(join(d, 'pam_unix.so')),
-);
+export const PAM_MODULE_DIR = [
+  '/lib/x86_64-linux-gnu/security',
+  '/usr/lib/x86_64-linux-gnu/security',
+  '/lib/security',
+  '/usr/lib/security',
+  '/lib64/security',
+].find((d) => existsSync(join(d, 'pam_unix.so')));
 
 const TRACE_SOURCE = String.raw`
 #include <security/pam_modules.h>
@@ -135,7 +139,7 @@ export class PamFixture {
       .filter(Boolean)
       .map((l) => {
         const [what, pid, ppid, flags, uid, user] = l.split(' ');
-        return { what: what!, pid: Number(pid), ppid: Number(ppid), flags: Number(flags), uid: Number(uid), user: user! };
+        return { what: what, pid: Number(pid), ppid: Number(ppid), flags: Number(flags), uid: Number(uid), user: user };
       });
   }
 

@@ -44,21 +44,28 @@ describe('PAM helper program', needs(PAM_HELPER), () => {
     expect(statSync(HELPER).mode & 0o111).not.toBe(0);
   });
 
-  it('build.sh says what is missing and fails when libpam cannot be linked, and still builds the broker', needs('bash', 'gcc'), () => {
-    // A compiler that cannot link libpam stands in for a system without libpam0g-dev.
-    const cc = join(dir, 'cc-without-pam');
-    writeFileSync(cc, `#!/bin/sh\nfor a in "$@"; do [ "$a" = -lpam ] && { echo "cannot find -lpam" >&2; exit 1; }; done\nexec ${tool('gcc')} "$@"\n`);
-    chmodSync(cc, 0o755);
-    const before = readFileSync(HELPER);
-    const broker = join(HELPER, '../tsieved-broker');
-    const brokerBefore = statSync(broker).mtimeMs;
-    const r = spawnSync(tool('bash'), [BUILD], { env: { ...process.env, CC: cc }, encoding: 'utf8' });
-    expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/libpam0g-dev/);
-    expect(readFileSync(HELPER).equals(before)).toBe(true); // the working binary is untouched
-    expect(statSync(broker).mtimeMs).toBeGreaterThan(brokerBefore); // the broker needs no PAM
-    expect(statSync(broker).mode & 0o111).not.toBe(0);
-  });
+  it(
+    'build.sh says what is missing and fails when libpam cannot be linked, and still builds the broker',
+    needs('bash', 'gcc'),
+    () => {
+      // A compiler that cannot link libpam stands in for a system without libpam0g-dev.
+      const cc = join(dir, 'cc-without-pam');
+      writeFileSync(
+        cc,
+        `#!/bin/sh\nfor a in "$@"; do [ "$a" = -lpam ] && { echo "cannot find -lpam" >&2; exit 1; }; done\nexec ${tool('gcc')} "$@"\n`,
+      );
+      chmodSync(cc, 0o755);
+      const before = readFileSync(HELPER);
+      const broker = join(HELPER, '../tsieved-broker');
+      const brokerBefore = statSync(broker).mtimeMs;
+      const r = spawnSync(tool('bash'), [BUILD], { env: { ...process.env, CC: cc }, encoding: 'utf8' });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/libpam0g-dev/);
+      expect(readFileSync(HELPER).equals(before)).toBe(true); // the working binary is untouched
+      expect(statSync(broker).mtimeMs).toBeGreaterThan(brokerBefore); // the broker needs no PAM
+      expect(statSync(broker).mode & 0o111).not.toBe(0);
+    },
+  );
 
   it('refuses malformed credentials before PAM, with a status, and goes on serving', async () => {
     const svc = ['tsieved-no-such-service', '127.0.0.1', ''].join('\0');
@@ -83,10 +90,10 @@ describe('PAM helper program', needs(PAM_HELPER), () => {
       expect(usage.stderr).toMatch(/usage/);
     }
     const other = spawn(HELPER, ['--listen', join(dir, 'other.sock')], { stdio: ['pipe', 'pipe', 'inherit'] });
-    await new Promise<void>((r) => other.stdout!.once('data', () => r()));
+    await new Promise<void>((r) => other.stdout.once('data', () => r()));
     expect(existsSync(join(dir, 'other.sock'))).toBe(true);
     expect(statSync(join(dir, 'other.sock')).mode & 0o777).toBe(0o600);
-    other.stdin!.end();
+    other.stdin.end();
     expect(await new Promise((r) => other.once('exit', r))).toBe(0);
     expect(existsSync(join(dir, 'other.sock'))).toBe(false);
   });

@@ -51,10 +51,12 @@ afterEach(async () => {
 
 /** A process holding the store's lock with a temp file of `target` written. */
 async function holder(target = join(h.scriptsDir, 'x.sieve')): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(compiled.dir, 'holder.mjs'), join(h.scriptsDir, '.lock'), target], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(compiled.dir, 'holder.mjs'), join(h.scriptsDir, '.lock'), target], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
   });
   return child;
@@ -113,12 +115,14 @@ describe('a holder killed with kill -9', () => {
 describe('a live holder', () => {
   it('is waited for (TRYLATER), and its temp file is left alone', async () => {
     await holder();
-    expect(await kindOf(acquireLock(nodeFileOps, join(h.scriptsDir, '.lock'), { ...DEFAULT_LOCK_OPTIONS, waitMs: 300 }))).toBe('trylater');
+    expect(
+      await kindOf(acquireLock(nodeFileOps, join(h.scriptsDir, '.lock'), { ...DEFAULT_LOCK_OPTIONS, waitMs: 300 })),
+    ).toBe('trylater');
     await openStore(h, { lock: { waitMs: 300 } });
     expect(await temps()).toHaveLength(1);
   });
 
-  it('blocking the repair at open: the repair runs before this session\'s first change', async () => {
+  it("blocking the repair at open: the repair runs before this session's first change", async () => {
     const store = await openStore(h);
     await store.put('a', b('keep;\n'));
     await store.put('b', b('discard;\n'));
@@ -139,10 +143,16 @@ describe('an owner on another host', () => {
     await mkdir(lockDir);
     const dead = spawn(process.execPath, ['-e', '']);
     await new Promise((r) => dead.once('exit', r));
-    await writeFile(join(lockDir, 'owner.0123456789abcdef01234567'), formatOwner({ ...currentOwner(), host: 'other.example', boot: 'another-boot', pid: dead.pid! }));
+    await writeFile(
+      join(lockDir, 'owner.0123456789abcdef01234567'),
+      formatOwner({ ...currentOwner(), host: 'other.example', boot: 'another-boot', pid: dead.pid! }),
+    );
     expect(await kindOf(acquireLock(nodeFileOps, lockDir, { ...DEFAULT_LOCK_OPTIONS, waitMs: 300 }))).toBe('trylater');
     // The same record from this machine is a dead owner: taken over at once.
-    await writeFile(join(lockDir, 'owner.0123456789abcdef01234567'), formatOwner({ ...currentOwner(), pid: dead.pid! }));
+    await writeFile(
+      join(lockDir, 'owner.0123456789abcdef01234567'),
+      formatOwner({ ...currentOwner(), pid: dead.pid! }),
+    );
     await (await acquireLock(nodeFileOps, lockDir, { ...DEFAULT_LOCK_OPTIONS, waitMs: 300 })).release();
   });
 });
@@ -152,7 +162,9 @@ describe('a refused PUTSCRIPT', () => {
     const long = 'ü'.repeat(150);
     const enc = encodeScriptFileName(long);
     expect(enc.nameFile).toBeDefined();
-    const store = await openStore(h, { fileOps: faultyOps({ renameFails: { match: /#[0-9a-f]{64}\.sieve$/, code: 'ENOSPC' } }) });
+    const store = await openStore(h, {
+      fileOps: faultyOps({ renameFails: { match: /#[0-9a-f]{64}\.sieve$/, code: 'ENOSPC' } }),
+    });
     expect(await kindOf(store.put(long, b('keep;\n')))).toBe('quota');
     expect(await readdir(h.scriptsDir)).toEqual([]);
     // Replacing an existing hashed script that fails keeps its name file.

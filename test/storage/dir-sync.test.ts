@@ -16,7 +16,9 @@ const failing = (code: string): FileOps =>
 describe('reportingDirSyncFailures', () => {
   it('reports an I/O error of a directory fsync without failing the caller', async () => {
     const reported: string[] = [];
-    const ops = reportingDirSyncFailures(failing('EIO'), (path, err) => reported.push(`${path} ${(err as Error).message}`));
+    const ops = reportingDirSyncFailures(failing('EIO'), (path, err) =>
+      reported.push(`${path} ${(err as Error).message}`),
+    );
     await expect(ops.syncDir('/some/dir')).resolves.toBeUndefined();
     expect(reported).toEqual(['/some/dir EIO: directory fsync']);
   });

@@ -39,8 +39,14 @@ describe('filter file read by exim4 -bf', needs('exim4'), () => {
   }
 
   it.each([
-    ['a script without a header, CRLF line ends', 'require "fileinto";\r\nif header :contains "subject" "spam" {\r\n  fileinto "Junk";\r\n}\r\n'],
-    ['a script with its own header', '# Sieve filter\nrequire "fileinto";\nif header :is "subject" "spam" { fileinto "Junk"; }\n'],
+    [
+      'a script without a header, CRLF line ends',
+      'require "fileinto";\r\nif header :contains "subject" "spam" {\r\n  fileinto "Junk";\r\n}\r\n',
+    ],
+    [
+      'a script with its own header',
+      '# Sieve filter\nrequire "fileinto";\nif header :is "subject" "spam" { fileinto "Junk"; }\n',
+    ],
     ['a script with a BOM and no final newline', '\ufeffif header :is "subject" "spam" { discard; }'],
   ])('%s', async (_what, script) => {
     const store = await openStore(h);
@@ -56,7 +62,8 @@ describe('filter file read by exim4 -bf', needs('exim4'), () => {
 
   it('several requires, one per line, are merged for Exim; GETSCRIPT keeps the stored bytes; line numbers stay', async () => {
     const store = await openStore(h);
-    const script = 'require "fileinto";\r\n# a comment\r\nrequire "encoded-character";\r\nrequire "${hex:63}opy";\r\nif header :is "subject" "spam" { fileinto :copy "Junk"; }\r\n';
+    const script =
+      'require "fileinto";\r\n# a comment\r\nrequire "encoded-character";\r\nrequire "${hex:63}opy";\r\nif header :is "subject" "spam" { fileinto :copy "Junk"; }\r\n';
     await store.put('requires', b(script));
     await store.setActive('requires');
     expect((await store.get('requires')).equals(b(script))).toBe(true);

@@ -51,8 +51,16 @@ describe('injected faults', () => {
 
   it.each([
     ['EDQUOT at close (AFS quota)', { closeFails: { match: /tsieved-tmp/, code: 'EDQUOT' } }, 'quota'],
-    ['EDQUOT at close of the filter only', { closeFails: { match: /\.forward\.tsieved-tmp/, code: 'EDQUOT' } }, 'quota'],
-    ['ENOSPC at write of the script only', { writeFails: { match: /main\.sieve\.tsieved-tmp/, code: 'ENOSPC' } }, 'quota'],
+    [
+      'EDQUOT at close of the filter only',
+      { closeFails: { match: /\.forward\.tsieved-tmp/, code: 'EDQUOT' } },
+      'quota',
+    ],
+    [
+      'ENOSPC at write of the script only',
+      { writeFails: { match: /main\.sieve\.tsieved-tmp/, code: 'ENOSPC' } },
+      'quota',
+    ],
     ['EIO at close', { closeFails: { match: /tsieved-tmp/, code: 'EIO' } }, 'io'],
     ['EACCES at write', { writeFails: { match: /tsieved-tmp/, code: 'EACCES' } }, 'permission'],
   ] as const)('PUTSCRIPT over the active script with %s', async (_what, faults, kind) => {

@@ -212,7 +212,7 @@ describe('a filter file tsieved did not write', () => {
     expect(await store.list()).toEqual([{ name: 'old-forward', active: true }]);
     expect(await store.get('old-forward')).toEqual(original);
     const [backup] = await backups();
-    expect(await readFile(join(h.home, backup!))).toEqual(original);
+    expect(await readFile(join(h.home, backup))).toEqual(original);
     // Exim keeps running the same file until the user changes something.
     expect(await readFile(h.filterPath)).toEqual(original);
     // Opening again does not import it a second time.
@@ -234,7 +234,7 @@ describe('a filter file tsieved did not write', () => {
     await store.setActive('new');
     expect(isTsievedFilter(await readFile(h.filterPath))).toBe(true);
     const [backup] = await backups();
-    expect(await readFile(join(h.home, backup!))).toEqual(original);
+    expect(await readFile(join(h.home, backup))).toEqual(original);
     expect(await store.get('old-forward')).toEqual(original);
     // Activated again, it is written back byte for byte, not as Sieve.
     await store.setActive('old-forward');
@@ -308,7 +308,9 @@ describe('directories', () => {
     expect(await store.list()).toEqual([]);
     expect((await stat(join(h.home, 'a'))).mode & 0o777).toBe(0o700);
     const elsewhere = join(h.home, 'c', 'd', 'sieve');
-    expect(await kindOf(FileStore.open(storeOptions(h, { scriptsDir: elsewhere, createBelow: undefined })))).toBe('trylater');
+    expect(await kindOf(FileStore.open(storeOptions(h, { scriptsDir: elsewhere, createBelow: undefined })))).toBe(
+      'trylater',
+    );
   });
 
   it('a missing filter directory is a set-up problem (not "try later") and changes nothing', async () => {
@@ -319,7 +321,7 @@ describe('directories', () => {
   });
 });
 
-describe('Exim\'s size limit', () => {
+describe("Exim's size limit", () => {
   it('refuses to activate a script whose filter file would exceed 1 MiB, leaving everything', async () => {
     const store = await openStore(h, { limits: { maxScripts: 5, maxScriptBytes: 2 << 20, maxTotalBytes: 0 } });
     await store.put('small', b('keep;'));
@@ -367,10 +369,13 @@ describe('leftovers of a crashed server', () => {
   it('removes its own temp files older than an hour, and nothing else', async () => {
     await mkdir(h.scriptsDir, { mode: 0o700 });
     const old = new Date(Date.now() - 2 * 3600_000);
-    const stale = [join(h.scriptsDir, '.a.sieve.tsieved-tmp.host.1.abc'), join(h.home, '.forward.tsieved-tmp.host.1.abc')];
+    const stale = [
+      join(h.scriptsDir, '.a.sieve.tsieved-tmp.host.1.abc'),
+      join(h.home, '.forward.tsieved-tmp.host.1.abc'),
+    ];
     const kept = [join(h.scriptsDir, '.b.sieve.tsieved-tmp.host.2.def'), join(h.home, '.other-old-file')];
     for (const p of [...stale, ...kept]) await writeFile(p, 'x');
-    for (const p of [...stale, kept[1]!]) await utimes(p, old, old);
+    for (const p of [...stale, kept[1]]) await utimes(p, old, old);
     await openStore(h);
     for (const p of stale) await expect(stat(p)).rejects.toMatchObject({ code: 'ENOENT' });
     for (const p of kept) expect((await stat(p)).isFile()).toBe(true);
@@ -386,7 +391,7 @@ describe('the operations migration needs, decided under the lock', () => {
     expect(await kindOf(store.putIfAbsent('b', Buffer.alloc(5000, 0x23)))).toBe('quota-maxsize');
   });
 
-  it('setActiveIfNone activates only when nothing is, and replaces only the store\'s identical preserved copy', async () => {
+  it("setActiveIfNone activates only when nothing is, and replaces only the store's identical preserved copy", async () => {
     const store = await openStore(h);
     await store.put('a', b('keep;'));
     await store.put('b', b('discard;'));

@@ -40,14 +40,16 @@ describe('recognising filter files', () => {
     expect(isTsievedFilter(renderFilter(b('keep;')))).toBe(true);
     // A script's own, very long, Sieve header line is kept: still recognised as ours.
     const long = renderFilter(b(`# Sieve filter ${'x'.repeat(3000)}\r\nkeep;\r\n`));
-    expect(long.toString('latin1').startsWith(`# Sieve filter ${'x'.repeat(3000)}\n${TSIEVED_MARKER_LINE}\n`)).toBe(true);
+    expect(long.toString('latin1').startsWith(`# Sieve filter ${'x'.repeat(3000)}\n${TSIEVED_MARKER_LINE}\n`)).toBe(
+      true,
+    );
     expect(isTsievedFilter(long)).toBe(true);
     expect(isTsievedFilter(b(`# Sieve filter\n${TSIEVED_MARKER_LINE}`))).toBe(false);
     expect(isTsievedFilter(b('# Sieve filter\nkeep;\n'))).toBe(false);
     expect(isTsievedFilter(b(`# Exim filter\n${TSIEVED_MARKER_LINE}\n`))).toBe(false);
   });
 
-  it('applies Exim\'s Sieve test (leading white space, any case, optional blanks)', () => {
+  it("applies Exim's Sieve test (leading white space, any case, optional blanks)", () => {
     expect(isSieveFilter(b('# Sieve filter\n'))).toBe(true);
     expect(isSieveFilter(b('\n  #sieve FILTER\nkeep;'))).toBe(true);
     expect(isSieveFilter(b('# Exim filter\n'))).toBe(false);

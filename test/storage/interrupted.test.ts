@@ -103,7 +103,7 @@ describe('a change that fails half-way inside a session is undone at once', () =
   });
 });
 
-describe('a filter edited by hand below tsieved\'s marker lines', () => {
+describe("a filter edited by hand below tsieved's marker lines", () => {
   it('is backed up before the next open renders the active script again', async () => {
     await withActive('a', A);
     const edited = Buffer.concat([renderFilter(A), Buffer.from('if header :contains "subject" "x" { discard; }\n')]);
@@ -112,7 +112,7 @@ describe('a filter edited by hand below tsieved\'s marker lines', () => {
     expect(await readFile(h.filterPath)).toEqual(renderFilter(A));
     const backups = (await readdir(h.home)).filter((f) => f.startsWith('.forward.tsieved-backup-'));
     expect(backups).toHaveLength(1);
-    expect(await readFile(join(h.home, backups[0]!))).toEqual(edited);
+    expect(await readFile(join(h.home, backups[0]))).toEqual(edited);
   });
 });
 

@@ -25,7 +25,8 @@ function capture(): { log: pino.Logger; lines: Array<Record<string, unknown>> } 
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const l of chunk.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(l) as Record<string, unknown>);
       cb();
     },
   });
@@ -66,15 +67,18 @@ describe('names with invisible code points', () => {
     const long = '\ufeff' + 'ü'.repeat(150);
     await store.put(long, b('keep;\n'));
     await store.setActive(long);
-    expect(await store.list()).toEqual([
-      { name: '\ufeffhidden', active: false },
-      { name: long, active: true },
-    ].sort((x, y) => (x.name < y.name ? -1 : 1)));
+    expect(await store.list()).toEqual(
+      [
+        { name: '\ufeffhidden', active: false },
+        { name: long, active: true },
+      ].sort((x, y) => (x.name < y.name ? -1 : 1)),
+    );
   });
 
   it('refuses names with unassigned code points or noncharacters (their NFC is not stable)', async () => {
     const store = await openStore(h);
-    for (const n of ['a\uffffb', 'a\ufffe', '\u{10ffff}', 'x\u0378y']) expect(await kindOf(store.put(n, b('keep;')))).toBe('bad-name');
+    for (const n of ['a\uffffb', 'a\ufffe', '\u{10ffff}', 'x\u0378y'])
+      expect(await kindOf(store.put(n, b('keep;')))).toBe('bad-name');
     expect(await readdir(h.scriptsDir)).toEqual([]);
   });
 });

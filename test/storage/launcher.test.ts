@@ -40,7 +40,12 @@ function fakeWorker(): AttachedBroker & { terminated: number } {
 describe('InProcessLauncher', () => {
   it('resolves the templates and opens a working store for the identity', async () => {
     const storage = configSchema.parse({
-      storage: { scripts_dir: '{home}/mail/{user}/sieve', filter_path: '{home}/.forward', roots: [h.home], filter_mode: '0640' },
+      storage: {
+        scripts_dir: '{home}/mail/{user}/sieve',
+        filter_path: '{home}/.forward',
+        roots: [h.home],
+        filter_mode: '0640',
+      },
     }).storage;
     const launcher = new InProcessLauncher(storage, silentLogger());
     const identity: Identity = { user: 'alice', home: h.home, fields: {}, ...me };
@@ -54,34 +59,43 @@ describe('InProcessLauncher', () => {
   });
 
   it('refuses an identity whose paths would escape, and ends an attached worker', async () => {
-    const storage = configSchema.parse({ storage: { scripts_dir: '/srv/sieve/{user}', filter_path: '/srv/fwd/{user}' } }).storage;
+    const storage = configSchema.parse({
+      storage: { scripts_dir: '/srv/sieve/{user}', filter_path: '/srv/fwd/{user}' },
+    }).storage;
     const launcher = new InProcessLauncher(storage, silentLogger());
     const worker = fakeWorker();
     expect(await kindOf(launcher.open({ user: '../root', fields: {}, ...me }, worker))).toBe('bad-name');
     expect(worker.terminated).toBe(1);
     const outside = configSchema.parse({ storage: { roots: ['/nonexistent-root'] } }).storage;
-    expect(await kindOf(new InProcessLauncher(outside, silentLogger()).open({ user: 'a', home: h.home, fields: {}, ...me }))).toBe(
-      'permission',
-    );
+    expect(
+      await kindOf(new InProcessLauncher(outside, silentLogger()).open({ user: 'a', home: h.home, fields: {}, ...me })),
+    ).toBe('permission');
   });
 
-  it('as root, refuses another uid (or none) as a misconfiguration: root would follow that user\'s symlinks', needs(ROOT), async () => {
-    const storage = configSchema.parse({ storage: { roots: [h.home] } }).storage;
-    const launcher = new InProcessLauncher(storage, silentLogger());
-    for (const identity of [
-      { user: 'nobody', home: h.home, uid: 65534, gid: 65534, fields: {} },
-      { user: 'nouid', home: h.home, fields: {} },
-    ]) {
-      expect(await kindOf(launcher.open(identity)), identity.user).toBe('misconfigured');
-    }
-    // Nothing was created for them.
-    await expect(stat(join(h.home, 'sieve'))).rejects.toMatchObject({ code: 'ENOENT' });
-  });
+  it(
+    "as root, refuses another uid (or none) as a misconfiguration: root would follow that user's symlinks",
+    needs(ROOT),
+    async () => {
+      const storage = configSchema.parse({ storage: { roots: [h.home] } }).storage;
+      const launcher = new InProcessLauncher(storage, silentLogger());
+      for (const identity of [
+        { user: 'nobody', home: h.home, uid: 65534, gid: 65534, fields: {} },
+        { user: 'nouid', home: h.home, fields: {} },
+      ]) {
+        expect(await kindOf(launcher.open(identity)), identity.user).toBe('misconfigured');
+      }
+      // Nothing was created for them.
+      await expect(stat(join(h.home, 'sieve'))).rejects.toMatchObject({ code: 'ENOENT' });
+    },
+  );
 
   it('keeps an attached worker alive until the store is closed', async () => {
     const storage = configSchema.parse({}).storage;
     const worker = fakeWorker();
-    const store = await new InProcessLauncher(storage, silentLogger()).open({ user: 'a', home: h.home, fields: {}, ...me }, worker);
+    const store = await new InProcessLauncher(storage, silentLogger()).open(
+      { user: 'a', home: h.home, fields: {}, ...me },
+      worker,
+    );
     await store.put('x', Buffer.from('keep;'));
     expect(worker.terminated).toBe(0);
     await store.close();

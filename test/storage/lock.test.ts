@@ -25,7 +25,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const stalledOps: FileOps = {
   ...nodeFileOps,
   createExclusive: (path, mode) =>
-    /\/\.lock\/beat\.[^/]*$/.test(path) ? Promise.reject(errnoError('EIO', 'open')) : nodeFileOps.createExclusive(path, mode),
+    /\/\.lock\/beat\.[^/]*$/.test(path)
+      ? Promise.reject(errnoError('EIO', 'open'))
+      : nodeFileOps.createExclusive(path, mode),
 };
 
 const opts = { staleMs: 60_000, waitMs: 200, retryMs: 5 };
@@ -53,7 +55,9 @@ describe('the user lock', () => {
     const held = await acquireLock(nodeFileOps, lockDir, opts);
     expect(await kindOf(acquireLock(nodeFileOps, lockDir, opts))).toBe('trylater');
     await held.release();
-    await expect(withLock(nodeFileOps, lockDir, opts, async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    await expect(withLock(nodeFileOps, lockDir, opts, async () => Promise.reject(new Error('boom')))).rejects.toThrow(
+      'boom',
+    );
     await (await acquireLock(nodeFileOps, lockDir, opts)).release();
   });
 
@@ -116,7 +120,7 @@ describe('the user lock', () => {
     await lock.release();
   });
 
-  it('a holder that stalled past staleMs loses the lock, cannot release the new holder\'s, and knows before committing', async () => {
+  it("a holder that stalled past staleMs loses the lock, cannot release the new holder's, and knows before committing", async () => {
     const lockDir = join(dir, '.lock');
     const o = { staleMs: 200, waitMs: 5_000, retryMs: 10 };
     const events: string[] = [];
@@ -124,7 +128,8 @@ describe('the user lock', () => {
     let overlap: string | undefined;
     const enter = (who: string): void => {
       // A overlapping B is the stall itself; B and C must never overlap.
-      if (who !== 'A' && [...inside].some((w) => w !== 'A')) overlap ??= `${who} entered while ${[...inside].join(',')} inside`;
+      if (who !== 'A' && [...inside].some((w) => w !== 'A'))
+        overlap ??= `${who} entered while ${[...inside].join(',')} inside`;
       inside.add(who);
       events.push(`${who}-in`);
     };
@@ -209,7 +214,7 @@ describe('the user lock', () => {
   });
 
   describe('with clocks that disagree between machines', () => {
-    it('does not break a live lock when this machine\'s clock is ahead', async () => {
+    it("does not break a live lock when this machine's clock is ahead", async () => {
       const lockDir = join(dir, '.lock');
       const held = await acquireLock(nodeFileOps, lockDir, opts);
       const realNow = Date.now.bind(Date);
@@ -220,7 +225,7 @@ describe('the user lock', () => {
       await held.release();
     });
 
-    it('breaks an abandoned lock when this machine\'s clock is behind', async () => {
+    it("breaks an abandoned lock when this machine's clock is behind", async () => {
       const lockDir = join(dir, '.lock');
       await mkdir(lockDir);
       const old = new Date(Date.now() - 120_000);

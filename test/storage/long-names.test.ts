@@ -15,7 +15,8 @@ vi.mock('node:os', async (importOriginal) => {
   return { ...os, hostname, default: { ...os, hostname } };
 });
 
-const { encodeScriptFileName, MAX_SCRIPT_NAME_OCTETS, validateScriptName } = await import('../../src/storage/script-names.js');
+const { encodeScriptFileName, MAX_SCRIPT_NAME_OCTETS, validateScriptName } =
+  await import('../../src/storage/script-names.js');
 const { TEMP_MARKER, tempPathFor } = await import('../../src/storage/atomic-write.js');
 const { openStore, tempHome } = await import('./helpers/store.js');
 type TempHome = Awaited<ReturnType<typeof tempHome>>;
@@ -46,7 +47,13 @@ describe('temp file names', () => {
   it('have a bounded length whatever the target name and host name', async () => {
     const os = await import('node:os');
     expect(os.hostname()).toBe(LONG_HOST); // the mock is in effect
-    for (const target of ['x'.repeat(255), 'é'.repeat(127) + 'x', '€'.repeat(85), '\u{1F600}'.repeat(63) + 'abc', '.forward']) {
+    for (const target of [
+      'x'.repeat(255),
+      'é'.repeat(127) + 'x',
+      '€'.repeat(85),
+      '\u{1F600}'.repeat(63) + 'abc',
+      '.forward',
+    ]) {
       const temp = basename(tempPathFor(`/d/${target}`));
       expect(bytes(temp)).toBeLessThanOrEqual(128);
       expect(temp.startsWith('.')).toBe(true);

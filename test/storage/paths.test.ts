@@ -46,7 +46,7 @@ describe('checkStorageTemplates', () => {
     [{ filter_mode: '0664' }, /group\/other-writable/],
     [{ filter_mode: '0444' }, /owner must be able/],
   ])('reports %j', (over, problem) => {
-    const problems = checkStorageTemplates(storage(over as Partial<StorageConfig>));
+    const problems = checkStorageTemplates(storage(over));
     expect(problems.some((p) => problem.test(p))).toBe(true);
   });
 });
@@ -101,7 +101,10 @@ describe('resolveUserPaths', () => {
   });
 
   it('gives {u1}/{u2} by characters, for the AFS common email layout', () => {
-    const s = storage({ scripts_dir: '/afs/example.org/common/email/{u1}/{u2}/{user}', filter_path: '{home}/.public/.forward' });
+    const s = storage({
+      scripts_dir: '/afs/example.org/common/email/{u1}/{u2}/{user}',
+      filter_path: '{home}/.public/.forward',
+    });
     expect(resolveUserPaths(s, { ...alice, user: 'ölaf' }).scriptsDir).toBe('/afs/example.org/common/email/ö/öl/ölaf');
     expect(resolveUserPaths(s, { ...alice, user: 'x' }).scriptsDir).toBe('/afs/example.org/common/email/x/x/x');
     expect(resolveUserPaths(s, alice).filterPath).toBe('/home/alice/.public/.forward');
@@ -130,14 +133,16 @@ describe('resolveUserPaths', () => {
   });
 
   it('refuses a home that is the root directory for a filter path', () => {
-    const s = storage({ filter_path: '{home}' , scripts_dir: '{home}/sieve' });
+    const s = storage({ filter_path: '{home}', scripts_dir: '{home}/sieve' });
     expect(errorOf(() => resolveUserPaths(s, { ...alice, home: '/' })).kind).toBe('permission');
   });
 });
 
 describe('a filter file inside the scripts directory', () => {
   it('is allowed only as a dot file the store does not use', () => {
-    expect(checkStorageTemplates(storage({ scripts_dir: '{home}/sieve', filter_path: '{home}/sieve/.forward' }))).toEqual([]);
+    expect(
+      checkStorageTemplates(storage({ scripts_dir: '{home}/sieve', filter_path: '{home}/sieve/.forward' })),
+    ).toEqual([]);
     for (const filter_path of ['{home}/sieve/active.sieve', '{home}/sieve/.active', '{home}/sieve/sub/.forward']) {
       const problems = checkStorageTemplates(storage({ scripts_dir: '{home}/sieve', filter_path }));
       expect(problems.some((p) => /inside scripts_dir/.test(p))).toBe(true);

@@ -59,7 +59,14 @@ describe('storage across processes', needs(ROOT), () => {
     // Now the scripts directory is not writable either.
     await chown(h.scriptsDir, 0, 0);
     await chmod(h.scriptsDir, 0o755);
-    const denied = await compiled.run(plainOptions(), [['put', 'other', bytes('keep;\n')], ['delete', 'main']], NOBODY);
+    const denied = await compiled.run(
+      plainOptions(),
+      [
+        ['put', 'other', bytes('keep;\n')],
+        ['delete', 'main'],
+      ],
+      NOBODY,
+    );
     expect(denied).toMatchObject([
       { ok: false, kind: 'permission' },
       { ok: false, kind: 'permission' },
@@ -77,7 +84,11 @@ describe('storage across processes', needs(ROOT), () => {
         contents.set(renderFilter(content).toString('base64'), content);
         // Both writers replace the same active script: the race that must not
         // leave the filter rendered from a different version than the script.
-        steps.push(['put', 'shared', bytes(content)], ['setActive', 'shared'], ['put', `own-${writer}`, bytes(content)]);
+        steps.push(
+          ['put', 'shared', bytes(content)],
+          ['setActive', 'shared'],
+          ['put', `own-${writer}`, bytes(content)],
+        );
       }
       return steps;
     };
@@ -106,7 +117,10 @@ describe('storage across processes', needs(ROOT), () => {
         await new Promise((r) => setTimeout(r, 1));
       }
     })();
-    const [a, bResults] = await Promise.all([compiled.run(options, stepsFor('A')), compiled.run(options, stepsFor('B'))]);
+    const [a, bResults] = await Promise.all([
+      compiled.run(options, stepsFor('A')),
+      compiled.run(options, stepsFor('B')),
+    ]);
     done = true;
     await watcher;
     expect(a.filter((r) => !r.ok)).toEqual([]);
@@ -126,7 +140,9 @@ describe('storage across processes', needs(ROOT), () => {
     const lockDir = join(h.scriptsDir, '.lock');
     await mkdir(lockDir);
     const options = { ...plainOptions(), lock: { waitMs: 300, staleMs: 60_000, retryMs: 10 } };
-    expect(await compiled.run(options, [['put', 'x', bytes('keep;')]])).toMatchObject([{ ok: false, kind: 'trylater' }]);
+    expect(await compiled.run(options, [['put', 'x', bytes('keep;')]])).toMatchObject([
+      { ok: false, kind: 'trylater' },
+    ]);
     // A lock nobody refreshed for longer than staleMs is broken.
     const old = new Date(Date.now() - 120_000);
     await utimes(lockDir, old, old);

@@ -19,18 +19,22 @@ afterEach(async () => {
   await h.cleanup();
 });
 
-describe('special files in the user\'s directories', () => {
-  it('GETSCRIPT of a FIFO named like a script fails at once, and other scripts still work', needs('mkfifo'), async () => {
-    const store = await openStore(h);
-    await store.put('good', Buffer.from('keep;\n'));
-    execFileSync(tool('mkfifo'), [join(h.scriptsDir, 'pipe.sieve')]);
-    // More requests than libuv has threads: each would hang forever if it blocked.
-    const kinds = await Promise.all(Array.from({ length: 40 }, () => kindOf(store.get('pipe'))));
-    expect(new Set(kinds)).toEqual(new Set(['io']));
-    expect((await store.get('good')).toString()).toBe('keep;\n');
-    // Not a script: not listed.
-    expect((await store.list()).map((s) => s.name)).toEqual(['good']);
-  });
+describe("special files in the user's directories", () => {
+  it(
+    'GETSCRIPT of a FIFO named like a script fails at once, and other scripts still work',
+    needs('mkfifo'),
+    async () => {
+      const store = await openStore(h);
+      await store.put('good', Buffer.from('keep;\n'));
+      execFileSync(tool('mkfifo'), [join(h.scriptsDir, 'pipe.sieve')]);
+      // More requests than libuv has threads: each would hang forever if it blocked.
+      const kinds = await Promise.all(Array.from({ length: 40 }, () => kindOf(store.get('pipe'))));
+      expect(new Set(kinds)).toEqual(new Set(['io']));
+      expect((await store.get('good')).toString()).toBe('keep;\n');
+      // Not a script: not listed.
+      expect((await store.list()).map((s) => s.name)).toEqual(['good']);
+    },
+  );
 
   it('a FIFO at the filter path neither hangs opening the store nor gets replaced', needs('mkfifo'), async () => {
     execFileSync(tool('mkfifo'), [h.filterPath]);

@@ -54,7 +54,7 @@ export function bindArguments(
   let ok = true;
   let i = 0;
   for (; i < args.length; i++) {
-    const arg = args[i]!;
+    const arg = args[i];
     if (arg.type !== 'tag') break;
     const name = arg.name.toLowerCase();
     const spec = sig.tags.find((t) => t.name === name);
@@ -71,7 +71,10 @@ export function bindArguments(
       sink.error(arg.loc, `tag ":${arg.name}" given twice`);
       ok = false;
     } else if (spec.group !== undefined && bound.groups.has(spec.group)) {
-      sink.error(arg.loc, `":${arg.name}" conflicts with ":${bound.groups.get(spec.group)!.tag.name}" (${groupWord(spec.group)} already specified)`);
+      sink.error(
+        arg.loc,
+        `":${arg.name}" conflicts with ":${bound.groups.get(spec.group)!.tag.name}" (${groupWord(spec.group)} already specified)`,
+      );
       ok = false;
     }
     const entry: BoundTag = { spec, tag: arg };
@@ -91,7 +94,7 @@ export function bindArguments(
   const rest = args.slice(i);
   const stray = rest.find((a) => a.type === 'tag');
   if (stray !== undefined) {
-    sink.error(stray.loc, `tag ":${(stray as TagArg).name}" must come before the other arguments of ${what}`);
+    sink.error(stray.loc, `tag ":${stray.name}" must come before the other arguments of ${what}`);
     return undefined;
   }
   if (rest.length !== sig.positional.length) {
@@ -106,7 +109,7 @@ export function bindArguments(
     return undefined;
   }
   rest.forEach((arg, k) => {
-    const spec = sig.positional[k]!;
+    const spec = sig.positional[k];
     if (!fits(arg, spec.kind)) {
       sink.error(arg.loc, `${what}: ${spec.label} must be ${KIND_WORD[spec.kind]}, not ${describe(arg)}`);
       ok = false;
@@ -117,7 +120,13 @@ export function bindArguments(
 }
 
 function groupWord(group: string): string {
-  return group === 'match' ? 'match type' : group === 'addresspart' ? 'address part' : group === 'size' ? ':over/:under' : group;
+  return group === 'match'
+    ? 'match type'
+    : group === 'addresspart'
+      ? 'address part'
+      : group === 'size'
+        ? ':over/:under'
+        : group;
 }
 
 /** The strings of a bound string or string-list argument. */

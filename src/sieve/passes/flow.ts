@@ -18,7 +18,8 @@ interface FlowState {
 }
 
 function tooDeep(at: Test | Command, ctx: PassContext, st: FlowState): void {
-  if (!st.nestingReported) ctx.sink.error(at.nameLoc, `blocks and tests nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
+  if (!st.nestingReported)
+    ctx.sink.error(at.nameLoc, `blocks and tests nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
   st.nestingReported = true;
 }
 

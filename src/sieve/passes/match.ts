@@ -43,7 +43,11 @@ function checkComparison(bound: Bound, ctx: PassContext, keysIndex: number): voi
   if (cmpTag !== undefined && cmp !== undefined) {
     const name = cmp.value.toLowerCase();
     if (!COMPARATORS.has(name)) {
-      ctx.sink.error(cmp.loc, `unknown comparator "${cmp.value}" (Exim has i;octet, i;ascii-casemap, en;ascii-casemap, i;ascii-numeric)`, 'dialect');
+      ctx.sink.error(
+        cmp.loc,
+        `unknown comparator "${cmp.value}" (Exim has i;octet, i;ascii-casemap, en;ascii-casemap, i;ascii-numeric)`,
+        'dialect',
+      );
     } else if (name === 'i;ascii-numeric') {
       if (!ctx.required.has('comparator-i;ascii-numeric')) {
         ctx.sink.error(cmp.loc, 'comparator "i;ascii-numeric" needs require "comparator-i;ascii-numeric"', 'semantic');
@@ -57,7 +61,11 @@ function checkComparison(bound: Bound, ctx: PassContext, keysIndex: number): voi
     for (const key of stringsOf(bound.positional[keysIndex])) {
       const trailing = /\\+$/.exec(key.value)?.[0].length ?? 0;
       if (trailing % 2 === 1) {
-        ctx.sink.error(key.loc, ':matches pattern ends in a lone "\\" (Exim: syntactically invalid pattern)', 'semantic');
+        ctx.sink.error(
+          key.loc,
+          ':matches pattern ends in a lone "\\" (Exim: syntactically invalid pattern)',
+          'semantic',
+        );
       }
     }
   }
@@ -71,7 +79,11 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
       // Exim: in the address test :user is the whole local part and :detail
       // never matches (exim-sieve.md section 5 item 8), unlike RFC 5233.
       if (bound.groups.get('addresspart')?.spec.name === 'detail') {
-        ctx.sink.warning(bound.groups.get('addresspart')!.tag.loc, 'Exim never matches :detail in the address test (only envelope "to" has a detail)', 'dialect');
+        ctx.sink.warning(
+          bound.groups.get('addresspart')!.tag.loc,
+          'Exim never matches :detail in the address test (only envelope "to" has a detail)',
+          'dialect',
+        );
       }
       checkComparison(bound, ctx, 1);
       break;
@@ -84,8 +96,15 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
       checkHeaderNames(stringsOf(bound.positional[0]), ctx, false);
       break;
     case 'envelope':
-      if (bound.groups.get('addresspart')?.spec.name === 'detail' && stringsOf(bound.positional[0]).every((p) => p.value.toLowerCase() === 'from')) {
-        ctx.sink.warning(bound.groups.get('addresspart')!.tag.loc, 'Exim never matches :detail for envelope "from"', 'dialect');
+      if (
+        bound.groups.get('addresspart')?.spec.name === 'detail' &&
+        stringsOf(bound.positional[0]).every((p) => p.value.toLowerCase() === 'from')
+      ) {
+        ctx.sink.warning(
+          bound.groups.get('addresspart')!.tag.loc,
+          'Exim never matches :detail for envelope "from"',
+          'dialect',
+        );
       }
       for (const s of stringsOf(bound.positional[0])) {
         const part = s.value.toLowerCase();

@@ -41,12 +41,24 @@ export function checkRequires(script: Script, ctx: PassContext): void {
       }
       const folded = [...accepted].find((a) => a.toLowerCase() === name.toLowerCase());
       if (folded !== undefined) {
-        ctx.sink.error(s.loc, `unknown capability "${name}"; Exim compares names case-sensitively, write "${folded}"`, 'dialect');
+        ctx.sink.error(
+          s.loc,
+          `unknown capability "${name}"; Exim compares names case-sensitively, write "${folded}"`,
+          'dialect',
+        );
       } else if (EXIM_OFFERS.has(name)) {
         // vacation and enotify need router options at the site (exim-sieve.md section 2.3).
-        ctx.sink.error(s.loc, `extension "${name}" is not enabled on this server (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
+        ctx.sink.error(
+          s.loc,
+          `extension "${name}" is not enabled on this server (supported: ${ctx.profile.extensions.join(' ')})`,
+          'dialect',
+        );
       } else {
-        ctx.sink.error(s.loc, `unknown capability "${name}" (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
+        ctx.sink.error(
+          s.loc,
+          `unknown capability "${name}" (supported: ${ctx.profile.extensions.join(' ')})`,
+          'dialect',
+        );
       }
     }
   }

@@ -65,13 +65,25 @@ export function checkStrings(script: Script, ctx: PassContext): void {
           }
           const first = s.rawLines[0];
           if (first === undefined) {
-            ctx.sink.error(s.loc, 'empty multi-line string: Exim 4.96 does not see the "." on the first line and reads on', 'dialect');
+            ctx.sink.error(
+              s.loc,
+              'empty multi-line string: Exim 4.96 does not see the "." on the first line and reads on',
+              'dialect',
+            );
           } else if (first.startsWith('.')) {
-            ctx.sink.error(s.loc, 'the first line of a multi-line string must not start with "." (Exim 4.96 does not unstuff it)', 'dialect');
+            ctx.sink.error(
+              s.loc,
+              'the first line of a multi-line string must not start with "." (Exim 4.96 does not unstuff it)',
+              'dialect',
+            );
           }
         }
         if (decode && s.value === '') {
-          ctx.sink.error(s.loc, 'empty string: Exim 4.96 crashes on empty strings when "encoded-character" is required', 'dialect');
+          ctx.sink.error(
+            s.loc,
+            'empty string: Exim 4.96 crashes on empty strings when "encoded-character" is required',
+            'dialect',
+          );
         } else if (decode) {
           decodeString(s, ctx);
         }

@@ -17,7 +17,8 @@ import { checkTestArguments } from './match.js';
 function unknownMessage(kind: 'command' | 'test', name: string): string {
   const lower = name.toLowerCase();
   const ext = KNOWN_UNSUPPORTED.get(lower);
-  if (ext !== undefined) return `${kind} "${name}" is not supported (it belongs to the "${ext}" extension, which Exim does not have)`;
+  if (ext !== undefined)
+    return `${kind} "${name}" is not supported (it belongs to the "${ext}" extension, which Exim does not have)`;
   const other = kind === 'command' ? TESTS : COMMANDS;
   if (other.has(lower)) return `"${name}" is a ${kind === 'command' ? 'test' : 'command'}, not a ${kind}`;
   return `unknown ${kind} "${name}"`;
@@ -26,7 +27,8 @@ function unknownMessage(kind: 'command' | 'test', name: string): string {
 /** The complaint about a missing `require`, or undefined when none is needed. */
 function requireProblem(what: string, requires: string | undefined, ctx: PassContext): string | undefined {
   if (requires === undefined || ctx.required.has(requires)) return undefined;
-  if (!ctx.profile.extensions.includes(requires)) return `${what} is not available: extension "${requires}" is not enabled on this server`;
+  if (!ctx.profile.extensions.includes(requires))
+    return `${what} is not available: extension "${requires}" is not enabled on this server`;
   return `${what} needs require "${requires}"`;
 }
 
@@ -43,8 +45,12 @@ function checkTest(test: Test, ctx: PassContext): void {
   const bound = bindArguments(`test "${test.name}"`, test.nameLoc, test.args, sig, ctx);
   if (sig.tests === 'none' && test.tests.length > 0) {
     // Usually a missing quote, comma or brace; the stray words are not tests.
-    const stray = test.tests[0]!;
-    ctx.sink.error(stray.nameLoc, `unexpected "${stray.name}" after test "${test.name}" (missing quotes, "," or "{"?)`, 'syntax');
+    const stray = test.tests[0];
+    ctx.sink.error(
+      stray.nameLoc,
+      `unexpected "${stray.name}" after test "${test.name}" (missing quotes, "," or "{"?)`,
+      'syntax',
+    );
     if (bound !== undefined) checkTestArguments(name, bound, ctx);
     return;
   } else if (sig.tests === 'one' && (test.testList || test.tests.length !== 1)) {
@@ -67,7 +73,8 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
   const sig = COMMANDS.get(name);
   if (sig === undefined) {
     ctx.sink.error(cmd.nameLoc, unknownMessage('command', cmd.name), 'semantic');
-    if (!cmd.terminated) ctx.sink.error({ start: cmd.headEnd, end: cmd.headEnd }, `missing ";" after ${cmd.name}`, 'syntax');
+    if (!cmd.terminated)
+      ctx.sink.error({ start: cmd.headEnd, end: cmd.headEnd }, `missing ";" after ${cmd.name}`, 'syntax');
     return;
   }
   const missing = requireProblem(cmd.name, sig.requires, ctx);
@@ -80,7 +87,12 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
   // next command, after a forgotten ";". They are not checked as tests.
   const stray = sig.tests === 'none' && cmd.tests.length > 0;
   if (stray) {
-    if (cmd.testList || sig.block) ctx.sink.error(cmd.tests[0]?.loc ?? argsEnd(cmd), `${cmd.name} takes no test${cmd.testList ? ' list' : ''}`, 'syntax');
+    if (cmd.testList || sig.block)
+      ctx.sink.error(
+        cmd.tests[0]?.loc ?? argsEnd(cmd),
+        `${cmd.name} takes no test${cmd.testList ? ' list' : ''}`,
+        'syntax',
+      );
     else ctx.sink.error(argsEnd(cmd), `missing ";" after ${cmd.name}`, 'syntax');
   } else if (sig.tests === 'one' && (cmd.testList || cmd.tests.length !== 1)) {
     ctx.sink.error(cmd.nameLoc, `${cmd.name} needs one test (use allof/anyof to combine tests)`, 'semantic');

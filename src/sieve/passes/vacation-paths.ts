@@ -65,7 +65,7 @@ function truthOf(t: Test | undefined): Truth {
 function walk(cmds: Command[], start: Paths, ctx: PassContext): Paths {
   let at = start;
   for (let i = 0; i < cmds.length; i++) {
-    const cmd = cmds[i]!;
+    const cmd = cmds[i];
     const name = cmd.name.toLowerCase();
     if (name === 'vacation') {
       const first = at.vacation;
@@ -86,7 +86,7 @@ function walk(cmds: Command[], start: Paths, ctx: PassContext): Paths {
       let out = NONE;
       let j = i;
       for (; j < cmds.length; j++) {
-        const c = cmds[j]!;
+        const c = cmds[j];
         const n = c.name.toLowerCase();
         if (j > i && n !== 'elsif' && n !== 'else') break;
         const truth = n === 'else' ? 'true' : truthOf(c.tests[0]);

@@ -18,14 +18,22 @@ export function checkVacation(bound: Bound, ctx: PassContext): void {
   const { sink } = ctx;
   const handle = bound.tags.get('handle');
   if (handle !== undefined) {
-    sink.error(handle.tag.loc, 'vacation :handle is not supported: Exim 4.96 uses its value as the :from address', 'policy');
+    sink.error(
+      handle.tag.loc,
+      'vacation :handle is not supported: Exim 4.96 uses its value as the :from address',
+      'policy',
+    );
   }
   const days = numberOf(bound.tags.get('days')?.value);
   const unit = days === undefined ? undefined : UNIT[days.unit];
   if (days !== undefined && unit !== undefined) {
     const v = BigInt(days.digits) * unit;
     if (v < 1n || v > 31n) {
-      sink.warning(days.loc, `vacation :days ${days.digits}${days.unit} is outside 1-31; Exim will use ${v < 1n ? 1 : 31}`, 'dialect');
+      sink.warning(
+        days.loc,
+        `vacation :days ${days.digits}${days.unit} is outside 1-31; Exim will use ${v < 1n ? 1 : 31}`,
+        'dialect',
+      );
     }
   }
   const from = stringOf(bound.tags.get('from')?.value);
@@ -35,7 +43,8 @@ export function checkVacation(bound: Bound, ctx: PassContext): void {
   }
   for (const a of stringsOf(bound.tags.get('addresses')?.value)) {
     const p = mailboxProblem(a.value);
-    if (p !== undefined) sink.warning(a.loc, `vacation :addresses entry "${a.value}" is not a mail address: ${p}`, 'semantic');
+    if (p !== undefined)
+      sink.warning(a.loc, `vacation :addresses entry "${a.value}" is not a mail address: ${p}`, 'semantic');
   }
   const reason = stringOf(bound.positional[0]);
   if (bound.tags.has('mime') && reason !== undefined && /[^\x00-\x7f]/.test(reason.value)) {

@@ -179,7 +179,8 @@ export class BrokerFileOps implements FileOps {
     } catch (err) {
       // As nodeFileOps: file systems that refuse fsync on a directory (AFS).
       const code = (err as { code?: string }).code;
-      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EBADF' && code !== 'EISDIR') throw err;
+      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EBADF' && code !== 'EISDIR')
+        throw err;
     }
   }
 
@@ -248,7 +249,7 @@ export class BrokerFileOps implements FileOps {
     try {
       frame = encodeRequest(id, op, fields);
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return new Promise<Response>((resolve, reject) => {
       this.pending.push({ id, resolve, reject });
@@ -262,7 +263,10 @@ export class BrokerFileOps implements FileOps {
     if (this.timer !== undefined || this.pending.length === 0) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.log.error({ pid: this.broker.pid, timeoutMs: this.callTimeoutMs }, 'file broker did not answer in time; terminating it');
+      this.log.error(
+        { pid: this.broker.pid, timeoutMs: this.callTimeoutMs },
+        'file broker did not answer in time; terminating it',
+      );
       this.drop(`no answer within ${this.callTimeoutMs} ms`);
     }, this.callTimeoutMs);
   }

@@ -45,7 +45,11 @@ export function brokerProblem(path: string = defaultBrokerPath()): string | unde
  * The broker's argv for one identity: token_command with its placeholders expanded
  * (here, once, for spawned and PAM brokers alike), then the broker.
  */
-export function brokerCommand(storage: StorageConfig, identity: Identity, brokerPath: string = defaultBrokerPath()): string[] {
+export function brokerCommand(
+  storage: StorageConfig,
+  identity: Identity,
+  brokerPath: string = defaultBrokerPath(),
+): string[] {
   return [...storage.token_command.map((part) => expandTemplate(part, identity)), brokerPath];
 }
 
@@ -74,7 +78,10 @@ export class BrokerLauncher implements StoreLauncher {
     const files = this.openFiles(identity, attached);
     let store: FileStore;
     try {
-      store = await FileStore.open({ ...fileStoreOptionsFor(this.options.storage, identity, this.options.log), fileOps: files.ops });
+      store = await FileStore.open({
+        ...fileStoreOptionsFor(this.options.storage, identity, this.options.log),
+        fileOps: files.ops,
+      });
       // FileStore.open tolerates some failures (it logs them); a broker that is
       // already gone is not a session.
       if (!files.ops.alive) throw new StorageError('trylater', 'storage unavailable: the file broker ended');
@@ -82,7 +89,10 @@ export class BrokerLauncher implements StoreLauncher {
       await files.close();
       throw err instanceof StorageError ? err : new StorageError('trylater', 'the file broker failed', err);
     }
-    this.options.log.info({ event: 'file-broker', user: identity.user, brokerPid: files.ops.pid, adopted: attached !== undefined }, 'file broker ready');
+    this.options.log.info(
+      { event: 'file-broker', user: identity.user, brokerPid: files.ops.pid, adopted: attached !== undefined },
+      'file broker ready',
+    );
     const pid = files.ops.pid;
     return {
       ...withClose(store, async () => {
@@ -100,7 +110,10 @@ export class BrokerLauncher implements StoreLauncher {
   openFiles(identity: Identity, attached?: AttachedBroker): OpenedFiles {
     const log = this.options.log.child({ user: identity.user });
     const channel = attached ?? this.spawnBroker(identity, log);
-    const ops = new BrokerFileOps(channel, { log, ...(this.options.callTimeoutMs !== undefined ? { callTimeoutMs: this.options.callTimeoutMs } : {}) });
+    const ops = new BrokerFileOps(channel, {
+      log,
+      ...(this.options.callTimeoutMs !== undefined ? { callTimeoutMs: this.options.callTimeoutMs } : {}),
+    });
     const files: OpenedFiles = {
       ops,
       close: async () => {
@@ -131,7 +144,10 @@ export class BrokerLauncher implements StoreLauncher {
     if (canSwitch) {
       // A broker must never keep root: it would defeat the per-user permissions.
       if (uid === undefined || gid === undefined) {
-        throw new StorageError('permission', `account ${identity.user} has no uid/gid; isolation = "process" needs them`);
+        throw new StorageError(
+          'permission',
+          `account ${identity.user} has no uid/gid; isolation = "process" needs them`,
+        );
       }
       if (uid === 0) throw new StorageError('permission', `refusing a root file broker for ${identity.user}`);
       ids = { uid, gid };
@@ -145,7 +161,7 @@ export class BrokerLauncher implements StoreLauncher {
       LOGNAME: identity.user,
       ...(identity.home ? { HOME: identity.home } : {}),
     };
-    const child = spawn(argv[0]!, argv.slice(1), {
+    const child = spawn(argv[0], argv.slice(1), {
       stdio: ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       env,
@@ -159,13 +175,13 @@ export class BrokerLauncher implements StoreLauncher {
         r();
       });
     });
-    relayChildLog(child.stderr!, log, { textFrom: 'file-broker', textLevel: 'warn' });
+    relayChildLog(child.stderr, log, { textFrom: 'file-broker', textLevel: 'warn' });
     let killTimer: NodeJS.Timeout | undefined;
     void exited.then(() => clearTimeout(killTimer));
     return {
       pid: child.pid ?? -1,
-      input: child.stdin!,
-      output: child.stdout!,
+      input: child.stdin,
+      output: child.stdout,
       exited,
       terminate() {
         if (child.exitCode !== null || child.signalCode !== null) return;

@@ -66,7 +66,9 @@ export function encodeRequest(id: number, op: OpName, fields: readonly Field[]):
       const p = Buffer.from(f.path, 'utf8');
       // Refused here too, so a path the broker would refuse never reaches it.
       if (p.length === 0 || p.length > MAX_PATH_BYTES || p.includes(0) || p[0] !== 0x2f) {
-        throw Object.assign(new Error(`path not usable by the broker: ${JSON.stringify(f.path.slice(0, 80))}`), { code: 'EINVAL' });
+        throw Object.assign(new Error(`path not usable by the broker: ${JSON.stringify(f.path.slice(0, 80))}`), {
+          code: 'EINVAL',
+        });
       }
       const len = Buffer.alloc(2);
       len.writeUInt16BE(p.length);
@@ -76,7 +78,8 @@ export function encodeRequest(id: number, op: OpName, fields: readonly Field[]):
     }
   }
   const frame = Buffer.concat(parts);
-  if (frame.length - 4 > MAX_REQUEST_BYTES) throw new BrokerProtocolError(`request of ${frame.length - 4} bytes is too large`);
+  if (frame.length - 4 > MAX_REQUEST_BYTES)
+    throw new BrokerProtocolError(`request of ${frame.length - 4} bytes is too large`);
   frame.writeUInt32BE(frame.length - 4, 0);
   return frame;
 }
@@ -112,12 +115,12 @@ export class ResponseDecoder {
   }
 
   private peek4(): number {
-    if (this.chunks[0]!.length < 4) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0]!.readUInt32BE(0);
+    if (this.chunks[0].length < 4) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].readUInt32BE(0);
   }
 
   private take(n: number): Buffer {
-    const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const joined = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     const rest = joined.subarray(n);
     this.chunks = rest.length > 0 ? [rest] : [];
     this.buffered -= n;

@@ -18,11 +18,14 @@ export function tokenCommandProblems(storage: StorageConfig): string[] {
   const problems: string[] = [];
   const cmd = storage.token_command;
   if (cmd.length === 0) return problems;
-  if (cmd[0] === '' || cmd[0]!.includes('{')) problems.push('storage.token_command: the program must be a fixed name or path');
+  if (cmd[0] === '' || cmd[0].includes('{'))
+    problems.push('storage.token_command: the program must be a fixed name or path');
   for (const part of cmd) {
     for (const m of part.matchAll(/\{([^{}]*)\}/g)) {
-      if (!(TOKEN_PLACEHOLDERS as readonly string[]).includes(m[1]!)) {
-        problems.push(`storage.token_command "${part}": unknown placeholder {${m[1]}} (known: ${TOKEN_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})`);
+      if (!(TOKEN_PLACEHOLDERS as readonly string[]).includes(m[1])) {
+        problems.push(
+          `storage.token_command "${part}": unknown placeholder {${m[1]}} (known: ${TOKEN_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})`,
+        );
       }
     }
     if (part.includes('\0')) problems.push('storage.token_command: contains NUL');

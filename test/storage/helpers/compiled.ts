@@ -8,7 +8,6 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { StorageErrorKind } from '../../../src/storage/types.js';
 
 const repo = resolve(import.meta.dirname, '../../..');
 
@@ -35,7 +34,7 @@ try {
 process.stdout.write(JSON.stringify(results));
 `;
 
-export type StepResult = { ok: true; out?: unknown } | { ok: false; kind: StorageErrorKind | string; message: string };
+export type StepResult = { ok: true; out?: unknown } | { ok: false; kind: string; message: string };
 export type Step = [string, ...unknown[]];
 
 export interface CompiledStore {
@@ -48,10 +47,27 @@ export const bytes = (b: Buffer | string): { b64: string } => ({ b64: Buffer.fro
 
 export async function compileStore(): Promise<CompiledStore> {
   const dir = await mkdtemp(join(tmpdir(), 'tsieved-compiled-'));
-  execFileSync(join(repo, 'node_modules/.bin/tsc'), [
-    '--outDir', dir, '--rootDir', join(repo, 'src'), '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
-    '--target', 'ES2022', '--strict', '--skipLibCheck', '--types', 'node', join(repo, 'src/storage/file-store.ts'),
-  ], { cwd: repo, stdio: 'pipe' });
+  execFileSync(
+    join(repo, 'node_modules/.bin/tsc'),
+    [
+      '--outDir',
+      dir,
+      '--rootDir',
+      join(repo, 'src'),
+      '--module',
+      'NodeNext',
+      '--moduleResolution',
+      'NodeNext',
+      '--target',
+      'ES2022',
+      '--strict',
+      '--skipLibCheck',
+      '--types',
+      'node',
+      join(repo, 'src/storage/file-store.ts'),
+    ],
+    { cwd: repo, stdio: 'pipe' },
+  );
   await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
   await writeFile(join(dir, 'driver.mjs'), DRIVER);
   await chmod(dir, 0o755); // readable by the unprivileged test user
