@@ -45,10 +45,9 @@ async function serve(argv: string[]): Promise<number> {
     { createRootLogger },
     { startServer },
     { startControlSocket },
-    { runPrimary },
+    { runPrimary, resolveWorkers },
     { PrimaryAdmission, serveAsWorker },
     { default: cluster },
-    { availableParallelism },
   ] = await Promise.all([
     import('./config/loader.js'),
     import('./demo.js'),
@@ -58,7 +57,6 @@ async function serve(argv: string[]): Promise<number> {
     import('./cluster/primary.js'),
     import('./cluster/worker.js'),
     import('node:cluster'),
-    import('node:os'),
   ]);
   const { values } = parseArgs({
     args: argv,
@@ -86,7 +84,7 @@ async function serve(argv: string[]): Promise<number> {
     process.stderr.write((await usage()) + '\n');
     return 2;
   }
-  const workers = config.server.workers === 'auto' ? Math.max(1, availableParallelism()) : config.server.workers;
+  const workers = resolveWorkers(config.server.workers);
   if (cluster.isPrimary && workers > 1) return runPrimary(config, values.config, workers, log);
   const inWorker = cluster.isWorker;
   if (inWorker) log = log.child({ worker: cluster.worker?.id });

@@ -62,9 +62,20 @@ export class StartupError extends Error {
   }
 }
 
-/** `notApplied`: parts a reload could not apply (a listener that would not bind); the rest took effect. */
+/** The listener changes a reload made, by configured address. */
+export interface ListenerChangeSummary {
+  readonly bound: readonly string[];
+  readonly closed: readonly string[];
+  readonly rebound: readonly string[];
+}
+
+/**
+ * `notApplied`: parts a reload could not apply (a listener that would not bind);
+ * the rest took effect. `listeners`: what changed (a cluster primary logs it once).
+ */
 export type ReloadOutcome =
-  { readonly ok: true; readonly notApplied?: readonly string[] } | { readonly ok: false; readonly error: string };
+  | { readonly ok: true; readonly notApplied?: readonly string[]; readonly listeners?: ListenerChangeSummary }
+  | { readonly ok: false; readonly error: string };
 
 export interface RunningServer {
   readonly addresses: readonly { host: string; port: number; implicitTls: boolean }[];
@@ -269,10 +280,10 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     async reload(load) {
       try {
         const next = await load();
-        const notApplied = await reload(next);
+        const { notApplied, listeners } = await reload(next);
         await endpoint?.reloadToken(next.metrics.token_file);
         events.reloaded('success');
-        return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
+        return notApplied.length > 0 ? { ok: true, notApplied, listeners } : { ok: true, listeners };
       } catch (error) {
         log.error(
           { event: options.worker ? 'worker-reload-failed' : 'reload-failed', err: error },
@@ -302,7 +313,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
    * new services and the listeners are made to match. Sessions already open keep
    * the settings they started with until they end.
    */
-  async function reload(next: Config): Promise<string[]> {
+  async function reload(next: Config): Promise<{ notApplied: string[]; listeners: ListenerChangeSummary }> {
     const old = built;
     built = await buildServices(next, log, events, logins);
     manager.replaceServices(built.services);
@@ -327,6 +338,9 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     // Sessions started before the reload keep the old services until they end; a
     // closed validator still validates, inline, so its worker thread can go now.
     await old.validator.close();
-    return notApplied;
+    return {
+      notApplied,
+      listeners: { bound: listeners.bound, closed: listeners.closed, rebound: listeners.rebound },
+    };
   }
 }

@@ -9,17 +9,26 @@
  *     AggregatorRegistry), and the control socket, asking every worker for
  *     `who`/`kick`/`reload` and merging the answers;
  *   - SIGHUP and `tsieved reload` reload every worker, SIGTERM drains every worker
- *     (each exactly as a single process does) and exits when all have;
+ *     (each exactly as a single process does) and exits when all have. Listener
+ *     changes need nothing more: a worker's listen() asks node:cluster's primary
+ *     for the socket of that address (bound on first request, shared after), and
+ *     its close() leaves it; the primary closes the socket once no worker is left
+ *     on it. So a removed address stops accepting once every worker has reloaded,
+ *     a new one is bound once and served by all, a changed one is left and joined
+ *     again with its new options; sessions already accepted are the workers' own
+ *     and go on (test/ops/workers-listeners.test.ts);
  *   - a worker that dies is replaced; the other workers' sessions go on.
  * It accepts no session itself and runs no auth or storage code.
  *
  * Must not know: the protocol, auth, storage.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import { loadConfig } from '../config/loader.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
+import type { ListenerChangeSummary, ReloadOutcome } from '../main.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/http.js';
 import { LocalAdmission } from '../server/admission.js';
 import { startControlSocket, type ControlSocket } from '../control/socket.js';
@@ -30,7 +39,12 @@ const REQUEST_TIMEOUT_MS = 20_000;
 /** A worker that dies is replaced after this pause, so a crash loop does not spin. */
 const RESTART_DELAY_MS = 1000;
 
-type Outcome = { ok: true; notApplied?: readonly string[] } | { ok: false; error: string };
+type Outcome = ReloadOutcome;
+
+/** `[server] workers`: "auto" is one per core the process may use (1 on a single core). */
+export function resolveWorkers(setting: number | 'auto'): number {
+  return setting === 'auto' ? Math.max(1, availableParallelism()) : setting;
+}
 
 export async function runPrimary(
   config: Config,
@@ -165,28 +179,41 @@ export async function runPrimary(
       );
       return { ok: false, error: failures.join('; ') };
     }
-    const notApplied = [
-      ...new Set(
-        answers.flatMap(({ value }) =>
-          (value as Outcome).ok ? ((value as { notApplied?: string[] }).notApplied ?? []) : [],
-        ),
-      ),
-    ];
+    const applied = answers.map(({ value }) => value as Outcome & { ok: true });
+    const notApplied = [...new Set(applied.flatMap((v) => v.notApplied ?? []))];
+    // Every worker applied the same list; each reports what it changed (a union,
+    // in case one differed: a worker that had already failed to bind, say).
+    const listeners: ListenerChangeSummary = {
+      bound: [...new Set(applied.flatMap((v) => v.listeners?.bound ?? []))],
+      closed: [...new Set(applied.flatMap((v) => v.listeners?.closed ?? []))],
+      rebound: [...new Set(applied.flatMap((v) => v.listeners?.rebound ?? []))],
+    };
     await endpoint
       ?.reloadToken(next.metrics.token_file)
       .catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
-    if (next.server.workers !== 'auto' && next.server.workers !== workers) {
+    if (resolveWorkers(next.server.workers) !== workers) {
       log.warn(
         { event: 'workers-unchanged', running: workers, configured: next.server.workers },
         '[server] workers changes need a restart',
       );
       notApplied.push(`[server] workers = ${String(next.server.workers)}: needs a restart (running ${workers})`);
     }
-    log.info(
-      { event: 'reloaded', workers: answers.length, ...(notApplied.length > 0 ? { notApplied } : {}) },
-      'configuration reloaded in every worker',
-    );
-    return notApplied.length > 0 ? { ok: true, notApplied } : { ok: true };
+    // The same line a single process logs (main.ts), once for the whole server.
+    const line = {
+      event: 'reloaded',
+      workers: answers.length,
+      listenersBound: listeners.bound,
+      listenersClosed: listeners.closed,
+      listenersRebound: listeners.rebound,
+      ...(notApplied.length > 0 ? { notApplied } : {}),
+    };
+    if (notApplied.length > 0)
+      log.warn(
+        line,
+        `configuration reloaded, except (needs the problem fixed, or a restart): ${notApplied.join('; ')}`,
+      );
+    else log.info(line, 'configuration reloaded in every worker; open sessions keep their settings until they end');
+    return notApplied.length > 0 ? { ok: true, notApplied, listeners } : { ok: true, listeners };
   };
 
   let control: ControlSocket | undefined;

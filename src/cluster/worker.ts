@@ -11,7 +11,7 @@ import cluster from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { RunningServer } from '../main.js';
+import type { ReloadOutcome, RunningServer } from '../main.js';
 import type { Admission, AdmissionLimits, AdmissionVerdict } from '../server/admission.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
@@ -48,7 +48,7 @@ export class PrimaryAdmission implements Admission {
 
 export interface WorkerHooks {
   /** Re-reads the configuration file and applies it (the same reload SIGHUP does alone). */
-  reload(): Promise<{ ok: true; notApplied?: readonly string[] } | { ok: false; error: string }>;
+  reload(): Promise<ReloadOutcome>;
 }
 
 /** After startServer: serve the primary's requests and say we are up. */
