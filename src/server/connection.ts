@@ -50,6 +50,11 @@ export interface SessionInfo {
   readonly lastCommand?: string;
   /** The storage worker's pid with process isolation. */
   readonly pid?: number;
+  /** Octets read from and written to the TCP connection so far (`--json` only). */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Reply octets handed to the socket but not yet taken by the kernel: backpressure keeps this to one reply. */
+  readonly outputQueued: number;
 }
 
 export class Connection {
@@ -142,6 +147,9 @@ export class Connection {
       secure: session.secure,
       ...(this.lastCommand !== undefined ? { lastCommand: this.lastCommand } : {}),
       ...(session.isolatedPid !== undefined ? { pid: session.isolatedPid } : {}),
+      bytesIn: this.socket.bytesRead,
+      bytesOut: this.socket.bytesWritten,
+      outputQueued: this.stream.writableLength,
     };
   }
 

@@ -210,6 +210,23 @@ export class SieveTestClient {
     this.socket.destroy();
   }
 
+  /**
+   * Stops reading from the socket (a client that never reads its replies): the
+   * kernel's receive buffer fills and TCP flow control holds the server's writes.
+   */
+  stopReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /** Octets queued on this side that the server has not taken yet (its receive window is shut). */
+  get unsentBytes(): number {
+    return this.socket.writableLength;
+  }
+
   /** Shuts down the sending side only (FIN, or close_notify and FIN over TLS); replies can still arrive. */
   endWriting(): void {
     this.socket.end();
