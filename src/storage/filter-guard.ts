@@ -38,6 +38,11 @@ export class FilterGuard {
     private readonly filterMode: number,
   ) {}
 
+  /** The same guard over other files (open-check.ts: a read-only view of these). */
+  over(files: StoreFiles): FilterGuard {
+    return new FilterGuard(files, this.filterPath, this.filterMode);
+  }
+
   /**
    * The filter bytes for script `name` holding `content`: a preserved forward as it
    * was, anything else rendered as Sieve (filter-file.ts); refused when Exim would

@@ -55,6 +55,12 @@ export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** The name a `.active` file's bytes record, if they are a valid one. */
+export function activeNameIn(raw: Uint8Array): string | undefined {
+  const check = validateScriptName(decodeNameBytes(raw) ?? '');
+  return check.ok ? check.name : undefined;
+}
+
 export class StoreFiles {
   constructor(
     readonly ops: FileOps,
@@ -169,10 +175,9 @@ export class StoreFiles {
   /** The recorded active name, if that script still exists. */
   async readActive(): Promise<string | undefined> {
     const raw = await this.readOptional(join(this.dir, ACTIVE_FILE));
-    if (!raw) return undefined;
-    const check = validateScriptName(decodeNameBytes(raw) ?? '');
-    if (!check.ok) return undefined;
-    return (await this.exists(this.scriptPath(check.name))) ? check.name : undefined;
+    const name = raw && activeNameIn(raw);
+    if (name === undefined) return undefined;
+    return (await this.exists(this.scriptPath(name))) ? name : undefined;
   }
 
   writeActive(name: string | undefined): Promise<void> {
