@@ -83,6 +83,20 @@ class Reader {
   pos = 0;
   readonly n: number;
   private readonly names = new Map<string, string>();
+  /**
+   * Lists are gathered here and copied out at their exact length: an array
+   * grown by push keeps room for 16 more entries, and the tree of a 1 MiB
+   * script holds some 60,000 lists. Each list uses the part above the length
+   * it found (nested lists finish before their parent continues).
+   */
+  private readonly stack: unknown[] = [];
+
+  /** The entries pushed since `mark`, as their own array; the stack drops them. */
+  private take<T>(mark: number): T[] {
+    const out = this.stack.slice(mark) as T[];
+    this.stack.length = mark;
+    return out;
+  }
   constructor(readonly s: string) {
     this.n = s.length;
   }
@@ -198,10 +212,10 @@ class Reader {
     if (s.charCodeAt(start) === LBRACKET) {
       this.pos++;
       this.skip();
-      const items: SieveString[] = [];
+      const mark = this.stack.length;
       const first = this.string();
       if (first !== undefined) {
-        items.push(first);
+        this.stack.push(first);
         this.skip();
         for (;;) {
           if (s.charCodeAt(this.pos) === COMMA) {
@@ -209,7 +223,7 @@ class Reader {
             this.skip();
             const next = this.string();
             if (next === undefined) throw GIVE_UP;
-            items.push(next);
+            this.stack.push(next);
             this.skip();
           } else if (this.isTextColon(this.pos) || s.charCodeAt(this.pos) === QUOTE) {
             throw GIVE_UP; // the grammar: missing ","
@@ -218,6 +232,7 @@ class Reader {
       }
       if (s.charCodeAt(this.pos) !== RBRACKET) throw GIVE_UP;
       this.pos++;
+      const items = this.take<SieveString>(mark);
       return { type: 'stringlist', bracketed: true, items, loc: { start, end: this.pos } };
     }
     const one = this.string();
@@ -264,9 +279,9 @@ class Reader {
   arguments(): Argument[] {
     let a = this.argument();
     if (a === undefined) return EMPTY;
-    const args: Argument[] = [];
-    for (; a !== undefined; a = this.argument()) args.push(a);
-    return args;
+    const mark = this.stack.length;
+    for (; a !== undefined; a = this.argument()) this.stack.push(a);
+    return this.take<Argument>(mark);
   }
 
   /** The grammar's TestPart: `( test, ... )` or one test; undefined when neither. */
@@ -278,14 +293,16 @@ class Reader {
       let tests: Test[] = EMPTY;
       const first = this.test();
       if (first !== undefined) {
-        tests = [first];
+        const mark = this.stack.length;
+        this.stack.push(first);
         while (s.charCodeAt(this.pos) === COMMA) {
           this.pos++;
           this.skip();
           const t = this.test();
           if (t === undefined) throw GIVE_UP;
-          tests.push(t);
+          this.stack.push(t);
         }
+        tests = this.take<Test>(mark);
       }
       if (s.charCodeAt(this.pos) !== RPAREN) throw GIVE_UP;
       this.pos++;
@@ -357,9 +374,9 @@ class Reader {
   commands(): Command[] {
     let c = this.command();
     if (c === undefined) return EMPTY;
-    const out: Command[] = [];
-    for (; c !== undefined; c = this.command()) out.push(c);
-    return out;
+    const mark = this.stack.length;
+    for (; c !== undefined; c = this.command()) this.stack.push(c);
+    return this.take<Command>(mark);
   }
 }
 

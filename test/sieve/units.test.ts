@@ -9,7 +9,7 @@ import { decodeEncodedCharacters } from '../../src/sieve/encoded-character.js';
 import { formatDiagnosticsForClient, validateScript, type Diagnostic } from '../../src/sieve/index.js';
 import { decodeInput, firstInvalidUtf8 } from '../../src/sieve/input.js';
 import { parseMailto } from '../../src/sieve/mailto.js';
-import { folderProblem } from '../../src/sieve/passes/fileinto.js';
+import { folderProblem, folderRuleProblem } from '../../src/sieve/passes/fileinto.js';
 import { fullProfile } from './helpers.js';
 
 describe('input', () => {
@@ -186,6 +186,26 @@ describe('folder policy', () => {
       expect(folderProblem(name, 'strict'), name).toBeDefined();
     }
     expect(folderProblem('a/..b', 'relative')).toBeUndefined();
+  });
+  it('takes the shortcut for plain names only where every rule agrees', () => {
+    // Names built from the characters the rules look at, in every position.
+    const alphabet = ['a', '.', '/', '~', '|', '>', '\x01', ' ', 'é'];
+    const names = [''];
+    for (let len = 1; len <= 4; len++) {
+      for (let k = 0; k < alphabet.length ** len; k++) {
+        let name = '';
+        for (let j = 0, x = k; j < len; j++, x = Math.floor(x / alphabet.length)) name += alphabet[x % alphabet.length];
+        names.push(name);
+      }
+    }
+    let plain = 0;
+    for (const name of names) {
+      for (const policy of ['strict', 'relative'] as const) {
+        expect(folderProblem(name, policy), `${JSON.stringify(name)} ${policy}`).toBe(folderRuleProblem(name, policy));
+      }
+      if (folderRuleProblem(name, 'strict') === undefined) plain++;
+    }
+    expect(plain).toBeGreaterThan(100);
   });
 });
 

@@ -21,13 +21,44 @@ export interface BoundTag {
 export interface Bound {
   /** Where the command or test name stands, for messages about it as a whole. */
   at: Span;
-  tags: Map<string, BoundTag>;
+  /** By lower-case tag name. */
+  tags: TagLookup;
   positional: Argument[];
   /** Chosen tag per group, e.g. group "match" -> "contains". */
-  groups: Map<string, BoundTag>;
+  groups: TagLookup;
+}
+
+/** The part of a Map the checks use. */
+export interface TagLookup {
+  get(key: string): BoundTag | undefined;
+  has(key: string): boolean;
+}
+
+/**
+ * The tags of one command or test in the order written, found by name or by
+ * group; the first of a name or group wins. A command has a handful of tags at
+ * most, so a list searched in order is enough: two Maps per command were a
+ * fifth of what validating a 1 MiB script allocated.
+ */
+class Tags implements TagLookup {
+  constructor(
+    private readonly entries: readonly BoundTag[],
+    private readonly by: 'name' | 'group',
+  ) {}
+  get(key: string): BoundTag | undefined {
+    const e = this.entries;
+    for (let i = 0; i < e.length; i++) if (e[i].spec[this.by] === key) return e[i];
+    return undefined;
+  }
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
 }
 
 const KIND_WORD: Record<ValueKind, string> = { string: 'a string', stringlist: 'a string list', number: 'a number' };
+
+/** Shared by every Bound without tags (most commands); nothing adds to it. */
+const NO_TAGS = new Tags([], 'name');
 
 function describe(arg: Argument): string {
   if (arg.type === 'tag') return `tag ":${arg.name}"`;
@@ -42,24 +73,41 @@ function fits(arg: Argument, kind: ValueKind): boolean {
   return kind === 'stringlist' || !arg.bracketed;
 }
 
+function label(kind: 'command' | 'test', name: string): string {
+  return kind === 'test' ? `test "${name}"` : name;
+}
+
+function findTag(tags: readonly TagSpec[], name: string): TagSpec | undefined {
+  for (let i = 0; i < tags.length; i++) if (tags[i].name === name) return tags[i];
+  return undefined;
+}
+
+/**
+ * `name` is the command's or test's name as written; messages call a command
+ * by its name ("fileinto") and a test `test "header"`, words put together only
+ * when a message needs them.
+ */
 export function bindArguments(
-  what: string,
+  kind: 'command' | 'test',
+  name: string,
   at: Span,
   args: Argument[],
   sig: Signature,
   ctx: PassContext,
 ): Bound | undefined {
   const { sink } = ctx;
-  const bound: Bound = { at, tags: new Map(), positional: [], groups: new Map() };
+  let entries: BoundTag[] | undefined;
+  let tags: Tags = NO_TAGS;
+  let groups: Tags = NO_TAGS;
   let ok = true;
   let i = 0;
   for (; i < args.length; i++) {
     const arg = args[i];
     if (arg.type !== 'tag') break;
-    const name = arg.name.toLowerCase();
-    const spec = sig.tags.find((t) => t.name === name);
+    const tagName = arg.name.toLowerCase();
+    const spec = findTag(sig.tags, tagName);
     if (spec === undefined) {
-      sink.error(arg.loc, `unknown tag ":${arg.name}" for ${what}`);
+      sink.error(arg.loc, `unknown tag ":${arg.name}" for ${label(kind, name)}`);
       ok = false;
       continue;
     }
@@ -67,13 +115,13 @@ export function bindArguments(
       sink.error(arg.loc, `":${arg.name}" needs require "${spec.requires}"`);
       ok = false;
     }
-    if (bound.tags.has(name)) {
+    if (tags.has(tagName)) {
       sink.error(arg.loc, `tag ":${arg.name}" given twice`);
       ok = false;
-    } else if (spec.group !== undefined && bound.groups.has(spec.group)) {
+    } else if (spec.group !== undefined && groups.has(spec.group)) {
       sink.error(
         arg.loc,
-        `":${arg.name}" conflicts with ":${bound.groups.get(spec.group)!.tag.name}" (${groupWord(spec.group)} already specified)`,
+        `":${arg.name}" conflicts with ":${groups.get(spec.group)!.tag.name}" (${groupWord(spec.group)} already specified)`,
       );
       ok = false;
     }
@@ -88,35 +136,48 @@ export function bindArguments(
       i++;
       if (next.type === 'number' && checkNumber(next, sink) === undefined) ok = false;
     }
-    if (!bound.tags.has(name)) bound.tags.set(name, entry);
-    if (spec.group !== undefined && !bound.groups.has(spec.group)) bound.groups.set(spec.group, entry);
+    if (entries === undefined) {
+      entries = [entry];
+      tags = new Tags(entries, 'name');
+      groups = new Tags(entries, 'group');
+    } else entries.push(entry);
   }
-  const rest = args.slice(i);
-  const stray = rest.find((a) => a.type === 'tag');
-  if (stray !== undefined) {
-    sink.error(stray.loc, `tag ":${stray.name}" must come before the other arguments of ${what}`);
-    return undefined;
+  const first = i;
+  for (let k = first; k < args.length; k++) {
+    const stray = args[k];
+    if (stray.type === 'tag') {
+      sink.error(stray.loc, `tag ":${stray.name}" must come before the other arguments of ${label(kind, name)}`);
+      return undefined;
+    }
   }
-  if (rest.length !== sig.positional.length) {
+  const count = args.length - first;
+  const wanted = sig.positional.length;
+  if (count !== wanted) {
     const labels = sig.positional.map((p) => p.label).join(', ');
-    const where = rest[sig.positional.length]?.loc ?? rest[rest.length - 1]?.loc ?? at;
+    const where = args[first + wanted]?.loc ?? (count > 0 ? args[args.length - 1].loc : at);
     sink.error(
       where,
-      sig.positional.length === 0
-        ? `${what} takes no arguments besides tags`
-        : `${what} expects ${sig.positional.length} argument${sig.positional.length > 1 ? 's' : ''} (${labels}), got ${rest.length}`,
+      wanted === 0
+        ? `${label(kind, name)} takes no arguments besides tags`
+        : `${label(kind, name)} expects ${wanted} argument${wanted > 1 ? 's' : ''} (${labels}), got ${count}`,
     );
     return undefined;
   }
-  rest.forEach((arg, k) => {
+  for (let k = 0; k < count; k++) {
+    const arg = args[first + k];
     const spec = sig.positional[k];
     if (!fits(arg, spec.kind)) {
-      sink.error(arg.loc, `${what}: ${spec.label} must be ${KIND_WORD[spec.kind]}, not ${describe(arg)}`);
+      sink.error(arg.loc, `${label(kind, name)}: ${spec.label} must be ${KIND_WORD[spec.kind]}, not ${describe(arg)}`);
       ok = false;
     } else if (arg.type === 'number' && checkNumber(arg, sink) === undefined) ok = false;
-  });
-  bound.positional = rest;
-  return ok ? bound : undefined;
+  }
+  if (!ok) return undefined;
+  return {
+    at,
+    tags,
+    positional: first === 0 ? args : args.slice(first),
+    groups,
+  };
 }
 
 function groupWord(group: string): string {

@@ -13,8 +13,20 @@ import type { Bound } from './arguments.js';
 import { stringOf } from './arguments.js';
 import type { PassContext } from './context.js';
 
+/**
+ * Names that pass under both policies at a glance: non-empty segments that
+ * start with none of "." "~" "|" ">" and hold no control characters. Most
+ * names are like that; the rules below say why the others are refused.
+ */
+const PLAIN = /^[^\x00-\x1f\x7f/.~|>][^\x00-\x1f\x7f/]*(?:\/[^\x00-\x1f\x7f/.][^\x00-\x1f\x7f/]*)*$/;
+
 /** Why a folder name is refused under the policy, or undefined. */
 export function folderProblem(name: string, policy: FileintoPolicy): string | undefined {
+  return PLAIN.test(name) ? undefined : folderRuleProblem(name, policy);
+}
+
+/** The rules one by one, each with its reason (exported for the test that PLAIN agrees). */
+export function folderRuleProblem(name: string, policy: FileintoPolicy): string | undefined {
   if (name.length === 0) return 'empty folder name';
   if (name.startsWith('|')) return 'a folder name starting with "|" would run a command';
   if (name.startsWith('>')) return 'a folder name starting with ">" is an autoreply, not a folder';

@@ -28,7 +28,7 @@ function walkTest(test: Test, depth: number, ctx: PassContext, st: FlowState): v
     tooDeep(test, ctx, st);
     return;
   }
-  for (const t of test.tests) walkTest(t, depth + 1, ctx, st);
+  for (let i = 0; i < test.tests.length; i++) walkTest(test.tests[i], depth + 1, ctx, st);
 }
 
 function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowState): void {
@@ -37,7 +37,8 @@ function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowSta
     return;
   }
   let prev: Command | undefined;
-  for (const cmd of cmds) {
+  for (let i = 0; i < cmds.length; i++) {
+    const cmd = cmds[i];
     const name = cmd.name.toLowerCase();
     const p = prev?.name.toLowerCase();
     if (p === 'stop') {
@@ -50,7 +51,7 @@ function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowSta
     if (name === 'redirect' && ++st.redirects === ctx.profile.maxRedirects + 1) {
       ctx.sink.error(cmd.nameLoc, `more than ${ctx.profile.maxRedirects} redirects`, 'limit');
     }
-    for (const t of cmd.tests) walkTest(t, depth + 1, ctx, st);
+    for (let k = 0; k < cmd.tests.length; k++) walkTest(cmd.tests[k], depth + 1, ctx, st);
     if (cmd.block !== null) walkBlock(cmd.block, depth + 1, ctx, st);
     prev = cmd;
   }

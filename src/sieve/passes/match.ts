@@ -22,7 +22,8 @@ export function headerNameProblem(name: string): string | undefined {
 }
 
 function checkHeaderNames(names: SieveString[], ctx: PassContext, addressOnly: boolean): void {
-  for (const s of names) {
+  for (let i = 0; i < names.length; i++) {
+    const s = names[i];
     const p = headerNameProblem(s.value);
     if (p !== undefined) {
       ctx.sink.error(s.loc, p, 'dialect');

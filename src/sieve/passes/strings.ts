@@ -53,12 +53,14 @@ export function checkStrings(script: Script, ctx: PassContext): void {
   const decodeAll = ctx.required.has('encoded-character');
   // The names of top-level requires are decoded by require.ts, only where Exim does.
   const visitArgs = (args: Argument[], decode = decodeAll): void => {
-    for (const arg of args) {
+    for (let a = 0; a < args.length; a++) {
+      const arg = args[a];
       if (arg.type !== 'stringlist') continue;
       if (arg.items.length === 0) {
         ctx.sink.error(arg.loc, 'empty string list "[]" is not allowed; a list needs at least one string', 'policy');
       }
-      for (const s of arg.items) {
+      for (let k = 0; k < arg.items.length; k++) {
+        const s = arg.items[k];
         if (s.kind === 'multiline') {
           if (s.prefix !== 'text:') {
             ctx.sink.error(s.loc, `"${s.prefix}" must be written "text:" in lower case for Exim`, 'dialect');
@@ -93,14 +95,15 @@ export function checkStrings(script: Script, ctx: PassContext): void {
   const visitTest = (t: Test): void => {
     visitArgs(t.args);
     if (t.testList && t.tests.length === 0) ctx.sink.error(t.loc, `empty test list "()" after ${t.name}`, 'syntax');
-    t.tests.forEach(visitTest);
+    for (let i = 0; i < t.tests.length; i++) visitTest(t.tests[i]);
   };
   const visitCommand = (c: Command, top = false): void => {
     visitArgs(c.args, decodeAll && !(top && c.name.toLowerCase() === 'require'));
     if (c.testList && c.tests.length === 0) ctx.sink.error(c.loc, `empty test list "()" after ${c.name}`, 'syntax');
-    c.tests.forEach(visitTest);
-    c.block?.forEach((b) => visitCommand(b));
+    for (let i = 0; i < c.tests.length; i++) visitTest(c.tests[i]);
+    const block = c.block;
+    if (block !== null) for (let i = 0; i < block.length; i++) visitCommand(block[i]);
   };
   // Recursion depth is bounded: prescan.ts refused deeper scripts before parsing.
-  for (const c of script.commands) visitCommand(c, true);
+  for (let i = 0; i < script.commands.length; i++) visitCommand(script.commands[i], true);
 }

@@ -42,7 +42,7 @@ function checkTest(test: Test, ctx: PassContext): void {
   }
   const missing = requireProblem(`test "${test.name}"`, sig.requires, ctx);
   if (missing !== undefined) ctx.sink.error(test.nameLoc, missing, 'semantic');
-  const bound = bindArguments(`test "${test.name}"`, test.nameLoc, test.args, sig, ctx);
+  const bound = bindArguments('test', test.name, test.nameLoc, test.args, sig, ctx);
   if (sig.tests === 'none' && test.tests.length > 0) {
     // Usually a missing quote, comma or brace; the stray words are not tests.
     const stray = test.tests[0];
@@ -59,7 +59,7 @@ function checkTest(test: Test, ctx: PassContext): void {
     ctx.sink.error(test.nameLoc, `"${test.name}" takes a test list in parentheses`, 'semantic');
   }
   if (bound !== undefined) checkTestArguments(name, bound, ctx);
-  for (const t of test.tests) checkTest(t, ctx);
+  for (let i = 0; i < test.tests.length; i++) checkTest(test.tests[i], ctx);
 }
 
 /** Where the arguments of `cmd` end: a missing ";" belongs right there. */
@@ -82,7 +82,7 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
   if (name === 'require' && depth > 0) {
     ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command, not in a block', 'semantic');
   }
-  const bound = bindArguments(cmd.name, cmd.nameLoc, cmd.args, sig, ctx);
+  const bound = bindArguments('command', cmd.name, cmd.nameLoc, cmd.args, sig, ctx);
   // Words after the arguments of a command that takes no test: usually the
   // next command, after a forgotten ";". They are not checked as tests.
   const stray = sig.tests === 'none' && cmd.tests.length > 0;
@@ -108,10 +108,11 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
     ctx.sink.error(cmd.nameLoc, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
   }
   if (bound !== undefined) checkActionArguments(name, bound, ctx);
-  if (!stray) for (const t of cmd.tests) checkTest(t, ctx);
-  if (cmd.block !== null) for (const c of cmd.block) checkCommand(c, depth + 1, ctx);
+  if (!stray) for (let i = 0; i < cmd.tests.length; i++) checkTest(cmd.tests[i], ctx);
+  const block = cmd.block;
+  if (block !== null) for (let i = 0; i < block.length; i++) checkCommand(block[i], depth + 1, ctx);
 }
 
 export function checkStructure(commands: Command[], ctx: PassContext): void {
-  for (const cmd of commands) checkCommand(cmd, 0, ctx);
+  for (let i = 0; i < commands.length; i++) checkCommand(commands[i], 0, ctx);
 }
