@@ -46,7 +46,8 @@ async function serve(argv: string[]): Promise<number> {
     { startServer },
     { startControlSocket },
     { runPrimary, resolveWorkers },
-    { PrimaryAdmission, serveAsWorker },
+    { serveAsWorker },
+    { PrimaryAdmission, PrimaryLoginLimits },
     { default: cluster },
   ] = await Promise.all([
     import('./config/loader.js'),
@@ -56,6 +57,7 @@ async function serve(argv: string[]): Promise<number> {
     import('./control/socket.js'),
     import('./cluster/primary.js'),
     import('./cluster/worker.js'),
+    import('./cluster/worker-limits.js'),
     import('node:cluster'),
   ]);
   const { values } = parseArgs({
@@ -91,7 +93,9 @@ async function serve(argv: string[]): Promise<number> {
   const server = await startServer(
     config,
     log,
-    inWorker ? { admission: new PrimaryAdmission(), serveMetrics: false, worker: true } : {},
+    inWorker
+      ? { admission: new PrimaryAdmission(), logins: new PrimaryLoginLimits(), serveMetrics: false, worker: true }
+      : {},
   );
   const file = values.config;
   const reload = () =>

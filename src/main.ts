@@ -18,7 +18,7 @@ import { startMetricsEndpoint, type MetricsEndpoint } from './metrics/http.js';
 import type { Registry } from 'prom-client';
 import type { Admission } from './server/admission.js';
 import { loadTlsContext } from './server/tls.js';
-import { LoginLimits } from './session/login-limits.js';
+import { LoginLimits, type LoginLimiter } from './session/login-limits.js';
 import type { ScriptChecker, ServerServices } from './session/services.js';
 import { NO_EVENTS, type ServerEvents } from './session/events.js';
 import {
@@ -114,7 +114,7 @@ export async function buildServices(
   config: Config,
   log: Logger,
   events: ServerEvents = NO_EVENTS,
-  logins = new LoginLimits(),
+  logins: LoginLimiter = new LoginLimits(),
 ): Promise<Built> {
   // config-check.ts owns the checks; start-up, reload and `config check` all come here.
   const problems = configProblems(config);
@@ -229,6 +229,8 @@ function allowedMechanisms(config: Config, auth: AuthBackend): readonly string[]
 export interface StartOptions {
   /** Who counts connections against the limits (the cluster primary, for a worker). */
   readonly admission?: Admission;
+  /** Who keeps sessions per account and the failed-login penalty (the cluster primary, for a worker). */
+  readonly logins?: LoginLimiter;
   /** False in a cluster worker: the primary serves /metrics for all workers. */
   readonly serveMetrics?: boolean;
   /**
@@ -243,7 +245,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
   const metrics = config.metrics.listen !== undefined ? new PrometheusEvents() : undefined;
   const events: ServerEvents = metrics ?? NO_EVENTS;
   // Kept across reloads: a SIGHUP must not reset the per-address penalty or session counts.
-  const logins = new LoginLimits();
+  const logins = options.logins ?? new LoginLimits();
   let built = await buildServices(config, log, events, logins);
   const mechanisms = (): readonly string[] => allowedMechanisms(built.services.config, built.services.auth);
   const manager = new ConnectionManager(built.services, mechanisms, log, options.admission);

@@ -1,17 +1,24 @@
 /**
  * The messages between the cluster primary and its workers (over node:cluster's
- * IPC channel): requests the primary fans out (who, kick, reload), the workers'
- * replies, and the connection-limit bookkeeping the primary does for all workers.
+ * IPC channel): requests the primary fans out (who, kick, reload) and the workers'
+ * replies; and the limits the primary keeps for all workers (connections, session
+ * slots per account, the failed-login penalty), asked by a worker and answered
+ * with `tsieved:answer`.
  *
  * Must not know: what the handlers do.
  */
 import type { AdmissionVerdict } from '../server/admission.js';
+import type { Turn } from '../session/login-limits.js';
 
 export type ToWorker =
   | { readonly t: 'tsieved:who'; readonly id: number }
   | { readonly t: 'tsieved:kick'; readonly id: number; readonly target: string }
   | { readonly t: 'tsieved:reload'; readonly id: number }
-  | { readonly t: 'tsieved:admitted'; readonly id: number; readonly verdict: AdmissionVerdict };
+  /** The answer to a worker's own request below (its id), whatever it asked. */
+  | { readonly t: 'tsieved:answer'; readonly id: number; readonly value: Answer };
+
+/** admit: a verdict; attempt: a turn; claim: a slot number, or null when all are taken. */
+export type Answer = AdmissionVerdict | Turn | number | null;
 
 export type ToPrimary =
   | { readonly t: 'tsieved:ready' }
@@ -23,7 +30,12 @@ export type ToPrimary =
       readonly total: number;
       readonly perAddress: number;
     }
-  | { readonly t: 'tsieved:release'; readonly address: string };
+  | { readonly t: 'tsieved:release'; readonly address: string }
+  | { readonly t: 'tsieved:claim'; readonly id: number; readonly user: string; readonly max: number }
+  | { readonly t: 'tsieved:unclaim'; readonly slot: number }
+  | { readonly t: 'tsieved:attempt'; readonly id: number; readonly address: string; readonly baseMs: number }
+  | { readonly t: 'tsieved:failed'; readonly address: string }
+  | { readonly t: 'tsieved:succeeded'; readonly address: string };
 
 export function isMessage<T extends { t: string }>(value: unknown): value is T {
   return (

@@ -2,9 +2,11 @@
  * The primary of `[server] workers = N` (N > 1): starts N server processes with
  * node:cluster, which share the listening sockets (the primary accepts and hands
  * connections out round-robin), and is the one place that sees all of them:
- *   - it counts connections against max_connections and max_connections_per_ip
- *     for every worker (a worker asks before admitting), so the limits hold for
- *     the server, not per worker;
+ *   - it keeps the limits for every worker (shared-limits.ts): connections against
+ *     max_connections and max_connections_per_ip, session slots against
+ *     max_sessions_per_user, and the failed-login penalty per address; a worker
+ *     asks before admitting or checking a login, so the limits hold for the
+ *     server, not per worker, and a dead worker's slots are given back;
  *   - it serves /metrics, summing the workers' metrics (prom-client's
  *     AggregatorRegistry), and the control socket, asking every worker for
  *     `who`/`kick`/`reload` and merging the answers;
@@ -30,9 +32,9 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerChangeSummary, ReloadOutcome } from '../main.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/http.js';
-import { LocalAdmission } from '../server/admission.js';
 import { startControlSocket, type ControlSocket } from '../control/socket.js';
-import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
+import { isMessage, type Answer, type ToPrimary, type ToWorker } from './messages.js';
+import { SharedLimits } from './shared-limits.js';
 
 /** A worker that does not answer a who/kick/reload within this is left out (and named). */
 const REQUEST_TIMEOUT_MS = 20_000;
@@ -52,9 +54,7 @@ export async function runPrimary(
   workers: number,
   log: Logger,
 ): Promise<number> {
-  const admission = new LocalAdmission();
-  /** Slots each worker holds, given back if it dies. */
-  const held = new Map<number, Map<string, number>>();
+  const limits = new SharedLimits();
   const ready = new Set<number>();
   let stopping = false;
   let startingUp = true;
@@ -62,30 +62,16 @@ export async function runPrimary(
   let nextRequest = 1;
   const pending = new Map<number, { worker: number; resolve: (value: unknown) => void }>();
 
-  const hold = (worker: number, address: string, delta: number): void => {
-    const mine = held.get(worker) ?? new Map<string, number>();
-    held.set(worker, mine);
-    const n = (mine.get(address) ?? 0) + delta;
-    if (n <= 0) mine.delete(address);
-    else mine.set(address, n);
-  };
-
   const onMessage = (worker: Worker, message: unknown): void => {
     if (!isMessage<ToPrimary>(message)) return;
+    const answer = (id: number, value: Answer): void => {
+      const reply: ToWorker = { t: 'tsieved:answer', id, value };
+      worker.send(reply);
+    };
+    if (limits.handle(worker.id, message, answer)) return;
     switch (message.t) {
       case 'tsieved:ready':
         ready.add(worker.id);
-        break;
-      case 'tsieved:admit': {
-        const verdict = admission.acquire(message.address, { total: message.total, perAddress: message.perAddress });
-        if (verdict === 'ok') hold(worker.id, message.address, 1);
-        const reply: ToWorker = { t: 'tsieved:admitted', id: message.id, verdict };
-        worker.send(reply);
-        break;
-      }
-      case 'tsieved:release':
-        admission.release(message.address);
-        hold(worker.id, message.address, -1);
         break;
       case 'tsieved:reply': {
         const waiting = pending.get(message.id);
@@ -93,6 +79,8 @@ export async function runPrimary(
         waiting?.resolve(message.value);
         break;
       }
+      default:
+        break; // the limits' messages, handled above
     }
   };
   cluster.on('message', onMessage);
@@ -124,8 +112,7 @@ export async function runPrimary(
 
   const fork = (): Worker => cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
-    for (const [address, n] of held.get(worker.id) ?? []) for (let i = 0; i < n; i++) admission.release(address);
-    held.delete(worker.id);
+    limits.workerGone(worker.id);
     const wasReady = ready.delete(worker.id);
     if (stopping) return;
     log.error(

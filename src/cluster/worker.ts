@@ -1,9 +1,9 @@
 /**
  * One server process of a cluster: runs the same server as a single process does,
  * on the listeners node:cluster shares, but asks the primary before admitting a
- * connection (so the connection limits hold across workers), answers the
- * primary's who/kick/reload requests, and hands its metrics to prom-client's
- * aggregation. SIGTERM drains it exactly like a single process.
+ * connection or checking a login (worker-limits.ts: the limits hold across
+ * workers), answers the primary's who/kick/reload requests, and hands its
+ * metrics to prom-client's aggregation. SIGTERM drains it exactly like a single process.
  *
  * Must not know: how many other workers there are.
  */
@@ -12,38 +12,10 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ReloadOutcome, RunningServer } from '../main.js';
-import type { Admission, AdmissionLimits, AdmissionVerdict } from '../server/admission.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 
 function send(message: ToPrimary): void {
   process.send?.(message);
-}
-
-/** Connection limits counted by the primary for every worker. */
-export class PrimaryAdmission implements Admission {
-  private next = 1;
-  private readonly waiting = new Map<number, (verdict: AdmissionVerdict) => void>();
-
-  constructor() {
-    process.on('message', (message: unknown) => {
-      if (!isMessage<ToWorker>(message) || message.t !== 'tsieved:admitted') return;
-      const resolve = this.waiting.get(message.id);
-      this.waiting.delete(message.id);
-      resolve?.(message.verdict);
-    });
-  }
-
-  acquire(address: string, limits: AdmissionLimits): Promise<AdmissionVerdict> {
-    const id = this.next++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
-      send({ t: 'tsieved:admit', id, address, total: limits.total, perAddress: limits.perAddress });
-    });
-  }
-
-  release(address: string): void {
-    send({ t: 'tsieved:release', address });
-  }
 }
 
 export interface WorkerHooks {
@@ -63,7 +35,7 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
     const reply = (value: unknown): void => send({ t: 'tsieved:reply', id: message.id, value });
     switch (message.t) {
       case 'tsieved:who':
-        reply(server.sessions().map((s) => ({ ...s, worker: cluster.worker?.id })));
+        reply(server.sessions().map((s) => ({ ...s, worker: cluster.worker?.id, workerPid: process.pid })));
         break;
       case 'tsieved:kick':
         void server.kick(message.target).then(reply, () => reply(0));
@@ -71,8 +43,8 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
       case 'tsieved:reload':
         void hooks.reload().then(reply, (error: unknown) => reply({ ok: false, error: (error as Error).message }));
         break;
-      case 'tsieved:admitted':
-        break; // answers to this worker's own admission requests, taken by the listener above
+      case 'tsieved:answer':
+        break; // answers to this worker's own questions, taken in worker-limits.ts
     }
   });
   log.info({ event: 'worker-ready', worker: cluster.worker?.id, workers: config.server.workers }, 'worker ready');

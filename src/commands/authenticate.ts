@@ -66,7 +66,10 @@ export const authenticate = defineCommand({
 
     // The address's failed-login penalty: waited out before anything is checked,
     // so hanging up early does not skip it (login-limits.ts).
-    const penalty = services.logins.attempt(session.origin.remoteAddress, services.config.server.auth_failure_delay_ms);
+    const penalty = await services.logins.attempt(
+      session.origin.remoteAddress,
+      services.config.server.auth_failure_delay_ms,
+    );
     if (penalty.waitMs > 0) {
       ctx.log.info(
         {
@@ -133,7 +136,7 @@ export const authenticate = defineCommand({
     const { identity, attached } = step.outcome;
     services.logins.succeeded(session.origin.remoteAddress);
     const max = services.config.server.max_sessions_per_user;
-    const releaseSlot = services.logins.claimSession(identity.user, max);
+    const releaseSlot = await services.logins.claimSession(identity.user, max);
     if (!releaseSlot) {
       attached?.terminate();
       ctx.log.warn(

@@ -17,6 +17,11 @@
  * Memory is bounded: at most MAX_ADDRESSES addresses are remembered (the longest
  * quiet ones are forgotten first).
  *
+ * One process counts for itself (LoginLimits); with `[server] workers` above 1
+ * the workers ask the cluster primary, which keeps the one LoginLimits for all of
+ * them (src/cluster/), so the limits hold for the server and not per worker:
+ * hence the LoginLimiter contract, whose answers may come later.
+ *
  * Must not know: protocols, SASL, how accounts are checked.
  */
 import { isIPv6 } from 'node:net';
@@ -25,6 +30,23 @@ export const PENALTY_MAX_MS = 15_000;
 export const PENALTY_FORGET_MS = 15 * 60_000;
 export const MAX_ADDRESSES = 100_000;
 
+/** A login attempt's turn: how long to wait before checking it, and the failures so far. */
+export interface Turn {
+  readonly waitMs: number;
+  readonly failures: number;
+}
+
+/** Gives back a session slot (once, however often called); undefined: all slots taken. */
+export type SessionSlot = (() => void) | undefined;
+
+/** What AUTHENTICATE needs of the limits; LoginLimits here, or the cluster primary's. */
+export interface LoginLimiter {
+  claimSession(user: string, max: number): SessionSlot | Promise<SessionSlot>;
+  attempt(address: string, baseMs: number): Turn | Promise<Turn>;
+  failed(address: string): void;
+  succeeded(address: string): void;
+}
+
 interface Penalty {
   failures: number;
   /** When the next attempt from this address may start (ms, this.now's clock). */
@@ -32,7 +54,7 @@ interface Penalty {
   lastFailure: number;
 }
 
-export class LoginLimits {
+export class LoginLimits implements LoginLimiter {
   private readonly sessions = new Map<string, number>();
   private readonly penalties = new Map<string, Penalty>();
 
@@ -42,7 +64,7 @@ export class LoginLimits {
    * Takes one of the account's `max` session slots; the function returned gives it
    * back (once, however often called). Undefined when all are taken.
    */
-  claimSession(user: string, max: number): (() => void) | undefined {
+  claimSession(user: string, max: number): SessionSlot {
     const held = this.sessions.get(user) ?? 0;
     if (held >= max) return undefined;
     this.sessions.set(user, held + 1);
@@ -64,7 +86,7 @@ export class LoginLimits {
    * Reserves the address's next turn for a login attempt: how long to wait before
    * checking it (0 without earlier failures), and the failures so far.
    */
-  attempt(address: string, baseMs: number): { waitMs: number; failures: number } {
+  attempt(address: string, baseMs: number): Turn {
     const key = addressKey(address);
     const p = this.current(key);
     if (!p) return { waitMs: 0, failures: 0 };

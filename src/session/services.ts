@@ -10,7 +10,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { StoreLauncher } from '../storage/launcher.js';
 import type { ServerEvents } from './events.js';
-import type { LoginLimits } from './login-limits.js';
+import type { LoginLimiter } from './login-limits.js';
 
 export interface ScriptDiagnostic {
   readonly severity: 'error' | 'warning';
@@ -43,6 +43,6 @@ export interface ServerServices {
   readonly version: string;
   /** Where logins, commands and validations are reported (metrics). */
   readonly events: ServerEvents;
-  /** Sessions per account and the failed-login penalty per address; one for the process's life. */
-  readonly logins: LoginLimits;
+  /** Sessions per account and the failed-login penalty per address; one for the server's life. */
+  readonly logins: LoginLimiter;
 }

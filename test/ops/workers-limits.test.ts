@@ -1,0 +1,140 @@
+/**
+ * The limits that must hold for the whole server with `[server] workers = 2`, not
+ * per worker: an account's sessions against max_sessions_per_user (given back
+ * when the worker holding one dies), and the failed-login penalty of an address
+ * whose failures land on different workers. Against the real server; which
+ * worker serves a connection is read from `tsieved who`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { SieveTestClient } from '../helpers/client.js';
+import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
+import { CLI } from '../helpers/tsieved.js';
+
+interface WhoEntry {
+  worker: number;
+  workerPid: number;
+  remote: string;
+  user?: string;
+}
+
+function who(fx: Fixture): WhoEntry[] {
+  const r = spawnSync(process.execPath, [CLI, 'who', '--json', '--config', fx.server.configFile], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`who failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as WhoEntry[];
+}
+
+const workerOf = (fx: Fixture, c: SieveTestClient): WhoEntry => {
+  const entry = who(fx).find((s) => s.remote === c.clientField);
+  if (!entry) throw new Error(`no session for ${c.clientField}`);
+  return entry;
+};
+
+async function connected(fx: Fixture): Promise<SieveTestClient> {
+  const c = await SieveTestClient.connect(fx.server.port);
+  await c.startTls(fx.ca);
+  return c;
+}
+
+/** Two connections served by different workers (round robin gives them so; checked). */
+async function onBothWorkers(fx: Fixture): Promise<[SieveTestClient, SieveTestClient]> {
+  const a = await connected(fx);
+  for (let i = 0; i < 4; i++) {
+    const b = await connected(fx);
+    if (workerOf(fx, b).worker !== workerOf(fx, a).worker) return [a, b];
+    b.close();
+  }
+  throw new Error('round robin never gave the second worker a connection');
+}
+
+const waitFor = async (predicate: () => boolean, ms = 15_000): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+describe.skipIf(process.platform !== 'linux')('limits that hold across two workers', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await startFixture({
+      extra: { server: 'workers = 2\nmax_sessions_per_user = 2\nmax_auth_failures = 10' },
+    });
+    await fx.server.waitForLog((l) => l.event === 'cluster-ready', 30_000);
+  }, 60_000);
+  afterAll(async () => fx?.stop());
+
+  it('an account holds at most max_sessions_per_user sessions in all workers together', async () => {
+    const [s1, s2] = await onBothWorkers(fx);
+    for (const s of [s1, s2]) expect((await s.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+    // A third, on either worker: each worker alone holds one, the server two.
+    for (let i = 0; i < 2; i++) {
+      const s3 = await connected(fx);
+      const refused = await s3.authenticatePlain(ALICE.name, ALICE.password);
+      expect(refused.status).toBe('NO');
+      expect(refused.statusLine).toMatch(/TRYLATER.*Too many sessions for this account \(at most 2\)/);
+      s3.close();
+    }
+    // Given back at logout...
+    expect((await s1.command('LOGOUT')).status).toBe('OK');
+    s1.close();
+    const s3 = await connected(fx);
+    await waitFor(() => who(fx).filter((s) => s.user === ALICE.name).length === 1);
+    expect((await s3.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+    // ...and when the worker holding one dies: s2's worker is killed.
+    const victim = workerOf(fx, s2);
+    const survivor = workerOf(fx, s3);
+    const readyBefore = fx.server.logLines().filter((l) => l.event === 'worker-ready').length;
+    process.kill(victim.workerPid, 'SIGKILL');
+    await waitFor(() => fx.server.logLines().filter((l) => l.event === 'worker-ready').length > readyBefore);
+    expect(who(fx).filter((s) => s.user === ALICE.name)).toHaveLength(victim.worker === survivor.worker ? 0 : 1);
+    const held = victim.worker === survivor.worker ? [] : [s3];
+    while (held.length < 2) {
+      const s = await connected(fx);
+      expect((await s.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+      held.push(s);
+    }
+    const over = await connected(fx);
+    expect((await over.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('NO');
+    for (const s of [s2, s3, over, ...held]) s.close();
+    await waitFor(() => who(fx).length === 0);
+  });
+
+  it('the failed-login penalty of an address grows with failures on any worker', async () => {
+    const [a, b] = await onBothWorkers(fx);
+    const [wa, wb] = [workerOf(fx, a).worker, workerOf(fx, b).worker];
+    const seen = fx.server.logLines().length;
+    const fail = async (c: SieveTestClient): Promise<void> =>
+      expect((await c.authenticatePlain(ALICE.name, 'wrong')).status).toBe('NO');
+    // Alternate workers. The turns of an address are spaced base x 2^(failures-1)
+    // apart, so from the third failure on an attempt waits (and says so, with the
+    // failures it counts); a worker counting alone would never see more than two.
+    for (const c of [a, b, a, b, a, b]) await fail(c);
+    const penalties = (): Record<string, unknown>[] =>
+      fx.server
+        .logLines()
+        .slice(seen)
+        .filter((l) => l.event === 'auth-penalty' && Number(l.failures) >= 3);
+    await waitFor(() => penalties().length >= 3);
+    expect(penalties().map((l) => [l.worker, l.failures])).toEqual([
+      [wb, 3],
+      [wa, 4],
+      [wb, 5],
+    ]);
+    const [third, , fifth] = penalties();
+    expect(Number(fifth.delay_ms)).toBeGreaterThan(Number(third.delay_ms));
+    // A success (on either worker) clears the address for all: counting starts again.
+    expect((await a.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+    const after = fx.server.logLines().length;
+    for (let i = 0; i < 4; i++) await fail(b);
+    const again = (): Record<string, unknown>[] =>
+      fx.server
+        .logLines()
+        .slice(after)
+        .filter((l) => l.event === 'auth-penalty');
+    await waitFor(() => again().some((l) => l.failures === 3));
+    expect(again().every((l) => Number(l.failures) <= 3)).toBe(true);
+    for (const c of [a, b]) c.close();
+  });
+});
