@@ -1,7 +1,7 @@
 /**
  * `tsieved migrate --from pysieved|dovecot --config FILE [--dry-run] [--accept-changes]
  *  [--in-place] [--exim-file FILE] [--exim PATH] [--domain DOMAIN]
- *  [--scripts-dir DIR] [--active-link FILE] [USER...]`
+ *  [--scripts-dir DIR] [--active-link FILE] [--suffix SUFFIX] [--prefix PREFIX] [USER...]`
  *
  * Imports each user's scripts from pysieved's Exim layout or Dovecot's file layout
  * into tsieved's storage (as configured in FILE), carries over what Exim does with
@@ -25,7 +25,8 @@ import { loadProfile } from '../sieve/index.js';
 import { runningAsRoot } from '../storage/launcher.js';
 import { BrokerLauncher } from '../storage/broker/launcher.js';
 import { migrateUser, type MigrateContext, type UserResult } from '../migrate/run-user.js';
-import { eximFor, qualifyDomain } from '../migrate/exim-setup.js';
+import { eximFor, qualifyDomain, routerAffixes } from '../migrate/exim-setup.js';
+import type { Affixes } from '../migrate/probes.js';
 import { formatTotals, formatUser, totalsOf } from '../migrate/report.js';
 import { DEFAULT_LAYOUTS, type SourceLayout } from '../migrate/sources.js';
 import { lookupUsers } from '../migrate/users.js';
@@ -36,7 +37,7 @@ export interface MigrateIo {
 }
 
 export const MIGRATE_USAGE =
-  'usage: tsieved migrate --from pysieved|dovecot --config FILE [--dry-run] [--accept-changes] [--in-place] [--exim-file FILE] [--exim PATH] [--domain DOMAIN] [--scripts-dir DIR] [--active-link FILE] [--verbose] [USER...]';
+  'usage: tsieved migrate --from pysieved|dovecot --config FILE [--dry-run] [--accept-changes] [--in-place] [--exim-file FILE] [--exim PATH] [--domain DOMAIN] [--scripts-dir DIR] [--active-link FILE] [--suffix SUFFIX] [--prefix PREFIX] [--verbose] [USER...]';
 
 /** A path relative to the home directory that stays inside it. */
 function relativeInsideHome(value: string): boolean {
@@ -60,6 +61,8 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
         'exim-file': { type: 'string' },
         exim: { type: 'string' },
         domain: { type: 'string' },
+        suffix: { type: 'string' },
+        prefix: { type: 'string' },
         verbose: { type: 'boolean', default: false },
       },
     });
@@ -126,6 +129,7 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
     );
   }
   const domain = values.domain ?? (exim ? await qualifyDomain(exim) : undefined) ?? 'localhost';
+  const affixes = await probeAffixes(values, exim, config.sieve.exim_router, io);
   // As root, each user's store is read and written through a file broker running as
   // that user (as the server does with isolation = "process"), with
   // storage.token_command if set, so AFS writes get the user's token too. A dry run
@@ -139,6 +143,7 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
     log,
     acceptChanges,
     domain,
+    affixes,
     inPlace: values['in-place'] === true,
     eximFile,
     ...(exim ? { exim } : {}),
@@ -159,4 +164,42 @@ export async function runMigrate(argv: string[], io: MigrateIo): Promise<number>
   io.stdout.write(formatTotals(totals, users.missing, dryRun, acceptChanges));
   const refused = totals.changed.length > 0 && !acceptChanges;
   return totals.usersWithErrors > 0 || users.missing.length > 0 || refused ? 1 : 0;
+}
+
+/**
+ * The local-part suffix and prefix a probe message is sent with: --suffix/--prefix
+ * as given ("" for none), else sample values of the router's own options
+ * (`sieve.exim_router`). Said at the top of the report, as is a router Exim cannot show.
+ */
+async function probeAffixes(
+  values: { suffix?: string | undefined; prefix?: string | undefined },
+  exim: Parameters<typeof routerAffixes>[0] | undefined,
+  router: string,
+  io: MigrateIo,
+): Promise<Affixes> {
+  let affixes: Affixes;
+  let from = 'given';
+  if (values.suffix === undefined && values.prefix === undefined) {
+    if (!exim) return {};
+    const read = await routerAffixes(exim, router);
+    if ('error' in read) {
+      io.stdout.write(
+        `note: cannot read Exim's router ${JSON.stringify(router)} ([sieve] exim_router): ${read.error}; no probe with a local-part suffix or prefix (give --suffix/--prefix)\n`,
+      );
+      return {};
+    }
+    affixes = read.affixes;
+    const options = [affixes.prefix && 'local_part_prefix', affixes.suffix && 'local_part_suffix'].filter(Boolean);
+    from = `${options.join(' and ')} of router ${JSON.stringify(router)}`;
+  } else {
+    affixes = {
+      ...(values.prefix ? { prefix: values.prefix } : {}),
+      ...(values.suffix ? { suffix: values.suffix } : {}),
+    };
+  }
+  if (affixes.prefix || affixes.suffix)
+    io.stdout.write(
+      `note: routing is also probed with mail to ${affixes.prefix ?? ''}USER${affixes.suffix ?? ''}@DOMAIN (${from})\n`,
+    );
+  return affixes;
 }

@@ -9,6 +9,7 @@
  *
  * Must not know: the store, the old layouts, the report's layout.
  */
+import { usesSubaddress } from './probes.js';
 import { describeChanges, outcomesOf, type Address, type EximRunner } from './routing.js';
 
 /** A filter as Exim would find it: undefined = no file (normal delivery); 'unknown' = could not be read. */
@@ -53,8 +54,15 @@ export async function proveRouting(input: ProveInput): Promise<Routing> {
     return { kind: 'unproven', why: (err as Error).message };
   }
   const changes = describeChanges(b, a);
-  if (input.dovecotRan && b.some((o) => o.some((x) => x.startsWith('error ')))) {
+  if (input.dovecotRan && b.some(({ outcome }) => outcome.some((x) => x.startsWith('error ')))) {
     changes.unshift('Dovecot ran this script until now; Exim fails on it');
   }
   return changes.length === 0 ? { kind: 'unchanged', how: 'exim' } : { kind: 'changed', changes };
+}
+
+/** What a comparison by `exim -bf` could not judge in these filters (probes.ts), for the report's notes. */
+export function subaddressCaveat(routing: Routing, before: FilterState, after: FilterState): string | undefined {
+  const compared = routing.kind === 'changed' || (routing.kind === 'unchanged' && routing.how === 'exim');
+  if (!compared || ![before, after].some((f) => Buffer.isBuffer(f) && usesSubaddress(f))) return undefined;
+  return "the filter tests envelope :user or :detail, which exim -bf runs without the router's sieve_useraddress/sieve_subaddress (:detail never matches there): changes in those rules are not seen";
 }

@@ -1,8 +1,8 @@
 /**
  * What Exim does with a user's mail under a given filter file, asked of the real
  * Exim: `exim -v -bf FILE -bfd DOMAIN -bfl LOCALPART -bfp PREFIX -bfs SUFFIX`
- * (docs/exim-dialect.md, "Testing a filter") for a few probe messages, and the outcomes
- * compared and put in words ("forward to A becomes forward to B").
+ * (docs/exim-dialect.md, "Testing a filter") for a few probe messages (probes.ts),
+ * and the outcomes compared and put in words ("forward to A becomes forward to B").
  *
  * The filter bytes are written to a private temp file and Exim reads that, run as
  * the user (uid/gid) when we are root: an Exim filter's string expansions, such as
@@ -11,20 +11,15 @@
  * Sieve actions come from `-v` on stderr (`fileinto 'X'`, `redirect 'A'`, the
  * vacation decision), Exim filters and forward lists print theirs on stdout.
  *
- * Must not know: the old layouts, the store, the report's layout.
+ * Must not know: the old layouts, the store, the report's layout, which messages probe.
  */
 import { spawn } from 'node:child_process';
 import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { probeAddress, probesFor, type Address, type Probe } from './probes.js';
 
-/** The user's address parts, as the router gives them to the filter. */
-export interface Address {
-  readonly localPart: string;
-  readonly domain: string;
-  readonly prefix?: string;
-  readonly suffix?: string;
-}
+export type { Address } from './probes.js';
 
 export interface EximRunner {
   readonly binary: string;
@@ -37,30 +32,6 @@ export interface EximRunner {
 
 /** One message's fate: a set of outcomes, e.g. `inbox`, `forward a@b`, `file Junk`, `vacation`, `error ...`. */
 export type Outcome = readonly string[];
-
-export interface Probe {
-  readonly name: string;
-  message(address: string): string;
-}
-
-/** Small on purpose: ordinary mail, mail marked as spam, mailing-list mail. */
-export const PROBES: readonly Probe[] = [
-  {
-    name: 'a personal message',
-    message: (to) =>
-      `From: Probe Sender <probe@example.net>\nTo: ${to}\nSubject: tsieved migration check\nMessage-ID: <probe-1@example.net>\n\nHello.\n`,
-  },
-  {
-    name: 'a message marked as spam',
-    message: (to) =>
-      `From: offers@example.net\nTo: ${to}\nSubject: ***SPAM*** cheap offers\nX-Spam-Flag: YES\nX-Spam-Status: Yes, score=12.0\nX-Spam-Level: ************\nMessage-ID: <probe-2@example.net>\n\nBuy.\n`,
-  },
-  {
-    name: 'a mailing-list message',
-    message: (to) =>
-      `From: list-owner@lists.example.net\nTo: members@lists.example.net\nCc: ${to}\nSubject: [members] news\nList-Id: Members <members.lists.example.net>\nPrecedence: list\nMessage-ID: <probe-3@example.net>\n\nNews.\n`,
-  },
-];
 
 const SENDER = 'probe@example.net';
 
@@ -127,9 +98,20 @@ export function parseOutcome(text: string, self: string): Outcome {
   return [...out].sort();
 }
 
+/** One probe's outcome, named as the report names it. */
+export interface ProbeOutcome {
+  readonly probe: string;
+  readonly outcome: Outcome;
+}
+
 /** Outcomes of one filter (undefined: no filter file, normal delivery) for every probe. */
-export async function outcomesOf(runner: EximRunner, filter: Buffer | undefined, address: Address): Promise<Outcome[]> {
-  if (filter === undefined) return PROBES.map(() => ['inbox']);
+export async function outcomesOf(
+  runner: EximRunner,
+  filter: Buffer | undefined,
+  address: Address,
+): Promise<ProbeOutcome[]> {
+  const probes: Probe[] = probesFor(address);
+  if (filter === undefined) return probes.map((p) => ({ probe: p.name, outcome: ['inbox'] }));
   const dir = await mkdtemp(join(tmpdir(), 'tsieved-migrate-bf-'));
   try {
     const file = join(dir, 'filter');
@@ -139,31 +121,30 @@ export async function outcomesOf(runner: EximRunner, filter: Buffer | undefined,
       await chown(file, runner.uid, runner.gid ?? -1);
       await chmod(dir, 0o711);
     }
-    const self = `${address.prefix ?? ''}${address.localPart}${address.suffix ?? ''}@${address.domain}`;
-    const args = [
-      '-v',
-      '-bf',
-      file,
-      '-bfd',
-      address.domain,
-      '-bfl',
-      address.localPart,
-      '-bfp',
-      address.prefix ?? '',
-      '-bfs',
-      address.suffix ?? '',
-      '-f',
-      SENDER,
-    ];
-    const results: Outcome[] = [];
-    for (const probe of PROBES) {
-      const r = await run(runner, args, probe.message(self));
+    const results: ProbeOutcome[] = [];
+    for (const probe of probes) {
+      const args = [
+        '-v',
+        '-bf',
+        file,
+        '-bfd',
+        address.domain,
+        '-bfl',
+        address.localPart,
+        '-bfp',
+        probe.affixes.prefix ?? '',
+        '-bfs',
+        probe.affixes.suffix ?? '',
+        '-f',
+        SENDER,
+      ];
+      const r = await run(runner, args, probe.message(probeAddress(address, probe)));
       if (r.failed !== undefined || !/Testing .* file "/.test(r.text)) {
         throw new Error(
           `${runner.binary} -bf did not run: ${r.failed ?? r.text.trim().split('\n').slice(-1)[0] ?? 'no output'}`,
         );
       }
-      results.push(parseOutcome(r.text, `${address.localPart}@${address.domain}`));
+      results.push({ probe: probe.name, outcome: parseOutcome(r.text, `${address.localPart}@${address.domain}`) });
     }
     return results;
   } finally {
@@ -185,14 +166,13 @@ function words(o: Outcome): string {
     .join(', ');
 }
 
-/** Each probe whose outcome differs, in words; empty when routing is unchanged. */
-export function describeChanges(before: readonly Outcome[], after: readonly Outcome[]): string[] {
+/** Each probe whose outcome differs, in words; empty when routing is unchanged. Both lists come from the same probes. */
+export function describeChanges(before: readonly ProbeOutcome[], after: readonly ProbeOutcome[]): string[] {
   const changes: string[] = [];
-  PROBES.forEach((probe, i) => {
-    const b = before[i] ?? [];
-    const a = after[i] ?? [];
+  before.forEach(({ probe, outcome: b }, i) => {
+    const a = after[i]?.outcome ?? [];
     if (b.join('\n') === a.join('\n')) return;
-    changes.push(`${probe.name}: ${words(b)}; afterwards ${words(a)}`);
+    changes.push(`${probe}: ${words(b)}; afterwards ${words(a)}`);
   });
   return changes;
 }

@@ -27,7 +27,8 @@ import type { ScriptStore } from '../storage/types.js';
 import { decide, describe, type ActiveOutcome, type Decided, type ScriptResult } from './decide.js';
 import { filterDirExists, readFilterNow, type FilterNow } from './filter-now.js';
 import { openDryRunStore, openRealStore } from './open-store.js';
-import { proveRouting, type FilterState, type Routing } from './prove.js';
+import { proveRouting, subaddressCaveat, type FilterState, type Routing } from './prove.js';
+import { addressOf, type Affixes } from './probes.js';
 import type { EximRunner } from './routing.js';
 import { rootOwnedPolicy, type ReadPolicy, type RootOwnedPolicy } from './safe-fs.js';
 import { readOldScripts, type SourceLayout, type SourceProblem } from './sources.js';
@@ -67,6 +68,8 @@ export interface MigrateContext {
   readonly exim?: Omit<EximRunner, 'uid' | 'gid'>;
   /** Domain of users whose name has none (Exim's qualify_domain). */
   readonly domain: string;
+  /** Local-part prefix/suffix a further probe is sent with (the router's, e.g. `+lists`); empty: none. */
+  readonly affixes?: Affixes;
   readonly acceptChanges: boolean;
   /** Allow scripts_dir to be the directory migrated from (Dovecot then sees tsieved's files). */
   readonly inPlace: boolean;
@@ -79,11 +82,6 @@ export interface MigrateContext {
 /** Is one of the paths the other or below it? */
 function overlaps(a: string, b: string): boolean {
   return a === b || a.startsWith(b + '/') || b.startsWith(a + '/');
-}
-
-function address(user: string, domain: string): { localPart: string; domain: string } {
-  const at = user.lastIndexOf('@');
-  return at > 0 ? { localPart: user.slice(0, at), domain: user.slice(at + 1) } : { localPart: user, domain };
 }
 
 const asState = (f: FilterNow): FilterState =>
@@ -194,7 +192,10 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   // Dovecot ran the script itself: compared as Exim runs it once tsieved writes it.
   const before: FilterState = dovecotRan ? renderFilter(old.active.content) : asState(today);
   const exim = ctx.exim ? { ...ctx.exim, ...(isolate ? { uid: identity.uid!, gid: identity.gid! } : {}) } : undefined;
-  const routing = await proveRouting({ before, after, dovecotRan, exim, address: address(identity.user, ctx.domain) });
+  const address = addressOf(identity.user, ctx.domain, ctx.affixes);
+  const routing = await proveRouting({ before, after, dovecotRan, exim, address });
+  const caveat = subaddressCaveat(routing, before, after);
+  if (caveat) common.notes.push(caveat);
   if (dovecotRan)
     common.notes.push(`Exim reads no ${eximPath} today; Dovecot ran ${old.active.file}, compared as Exim runs it`);
   const result = (d: Decided, extra: Partial<UserResult> = {}): UserResult => ({

@@ -15,18 +15,20 @@ import { eximBinary } from './exim.js';
 
 export interface EximBf {
   readonly configFile: string;
-  /** stdout + stderr of `exim -v -bf FILE -bfd DOMAIN -bfl LOCALPART < message`. */
-  run(filterFile: string, message: string, address?: { localPart: string; domain: string }): string;
+  /** stdout + stderr of `exim -v -bf FILE -bfd DOMAIN -bfl LOCALPART [-bfs SUFFIX] < message`. */
+  run(filterFile: string, message: string, address?: { localPart: string; domain: string; suffix?: string }): string;
   cleanup(): void;
 }
 
-export function privateEximBf(): EximBf {
+/** `routers`: a `begin routers` section to add, for tests that read a router with `exim -bP router NAME`. */
+export function privateEximBf(routers = ''): EximBf {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-eximbf-'));
   mkdirSync(join(dir, 'spool'));
   const configFile = join(dir, 'exim.conf');
   writeFileSync(
     configFile,
-    `primary_hostname = tsieved.test\nspool_directory = ${dir}/spool\nlog_file_path = ${dir}/%slog\n`,
+    `primary_hostname = tsieved.test\nspool_directory = ${dir}/spool\nlog_file_path = ${dir}/%slog\n` +
+      (routers ? `begin routers\n${routers}\n` : ''),
   );
   return {
     configFile,
@@ -43,6 +45,7 @@ export function privateEximBf(): EximBf {
           address.domain,
           '-bfl',
           address.localPart,
+          ...(address.suffix ? ['-bfs', address.suffix] : []),
           '-f',
           'sender@remote.test',
         ],

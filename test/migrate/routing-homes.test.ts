@@ -37,6 +37,22 @@ const EXIM_FILTER =
   '# Exim filter\nif $h_subject: contains "SPAM" then\n  deliver spam-copy@elsewhere.test\nendif\ndeliver kept@elsewhere.test\n';
 const ADDRESSES = 'first@elsewhere.test, second@elsewhere.test\n';
 const DOVECOT_REDIRECT = 'require ["fileinto"];\nredirect "dovecot-b@elsewhere.test";\n';
+/** A pysieved script that files list mail sent to user+lists@ into FOLDER; tests :detail too (noted as not comparable). */
+const LISTS = (folder: string): string =>
+  `# Sieve filter\nrequire ["fileinto", "envelope", "subaddress"];\nif envelope :localpart :contains "to" "+lists" { fileinto "${folder}"; stop; }\nif envelope :detail "to" "private" { fileinto "Private"; }\n`;
+const LIST_MESSAGE =
+  'Subject: [members] news\nFrom: owner@lists.remote.test\nList-Id: <members.lists.remote.test>\n\nnews\n';
+/** contrib/exim's router: user+detail@domain runs the user's filter, read by `exim -bP router` for the suffix probe. */
+const SUFFIX_ROUTER = `tsieved_afs:
+  driver = redirect
+  check_local_user
+  local_part_suffix = +*
+  local_part_suffix_optional
+  sieve_subaddress = \${sg{$local_part_suffix}{\\N^\\+\\N}{}}
+  sieve_useraddress = $local_part
+  file = $home/.public/.forward
+  allow_filter
+`;
 const MESSAGES = ['Subject: SPAM offers\nFrom: x@remote.test\n\nbuy\n', 'Subject: hello\nFrom: y@remote.test\n\nhi\n'];
 
 class Capture extends Writable {
@@ -91,9 +107,14 @@ describe('migration proves routing on realistic homes (real exim4 -bf)', runnabl
       list.map((u) => `${u.name}\tuid=${u.uid}|gid=${u.gid}|home=${u.home}|systempw={SHA256}x`).join('\n') + '\n',
     );
   }
-  function config(storage: { scripts_dir: string; filter_path: string }): string {
+  function config(storage: { scripts_dir: string; filter_path: string }, eximBf = exim, router?: string): string {
     const path = writeMigrateConfig(dir, homes, storage, CAPS);
-    writeFileSync(path, readFileSync(path, 'utf8') + `exim = "${eximBinary()}"\nexim_config = "${exim.configFile}"\n`);
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8') +
+        `exim = "${eximBinary()}"\nexim_config = "${eximBf.configFile}"\n` +
+        (router ? `exim_router = "${router}"\n` : ''),
+    );
     return path;
   }
   async function migrate(configFile: string, ...argv: string[]): Promise<{ code: number; out: string }> {
@@ -226,5 +247,69 @@ describe('migration proves routing on realistic homes (real exim4 -bf)', runnabl
     expect(eximSays(join(linked.home, '.forward'), linked).join()).toMatch(/fileinto `Junk'/);
     // Dovecot's directory is only read.
     expect(existsSync(join(linked.home, 'sieve', '.active'))).toBe(false);
+  });
+
+  it('a change only mail to user+lists@domain shows (the router takes a +suffix) is reported, and the user left alone', async () => {
+    const suffixExim = privateEximBf(SUFFIX_ROUTER);
+    chmodSync(join(suffixExim.configFile, '..'), 0o755);
+    chmodSync(suffixExim.configFile, 0o644);
+    try {
+      const conf = config(
+        { scripts_dir: '{home}/.tsieved', filter_path: '{home}/.public/.forward' },
+        suffixExim,
+        'tsieved_afs',
+      );
+      const early = user('j');
+      dirOf(early, '.public');
+      dirOf(early, '.pysieved');
+      file(early, '.pysieved/main', LISTS('lists'));
+      symlinkSync('.pysieved/main', join(early.home, '.forward'));
+      userdb([early]);
+      // Migrated early, before the router switch: nothing changes.
+      const first = await migrate(conf, '--from', 'pysieved', early.name);
+      expect(first.code).toBe(0);
+      expect(first.out).toMatch(
+        /^note: routing is also probed with mail to USER\+lists@DOMAIN \(local_part_suffix of router "tsieved_afs"\)$/m,
+      );
+      expect(block(first.out, early)).toMatch(/routing: unchanged/);
+      // Until the switch the member goes on with pysieved: a new script for list mail, made active there.
+      file(early, '.pysieved/lists', LISTS('Lists/all'));
+      rmSync(join(early.home, '.forward'));
+      symlinkSync('.pysieved/lists', join(early.home, '.forward'));
+      const list = (path: string, suffix?: string): string =>
+        exim
+          .run(path, LIST_MESSAGE, { localPart: early.name, domain: 'example.org', ...(suffix ? { suffix } : {}) })
+          .split('\n')
+          .filter((l) => l.startsWith('fileinto'))
+          .join();
+      const today = join(early.home, '.forward');
+      const afterwards = join(early.home, '.public', '.forward');
+      // Exim itself: only mail to the +lists address goes elsewhere after the switch.
+      expect(list(today)).toBe(list(afterwards));
+      expect(list(today, '+lists')).toBe("fileinto `Lists/all'");
+      expect(list(afterwards, '+lists')).toBe("fileinto `lists'");
+
+      const dry = await migrate(conf, '--from', 'pysieved', '--dry-run', early.name);
+      const real = await migrate(conf, '--from', 'pysieved', early.name);
+      expect(real.code).toBe(1);
+      const report = block(real.out, early);
+      expect(report).toMatch(
+        new RegExp(
+          `routing: CHANGES:\n {4}- a mailing-list message to ${early.name}\\+lists@example\\.org: filed into Lists/all; afterwards filed into lists\n(?! {4}-)`,
+        ),
+      );
+      expect(report).toMatch(/NOT MIGRATED/);
+      expect(report).toMatch(/note: the filter tests envelope :user or :detail/);
+      expect(list(afterwards, '+lists')).toBe("fileinto `lists'");
+      const tense = (t: string): string =>
+        t.replace(/would import|imported/g, 'X').replace(/\n\s+NOT MIGRATED: [^\n]*/g, '');
+      expect(tense(report)).toBe(tense(block(dry.out, early)));
+      // Without the suffix probe (--suffix "" turns it off) the change goes unseen.
+      const blind = await migrate(conf, '--from', 'pysieved', '--dry-run', '--suffix', '', early.name);
+      expect(blind.out).not.toMatch(/probed with mail to/);
+      expect(block(blind.out, early)).toMatch(/routing: unchanged/);
+    } finally {
+      suffixExim.cleanup();
+    }
   });
 });
