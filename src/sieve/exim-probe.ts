@@ -7,14 +7,14 @@
  *
  * Must not know: the validator or configuration schema.
  */
-import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-
 export class EximProbeError extends Error {
   override name = 'EximProbeError';
 }
 
-function run(bin: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+async function run(bin: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  // Loaded here: node:child_process costs a few milliseconds, and `tsieved
+  // check --capabilities` never asks Exim.
+  const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
     execFile(bin, args, { timeout: 10_000, maxBuffer: 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
@@ -25,6 +25,9 @@ function run(bin: string, args: string[]): Promise<{ stdout: string; stderr: str
 
 /** An exim binary on PATH or in the usual sbin directories, or undefined. */
 export function findExim(): string | undefined {
+  // Not an ES import of node:fs: that makes Node load its stream classes, a
+  // few milliseconds of `tsieved check` start-up (see cli.ts).
+  const { accessSync, constants } = process.getBuiltinModule('node:fs');
   const dirs = (process.env.PATH ?? '')
     .split(':')
     .filter(Boolean)
