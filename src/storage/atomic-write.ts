@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import type { FileOps, WritableFile } from './file-ops.js';
+import { finishFile, type FileOps, type WritableFile } from './file-ops.js';
 import { toStorageError } from './errors.js';
 import { currentOwner, machineTag, processGone } from './process-owner.js';
 
@@ -98,7 +98,7 @@ export async function prepareWrite(
   options: WriteOptions,
 ): Promise<PreparedWrite> {
   const tempPath = tempPathFor(target);
-  let file: WritableFile | undefined;
+  let file: WritableFile;
   try {
     // 0600 until the content is complete, then the wanted mode.
     file = await ops.createExclusive(tempPath, 0o600);
@@ -106,14 +106,9 @@ export async function prepareWrite(
     throw toStorageError(err, `cannot create a temporary file beside ${target}`);
   }
   try {
-    await file.writeAll(data);
-    await file.chmod(options.mode);
-    await file.sync();
-    const closing = file;
-    file = undefined; // whatever close reports, the descriptor is gone
-    await closing.close();
+    await finishFile(ops, file, data, { mode: options.mode, sync: true });
   } catch (err) {
-    if (file) await file.close().catch(() => undefined);
+    // The descriptor is closed, whatever failed.
     await ops.unlink(tempPath).catch(() => undefined);
     throw toStorageError(err, `cannot write ${target}`);
   }
@@ -124,8 +119,13 @@ export async function prepareWrite(
     target,
     tempPath,
     async commit() {
+      const renamed = ops.rename(tempPath, target);
+      // Over ordered FileOps the directory's fsync goes out with the rename (it runs
+      // after it; after a failed rename it does no harm); otherwise once it is done.
+      const synced = ops.ordered ? ops.syncDir(dirname(target)) : undefined;
+      synced?.catch(() => undefined);
       try {
-        await ops.rename(tempPath, target);
+        await renamed;
       } catch (err) {
         await removeTemp();
         throw toStorageError(err, `cannot rename into ${target}`);
@@ -133,10 +133,23 @@ export async function prepareWrite(
       // Durability of the rename; the change has happened, so a directory that
       // cannot be synced is not reported as a failure of the write. The store's
       // operations log such a failure (file-ops.ts reportingDirSyncFailures).
-      await ops.syncDir(dirname(target)).catch(() => undefined);
+      await (synced ?? ops.syncDir(dirname(target))).catch(() => undefined);
     },
     abort: removeTemp,
   };
+}
+
+/**
+ * Several prepareWrite()s at once (their calls go out together over a file broker),
+ * in the order given; when any fails, the others' temp files are removed and the
+ * first failure is thrown.
+ */
+export async function prepareAll(prepares: readonly (() => Promise<PreparedWrite>)[]): Promise<PreparedWrite[]> {
+  const results = await Promise.allSettled(prepares.map((prepare) => prepare()));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed === undefined) return results.map((r) => (r as PromiseFulfilledResult<PreparedWrite>).value);
+  await Promise.all(results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.abort()] : [])));
+  throw failed.reason;
 }
 
 /** prepare + commit in one step. */

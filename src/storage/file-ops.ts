@@ -42,6 +42,44 @@ export interface FileOps {
   rmdir(path: string): Promise<void>;
   /** fsync of a directory so a rename is durable; may be unsupported (then a no-op). */
   syncDir(path: string): Promise<void>;
+  /**
+   * True when calls made without waiting for each other are carried out one after
+   * another in the order they were made (a file broker serves its pipe in order),
+   * so a caller may send dependent calls together and wait once: one round trip
+   * instead of several. node:fs runs them on a thread pool in any order (false).
+   */
+  readonly ordered?: boolean;
+}
+
+/**
+ * Completes a new file: writes all of `data`, sets `mode` (when given), fsyncs (when
+ * asked) and closes it, in that order, and reports the first failure; the file is
+ * closed in any case (close(2)'s own error counts: AFS reports a full quota there).
+ * Over ordered FileOps the calls go out together, so a failed write is followed by
+ * the rest, which then do no harm (the caller removes the file).
+ */
+export async function finishFile(
+  ops: FileOps,
+  file: WritableFile,
+  data: Uint8Array,
+  options: { readonly mode?: number; readonly sync?: boolean } = {},
+): Promise<void> {
+  const steps: (() => Promise<void>)[] = [() => file.writeAll(data)];
+  if (options.mode !== undefined) steps.push(() => file.chmod(options.mode!));
+  if (options.sync) steps.push(() => file.sync());
+  if (ops.ordered) {
+    const results = await Promise.allSettled([...steps, () => file.close()].map((step) => step()));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return;
+  }
+  try {
+    for (const step of steps) await step();
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    throw err;
+  }
+  await file.close();
 }
 
 class NodeWritableFile implements WritableFile {

@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { StorageError, type ActivationResult, type MetaKey, type ScriptInfo, type ScriptStore } from './types.js';
 import { nodeFileOps, reportingDirSyncFailures, type FileOps } from './file-ops.js';
-import { prepareWrite, type PreparedWrite } from './atomic-write.js';
+import { prepareAll, prepareWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
@@ -25,7 +25,7 @@ import { ACTIVE_FILE, LOCK_DIR, VERBATIM_FILE } from './layout.js';
 import { finishesWithoutChange, ReadOnlyView } from './open-check.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard } from './filter-guard.js';
-import { activeNameIn, StoreFiles, type StoreLimits } from './store-files.js';
+import { activeNameIn, sha256, StoreFiles, type StoreLimits } from './store-files.js';
 
 export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 export { BACKUP_MARKER } from './filter-backup.js';
@@ -206,6 +206,9 @@ export class FileStore implements ScriptStore {
     await this.locked(async (lock) => {
       const content = await this.files.get(nfc); // read under the lock: the filter matches it
       await this.guard.preserveForeign(lock);
+      // Clients send SETACTIVE after every PUTSCRIPT of the active script (Roundcube
+      // does on every save): nothing to write then, and no fsyncs to wait for.
+      if (await this.guard.isInPlace(nfc, content)) return;
       await this.guard.activate(nfc, content, lock);
     });
   }
@@ -239,7 +242,8 @@ export class FileStore implements ScriptStore {
 
   async isVerbatim(name: string): Promise<boolean> {
     const nfc = this.files.checkName(name);
-    return this.files.isVerbatim(nfc, await this.files.get(nfc));
+    const [content, verbatim] = await Promise.all([this.files.get(nfc), this.files.readVerbatim()]);
+    return verbatim.get(nfc) === sha256(content);
   }
 
   async preserveForward(content: Buffer): Promise<string> {
@@ -322,20 +326,17 @@ export class FileStore implements ScriptStore {
           await this.guard.preserveForeign(lock);
           active = (await this.files.readActive()) === nfc;
         }
-        const writes: PreparedWrite[] = [];
-        try {
-          // The filter first: if the script's rename then fails, the filter is put
-          // back, and the client's NO is true (the other order would leave a new
-          // script that the next repair at open makes live).
-          if (active) writes.push(await this.guard.prepareFilter(nfc, content));
-          writes.push(await prepareWrite(this.files.ops, join(this.files.dir, enc.file), content, { mode: 0o600 }));
-        } catch (err) {
-          await Promise.all(writes.map((w) => w.abort()));
-          throw err;
-        }
+        // The filter first: if the script's rename then fails, the filter is put
+        // back, and the client's NO is true (the other order would leave a new
+        // script that the next repair at open makes live).
+        const writes = await prepareAll([
+          ...(active ? [() => this.guard.prepareFilter(nfc, content)] : []),
+          () => prepareWrite(this.files.ops, join(this.files.dir, enc.file), content, { mode: 0o600 }),
+        ]);
         await this.guard.commitWithFilter(writes, lock);
         // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
-        if (!(await this.files.isVerbatim(nfc, content))) await this.files.setVerbatim(nfc, undefined);
+        const recorded = (await this.files.readVerbatim()).get(nfc);
+        if (recorded !== undefined && recorded !== sha256(content)) await this.files.setVerbatim(nfc, undefined);
         this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
         return true;
       } catch (err) {

@@ -7,7 +7,7 @@
 import { basename, dirname, join } from 'node:path';
 import { TEMP_MARKER, tempWriterGone } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
-import type { FileOps } from './file-ops.js';
+import { finishFile, type FileOps } from './file-ops.js';
 import { StorageError } from './types.js';
 
 export const BACKUP_MARKER = '.tsieved-backup-';
@@ -33,13 +33,8 @@ export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffe
       throw toStorageError(err, `cannot back up ${filterPath}`);
     }
     try {
-      await file.writeAll(bytes);
-      await file.sync();
-      const f = file;
-      file = undefined;
-      await f.close();
+      await finishFile(ops, file, bytes, { sync: true });
     } catch (err) {
-      if (file) await file.close().catch(() => undefined);
       await ops.unlink(path).catch(() => undefined);
       throw toStorageError(err, `cannot back up ${filterPath}`);
     }

@@ -16,7 +16,7 @@
  * Must not know: the wire protocol, auth, how scripts are named on disk.
  */
 import { dirname, join } from 'node:path';
-import { atomicWrite, prepareWrite, type PreparedWrite } from './atomic-write.js';
+import { atomicWrite, prepareAll, prepareWrite, type PreparedWrite } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
 import { writeBackup } from './filter-backup.js';
 import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
@@ -85,18 +85,38 @@ export class FilterGuard {
     }
   }
 
+  /**
+   * Whether `nfc` is recorded active and the filter file is already exactly what
+   * activating it writes: the same bytes, a regular file (not a link) with the
+   * configured mode, owned by whoever owns the record (the user, as we wrote it).
+   */
+  async isInPlace(nfc: string, content: Buffer): Promise<boolean> {
+    const record = join(this.files.dir, ACTIVE_FILE);
+    const [active, filter, expected, filterStat, recordStat] = await Promise.all([
+      this.files.readActive(),
+      this.files.readOptional(this.filterPath),
+      this.filterFor(nfc, content),
+      this.files.ops.lstat(this.filterPath).catch(() => undefined),
+      this.files.ops.lstat(record).catch(() => undefined),
+    ]);
+    return (
+      active === nfc &&
+      filter !== undefined &&
+      filter.equals(expected) &&
+      filterStat !== undefined &&
+      recordStat !== undefined &&
+      filterStat.isFile() &&
+      (filterStat.mode & 0o7777) === this.filterMode &&
+      filterStat.uid === recordStat.uid
+    );
+  }
+
   /** Writes the filter for the script and records it active, the filter first. */
   async activate(nfc: string, content: Buffer, lock: HeldLock): Promise<void> {
-    const writes: PreparedWrite[] = [];
-    try {
-      writes.push(await this.prepareFilter(nfc, content));
-      writes.push(
-        await prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }),
-      );
-    } catch (err) {
-      await Promise.all(writes.map((w) => w.abort()));
-      throw err;
-    }
+    const writes = await prepareAll([
+      () => this.prepareFilter(nfc, content),
+      () => prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }),
+    ]);
     await this.commitWithFilter(writes, lock);
     this.files.log.info({ script: nfc, filterPath: this.filterPath }, 'script activated');
   }

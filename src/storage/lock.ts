@@ -45,7 +45,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { FileOps } from './file-ops.js';
+import { finishFile, type FileOps } from './file-ops.js';
 import { tempPathFor } from './atomic-write.js';
 import { currentOwner, formatOwner, ownerGone, parseOwner } from './process-owner.js';
 import { errnoCode, toStorageError } from './errors.js';
@@ -147,12 +147,14 @@ async function takeOwnership(ops: FileOps, lockDir: string, options: LockOptions
   const token = newToken();
   const ownerName = OWNER_PREFIX + token;
   const ownerPath = join(lockDir, ownerName);
+  let written: Promise<void>;
   try {
     const file = await ops.createExclusive(ownerPath, 0o600);
     // The name is the token; the content says which process holds it (a contender
     // on this machine breaks the lock at once when that process is gone).
-    await file.writeAll(Buffer.from(formatOwner(currentOwner()))).catch(() => undefined);
-    await file.close().catch(() => undefined);
+    written = finishFile(ops, file, Buffer.from(formatOwner(currentOwner()))).catch(() => undefined);
+    // Over ordered FileOps the directory is read in the same round trip.
+    if (!ops.ordered) await written;
   } catch (err) {
     if (gone(err)) return undefined;
     await ops.rmdir(lockDir).catch(() => undefined);
@@ -160,7 +162,9 @@ async function takeOwnership(ops: FileOps, lockDir: string, options: LockOptions
   }
   let entries: string[];
   try {
-    entries = await ops.readdir(lockDir);
+    const listed = ops.readdir(lockDir);
+    await written;
+    entries = await listed;
   } catch (err) {
     if (gone(err)) return undefined;
     await ops.unlink(ownerPath).catch(() => undefined);
@@ -194,22 +198,31 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
     return false; // gone, or cannot tell: not safe to commit
   };
 
-  /** Creating and removing an entry has the server stamp the directory's mtime. */
-  const refresh = async (): Promise<boolean> => {
+  /**
+   * Creating and removing an entry has the server stamp the directory's mtime. Then
+   * whether our owner file is still there (ownerPresent): whether the refresh was
+   * ours. Over ordered FileOps the close, the unlink and that look go out together.
+   */
+  const refreshThenLook = async (): Promise<{ refreshed: boolean; present: boolean }> => {
     let changed = false;
+    let closed: Promise<void> | undefined;
     try {
-      await (await ops.createExclusive(beatPath, 0o600)).close().catch(() => undefined);
+      const beat = await ops.createExclusive(beatPath, 0o600);
+      closed = beat.close().catch(() => undefined);
       changed = true;
     } catch {
       /* EEXIST (a beat left behind) is removed below, which refreshes as well */
     }
-    try {
-      await ops.unlink(beatPath);
-      changed = true;
-    } catch {
-      /* nothing to remove */
-    }
-    return changed;
+    // Over ordered FileOps the close and the unlink go out together (in that order).
+    if (!ops.ordered) await closed;
+    const removed = ops.unlink(beatPath).then(
+      () => true,
+      () => false, // nothing to remove
+    );
+    if (!ops.ordered) await removed;
+    const present = ownerPresent();
+    await closed;
+    return { refreshed: (await removed) || changed, present: await present };
   };
 
   const check = async (): Promise<boolean> => {
@@ -218,10 +231,10 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
     // the new holder's lock fresh on its behalf after it has crashed.
     if (!(await ownerPresent())) return false;
     const before = performance.now();
-    const refreshed = await refresh();
+    const { refreshed, present } = await refreshThenLook();
     // Still there after the refresh: our directory stood at lockDir all along (a
     // broken lock never comes back), so the refresh was ours.
-    if (!(await ownerPresent())) return false;
+    if (!present) return false;
     if (refreshed) lastRefresh = before;
     return performance.now() - lastRefresh < options.staleMs / 2;
   };

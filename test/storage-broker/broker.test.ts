@@ -517,6 +517,40 @@ describe('the broker as another user (root)', needs(BROKER_BUILT, ROOT, 'chown')
     }
   });
 
+  it('a full disk (ENOSPC) met by calls sent together is quota, and leaves the files and no temp file', async () => {
+    const mnt = mkdtempSync(join(tmpdir(), 'tsieved-broker-tmpfs-'));
+    execFileSync(tool('mount'), ['-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs', mnt]);
+    const id: Identity = { user: 'full', uid: UID_A, gid: UID_A, home: mnt, fields: {} };
+    chownSync(mnt, UID_A, UID_A);
+    const launcher = new BrokerLauncher({ storage: storageConfig(), log: silentLogger() });
+    const files = launcher.openFiles(id);
+    try {
+      expect(files.ops.ordered).toBe(true);
+      const store = await FileStore.open({
+        ...fileStoreOptionsFor(storageConfig(), id, silentLogger()),
+        limits: { maxScripts: 10, maxScriptBytes: 1 << 20, maxTotalBytes: 0 },
+        fileOps: files.ops,
+      });
+      await store.put('main', Buffer.from('keep;\n'));
+      await store.setActive('main');
+      const filter = readFileSync(join(mnt, '.forward'));
+      // Too big for the disk at all; then 36 KiB: the script's temp file fits, the filter's does not.
+      for (const size of [100 * 1024, 36 * 1024]) {
+        expect((await rejection(store.put('main', Buffer.alloc(size, 0x23)))).kind).toBe('quota');
+        expect(readFileSync(join(mnt, 'sieve', 'main.sieve'), 'utf8')).toBe('keep;\n');
+        expect(readFileSync(join(mnt, '.forward')).equals(filter)).toBe(true);
+        expect(readdirSync(join(mnt, 'sieve')).filter((f) => f.includes('tsieved-tmp'))).toEqual([]);
+        expect(readdirSync(mnt).filter((f) => f.includes('tsieved-tmp'))).toEqual([]);
+      }
+      expect(await store.list()).toEqual([{ name: 'main', active: true }]);
+      expect(files.ops.alive).toBe(true);
+    } finally {
+      await files.close();
+      execFileSync(tool('umount'), [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+
   it("cannot touch another user's scripts even when the paths point there", async () => {
     const homeA = homeFor('victim-a');
     chownSync(homeA, UID_A, UID_A);
@@ -607,6 +641,8 @@ function bind(ops: FileOps): FileOps {
     mkdir: (p, m) => ops.mkdir(p, m),
     rmdir: (p) => ops.rmdir(p),
     syncDir: (p) => ops.syncDir(p),
+    // Kept: the store then sends dependent calls together, as it does over the broker.
+    ordered: ops.ordered,
   };
 }
 

@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { renderFilter } from '../../src/storage/filter-file.js';
-import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
+import { nodeFileOps } from '../../src/storage/file-ops.js';
 import { acquireLock, DEFAULT_LOCK_OPTIONS } from '../../src/storage/lock.js';
 import { LOCK_DIR } from '../../src/storage/layout.js';
+import { recordingOps as recording } from './helpers/recording-ops.js';
 import { openStore, tempHome, type TempHome } from './helpers/store.js';
 
 let h: TempHome;
@@ -24,26 +25,6 @@ afterEach(async () => {
 
 const A = Buffer.from('keep;\n');
 const B = Buffer.from('discard;\n');
-
-/** nodeFileOps, recording every call that changes something. */
-function recording(): { ops: FileOps; changes: string[] } {
-  const changes: string[] = [];
-  const log =
-    <A extends unknown[], R>(name: string, f: (...a: A) => Promise<R>) =>
-    (...a: A): Promise<R> => {
-      changes.push(`${name} ${String(a[0])}`);
-      return f(...a);
-    };
-  const ops: FileOps = {
-    ...nodeFileOps,
-    createExclusive: log('create', nodeFileOps.createExclusive),
-    rename: log('rename', nodeFileOps.rename),
-    unlink: log('unlink', nodeFileOps.unlink),
-    mkdir: log('mkdir', nodeFileOps.mkdir),
-    rmdir: log('rmdir', nodeFileOps.rmdir),
-  };
-  return { ops, changes };
-}
 
 async function withActive(name: string, content: Buffer): Promise<void> {
   const store = await openStore(h);

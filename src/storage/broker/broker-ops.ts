@@ -121,6 +121,9 @@ export class BrokerFileOps implements FileOps {
     void broker.exited.then(() => this.fail('the file broker exited'));
   }
 
+  /** The broker serves its pipe in order: calls sent together run in the order sent. */
+  readonly ordered = true;
+
   get pid(): number {
     return this.broker.pid;
   }
@@ -195,11 +198,16 @@ export class BrokerFileOps implements FileOps {
   private file(handle: number, path: string): WritableFile {
     return {
       writeAll: async (data) => {
-        // In pieces below the broker's request cap; the broker writes each whole.
+        // In pieces below the broker's request cap; the broker writes each whole. All
+        // are sent at once (before any later call on the file: the calls are ordered).
+        const pieces: Promise<Buffer>[] = [];
         for (let off = 0; off < data.length || off === 0; off += WRITE_CHUNK_BYTES) {
-          await this.ok('write', [{ u32: handle }, { data: data.subarray(off, off + WRITE_CHUNK_BYTES) }], path);
+          pieces.push(this.ok('write', [{ u32: handle }, { data: data.subarray(off, off + WRITE_CHUNK_BYTES) }], path));
           if (data.length === 0) break;
         }
+        const results = await Promise.allSettled(pieces);
+        const failed = results.find((r) => r.status === 'rejected');
+        if (failed) throw failed.reason;
       },
       sync: async () => {
         await this.ok('fsync', [{ u32: handle }], path);
