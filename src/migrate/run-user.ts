@@ -1,6 +1,7 @@
 /**
  * Migrating one user, in two passes that decide alike (decide.ts):
- * 1. a dry pass over the store as it is (read only), which yields the report and
+ * 1. a dry pass over the store as opening it leaves it (its repairs made in memory
+ *    only: open-store.ts, open-repairs.ts), which yields the report and
  *    the filter file Exim will read afterwards; that file and the one Exim reads
  *    today are compared through the real Exim (prove.ts);
  * 2. in a real run, and only when routing is unchanged (or the operator gave
@@ -27,6 +28,7 @@ import type { ScriptStore } from '../storage/types.js';
 import { decide, describe, type ActiveOutcome, type Decided, type ScriptResult } from './decide.js';
 import { filterDirExists, readFilterNow, type FilterNow } from './filter-now.js';
 import { openDryRunStore, openRealStore } from './open-store.js';
+import { filterAfterOpen, openChangesAnything, openRepairs } from './open-repairs.js';
 import { proveRouting, subaddressCaveat, type FilterState, type Routing } from './prove.js';
 import { addressOf, type Affixes } from './probes.js';
 import type { EximRunner } from './routing.js';
@@ -158,7 +160,8 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
   let after: FilterState;
   let wouldChange: boolean;
   try {
-    const store = await openDryRunStore(home, isolate, options, isolate ? policy : { follow: true });
+    const opened = await openDryRunStore(home, isolate, options, isolate ? policy : { follow: true });
+    const store = opened?.store;
     try {
       const foreign =
         filterNow.kind === 'file' && !isTsievedFilter(filterNow.bytes)
@@ -168,13 +171,18 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
         common.notes.push(
           `${options.filterPath} was not written by tsieved: opening the store backs it up beside itself and keeps it as a script`,
         );
-      const view = await StoreView.dry(
-        store,
-        foreign && !(await alreadyPreserved(store, foreign.bytes)) ? foreign : undefined,
-      );
+      if (opened) common.notes.push(...(await openRepairs(opened, options.filterPath, foreign !== undefined)));
+      // An opened store has preserved the foreign filter itself; without one the view models it.
+      const view = await StoreView.dry(store, store ? undefined : foreign);
       planned = await decide(input, view);
-      wouldChange = view.changesAnything();
-      after = planned.active.kind === 'activated' ? await view.filterFor(planned.active.name) : asState(filterNow);
+      wouldChange = view.changesAnything() || openChangesAnything(opened);
+      const opening = opened ? await filterAfterOpen(opened, options.filterPath) : { changed: false as const };
+      after =
+        planned.active.kind === 'activated'
+          ? await view.filterFor(planned.active.name)
+          : opening.changed
+            ? opening.bytes
+            : asState(filterNow);
       if (planned.active.kind === 'activated' && !(await filterDirExists(home, options.filterPath))) {
         // Activation will fail (not-set-up), and Exim will find no filter there.
         after = undefined;
@@ -243,11 +251,4 @@ export async function migrateUser(identity: Identity, ctx: MigrateContext): Prom
 function sameFilter(a: FilterState, b: FilterState): boolean {
   if (a === undefined || b === undefined) return a === b;
   return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
-}
-
-/** Did an earlier open of the store already keep these bytes (a script holds them)? */
-async function alreadyPreserved(store: ScriptStore | undefined, bytes: Buffer): Promise<boolean> {
-  if (!store) return false;
-  for (const s of await store.list()) if ((await store.get(s.name)).equals(bytes)) return true;
-  return false;
 }

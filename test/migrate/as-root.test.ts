@@ -367,4 +367,43 @@ describe('migrate run as root for another uid', needs(ROOT, BROKER, 'mkfifo'), (
       await pl.close();
     }
   });
+
+  it('a dry run names the repair of an interrupted activation, made in memory only; the real run makes it as the user', async () => {
+    pysieved({ main: VALID });
+    const pl = new BrokerLauncher({ storage: (await loadConfig(configFile)).storage, log: silentLogger() });
+    const filter = join(home, '.forward');
+    const record = join(home, 'sieve', '.active');
+    let minesFilter: Buffer;
+    try {
+      const session = await pl.open(identity());
+      await session.put('mine', Buffer.from('keep;\n'));
+      await session.put('other', Buffer.from('redirect "other@elsewhere.test";\n'));
+      await session.setActive('mine');
+      minesFilter = readFileSync(filter);
+      const minesRecord = readFileSync(record);
+      // SETACTIVE "other" cut off between the filter and the record.
+      await session.setActive('other');
+      await session.close();
+      writeFileSync(record, minesRecord);
+    } finally {
+      await pl.close();
+    }
+    const othersFilter = readFileSync(filter);
+    const dry = await migrate('--from', 'pysieved', '--dry-run');
+    expect(dry.out).toMatch(
+      /note: opening the store writes \S+\/nob\/\.forward again from the active script "mine", which it did not match/,
+    );
+    expect(readFileSync(filter)).toEqual(othersFilter);
+    const real = await migrate('--from', 'pysieved', '--accept-changes');
+    expect(real.code).toBe(0);
+    const userLines = (out: string): string[] =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('nob: ') || l.startsWith('  '))
+        .map((l) => l.replace(/would import|imported/g, 'import'));
+    expect(userLines(real.out)).toEqual(userLines(dry.out));
+    expect(real.out).not.toMatch(/is not the filter file compared/);
+    expect(readFileSync(filter)).toEqual(minesFilter);
+    expect(lstatSync(filter).uid).toBe(NOBODY);
+  });
 });

@@ -22,6 +22,7 @@ import {
   readlinkSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -114,6 +115,14 @@ function snapshot(root: string): Record<string, string> {
   };
   walk(root);
   return out;
+}
+
+/** The report's lines about users, the tense and the line saying a user was left alone aside. */
+function userLines(out: string): string[] {
+  return out
+    .split('\n')
+    .filter((l) => !/NOT MIGRATED|^dry run|^\d+ user\(s\)|^routing would change|^note: no Exim/.test(l))
+    .map((l) => l.replace(/would import|imported/g, 'import').replace(/would be activated|activated/g, 'activate'));
 }
 
 /** Only the old layout's files (the migration may add tsieved's next to them). */
@@ -269,7 +278,7 @@ describe('migrate --from pysieved', () => {
     expect(accepted.out).toMatch(/^alice: imported 1, unchanged 0, conflicts 0, failed 0; active "a" \(activated\)$/m);
   });
 
-  it('says so when the filter file written is not the one it compared (the store repaired a hand edit on open)', async () => {
+  it('a hand edit below the marker, which the open repairs, is named by the dry run and compared as repaired', async () => {
     addUsers('alice');
     pysievedUser('alice', { a: VALID });
     const store = await FileStore.open(storeOptionsFor('alice', 'sieve', '.forward'));
@@ -277,9 +286,71 @@ describe('migrate --from pysieved', () => {
     await store.setActive('mine');
     const filter = join(homes, 'alice', '.forward');
     writeFileSync(filter, readFileSync(filter, 'utf8') + 'redirect "edited@elsewhere.test";\n');
+    const before = snapshot(homes);
+    const dry = await migrate('--from', 'pysieved', '--dry-run');
+    // The repair was made in memory only.
+    expect(snapshot(homes)).toEqual(before);
     const r = await migrate('--from', 'pysieved');
-    expect(r.out).toMatch(/\.forward: is not the filter file compared with Exim above/);
-    expect(r.code).toBe(1);
+    expect(r.out).toMatch(
+      /note: opening the store writes \S+\/alice\/\.forward again from the active script "mine", which it did not match \(an interrupted change, or an edit by hand\); the file as it is now is backed up beside it\n/,
+    );
+    // What the real run wrote is what was compared: the store's repair is no surprise any more.
+    expect(r.out).not.toMatch(/is not the filter file compared/);
+    expect(userLines(r.out)).toEqual(userLines(dry.out));
+    if (!NO_EXIM) {
+      expect(r.out).toMatch(
+        /routing: CHANGES:\n\s+- a personal message: forwarded to edited@elsewhere\.test, delivered to the inbox; afterwards delivered to the inbox/,
+      );
+      expect(r.code).toBe(1);
+    }
+  });
+
+  it('an interrupted activation and a crashed write: the dry run prints what the real run prints, and changes nothing', async () => {
+    addUsers('alice');
+    pysievedUser('alice', { a: VALID });
+    const opts = storeOptionsFor('alice', 'sieve', '.forward');
+    const store = await FileStore.open(opts);
+    await store.put('mine', Buffer.from('keep;\n'));
+    await store.put('other', Buffer.from('redirect "other@elsewhere.test";\n'));
+    await store.setActive('mine');
+    const filter = join(homes, 'alice', '.forward');
+    const minesFilter = readFileSync(filter);
+    const record = join(opts.scriptsDir, '.active');
+    const minesRecord = readFileSync(record);
+    // SETACTIVE "other" cut off between the filter and the record: Exim runs
+    // "other", the record still names "mine" (what the user was last told).
+    await store.setActive('other');
+    writeFileSync(record, minesRecord);
+    // And the temp file of a write that crashed an hour and more ago.
+    const temp = join(opts.scriptsDir, '.mine.sieve.tsieved-tmp.crashed');
+    writeFileSync(temp, 'kee');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(temp, old, old);
+
+    const before = snapshot(homes);
+    const dry = await migrate('--from', 'pysieved', '--dry-run');
+    expect(snapshot(homes)).toEqual(before);
+    expect(dry.out).toMatch(
+      /note: opening the store writes \S+\/alice\/\.forward again from the active script "mine", which it did not match \(an interrupted change, or an edit by hand\)\n/,
+    );
+    expect(dry.out).toMatch(/note: opening the store removes 1 temporary file\(s\) an interrupted write left\n/);
+    if (!NO_EXIM) {
+      // Exim runs "other" today; after the repair it runs "mine": said, and left alone.
+      expect(dry.out).toMatch(
+        /routing: CHANGES:\n\s+- a personal message: forwarded to other@elsewhere\.test; afterwards delivered to the inbox/,
+      );
+      const refused = await migrate('--from', 'pysieved');
+      expect(refused.code).toBe(1);
+      expect(userLines(refused.out)).toEqual(userLines(dry.out));
+      expect(snapshot(homes)).toEqual(before);
+    }
+    const real = await migrate('--from', 'pysieved', '--accept-changes');
+    expect(real.code).toBe(0);
+    expect(userLines(real.out)).toEqual(userLines(dry.out));
+    expect(real.out).not.toMatch(/is not the filter file compared/);
+    // The real open made the repairs the dry run named.
+    expect(readFileSync(filter)).toEqual(minesFilter);
+    expect(existsSync(temp)).toBe(false);
   });
 
   it.skipIf(NO_EXIM)(
