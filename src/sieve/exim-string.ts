@@ -41,8 +41,8 @@ export function eximString(s: SieveString, source: string): EximString {
   const bytes: number[] = [];
   const from: number[] = [];
   if (s.kind === 'quoted') {
-    const end = s.loc.end - 1;
-    for (let i = s.loc.start + 1; i < end;) {
+    const end = s.end - 1;
+    for (let i = s.start + 1; i < end;) {
       let c = source.codePointAt(i)!;
       if (c === 0x5c /* \ */ && i + 1 < end) {
         i++;
@@ -55,7 +55,7 @@ export function eximString(s: SieveString, source: string): EximString {
     }
   } else {
     // The body starts after the line holding "text:" (and maybe a # comment).
-    let pos = source.indexOf('\n', s.loc.start) + 1;
+    let pos = source.indexOf('\n', s.start) + 1;
     s.rawLines.forEach((line, k) => {
       const skip = k > 0 && line.startsWith('..') ? 1 : 0;
       pushText(bytes, from, source, pos + skip, pos + line.length);

@@ -20,14 +20,17 @@ describe('grammar', () => {
     const text = 'if header :contains ["a", "b"] "c" { keep; }\n';
     const cmd = first(text);
     expect(cmd.name).toBe('if');
-    expect(cmd.nameLoc).toEqual({ start: 0, end: 2 });
+    expect([cmd.start, cmd.end]).toEqual([0, text.length]);
     const test = cmd.tests[0];
     expect(test.name).toBe('header');
     expect(test.args.map((a) => a.type)).toEqual(['tag', 'stringlist', 'stringlist']);
     const list = test.args[1] as StringList;
     expect(list.bracketed).toBe(true);
     expect(list.items.map((s) => s.value)).toEqual(['a', 'b']);
-    expect(text.slice(list.loc.start, list.loc.end)).toBe('["a", "b"]');
+    expect(text.slice(list.start, list.end)).toBe('["a", "b"]');
+    expect(text.slice(test.start, test.end)).toBe('header :contains ["a", "b"] "c"');
+    const c = test.args[2] as StringList;
+    expect([c.start, c.end]).toEqual([c.items[0].start, c.items[0].end]);
     expect(cmd.block!.map((c) => c.name)).toEqual(['keep']);
   });
 

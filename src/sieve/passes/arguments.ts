@@ -107,20 +107,20 @@ export function bindArguments(
     const tagName = arg.name.toLowerCase();
     const spec = findTag(sig.tags, tagName);
     if (spec === undefined) {
-      sink.error(arg.loc, `unknown tag ":${arg.name}" for ${label(kind, name)}`);
+      sink.error(arg, `unknown tag ":${arg.name}" for ${label(kind, name)}`);
       ok = false;
       continue;
     }
     if (spec.requires !== undefined && !ctx.required.has(spec.requires)) {
-      sink.error(arg.loc, `":${arg.name}" needs require "${spec.requires}"`);
+      sink.error(arg, `":${arg.name}" needs require "${spec.requires}"`);
       ok = false;
     }
     if (tags.has(tagName)) {
-      sink.error(arg.loc, `tag ":${arg.name}" given twice`);
+      sink.error(arg, `tag ":${arg.name}" given twice`);
       ok = false;
     } else if (spec.group !== undefined && groups.has(spec.group)) {
       sink.error(
-        arg.loc,
+        arg,
         `":${arg.name}" conflicts with ":${groups.get(spec.group)!.tag.name}" (${groupWord(spec.group)} already specified)`,
       );
       ok = false;
@@ -129,7 +129,7 @@ export function bindArguments(
     if (spec.value !== undefined) {
       const next = args[i + 1];
       if (next === undefined || !fits(next, spec.value)) {
-        sink.error(next?.loc ?? arg.loc, `":${arg.name}" must be followed by ${KIND_WORD[spec.value]}`);
+        sink.error(next ?? arg, `":${arg.name}" must be followed by ${KIND_WORD[spec.value]}`);
         return undefined;
       }
       entry.value = next;
@@ -146,7 +146,7 @@ export function bindArguments(
   for (let k = first; k < args.length; k++) {
     const stray = args[k];
     if (stray.type === 'tag') {
-      sink.error(stray.loc, `tag ":${stray.name}" must come before the other arguments of ${label(kind, name)}`);
+      sink.error(stray, `tag ":${stray.name}" must come before the other arguments of ${label(kind, name)}`);
       return undefined;
     }
   }
@@ -154,7 +154,7 @@ export function bindArguments(
   const wanted = sig.positional.length;
   if (count !== wanted) {
     const labels = sig.positional.map((p) => p.label).join(', ');
-    const where = args[first + wanted]?.loc ?? (count > 0 ? args[args.length - 1].loc : at);
+    const where = args[first + wanted] ?? (count > 0 ? args[args.length - 1] : at);
     sink.error(
       where,
       wanted === 0
@@ -167,7 +167,7 @@ export function bindArguments(
     const arg = args[first + k];
     const spec = sig.positional[k];
     if (!fits(arg, spec.kind)) {
-      sink.error(arg.loc, `${label(kind, name)}: ${spec.label} must be ${KIND_WORD[spec.kind]}, not ${describe(arg)}`);
+      sink.error(arg, `${label(kind, name)}: ${spec.label} must be ${KIND_WORD[spec.kind]}, not ${describe(arg)}`);
       ok = false;
     } else if (arg.type === 'number' && checkNumber(arg, sink) === undefined) ok = false;
   }

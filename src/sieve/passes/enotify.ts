@@ -16,20 +16,20 @@ export function checkNotify(bound: Bound, ctx: PassContext): void {
   const { sink } = ctx;
   const options = bound.tags.get('options');
   if (options !== undefined) {
-    sink.error(options.tag.loc, 'notify :options is not supported: Exim 4.96 cannot parse it', 'dialect');
+    sink.error(options.tag, 'notify :options is not supported: Exim 4.96 cannot parse it', 'dialect');
   }
   const imp = stringOf(bound.tags.get('importance')?.value);
   if (imp !== undefined && !['1', '2', '3'].includes(imp.value)) {
-    sink.error(imp.loc, `notify :importance must be "1", "2" or "3", not "${imp.value}"`, 'dialect');
+    sink.error(imp, `notify :importance must be "1", "2" or "3", not "${imp.value}"`, 'dialect');
   }
   const from = stringOf(bound.tags.get('from')?.value);
   if (from !== undefined) {
     const p = headerMailboxProblem(from.value);
-    if (p !== undefined) sink.error(from.loc, `notify :from must be a mail address: ${p}`, 'policy');
+    if (p !== undefined) sink.error(from, `notify :from must be a mail address: ${p}`, 'policy');
   }
   const method = stringOf(bound.positional[0]);
   if (method !== undefined) {
     const r = parseMailto(method.value);
-    if (r.problem !== undefined) sink.error(method.loc, `notify method "${method.value}": ${r.problem}`, 'dialect');
+    if (r.problem !== undefined) sink.error(method, `notify method "${method.value}": ${r.problem}`, 'dialect');
   }
 }

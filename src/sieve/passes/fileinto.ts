@@ -47,5 +47,5 @@ export function checkFileinto(bound: Bound, ctx: PassContext): void {
   const s = stringOf(bound.positional[0]);
   if (s === undefined) return;
   const p = folderProblem(s.value, ctx.profile.fileintoPolicy);
-  if (p !== undefined) ctx.sink.error(s.loc, `fileinto "${s.value}": ${p}`, 'policy');
+  if (p !== undefined) ctx.sink.error(s, `fileinto "${s.value}": ${p}`, 'policy');
 }

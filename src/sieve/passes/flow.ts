@@ -19,7 +19,7 @@ interface FlowState {
 
 function tooDeep(at: Test | Command, ctx: PassContext, st: FlowState): void {
   if (!st.nestingReported)
-    ctx.sink.error(at.nameLoc, `blocks and tests nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
+    ctx.sink.error(at, `blocks and tests nest deeper than the limit of ${ctx.profile.maxNesting}`, 'limit');
   st.nestingReported = true;
 }
 
@@ -42,14 +42,14 @@ function walkBlock(cmds: Command[], depth: number, ctx: PassContext, st: FlowSta
     const name = cmd.name.toLowerCase();
     const p = prev?.name.toLowerCase();
     if (p === 'stop') {
-      ctx.sink.error(cmd.nameLoc, 'commands after "stop" are never run (and Exim does not even check them)', 'policy');
+      ctx.sink.error(cmd, 'commands after "stop" are never run (and Exim does not even check them)', 'policy');
       return;
     }
     if ((name === 'elsif' || name === 'else') && p !== 'if' && p !== 'elsif') {
-      ctx.sink.error(cmd.nameLoc, `${cmd.name} without a preceding if`, 'semantic');
+      ctx.sink.error(cmd, `${cmd.name} without a preceding if`, 'semantic');
     }
     if (name === 'redirect' && ++st.redirects === ctx.profile.maxRedirects + 1) {
-      ctx.sink.error(cmd.nameLoc, `more than ${ctx.profile.maxRedirects} redirects`, 'limit');
+      ctx.sink.error(cmd, `more than ${ctx.profile.maxRedirects} redirects`, 'limit');
     }
     for (let k = 0; k < cmd.tests.length; k++) walkTest(cmd.tests[k], depth + 1, ctx, st);
     if (cmd.block !== null) walkBlock(cmd.block, depth + 1, ctx, st);

@@ -26,10 +26,10 @@ function checkHeaderNames(names: SieveString[], ctx: PassContext, addressOnly: b
     const s = names[i];
     const p = headerNameProblem(s.value);
     if (p !== undefined) {
-      ctx.sink.error(s.loc, p, 'dialect');
+      ctx.sink.error(s, p, 'dialect');
     } else if (addressOnly && !ADDRESS_HEADERS.has(s.value.toLowerCase())) {
       ctx.sink.error(
-        s.loc,
+        s,
         `Exim's address test only reads From, To, Cc, Bcc, Sender, Resent-From and Resent-To, not "${s.value}"; use header for other fields`,
         'policy',
       );
@@ -45,16 +45,16 @@ function checkComparison(bound: Bound, ctx: PassContext, keysIndex: number): voi
     const name = cmp.value.toLowerCase();
     if (!COMPARATORS.has(name)) {
       ctx.sink.error(
-        cmp.loc,
+        cmp,
         `unknown comparator "${cmp.value}" (Exim has i;octet, i;ascii-casemap, en;ascii-casemap, i;ascii-numeric)`,
         'dialect',
       );
     } else if (name === 'i;ascii-numeric') {
       if (!ctx.required.has('comparator-i;ascii-numeric')) {
-        ctx.sink.error(cmp.loc, 'comparator "i;ascii-numeric" needs require "comparator-i;ascii-numeric"', 'semantic');
+        ctx.sink.error(cmp, 'comparator "i;ascii-numeric" needs require "comparator-i;ascii-numeric"', 'semantic');
       }
       if (matchName !== 'is') {
-        ctx.sink.error(cmp.loc, `comparator "i;ascii-numeric" only works with :is, not :${matchName}`, 'semantic');
+        ctx.sink.error(cmp, `comparator "i;ascii-numeric" only works with :is, not :${matchName}`, 'semantic');
       }
     }
   }
@@ -62,11 +62,7 @@ function checkComparison(bound: Bound, ctx: PassContext, keysIndex: number): voi
     for (const key of stringsOf(bound.positional[keysIndex])) {
       const trailing = /\\+$/.exec(key.value)?.[0].length ?? 0;
       if (trailing % 2 === 1) {
-        ctx.sink.error(
-          key.loc,
-          ':matches pattern ends in a lone "\\" (Exim: syntactically invalid pattern)',
-          'semantic',
-        );
+        ctx.sink.error(key, ':matches pattern ends in a lone "\\" (Exim: syntactically invalid pattern)', 'semantic');
       }
     }
   }
@@ -81,7 +77,7 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
       // never matches (exim-sieve.md section 5 item 8), unlike RFC 5233.
       if (bound.groups.get('addresspart')?.spec.name === 'detail') {
         ctx.sink.warning(
-          bound.groups.get('addresspart')!.tag.loc,
+          bound.groups.get('addresspart')!.tag,
           'Exim never matches :detail in the address test (only envelope "to" has a detail)',
           'dialect',
         );
@@ -102,7 +98,7 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
         stringsOf(bound.positional[0]).every((p) => p.value.toLowerCase() === 'from')
       ) {
         ctx.sink.warning(
-          bound.groups.get('addresspart')!.tag.loc,
+          bound.groups.get('addresspart')!.tag,
           'Exim never matches :detail for envelope "from"',
           'dialect',
         );
@@ -110,7 +106,7 @@ export function checkTestArguments(name: string, bound: Bound, ctx: PassContext)
       for (const s of stringsOf(bound.positional[0])) {
         const part = s.value.toLowerCase();
         if (part !== 'from' && part !== 'to') {
-          ctx.sink.error(s.loc, `envelope part must be "from" or "to", not "${s.value}"`, 'dialect');
+          ctx.sink.error(s, `envelope part must be "from" or "to", not "${s.value}"`, 'dialect');
         }
       }
       checkComparison(bound, ctx, 1);

@@ -16,7 +16,7 @@ export function checkNumber(n: NumberArg, sink: DiagnosticSink): bigint | undefi
   const unit = UNITS[n.unit];
   if (unit === undefined) {
     sink.error(
-      n.loc,
+      n,
       `number quantifier "${n.unit}" must be upper case ("${n.unit.toUpperCase()}"); Exim does not read "${n.digits}${n.unit}" as a number`,
       'dialect',
     );
@@ -24,7 +24,7 @@ export function checkNumber(n: NumberArg, sink: DiagnosticSink): bigint | undefi
   }
   const value = BigInt(n.digits) * unit;
   if (value >= LIMIT) {
-    sink.error(n.loc, `number ${n.digits}${n.unit} is too large (Exim's limit is 2^64-1)`, 'dialect');
+    sink.error(n, `number ${n.digits}${n.unit} is too large (Exim's limit is 2^64-1)`, 'dialect');
     return undefined;
   }
   return value;

@@ -14,5 +14,5 @@ export function checkRedirect(bound: Bound, ctx: PassContext): void {
   const s = stringOf(bound.positional[0]);
   if (s === undefined) return;
   const p = mailboxProblem(s.value);
-  if (p !== undefined) ctx.sink.error(s.loc, `redirect needs one mail address ("user@example.org"): ${p}`, 'policy');
+  if (p !== undefined) ctx.sink.error(s, `redirect needs one mail address ("user@example.org"): ${p}`, 'policy');
 }

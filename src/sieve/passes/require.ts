@@ -27,7 +27,7 @@ export function checkRequires(script: Script, ctx: PassContext): void {
       continue;
     }
     if (seenOther) {
-      ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command', 'semantic');
+      ctx.sink.error(cmd, 'require is only allowed before the first other command', 'semantic');
     }
     const arg = cmd.args[0];
     if (arg === undefined || arg.type !== 'stringlist') continue; // the signature check reports it
@@ -42,23 +42,19 @@ export function checkRequires(script: Script, ctx: PassContext): void {
       const folded = [...accepted].find((a) => a.toLowerCase() === name.toLowerCase());
       if (folded !== undefined) {
         ctx.sink.error(
-          s.loc,
+          s,
           `unknown capability "${name}"; Exim compares names case-sensitively, write "${folded}"`,
           'dialect',
         );
       } else if (EXIM_OFFERS.has(name)) {
         // vacation and enotify need router options at the site (exim-sieve.md section 2.3).
         ctx.sink.error(
-          s.loc,
+          s,
           `extension "${name}" is not enabled on this server (supported: ${ctx.profile.extensions.join(' ')})`,
           'dialect',
         );
       } else {
-        ctx.sink.error(
-          s.loc,
-          `unknown capability "${name}" (supported: ${ctx.profile.extensions.join(' ')})`,
-          'dialect',
-        );
+        ctx.sink.error(s, `unknown capability "${name}" (supported: ${ctx.profile.extensions.join(' ')})`, 'dialect');
       }
     }
   }

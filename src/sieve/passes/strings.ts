@@ -31,7 +31,7 @@ export function decodeString(s: SieveString, ctx: PassContext): void {
   const ex = eximString(s, ctx.source);
   const r = decodeEncodedCharacters(ex.bytes);
   for (const p of r.problems) {
-    const at = ex.from[p.at] ?? s.loc.start;
+    const at = ex.from[p.at] ?? s.start;
     if (p.kind === 'range') {
       ctx.sink.error(
         { start: at, end: at },
@@ -57,24 +57,24 @@ export function checkStrings(script: Script, ctx: PassContext): void {
       const arg = args[a];
       if (arg.type !== 'stringlist') continue;
       if (arg.items.length === 0) {
-        ctx.sink.error(arg.loc, 'empty string list "[]" is not allowed; a list needs at least one string', 'policy');
+        ctx.sink.error(arg, 'empty string list "[]" is not allowed; a list needs at least one string', 'policy');
       }
       for (let k = 0; k < arg.items.length; k++) {
         const s = arg.items[k];
         if (s.kind === 'multiline') {
           if (s.prefix !== 'text:') {
-            ctx.sink.error(s.loc, `"${s.prefix}" must be written "text:" in lower case for Exim`, 'dialect');
+            ctx.sink.error(s, `"${s.prefix}" must be written "text:" in lower case for Exim`, 'dialect');
           }
           const first = s.rawLines[0];
           if (first === undefined) {
             ctx.sink.error(
-              s.loc,
+              s,
               'empty multi-line string: Exim 4.96 does not see the "." on the first line and reads on',
               'dialect',
             );
           } else if (first.startsWith('.')) {
             ctx.sink.error(
-              s.loc,
+              s,
               'the first line of a multi-line string must not start with "." (Exim 4.96 does not unstuff it)',
               'dialect',
             );
@@ -82,7 +82,7 @@ export function checkStrings(script: Script, ctx: PassContext): void {
         }
         if (decode && s.value === '') {
           ctx.sink.error(
-            s.loc,
+            s,
             'empty string: Exim 4.96 crashes on empty strings when "encoded-character" is required',
             'dialect',
           );
@@ -94,12 +94,12 @@ export function checkStrings(script: Script, ctx: PassContext): void {
   };
   const visitTest = (t: Test): void => {
     visitArgs(t.args);
-    if (t.testList && t.tests.length === 0) ctx.sink.error(t.loc, `empty test list "()" after ${t.name}`, 'syntax');
+    if (t.testList && t.tests.length === 0) ctx.sink.error(t, `empty test list "()" after ${t.name}`, 'syntax');
     for (let i = 0; i < t.tests.length; i++) visitTest(t.tests[i]);
   };
   const visitCommand = (c: Command, top = false): void => {
     visitArgs(c.args, decodeAll && !(top && c.name.toLowerCase() === 'require'));
-    if (c.testList && c.tests.length === 0) ctx.sink.error(c.loc, `empty test list "()" after ${c.name}`, 'syntax');
+    if (c.testList && c.tests.length === 0) ctx.sink.error(c, `empty test list "()" after ${c.name}`, 'syntax');
     for (let i = 0; i < c.tests.length; i++) visitTest(c.tests[i]);
     const block = c.block;
     if (block !== null) for (let i = 0; i < block.length; i++) visitCommand(block[i]);

@@ -37,26 +37,26 @@ function checkTest(test: Test, ctx: PassContext): void {
   const name = test.name.toLowerCase();
   const sig = TESTS.get(name);
   if (sig === undefined) {
-    ctx.sink.error(test.nameLoc, unknownMessage('test', test.name), 'semantic');
+    ctx.sink.error(test, unknownMessage('test', test.name), 'semantic');
     return;
   }
   const missing = requireProblem(`test "${test.name}"`, sig.requires, ctx);
-  if (missing !== undefined) ctx.sink.error(test.nameLoc, missing, 'semantic');
-  const bound = bindArguments('test', test.name, test.nameLoc, test.args, sig, ctx);
+  if (missing !== undefined) ctx.sink.error(test, missing, 'semantic');
+  const bound = bindArguments('test', test.name, test, test.args, sig, ctx);
   if (sig.tests === 'none' && test.tests.length > 0) {
     // Usually a missing quote, comma or brace; the stray words are not tests.
     const stray = test.tests[0];
     ctx.sink.error(
-      stray.nameLoc,
+      stray,
       `unexpected "${stray.name}" after test "${test.name}" (missing quotes, "," or "{"?)`,
       'syntax',
     );
     if (bound !== undefined) checkTestArguments(name, bound, ctx);
     return;
   } else if (sig.tests === 'one' && (test.testList || test.tests.length !== 1)) {
-    ctx.sink.error(test.nameLoc, `"${test.name}" takes exactly one test, not a test list`, 'semantic');
+    ctx.sink.error(test, `"${test.name}" takes exactly one test, not a test list`, 'semantic');
   } else if (sig.tests === 'list' && !test.testList) {
-    ctx.sink.error(test.nameLoc, `"${test.name}" takes a test list in parentheses`, 'semantic');
+    ctx.sink.error(test, `"${test.name}" takes a test list in parentheses`, 'semantic');
   }
   if (bound !== undefined) checkTestArguments(name, bound, ctx);
   for (let i = 0; i < test.tests.length; i++) checkTest(test.tests[i], ctx);
@@ -64,7 +64,7 @@ function checkTest(test: Test, ctx: PassContext): void {
 
 /** Where the arguments of `cmd` end: a missing ";" belongs right there. */
 function argsEnd(cmd: Command): Span {
-  const end = cmd.args[cmd.args.length - 1]?.loc.end ?? cmd.nameLoc.end;
+  const end = cmd.args[cmd.args.length - 1]?.end ?? cmd.start + cmd.name.length;
   return { start: end, end };
 }
 
@@ -72,30 +72,26 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
   const name = cmd.name.toLowerCase();
   const sig = COMMANDS.get(name);
   if (sig === undefined) {
-    ctx.sink.error(cmd.nameLoc, unknownMessage('command', cmd.name), 'semantic');
+    ctx.sink.error(cmd, unknownMessage('command', cmd.name), 'semantic');
     if (!cmd.terminated)
       ctx.sink.error({ start: cmd.headEnd, end: cmd.headEnd }, `missing ";" after ${cmd.name}`, 'syntax');
     return;
   }
   const missing = requireProblem(cmd.name, sig.requires, ctx);
-  if (missing !== undefined) ctx.sink.error(cmd.nameLoc, missing, 'semantic');
+  if (missing !== undefined) ctx.sink.error(cmd, missing, 'semantic');
   if (name === 'require' && depth > 0) {
-    ctx.sink.error(cmd.nameLoc, 'require is only allowed before the first other command, not in a block', 'semantic');
+    ctx.sink.error(cmd, 'require is only allowed before the first other command, not in a block', 'semantic');
   }
-  const bound = bindArguments('command', cmd.name, cmd.nameLoc, cmd.args, sig, ctx);
+  const bound = bindArguments('command', cmd.name, cmd, cmd.args, sig, ctx);
   // Words after the arguments of a command that takes no test: usually the
   // next command, after a forgotten ";". They are not checked as tests.
   const stray = sig.tests === 'none' && cmd.tests.length > 0;
   if (stray) {
     if (cmd.testList || sig.block)
-      ctx.sink.error(
-        cmd.tests[0]?.loc ?? argsEnd(cmd),
-        `${cmd.name} takes no test${cmd.testList ? ' list' : ''}`,
-        'syntax',
-      );
+      ctx.sink.error(cmd.tests[0] ?? argsEnd(cmd), `${cmd.name} takes no test${cmd.testList ? ' list' : ''}`, 'syntax');
     else ctx.sink.error(argsEnd(cmd), `missing ";" after ${cmd.name}`, 'syntax');
   } else if (sig.tests === 'one' && (cmd.testList || cmd.tests.length !== 1)) {
-    ctx.sink.error(cmd.nameLoc, `${cmd.name} needs one test (use allof/anyof to combine tests)`, 'semantic');
+    ctx.sink.error(cmd, `${cmd.name} needs one test (use allof/anyof to combine tests)`, 'semantic');
   }
   if (!cmd.terminated) {
     if (!stray) {
@@ -103,9 +99,9 @@ function checkCommand(cmd: Command, depth: number, ctx: PassContext): void {
       ctx.sink.error(at, sig.block ? `${cmd.name} needs a block "{ ... }"` : `missing ";" after ${cmd.name}`, 'syntax');
     }
   } else if (sig.block && cmd.block === null) {
-    ctx.sink.error(cmd.nameLoc, `${cmd.name} needs a block "{ ... }"`, 'syntax');
+    ctx.sink.error(cmd, `${cmd.name} needs a block "{ ... }"`, 'syntax');
   } else if (!sig.block && cmd.block !== null && !stray) {
-    ctx.sink.error(cmd.nameLoc, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
+    ctx.sink.error(cmd, `missing ";" after ${cmd.name} (it takes no block)`, 'syntax');
   }
   if (bound !== undefined) checkActionArguments(name, bound, ctx);
   if (!stray) for (let i = 0; i < cmd.tests.length; i++) checkTest(cmd.tests[i], ctx);

@@ -70,9 +70,9 @@ function walk(cmds: Command[], start: Paths, ctx: PassContext): Paths {
     if (name === 'vacation') {
       const first = at.vacation;
       if (first !== undefined) {
-        const line = ctx.sink.positionOf(first.nameLoc.start).line;
+        const line = ctx.sink.positionOf(first.start).line;
         ctx.sink.error(
-          cmd.nameLoc,
+          cmd,
           `a second vacation can run for the same message (after the one on line ${line}); Exim then stops with "trying to execute vacation more than once" and only keeps the message. Put them in different branches of one if/elsif/else`,
           'dialect',
         );

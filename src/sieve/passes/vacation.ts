@@ -19,7 +19,7 @@ export function checkVacation(bound: Bound, ctx: PassContext): void {
   const handle = bound.tags.get('handle');
   if (handle !== undefined) {
     sink.error(
-      handle.tag.loc,
+      handle.tag,
       'vacation :handle is not supported: Exim 4.96 uses its value as the :from address',
       'policy',
     );
@@ -30,7 +30,7 @@ export function checkVacation(bound: Bound, ctx: PassContext): void {
     const v = BigInt(days.digits) * unit;
     if (v < 1n || v > 31n) {
       sink.warning(
-        days.loc,
+        days,
         `vacation :days ${days.digits}${days.unit} is outside 1-31; Exim will use ${v < 1n ? 1 : 31}`,
         'dialect',
       );
@@ -39,15 +39,15 @@ export function checkVacation(bound: Bound, ctx: PassContext): void {
   const from = stringOf(bound.tags.get('from')?.value);
   if (from !== undefined) {
     const p = headerMailboxProblem(from.value);
-    if (p !== undefined) sink.error(from.loc, `vacation :from must be a mail address: ${p}`, 'dialect');
+    if (p !== undefined) sink.error(from, `vacation :from must be a mail address: ${p}`, 'dialect');
   }
   for (const a of stringsOf(bound.tags.get('addresses')?.value)) {
     const p = mailboxProblem(a.value);
     if (p !== undefined)
-      sink.warning(a.loc, `vacation :addresses entry "${a.value}" is not a mail address: ${p}`, 'semantic');
+      sink.warning(a, `vacation :addresses entry "${a.value}" is not a mail address: ${p}`, 'semantic');
   }
   const reason = stringOf(bound.positional[0]);
   if (bound.tags.has('mime') && reason !== undefined && /[^\x00-\x7f]/.test(reason.value)) {
-    sink.error(reason.loc, 'a :mime vacation reason must be 7-bit ASCII (encode non-ASCII text in MIME)', 'dialect');
+    sink.error(reason, 'a :mime vacation reason must be 7-bit ASCII (encode non-ASCII text in MIME)', 'dialect');
   }
 }
