@@ -86,16 +86,18 @@ describe('backpressure: a client that never reads its replies', () => {
       still = now.bytesIn === stalled.bytesIn && now.bytesOut === stalled.bytesOut ? still + 1 : 0;
       stalled = now;
     }
-    const readSinceLogin = stalled.bytesIn - loggedIn.bytesIn;
-    const answeredPairs = Math.ceil((stalled.bytesOut - loggedIn.bytesOut) / PAIR_OUTPUT);
+    /** What the server read beyond the input of the commands it answered (their replies are in bytesOut). */
+    const readAhead = (w: Who): number =>
+      w.bytesIn - loggedIn.bytesIn - Math.ceil((w.bytesOut - loggedIn.bytesOut) / PAIR_OUTPUT) * pairInput(0).length;
     // The server read only what it answered plus its fixed allowance, not the 2 MB sent.
-    expect(readSinceLogin).toBeLessThan(payload.length / 4);
-    expect(readSinceLogin - answeredPairs * pairInput(0).length).toBeLessThan(READ_AHEAD_BOUND);
-    expect(answeredPairs).toBeLessThan(PAIRS / 4);
+    expect(stalled.bytesIn - loggedIn.bytesIn).toBeLessThan(payload.length / 4);
+    expect(readAhead(stalled)).toBeLessThan(READ_AHEAD_BOUND);
+    expect((stalled.bytesOut - loggedIn.bytesOut) / PAIR_OUTPUT).toBeLessThan(PAIRS / 4);
     // At most the reply being written waits in the server's own buffer; the rest is unproduced.
     expect(stalled.outputQueued).toBeLessThanOrEqual(SCRIPT.length + 1024);
-    // The 2000 replies not taken (130 MiB) are nowhere in the server's memory.
-    expect(rssMiB(pid) - rssBefore).toBeLessThan(48);
+    // The 2000 replies not taken (130 MiB) are nowhere in the server's memory (the
+    // growth measured is ~20 MiB, garbage of the replies written; without backpressure ~190).
+    expect(rssMiB(pid) - rssBefore).toBeLessThan(64);
 
     // Another session of the same user, and another user, are answered meanwhile.
     const other = await login();
@@ -109,8 +111,10 @@ describe('backpressure: a client that never reads its replies', () => {
     // Generous (2 shared cores): a server held by the flooder would not answer at all.
     expect(Math.max(...slowest)).toBeLessThan(1000);
     expect((await other.getScript('big')).content).toEqual(SCRIPT);
-    // Still stalled: serving others did not make the server read the flooder's input.
-    expect((await who(remote)).bytesIn).toBe(stalled.bytesIn);
+    // Still held: serving others did not make the server read the flooder's input.
+    const later = await who(remote);
+    expect(later.bytesIn - loggedIn.bytesIn).toBeLessThan(payload.length / 4);
+    expect(readAhead(later)).toBeLessThan(READ_AHEAD_BOUND);
 
     // The client reads at last: every reply arrives, whole and in order.
     flooder.resumeReading();
