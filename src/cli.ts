@@ -42,7 +42,7 @@ async function serve(argv: string[]): Promise<number> {
     { loadConfig },
     { prepareDemo },
     { createRootLogger },
-    { startServer },
+    { startServer, buildServices },
     { startControlSocket },
     { runPrimary, resolveWorkers },
     { serveAsWorker },
@@ -71,15 +71,18 @@ async function serve(argv: string[]): Promise<number> {
     const demo = prepareDemo(undefined, values.listen);
     config = demo.config;
     log = createRootLogger(config.log.level);
-    log.info(
-      { event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
-      `demo account: user ${demo.user} password ${demo.password} (${demo.tls ? 'STARTTLS uses a self-signed certificate' : 'no openssl to make a certificate: no STARTTLS, clear-text logins on loopback'})`,
-    );
-    const [demoHost, demoPort] = hostAndPort(demo.listen);
-    process.stdout.write(
-      `\ntsieved demo on ${demo.listen}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
-        `  try:      sieve-connect ${demo.tls ? '--notlsverify' : '--clearchan'} -s ${demoHost} -p ${demoPort} -u ${demo.user} --list\n\n`,
-    );
+    // Said once, by the primary (or the one process); each worker prepares the same demo.
+    if (!cluster.isWorker) {
+      log.info(
+        { event: 'demo', user: demo.user, password: demo.password, data: demo.varDir },
+        `demo account: user ${demo.user} password ${demo.password} (${demo.tls ? 'STARTTLS uses a self-signed certificate' : 'no openssl to make a certificate: no STARTTLS, clear-text logins on loopback'})`,
+      );
+      const [demoHost, demoPort] = hostAndPort(demo.listen);
+      process.stdout.write(
+        `\ntsieved demo on ${demo.listen}\n  user:     ${demo.user}\n  password: ${demo.password}\n  data:     ${demo.varDir}\n` +
+          `  try:      sieve-connect ${demo.tls ? '--notlsverify' : '--clearchan'} -s ${demoHost} -p ${demoPort} -u ${demo.user} --list\n\n`,
+      );
+    }
   } else if (values.config) {
     config = await loadConfig(values.config);
     log = createRootLogger(config.log.level);
@@ -88,7 +91,14 @@ async function serve(argv: string[]): Promise<number> {
     return 2;
   }
   const workers = resolveWorkers(config.server.workers);
-  if (cluster.isPrimary && workers > 1) return runPrimary(config, values.config, workers, log);
+  if (cluster.isPrimary && workers > 1) {
+    // A configuration nobody could use is refused here, once, with every problem and
+    // exit code 1, as a single process does, before any worker starts.
+    const built = await buildServices(config, log);
+    await built.validator.close();
+    await built.services.auth.close?.();
+    return runPrimary(config, values.config, workers, log);
+  }
   const inWorker = cluster.isWorker;
   if (inWorker) log = log.child({ worker: cluster.worker?.id });
   const server = await startServer(
@@ -252,6 +262,8 @@ export async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A cluster worker that could not start: its IPC channel would keep it alive.
+    if (code !== 0 && process.connected) process.disconnect();
   },
   (error: unknown) => {
     process.stderr.write(`tsieved: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

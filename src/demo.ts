@@ -54,9 +54,10 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
   const uid = process.getuid?.() ?? 1000;
   const gid = process.getgid?.() ?? 1000;
   const userdb = resolve(varDir, 'userdb');
-  writeFileSync(userdb, `${DEMO_USER}\tuid=${uid}|gid=${gid}|home=${home}|mail=${home}/Maildir|systempw=${hash}\n`, {
-    mode: 0o600,
-  });
+  const entry = `${DEMO_USER}\tuid=${uid}|gid=${gid}|home=${home}|mail=${home}/Maildir|systempw=${hash}\n`;
+  // Written only when it differs: each worker of a cluster prepares the demo too,
+  // and must not truncate the file under another worker reading it.
+  if (!existsSync(userdb) || readFileSync(userdb, 'utf8') !== entry) writeFileSync(userdb, entry, { mode: 0o600 });
 
   const cert = resolve(varDir, 'demo-cert.pem');
   const key = resolve(varDir, 'demo-key.pem');
@@ -97,11 +98,10 @@ export function prepareDemo(varDir = resolve('var'), listen = '127.0.0.1:4190'):
   const tls = existsSync(cert) && existsSync(key);
   const config = validateConfig(
     {
-      // One process: the demo is for trying the protocol, not for load.
+      // `workers` as shipped ("auto"): the demo runs as a server would.
       server: {
         listen: [tls ? listen : { address: listen, allow_plaintext: true }],
         greeting_name: 'tsieved-demo',
-        workers: 1,
       },
       tls: tls ? { cert_file: cert, key_file: key } : {},
       auth: { backend: 'userdb', userdb },

@@ -45,12 +45,11 @@ const serverSchema = z.strictObject({
   /** Delay before answering a failed login; per connection, never blocks others. */
   auth_failure_delay_ms: z.number().int().nonnegative().default(2000),
   /**
-   * Server processes sharing the listeners (node:cluster), or "auto" for one per
-   * CPU core. Default 1 for now: with more, a reload's `reloaded` line comes from
-   * each worker and listener changes on SIGHUP are not yet tested across workers.
-   * Changing it needs a restart.
+   * Server processes sharing the listeners (node:cluster): "auto" is one per CPU
+   * core the process may use (os.availableParallelism(); 1 on a single core, where
+   * no primary process is started). Changing it needs a restart.
    */
-  workers: z.union([z.number().int().positive().max(256), z.literal('auto')]).default(1),
+  workers: z.union([z.number().int().positive().max(256), z.literal('auto')]).default('auto'),
   /** Seconds to let sessions finish on SIGTERM before closing them. */
   shutdown_grace_seconds: z.number().int().nonnegative().default(10),
 });

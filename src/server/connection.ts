@@ -363,6 +363,9 @@ export class Connection {
   }
 
   private attach(stream: Duplex): void {
+    // A client that half-closed while its admission was being decided (a cluster
+    // worker asks the primary) has had its 'end' already: nobody would emit it again.
+    if (stream.readableEnded) this.ended = true;
     stream.on('data', this.onData);
     stream.on('end', this.onEnd);
     stream.on('close', this.onEnd);

@@ -2,10 +2,17 @@
  * Starts the real tsieved (`node dist/cli.js serve --config FILE`, as built by
  * `npm test`) with a given TOML configuration, waits until it listens, and reports
  * the ports it bound (port 0 in the config = any free port).
+ *
+ * `[server] workers` defaults to one per core, but most tests are about what one
+ * server process does (its log lines, its sessions), and on a shared test machine
+ * twice the processes are only slower: a configuration that does not set
+ * `workers` runs as one process here unless the test asks for the shipped default
+ * (`defaultWorkers`), as the tests of the shipped configurations do. With more
+ * than one worker the server is ready once the primary logs `cluster-ready`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
@@ -38,12 +45,16 @@ export interface StartOptions {
   readonly timeoutMs?: number;
   /** A command put before `node dist/cli.js serve ...` (e.g. setpriv with options); it must exec the rest. */
   readonly wrapper?: readonly string[];
+  /** Keep `[server] workers` as configured or defaulted (one per core) instead of one process. */
+  readonly defaultWorkers?: boolean;
 }
 
 export async function startTsieved(configToml: string, options: StartOptions = {}): Promise<RunningTsieved> {
   const dir = mkdtempSync(join(tmpdir(), 'tsieved-run-'));
   const configFile = join(dir, 'tsieved.toml');
-  writeFileSync(configFile, withPrivateControl(configToml));
+  const toml = options.defaultWorkers ? configToml : oneWorkerUnlessSet(configToml);
+  writeFileSync(configFile, withPrivateControl(toml));
+  const workers = workerCount(toml);
   const argv = [...(options.wrapper ?? []), process.execPath, CLI, 'serve', '--config', configFile];
   const child = spawn(argv[0], argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -70,7 +81,7 @@ export async function startTsieved(configToml: string, options: StartOptions = {
           /* partial line */
         }
       }
-      if (ports.length >= expected) {
+      if (ports.length >= expected && (workers === 1 || output.includes('"event":"cluster-ready"'))) {
         clearTimeout(timer);
         resolveReady();
       }
@@ -124,6 +135,29 @@ export async function startTsieved(configToml: string, options: StartOptions = {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** `workers = 1` in [server] when the configuration does not say how many. */
+export function oneWorkerUnlessSet(toml: string): string {
+  // A test of a broken configuration gets it as written.
+  if (configuredWorkers(toml) !== undefined) return toml;
+  if (/^\[server\][ \t]*$/m.test(toml)) return toml.replace(/^\[server\][ \t]*$/m, '[server]\nworkers = 1');
+  return `${toml}\n[server]\nworkers = 1\n`;
+}
+
+/** The server processes a configuration asks for (as src/cluster/primary.ts resolves "auto"). */
+function workerCount(toml: string): number {
+  const workers = configuredWorkers(toml);
+  if (workers === 'unparsable') return 1;
+  return typeof workers === 'number' ? workers : Math.max(1, availableParallelism());
+}
+
+function configuredWorkers(toml: string): unknown {
+  try {
+    return (parseToml(toml) as { server?: { workers?: unknown } }).server?.workers;
+  } catch {
+    return 'unparsable';
+  }
 }
 
 /** How many listeners a config declares (to know when start-up is complete). */

@@ -187,7 +187,9 @@ capabilities = ["fileinto", "envelope", "copy", "subaddress", "encoded-character
 [log]
 level = "info"
 `;
-    instances.push(await startTsieved(toml), await startTsieved(toml));
+    // As shipped: `workers` left to its default, one per core.
+    const asShipped = { defaultWorkers: true };
+    instances.push(await startTsieved(toml, asShipped), await startTsieved(toml, asShipped));
     front = await freePort();
     syslog = createSocket('udp4');
     syslog.on('message', (m: Buffer) => syslogLines.push(m.toString('utf8')));
@@ -229,6 +231,12 @@ level = "info"
     for (let i = 0; i < 6 && !instances.every(seen); i++) {
       const reply = await failedLoginFrom('127.0.0.2', front);
       expect(reply, reply).toMatch(/^NO "/m);
+      console.log(
+        'DBG',
+        i,
+        instances.map((t) => t.logLines().filter((l) => l.event === 'auth-failure').length),
+        syslogLines.slice(-2),
+      );
       // pino writes asynchronously: give the line a moment to arrive.
       for (
         let w = 0;

@@ -140,7 +140,7 @@ isolation = "process"
 [sieve]
 capabilities = ["fileinto", "envelope"]
 `,
-      { wrapper: unit.wrapper },
+      { wrapper: unit.wrapper, defaultWorkers: true },
     );
   }, 60_000);
 

@@ -7,6 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, needs } from '../helpers/tools.js';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
 import { CLI } from '../helpers/tsieved.js';
@@ -16,6 +19,7 @@ interface WhoEntry {
   workerPid: number;
   remote: string;
   user?: string;
+  pid?: number;
 }
 
 function who(fx: Fixture): WhoEntry[] {
@@ -136,5 +140,41 @@ describe.skipIf(process.platform !== 'linux')('limits that hold across two worke
     await waitFor(() => again().some((l) => l.failures === 3));
     expect(again().every((l) => Number(l.failures) <= 3)).toBe(true);
     for (const c of [a, b]) c.close();
+  });
+});
+
+describe.skipIf(process.platform !== 'linux')('isolated sessions across two workers', () => {
+  let fx: Fixture | undefined;
+  afterAll(async () => fx?.stop());
+
+  it("who and /metrics show every worker's isolated sessions with their storage processes", needs(ROOT), async () => {
+    fx = await startFixture({
+      extra: { server: 'workers = 2', storage: 'isolation = "process"', metrics: 'listen = "127.0.0.1:0"' },
+    });
+    const f = fx;
+    await f.server.waitForLog((l) => l.event === 'cluster-ready', 30_000);
+    // The storage process runs as the entry's uid, which must not be root's.
+    chmodSync(f.dir, 0o755);
+    chownSync(f.home(ALICE.name), 42112, 42112);
+    const userdb = join(f.dir, 'userdb');
+    writeFileSync(
+      userdb,
+      readFileSync(userdb, 'utf8').replace(/^(alice@example\.org\t)uid=\d+\|gid=\d+/m, '$1uid=42112|gid=42112'),
+    );
+    const pair = await onBothWorkers(f);
+    for (const c of pair) expect((await c.authenticatePlain(ALICE.name, ALICE.password)).status).toBe('OK');
+    const sessions = who(f);
+    expect(new Set(sessions.map((s) => s.worker))).toEqual(new Set([1, 2]));
+    const pids = sessions.map((s) => s.pid);
+    for (const [i, pid] of pids.entries()) {
+      expect(pid).toBeGreaterThan(1);
+      expect(pid).not.toBe(sessions[i].workerPid);
+      expect(existsSync(`/proc/${pid}`)).toBe(true);
+    }
+    expect(new Set(pids).size).toBe(2);
+    const metricsPort = (await f.server.waitForLog((l) => l.event === 'metrics-listening')).port as number;
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^tsieved_isolated_sessions 2$/m);
+    for (const c of pair) c.close();
   });
 });

@@ -197,4 +197,23 @@ describe.skipIf(process.platform !== 'linux')('two workers behind a PROXY-protoc
     expect(third.text()).toMatch(/^BYE .*too many connections from your address/);
     for (const s of [...held, third.socket]) s.destroy();
   });
+
+  it('ends a session whose client half-closed while the primary was deciding its admission', async () => {
+    // The header and the FIN arrive together, so the socket's end comes before the
+    // primary's answer: the session must still see it (not wait for the login timeout).
+    for (const source of ['192.0.2.7', '192.0.2.8']) {
+      const closed = await new Promise<string>((resolve, reject) => {
+        let received = '';
+        const socket = connect(fx.server.port, '127.0.0.1', () =>
+          socket.end(`PROXY TCP4 ${source} 127.0.0.1 40000 4190\r\n`),
+        );
+        socket.on('data', (d) => (received += d.toString()));
+        socket.on('close', () => resolve(received));
+        socket.on('error', reject);
+      });
+      expect(closed).toMatch(/^"IMPLEMENTATION"/);
+      const line = await fx.server.waitForLog((l) => l.event === 'disconnect' && l.remote === source, 10_000);
+      expect(line.reason).toBe('client-closed');
+    }
+  });
 });
