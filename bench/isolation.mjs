@@ -11,7 +11,9 @@
 //           --idle-large (500) sessions, each on a fresh server; for tsieved also
 //           the helper + broker processes alone
 //   full:   --sessions (200) full sessions (connect, STARTTLS, AUTHENTICATE,
-//           PUTSCRIPT 4 KiB, SETACTIVE, LOGOUT), --concurrent (20) at a time; p50/p99
+//           PUTSCRIPT 4 KiB, SETACTIVE, LOGOUT), --concurrent (20) at a time; p50/p99,
+//           and the CPU time all the server's processes used, per session (less
+//           noisy than wall-clock times on a shared machine)
 // Needs root, gcc and the PAM headers, useradd/userdel, openssl, a build. Users,
 // the service file and directories are temporary and removed afterwards.
 // Options: --users N (50), --logins N (40), --idle-small N, --idle-large N,
@@ -26,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { SieveClient } from './lib/client.mjs';
 import { findDovecot, startDovecot } from './lib/dovecot.mjs';
 import { freePort, makeCert, makeWorkDir } from './lib/fixtures.mjs';
-import { processTree } from './lib/procmem.mjs';
+import { processTree, treeCpuMs } from './lib/procmem.mjs';
 import { percentile, round } from './lib/stats.mjs';
 import { startTsieved } from './lib/tsieved.mjs';
 import { idleWorkload, loginWorkload } from './lib/workloads.mjs';
@@ -232,6 +234,7 @@ try {
     log(`AUTHENTICATE to OK, ${N('logins')} sequential`);
     r.authenticateToOkMs = stat(await authenticateToOk(current, accounts, N('logins')));
     log(`${N('sessions')} full sessions, ${N('concurrent')} at a time`);
+    const cpuBefore = treeCpuMs(current.pid);
     const full = await loginWorkload(current, {
       concurrency: N('concurrent'),
       processes: 2,
@@ -241,7 +244,11 @@ try {
       warmupMs: 0,
       logins: N('sessions'),
     });
+    // Let the last sessions end (and be reaped) before reading the CPU time.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const cpuMs = treeCpuMs(current.pid) - cpuBefore;
     r.full = {
+      cpuMsPerSession: round(cpuMs / Math.max(1, full.logins), 2),
       sessions: full.logins,
       errors: full.errors,
       errorSamples: full.errorSamples,
@@ -298,6 +305,7 @@ const rows = [
     ],
   ]),
   [`${N('sessions')} full sessions at ${N('concurrent')}: p50 / p99 (ms)`, (r) => `${r.full.p50Ms} / ${r.full.p99Ms}`],
+  ['full sessions: CPU time of all server processes per session (ms)', (r) => r.full.cpuMsPerSession],
   ['errors', (r) => r.full.errors + Object.values(r.idle).reduce((n, i) => n + i.errors, 0)],
 ];
 const header = ['metric', ...names.map((n) => results.servers[n].version)];

@@ -27,4 +27,6 @@ if ! printf '#include <security/pam_appl.h>\nint main(void){return 0;}\n' | "$cc
   echo "tsieved: PAM development files missing (install libpam0g-dev); cannot build the PAM helper" >&2
   exit 1
 fi
-build tsieved-pam-helper -lpam
+# The helper's session child serves the broker protocol itself when no token_command
+# wraps the broker, so the broker's code is built into it as well.
+build tsieved-pam-helper "$here/tsieved-broker.c" -DTSIEVED_BROKER_NO_MAIN -lpam

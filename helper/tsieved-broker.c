@@ -4,9 +4,11 @@
  * Why: the server keeps every decision (names, locking, repairs, validation) and
  * needs the user's identity only for the system calls themselves, so that the
  * kernel (and AFS, with the user's token in this process's PAG) decides what the
- * user may reach. The PAM helper (tsieved-pam-helper.c) execs this after
- * pam_setcred and the switch to the user, usually through a token wrapper such as
- * k5start; for the other backends the server starts it with the user's uid/gid.
+ * user may reach. The PAM helper (tsieved-pam-helper.c) forks its session child
+ * after pam_setcred, switches it to the user and runs tsieved_broker_serve() in it
+ * (the helper is built with this file, TSIEVED_BROKER_NO_MAIN), or execs this
+ * program through a token wrapper such as k5start when token_command is set; for
+ * the other backends the server starts it with the user's uid/gid.
  *
  * Protocol (src/storage/broker/protocol.ts is the other side), on stdin/stdout:
  *   frame    = u32 BE length N, then N bytes of body; requests are handled one at a
@@ -398,7 +400,9 @@ static void serve_one(const unsigned char *body, size_t len)
     }
 }
 
-int main(void)
+/* The whole broker; also called by the PAM helper's session child, which serves
+ * in-process when no token_command wraps the broker (tsieved-pam-helper.c). */
+int tsieved_broker_serve(void)
 {
     /* Never outlive the process that started us (the PAM helper, a token wrapper,
      * or the server): its end is the end of the session. */
@@ -431,3 +435,10 @@ int main(void)
         }
     }
 }
+
+#ifndef TSIEVED_BROKER_NO_MAIN
+int main(void)
+{
+    return tsieved_broker_serve();
+}
+#endif

@@ -25,7 +25,10 @@
  *                   | tempfail REASON       (then the connection is closed)
  *   server -> helper  the broker's argv, ended by an empty field: token_command
  *                     already expanded for USER (placeholders are the server's
- *                     business), then the broker; looked up in PATH without a slash
+ *                     business), then the broker; looked up in PATH without a slash.
+ *                     No fields at all (the empty field alone): no exec, the child
+ *                     serves the broker protocol itself (tsieved-broker.c, built
+ *                     into this program), which saves an exec per login
  *   helper -> server  broker PID, or tempfail REASON
  * after which the connection is the broker's stdin and stdout. fd 2 carries log
  * lines ("tsieved-pam-helper[PID]: ..."). Credentials never travel in argv or the
@@ -38,7 +41,8 @@
  *   pam_start, PAM_RHOST, pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
  *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session,
  *   status ok, read the command, fork:
- *     child: PAM environment, setgid, setuid, exec the broker command
+ *     child: setgid, setuid, then the PAM environment and exec the broker command,
+ *            or with no command: not dumpable, and serve in this process
  *     parent: wait, pam_close_session, pam_setcred(DELETE), pam_end
  *
  * Must not know: the broker's protocol, Sieve, ManageSieve, placeholders.
@@ -353,14 +357,13 @@ static void establish(int switch_user)
     sess.opened = 1;
 }
 
-/* The broker's argv (fields up to an empty one), or exits when there is none. */
+/* The broker's argv (fields up to an empty one; none: serve in-process), or exits when the server sent nothing. */
 static char **read_command(void)
 {
     static char buf[MAX_COMMAND + 1];
     static char *argv[MAX_ARGS + 1];
     ssize_t len = read_fields(buf, MAX_COMMAND, 0);
     if (len < 0) fail(EXIT_TEMPFAIL, "tempfail", "no broker command from the server", PAM_SUCCESS);
-    if (len == 1) fail(EXIT_TEMPFAIL, "tempfail", "empty broker command", PAM_SUCCESS);
     int n = 0;
     for (ssize_t i = 0; buf[i] != '\0'; i += (ssize_t)strlen(buf + i) + 1) {
         if (n == MAX_ARGS) fail(EXIT_TEMPFAIL, "tempfail", "too many arguments in the broker command", PAM_SUCCESS);
@@ -392,8 +395,18 @@ static char **broker_env(void)
     return env;
 }
 
-/* In the forked child: become the user for good, then exec the broker command. */
-static void exec_broker(int switch_user, pid_t parent, char **argv, char **env)
+/* The broker (tsieved-broker.c), compiled into this program with TSIEVED_BROKER_NO_MAIN. */
+int tsieved_broker_serve(void);
+
+/*
+ * In the forked child: become the user for good, then exec the broker command, or
+ * with none serve the broker protocol in this process (no exec: a login costs one
+ * fork and no program start-up). Without an exec this process still holds what the
+ * PAM transaction left in memory (module data, the authentication token, whatever a
+ * module read as root): it is made non-dumpable, so the user cannot ptrace it, read
+ * /proc/PID/mem or get a core dump of it, and it runs only the broker's loop.
+ */
+static void start_broker(int switch_user, pid_t parent, char **argv, char **env)
 {
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
@@ -419,6 +432,11 @@ static void exec_broker(int switch_user, pid_t parent, char **argv, char **env)
      * process the user controls; only the broker's pipes and the log survive. */
     closefrom(3);
     if (chdir("/") < 0) _exit(EXIT_TEMPFAIL);
+    if (argv[0] == NULL) {
+        if (prctl(PR_SET_DUMPABLE, 0) < 0 || prctl(PR_GET_DUMPABLE) != 0) _exit(EXIT_TEMPFAIL);
+        /* _exit: the handlers and buffers of the parent's libraries are not ours to run. */
+        _exit(tsieved_broker_serve());
+    }
     /* execvpe: a token wrapper such as k5start is usually named, not a path. */
     execvpe(argv[0], argv, env);
     logmsg("cannot exec %s: %s", argv[0], strerror(errno));
@@ -457,12 +475,13 @@ static void handle_signals(void)
 /* Forks the broker, reports its pid, waits for it; returns its wait status. */
 static int run_broker(int switch_user, char **argv)
 {
-    char **env = broker_env();
-    if (env == NULL) fail(EXIT_TEMPFAIL, "tempfail", "out of memory", PAM_BUF_ERR);
+    /* The environment matters only to a program we exec (KRB5CCNAME for k5start). */
+    char **env = argv[0] == NULL ? NULL : broker_env();
+    if (argv[0] != NULL && env == NULL) fail(EXIT_TEMPFAIL, "tempfail", "out of memory", PAM_BUF_ERR);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) fail(EXIT_TEMPFAIL, "tempfail", "fork failed", PAM_SYSTEM_ERR);
-    if (pid == 0) exec_broker(switch_user, parent, argv, env);
+    if (pid == 0) start_broker(switch_user, parent, argv, env);
     broker_pid = pid;
     /* The connection is the broker's alone (below): if we kept it open, the server
      * would never see EOF when the broker dies. */

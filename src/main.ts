@@ -35,7 +35,7 @@ import { PasswdFileBackend } from './auth/passwd-file.js';
 import { LdapBackend } from './auth/ldap.js';
 import { checkLdapConfig } from './auth/ldap-config.js';
 import { assertPamUsable, PamBackend } from './auth/pam.js';
-import { BrokerLauncher, brokerCommand } from './storage/broker/launcher.js';
+import { BrokerLauncher, pamBrokerCommand } from './storage/broker/launcher.js';
 import { accountProblems, configProblems } from './config-check.js';
 
 /**
@@ -205,7 +205,7 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
         service: auth.pam_service,
         ...(auth.pam_helper ? { helperPath: auth.pam_helper } : {}),
         // Placeholders are expanded here, once, for the account PAM settled on.
-        brokerCommand: (identity) => brokerCommand(config.storage, identity),
+        brokerCommand: (identity) => pamBrokerCommand(config.storage, identity),
         log: authLog,
       });
     }

@@ -57,3 +57,24 @@ export function treeMemory(pid) {
   }
   return { rss, pss, processes: pids.length };
 }
+
+/**
+ * CPU time (ms) a server has used, all its processes together: each live process's
+ * own time plus that of the children it has reaped (utime, stime, cutime, cstime),
+ * so sessions that have ended still count as long as a process of the server reaped them.
+ */
+export function treeCpuMs(root) {
+  const tick = 1000 / 100; // USER_HZ
+  let ticks = 0;
+  for (const pid of processTree(root)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Fields 14-17 of proc(5), counted here from field 3 (the state).
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks * tick;
+}

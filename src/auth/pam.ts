@@ -43,7 +43,8 @@ export interface PamBackendOptions {
   readonly helperPath?: string;
   /**
    * argv of the file broker the helper execs as the account PAM settled on
-   * (token_command expanded for it, then the broker). Throwing refuses the login.
+   * (token_command expanded for it, then the broker); empty: the helper's session
+   * child serves the broker protocol itself, without an exec. Throwing refuses the login.
    */
   readonly brokerCommand: (identity: Identity) => readonly string[];
   readonly log: Logger;

@@ -10,7 +10,12 @@ import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { PamBackend, defaultPamHelperPath, pamProblem } from '../../src/auth/pam.js';
 import type { AuthOutcome } from '../../src/auth/types.js';
-import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
+import {
+  BrokerLauncher,
+  brokerCommand,
+  defaultBrokerPath,
+  pamBrokerCommand,
+} from '../../src/storage/broker/launcher.js';
 import { StorageError } from '../../src/storage/types.js';
 import { BROKER, PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
@@ -124,7 +129,7 @@ describe('PAM helper with real PAM', enabled, () => {
   });
 
   const backend = (service: string) =>
-    new PamBackend({ service, brokerCommand: (id) => brokerCommand(storage(), id), log: silentLogger() });
+    new PamBackend({ service, brokerCommand: (id) => pamBrokerCommand(storage(), id), log: silentLogger() });
 
   it('the start-up check passes with a built helper as root', () => {
     expect(pamProblem()).toBeUndefined();
@@ -154,13 +159,15 @@ describe('PAM helper with real PAM', enabled, () => {
     expect(b.spawnerPid).toBeDefined();
     expect(opened.every((e) => e.pid === helperPid && e.uid === 0 && e.ppid === b.spawnerPid)).toBe(true);
     expect(proc(b.spawnerPid!).ppid).toBe(process.pid);
-    // The broker that writes the files is the child of the process that ran setcred,
-    // and it is the C broker itself (no token_command here).
+    // The broker that writes the files is the child of the process that ran setcred;
+    // with no token_command it serves in that child, without an exec...
     expect(info.ppid).toBe(helperPid);
-    expect(readFileSync(`/proc/${outcome.attached!.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(defaultBrokerPath());
+    expect(readlinkSync(`/proc/${outcome.attached!.pid}/exe`)).toBe(readlinkSync(`/proc/${helperPid}/exe`));
     expect([info.uid, info.gid]).toEqual([alice.uid, alice.gid]);
     expect(info.groups).toContain(alice.gid);
-    expect(info.env.some((e) => e.startsWith('KRB5CCNAME='))).toBe(true);
+    // ...and, holding what the PAM transaction left in memory, it is not dumpable: the
+    // kernel gives its /proc files to root, so the user cannot read its memory.
+    expect(statSync(`/proc/${outcome.attached!.pid}/mem`).uid).toBe(0);
     // Nothing another session could reach it by: its two unnamed pipes to this server, and the log.
     expect(info.fds).toEqual([0, 1, 2]);
     expect(info.fdLinks.slice(0, 2).every((l) => /^(pipe|socket):\[/.test(l))).toBe(true);
@@ -334,7 +341,7 @@ describe('PAM helper with real PAM', enabled, () => {
     ]);
     const b = new PamBackend({
       service,
-      brokerCommand: (id) => brokerCommand(storage(), id),
+      brokerCommand: (id) => pamBrokerCommand(storage(), id),
       log: silentLogger(),
       timeoutMs: 500,
     });
@@ -390,6 +397,9 @@ describe('PAM helper with real PAM', enabled, () => {
         `TSIEVED_TOKEN_KEYTAB=/etc/keytabs/${bob.name.slice(0, 1)}/${bob.name.slice(0, 2)}/${bob.name}`,
       );
       expect(info.env).toContain(`TSIEVED_TOKEN_HOME=${bob.home}`);
+      // The PAM environment (the ticket cache pam_setcred made) reaches the wrapper and broker.
+      expect(info.env.some((e) => e.startsWith('KRB5CCNAME='))).toBe(true);
+      expect(readFileSync(`/proc/${outcome.attached!.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(defaultBrokerPath());
       expect(info.uid).toBe(bob.uid);
       await store.put('s', Buffer.from('keep;'));
       expect(statSync(join(bob.home, 'sieve', 's.sieve')).uid).toBe(bob.uid);

@@ -149,7 +149,7 @@ describe('ManageSieve sessions with PAM', enabled, () => {
     const session = pwdServer.logLines().find((l) => l.event === 'pam-session' && l.pamUser === alice.name);
     const brokerPid = Number(session?.brokerPid);
     expect(ppidOf(brokerPid)).toBe(helperPid);
-    expect(statSync(`/proc/${brokerPid}`).uid).toBe(alice.uid);
+    expect(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${brokerPid}/status`, 'utf8'))?.[1]).toBe(String(alice.uid));
 
     expect((await client.command('LOGOUT')).status).toBe('OK');
     client.close();

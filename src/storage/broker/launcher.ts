@@ -53,6 +53,19 @@ export function brokerCommand(
   return [...storage.token_command.map((part) => expandTemplate(part, identity)), brokerPath];
 }
 
+/**
+ * What the PAM helper's session child runs for one identity: nothing to exec (it
+ * serves the broker protocol itself, built in, saving a program start per login)
+ * unless token_command wraps the broker, which then has to be a program.
+ */
+export function pamBrokerCommand(
+  storage: StorageConfig,
+  identity: Identity,
+  brokerPath: string = defaultBrokerPath(),
+): string[] {
+  return storage.token_command.length === 0 ? [] : brokerCommand(storage, identity, brokerPath);
+}
+
 export interface BrokerLauncherOptions {
   readonly storage: StorageConfig;
   readonly log: Logger;
