@@ -9,9 +9,20 @@
 //              src/, which the package does not contain), and no PAM helper (a
 //              binary of the packer's machine; users run `tsieved build-helper`)
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, chmodSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  chmodSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -52,14 +63,20 @@ for (const f of existsSync(generatedDir) ? readdirSync(generatedDir) : []) {
 }
 if (existsSync(join(root, 'dist/cli.js'))) chmodSync(join(root, 'dist/cli.js'), 0o755);
 
-// `tsieved check` loads one file instead of some thirty modules: Node 20 spends
-// about a millisecond on each module it resolves, reads and links, which was
-// most of a small check's own time (node --cpu-prof). The bundle is made from
-// the compiled check.js; the configuration loader (zod, smol-toml) stays a
-// separate import that only --config loads. cli.ts falls back to check.js when
-// the bundle is absent, so a build without esbuild still works, more slowly.
-const bundle = join(root, 'dist/cli/check.bundle.js');
+// `tsieved check` loads one file instead of some thirty modules, with V8's code
+// cache for it (src/cli/check-bundle.ts): Node 20 spends about a millisecond on
+// each module it resolves, reads and links, and compiles every function again
+// on each start, which together were most of a small check's own time (node
+// --cpu-prof, instruction counts in BENCHMARKS.md). The bundle is made from the
+// compiled check.js as CommonJS (Node 20 caches no code for ES modules); the
+// configuration loader (zod, smol-toml) stays a separate import that only
+// --config loads. The cache comes from a warm-up check of a few scripts, so it
+// holds the validator's compiled functions too; it fits only this Node (V8
+// ignores it elsewhere). Without esbuild, cli.ts loads check.js as before.
+const bundle = join(root, 'dist/cli/check.bundle.cjs');
 rmSync(bundle, { force: true });
+rmSync(`${bundle}.cache`, { force: true });
+for (const old of ['check.bundle.js', 'check.bundle.js.map']) rmSync(join(root, 'dist/cli', old), { force: true }); // of an earlier build
 try {
   const esbuild = await import('esbuild');
   await esbuild.build({
@@ -67,7 +84,7 @@ try {
     outfile: bundle,
     bundle: true,
     platform: 'node',
-    format: 'esm',
+    format: 'cjs',
     target: 'node20',
     external: ['../config/loader.js'],
     sourcemap: !release,
@@ -77,6 +94,36 @@ try {
   console.warn(
     `tsieved: check bundle not built (${e instanceof Error ? e.message : String(e)}); tsieved check loads its modules one by one`,
   );
+}
+if (existsSync(bundle)) {
+  const { loadCheckBundle } = await import(pathToFileURL(join(root, 'dist/cli/check-bundle.js')).href);
+  const loaded = loadCheckBundle(pathToFileURL(join(root, 'dist/cli/')));
+  const warm = mkdtempSync(join(tmpdir(), 'tsieved-build-'));
+  try {
+    const rules = Array.from(
+      { length: 20 },
+      (_, i) =>
+        `if anyof (header :contains "list-id" "<l${i}.example.org>", address :domain :is ["from", "sender"] "l${i}.example.org") {\n` +
+        `  fileinto "lists/l${i}";\n  stop;\n} elsif allof (header :matches "subject" "*[t ${i}]*", size :under 100K) {\n` +
+        `  fileinto :copy "t/${i}";\n}\n`,
+    ).join('');
+    const good = join(warm, 'good.sieve');
+    const bad = join(warm, 'bad.sieve');
+    writeFileSync(good, `require ["fileinto", "copy", "envelope", "vacation"];\n${rules}vacation :days 3 "away";\n`);
+    writeFileSync(bad, 'require "fileinto";\nfileinto "|x";\nfrob;\nif header :is "a" {\n');
+    const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const caps = 'comparator-i;ascii-numeric copy encoded-character envelope fileinto subaddress vacation';
+    for (const files of [[good, bad], [good]]) {
+      await loaded.module.runCheck(['--capabilities', caps, ...files], {
+        stdin: process.stdin,
+        stdout: sink,
+        stderr: sink,
+      });
+    }
+    loaded.saveCache();
+  } finally {
+    rmSync(warm, { recursive: true, force: true });
+  }
 }
 
 // The PAM helper is optional at build time: without libpam headers the pam backend

@@ -179,17 +179,13 @@ async function configCheck(argv: string[]): Promise<number> {
 }
 
 /**
- * check.js, or the same code bundled into one file by the build (scripts/build.mjs)
- * when it is there: loading one file instead of some thirty modules is most of
- * what makes `tsieved check` of a small script quick. node:fs is taken with
- * getBuiltinModule because an ES import of it makes Node load its stream
- * classes (some twenty internal modules) that checking never uses.
+ * check.js, or the same code bundled into one file by the build, with V8's
+ * code cache (cli/check-bundle.ts): most of what makes `tsieved check` of a
+ * small script quick.
  */
 async function loadCheck(): Promise<typeof import('./cli/check.js')> {
-  const bundle = new URL('./cli/check.bundle.js', import.meta.url);
-  if (process.getBuiltinModule('node:fs').existsSync(bundle))
-    return (await import(bundle.href)) as typeof import('./cli/check.js');
-  return import('./cli/check.js');
+  const { loadCheckBundle } = await import('./cli/check-bundle.js');
+  return loadCheckBundle(new URL('./cli/', import.meta.url))?.module ?? import('./cli/check.js');
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -200,18 +196,23 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'check': {
         const { runCheck } = await loadCheck();
+        const loadConfigFile = async (file: string) => (await import('./config/loader.js')).loadConfig(file);
         // Getters: a check that prints nothing never sets up the standard streams.
-        return await runCheck(rest, {
-          get stdin() {
-            return process.stdin;
+        return await runCheck(
+          rest,
+          {
+            get stdin() {
+              return process.stdin;
+            },
+            get stdout() {
+              return process.stdout;
+            },
+            get stderr() {
+              return process.stderr;
+            },
           },
-          get stdout() {
-            return process.stdout;
-          },
-          get stderr() {
-            return process.stderr;
-          },
-        });
+          loadConfigFile,
+        );
       }
       case 'migrate': {
         const { runMigrate } = await import('./cli/migrate.js');

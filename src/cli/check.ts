@@ -69,7 +69,17 @@ async function readStream(s: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export async function runCheck(argv: string[], io: CheckIo): Promise<number> {
+/** Reads a configuration file (config/loader.ts), imported only for --config. */
+export type ConfigLoader = (file: string) => Promise<Pick<Config, 'sieve' | 'storage'>>;
+
+const loadConfigFile: ConfigLoader = async (file) => (await import('../config/loader.js')).loadConfig(file);
+
+/**
+ * `loadConfig` is for a caller that runs this module outside Node's module
+ * loader (the bundle cli/check-bundle.ts loads), where an import() of its own
+ * would not work.
+ */
+export async function runCheck(argv: string[], io: CheckIo, loadConfig = loadConfigFile): Promise<number> {
   const args = parseArgs(argv);
   if (typeof args === 'string') {
     io.stderr.write(`tsieved check: ${args}\n${USAGE}\n`);
@@ -81,7 +91,6 @@ export async function runCheck(argv: string[], io: CheckIo): Promise<number> {
   let maxScriptBytes = MAX_SCRIPT_BYTES_DEFAULT;
   if (args.config !== undefined) {
     try {
-      const { loadConfig } = await import('../config/loader.js');
       const config = await loadConfig(args.config);
       sieve = { ...config.sieve };
       maxScriptBytes = config.storage.max_script_bytes;

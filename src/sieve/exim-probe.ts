@@ -11,10 +11,11 @@ export class EximProbeError extends Error {
   override name = 'EximProbeError';
 }
 
-async function run(bin: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+function run(bin: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
   // Loaded here: node:child_process costs a few milliseconds, and `tsieved
-  // check --capabilities` never asks Exim.
-  const { execFile } = await import('node:child_process');
+  // check --capabilities` never asks Exim. Not import(): the check bundle runs
+  // outside Node's module loader (cli/check-bundle.ts), where it does not work.
+  const { execFile } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve) => {
     execFile(bin, args, { timeout: 10_000, maxBuffer: 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
