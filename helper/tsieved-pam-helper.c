@@ -28,7 +28,9 @@
  *                     business), then the broker; looked up in PATH without a slash.
  *                     No fields at all (the empty field alone): no exec, the child
  *                     serves the broker protocol itself (tsieved-broker.c, built
- *                     into this program), which saves an exec per login
+ *                     into this program), which saves an exec per login. The server
+ *                     may send this right after the credentials when it does not
+ *                     depend on USER; it then waits in the connection
  *   helper -> server  broker PID, or tempfail REASON
  * after which the connection is the broker's stdin and stdout. fd 2 carries log
  * lines ("tsieved-pam-helper[PID]: ..."). Credentials never travel in argv or the

@@ -206,6 +206,7 @@ async function createAuthBackend(config: Config, log: Logger): Promise<AuthBacke
         ...(auth.pam_helper ? { helperPath: auth.pam_helper } : {}),
         // Placeholders are expanded here, once, for the account PAM settled on.
         brokerCommand: (identity) => pamBrokerCommand(config.storage, identity),
+        ...(config.storage.token_command.length === 0 ? { fixedBrokerCommand: [] } : {}),
         log: authLog,
       });
     }

@@ -10,7 +10,8 @@
  * the event loop or the libuv thread pool
  * (docs/pam.md).
  *
- * Credentials go to the helper over that connection, never argv or environment;
+ * Credentials go to the helper over that connection, never argv or environment
+ * (with the broker's command when it is the same for every account);
  * once the broker runs, the connection is the broker's stdin and stdout. The
  * broker is returned as `attached`; the storage launcher adopts it.
  *
@@ -47,6 +48,12 @@ export interface PamBackendOptions {
    * child serves the broker protocol itself, without an exec. Throwing refuses the login.
    */
   readonly brokerCommand: (identity: Identity) => readonly string[];
+  /**
+   * The broker's argv when it is the same for every account (no token_command: the
+   * empty one). It is then sent with the credentials, and the helper finds it
+   * waiting once the session is open: one round trip less per login.
+   */
+  readonly fixedBrokerCommand?: readonly string[];
   readonly log: Logger;
   /** A PAM transaction (including a module's fail delay) that takes longer is abandoned. */
   readonly timeoutMs?: number;
@@ -141,7 +148,17 @@ export class PamBackend implements AuthBackend {
     socket.on('error', () => undefined);
     const closed = new Promise<void>((r) => socket.once('close', () => r()));
     const field = (f: string) => Buffer.from(`${f}\0`, 'utf8');
-    socket.write(Buffer.concat([field(this.options.service), field(rhost), field(user), field(password)]));
+    const commandBytes = (argv: readonly string[]) => Buffer.concat([...argv.map(field), Buffer.from([0])]);
+    const fixed = this.options.fixedBrokerCommand;
+    socket.write(
+      Buffer.concat([
+        field(this.options.service),
+        field(rhost),
+        field(user),
+        field(password),
+        ...(fixed ? [commandBytes(fixed)] : []),
+      ]),
+    );
 
     // What the helper says before the connection becomes the broker's: NUL-terminated
     // fields (helper PID, then ok USER UID GID HOME or a refusal, then broker PID).
@@ -216,14 +233,16 @@ export class PamBackend implements AuthBackend {
         return abandon('malformed status from the PAM helper');
       }
       const identity: Identity = { user: name, uid: count(uid), gid: count(gid), home, fields: {} };
-      let command: readonly string[];
-      try {
-        command = this.options.brokerCommand(identity);
-      } catch (err) {
-        log.error({ err: (err as Error).message, pamUser: name }, 'no broker command for this account');
-        return abandon(`no broker command for ${name}: ${(err as Error).message}`);
+      if (!fixed) {
+        let command: readonly string[];
+        try {
+          command = this.options.brokerCommand(identity);
+        } catch (err) {
+          log.error({ err: (err as Error).message, pamUser: name }, 'no broker command for this account');
+          return abandon(`no broker command for ${name}: ${(err as Error).message}`);
+        }
+        socket.write(commandBytes(command));
       }
-      socket.write(Buffer.concat([...command.map(field), Buffer.from([0])]));
 
       await until(9);
       if (timedOut) return abandon('PAM transaction timed out');

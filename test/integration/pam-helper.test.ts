@@ -128,8 +128,14 @@ describe('PAM helper with real PAM', enabled, () => {
     }
   });
 
+  // As main.ts builds it without token_command: the (empty) command goes with the credentials.
   const backend = (service: string) =>
-    new PamBackend({ service, brokerCommand: (id) => pamBrokerCommand(storage(), id), log: silentLogger() });
+    new PamBackend({
+      service,
+      brokerCommand: (id) => pamBrokerCommand(storage(), id),
+      fixedBrokerCommand: [],
+      log: silentLogger(),
+    });
 
   it('the start-up check passes with a built helper as root', () => {
     expect(pamProblem()).toBeUndefined();

@@ -52,7 +52,19 @@ export interface BrokerOpsOptions {
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
 function errnoError(code: string, what: string, path: string): Error {
-  return Object.assign(new Error(`${code}: ${what} ${path}`), { code, path });
+  // Without a stack: it says nothing about the broker, and the store meets several
+  // expected ENOENTs per session (capturing a stack is most of an Error's cost).
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  const err = new Error(`${code}: ${what} ${path}`);
+  Error.stackTraceLimit = limit;
+  return Object.assign(err, { code, path });
+}
+
+/** A stream that can hold writes back and send them in one go (net.Socket, a child's stdin). */
+function corkable(s: NodeJS.WritableStream): s is NodeJS.WritableStream & { cork(): void; uncork(): void } {
+  const w = s as Partial<{ cork: unknown; uncork: unknown }>;
+  return typeof w.cork === 'function' && typeof w.uncork === 'function';
 }
 
 interface Pending {
@@ -93,6 +105,7 @@ export class BrokerFileOps implements FileOps {
   /** In request order: the broker answers in order. */
   private readonly pending: Pending[] = [];
   private nextId = 1;
+  private corked = false;
   private deadReason: string | undefined;
   private closing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -262,7 +275,23 @@ export class BrokerFileOps implements FileOps {
     return new Promise<Response>((resolve, reject) => {
       this.pending.push({ id, resolve, reject });
       this.armTimer();
+      this.holdUntilTick();
       this.broker.input.write(frame);
+    });
+  }
+
+  /**
+   * Requests made in one turn of the event loop (calls sent together) go out in one
+   * write: the broker is woken once for them, not once per request.
+   */
+  private holdUntilTick(): void {
+    const input = this.broker.input;
+    if (this.corked || !corkable(input)) return;
+    this.corked = true;
+    input.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      input.uncork();
     });
   }
 
