@@ -73,6 +73,7 @@ class Reader {
   pos = 0;
   readonly n: number;
   private readonly names = new Map<string, string>();
+  private readonly recent: (string | undefined)[] = new Array<string | undefined>(256).fill(undefined);
   /**
    * Lists are gathered here and copied out at their exact length: an array
    * grown by push keeps room for 16 more entries, and the tree of a 1 MiB
@@ -124,9 +125,15 @@ class Reader {
     let p = start + 1;
     while (isIdentPart(s.charCodeAt(p))) p++;
     this.pos = p;
+    // The name last seen with this first letter and length is compared in place,
+    // without cutting a string out of the script for it.
+    const slot = (s.charCodeAt(start) * 31 + (p - start)) & 255;
+    const last = this.recent[slot];
+    if (last !== undefined && last.length === p - start && s.startsWith(last, start)) return last;
     const text = s.slice(start, p);
     let known = this.names.get(text);
     if (known === undefined) this.names.set(text, (known = text));
+    this.recent[slot] = known;
     return known;
   }
 

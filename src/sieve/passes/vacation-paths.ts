@@ -34,7 +34,12 @@ interface Paths {
 const NONE: Paths = { clean: false, vacation: undefined };
 
 function union(a: Paths, b: Paths): Paths {
-  return { clean: a.clean || b.clean, vacation: a.vacation ?? b.vacation };
+  const clean = a.clean || b.clean;
+  const vacation = a.vacation ?? b.vacation;
+  // Most unions change nothing: no new object for them (one per if of a large script).
+  if (clean === a.clean && vacation === a.vacation) return a;
+  if (clean === b.clean && vacation === b.vacation) return b;
+  return { clean, vacation };
 }
 
 function truthOf(t: Test | undefined): Truth {
