@@ -39,12 +39,12 @@ function hostAndPort(listen: string): [string, string] {
 
 async function serve(argv: string[]): Promise<number> {
   const [
-    { loadConfig },
+    { loadConfig, parseConfig, readConfigText },
     { prepareDemo },
     { createRootLogger },
     { startServer, buildServices },
     { startControlSocket },
-    { runPrimary, resolveWorkers },
+    { runPrimary, resolveWorkers, CONFIG_TEXT_ENV },
     { serveAsWorker },
     { PrimaryAdmission, PrimaryLoginLimits },
     { default: cluster },
@@ -66,6 +66,7 @@ async function serve(argv: string[]): Promise<number> {
     options: { config: { type: 'string' }, demo: { type: 'boolean' }, listen: { type: 'string' } },
   });
   let config: Config;
+  let configText: string | undefined;
   let log: Logger;
   if (values.demo) {
     const demo = prepareDemo(undefined, values.listen);
@@ -84,7 +85,12 @@ async function serve(argv: string[]): Promise<number> {
       );
     }
   } else if (values.config) {
-    config = await loadConfig(values.config);
+    // A worker applies the text its primary read (the configuration in force), not the file as it is now.
+    configText = process.env[CONFIG_TEXT_ENV] ?? (await readConfigText(values.config));
+    // Not passed on to what this process starts (PAM helper, file brokers running as
+    // users): the text may hold a secret such as an LDAP bind password.
+    delete process.env[CONFIG_TEXT_ENV];
+    config = parseConfig(configText, values.config);
     log = createRootLogger(config.log.level);
   } else {
     process.stderr.write((await usage()) + '\n');
@@ -97,7 +103,12 @@ async function serve(argv: string[]): Promise<number> {
     const built = await buildServices(config, log);
     await built.validator.close();
     await built.services.auth.close?.();
-    return runPrimary(config, values.config, workers, log);
+    return runPrimary(
+      config,
+      values.config && configText !== undefined ? { file: values.config, text: configText } : undefined,
+      workers,
+      log,
+    );
   }
   const inWorker = cluster.isWorker;
   if (inWorker) log = log.child({ worker: cluster.worker?.id });
@@ -135,7 +146,8 @@ async function serve(argv: string[]): Promise<number> {
     if (file && !inWorker) void reload();
   });
   // In a cluster the primary owns the control socket and asks the workers.
-  if (inWorker) serveAsWorker(server, config, { reload }, log);
+  if (inWorker)
+    serveAsWorker(server, config, { reload: (text) => server.reload(async () => parseConfig(text, file)) }, log);
   else if (config.control.socket !== '') {
     // Without it the server still serves; only who/kick/reload are unavailable.
     control = await startControlSocket(

@@ -13,7 +13,8 @@ import type { Turn } from '../session/login-limits.js';
 export type ToWorker =
   | { readonly t: 'tsieved:who'; readonly id: number }
   | { readonly t: 'tsieved:kick'; readonly id: number; readonly target: string }
-  | { readonly t: 'tsieved:reload'; readonly id: number }
+  /** `text`: the configuration file as the primary read it, so that every worker applies the same. */
+  | { readonly t: 'tsieved:reload'; readonly id: number; readonly text: string }
   /** The answer to a worker's own request below (its id), whatever it asked. */
   | { readonly t: 'tsieved:answer'; readonly id: number; readonly value: Answer };
 

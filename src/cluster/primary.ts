@@ -27,7 +27,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
-import { loadConfig } from '../config/loader.js';
+import { parseConfig, readConfigText } from '../config/loader.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerChangeSummary, ReloadOutcome } from '../main.js';
@@ -48,12 +48,25 @@ export function resolveWorkers(setting: number | 'auto'): number {
   return setting === 'auto' ? Math.max(1, availableParallelism()) : setting;
 }
 
+/** Where the configuration came from: the file, and its text as last applied. */
+export interface ConfigSource {
+  readonly file: string;
+  readonly text: string;
+}
+
+/** The environment variable that hands a new worker the configuration text in force. */
+export const CONFIG_TEXT_ENV = 'TSIEVED_CONFIG_TEXT';
+
 export async function runPrimary(
   config: Config,
-  file: string | undefined,
+  source: ConfigSource | undefined,
   workers: number,
   log: Logger,
 ): Promise<number> {
+  const file = source?.file;
+  // A worker started later (a replacement) gets the configuration in force, not
+  // whatever the file says by then: an edit takes effect with the next reload.
+  let applied = source?.text;
   const limits = new SharedLimits();
   const ready = new Set<number>();
   let stopping = false;
@@ -110,7 +123,7 @@ export async function runPrimary(
     );
   };
 
-  const fork = (): Worker => cluster.fork();
+  const fork = (): Worker => cluster.fork(applied !== undefined ? { [CONFIG_TEXT_ENV]: applied } : {});
   cluster.on('exit', (worker, code, signal) => {
     limits.workerGone(worker.id);
     const wasReady = ready.delete(worker.id);
@@ -147,13 +160,15 @@ export async function runPrimary(
   const reload = async (): Promise<Outcome> => {
     if (!file) return { ok: false, error: 'the demo has no configuration file to re-read' };
     let next: Config;
+    let text: string;
     try {
-      next = await loadConfig(file);
+      text = await readConfigText(file);
+      next = parseConfig(text, file);
     } catch (error) {
       log.error({ event: 'reload-failed', err: error }, 'reload failed; keeping the running configuration');
       return { ok: false, error: (error as Error).message };
     }
-    const answers = await ask((id) => ({ t: 'tsieved:reload', id }));
+    const answers = await ask((id) => ({ t: 'tsieved:reload', id, text }));
     const failures = answers.flatMap(({ worker, value }) => {
       const v = value as Outcome & { timeout?: boolean };
       if (v.timeout) return [`worker ${worker}: no answer`];
@@ -166,14 +181,15 @@ export async function runPrimary(
       );
       return { ok: false, error: failures.join('; ') };
     }
-    const applied = answers.map(({ value }) => value as Outcome & { ok: true });
-    const notApplied = [...new Set(applied.flatMap((v) => v.notApplied ?? []))];
+    applied = text;
+    const outcomes = answers.map(({ value }) => value as Outcome & { ok: true });
+    const notApplied = [...new Set(outcomes.flatMap((v) => v.notApplied ?? []))];
     // Every worker applied the same list; each reports what it changed (a union,
     // in case one differed: a worker that had already failed to bind, say).
     const listeners: ListenerChangeSummary = {
-      bound: [...new Set(applied.flatMap((v) => v.listeners?.bound ?? []))],
-      closed: [...new Set(applied.flatMap((v) => v.listeners?.closed ?? []))],
-      rebound: [...new Set(applied.flatMap((v) => v.listeners?.rebound ?? []))],
+      bound: [...new Set(outcomes.flatMap((v) => v.listeners?.bound ?? []))],
+      closed: [...new Set(outcomes.flatMap((v) => v.listeners?.closed ?? []))],
+      rebound: [...new Set(outcomes.flatMap((v) => v.listeners?.rebound ?? []))],
     };
     await endpoint
       ?.reloadToken(next.metrics.token_file)

@@ -19,8 +19,8 @@ function send(message: ToPrimary): void {
 }
 
 export interface WorkerHooks {
-  /** Re-reads the configuration file and applies it (the same reload SIGHUP does alone). */
-  reload(): Promise<ReloadOutcome>;
+  /** Applies the configuration text the primary read (the same reload SIGHUP does alone). */
+  reload(text: string): Promise<ReloadOutcome>;
 }
 
 /** After startServer: serve the primary's requests and say we are up. */
@@ -41,7 +41,9 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
         void server.kick(message.target).then(reply, () => reply(0));
         break;
       case 'tsieved:reload':
-        void hooks.reload().then(reply, (error: unknown) => reply({ ok: false, error: (error as Error).message }));
+        void hooks
+          .reload(message.text)
+          .then(reply, (error: unknown) => reply({ ok: false, error: (error as Error).message }));
         break;
       case 'tsieved:answer':
         break; // answers to this worker's own questions, taken in worker-limits.ts

@@ -37,13 +37,16 @@ export function validateConfig(raw: unknown, source = 'config'): Config {
 }
 
 export async function loadConfig(path: string): Promise<Config> {
-  let text: string;
+  return parseConfig(await readConfigText(path), path);
+}
+
+/** The file's text, for a caller that keeps it (a cluster primary hands it to its workers). */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (error) {
     throw new ConfigError([`cannot read: ${(error as Error).message}`], path);
   }
-  return parseConfig(text, path);
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {

@@ -15,10 +15,10 @@ import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
 import { CLI } from '../helpers/tsieved.js';
 
-function who(fx: Fixture): { worker: number; remote: string }[] {
+function who(fx: Fixture): { worker: number; workerPid: number; remote: string }[] {
   const r = spawnSync(process.execPath, [CLI, 'who', '--json', '--config', fx.server.configFile], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`who failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as { worker: number; remote: string }[];
+  return JSON.parse(r.stdout) as { worker: number; workerPid: number; remote: string }[];
 }
 
 const listen = (entries: string[]): string => `listen = [${entries.join(', ')}]`;
@@ -108,5 +108,42 @@ describe.skipIf(process.platform !== 'linux')('SIGHUP listener changes with two 
     } finally {
       squatter.close();
     }
+  });
+
+  it('a replacement worker runs the configuration in force, not an edit that was not reloaded', async () => {
+    const inForce = readFileSync(fx.server.configFile, 'utf8');
+    writeFileSync(
+      fx.server.configFile,
+      inForce.replace(/capabilities = \[[^\]]*\]/, 'capabilities = ["fileinto", "envelope"]'),
+    );
+    const before = await spread(a, 2);
+    const victim = who(fx).find((s) => s.remote === before[0].clientField)!;
+    for (const client of before) client.close();
+    const readyBefore = fx.server.logLines().filter((l) => l.event === 'worker-ready').length;
+    process.kill(victim.workerPid, 'SIGKILL');
+    const deadline = Date.now() + 15_000;
+    while (fx.server.logLines().filter((l) => l.event === 'worker-ready').length === readyBefore) {
+      if (Date.now() > deadline) throw new Error('no replacement worker');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Both workers, the new one included, greet as before the edit...
+    const after = await spread(a, 4);
+    expect(new Set(who(fx).map((s) => s.worker)).size).toBe(2);
+    for (const client of after)
+      expect(client.greeting.lines.find((l) => l.startsWith('"SIEVE"'))).not.toBe('"SIEVE" "fileinto envelope"');
+    for (const client of after) client.close();
+    // ...until the edit is reloaded, in all of them.
+    fx.server.process.kill('SIGHUP');
+    await fx.server.waitForLog(
+      (l) =>
+        l.event === 'reloaded' &&
+        l.listenersBound !== undefined &&
+        (l.listenersBound as string[]).length === 0 &&
+        (l.listenersClosed as string[]).length === 0,
+      20_000,
+    );
+    const reloaded = await spread(a, 4);
+    for (const client of reloaded) expect(client.greeting.lines).toContain('"SIEVE" "fileinto envelope"');
+    for (const client of reloaded) client.close();
   });
 });
