@@ -16,7 +16,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
-import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
+import { CLI, startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { BROKER, PAM_HELPER, ROOT, needs, tool } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
@@ -139,6 +139,10 @@ roots = ["${join(fx.dir, 'homes')}"]
 isolation = "process"
 [sieve]
 capabilities = ["fileinto", "envelope"]
+[metrics]
+listen = "127.0.0.1:0"
+[control]
+socket = "${join(fx.dir, 'control.sock')}"
 `,
       { wrapper: unit.wrapper, defaultWorkers: true },
     );
@@ -184,6 +188,15 @@ capabilities = ["fileinto", "envelope"]
     // The file broker the helper forked runs as the user.
     const child = Number((await server.waitForLog((l) => l.event === 'pam-session')).brokerPid);
     expect(procStatus(child)['Uid']?.split(/\s+/)[0]).toBe(String(alice.uid));
+    // With the default workers (one per core), who and /metrics answer for whichever
+    // worker's PAM helper started that process.
+    const who = JSON.parse(
+      execFileSync(process.execPath, [CLI, 'who', '--json', '--config', server.configFile], { encoding: 'utf8' }),
+    ) as { user: string; pid?: number }[];
+    expect(who).toMatchObject([{ user: alice.name, pid: child }]);
+    const metricsPort = (await server.waitForLog((l) => l.event === 'metrics-listening')).port as number;
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^tsieved_isolated_sessions 1$/m);
     // Stuck as in a hung file system: deaf to EOF and to SIGTERM.
     process.kill(child, 'SIGSTOP');
 
