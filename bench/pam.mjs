@@ -156,7 +156,7 @@ level = "info"
 async function startServer(name, toml) {
   const file = join(dir, `${name}.toml`);
   writeFileSync(file, toml);
-  const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--config', file], {
+  const child = spawn(process.execPath, [join(root, 'dist/tsieved.cjs'), 'serve', '--config', file], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   servers.push(child);

@@ -121,7 +121,7 @@ function wall(cmd, args) {
 
 const dir = mkdtempSync(join(tmpdir(), 'tsieved-bench-validate-'));
 const sievec = sievecPath();
-const cli = join(root, 'dist/cli.js');
+const cli = join(root, 'dist/tsieved.cjs');
 const results = [];
 try {
   for (const [label, make] of CASES) {

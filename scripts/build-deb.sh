@@ -7,7 +7,7 @@
 #   /usr/lib/tsieved/            the npm package as `npm pack` makes it (dist/, helper
 #                                source), its runtime node_modules (npm ci --omit=dev)
 #                                and the compiled PAM helper in helper/build/
-#   /usr/bin/tsieved             runs /usr/lib/tsieved/dist/cli.js with Debian's node
+#   /usr/bin/tsieved             runs /usr/lib/tsieved/dist/tsieved.cjs with Debian's node
 #   /lib/systemd/system/tsieved.service   from contrib/systemd (not enabled, not started)
 #   /etc/tsieved/tsieved.toml    conffile: a commented example `tsieved config check` accepts
 #   /etc/pam.d/sieve             the PAM service (contrib/pam/sieve), put there by postinst

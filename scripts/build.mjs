@@ -61,7 +61,8 @@ mkdirSync(distGenerated, { recursive: true });
 for (const f of existsSync(generatedDir) ? readdirSync(generatedDir) : []) {
   if (f.endsWith('.js')) copyFileSync(join(generatedDir, f), join(distGenerated, f));
 }
-if (existsSync(join(root, 'dist/cli.js'))) chmodSync(join(root, 'dist/cli.js'), 0o755);
+for (const exe of ['dist/tsieved.cjs', 'dist/cli.js'])
+  if (existsSync(join(root, exe))) chmodSync(join(root, exe), 0o755);
 
 // `tsieved check` loads one file instead of some thirty modules, with V8's code
 // cache for it (src/cli/check-bundle.ts): Node 20 spends about a millisecond on

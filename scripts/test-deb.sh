@@ -40,7 +40,7 @@ if [ -n "$pam_before" ]; then
   [ "$(md5sum /etc/pam.d/sieve)" = "$pam_before" ] || fail "installing changed an existing /etc/pam.d/sieve"
 fi
 [ ! -e /etc/systemd/system/multi-user.target.wants/tsieved.service ] || fail "installing enabled the service"
-if ps -eo args | grep -q '^/usr/bin/node /usr/lib/tsieved/dist/cli.js serve'; then fail "installing started a server"; fi
+if ps -eo args | grep -q '^/usr/bin/node /usr/lib/tsieved/dist/tsieved.cjs serve'; then fail "installing started a server"; fi
 version="$(node -p 'require("./package.json").version')"
 [ "$(tsieved --version)" = "tsieved $version" ] || fail "installed tsieved --version is wrong"
 tsieved config check --config /etc/tsieved/tsieved.toml || fail "the shipped configuration does not pass config check"
@@ -96,7 +96,7 @@ tsieved config check --config /etc/tsieved/tsieved.toml >/dev/null || fail "conf
 
 # Remove: the program goes; conffiles and every user's files stay.
 apt_get remove tsieved >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "remove failed"; }
-[ ! -e /usr/bin/tsieved ] && [ ! -e /usr/lib/tsieved/dist/cli.js ] || fail "remove left the program"
+[ ! -e /usr/bin/tsieved ] && [ ! -e /usr/lib/tsieved/dist/tsieved.cjs ] || fail "remove left the program"
 [ -f /etc/tsieved/tsieved.toml ] || fail "remove deleted the configuration"
 cmp -s "$home/.forward" "$work/forward.before" && [ -f "$home/sieve/main.sieve" ] || fail "remove touched the user's files"
 

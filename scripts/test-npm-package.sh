@@ -23,7 +23,7 @@ cd "$repo"
 npm pack --pack-destination "$work" >"$work/pack.log" 2>&1 || { cat "$work/pack.log"; fail "npm pack failed"; }
 tarball="$(ls "$work"/tsieved-*.tgz)"
 tar -tzf "$tarball" >"$work/contents"
-for want in package/dist/cli.js package/dist/cli/check.bundle.cjs package/dist/cli/check.bundle.cjs.cache package/dist/sieve/generated/parser.js package/helper/tsieved-pam-helper.c package/helper/tsieved-broker.c \
+for want in package/dist/tsieved.cjs package/dist/cli.js package/dist/cli/check.bundle.cjs package/dist/cli/check.bundle.cjs.cache package/dist/sieve/generated/parser.js package/helper/tsieved-pam-helper.c package/helper/tsieved-broker.c \
   package/helper/build.sh package/LICENSE package/README.md package/contrib/systemd/tsieved.service; do
   grep -qx "$want" "$work/contents" || fail "the tarball lacks $want"
 done

@@ -8,7 +8,6 @@
  *   tsieved build-helper | --help | --version
  * Must not know: how the server works inside (main.ts builds it).
  */
-import './threadpool.js';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import type { ControlSocket } from './control/socket.js';

@@ -1,4 +1,4 @@
-// Starts the built tsieved (`node dist/cli.js serve --config FILE`) on a loopback
+// Starts the built tsieved (`node dist/tsieved.cjs serve --config FILE`) on a loopback
 // port with a temp userdb and storage, for the benchmark; stops it after.
 // Must not know: the workloads.
 import { spawn } from 'node:child_process';
@@ -60,7 +60,7 @@ capabilities = ["fileinto", "envelope", "copy", "subaddress", "encoded-character
 level = "info"
 `,
   );
-  const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--config', configFile], {
+  const child = spawn(process.execPath, [join(root, 'dist/tsieved.cjs'), 'serve', '--config', configFile], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let tail = '';

@@ -1,5 +1,5 @@
 /**
- * Starts the real tsieved (`node dist/cli.js serve --config FILE`, as built by
+ * Starts the real tsieved (`node dist/tsieved.cjs serve --config FILE`, as built by
  * `npm test`) with a given TOML configuration, waits until it listens, and reports
  * the ports it bound (port 0 in the config = any free port).
  *
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const CLI = join(PACKAGE_ROOT, 'dist/cli.js');
+export const CLI = join(PACKAGE_ROOT, 'dist/tsieved.cjs');
 
 export interface RunningTsieved {
   /** First plain (STARTTLS) listener's port. */
@@ -43,7 +43,7 @@ export interface RunningTsieved {
 export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
-  /** A command put before `node dist/cli.js serve ...` (e.g. setpriv with options); it must exec the rest. */
+  /** A command put before `node dist/tsieved.cjs serve ...` (e.g. setpriv with options); it must exec the rest. */
   readonly wrapper?: readonly string[];
   /** Keep `[server] workers` as configured or defaulted (one per core) instead of one process. */
   readonly defaultWorkers?: boolean;

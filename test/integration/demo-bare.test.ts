@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SieveTestClient } from '../helpers/client.js';
 import { PACKAGE_ROOT } from '../helpers/tsieved.js';
 
-const CLI = join(PACKAGE_ROOT, 'dist/cli.js');
+const CLI = join(PACKAGE_ROOT, 'dist/tsieved.cjs');
 
 describe('the demo without openssl', () => {
   let dir: string;

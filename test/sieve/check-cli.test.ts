@@ -110,7 +110,7 @@ describe('start-up of tsieved check', () => {
     const { execFileSync } = await import('node:child_process');
     const { existsSync, readFileSync } = await import('node:fs');
     const { pathToFileURL } = await import('node:url');
-    const cli = join(import.meta.dirname, '../../dist/cli.js');
+    const cli = join(import.meta.dirname, '../../dist/tsieved.cjs');
     if (!existsSync(cli)) return; // npm test builds first
     // A module-loading hook records every module the check resolves.
     const log = join(dir, 'loaded.txt');
@@ -147,7 +147,7 @@ export async function resolve(specifier, context, next) {
     // its code cache; without esbuild, check.js and its modules one by one.
     const ours = loaded.split('\n').filter((u) => u.startsWith('file:') && u.includes('/dist/'));
     if (existsSync(join(import.meta.dirname, '../../dist/cli/check.bundle.cjs'))) {
-      expect(ours.map((u) => u.replace(/^.*\/dist\//, ''))).toEqual(['cli.js', 'threadpool.js', 'cli/check-bundle.js']);
+      expect(ours.map((u) => u.replace(/^.*\/dist\//, ''))).toEqual(['tsieved.cjs', 'cli.js', 'cli/check-bundle.js']);
       // The cache the build wrote fits this Node: V8 takes it instead of compiling.
       expect(existsSync(join(import.meta.dirname, '../../dist/cli/check.bundle.cjs.cache'))).toBe(true);
       const cache = execFileSync(
@@ -185,7 +185,7 @@ process.stdout.write(String(l.cacheRejected));`,
   it('gives the same results from the built CLI as from runCheck', async () => {
     const { spawnSync } = await import('node:child_process');
     const { existsSync } = await import('node:fs');
-    const cli = join(import.meta.dirname, '../../dist/cli.js');
+    const cli = join(import.meta.dirname, '../../dist/tsieved.cjs');
     if (!existsSync(cli)) return; // npm test builds first
     const cfg = file('same.toml', '[sieve]\ncapabilities = ["fileinto", "vacation"]\nfileinto_policy = "relative"\n');
     const files = [
