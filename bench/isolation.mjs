@@ -17,11 +17,13 @@
 // Needs root, gcc and the PAM headers, useradd/userdel, openssl, a build. Users,
 // the service file and directories are temporary and removed afterwards.
 // Options: --users N (50), --logins N (40), --idle-small N, --idle-large N,
-//          --sessions N, --concurrent N, --no-dovecot, --json FILE
+//          --sessions N, --concurrent N, --workers N (tsieved's server processes;
+//          default: one per core, as the shipped [server] workers = "auto"),
+//          --no-dovecot, --json FILE
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -42,6 +44,7 @@ const { values } = parseArgs({
     'idle-large': { type: 'string', default: '500' },
     sessions: { type: 'string', default: '200' },
     concurrent: { type: 'string', default: '20' },
+    workers: { type: 'string', default: String(availableParallelism()) },
     'no-dovecot': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
@@ -218,6 +221,7 @@ try {
             cert,
             users,
             pam: { service, homes: accounts.homes },
+            workers: N('workers'),
           })
         : startDovecot({
             dir: work.dir,
