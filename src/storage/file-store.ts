@@ -21,11 +21,11 @@ import { prepareAll, prepareWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
-import { ACTIVE_FILE, LOCK_DIR, VERBATIM_FILE } from './layout.js';
-import { finishesWithoutChange, ReadOnlyView } from './open-check.js';
+import { LOCK_DIR } from './layout.js';
+import { checkAtOpen, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard } from './filter-guard.js';
-import { activeNameIn, sha256, StoreFiles, type StoreLimits } from './store-files.js';
+import { sha256, StoreFiles, type StoreLimits } from './store-files.js';
 
 export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 export { BACKUP_MARKER } from './filter-backup.js';
@@ -48,13 +48,6 @@ export interface FileStoreOptions {
   readonly fileOps?: FileOps;
   readonly lock?: Partial<LockOptions>;
   readonly log: Logger;
-}
-
-/** What open checks, in this order (filter-guard.ts); every change in it is made under `lock`. */
-async function checkAtOpen(guard: FilterGuard, lock: HeldLock): Promise<void> {
-  await guard.preserveForeign(lock);
-  await guard.forgetActiveWithoutFilter(lock);
-  await guard.reconcile(lock);
 }
 
 export class FileStore implements ScriptStore {
@@ -89,7 +82,7 @@ export class FileStore implements ScriptStore {
     const store = new FileStore(options);
     // Started first, so that its reads go out with the ones below (one round trip
     // over a file broker); it changes nothing, so it may overlap them.
-    const clean = store.nothingToRepair();
+    const clean = nothingToRepair(store.files, store.guard);
     await store.files.ensureDir(store.createBelow);
     await removeStaleTemps(store.files.ops, [options.scriptsDir, dirname(options.filterPath)]);
     if (await clean) return store;
@@ -286,27 +279,6 @@ export class FileStore implements ScriptStore {
   private async repair(lock: HeldLock): Promise<void> {
     await checkAtOpen(this.guard, lock);
     this.repairPending = false;
-  }
-
-  /**
-   * The checks at open made read-only, without the lock (open-check.ts): true when
-   * they find nothing to change. The files they usually read are asked for at once.
-   */
-  private async nothingToRepair(): Promise<boolean> {
-    const view = new ReadOnlyView(this.files.ops);
-    const files = new StoreFiles(view, this.files.dir, this.files.limits, this.files.log);
-    const filterPath = this.guard.filterPath;
-    const activePath = join(this.files.dir, ACTIVE_FILE);
-    view.readAhead({ file: [filterPath, activePath, join(this.files.dir, VERBATIM_FILE)], lstat: [filterPath] });
-    // The active script's file, as soon as its name is known.
-    void view
-      .readFile(activePath)
-      .then((raw) => {
-        const name = activeNameIn(raw);
-        if (name !== undefined) view.readAhead({ file: [files.scriptPath(name)], lstat: [files.scriptPath(name)] });
-      })
-      .catch(() => undefined);
-    return finishesWithoutChange((lock) => checkAtOpen(this.guard.over(files), lock));
   }
 
   /** put, or with `ifAbsent` putIfAbsent: false when the name exists (nothing written). */
