@@ -117,13 +117,32 @@ export async function runPrimary(
                 resolve({ worker: w.id, value });
               },
             });
-            w.send(make(id));
+            w.send(make(id), (err: Error | null) => {
+              // Gone before it could be asked: no answer, at once rather than at the timeout.
+              if (!err) return;
+              const waiting = pending.get(id);
+              pending.delete(id);
+              waiting?.resolve({ timeout: true });
+            });
           }),
       ),
     );
   };
 
-  const fork = (): Worker => cluster.fork(applied !== undefined ? { [CONFIG_TEXT_ENV]: applied } : {});
+  const fork = (): Worker => {
+    const worker = cluster.fork(applied !== undefined ? { [CONFIG_TEXT_ENV]: applied } : {});
+    // A message to a worker that has just died (a handed-over connection, an answer
+    // to its admission or login question) fails with EPIPE, raised as this event;
+    // unheard, it would end the primary and every other worker's sessions with it.
+    // The worker's 'exit' follows and is handled below.
+    worker.on('error', (err) =>
+      log.warn(
+        { event: 'worker-channel-error', worker: worker.id, err },
+        'a message to a worker that has gone was lost',
+      ),
+    );
+    return worker;
+  };
   cluster.on('exit', (worker, code, signal) => {
     limits.workerGone(worker.id);
     const wasReady = ready.delete(worker.id);
