@@ -43,8 +43,8 @@ async function serve(argv: string[]): Promise<number> {
     { createRootLogger },
     { startServer, buildServices },
     { startControlSocket },
-    { runPrimary, resolveWorkers, CONFIG_TEXT_ENV },
-    { serveAsWorker },
+    { runPrimary, resolveWorkers },
+    { serveAsWorker, configFromPrimary },
     { PrimaryAdmission, PrimaryLoginLimits },
     { default: cluster },
     { parseArgs },
@@ -85,10 +85,7 @@ async function serve(argv: string[]): Promise<number> {
     }
   } else if (values.config) {
     // A worker applies the text its primary read (the configuration in force), not the file as it is now.
-    configText = process.env[CONFIG_TEXT_ENV] ?? (await readConfigText(values.config));
-    // Not passed on to what this process starts (PAM helper, file brokers running as
-    // users): the text may hold a secret such as an LDAP bind password.
-    delete process.env[CONFIG_TEXT_ENV];
+    configText = (cluster.isWorker ? await configFromPrimary() : undefined) ?? (await readConfigText(values.config));
     config = parseConfig(configText, values.config);
     log = createRootLogger(config.log.level);
   } else {

@@ -16,12 +16,15 @@ export type ToWorker =
   /** `text`: the configuration file as the primary read it, so that every worker applies the same. */
   | { readonly t: 'tsieved:reload'; readonly id: number; readonly text: string }
   /** The answer to a worker's own request below (its id), whatever it asked. */
-  | { readonly t: 'tsieved:answer'; readonly id: number; readonly value: Answer };
+  | { readonly t: 'tsieved:answer'; readonly id: number; readonly value: Answer }
+  /** The configuration text in force (undefined: none was read, e.g. the demo), asked by a starting worker. */
+  | { readonly t: 'tsieved:config'; readonly text: string | undefined };
 
 /** admit: a verdict; attempt: a turn; claim: a slot number, or null when all are taken. */
 export type Answer = AdmissionVerdict | Turn | number | null;
 
 export type ToPrimary =
+  | { readonly t: 'tsieved:config?' }
   | { readonly t: 'tsieved:ready' }
   | { readonly t: 'tsieved:reply'; readonly id: number; readonly value: unknown }
   | {

@@ -55,7 +55,6 @@ export interface ConfigSource {
 }
 
 /** The environment variable that hands a new worker the configuration text in force. */
-export const CONFIG_TEXT_ENV = 'TSIEVED_CONFIG_TEXT';
 
 export async function runPrimary(
   config: Config,
@@ -83,6 +82,11 @@ export async function runPrimary(
     };
     if (limits.handle(worker.id, message, answer)) return;
     switch (message.t) {
+      case 'tsieved:config?': {
+        const reply: ToWorker = { t: 'tsieved:config', text: applied };
+        worker.send(reply);
+        break;
+      }
       case 'tsieved:ready':
         ready.add(worker.id);
         break;
@@ -130,7 +134,7 @@ export async function runPrimary(
   };
 
   const fork = (): Worker => {
-    const worker = cluster.fork(applied !== undefined ? { [CONFIG_TEXT_ENV]: applied } : {});
+    const worker = cluster.fork();
     // A message to a worker that has just died (a handed-over connection, an answer
     // to its admission or login question) fails with EPIPE, raised as this event;
     // unheard, it would end the primary and every other worker's sessions with it.

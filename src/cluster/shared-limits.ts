@@ -73,6 +73,7 @@ export class SharedLimits {
       case 'tsieved:succeeded':
         this.logins.succeeded(message.address);
         return true;
+      case 'tsieved:config?':
       case 'tsieved:ready':
       case 'tsieved:reply':
         return false;

@@ -18,6 +18,24 @@ function send(message: ToPrimary): void {
   process.send?.(message);
 }
 
+/**
+ * The configuration text the primary applies, asked for when a worker starts: a
+ * replacement worker then runs the configuration in force, not an edit of the file
+ * that was never reloaded. Over the IPC channel, not the environment, which holds
+ * at most 128 KiB per variable and is readable in /proc.
+ */
+export function configFromPrimary(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const take = (message: unknown): void => {
+      if (!isMessage<ToWorker>(message) || message.t !== 'tsieved:config') return;
+      process.off('message', take);
+      resolve(message.text);
+    };
+    process.on('message', take);
+    send({ t: 'tsieved:config?' });
+  });
+}
+
 export interface WorkerHooks {
   /** Applies the configuration text the primary read (the same reload SIGHUP does alone). */
   reload(text: string): Promise<ReloadOutcome>;
@@ -31,7 +49,7 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
     AggregatorRegistry.setRegistries([server.metricsRegistry]);
   }
   process.on('message', (message: unknown) => {
-    if (!isMessage<ToWorker>(message)) return;
+    if (!isMessage<ToWorker>(message) || message.t === 'tsieved:config') return; // configFromPrimary's
     const reply = (value: unknown): void => send({ t: 'tsieved:reply', id: message.id, value });
     switch (message.t) {
       case 'tsieved:who':

@@ -5,16 +5,20 @@
  * closed IPC channel fails with EPIPE, which node:cluster raises as an 'error'
  * event on the worker. The race is made wide on purpose: the primary is stopped
  * while connections pile up, a worker is killed, and the primary continues.
+ * The configuration is larger than one environment variable may be (128 KiB):
+ * workers, replacements included, get the text in force over the IPC channel.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { startFixture, type Fixture } from '../helpers/fixture.js';
 
 let fx: Fixture;
 beforeAll(async () => {
   fx = await startFixture({
-    extra: { server: 'workers = 2\nmax_connections = 100000\nmax_connections_per_ip = 100000' },
+    extra: {
+      server: `workers = 2\nmax_connections = 100000\nmax_connections_per_ip = 100000\n# ${'x'.repeat(200 * 1024)}\n`,
+    },
   });
   await fx.server.waitForLog((l) => l.event === 'cluster-ready', 30_000);
 }, 60_000);
@@ -47,6 +51,7 @@ function open(n: number, into: Socket[]): void {
 it.skipIf(!readdirSync('/proc').includes('self'))(
   'the primary survives a worker killed with messages in flight, and serves on',
   async () => {
+    expect(statSync(fx.server.configFile).size).toBeGreaterThan(128 * 1024);
     const primary = fx.server.process.pid!;
     let exited: unknown;
     fx.server.process.once('exit', (code, signal) => (exited = { code, signal }));
