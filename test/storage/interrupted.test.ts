@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { faultyOps } from './helpers/faulty-ops.js';
-import { kindOf, openStore, tempHome, type TempHome } from './helpers/store.js';
+import { kindOf, openStore, tempHome, withActive, type TempHome } from './helpers/store.js';
 
 let h: TempHome;
 beforeEach(async () => {
@@ -25,15 +25,9 @@ afterEach(async () => {
 const A = Buffer.from('keep;\n');
 const B = Buffer.from('discard;\n');
 
-async function withActive(name: string, content: Buffer): Promise<void> {
-  const store = await openStore(h);
-  await store.put(name, content);
-  await store.setActive(name);
-}
-
 describe('an interrupted change is repaired when the store is next opened', () => {
   it('PUTSCRIPT over the active script, stopped after the script and before the filter', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     await writeFile(join(h.scriptsDir, 'a.sieve'), B); // the script's rename happened, the filter's did not
     const store = await openStore(h);
     expect(await readFile(h.filterPath)).toEqual(renderFilter(B));
@@ -41,7 +35,7 @@ describe('an interrupted change is repaired when the store is next opened', () =
   });
 
   it('SETACTIVE, stopped after the filter and before the record', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     const store0 = await openStore(h);
     await store0.put('b', B);
     await writeFile(h.filterPath, renderFilter(B)); // the filter moved to b; the record still says a
@@ -55,7 +49,7 @@ describe('an interrupted change is repaired when the store is next opened', () =
   });
 
   it('RENAMESCRIPT of the active script, stopped after the rename and before the record', async () => {
-    await withActive('old', A);
+    await withActive(h, 'old', A);
     await rename(join(h.scriptsDir, 'old.sieve'), join(h.scriptsDir, 'new.sieve'));
     const store = await openStore(h);
     expect(await store.list()).toEqual([{ name: 'new', active: true }]);
@@ -63,7 +57,7 @@ describe('an interrupted change is repaired when the store is next opened', () =
   });
 
   it('a consistent store is left exactly as it is', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     const before = await readFile(h.filterPath);
     const store = await openStore(h);
     expect(await readFile(h.filterPath)).toEqual(before);
@@ -77,7 +71,7 @@ describe('a change that fails half-way inside a session is undone at once', () =
     ['the filter', /\/\.forward$/],
   ] as const) {
     it(`PUTSCRIPT over the active script: when ${which} cannot be renamed in, neither changes`, async () => {
-      await withActive('a', A);
+      await withActive(h, 'a', A);
       const store = await openStore(h, { fileOps: faultyOps({ renameFails: { match, code: 'EIO' } }) });
       expect(await kindOf(store.put('a', B))).toBe('io');
       expect(await readFile(join(h.scriptsDir, 'a.sieve'))).toEqual(A);
@@ -86,7 +80,7 @@ describe('a change that fails half-way inside a session is undone at once', () =
   }
 
   it('SETACTIVE: the record cannot be written, so the previous filter comes back', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     await (await openStore(h)).put('b', B);
     const store = await openStore(h, { fileOps: faultyOps({ renameFails: { match: /\/\.active$/, code: 'EIO' } }) });
     expect(await kindOf(store.setActive('b'))).toBe('io');
@@ -105,7 +99,7 @@ describe('a change that fails half-way inside a session is undone at once', () =
 
 describe("a filter edited by hand below tsieved's marker lines", () => {
   it('is backed up before the next open renders the active script again', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     const edited = Buffer.concat([renderFilter(A), Buffer.from('if header :contains "subject" "x" { discard; }\n')]);
     await writeFile(h.filterPath, edited);
     await openStore(h);
@@ -118,7 +112,7 @@ describe("a filter edited by hand below tsieved's marker lines", () => {
 
 describe('a session that lost its lock while opening the store', () => {
   it('changes nothing: the repairs at open check the lock before writing', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     // The state an interrupted PUTSCRIPT leaves, which open would repair...
     await writeFile(join(h.scriptsDir, 'a.sieve'), B);
     const before = await readFile(h.filterPath);

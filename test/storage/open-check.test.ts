@@ -13,7 +13,7 @@ import { nodeFileOps } from '../../src/storage/file-ops.js';
 import { acquireLock, DEFAULT_LOCK_OPTIONS } from '../../src/storage/lock.js';
 import { LOCK_DIR } from '../../src/storage/layout.js';
 import { recordingOps as recording } from './helpers/recording-ops.js';
-import { openStore, tempHome, type TempHome } from './helpers/store.js';
+import { openStore, tempHome, withActive, type TempHome } from './helpers/store.js';
 
 let h: TempHome;
 beforeEach(async () => {
@@ -26,15 +26,9 @@ afterEach(async () => {
 const A = Buffer.from('keep;\n');
 const B = Buffer.from('discard;\n');
 
-async function withActive(name: string, content: Buffer): Promise<void> {
-  const store = await openStore(h);
-  await store.put(name, content);
-  await store.setActive(name);
-}
-
 describe('opening a store with nothing to repair', () => {
   it('only reads: no lock is taken and no file is written', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     const { ops, changes } = recording();
     const store = await openStore(h, { fileOps: ops });
     expect(changes).toEqual([]);
@@ -42,7 +36,7 @@ describe('opening a store with nothing to repair', () => {
   });
 
   it("does not wait for another session's lock", async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     const other = await acquireLock(nodeFileOps, join(h.scriptsDir, LOCK_DIR), DEFAULT_LOCK_OPTIONS);
     try {
       const t0 = performance.now();
@@ -58,7 +52,7 @@ describe('opening a store with nothing to repair', () => {
 
 describe('opening a store that needs a repair', () => {
   it('takes the lock and repairs (an interrupted PUTSCRIPT over the active script)', async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     await writeFile(join(h.scriptsDir, 'a.sieve'), B);
     const { ops, changes } = recording();
     await openStore(h, { fileOps: ops });
@@ -75,7 +69,7 @@ describe('opening a store that needs a repair', () => {
   });
 
   it("waits for another session's lock before repairing", async () => {
-    await withActive('a', A);
+    await withActive(h, 'a', A);
     await writeFile(join(h.scriptsDir, 'a.sieve'), B);
     const other = await acquireLock(nodeFileOps, join(h.scriptsDir, LOCK_DIR), DEFAULT_LOCK_OPTIONS);
     const opening = openStore(h, { lock: { waitMs: 60_000, retryMs: 10 } });

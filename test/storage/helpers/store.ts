@@ -39,6 +39,13 @@ export function openStore(h: TempHome, over: Partial<FileStoreOptions> = {}): Pr
   return FileStore.open(storeOptions(h, over));
 }
 
+/** A store in `h` holding script `name` with `content`, active (its filter written). */
+export async function withActive(h: TempHome, name: string, content: Buffer): Promise<void> {
+  const store = await openStore(h);
+  await store.put(name, content);
+  await store.setActive(name);
+}
+
 /** The kind of the StorageError a promise rejects with (fails the test otherwise). */
 export async function kindOf(p: Promise<unknown>): Promise<StorageErrorKind> {
   try {
