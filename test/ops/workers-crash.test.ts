@@ -9,9 +9,10 @@
  * workers, replacements included, get the text in force over the IPC channel.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { startFixture, type Fixture } from '../helpers/fixture.js';
+import { childPids } from '../helpers/processes.js';
 
 let fx: Fixture;
 beforeAll(async () => {
@@ -25,20 +26,6 @@ beforeAll(async () => {
 afterAll(async () => fx?.stop());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function childrenOf(parent: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 function open(n: number, into: Socket[]): void {
   for (let i = 0; i < n; i++) {
@@ -56,7 +43,7 @@ it.skipIf(!readdirSync('/proc').includes('self'))(
     let exited: unknown;
     fx.server.process.once('exit', (code, signal) => (exited = { code, signal }));
     for (let round = 0; round < 4 && exited === undefined; round++) {
-      const victim = childrenOf(primary)[0];
+      const victim = childPids(primary)[0];
       const sockets: Socket[] = [];
       open(300, sockets);
       await sleep(30);

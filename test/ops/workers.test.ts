@@ -5,12 +5,13 @@
  * SIGKILL is replaced while the other worker's sessions go on.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { SieveTestClient } from '../helpers/client.js';
 import { ALICE, startFixture, type Fixture } from '../helpers/fixture.js';
 import { CLI } from '../helpers/tsieved.js';
+import { childPids } from '../helpers/processes.js';
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
@@ -18,21 +19,6 @@ function who(fx: Fixture): Record<string, unknown>[] {
   const r = spawnSync(process.execPath, [CLI, 'who', '--json', '--config', fx.server.configFile], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`who failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Record<string, unknown>[];
-}
-
-/** The primary's child processes (the workers). */
-function workerPids(primary: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === primary;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
 }
 
 async function login(fx: Fixture): Promise<SieveTestClient> {
@@ -110,7 +96,7 @@ describe.skipIf(process.platform !== 'linux')('two workers', () => {
     const b = await login(fx);
     const listed = who(fx);
     expect(new Set(listed.map((s) => s.worker)).size).toBe(2);
-    const pids = workerPids(fx.server.process.pid!);
+    const pids = childPids(fx.server.process.pid!);
     expect(pids).toHaveLength(2);
     const readyBefore = fx.server.logLines().filter((l) => l.event === 'worker-ready').length;
     process.kill(pids[0], 'SIGKILL');
