@@ -6,6 +6,7 @@ import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { acquireLock, withLock } from '../../src/storage/lock.js';
 import { kindOf } from './helpers/store.js';
 import { errnoError } from './helpers/faulty-ops.js';
+import { countingOps } from '../helpers/counting-ops.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -185,6 +186,31 @@ describe('the user lock', () => {
     await second.release();
     expect(await second.stillHeld()).toBe(false);
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('checks a lock taken moments ago with one look at its owner file, and refreshes an older one first', async () => {
+    const lockDir = join(dir, '.lock');
+    const counting = countingOps(dir);
+    // Long enough that the timer's own refresh (every staleMs / 3) does not run here.
+    const o = { ...opts, staleMs: 1_200 };
+    const lock = await acquireLock(counting.ops, lockDir, o);
+    counting.reset();
+    expect(await lock.stillHeld()).toBe(true);
+    expect(counting.calls).toEqual([{ op: 'lstat', path: '.lock/owner' }]);
+    // Older than a sixth of staleMs: refreshed (a beat created and removed) before it counts as held.
+    await sleep(250);
+    counting.reset();
+    expect(await lock.stillHeld()).toBe(true);
+    expect(counting.calls.map((c) => `${c.op} ${c.path}`)).toEqual(
+      expect.arrayContaining(['createExclusive .lock/beat', 'unlink .lock/beat', 'lstat .lock/owner']),
+    );
+    // Refreshed just now: one look again, and a broken lock is seen by it.
+    counting.reset();
+    await rename(lockDir, join(dir, 'aside'));
+    expect(await lock.stillHeld()).toBe(false);
+    expect(counting.calls).toEqual([{ op: 'lstat', path: '.lock/owner' }]);
+    await lock.release();
+    await rm(join(dir, 'aside'), { recursive: true });
   });
 
   it('withLock hands the lock to the function (callers without a parameter still work)', async () => {

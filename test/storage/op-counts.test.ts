@@ -116,7 +116,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('PUTSCRIPT'), str('bench'), str(BENCH_2))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH_2));
-    expect(m.total).toBeLessThanOrEqual(40);
+    expect(m.total).toBeLessThanOrEqual(36);
   });
 
   it('SETACTIVE of the script already active', async () => {
@@ -134,7 +134,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(OTHER));
-    expect(m.total).toBeLessThanOrEqual(39);
+    expect(m.total).toBeLessThanOrEqual(35);
   });
 
   it('DELETESCRIPT', async () => {
@@ -143,7 +143,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('DELETESCRIPT'), str('other'))).toBe('OK\r\n');
     });
     expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\nOK\r\n');
-    expect(m.total).toBeLessThanOrEqual(16);
+    expect(m.total).toBeLessThanOrEqual(12);
   });
 
   it('LISTSCRIPTS', async () => {
