@@ -6,9 +6,10 @@
  * Every mutation runs under the user's lock, and the filter file is always written
  * from script content read or written under that lock, so two sessions (or two
  * servers on one shared directory) never leave a filter that does not match the
- * active script. Writes are atomic (atomic-write.ts); when a script and the filter
- * change together both temp files are fully written before either is renamed, so a
- * quota or disk-full failure leaves both old files in place. A change cut off
+ * active script; within one hold a file is read once (held-reads.ts), not again by
+ * each step that needs it. Writes are atomic (atomic-write.ts); when a script and
+ * the filter change together both temp files are fully written before either is
+ * renamed, so a quota or disk-full failure leaves both old files in place. A change cut off
  * between its renames (a crash, a killed worker) is repaired by the next open.
  *
  * Must not know: the wire protocol, auth, sessions, config parsing.
@@ -25,12 +26,22 @@ import { LOCK_DIR } from './layout.js';
 import { checkAtOpen, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard } from './filter-guard.js';
+import { HeldReads } from './held-reads.js';
 import { sha256, StoreFiles, type StoreLimits } from './store-files.js';
 
 export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 export { BACKUP_MARKER } from './filter-backup.js';
 export { IMPORT_NAME } from './filter-guard.js';
 export type { StoreLimits } from './store-files.js';
+
+/** What a locked section works with: the lock, and the files read through this hold. */
+interface Held {
+  readonly lock: HeldLock;
+  readonly files: StoreFiles;
+  readonly guard: FilterGuard;
+  /** Starts reads now (one round trip over a file broker with the ones that follow). */
+  readonly readAhead: (paths: readonly string[]) => void;
+}
 
 export interface FileStoreOptions {
   readonly scriptsDir: string;
@@ -103,8 +114,8 @@ export class FileStore implements ScriptStore {
   // ---- ScriptStore ----
 
   async list(): Promise<ScriptInfo[]> {
-    const scripts = await this.files.scan();
-    const active = await this.files.readActive();
+    // The record counts only for a script that exists: only the listed ones are marked.
+    const [scripts, active] = await Promise.all([this.files.scan(), this.files.recordedActive()]);
     return scripts.flatMap((s) => (s.name === undefined ? [] : [{ name: s.name, active: s.name === active }]));
   }
 
@@ -126,11 +137,12 @@ export class FileStore implements ScriptStore {
 
   async delete(name: string): Promise<void> {
     const nfc = this.files.checkName(name);
-    await this.locked(async (lock) => {
-      // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE).
-      if ((await this.files.readActive()) === nfc)
+    await this.locked(async ({ lock, files }) => {
+      // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE). Whether
+      // the recorded one exists matters only when it is this one.
+      if ((await files.recordedActive()) === nfc && (await files.exists(files.scriptPath(nfc))))
         throw new StorageError('active', `script ${JSON.stringify(nfc)} is active`);
-      await this.files.removeScript(nfc, lock);
+      await files.removeScript(nfc, lock);
       this.log.info({ script: nfc }, 'script deleted');
     });
   }
@@ -138,34 +150,34 @@ export class FileStore implements ScriptStore {
   async rename(oldName: string, newName: string): Promise<void> {
     const from = this.files.checkName(oldName);
     const to = this.files.checkName(newName);
-    await this.locked(async (lock) => {
+    await this.locked(async ({ lock, files }) => {
       const fromEnc = encodeScriptFileName(from);
       const toEnc = encodeScriptFileName(to);
-      const fromPath = join(this.files.dir, fromEnc.file);
-      const toPath = join(this.files.dir, toEnc.file);
-      if (!(await this.files.exists(fromPath)))
+      const fromPath = join(files.dir, fromEnc.file);
+      const toPath = join(files.dir, toEnc.file);
+      if (!(await files.exists(fromPath)))
         throw new StorageError('nonexistent', `no script named ${JSON.stringify(from)}`);
       // Section 2.11.1: the new name must not exist (ALREADYEXISTS).
-      if (await this.files.exists(toPath))
+      if (await files.exists(toPath))
         throw new StorageError('already-exists', `a script named ${JSON.stringify(to)} exists`);
-      const wasActive = (await this.files.readActive()) === from;
-      if (toEnc.nameFile) await this.files.writeNameFile(toEnc.nameFile, to);
+      const wasActive = (await files.readActive()) === from;
+      if (toEnc.nameFile) await files.writeNameFile(toEnc.nameFile, to);
       // A preserved forward stays one under its new name (written before the rename:
       // an entry for a name that does not exist yet changes nothing).
-      await this.files.setVerbatim(from, undefined, to);
+      await files.setVerbatim(from, undefined, to);
       await lock.assertHeld();
       try {
-        await this.files.ops.rename(fromPath, toPath);
+        await files.ops.rename(fromPath, toPath);
       } catch (err) {
-        await this.files.setVerbatim(to, undefined, from).catch(() => undefined);
+        await files.setVerbatim(to, undefined, from).catch(() => undefined);
         throw toStorageError(err, `cannot rename script ${JSON.stringify(from)}`);
       }
       if (wasActive) {
         // The filter's content is unchanged; only the recorded name follows.
         try {
-          await this.files.writeActive(to);
+          await files.writeActive(to);
         } catch (err) {
-          await this.files.ops.rename(toPath, fromPath).catch((undo: unknown) => {
+          await files.ops.rename(toPath, fromPath).catch((undo: unknown) => {
             // .active still names the old script, whose file now has the new name:
             // the next open's repair cannot tell which was meant, so say it loudly.
             this.log.error(
@@ -173,57 +185,58 @@ export class FileStore implements ScriptStore {
               'could not undo a rename after recording the active script failed: .active and the script files are out of step',
             );
           });
-          await this.files.setVerbatim(to, undefined, from).catch(() => undefined);
+          await files.setVerbatim(to, undefined, from).catch(() => undefined);
           throw err;
         }
       }
-      if (fromEnc.nameFile) await this.files.ops.unlink(join(this.files.dir, fromEnc.nameFile)).catch(() => undefined);
-      await this.files.ops.syncDir(this.files.dir);
+      if (fromEnc.nameFile) await files.ops.unlink(join(files.dir, fromEnc.nameFile)).catch(() => undefined);
+      await files.ops.syncDir(files.dir);
       this.log.info({ from, to, active: wasActive }, 'script renamed');
     });
   }
 
   async setActive(name: string): Promise<void> {
     if (name === '') {
-      await this.locked(async (lock) => {
-        await this.guard.preserveForeign(lock);
+      await this.locked(async ({ lock, files, guard }) => {
+        await guard.preserveForeign(lock);
         await lock.assertHeld();
         // No filter file: Exim's router declines and mail is delivered normally.
-        await this.guard.removeFilter();
-        await this.files.writeActive(undefined);
+        await guard.removeFilter();
+        await files.writeActive(undefined);
         this.log.info('filter deactivated');
       });
       return;
     }
     const nfc = this.files.checkName(name);
-    await this.locked(async (lock) => {
-      const content = await this.files.get(nfc); // read under the lock: the filter matches it
-      await this.guard.preserveForeign(lock);
+    await this.locked(async ({ lock, files, guard, readAhead }) => {
+      readAhead([guard.filterPath]); // preserveForeign reads it: in the same round trip
+      const content = await files.get(nfc); // read under the lock: the filter matches it
+      await guard.preserveForeign(lock);
       // Clients send SETACTIVE after every PUTSCRIPT of the active script (Roundcube
       // does on every save): nothing to write then, and no fsyncs to wait for.
-      if (await this.guard.isInPlace(nfc, content)) return;
-      await this.guard.activate(nfc, content, lock);
+      if (await guard.isInPlace(nfc, content)) return;
+      await guard.activate(nfc, content, lock);
     });
   }
 
   async setActiveIfNone(name: string): Promise<ActivationResult> {
     const nfc = this.files.checkName(name);
-    return this.locked(async (lock) => {
-      const content = await this.files.get(nfc);
-      await this.guard.preserveForeign(lock);
-      const current = await this.files.readActive();
+    return this.locked(async ({ lock, files, guard }) => {
+      const content = await files.get(nfc);
+      await guard.preserveForeign(lock);
+      const current = await files.readActive();
       if (current === nfc) return { active: nfc, activated: false };
       let dropped: string | undefined;
       if (current !== undefined) {
         // The store's own copy of the filter file it found, when that file was this
         // very script (pysieved's .forward linked to it): not a choice of the user's.
-        if (!(await this.guard.isPreservedCopy(current, content))) return { active: current, activated: false };
+        if (!(await guard.isPreservedCopy(current, content))) return { active: current, activated: false };
         dropped = current;
       }
-      await this.guard.activate(nfc, content, lock);
+      await guard.activate(nfc, content, lock);
       if (dropped !== undefined) {
         try {
-          await this.files.removeScript(dropped, lock);
+          await files.removeScript(dropped, lock);
         } catch (err) {
           this.log.warn({ err, script: dropped }, 'could not remove the preserved copy of the activated script');
           return { active: nfc, activated: true };
@@ -240,8 +253,8 @@ export class FileStore implements ScriptStore {
   }
 
   async preserveForward(content: Buffer): Promise<string> {
-    return this.locked(async (lock) => {
-      const { name } = await this.guard.importContent(content, lock);
+    return this.locked(async ({ lock, guard }) => {
+      const { name } = await guard.importContent(content, lock);
       this.log.info({ script: name, bytes: content.length }, 'kept a filter file read elsewhere as a script');
       return name;
     });
@@ -252,9 +265,9 @@ export class FileStore implements ScriptStore {
   }
 
   async writeMeta(key: MetaKey, content: Buffer): Promise<void> {
-    await this.locked(async (lock) => {
+    await this.locked(async ({ lock, files }) => {
       await lock.assertHeld();
-      await this.files.writeMeta(key, content);
+      await files.writeMeta(key, content);
     });
   }
 
@@ -264,20 +277,28 @@ export class FileStore implements ScriptStore {
 
   // ---- helpers ----
 
-  private locked<T>(fn: (lock: HeldLock) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` under the user's lock, with the store's files seen through reads made
+   * once per hold (held-reads.ts): a command does not read a file again that it has
+   * read under this lock and not changed since.
+   */
+  private locked<T>(fn: (held: Held) => Promise<T>): Promise<T> {
     return withLock(this.files.ops, join(this.files.dir, LOCK_DIR), this.lockOptions, async (lock) => {
+      const reads = new HeldReads(this.files.ops);
+      const files = this.files.over(reads);
+      const held: Held = { lock, files, guard: this.guard.over(files), readAhead: (paths) => reads.readAhead(paths) };
       if (this.repairPending) {
-        await this.repair(lock).catch((err: unknown) =>
+        await this.repair(held).catch((err: unknown) =>
           this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'),
         );
       }
-      return fn(lock);
+      return fn(held);
     });
   }
 
   /** The checks at open (must run under the lock); pending until they have run once. */
-  private async repair(lock: HeldLock): Promise<void> {
-    await checkAtOpen(this.guard, lock);
+  private async repair({ lock, guard }: Held): Promise<void> {
+    await checkAtOpen(guard, lock);
     this.repairPending = false;
   }
 
@@ -285,36 +306,38 @@ export class FileStore implements ScriptStore {
   private async putUnless(name: string, content: Buffer, ifAbsent: boolean): Promise<boolean> {
     const nfc = this.files.checkName(name);
     if (content.length > this.files.limits.maxScriptBytes) this.files.checkSpaceIn([], nfc, content.length);
-    return this.locked(async (lock) => {
-      const scripts = await this.files.scan();
-      if (ifAbsent && scripts.some((s) => s.name === nfc)) return false;
-      this.files.checkSpaceIn(scripts, nfc, content.length);
+    return this.locked(async ({ lock, files, guard }) => {
+      const scripts = await files.scan();
+      const exists = scripts.some((s) => s.name === nfc);
+      if (ifAbsent && exists) return false;
+      files.checkSpaceIn(scripts, nfc, content.length);
       const enc = encodeScriptFileName(nfc);
-      if (enc.nameFile) await this.files.writeNameFile(enc.nameFile, nfc);
+      if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
       try {
-        let active = (await this.files.readActive()) === nfc;
+        // Recorded active, and there (the scan has just seen it).
+        let active = exists && (await files.recordedActive()) === nfc;
         if (active) {
           // Preserving a foreign filter can change which script is active; ask again.
-          await this.guard.preserveForeign(lock);
-          active = (await this.files.readActive()) === nfc;
+          await guard.preserveForeign(lock);
+          active = (await files.recordedActive()) === nfc;
         }
         // The filter first: if the script's rename then fails, the filter is put
         // back, and the client's NO is true (the other order would leave a new
         // script that the next repair at open makes live).
         const writes = await prepareAll([
-          ...(active ? [() => this.guard.prepareFilter(nfc, content)] : []),
-          () => prepareWrite(this.files.ops, join(this.files.dir, enc.file), content, { mode: 0o600 }),
+          ...(active ? [() => guard.prepareFilter(nfc, content)] : []),
+          () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
         ]);
-        await this.guard.commitWithFilter(writes, lock);
+        await guard.commitWithFilter(writes, lock);
         // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
-        const recorded = (await this.files.readVerbatim()).get(nfc);
-        if (recorded !== undefined && recorded !== sha256(content)) await this.files.setVerbatim(nfc, undefined);
+        const recorded = (await files.readVerbatim()).get(nfc);
+        if (recorded !== undefined && recorded !== sha256(content)) await files.setVerbatim(nfc, undefined);
         this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
         return true;
       } catch (err) {
         // A refused write (disk full, quota) leaves no name file without its script.
-        if (enc.nameFile && !(await this.files.exists(join(this.files.dir, enc.file)).catch(() => true))) {
-          await this.files.ops.unlink(join(this.files.dir, enc.nameFile)).catch(() => undefined);
+        if (enc.nameFile && !(await files.exists(join(files.dir, enc.file)).catch(() => true))) {
+          await files.ops.unlink(join(files.dir, enc.nameFile)).catch(() => undefined);
         }
         throw err;
       }

@@ -89,20 +89,22 @@ export class FilterGuard {
    * Whether `nfc` is recorded active and the filter file is already exactly what
    * activating it writes: the same bytes, a regular file (not a link) with the
    * configured mode, owned by whoever owns the record (the user, as we wrote it).
+   * `content` is the script as the caller has just read it under the lock (so the
+   * script exists). The bytes first: when they differ nothing else needs a look.
    */
   async isInPlace(nfc: string, content: Buffer): Promise<boolean> {
-    const record = join(this.files.dir, ACTIVE_FILE);
-    const [active, filter, expected, filterStat, recordStat] = await Promise.all([
-      this.files.readActive(),
+    const [filter, expected] = await Promise.all([
       this.files.readOptional(this.filterPath),
       this.filterFor(nfc, content),
+    ]);
+    if (filter === undefined || !filter.equals(expected)) return false;
+    const [active, filterStat, recordStat] = await Promise.all([
+      this.files.recordedActive(),
       this.files.ops.lstat(this.filterPath).catch(() => undefined),
-      this.files.ops.lstat(record).catch(() => undefined),
+      this.files.ops.lstat(join(this.files.dir, ACTIVE_FILE)).catch(() => undefined),
     ]);
     return (
       active === nfc &&
-      filter !== undefined &&
-      filter.equals(expected) &&
       filterStat !== undefined &&
       recordStat !== undefined &&
       filterStat.isFile() &&

@@ -69,6 +69,11 @@ export class StoreFiles {
     readonly log: Logger,
   ) {}
 
+  /** The same files through other FileOps (file-store.ts: the reads of one lock hold). */
+  over(ops: FileOps): StoreFiles {
+    return new StoreFiles(ops, this.dir, this.limits, this.log);
+  }
+
   checkName(name: string): string {
     const check = validateScriptName(name);
     if (!check.ok) throw new StorageError('bad-name', check.reason);
@@ -172,10 +177,15 @@ export class StoreFiles {
     }
   }
 
+  /** The name `.active` records, if a valid one; whether that script exists is the caller's to know. */
+  async recordedActive(): Promise<string | undefined> {
+    const raw = await this.readOptional(join(this.dir, ACTIVE_FILE));
+    return raw && activeNameIn(raw);
+  }
+
   /** The recorded active name, if that script still exists. */
   async readActive(): Promise<string | undefined> {
-    const raw = await this.readOptional(join(this.dir, ACTIVE_FILE));
-    const name = raw && activeNameIn(raw);
+    const name = await this.recordedActive();
     if (name === undefined) return undefined;
     return (await this.exists(this.scriptPath(name))) ? name : undefined;
   }

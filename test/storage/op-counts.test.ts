@@ -116,7 +116,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('PUTSCRIPT'), str('bench'), str(BENCH_2))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH_2));
-    expect(m.total).toBeLessThanOrEqual(36);
+    expect(m.total).toBeLessThanOrEqual(31);
   });
 
   it('SETACTIVE of the script already active', async () => {
@@ -125,7 +125,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('SETACTIVE'), str('bench'))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
-    expect(m.total).toBeLessThanOrEqual(18);
+    expect(m.total).toBeLessThanOrEqual(16);
   });
 
   it('SETACTIVE of another script', async () => {
@@ -134,7 +134,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(OTHER));
-    expect(m.total).toBeLessThanOrEqual(35);
+    expect(m.total).toBeLessThanOrEqual(28);
   });
 
   it('DELETESCRIPT', async () => {
@@ -143,7 +143,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('DELETESCRIPT'), str('other'))).toBe('OK\r\n');
     });
     expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\nOK\r\n');
-    expect(m.total).toBeLessThanOrEqual(12);
+    expect(m.total).toBeLessThanOrEqual(11);
   });
 
   it('LISTSCRIPTS', async () => {
@@ -151,6 +151,6 @@ describe('file-system operations per command', () => {
     const m = await measure('LISTSCRIPTS', async () => {
       expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\n"other"\r\nOK\r\n');
     });
-    expect(m.total).toBeLessThanOrEqual(5);
+    expect(m.total).toBeLessThanOrEqual(4);
   });
 });
