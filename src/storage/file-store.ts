@@ -16,13 +16,20 @@
  */
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
-import { StorageError, type ActivationResult, type MetaKey, type ScriptInfo, type ScriptStore } from './types.js';
+import {
+  StorageError,
+  type ActivationResult,
+  type Approval,
+  type MetaKey,
+  type ScriptInfo,
+  type ScriptStore,
+} from './types.js';
 import { nodeFileOps, reportingDirSyncFailures, type FileOps } from './file-ops.js';
 import { prepareAll, prepareWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
-import { LOCK_DIR } from './layout.js';
+import { LOCK_DIR, VERBATIM_FILE } from './layout.js';
 import { checkAtOpen, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard } from './filter-guard.js';
@@ -127,12 +134,12 @@ export class FileStore implements ScriptStore {
     this.files.checkSpaceIn(await this.files.scan(), this.files.checkName(name), size);
   }
 
-  async put(name: string, content: Buffer): Promise<void> {
-    await this.putUnless(name, content, false);
+  async put(name: string, content: Buffer, approve?: Approval): Promise<boolean> {
+    return this.putUnless(name, content, { approve });
   }
 
   async putIfAbsent(name: string, content: Buffer): Promise<boolean> {
-    return this.putUnless(name, content, true);
+    return this.putUnless(name, content, { ifAbsent: true });
   }
 
   async delete(name: string): Promise<void> {
@@ -195,7 +202,7 @@ export class FileStore implements ScriptStore {
     });
   }
 
-  async setActive(name: string): Promise<void> {
+  async setActive(name: string, approve?: Approval): Promise<boolean> {
     if (name === '') {
       await this.locked(async ({ lock, files, guard }) => {
         await guard.preserveForeign(lock);
@@ -205,17 +212,21 @@ export class FileStore implements ScriptStore {
         await files.writeActive(undefined);
         this.log.info('filter deactivated');
       });
-      return;
+      return true;
     }
     const nfc = this.files.checkName(name);
-    await this.locked(async ({ lock, files, guard, readAhead }) => {
-      readAhead([guard.filterPath]); // preserveForeign reads it: in the same round trip
+    return this.locked(async ({ lock, files, guard, readAhead }) => {
+      // Read by the steps below: all in the round trip of the script's read.
+      readAhead([guard.filterPath, join(files.dir, VERBATIM_FILE)]);
       const content = await files.get(nfc); // read under the lock: the filter matches it
+      // A preserved forward is written back as it is: not Sieve to approve.
+      if (approve && !(await files.isVerbatim(nfc, content)) && !(await approve(content))) return false;
       await guard.preserveForeign(lock);
       // Clients send SETACTIVE after every PUTSCRIPT of the active script (Roundcube
       // does on every save): nothing to write then, and no fsyncs to wait for.
-      if (await guard.isInPlace(nfc, content)) return;
+      if (await guard.isInPlace(nfc, content)) return true;
       await guard.activate(nfc, content, lock);
+      return true;
     });
   }
 
@@ -302,8 +313,12 @@ export class FileStore implements ScriptStore {
     this.repairPending = false;
   }
 
-  /** put, or with `ifAbsent` putIfAbsent: false when the name exists (nothing written). */
-  private async putUnless(name: string, content: Buffer, ifAbsent: boolean): Promise<boolean> {
+  /** put, or with `ifAbsent` putIfAbsent: false when the name exists or `approve` refused (nothing written). */
+  private async putUnless(
+    name: string,
+    content: Buffer,
+    { ifAbsent = false, approve }: { ifAbsent?: boolean; approve?: Approval | undefined },
+  ): Promise<boolean> {
     const nfc = this.files.checkName(name);
     if (content.length > this.files.limits.maxScriptBytes) this.files.checkSpaceIn([], nfc, content.length);
     return this.locked(async ({ lock, files, guard }) => {
@@ -311,6 +326,7 @@ export class FileStore implements ScriptStore {
       const exists = scripts.some((s) => s.name === nfc);
       if (ifAbsent && exists) return false;
       files.checkSpaceIn(scripts, nfc, content.length);
+      if (approve && !(await approve(content))) return false;
       const enc = encodeScriptFileName(nfc);
       if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
       try {

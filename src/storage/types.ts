@@ -57,6 +57,13 @@ export class StorageError extends Error {
   }
 }
 
+/**
+ * A look at the bytes a change is about to store or activate, taken under the
+ * store's lock: what it approved is exactly what is written, and SETACTIVE need not
+ * read the script first to validate it. false: nothing is changed.
+ */
+export type Approval = (content: Buffer) => Promise<boolean>;
+
 /** What setActiveIfNone did. */
 export interface ActivationResult {
   /** The script active afterwards (undefined: none). */
@@ -79,15 +86,21 @@ export interface ScriptStore {
   checkSpace(name: string, size: number): Promise<void>;
   /**
    * Store the script byte-exact (atomically). If it is the active script, the
-   * filter file Exim reads is rewritten from it as well.
+   * filter file Exim reads is rewritten from it as well. `approve` is asked after
+   * the quota checks (a script that cannot be stored is not looked at); false when
+   * it refused (nothing stored).
    */
-  put(name: string, content: Buffer): Promise<void>;
+  put(name: string, content: Buffer, approve?: Approval): Promise<boolean>;
   /** StorageError('active') for the active script, 'nonexistent' if absent. */
   delete(name: string): Promise<void>;
   /** Renaming the active script keeps it active. */
   rename(oldName: string, newName: string): Promise<void>;
-  /** Write the filter file from the named script; '' removes the filter. */
-  setActive(name: string): Promise<void>;
+  /**
+   * Write the filter file from the named script; '' removes the filter. `approve`
+   * is asked about the script as read under the lock, unless it is a preserved
+   * forward (isVerbatim); false when it refused (nothing changed).
+   */
+  setActive(name: string, approve?: Approval): Promise<boolean>;
   /**
    * Is this script a preserved non-Sieve filter file (an Exim filter or an address
    * list kept when tsieved took over)? Activation writes such a script back byte for
@@ -127,10 +140,10 @@ export function withClose(store: ScriptStore, close: () => Promise<void>): Scrip
     list: () => store.list(),
     get: (name) => store.get(name),
     checkSpace: (name, size) => store.checkSpace(name, size),
-    put: (name, content) => store.put(name, content),
+    put: (name, content, approve) => store.put(name, content, approve),
     delete: (name) => store.delete(name),
     rename: (from, to) => store.rename(from, to),
-    setActive: (name) => store.setActive(name),
+    setActive: (name, approve) => store.setActive(name, approve),
     isVerbatim: (name) => store.isVerbatim(name),
     putIfAbsent: (name, content) => store.putIfAbsent(name, content),
     setActiveIfNone: (name) => store.setActiveIfNone(name),
