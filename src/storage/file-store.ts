@@ -101,8 +101,13 @@ export class FileStore implements ScriptStore {
     // Started first, so that its reads go out with the ones below (one round trip
     // over a file broker); it changes nothing, so it may overlap them.
     const clean = nothingToRepair(store.files, store.guard);
-    await store.files.ensureDir(store.createBelow);
-    await removeStaleTemps(store.files.ops, [options.scriptsDir, dirname(options.filterPath)]);
+    const filterDir = dirname(options.filterPath);
+    const besideFilter = store.files.ops.readdir(filterDir).catch(() => undefined);
+    const listing = await store.files.ensureDir(store.createBelow);
+    await removeStaleTemps(store.files.ops, [
+      [options.scriptsDir, listing],
+      [filterDir, await besideFilter],
+    ]);
     if (await clean) return store;
     // The repair runs once the lock is taken: here, or (when another session holds
     // it past the wait) before the first change this session makes.

@@ -46,17 +46,15 @@ export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffe
 /**
  * Temp files left by a crashed server (ours carry TEMP_MARKER): at once when their
  * writer ran on this machine and is gone, otherwise once older than an hour (a
- * writer on another host may still be working); best effort.
+ * writer on another host may still be working); best effort. Looks through the
+ * listings of directories the caller has made (undefined: it could not list one).
  */
-export async function removeStaleTemps(ops: FileOps, dirs: readonly string[]): Promise<void> {
-  for (const dir of dirs) {
-    let entries: string[];
-    try {
-      entries = await ops.readdir(dir);
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
+export async function removeStaleTemps(
+  ops: FileOps,
+  listings: readonly (readonly [dir: string, entries: readonly string[] | undefined])[],
+): Promise<void> {
+  for (const [dir, entries] of listings) {
+    for (const e of entries ?? []) {
       if (!e.startsWith('.') || !e.includes(TEMP_MARKER)) continue;
       const p = join(dir, e);
       try {

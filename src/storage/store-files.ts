@@ -289,14 +289,14 @@ export class StoreFiles {
   /**
    * Creates the scripts directory if missing, and the missing directories between it
    * and `createBelow` (0700); never `createBelow` itself or anything outside it.
+   * Returns its entries: listing it is how it is found to be a directory, and the
+   * caller looks through them for temp files a crashed server left.
    */
-  async ensureDir(createBelow: string | undefined): Promise<void> {
+  async ensureDir(createBelow: string | undefined): Promise<string[]> {
     try {
-      const st = await this.ops.stat(this.dir);
-      if (!st.isDirectory()) throw new StorageError('io', `${this.dir} is not a directory`);
-      return;
+      return await this.ops.readdir(this.dir);
     } catch (err) {
-      if (err instanceof StorageError) throw err;
+      if (errnoCode(err) === 'ENOTDIR') throw new StorageError('io', `${this.dir} is not a directory`);
       if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, `cannot use ${this.dir}`);
     }
     // Walk up to the nearest existing ancestor, creating no more than allowed.
@@ -323,5 +323,6 @@ export class StoreFiles {
       }
       this.log.info({ dir: d }, 'created scripts directory');
     }
+    return [];
   }
 }

@@ -22,6 +22,12 @@ describe('FileStore basics', () => {
     expect((await stat(h.scriptsDir)).mode & 0o777).toBe(0o700);
   });
 
+  it('refuses a scripts directory that is not one (io), and leaves the file alone', async () => {
+    await writeFile(h.scriptsDir, 'not a directory');
+    expect(await kindOf(openStore(h))).toBe('io');
+    expect(await readFile(h.scriptsDir, 'utf8')).toBe('not a directory');
+  });
+
   it('stores scripts byte-exact, CRLF and odd bytes included', async () => {
     const store = await openStore(h);
     const content = Buffer.concat([b('\ufeffrequire "fileinto";\r\nkeep;\r\n'), Buffer.from([0xff, 0x00, 0x0d])]);
