@@ -30,7 +30,7 @@ import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
 import { LOCK_DIR, VERBATIM_FILE } from './layout.js';
-import { checkAtOpen, nothingToRepair } from './open-repair.js';
+import { checkAtOpen, inPlaceWithoutLock, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard } from './filter-guard.js';
 import { HeldReads } from './held-reads.js';
@@ -220,6 +220,11 @@ export class FileStore implements ScriptStore {
       return true;
     }
     const nfc = this.files.checkName(name);
+    // Clients send SETACTIVE after every PUTSCRIPT of the active script (Roundcube
+    // does on every save): when reads alone find it in place there is nothing to
+    // write, so no lock to take (unless the repair at open still waits for it).
+    const inPlace = this.repairPending ? undefined : await inPlaceWithoutLock(this.files, this.guard, nfc);
+    if (inPlace !== undefined) return inPlace.verbatim || !approve || approve(inPlace.content);
     return this.locked(async ({ lock, files, guard, readAhead }) => {
       // Read by the steps below: all in the round trip of the script's read.
       readAhead([guard.filterPath, join(files.dir, VERBATIM_FILE)]);
@@ -227,8 +232,7 @@ export class FileStore implements ScriptStore {
       // A preserved forward is written back as it is: not Sieve to approve.
       if (approve && !(await files.isVerbatim(nfc, content)) && !(await approve(content))) return false;
       await guard.preserveForeign(lock);
-      // Clients send SETACTIVE after every PUTSCRIPT of the active script (Roundcube
-      // does on every save): nothing to write then, and no fsyncs to wait for.
+      // In place after all (it changed since the look above): nothing to write.
       if (await guard.isInPlace(nfc, content)) return true;
       await guard.activate(nfc, content, lock);
       return true;

@@ -5,7 +5,8 @@
  * (filter-guard.ts does each). Asked first without the lock and read-only
  * (open-check.ts), with the files the checks usually read requested together:
  * over a file broker that is one round trip, and in the usual case nothing needs
- * the lock at all.
+ * the lock at all. The same read-only trial tells whether SETACTIVE of a script
+ * finds it already in place (nothing to write, so no lock to take).
  *
  * Must not know: the wire protocol, how the lock works, when a store opens.
  */
@@ -39,4 +40,34 @@ export async function nothingToRepair(files: StoreFiles, guard: FilterGuard): Pr
     })
     .catch(() => undefined);
   return finishesWithoutChange((lock) => checkAtOpen(guard.over(viewed), lock));
+}
+
+/**
+ * SETACTIVE of `nfc` with nothing to do: its bytes (and whether it is a preserved
+ * forward) when it is recorded active and the filter file is exactly what
+ * activating it writes, with no foreign filter to preserve; found read-only and
+ * without the lock. Undefined otherwise, or on any failure: the caller takes the
+ * lock and decides again from reads made under it. Nothing is ever changed on this
+ * answer; it can only confirm a state that was there while it read (a change in
+ * progress under another session's lock writes the filter before the record, so
+ * half of one looks out of place and sends the caller to the lock).
+ */
+export async function inPlaceWithoutLock(
+  files: StoreFiles,
+  guard: FilterGuard,
+  nfc: string,
+): Promise<{ readonly content: Buffer; readonly verbatim: boolean } | undefined> {
+  const view = new ReadOnlyView(files.ops);
+  const viewed = new StoreFiles(view, files.dir, files.limits, files.log);
+  // The record first: SETACTIVE of another script costs one read more than before, not four.
+  if ((await viewed.recordedActive().catch(() => undefined)) !== nfc) return undefined;
+  const viewedGuard = guard.over(viewed);
+  view.readAhead({ file: [viewed.scriptPath(nfc), guard.filterPath, join(files.dir, VERBATIM_FILE)] });
+  let found: { content: Buffer; verbatim: boolean } | undefined;
+  const unchanged = await finishesWithoutChange(async (lock) => {
+    const content = await viewed.get(nfc);
+    await viewedGuard.preserveForeign(lock);
+    if (await viewedGuard.isInPlace(nfc, content)) found = { content, verbatim: await viewed.isVerbatim(nfc, content) };
+  });
+  return unchanged ? found : undefined;
 }

@@ -131,7 +131,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('SETACTIVE'), str('bench'))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
-    expect(m.total).toBeLessThanOrEqual(13);
+    expect(m.total).toBeLessThanOrEqual(6);
   });
 
   it('SETACTIVE of another script', async () => {
@@ -140,7 +140,7 @@ describe('file-system operations per command', () => {
       expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
     });
     expect(await readFile(h.filterPath)).toEqual(renderFilter(OTHER));
-    expect(m.total).toBeLessThanOrEqual(25);
+    expect(m.total).toBeLessThanOrEqual(26);
   });
 
   it('DELETESCRIPT', async () => {

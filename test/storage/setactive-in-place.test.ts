@@ -1,8 +1,8 @@
 /**
  * SETACTIVE of the script that is already active, with the filter file already
- * exactly what activating it writes, changes nothing (clients send it after every
- * save); any difference in the filter (bytes, mode, a link, another owner) still
- * gets it written again.
+ * exactly what activating it writes, changes nothing and takes no lock (clients
+ * send it after every save); any difference in the filter (bytes, mode, a link,
+ * another owner, a foreign file) still gets it written again, under the lock.
  */
 import { chmod, chown, copyFile, readFile, rename, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -47,6 +47,38 @@ describe('SETACTIVE of the active script', () => {
     const before = await stat(h.filterPath);
     expect(await setActiveChanges()).toEqual([]);
     expect((await stat(h.filterPath)).ino).toBe(before.ino);
+  });
+
+  it('takes no lock either: reads alone find it in place', async () => {
+    await activeA();
+    const { ops, changes } = recordingOps();
+    const store = await openStore(h, { fileOps: ops });
+    changes.length = 0;
+    expect(await store.setActive('a')).toBe(true);
+    expect(changes).toEqual([]);
+  });
+
+  it('still asks the approval (SETACTIVE validates the script as it is), and a refusal is a refusal', async () => {
+    await activeA();
+    const store = await openStore(h);
+    const asked: Buffer[] = [];
+    const approve = async (content: Buffer): Promise<boolean> => (asked.push(content), false);
+    expect(await store.setActive('a', approve)).toBe(false);
+    expect(asked).toEqual([A]);
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(A));
+  });
+
+  it('preserves a foreign filter put in place since the store opened, then activates', async () => {
+    await activeA();
+    const { ops, changes } = recordingOps();
+    const store = await openStore(h, { fileOps: ops });
+    const foreign = Buffer.from('# Exim filter\nsave $home/mail/inbox\n');
+    await writeFile(h.filterPath, foreign);
+    changes.length = 0;
+    expect(await store.setActive('a')).toBe(true);
+    expect(changes.some((c) => c.includes('/.lock'))).toBe(true);
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(A));
+    expect((await store.list()).map((s) => s.name)).toContain('old-forward');
   });
 
   it('writes the filter again when its bytes differ (a hand edit)', async () => {
