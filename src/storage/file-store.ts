@@ -29,7 +29,7 @@ import { prepareAll, prepareWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
-import { LOCK_DIR, VERBATIM_FILE } from './layout.js';
+import { ACTIVE_FILE, LOCK_DIR, VERBATIM_FILE } from './layout.js';
 import { checkAtOpen, inPlaceWithoutLock, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard } from './filter-guard.js';
@@ -330,7 +330,11 @@ export class FileStore implements ScriptStore {
   ): Promise<boolean> {
     const nfc = this.files.checkName(name);
     if (content.length > this.files.limits.maxScriptBytes) this.files.checkSpaceIn([], nfc, content.length);
-    return this.locked(async ({ lock, files, guard }) => {
+    return this.locked(async ({ lock, files, guard, readAhead }) => {
+      // Read below whatever the script (the record: when it exists), in the listing's
+      // round trip; over a file broker a read sent along costs no round trip of its own.
+      const record = join(files.dir, ACTIVE_FILE);
+      readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record] : [])]);
       const scripts = await files.scan();
       const exists = scripts.some((s) => s.name === nfc);
       if (ifAbsent && exists) return false;

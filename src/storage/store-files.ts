@@ -20,7 +20,7 @@
  * Must not know: the filter file, the wire protocol, auth, sessions.
  */
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { atomicWrite } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
@@ -129,25 +129,29 @@ export class StoreFiles {
     } catch (err) {
       throw toStorageError(err, `cannot list ${this.dir}`);
     }
-    const out: ScannedScript[] = [];
-    const unmapped: string[] = [];
-    for (const entry of entries) {
-      const decoded = decodeScriptFileName(entry);
-      if (decoded.kind === 'metadata') continue;
-      const path = join(this.dir, entry);
-      let name: string | undefined;
-      if (decoded.kind === 'script') name = decoded.name;
-      else if (decoded.kind === 'hashed')
-        name = nameFromSideFile(entry, await this.readOptional(join(this.dir, decoded.nameFile)));
-      try {
-        const st = await this.ops.stat(path);
-        if (!st.isFile()) continue;
-        out.push({ name, path, size: st.size });
-        if (name === undefined) unmapped.push(entry);
-      } catch (err) {
-        if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, `cannot stat ${path}`);
-      }
-    }
+    // Every script's stat (and side file) asked for at once: over a file broker one
+    // round trip, not one per script.
+    const found = await Promise.all(
+      entries.map(async (entry): Promise<ScannedScript | undefined> => {
+        const decoded = decodeScriptFileName(entry);
+        if (decoded.kind === 'metadata') return undefined;
+        const path = join(this.dir, entry);
+        const [name, st] = await Promise.all([
+          decoded.kind === 'script'
+            ? decoded.name
+            : decoded.kind === 'hashed'
+              ? this.readOptional(join(this.dir, decoded.nameFile)).then((raw) => nameFromSideFile(entry, raw))
+              : undefined,
+          this.ops.stat(path).catch((err: unknown) => {
+            if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, `cannot stat ${path}`);
+            return undefined; // gone meanwhile
+          }),
+        ]);
+        return st?.isFile() ? { name, path, size: st.size } : undefined;
+      }),
+    );
+    const out = found.filter((s): s is ScannedScript => s !== undefined);
+    const unmapped = out.filter((s) => s.name === undefined).map((s) => basename(s.path));
     if (unmapped.length > 0) {
       this.log.warn(
         { dir: this.dir, count: unmapped.length, files: unmapped.slice(0, 10) },

@@ -125,6 +125,15 @@ describe('file-system operations per command', () => {
     expect(m.total).toBeLessThanOrEqual(28);
   });
 
+  it('PUTSCRIPT of a new script', async () => {
+    const ctx = context(await open());
+    const m = await measure('PUTSCRIPT new', async () => {
+      expect(await run(ctx, atom('PUTSCRIPT'), str('new'), str(OTHER))).toBe('OK\r\n');
+    });
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
+    expect(m.total).toBeLessThanOrEqual(19);
+  });
+
   it('SETACTIVE of the script already active', async () => {
     const ctx = context(await open());
     const m = await measure('SETACTIVE same', async () => {
