@@ -188,6 +188,9 @@ export class FilterGuard {
    * means Exim runs no script, so none is listed active.
    */
   async forgetActiveWithoutFilter(lock: HeldLock): Promise<void> {
+    // A filter that reads is there (preserveForeign has just read it); otherwise a
+    // look decides (a link to nowhere is still something there).
+    if ((await this.files.readOptional(this.filterPath).catch(() => undefined)) !== undefined) return;
     const active = await this.files.readActive();
     if (active === undefined || (await this.files.exists(this.filterPath))) return;
     await lock.assertHeld();
@@ -213,9 +216,11 @@ export class FilterGuard {
     const filter = await this.files.readOptional(this.filterPath);
     if (!filter) return;
     if (!isTsievedFilter(filter) && ![...(await this.files.readVerbatim()).values()].includes(sha256(filter))) return;
-    const active = await this.files.readActive();
-    if (active !== undefined) {
-      const expected = await this.filterFor(active, await this.files.get(active));
+    // The recorded script, if it is there: reading it says so.
+    const active = await this.files.recordedActive();
+    const content = active === undefined ? undefined : await this.files.readOptional(this.files.scriptPath(active));
+    if (active !== undefined && content !== undefined) {
+      const expected = await this.filterFor(active, content);
       if (expected.equals(filter)) return;
       const source = await this.scriptWrittenAs(filter);
       await lock.assertHeld();

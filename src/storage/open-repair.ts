@@ -30,13 +30,13 @@ export async function nothingToRepair(files: StoreFiles, guard: FilterGuard): Pr
   const viewed = new StoreFiles(view, files.dir, files.limits, files.log);
   const filterPath = guard.filterPath;
   const activePath = join(files.dir, ACTIVE_FILE);
-  view.readAhead({ file: [filterPath, activePath, join(files.dir, VERBATIM_FILE)], lstat: [filterPath] });
+  view.readAhead({ file: [filterPath, activePath, join(files.dir, VERBATIM_FILE)] });
   // The active script's file, as soon as its name is known.
   void view
     .readFile(activePath)
     .then((raw) => {
       const name = activeNameIn(raw);
-      if (name !== undefined) view.readAhead({ file: [viewed.scriptPath(name)], lstat: [viewed.scriptPath(name)] });
+      if (name !== undefined) view.readAhead({ file: [viewed.scriptPath(name)] });
     })
     .catch(() => undefined);
   return finishesWithoutChange((lock) => checkAtOpen(guard.over(viewed), lock));

@@ -353,6 +353,16 @@ describe('state changed behind the store', () => {
     expect(await again.list()).toEqual([{ name: 'main', active: false }]);
     await again.delete('main');
   });
+
+  it('a filter file replaced by a link to nowhere is still something there: the record stays', async () => {
+    const store = await openStore(h);
+    await store.put('main', b('keep;'));
+    await store.setActive('main');
+    await unlink(h.filterPath);
+    await symlink(join(h.home, 'nowhere'), h.filterPath);
+    const again = await openStore(h);
+    expect(await again.list()).toEqual([{ name: 'main', active: true }]);
+  });
 });
 
 describe('a foreign filter appearing while a script is active', () => {

@@ -113,7 +113,7 @@ describe('file-system operations per command', () => {
       store = await open();
     });
     expect(store).toBeDefined();
-    expect(m.total).toBeLessThanOrEqual(8);
+    expect(m.total).toBeLessThanOrEqual(6);
   });
 
   it('PUTSCRIPT of the active script', async () => {
