@@ -9,8 +9,9 @@
  * active script; within one hold a file is read once (held-reads.ts), not again by
  * each step that needs it. Writes are atomic (atomic-write.ts); when a script and
  * the filter change together both temp files are fully written before either is
- * renamed, so a quota or disk-full failure leaves both old files in place. A change cut off
- * between its renames (a crash, a killed worker) is repaired by the next open.
+ * renamed, so a quota or disk-full failure leaves both old files in place. A change
+ * cut off between its renames (a crash, a killed broker) is repaired by the next
+ * open.
  *
  * Must not know: the wire protocol, auth, sessions, config parsing.
  */
@@ -149,7 +150,8 @@ export class FileStore implements ScriptStore {
 
   async delete(name: string): Promise<void> {
     const nfc = this.files.checkName(name);
-    await this.locked(async ({ lock, files }) => {
+    await this.locked(async ({ lock, files, readAhead }) => {
+      readAhead([join(files.dir, VERBATIM_FILE)]); // removeScript reads it: with the record
       // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE). Whether
       // the recorded one exists matters only when it is this one.
       if ((await files.recordedActive()) === nfc && (await files.exists(files.scriptPath(nfc))))
