@@ -7,11 +7,12 @@
  * in a temp directory, and their results are checked, so a count cannot drop by
  * doing less than the command must.
  *
- * The bounds are what the store makes today (before, with the lock refreshed
- * around two looks before each commit and the same files read two or three times
- * in a command: open 9, PUTSCRIPT 40, SETACTIVE of the active script 18, of another
- * 39, DELETESCRIPT 16, LISTSCRIPTS 5): a change that adds an operation fails here
- * and has to say why it needs it.
+ * The bounds are what the store makes today. Before (the lock refreshed around
+ * two looks before each commit, SETACTIVE of the script in place under the lock,
+ * the same files read two or three times in a command) they were: open 9,
+ * PUTSCRIPT of the active script 40, of a new one 28, SETACTIVE of the active
+ * script 18, of another 39, DELETESCRIPT 16, LISTSCRIPTS 5. A change that adds an
+ * operation fails here and has to say why it needs it.
  */
 import { readFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
