@@ -55,6 +55,9 @@ run(process.execPath, [
   ...(release ? ['--sourceMap', 'false'] : []),
 ]);
 
+// The file-I/O thread's program is plain JavaScript that a Worker loads as it is.
+copyFileSync(join(root, 'src/storage/fs-thread.cjs'), join(root, 'dist/storage/fs-thread.cjs'));
+
 // tsc does not copy the generated JavaScript; put it where the compiled code imports it.
 const distGenerated = join(root, 'dist/sieve/generated');
 mkdirSync(distGenerated, { recursive: true });

@@ -174,7 +174,7 @@ export const nodeFileOps: FileOps = {
 };
 
 /** What a file system says when it does not do fsync on a directory (AFS among them). */
-const DIRECTORY_FSYNC_REFUSED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR']);
+export const DIRECTORY_FSYNC_REFUSED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR']);
 
 /**
  * The same operations, except that a directory fsync never fails the caller: it

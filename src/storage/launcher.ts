@@ -1,7 +1,7 @@
 /**
  * Turning a verified identity into that user's ScriptStore. The in-process launcher
  * (isolation = "none") resolves the path templates and opens a FileStore in this
- * process, with this process's rights. The launcher whose store makes its system
+ * process, with this process's rights, its system calls made by file-I/O threads. The launcher whose store makes its system
  * calls through a per-session file broker running as the user lives in ./broker/.
  *
  * In-process storage never acts for another uid as root: every open, read and
@@ -15,6 +15,7 @@ import type { AttachedBroker, Identity } from '../identity.js';
 import type { Logger } from '../log/logger.js';
 import { StorageError, withClose, type ScriptStore } from './types.js';
 import { FileStore } from './file-store.js';
+import { FsThreadPool } from './thread-ops.js';
 import { resolveUserPaths, parseFilterMode, type StorageConfig } from './paths.js';
 
 export interface StoreLauncher {
@@ -52,6 +53,16 @@ export function inProcessRefusal(identity: Identity): string | undefined {
   return `isolation = "none" while running as root would handle the files of ${whose} with root's rights (following that user's symlinks); set [storage] isolation = "process", or run tsieved as the mail user`;
 }
 
+/**
+ * Threads that make in-process stores' system calls (./thread-ops.ts), one set per
+ * process whatever the reloads. Two at most, started as load needs them: each is a
+ * V8 isolate of about 8 MiB, and four instead of two gained nothing measurable on the
+ * bench machine's local disk (50 clients); a second keeps a hung call from holding
+ * up the other stores.
+ */
+const IN_PROCESS_IO_THREADS = 2;
+let ioThreads: FsThreadPool | undefined;
+
 export class InProcessLauncher implements StoreLauncher {
   constructor(
     private readonly storage: StorageConfig,
@@ -69,7 +80,11 @@ export class InProcessLauncher implements StoreLauncher {
         );
         throw new StorageError('misconfigured', refusal);
       }
-      store = await FileStore.open(fileStoreOptionsFor(this.storage, identity, this.log));
+      ioThreads ??= new FsThreadPool({ threads: IN_PROCESS_IO_THREADS, log: this.log });
+      store = await FileStore.open({
+        ...fileStoreOptionsFor(this.storage, identity, this.log),
+        fileOps: ioThreads.fileOps(),
+      });
     } catch (err) {
       attached?.terminate();
       throw err;
