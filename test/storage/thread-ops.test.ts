@@ -165,7 +165,8 @@ describe('a file-I/O thread that hangs', () => {
     const hanging = new FsThreadPool({
       threads: 2,
       log: silentLogger(),
-      callTimeoutMs: 300,
+      // Long enough for a thread to start on a loaded machine, which the timer counts too.
+      callTimeoutMs: 2_000,
       threadFile: new URL('../fixtures/hanging-fs-thread.cjs', import.meta.url),
     });
     try {
