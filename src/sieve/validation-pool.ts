@@ -3,10 +3,14 @@
  * (cheaper than a message round trip), larger ones in a worker thread so the
  * event loop keeps answering other sessions. A worker that dies or takes too
  * long is replaced and the script is refused with an internal error, never a
- * crash or a hang.
+ * crash or a hang. The verdicts on the last few scripts are kept (by a SHA-256
+ * of their bytes): SETACTIVE checks again the script a PUTSCRIPT has just checked
+ * (Roundcube and the other clients do both on every save), and the answer for the
+ * same bytes under the same profile is the same.
  *
  * Must not know: the protocol or the passes.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -26,6 +30,8 @@ export interface ValidatorOptions {
   timeoutMs?: number;
   /** Override the worker script (tests). */
   workerUrl?: URL;
+  /** How many verdicts are kept for scripts seen again (default 64). */
+  cacheEntries?: number;
 }
 
 /**
@@ -39,6 +45,8 @@ export function defaultWorkerUrl(): URL {
 }
 
 interface Pending {
+  /** The script's cache key. */
+  key: string;
   resolve: (d: Diagnostic[]) => void;
   timer: NodeJS.Timeout;
   worker: Worker;
@@ -57,6 +65,14 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
   let nextId = 1;
   const pending = new Map<number, Pending>();
   let closed = false;
+  const cacheEntries = options.cacheEntries ?? 64;
+  /** SHA-256 of a script -> its verdict, least recently used first; never an internal failure. */
+  const verdicts = new Map<string, Diagnostic[]>();
+  const remember = (key: string, diagnostics: Diagnostic[]): Diagnostic[] => {
+    verdicts.set(key, diagnostics);
+    if (verdicts.size > cacheEntries) verdicts.delete(verdicts.keys().next().value!);
+    return [...diagnostics];
+  };
 
   /** Refuses the jobs of one worker (or all, on close). */
   const failAll = (message: string, only?: Worker): void => {
@@ -77,7 +93,7 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
       if (p === undefined) return;
       clearTimeout(p.timer);
       pending.delete(m.id);
-      p.resolve(m.diagnostics);
+      p.resolve(remember(p.key, m.diagnostics));
     });
     w.on('error', (e) => {
       if (worker === w) worker = undefined;
@@ -93,8 +109,14 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
 
   return {
     validate(script: Buffer): Promise<Diagnostic[]> {
+      const key = createHash('sha256').update(script).digest('base64');
+      const known = verdicts.get(key);
+      if (known !== undefined) {
+        verdicts.delete(key);
+        return Promise.resolve(remember(key, known));
+      }
       if (closed || script.length < threshold || !workerAvailable) {
-        return Promise.resolve(validateScript(script, profile));
+        return Promise.resolve(remember(key, validateScript(script, profile)));
       }
       return new Promise((resolve) => {
         const id = nextId++;
@@ -105,7 +127,7 @@ export function createValidator(profile: SieveProfile, options: ValidatorOptions
           if (worker === w) worker = undefined;
           void w.terminate();
         }, timeoutMs);
-        pending.set(id, { resolve, timer, worker: w });
+        pending.set(id, { key, resolve, timer, worker: w });
         // A copy: the caller keeps its Buffer, which may share a pooled ArrayBuffer.
         w.postMessage({ id, script: new Uint8Array(script) });
       });

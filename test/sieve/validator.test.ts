@@ -69,6 +69,40 @@ describe('async validator', () => {
     await v.close();
   });
 
+  it('keeps the verdict on a script seen again, and never an internal failure', async () => {
+    // A worker that numbers its jobs in a file (a timed-out worker is replaced, the count
+    // goes on) and leaves the first unanswered: a second answer shows a second validation.
+    const file = join(dir, 'counting-worker.mjs');
+    const counter = join(dir, 'jobs');
+    writeFileSync(counter, '0');
+    writeFileSync(
+      file,
+      [
+        "import { readFileSync, writeFileSync } from 'node:fs';",
+        "import { parentPort } from 'node:worker_threads';",
+        "parentPort.on('message', ({ id }) => {",
+        `  const n = Number(readFileSync(${JSON.stringify(counter)}, 'utf8')) + 1;`,
+        `  writeFileSync(${JSON.stringify(counter)}, String(n));`,
+        '  if (n === 1) return;',
+        "  parentPort.postMessage({ id, diagnostics: [{ severity: 'warning', line: 1, column: 1, message: `answer ${n}`, code: 'x' }] });",
+        '});',
+      ].join('\n'),
+    );
+    const v = createValidator(profile, { workerThreshold: 0, workerUrl: pathToFileURL(file), timeoutMs: 500 });
+    try {
+      const a = Buffer.from('keep;\n');
+      // The first job is never answered: an internal failure, which is not kept.
+      expect((await v.validate(a))[0].code).toBe('internal');
+      const first = await v.validate(a);
+      expect(first[0].message).toBe('answer 2');
+      first.pop(); // a caller's changes do not reach the kept verdict
+      expect((await v.validate(Buffer.from('keep;\n')))[0].message).toBe('answer 2');
+      expect((await v.validate(Buffer.from('discard;\n')))[0].message).toBe('answer 3');
+    } finally {
+      await v.close();
+    }
+  });
+
   it('refuses instead of crashing when the worker dies', async () => {
     const file = join(dir, 'dying-worker.mjs');
     writeFileSync(
