@@ -59,14 +59,11 @@ export async function inPlaceWithoutLock(
 ): Promise<{ readonly content: Buffer; readonly verbatim: boolean } | undefined> {
   const view = new ReadOnlyView(files.ops);
   const viewed = new StoreFiles(view, files.dir, files.limits, files.log);
-  const likely = [viewed.scriptPath(nfc), guard.filterPath, join(files.dir, VERBATIM_FILE)];
-  // Over a file broker the reads go out together (calls, not round trips, are what
-  // is cheap there); otherwise the record first, so that SETACTIVE of another
-  // script costs one read more than with the lock alone, not four.
-  if (files.ops.ordered) view.readAhead({ file: likely });
+  // The record first, alone: SETACTIVE of another script then costs one read more
+  // than with the lock alone, not four (the others would be read again under it).
   if ((await viewed.recordedActive().catch(() => undefined)) !== nfc) return undefined;
   const viewedGuard = guard.over(viewed);
-  view.readAhead({ file: likely });
+  view.readAhead({ file: [viewed.scriptPath(nfc), guard.filterPath, join(files.dir, VERBATIM_FILE)] });
   let found: { content: Buffer; verbatim: boolean } | undefined;
   const unchanged = await finishesWithoutChange(async (lock) => {
     const content = await viewed.get(nfc);
