@@ -136,9 +136,22 @@ export const authenticate = defineCommand({
     const { identity, attached } = step.outcome;
     services.logins.succeeded(session.origin.remoteAddress);
     const max = services.config.server.max_sessions_per_user;
-    const releaseSlot = await services.logins.claimSession(identity.user, max);
-    if (!releaseSlot) {
+    let admitted: boolean;
+    try {
+      admitted = await session.login(
+        identity,
+        attached,
+        Promise.resolve(services.logins.claimSession(identity.user, max)),
+      );
+    } catch (error) {
       attached?.terminate();
+      ctx.log.error(
+        { event: 'store-open-failed', user: identity.user, err: error },
+        "could not open the user's script storage",
+      );
+      return { response: storeOpenFailureToResponse(error) };
+    }
+    if (!admitted) {
       ctx.log.warn(
         { event: 'too-many-sessions', remote: session.origin.remoteAddress, user: identity.user, max },
         'login refused: too many sessions for this account',
@@ -149,17 +162,6 @@ export const authenticate = defineCommand({
           'TRYLATER',
         ),
       };
-    }
-    try {
-      await session.login(identity, attached, releaseSlot);
-    } catch (error) {
-      releaseSlot();
-      attached?.terminate();
-      ctx.log.error(
-        { event: 'store-open-failed', user: identity.user, err: error },
-        "could not open the user's script storage",
-      );
-      return { response: storeOpenFailureToResponse(error) };
     }
     ctx.log.info({ event: 'login', user: identity.user, mechanism, remote: session.origin.remoteAddress }, 'logged in');
     services.events.loginSucceeded(services.auth.name, mechanism);

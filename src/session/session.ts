@@ -9,6 +9,7 @@
 import type { AttachedBroker, Identity } from '../auth/types.js';
 import type { ScriptStore } from '../storage/types.js';
 import { buildCapabilities } from './capabilities.js';
+import type { SessionSlot } from './login-limits.js';
 import type { ServerServices } from './services.js';
 
 export type SessionState = 'non-authenticated' | 'authenticated';
@@ -70,17 +71,49 @@ export class Session {
     });
   }
 
-  /** Opens the user's store; the session is authenticated only once that worked. */
   /** Gives back the account's session slot (LoginLimits) at logout. */
   private releaseSlot: (() => void) | undefined;
 
-  async login(identity: Identity, attached?: AttachedBroker, releaseSlot?: () => void): Promise<void> {
-    const store = await this.services.stores.open(identity, attached);
-    this.releaseSlot = releaseSlot;
+  /**
+   * Opens the user's store while the account's session slot is being given (with
+   * several workers the slot is a round trip to the primary, the store a few calls
+   * to the file broker: waiting for one after the other would add them up). The
+   * session is authenticated only when both were: false when the slot was refused
+   * (a store opened meanwhile is closed again, which ends its broker); a store that
+   * could not be opened gives the slot back and throws.
+   */
+  async login(identity: Identity, attached: AttachedBroker | undefined, slot: Promise<SessionSlot>): Promise<boolean> {
+    const opening = this.services.stores.open(identity, attached);
+    let release: SessionSlot;
+    try {
+      release = await slot;
+    } catch (err) {
+      await opening.then(
+        (store) => store.close(),
+        () => undefined,
+      );
+      throw err;
+    }
+    if (!release) {
+      await opening.then(
+        (store) => store.close(),
+        () => undefined,
+      );
+      return false;
+    }
+    let store: ScriptStore;
+    try {
+      store = await opening;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    this.releaseSlot = release;
     this.identity = identity;
     this.store = store;
     this.state = 'authenticated';
     this.authFailures = 0;
+    return true;
   }
 
   /** UNAUTHENTICATE, LOGOUT, disconnect: release the store (and its file broker). */
