@@ -3,7 +3,7 @@
  * IPC channel): requests the primary fans out (who, kick, reload) and the workers'
  * replies; and the limits the primary keeps for all workers (connections, session
  * slots per account, the failed-login penalty), asked by a worker and answered
- * with `tsieved:answer`.
+ * with `tsieved:answer`, and which addresses have a penalty (told to every worker).
  *
  * Must not know: what the handlers do.
  */
@@ -17,8 +17,14 @@ export type ToWorker =
   | { readonly t: 'tsieved:reload'; readonly id: number; readonly text: string }
   /** The answer to a worker's own request below (its id), whatever it asked. */
   | { readonly t: 'tsieved:answer'; readonly id: number; readonly value: Answer }
-  /** The configuration text in force (undefined: none was read, e.g. the demo), asked by a starting worker. */
-  | { readonly t: 'tsieved:config'; readonly text: string | undefined };
+  /**
+   * The configuration text in force (undefined: none was read, e.g. the demo), asked
+   * by a starting worker, with the addresses (keys) that have a failed-login penalty now.
+   */
+  | { readonly t: 'tsieved:config'; readonly text: string | undefined; readonly penalized: readonly string[] }
+  /** An address key got a failed-login penalty (or one more failure), or lost it with a success. */
+  | { readonly t: 'tsieved:penalized'; readonly key: string }
+  | { readonly t: 'tsieved:cleared'; readonly key: string };
 
 /** admit: a verdict; attempt: a turn; claim: a slot number, or null when all are taken. */
 export type Answer = AdmissionVerdict | Turn | number | null;

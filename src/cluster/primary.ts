@@ -66,7 +66,9 @@ export async function runPrimary(
   // A worker started later (a replacement) gets the configuration in force, not
   // whatever the file says by then: an edit takes effect with the next reload.
   let applied = source?.text;
-  const limits = new SharedLimits();
+  const limits = new SharedLimits((message) => {
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(message);
+  });
   const ready = new Set<number>();
   let stopping = false;
   let startingUp = true;
@@ -83,7 +85,7 @@ export async function runPrimary(
     if (limits.handle(worker.id, message, answer)) return;
     switch (message.t) {
       case 'tsieved:config?': {
-        const reply: ToWorker = { t: 'tsieved:config', text: applied };
+        const reply: ToWorker = { t: 'tsieved:config', text: applied, penalized: limits.penalizedKeys() };
         worker.send(reply);
         break;
       }

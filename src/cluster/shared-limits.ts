@@ -9,8 +9,8 @@
  * Must not know: sockets, sessions, how workers are started.
  */
 import { LocalAdmission } from '../server/admission.js';
-import { LoginLimits } from '../session/login-limits.js';
-import type { Answer, ToPrimary } from './messages.js';
+import { addressKey, LoginLimits } from '../session/login-limits.js';
+import type { Answer, ToPrimary, ToWorker } from './messages.js';
 
 interface Held {
   /** Connection slots by address. */
@@ -25,8 +25,20 @@ export class SharedLimits {
   private readonly held = new Map<number, Held>();
   private nextSlot = 1;
 
-  constructor(now?: () => number) {
+  /**
+   * `tell` sends a message to every worker: which addresses have a penalty, so that
+   * a worker asks about a login attempt only from those (worker-limits.ts).
+   */
+  constructor(
+    private readonly tell: (message: ToWorker) => void = () => undefined,
+    now?: () => number,
+  ) {
     this.logins = new LoginLimits(now);
+  }
+
+  /** Every address key with a penalty now, for a worker that starts. */
+  penalizedKeys(): string[] {
+    return this.logins.penalizedKeys();
   }
 
   /**
@@ -69,8 +81,11 @@ export class SharedLimits {
         return true;
       case 'tsieved:failed':
         this.logins.failed(message.address);
+        this.tell({ t: 'tsieved:penalized', key: addressKey(message.address) });
         return true;
       case 'tsieved:succeeded':
+        if (this.logins.penalized(message.address))
+          this.tell({ t: 'tsieved:cleared', key: addressKey(message.address) });
         this.logins.succeeded(message.address);
         return true;
       case 'tsieved:config?':

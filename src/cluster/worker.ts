@@ -13,6 +13,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ReloadOutcome, RunningServer } from '../main.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
+import { followPenalties } from './worker-limits.js';
 
 function send(message: ToPrimary): void {
   process.send?.(message);
@@ -29,6 +30,7 @@ export function configFromPrimary(): Promise<string | undefined> {
     const take = (message: unknown): void => {
       if (!isMessage<ToWorker>(message) || message.t !== 'tsieved:config') return;
       process.off('message', take);
+      followPenalties(message.penalized);
       resolve(message.text);
     };
     process.on('message', take);
@@ -49,7 +51,9 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
     AggregatorRegistry.setRegistries([server.metricsRegistry]);
   }
   process.on('message', (message: unknown) => {
-    if (!isMessage<ToWorker>(message) || message.t === 'tsieved:config') return; // configFromPrimary's
+    if (!isMessage<ToWorker>(message)) return;
+    // configFromPrimary's, and the penalty list's (worker-limits.ts).
+    if (message.t === 'tsieved:config' || message.t === 'tsieved:penalized' || message.t === 'tsieved:cleared') return;
     const reply = (value: unknown): void => send({ t: 'tsieved:reply', id: message.id, value });
     switch (message.t) {
       case 'tsieved:who':

@@ -114,6 +114,16 @@ export class LoginLimits implements LoginLimiter {
     this.penalties.delete(addressKey(address));
   }
 
+  /** Whether attempts from the address wait for a turn now (it has failures not yet forgotten). */
+  penalized(address: string): boolean {
+    return this.current(addressKey(address)) !== undefined;
+  }
+
+  /** The keys (addressKey) of every address with a penalty now. */
+  penalizedKeys(): string[] {
+    return [...this.penalties.keys()].filter((key) => this.current(key) !== undefined);
+  }
+
   private current(key: string): Penalty | undefined {
     const p = this.penalties.get(key);
     if (p && this.now() - p.lastFailure > PENALTY_FORGET_MS) {

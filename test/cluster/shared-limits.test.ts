@@ -53,7 +53,7 @@ describe('SharedLimits', () => {
 
   it('keeps one failed-login penalty per address for all workers, and it outlives a worker', () => {
     let now = 0;
-    const limits = new SharedLimits(() => now);
+    const limits = new SharedLimits(undefined, () => now);
     const ask = asker(limits);
     ask(1, { t: 'tsieved:failed', address: '192.0.2.1' } as never);
     ask(2, { t: 'tsieved:failed', address: '192.0.2.1' } as never);
@@ -73,6 +73,26 @@ describe('SharedLimits', () => {
       waitMs: 0,
       failures: 0,
     });
+  });
+
+  it('tells every worker which addresses have a penalty, and lists them for a worker that starts', () => {
+    const told: unknown[] = [];
+    const limits = new SharedLimits((m) => told.push(m));
+    const ask = asker(limits);
+    // A success from an address without failures changes nothing: nothing to tell.
+    ask(1, { t: 'tsieved:succeeded', address: '192.0.2.9' } as never);
+    expect(told).toEqual([]);
+    ask(1, { t: 'tsieved:failed', address: '2001:db8:1:2::5' } as never);
+    ask(2, { t: 'tsieved:failed', address: '192.0.2.1' } as never);
+    // Keyed as the penalty is: IPv6 by /64.
+    expect(told).toEqual([
+      { t: 'tsieved:penalized', key: '2001:db8:1:2::/64' },
+      { t: 'tsieved:penalized', key: '192.0.2.1' },
+    ]);
+    expect(limits.penalizedKeys().sort()).toEqual(['192.0.2.1', '2001:db8:1:2::/64']);
+    ask(2, { t: 'tsieved:succeeded', address: '2001:db8:1:2::7' } as never);
+    expect(told.at(-1)).toEqual({ t: 'tsieved:cleared', key: '2001:db8:1:2::/64' });
+    expect(limits.penalizedKeys()).toEqual(['192.0.2.1']);
   });
 
   it('leaves the messages that are not about limits to the primary', () => {
