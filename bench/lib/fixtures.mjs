@@ -50,6 +50,17 @@ export function makeUsers(count, password = 'bench-password') {
   return { users, password, hash };
 }
 
+/**
+ * `script` (from makeScript) with its closing comment line ending in `n`: the same
+ * size, another text. tsieved keeps its verdicts on scripts it has seen, and a
+ * client checks new text, so a validation workload sends a new variant each time.
+ */
+export function scriptVariant(script, n) {
+  const text = Buffer.from(script);
+  Buffer.from(`${n}`).copy(text, text.length - 1 - `${n}`.length);
+  return text;
+}
+
 /** A script of about `bytes` bytes using only `fileinto`, which both servers accept. */
 export function makeScript(bytes) {
   const head = 'require ["fileinto"];\n';

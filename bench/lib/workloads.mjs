@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SieveClient } from './client.mjs';
-import { makeScript } from './fixtures.mjs';
+import { makeScript, scriptVariant } from './fixtures.mjs';
 import { treeMemory } from './procmem.mjs';
 import { median, percentile } from './stats.mjs';
 
@@ -135,8 +135,9 @@ export async function validationWorkload(server, opts) {
     const times = [];
     let status = '';
     for (let i = 0; i <= opts.repeat; i++) {
+      const text = scriptVariant(script, i);
       const t0 = performance.now();
-      const r = await c.checkScript(script);
+      const r = await c.checkScript(text);
       const ms = performance.now() - t0;
       status = r.status === 'OK' ? 'OK' : r.text.slice(0, 200);
       if (i > 0) times.push(ms);
