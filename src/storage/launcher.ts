@@ -55,10 +55,8 @@ export function inProcessRefusal(identity: Identity): string | undefined {
 
 /**
  * Threads that make in-process stores' system calls (./thread-ops.ts), one set per
- * process whatever the reloads. Two at most, started as load needs them: each is a
- * V8 isolate of about 8 MiB, and four instead of two gained nothing measurable on the
- * bench machine's local disk (50 clients); a second keeps a hung call from holding
- * up the other stores.
+ * process whatever the reloads. Two at most, the second started only when the first
+ * is held up (a slow or hung file system): each is a V8 isolate of about 8 MiB.
  */
 const IN_PROCESS_IO_THREADS = 2;
 let ioThreads: FsThreadPool | undefined;

@@ -8,6 +8,8 @@
  * the store may send dependent calls together and wait once (`ordered`, as over a
  * file broker). Between its calls a store goes to whichever thread waits least.
  *
+ * A second thread starts when the first has had a call waiting for 20 ms (a slow or
+ * hung file system); until then one thread serves all stores, which costs least.
  * A call not answered within the call timeout (a hung NFS or AFS server) marks its
  * thread stalled: every call waiting on it fails with StorageError('trylater')
  * (NO (TRYLATER), RFC 5804 1.3), the thread is terminated (it ends when its system
@@ -35,6 +37,8 @@ interface Result {
 }
 
 interface Pending {
+  /** When the call was made (performance.now()). */
+  readonly since: number;
   resolve(value: unknown): void;
   reject(err: Error): void;
 }
@@ -105,13 +109,19 @@ class FsThread {
     return this.pending.size;
   }
 
+  /** How long the oldest of them has waited (ms); 0 when none waits. */
+  get oldestWaitMs(): number {
+    for (const p of this.pending.values()) return performance.now() - p.since;
+    return 0;
+  }
+
   call(op: string, a?: unknown, b?: unknown): Promise<unknown> {
     if (this.stalled !== undefined) {
       return Promise.reject(new StorageError('trylater', `storage unavailable: ${this.stalled}`));
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { since: performance.now(), resolve, reject });
       // Calls made in one go (without waiting for each other) travel in one message.
       if (this.outbox.length === 0) queueMicrotask(() => this.flush());
       this.outbox.push({ id, op, a, b });
@@ -181,11 +191,18 @@ export interface FsThreadPoolOptions {
   readonly callTimeoutMs?: number;
   /** The thread's program (tests stand in a misbehaving one). */
   readonly threadFile?: URL;
+  /**
+   * Another thread is started only once the busy ones' oldest call has waited this
+   * long (ms, default 20): a thread that keeps up serves alone (on the bench machine
+   * one thread per worker did 10% more logins per second than two), one held up by
+   * a slow or hung file system is gone around.
+   */
+  readonly startAfterMs?: number;
 }
 
 /**
- * The file-I/O threads of this process: at most `threads`, each started when every
- * running one is busy (a quiet server runs one).
+ * The file-I/O threads of this process: at most `threads`, another started only when
+ * every running one has a call waiting for `startAfterMs` (most servers run one).
  */
 export class FsThreadPool {
   private readonly lanes: (FsThread | undefined)[];
@@ -215,12 +232,13 @@ export class FsThreadPool {
     for (const t of this.lanes) t?.terminate();
   }
 
-  /** The thread that waits least; a new one when all are busy and there is room. */
+  /** The thread that waits least; a new one when all are held up and there is room. */
   private pick(): FsThread {
     if (this.closed) throw new StorageError('trylater', 'storage unavailable: the server is shutting down');
     let best: FsThread | undefined;
     for (const t of this.lanes) if (t?.usable && (best === undefined || t.waiting < best.waiting)) best = t;
-    if (best !== undefined && best.waiting === 0) return best;
+    if (best !== undefined && (best.waiting === 0 || best.oldestWaitMs < (this.options.startAfterMs ?? 20)))
+      return best;
     const free = this.lanes.findIndex((t) => !t?.usable);
     return free === -1 && best !== undefined ? best : this.start(free);
   }

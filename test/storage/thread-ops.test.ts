@@ -98,7 +98,8 @@ describe('FileOps over file-I/O threads', () => {
   });
 
   it("keeps a store's open file on the thread that opened it while other stores come and go", async () => {
-    const two = new FsThreadPool({ threads: 2, log: silentLogger() });
+    // startAfterMs 0: a second thread as soon as the first has a call waiting.
+    const two = new FsThreadPool({ threads: 2, log: silentLogger(), startAfterMs: 0 });
     try {
       const writer = two.fileOps();
       const other = two.fileOps();
@@ -160,6 +161,19 @@ describe('FileOps over file-I/O threads', () => {
   });
 });
 
+describe('how many file-I/O threads run', () => {
+  it('one, while it keeps up with the calls of several stores', async () => {
+    const lazy = new FsThreadPool({ threads: 2, log: silentLogger(), startAfterMs: 10_000 });
+    try {
+      const stores = Array.from({ length: 5 }, () => lazy.fileOps());
+      await Promise.all(stores.flatMap((ops) => [ops.stat(h.home), ops.readdir(h.home)]));
+      expect(lazy.running).toBe(1);
+    } finally {
+      lazy.close();
+    }
+  });
+});
+
 describe('a file-I/O thread that hangs', () => {
   it('fails its calls with TRYLATER after the timeout, holds up no other store, and is replaced', async () => {
     const hanging = new FsThreadPool({
@@ -174,6 +188,8 @@ describe('a file-I/O thread that hangs', () => {
       const other = hanging.fileOps();
       const hung = stuck.stat(join(h.home, 'hang'));
       const hungLater = stuck.stat(h.home);
+      // Past startAfterMs (20 ms), a thread with a call still waiting is gone around.
+      await new Promise((r) => setTimeout(r, 100));
       // Another store is served by another thread while the first is stuck.
       expect((await other.stat(h.home)).isDirectory()).toBe(true);
       expect(hanging.running).toBe(2);
