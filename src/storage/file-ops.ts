@@ -19,6 +19,45 @@ export interface FileStat {
   isSymbolicLink(): boolean;
 }
 
+/** A stat's fields as they travel from another process or thread, with the file's link count. */
+export interface StatFields {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly uid: number;
+  readonly mode: number;
+  readonly nlink: number;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+
+/** A FileStat of fields made elsewhere (a file broker, a file-I/O thread): the type from the mode. */
+export function fileStatOf(fields: StatFields): FileStat & { readonly nlink: number } {
+  const type = fields.mode & S_IFMT;
+  return {
+    ...fields,
+    isFile: () => type === S_IFREG,
+    isDirectory: () => type === S_IFDIR,
+    isSymbolicLink: () => type === S_IFLNK,
+  };
+}
+
+/**
+ * A failure with its errno `code` (and `path`), as node:fs reports one, made by
+ * FileOps that run the call elsewhere. Without a stack: it would say nothing about
+ * the call, and the store meets several expected ENOENTs per session (capturing a
+ * stack is most of an Error's cost).
+ */
+export function errnoError(code: string, message: string, path?: string): Error {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  const err = new Error(message);
+  Error.stackTraceLimit = limit;
+  return Object.assign(err, { code }, path === undefined ? {} : { path });
+}
+
 /** An open file, written whole. */
 export interface WritableFile {
   /** Writes all of `data` (loops over short writes). */

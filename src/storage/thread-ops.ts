@@ -20,7 +20,16 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log/logger.js';
-import { DIRECTORY_FSYNC_REFUSED, MAX_READ_BYTES, type FileOps, type FileStat, type WritableFile } from './file-ops.js';
+import {
+  DIRECTORY_FSYNC_REFUSED,
+  errnoError,
+  fileStatOf,
+  MAX_READ_BYTES,
+  type FileOps,
+  type FileStat,
+  type StatFields,
+  type WritableFile,
+} from './file-ops.js';
 import { StorageError } from './types.js';
 
 interface Call {
@@ -43,39 +52,7 @@ interface Pending {
   reject(err: Error): void;
 }
 
-interface PlainStat {
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly uid: number;
-  readonly mode: number;
-  readonly nlink: number;
-}
-
 const THREAD_FILE = new URL('./fs-thread.cjs', import.meta.url);
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-
-function fileStat(s: PlainStat): FileStat & { readonly nlink: number } {
-  const type = s.mode & S_IFMT;
-  return {
-    ...s,
-    isFile: () => type === S_IFREG,
-    isDirectory: () => type === S_IFDIR,
-    isSymbolicLink: () => type === S_IFLNK,
-  };
-}
-
-/** An errno failure as node:fs reports it (`code`, `path`), without a stack: the store meets expected ENOENTs. */
-function codedError(code: string, message: string, path: unknown): Error {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  const err = new Error(message);
-  Error.stackTraceLimit = limit;
-  return Object.assign(err, { code, ...(typeof path === 'string' ? { path } : {}) });
-}
 
 /** One thread and the calls it has not answered yet, in the order sent. */
 class FsThread {
@@ -145,7 +122,7 @@ class FsThread {
       if (waiter === undefined) continue;
       this.pending.delete(r.id);
       if (r.e === undefined) waiter.resolve(r.v);
-      else waiter.reject(codedError(r.e.code, r.e.message, undefined));
+      else waiter.reject(errnoError(r.e.code, r.e.message));
     }
     // Progress: the oldest call still waiting gets a full timeout of its own.
     clearTimeout(this.timer);
@@ -296,11 +273,11 @@ class ThreadFileOps implements FileOps {
   }
 
   async stat(path: string): Promise<FileStat> {
-    return fileStat((await this.call('stat', path, undefined, path)) as PlainStat);
+    return fileStatOf((await this.call('stat', path, undefined, path)) as StatFields);
   }
 
   async lstat(path: string): Promise<FileStat> {
-    return fileStat((await this.call('lstat', path, undefined, path)) as PlainStat);
+    return fileStatOf((await this.call('lstat', path, undefined, path)) as StatFields);
   }
 
   async rename(from: string, to: string): Promise<void> {

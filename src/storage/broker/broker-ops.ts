@@ -17,7 +17,14 @@
  */
 import { constants as osConstants } from 'node:os';
 import type { Logger } from '../../log/logger.js';
-import type { FileOps, FileStat, WritableFile } from '../file-ops.js';
+import {
+  DIRECTORY_FSYNC_REFUSED,
+  errnoError,
+  fileStatOf,
+  type FileOps,
+  type FileStat,
+  type WritableFile,
+} from '../file-ops.js';
 import { StorageError } from '../types.js';
 import {
   BodyReader,
@@ -51,16 +58,6 @@ export interface BrokerOpsOptions {
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
-function errnoError(code: string, what: string, path: string): Error {
-  // Without a stack: it says nothing about the broker, and the store meets several
-  // expected ENOENTs per session (capturing a stack is most of an Error's cost).
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  const err = new Error(`${code}: ${what} ${path}`);
-  Error.stackTraceLimit = limit;
-  return Object.assign(err, { code, path });
-}
-
 /** A stream that can hold writes back and send them in one go (net.Socket, a child's stdin). */
 function corkable(s: NodeJS.WritableStream): s is NodeJS.WritableStream & { cork(): void; uncork(): void } {
   const w = s as Partial<{ cork: unknown; uncork: unknown }>;
@@ -73,11 +70,6 @@ interface Pending {
   reject(err: Error): void;
 }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-
 function readStat(body: Buffer): FileStat & { readonly nlink: number } {
   const r = new BodyReader(body);
   const size = r.u64();
@@ -87,17 +79,7 @@ function readStat(body: Buffer): FileStat & { readonly nlink: number } {
   const mode = r.u32();
   const nlink = r.u32();
   r.end();
-  const type = mode & S_IFMT;
-  return {
-    size,
-    mtimeMs: sec * 1000 + nsec / 1e6,
-    uid,
-    mode,
-    nlink,
-    isFile: () => type === S_IFREG,
-    isDirectory: () => type === S_IFDIR,
-    isSymbolicLink: () => type === S_IFLNK,
-  };
+  return fileStatOf({ size, mtimeMs: sec * 1000 + nsec / 1e6, uid, mode, nlink });
 }
 
 export class BrokerFileOps implements FileOps {
@@ -194,9 +176,7 @@ export class BrokerFileOps implements FileOps {
       await this.ok('syncDir', [{ path }], path);
     } catch (err) {
       // As nodeFileOps: file systems that refuse fsync on a directory (AFS).
-      const code = (err as { code?: string }).code;
-      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EBADF' && code !== 'EISDIR')
-        throw err;
+      if (!DIRECTORY_FSYNC_REFUSED.has((err as { code?: string }).code ?? '')) throw err;
     }
   }
 
@@ -249,7 +229,7 @@ export class BrokerFileOps implements FileOps {
         } catch {
           this.drop('malformed error from the file broker');
         }
-        throw errnoError(code, op, path);
+        throw errnoError(code, `${code}: ${op} ${path}`, path);
       }
       case STATUS.notRegular:
         throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });
