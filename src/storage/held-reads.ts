@@ -23,18 +23,17 @@ import type { FileOps, FileStat, WritableFile } from './file-ops.js';
 const READS = ['read', 'readdir', 'stat', 'lstat'] as const;
 type Read = (typeof READS)[number];
 
-export class HeldReads implements FileOps {
+const key = (op: Read, path: string): string => `${op}\0${path}`;
+
+/**
+ * The reads of FileOps through a cache: the same read asked again gets the first
+ * answer (a failure too). What the writes do is the subclass's: HeldReads forgets
+ * what they touch, the open check's read-only view (open-check.ts) refuses them.
+ */
+export abstract class CachedReads {
   private readonly cache = new Map<string, Promise<unknown>>();
-  readonly ordered: boolean | undefined;
 
-  constructor(private readonly ops: FileOps) {
-    this.ordered = ops.ordered;
-  }
-
-  /** Starts reading files now, so that they go out together; askers get the results. */
-  readAhead(paths: readonly string[]): void {
-    for (const p of paths) void this.readFile(p).catch(() => undefined);
-  }
+  constructor(protected readonly ops: FileOps) {}
 
   readFile(path: string): Promise<Buffer> {
     return this.memo('read', path, () => this.ops.readFile(path));
@@ -47,6 +46,33 @@ export class HeldReads implements FileOps {
   }
   lstat(path: string): Promise<FileStat> {
     return this.memo('lstat', path, () => this.ops.lstat(path));
+  }
+
+  /** Drops every read of `path`, and the listing of its directory. */
+  protected forget(path: string): void {
+    for (const op of READS) this.cache.delete(key(op, path));
+    this.cache.delete(key('readdir', dirname(path)));
+  }
+
+  private memo<T>(op: Read, path: string, read: () => Promise<T>): Promise<T> {
+    const k = key(op, path);
+    let p = this.cache.get(k) as Promise<T> | undefined;
+    if (p === undefined) {
+      p = read();
+      // Read ahead and perhaps never asked for: a failure is the asker's to see.
+      p.catch(() => undefined);
+      this.cache.set(k, p);
+    }
+    return p;
+  }
+}
+
+export class HeldReads extends CachedReads implements FileOps {
+  readonly ordered: boolean | undefined = this.ops.ordered;
+
+  /** Starts reading files now, so that they go out together; askers get the results. */
+  readAhead(paths: readonly string[]): void {
+    for (const p of paths) void this.readFile(p);
   }
 
   async createExclusive(path: string, mode: number): Promise<WritableFile> {
@@ -80,30 +106,11 @@ export class HeldReads implements FileOps {
    * may have seen either side of it).
    */
   private async changing<T>(paths: readonly string[], change: () => Promise<T>): Promise<T> {
-    this.forget(paths);
+    for (const path of paths) this.forget(path);
     try {
       return await change();
     } finally {
-      this.forget(paths);
+      for (const path of paths) this.forget(path);
     }
-  }
-
-  private forget(paths: readonly string[]): void {
-    for (const path of paths) {
-      for (const op of READS) this.cache.delete(key(op, path));
-      this.cache.delete(key('readdir', dirname(path)));
-    }
-  }
-
-  private memo<T>(op: Read, path: string, read: () => Promise<T>): Promise<T> {
-    const k = key(op, path);
-    let p = this.cache.get(k) as Promise<T> | undefined;
-    if (p === undefined) {
-      p = read();
-      this.cache.set(k, p);
-    }
-    return p;
   }
 }
-
-const key = (op: Read, path: string): string => `${op}\0${path}`;

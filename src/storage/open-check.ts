@@ -20,7 +20,8 @@
  * Must not know: what the files mean (the caller names what to read ahead), the
  * wire protocol.
  */
-import type { FileOps, FileStat, WritableFile } from './file-ops.js';
+import type { FileOps, WritableFile } from './file-ops.js';
+import { CachedReads } from './held-reads.js';
 import type { HeldLock } from './lock.js';
 
 /** Stops a check at the first change it would make. */
@@ -41,28 +42,11 @@ const NO_LOCK: HeldLock = {
 };
 
 /** FileOps that read through a per-check cache and refuse every change. */
-export class ReadOnlyView implements FileOps {
-  private readonly cache = new Map<string, Promise<unknown>>();
-
-  constructor(private readonly ops: FileOps) {}
-
+export class ReadOnlyView extends CachedReads implements FileOps {
   /** Starts reads now, so that they go out together; their results wait in the cache. */
   readAhead(reads: { readonly file?: readonly string[]; readonly lstat?: readonly string[] }): void {
-    for (const p of reads.file ?? []) void this.readFile(p).catch(() => undefined);
-    for (const p of reads.lstat ?? []) void this.lstat(p).catch(() => undefined);
-  }
-
-  readFile(path: string): Promise<Buffer> {
-    return this.memo('read', path, () => this.ops.readFile(path));
-  }
-  readdir(path: string): Promise<string[]> {
-    return this.memo('readdir', path, () => this.ops.readdir(path));
-  }
-  stat(path: string): Promise<FileStat> {
-    return this.memo('stat', path, () => this.ops.stat(path));
-  }
-  lstat(path: string): Promise<FileStat> {
-    return this.memo('lstat', path, () => this.ops.lstat(path));
+    for (const p of reads.file ?? []) void this.readFile(p);
+    for (const p of reads.lstat ?? []) void this.lstat(p);
   }
 
   createExclusive(): Promise<WritableFile> {
@@ -73,18 +57,6 @@ export class ReadOnlyView implements FileOps {
   mkdir = refuse;
   rmdir = refuse;
   syncDir = refuse;
-
-  private memo<T>(op: string, path: string, read: () => Promise<T>): Promise<T> {
-    const key = `${op}\0${path}`;
-    let p = this.cache.get(key) as Promise<T> | undefined;
-    if (p === undefined) {
-      p = read();
-      // Read ahead and perhaps never asked for: a failure is the asker's to see.
-      p.catch(() => undefined);
-      this.cache.set(key, p);
-    }
-    return p;
-  }
 }
 
 /**
