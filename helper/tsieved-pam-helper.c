@@ -9,17 +9,25 @@
  * writes the user's files is forked after setcred, so it has the PAG
  * (see helper/README.md).
  *
- * Usage (started once by src/auth/pam.ts, never by hand):
- *   tsieved-pam-helper --listen SOCKET
+ * Usage (started once by src/auth/pam-spawner.ts, never by hand):
+ *   tsieved-pam-helper --listen SOCKET [--service SERVICE [--prime-max-age-ms MS]]
  * It listens on the UNIX socket SOCKET (in a directory only root can enter) and
- * forks one session process per connection; it ends when its stdin (a pipe from
- * the server) ends. Forking here, from a small process, rather than in the server
- * keeps the cost of a fork off the server's event loop (Node forks the whole
- * server to spawn a program).
+ * serves each connection in a session process of its own; it ends when its stdin
+ * (a pipe from the server) ends. Forking here, from a small process, rather than in
+ * the server keeps the cost of a fork off the server's event loop (Node forks the
+ * whole server to spawn a program). The fork is also done ahead of the login: one
+ * session process always waits, alone accepting on the socket, with pam_start for
+ * SERVICE already made (pam_start reads the configuration and loads the modules,
+ * none of which depends on the login; it is made again after MS, 30000 by default,
+ * so that a changed configuration is read). Once it has accepted a connection it
+ * tells the listener, which forks the next. Until then it dies with the listener;
+ * should none be waiting, the listener accepts and forks per connection itself.
  *
  * One connection is one login; NUL-terminated fields, in this order:
  *   helper -> server  helper PID              (first, so the server can signal it)
  *   server -> helper  SERVICE RHOST USER PASSWORD
+ *                     (the helper reads no further than the fields it expects: what
+ *                     follows them is the broker's)
  *   helper -> server  ok USER UID GID HOME   (session open)
  *                   | rejected REASON | expired REASON | newauthtok REASON
  *                   | tempfail REASON       (then the connection is closed)
@@ -40,7 +48,9 @@
  *
  * Sequence (pam_setcred(3): initgroups before setcred, setcred before
  * open_session, delete after close_session):
- *   pam_start, PAM_RHOST, pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
+ *   pam_start (made ahead for SERVICE: then PAM_USER is set to USER; another
+ *   service asked for gets a pam_start of its own), PAM_RHOST,
+ *   pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
  *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session,
  *   status ok, read the command, fork:
  *     child: setgid, setuid, then the PAM environment and exec the broker command,
@@ -66,6 +76,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <security/pam_appl.h>
@@ -88,6 +99,12 @@
 #define EXIT_TEMPFAIL 111
 /* Seconds a broker gets to finish after SIGTERM before it is killed. */
 #define BROKER_GRACE_SECONDS 5
+/* An idle session process starts its PAM transaction again after this long, so that
+ * a changed PAM configuration is read (--prime-max-age-ms). */
+static int prime_max_age_ms = 30000;
+/* With no idle session process (a fork failed, or it died at once), the listener
+ * serves logins itself and tries again to keep one after this long. */
+#define PREFORK_RETRY_MS 1000
 
 /* closefrom(3) is glibc 2.34+; older systems close descriptor by descriptor. */
 #if !(defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34)))
@@ -138,11 +155,26 @@ static void status_send(const char *kind, ...)
     }
 }
 
+/* Reads exactly n bytes that are known to be waiting; -1 on error or EOF. */
+static int consume(char *buf, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t r = read(IN_FD, buf + off, n - off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        off += (size_t)r;
+    }
+    return 0;
+}
+
 /*
  * Reads `nfields` NUL-terminated fields (or, with nfields 0, fields up to an empty
- * one) into buf, one byte at a time so that nothing after them is consumed (it
- * belongs to the broker). Returns the length read, -1 on error or EOF, -2 if longer
- * than max.
+ * one) into buf, and nothing after them: what follows belongs to the broker (the
+ * server may send its first requests right behind). So it looks at what is waiting
+ * (MSG_PEEK: the connection is a socket) and takes only up to the last field's NUL,
+ * a couple of system calls rather than one per byte. Returns the length read, -1 on
+ * error or EOF, -2 if longer than max.
  */
 static ssize_t read_fields(char *buf, size_t max, int nfields)
 {
@@ -150,14 +182,23 @@ static ssize_t read_fields(char *buf, size_t max, int nfields)
     int seen = 0;
     for (;;) {
         if (len == max) return -2;
-        ssize_t r = read(IN_FD, buf + len, 1);
+        ssize_t r = recv(IN_FD, buf + len, max - len, MSG_PEEK);
         if (r < 0 && errno == EINTR && !pending_signal) continue;
         if (r <= 0) return -1;
-        len++;
-        if (buf[len - 1] != '\0') continue;
-        seen++;
-        if (nfields > 0 && seen == nfields) return (ssize_t)len;
-        if (nfields == 0 && (len == 1 || buf[len - 2] == '\0')) return (ssize_t)len;
+        size_t end = 0;
+        for (size_t i = len; i < len + (size_t)r; i++) {
+            if (buf[i] != '\0') continue;
+            seen++;
+            if ((nfields > 0 && seen == nfields) || (nfields == 0 && (i == 0 || buf[i - 1] == '\0'))) {
+                end = i + 1;
+                break;
+            }
+        }
+        /* Without the end, everything peeked is ours: take it and wait for more. */
+        size_t take = end ? end - len : (size_t)r;
+        if (consume(buf + len, take) < 0) return -1;
+        len += take;
+        if (end) return (ssize_t)len;
     }
 }
 
@@ -209,6 +250,12 @@ fail_conv:
 
 
 /* ---- the PAM session, and the one way it is closed ---- */
+
+static struct conv_data conv_data;
+static const struct pam_conv conv = {conversation, &conv_data};
+/* --service: the PAM service an idle session process starts its transaction for
+ * before a login arrives (prime()); NULL: each login's pam_start comes with it. */
+static const char *primed_service;
 
 struct session {
     pam_handle_t *pamh;
@@ -288,17 +335,41 @@ static void read_credentials(struct credentials *c)
     if (c->plen == 0 || c->plen > MAX_PASSWORD) fail(EXIT_REJECTED, "rejected", "empty or over-long password", PAM_SUCCESS);
 }
 
-/* pam_start to pam_acct_mgmt, then the account PAM settled on (PAM_USER). */
+/*
+ * Starts the transaction for --service ahead of a login: pam_start reads the
+ * service's configuration and loads its modules (about 1.5 ms with pam_unix's
+ * libraries, most of the time a login spends outside the modules' own work), none
+ * of which depends on the login. Modules run only from pam_authenticate on. A
+ * transaction that cannot start is left to the login, which then starts its own.
+ */
+static void prime(void)
+{
+    if (primed_service == NULL) return;
+    if (sess.pamh != NULL) pam_end(sess.pamh, PAM_SUCCESS);
+    if (pam_start(primed_service, NULL, &conv, &sess.pamh) != PAM_SUCCESS) sess.pamh = NULL;
+}
+
+/* pam_start (or the primed transaction, given the user) to pam_acct_mgmt, then the account PAM settled on (PAM_USER). */
 static void authenticate(struct credentials *c)
 {
     const char *service = c->service, *rhost = c->rhost;
-    static struct conv_data data;
-    static struct pam_conv conv = {conversation, &data};
-    data.password = c->password;
-    int rc = pam_start(service, c->user, &conv, &sess.pamh);
-    if (rc != PAM_SUCCESS) {
+    conv_data.password = c->password;
+    int rc;
+    if (sess.pamh != NULL && strcmp(service, primed_service) != 0) {
+        /* The server asked for another service than the one prepared. */
+        pam_end(sess.pamh, PAM_SUCCESS);
         sess.pamh = NULL;
-        fail(EXIT_TEMPFAIL, "tempfail", "pam_start failed", rc);
+    }
+    if (sess.pamh != NULL) {
+        /* What pam_start(service, user) does with the user: PAM_USER. */
+        rc = pam_set_item(sess.pamh, PAM_USER, c->user);
+        if (rc != PAM_SUCCESS) fail(EXIT_TEMPFAIL, "tempfail", pam_reason("pam_set_item(PAM_USER)", rc), rc);
+    } else {
+        rc = pam_start(service, c->user, &conv, &sess.pamh);
+        if (rc != PAM_SUCCESS) {
+            sess.pamh = NULL;
+            fail(EXIT_TEMPFAIL, "tempfail", "pam_start failed", rc);
+        }
     }
     if (rhost[0] != '\0') pam_set_item(sess.pamh, PAM_RHOST, rhost);
 
@@ -550,7 +621,97 @@ static void reap(int sig)
     errno = saved;
 }
 
-/* Accepts logins on `path` and forks a session process for each, until stdin ends. */
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The connection becomes the session process's fd 0 and 1 (dup2 clears close-on-exec); never returns. */
+static void serve_connection(int conn)
+{
+    if (dup2(conn, IN_FD) < 0 || dup2(conn, OUT_FD) < 0) _exit(EXIT_TEMPFAIL);
+    close(conn);
+    run_session();
+}
+
+/*
+ * The idle session process: forked before its login arrives, so that the fork and
+ * pam_start (prime()) are done by then. Until it has a login it dies with the
+ * listener (PR_SET_PDEATHSIG), holds nothing of the server's (its pipes become
+ * /dev/null), and is the only process accepting on the socket; it tells the
+ * listener on `notify` once it has accepted, and is from then on a session process
+ * like any other. A transaction prepared long ago is started again, so that a
+ * change to the PAM configuration reaches the next login within prime_max_age_ms.
+ */
+static void idle_session(int lfd, int notify, pid_t listener)
+{
+    signal(SIGCHLD, SIG_DFL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != listener) _exit(EXIT_TEMPFAIL);
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0 || dup2(devnull, IN_FD) < 0 || dup2(devnull, OUT_FD) < 0) _exit(EXIT_TEMPFAIL);
+    close(devnull);
+    prime();
+    int conn;
+    for (;;) {
+        struct pollfd p = {lfd, POLLIN, 0};
+        int n = poll(&p, 1, prime_max_age_ms);
+        if (n == 0) {
+            prime();
+            continue;
+        }
+        if (n < 0 && errno != EINTR) _exit(EXIT_TEMPFAIL);
+        if (n < 0) continue;
+        conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn >= 0) break;
+        if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN) _exit(EXIT_TEMPFAIL);
+    }
+    close(lfd);
+    if (write(notify, "a", 1) != 1) {
+        /* The listener is gone: this login is served all the same. */
+    }
+    close(notify);
+    /* A session goes on when the listener ends, as one the listener forked would. */
+    prctl(PR_SET_PDEATHSIG, 0);
+    serve_connection(conn);
+}
+
+/* The idle session process, and the pipe on which it says it took a login. */
+struct idle_child {
+    pid_t pid;
+    int fd;
+    double born;
+};
+
+static void prefork(int lfd, struct idle_child *idle)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return;
+    pid_t listener = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        idle_session(lfd, p[1], listener);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        logmsg("fork failed: %s", strerror(errno));
+        close(p[0]);
+        return;
+    }
+    idle->pid = pid;
+    idle->fd = p[0];
+    idle->born = now_ms();
+}
+
+/*
+ * Serves logins on `path` until stdin ends. One session process is always waiting
+ * (idle_session()), so a login finds the fork and pam_start done; when it takes a
+ * login the listener forks the next. Should none be waiting (a fork failed, or one
+ * died as soon as it started), the listener accepts and forks per login itself, and
+ * tries again to keep one waiting after PREFORK_RETRY_MS.
+ */
 static int listen_for_logins(const char *path)
 {
     struct sockaddr_un addr;
@@ -568,7 +729,8 @@ static int listen_for_logins(const char *path)
         return EXIT_TEMPFAIL;
     }
     /* The server's end: when it goes, so do we (sessions already open go on until
-     * their brokers end, which they do when the server's end of them closes). */
+     * their brokers end, which they do when the server's end of them closes; the
+     * idle session process has none yet and goes with us). */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -579,27 +741,41 @@ static int listen_for_logins(const char *path)
     signal(SIGPIPE, SIG_IGN);
     /* Ready: the server waits for this line before it connects. */
     if (write(1, "ready\n", 6) != 6) return EXIT_TEMPFAIL;
+    struct idle_child idle = {0, -1, 0};
+    double retry_at = 0;
     for (;;) {
-        struct pollfd fds[2] = {{lfd, POLLIN, 0}, {0, POLLIN, 0}};
-        if (poll(fds, 2, -1) < 0) {
+        if (idle.pid == 0 && now_ms() >= retry_at) prefork(lfd, &idle);
+        /* While one waits, it alone accepts; we watch its pipe instead. */
+        struct pollfd fds[2] = {{0, POLLIN, 0}, {idle.pid ? idle.fd : lfd, POLLIN, 0}};
+        if (poll(fds, 2, idle.pid ? -1 : PREFORK_RETRY_MS) < 0) {
             if (errno == EINTR) continue;
             break;
         }
-        if (fds[1].revents) {
+        if (fds[0].revents) {
             char c;
             if (read(0, &c, 1) <= 0) break;
         }
-        if (!(fds[0].revents & POLLIN)) continue;
+        if (!fds[1].revents) continue;
+        if (idle.pid) {
+            char c;
+            ssize_t r = read(idle.fd, &c, 1);
+            if (r < 0 && errno == EINTR) continue;
+            /* It took a login, or ended without one; one that ended as soon as it
+             * started is not forked again in a loop. */
+            if (r != 1 && now_ms() - idle.born < PREFORK_RETRY_MS) retry_at = now_ms() + PREFORK_RETRY_MS;
+            close(idle.fd);
+            idle.pid = 0;
+            idle.fd = -1;
+            continue;
+        }
+        if (!(fds[1].revents & POLLIN)) continue;
         int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (conn < 0) continue;
         pid_t pid = fork();
         if (pid == 0) {
             signal(SIGCHLD, SIG_DFL);
             close(lfd);
-            /* The connection becomes fd 0 and 1 (dup2 clears close-on-exec). */
-            if (dup2(conn, IN_FD) < 0 || dup2(conn, OUT_FD) < 0) _exit(EXIT_TEMPFAIL);
-            close(conn);
-            run_session();
+            serve_connection(conn);
         }
         if (pid < 0) logmsg("fork failed: %s", strerror(errno));
         close(conn);
@@ -610,9 +786,22 @@ static int listen_for_logins(const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 || strcmp(argv[1], "--listen") != 0) {
-        logmsg("usage: %s --listen SOCKET", argv[0]);
+    const char *socket_path = NULL;
+    int ok = argc % 2 == 1;
+    for (int i = 1; ok && i + 1 < argc; i += 2) {
+        const char *value = argv[i + 1];
+        char *end = NULL;
+        if (strcmp(argv[i], "--listen") == 0) socket_path = value;
+        else if (strcmp(argv[i], "--service") == 0 && value[0] != '\0') primed_service = value;
+        else if (strcmp(argv[i], "--prime-max-age-ms") == 0) {
+            long ms = strtol(value, &end, 10);
+            ok = *end == '\0' && ms > 0 && ms <= 3600000;
+            prime_max_age_ms = (int)ms;
+        } else ok = 0;
+    }
+    if (!ok || socket_path == NULL) {
+        logmsg("usage: %s --listen SOCKET [--service PAM-SERVICE [--prime-max-age-ms MS]]", argv[0]);
         return EXIT_TEMPFAIL;
     }
-    return listen_for_logins(argv[2]);
+    return listen_for_logins(socket_path);
 }

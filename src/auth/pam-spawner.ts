@@ -1,8 +1,10 @@
 /**
- * The one long-lived PAM helper process (`tsieved-pam-helper --listen SOCKET`) that
- * forks a session process per login. Spawning a program from Node forks the whole
- * server, which blocks its event loop for milliseconds per login (more the larger
- * the server); the helper forks from a process of a few hundred KiB instead.
+ * The one long-lived PAM helper process (`tsieved-pam-helper --listen SOCKET
+ * --service SERVICE`) that forks a session process per login. Spawning a program
+ * from Node forks the whole server, which blocks its event loop for milliseconds
+ * per login (more the larger the server); the helper forks from a process of a few
+ * hundred KiB instead, and ahead of the login: one session process always waits
+ * with the service's PAM transaction started.
  *
  * The socket lives in a directory of its own that only this process's user (root)
  * can enter. The helper ends when its stdin (our pipe) ends, so it never outlives
@@ -26,6 +28,8 @@ export class PamSpawner {
   constructor(
     private readonly helperPath: string,
     private readonly log: Logger,
+    /** The PAM service the waiting session process prepares its transaction for. */
+    private readonly service: string,
   ) {}
 
   /** A connection to a fresh session process; rejects when the helper cannot run. */
@@ -65,7 +69,7 @@ export class PamSpawner {
     this.ready ??= new Promise<string>((resolve, reject) => {
       this.dir ??= mkdtempSync(join(tmpdir(), 'tsieved-pam-'));
       const path = join(this.dir, 'helper.sock');
-      const child = spawn(this.helperPath, ['--listen', path], {
+      const child = spawn(this.helperPath, ['--listen', path, '--service', this.service], {
         stdio: ['pipe', 'pipe', 'pipe'],
         cwd: '/',
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...(process.env.LANG ? { LANG: process.env.LANG } : {}) },

@@ -113,16 +113,18 @@ export class PamBackend implements AuthBackend {
   private readonly timeoutMs: number;
 
   private readonly spawner: PamSpawner;
+  private readonly spawnerKey: string;
 
   constructor(private readonly options: PamBackendOptions) {
     this.helperPath = options.helperPath ?? defaultPamHelperPath();
     this.timeoutMs = options.timeoutMs ?? 60_000;
-    // One per helper program, shared by the backends a reload makes.
-    let spawner = spawners.get(this.helperPath);
+    // One per helper program and service, shared by the backends a reload makes.
+    this.spawnerKey = `${this.helperPath}\0${options.service}`;
+    let spawner = spawners.get(this.spawnerKey);
     if (!spawner)
       spawners.set(
-        this.helperPath,
-        (spawner = new PamSpawner(this.helperPath, options.log.child({ component: 'pam-helper' }))),
+        this.spawnerKey,
+        (spawner = new PamSpawner(this.helperPath, options.log.child({ component: 'pam-helper' }), options.service)),
       );
     this.spawner = spawner;
   }
@@ -288,7 +290,7 @@ export class PamBackend implements AuthBackend {
   }
 
   async close(): Promise<void> {
-    spawners.delete(this.helperPath);
+    spawners.delete(this.spawnerKey);
     await this.spawner.close();
   }
 }
