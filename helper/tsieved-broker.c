@@ -12,7 +12,8 @@
  *
  * Protocol (src/storage/broker/protocol.ts is the other side), on stdin/stdout:
  *   frame    = u32 BE length N, then N bytes of body; requests are handled one at a
- *              time and answered in order
+ *              time and answered in order; the answers to requests that arrived
+ *              together are written together, once the last of them is served
  *   request  = u32 id, u8 op, then the op's fields:
  *              path = u16 BE length + bytes (absolute, no NUL, < PATH_MAX)
  *              u32 = BE; data = the rest of the body
@@ -72,8 +73,11 @@ static int handles[MAX_HANDLES];
 
 /* ---- output ---- */
 
+/* Answers not yet written: whole frames before frame_start, the one being built after. */
 static unsigned char *out;
-static size_t out_len, out_cap;
+static size_t out_len, out_cap, frame_start;
+/* Answers waiting beyond this are written before the next request is served. */
+#define OUT_FLUSH_BYTES 65536
 
 static void out_reserve(size_t n)
 {
@@ -102,27 +106,36 @@ static void put_u32(uint32_t v)
 }
 static void put_u64(uint64_t v) { put_u32((uint32_t)(v >> 32)); put_u32((uint32_t)v); }
 
-/* Starts a response: room for the length prefix, then id and status. */
+/* Starts a response (dropping one begun and not finished): room for the length prefix, then id and status. */
 static void begin(uint32_t id, unsigned status)
 {
-    out_len = 0;
+    out_len = frame_start;
     put_u32(0);
     put_u32(id);
     put_u8(status);
 }
 
+/* Finishes the response begun last; it is written with the others by flush_output(). */
 static void flush_response(void)
 {
-    uint32_t n = (uint32_t)(out_len - 4);
-    out[0] = (unsigned char)(n >> 24); out[1] = (unsigned char)(n >> 16);
-    out[2] = (unsigned char)(n >> 8); out[3] = (unsigned char)n;
+    unsigned char *f = out + frame_start;
+    uint32_t n = (uint32_t)(out_len - frame_start - 4);
+    f[0] = (unsigned char)(n >> 24); f[1] = (unsigned char)(n >> 16);
+    f[2] = (unsigned char)(n >> 8); f[3] = (unsigned char)n;
+    frame_start = out_len;
+}
+
+/* Writes the finished responses, in one write where the pipe takes it. */
+static void flush_output(void)
+{
     size_t off = 0;
-    while (off < out_len) {
-        ssize_t w = write(1, out + off, out_len - off);
+    while (off < frame_start) {
+        ssize_t w = write(1, out + off, frame_start - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) _exit(0); /* the server is gone: so is the session */
         off += (size_t)w;
     }
+    out_len = frame_start = 0;
     /* A large read's buffer is not kept for the rest of an idle session. */
     if (out_cap > 65536) {
         free(out);
@@ -152,25 +165,17 @@ static void reply_ok(uint32_t id)
 
 /* ---- input ---- */
 
-static int read_full(unsigned char *buf, size_t n)
-{
-    size_t off = 0;
-    while (off < n) {
-        ssize_t r = read(0, buf + off, n - off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0 && off == 0) return 0;
-        if (r <= 0) return -1;
-        off += (size_t)r;
-    }
-    return 1;
-}
-
 struct cursor {
     const unsigned char *p;
     size_t left;
 };
 
-static void protocol_error(void) { _exit(EXIT_PROTOCOL); }
+/* Answers already finished still go out; then the session ends. */
+static void protocol_error(void)
+{
+    flush_output();
+    _exit(EXIT_PROTOCOL);
+}
 
 static uint32_t get_u32(struct cursor *c)
 {
@@ -266,7 +271,7 @@ static void op_readdir(uint32_t id, const char *path)
         }
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         size_t n = strlen(e->d_name);
-        if (out_len + 2 + n > MAX_RESPONSE) { closedir(d); reply_status(id, ST_TOOLARGE); return; }
+        if (out_len - frame_start + 2 + n > MAX_RESPONSE) { closedir(d); reply_status(id, ST_TOOLARGE); return; }
         put_u16((unsigned)n);
         put_bytes(e->d_name, n);
     }
@@ -411,28 +416,51 @@ int tsieved_broker_serve(void)
     signal(SIGPIPE, SIG_IGN);
     umask(077);
     for (int i = 0; i < MAX_HANDLES; i++) handles[i] = -1;
-    unsigned char *body = NULL;
-    size_t body_cap = 0;
+    /* Requests as they came: [off, len) not served yet. */
+    unsigned char *in = NULL;
+    size_t in_cap = 0, off = 0, len = 0;
     for (;;) {
-        unsigned char head[4];
-        int r = read_full(head, 4);
-        if (r == 0) return 0; /* the server ended the session */
-        if (r < 0) return 0;
-        size_t n = ((size_t)head[0] << 24) | ((size_t)head[1] << 16) | ((size_t)head[2] << 8) | head[3];
-        if (n < 5 || n > MAX_REQUEST) protocol_error();
-        if (n > body_cap) {
-            unsigned char *grown = realloc(body, n);
+        size_t have = len - off, need = 4;
+        if (have >= 4) {
+            const unsigned char *h = in + off;
+            size_t n = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
+            if (n < 5 || n > MAX_REQUEST) protocol_error();
+            need = 4 + n;
+            if (have >= need) {
+                serve_one(in + off + 4, n);
+                off += need;
+                if (frame_start > OUT_FLUSH_BYTES) flush_output();
+                continue;
+            }
+        }
+        /* Every request that came together is answered: the answers leave in one
+         * write (the server is woken once for them), before we wait for more. */
+        flush_output();
+        if (off > 0) {
+            memmove(in, in + off, have);
+            off = 0;
+            len = have;
+        }
+        /* A large request's buffer is not kept for the rest of an idle session. */
+        size_t want = need > 65536 ? need : 65536;
+        if (in_cap > 65536 && want == 65536 && have <= 65536) {
+            unsigned char *shrunk = realloc(in, 65536);
+            if (shrunk != NULL) { in = shrunk; in_cap = 65536; }
+        }
+        if (in_cap < want) {
+            unsigned char *grown = realloc(in, want);
             if (grown == NULL) return 111;
-            body = grown;
-            body_cap = n;
+            in = grown;
+            in_cap = want;
         }
-        if (read_full(body, n) != 1) protocol_error();
-        serve_one(body, n);
-        if (body_cap > 65536) {
-            free(body);
-            body = NULL;
-            body_cap = 0;
+        ssize_t r = read(0, in + len, in_cap - len);
+        if (r < 0 && errno == EINTR) continue;
+        /* The server ended the session; in the middle of a request, the stream was cut. */
+        if (r <= 0) {
+            if (have >= 4 && r == 0) protocol_error();
+            return 0;
         }
+        len += (size_t)r;
     }
 }
 

@@ -30,7 +30,7 @@ import type { FileOps } from '../../src/storage/file-ops.js';
 import { fileStoreOptionsFor } from '../../src/storage/launcher.js';
 import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { processIsolationProblem } from '../../src/storage/broker/privileges.js';
-import { encodeRequest, MAX_REQUEST_BYTES, OP } from '../../src/storage/broker/protocol.js';
+import { encodeRequest, MAX_REQUEST_BYTES, OP, ResponseDecoder } from '../../src/storage/broker/protocol.js';
 import { StorageError } from '../../src/storage/types.js';
 import { BROKER as BROKER_BUILT, ROOT, needs, tool } from '../helpers/tools.js';
 
@@ -137,6 +137,37 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
     expect(out.readUInt32BE(18)).toBe(8);
     expect(out[22]).toBe(1);
     expect(out.readUInt32BE(23)).toBe(2); // ENOENT
+  });
+
+  it('answers requests that came together in one write; requests split across writes or above its buffer are served whole', async () => {
+    const dir = homeFor('raw-batch');
+    const b = raw();
+    const chunks: Buffer[] = [];
+    b.child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+    const answered = (n: number) => until(() => new ResponseDecoder().push(Buffer.concat(chunks)).length >= n);
+    // Three at once: one write(2) for the three answers (the kernel counts them), so
+    // the server is woken once.
+    const writes = () => Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${b.child.pid}/io`, 'utf8'))![1]);
+    const before = writes();
+    b.child.stdin!.write(Buffer.concat([1, 2, 3].map((id) => encodeRequest(id, 'stat', [{ path: dir }]))));
+    await answered(3);
+    expect(writes() - before).toBe(1);
+    // A file of 200 KiB (above the broker's 64 KiB input buffer) in a request cut in two.
+    const data = Buffer.alloc(200 * 1024, 0x61);
+    const create = encodeRequest(4, 'create', [{ u32: 0o600 }, { path: join(dir, 'big') }]);
+    b.child.stdin!.write(create);
+    await answered(4);
+    const rest = Buffer.concat([
+      encodeRequest(5, 'write', [{ u32: 0 }, { data }]),
+      encodeRequest(6, 'close', [{ u32: 0 }]),
+    ]);
+    b.child.stdin!.write(rest.subarray(0, 1000));
+    await new Promise((r) => setTimeout(r, 50));
+    b.child.stdin!.end(rest.subarray(1000));
+    expect(await b.exit).toBe(0);
+    const answers = new ResponseDecoder().push(Buffer.concat(chunks));
+    expect(answers.map((a) => [a.id, a.status])).toEqual([1, 2, 3, 4, 5, 6].map((id) => [id, 0]));
+    expect(readFileSync(join(dir, 'big')).equals(data)).toBe(true);
   });
 
   it('refuses a relative or NUL-containing path with EINVAL and goes on serving', async () => {
