@@ -18,10 +18,12 @@
  * whole server to spawn a program). The fork is also done ahead of the login: one
  * session process always waits, alone accepting on the socket, with pam_start for
  * SERVICE already made (pam_start reads the configuration and loads the modules,
- * none of which depends on the login; it is made again after MS, 30000 by default,
- * so that a changed configuration is read). Once it has accepted a connection it
- * tells the listener, which forks the next. Until then it dies with the listener;
- * should none be waiting, the listener accepts and forks per connection itself.
+ * none of which depends on the login: the listener makes it once, and each session
+ * process gets a copy of the started transaction with the rest of its memory; it
+ * is made again after MS, 30000 by default, so that a changed configuration is
+ * read). Once it has accepted a connection it tells the listener, which forks the
+ * next. Until then it dies with the listener; should none be waiting, the listener
+ * accepts and forks per connection itself.
  *
  * One connection is one login; NUL-terminated fields, in this order:
  *   helper -> server  helper PID              (first, so the server can signal it)
@@ -48,8 +50,8 @@
  *
  * Sequence (pam_setcred(3): initgroups before setcred, setcred before
  * open_session, delete after close_session):
- *   pam_start (made ahead for SERVICE: then PAM_USER is set to USER; another
- *   service asked for gets a pam_start of its own), PAM_RHOST,
+ *   pam_start (made ahead for SERVICE, by the listener: then PAM_USER is set to
+ *   USER; another service asked for gets a pam_start of its own), PAM_RHOST,
  *   pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
  *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session,
  *   status ok, read the command, fork:
@@ -335,18 +337,39 @@ static void read_credentials(struct credentials *c)
     if (c->plen == 0 || c->plen > MAX_PASSWORD) fail(EXIT_REJECTED, "rejected", "empty or over-long password", PAM_SUCCESS);
 }
 
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* When the transaction for --service was started (prime()). */
+static double primed_at;
+
 /*
  * Starts the transaction for --service ahead of a login: pam_start reads the
- * service's configuration and loads its modules (about 1.5 ms with pam_unix's
- * libraries, most of the time a login spends outside the modules' own work), none
- * of which depends on the login. Modules run only from pam_authenticate on. A
- * transaction that cannot start is left to the login, which then starts its own.
+ * service's configuration and loads its modules (about 1.5 ms of CPU with pam_unix's
+ * libraries), none of which depends on the login; modules run only from
+ * pam_authenticate on. The listener does it, and every session process it forks
+ * gets a copy of the started transaction with the rest of its memory, so a login
+ * pays for no pam_start at all. A transaction that cannot start is left to the
+ * login, which then starts its own.
  */
 static void prime(void)
 {
     if (primed_service == NULL) return;
     if (sess.pamh != NULL) pam_end(sess.pamh, PAM_SUCCESS);
     if (pam_start(primed_service, NULL, &conv, &sess.pamh) != PAM_SUCCESS) sess.pamh = NULL;
+    primed_at = now_ms();
+}
+
+/* Milliseconds until the started transaction is too old (prime() again), or -1 without --service. */
+static int prime_due_in(void)
+{
+    if (primed_service == NULL) return -1;
+    double left = primed_at + prime_max_age_ms - now_ms();
+    return left > 0 ? (int)left + 1 : 0;
 }
 
 /* pam_start (or the primed transaction, given the user) to pam_acct_mgmt, then the account PAM settled on (PAM_USER). */
@@ -621,13 +644,6 @@ static void reap(int sig)
     errno = saved;
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* The connection becomes the session process's fd 0 and 1 (dup2 clears close-on-exec); never returns. */
 static void serve_connection(int conn)
 {
@@ -637,13 +653,15 @@ static void serve_connection(int conn)
 }
 
 /*
- * The idle session process: forked before its login arrives, so that the fork and
- * pam_start (prime()) are done by then. Until it has a login it dies with the
- * listener (PR_SET_PDEATHSIG), holds nothing of the server's (its pipes become
- * /dev/null), and is the only process accepting on the socket; it tells the
- * listener on `notify` once it has accepted, and is from then on a session process
- * like any other. A transaction prepared long ago is started again, so that a
- * change to the PAM configuration reaches the next login within prime_max_age_ms.
+ * The idle session process: forked before its login arrives, with the listener's
+ * started transaction (prime()), so that neither the fork nor pam_start is left
+ * for the login. Until it has a login it dies with the listener
+ * (PR_SET_PDEATHSIG), holds nothing of the server's (its pipes become /dev/null),
+ * and is the only process accepting on the socket; it tells the listener on
+ * `notify` once it has accepted, and is from then on a session process like any
+ * other. A transaction started too long ago is started again, here as in the
+ * listener, so that a change to the PAM configuration reaches logins within
+ * prime_max_age_ms.
  */
 static void idle_session(int lfd, int notify, pid_t listener)
 {
@@ -652,11 +670,10 @@ static void idle_session(int lfd, int notify, pid_t listener)
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0 || dup2(devnull, IN_FD) < 0 || dup2(devnull, OUT_FD) < 0) _exit(EXIT_TEMPFAIL);
     close(devnull);
-    prime();
     int conn;
     for (;;) {
         struct pollfd p = {lfd, POLLIN, 0};
-        int n = poll(&p, 1, prime_max_age_ms);
+        int n = poll(&p, 1, prime_due_in());
         if (n == 0) {
             prime();
             continue;
@@ -739,15 +756,19 @@ static int listen_for_logins(const char *path)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    prime();
     /* Ready: the server waits for this line before it connects. */
     if (write(1, "ready\n", 6) != 6) return EXIT_TEMPFAIL;
     struct idle_child idle = {0, -1, 0};
     double retry_at = 0;
     for (;;) {
+        if (prime_due_in() == 0) prime();
         if (idle.pid == 0 && now_ms() >= retry_at) prefork(lfd, &idle);
         /* While one waits, it alone accepts; we watch its pipe instead. */
         struct pollfd fds[2] = {{0, POLLIN, 0}, {idle.pid ? idle.fd : lfd, POLLIN, 0}};
-        if (poll(fds, 2, idle.pid ? -1 : PREFORK_RETRY_MS) < 0) {
+        int timeout = idle.pid ? -1 : PREFORK_RETRY_MS, due = prime_due_in();
+        if (due >= 0 && (timeout < 0 || due < timeout)) timeout = due;
+        if (poll(fds, 2, timeout) < 0) {
             if (errno == EINTR) continue;
             break;
         }

@@ -183,6 +183,8 @@ describe('PAM helper: a session process waits ahead of each login', enabled, () 
     await first.store.close();
     const spawner = backend.spawnerPid!;
     const waiting = await theOnlyChild(spawner);
+    // The listener started the transaction; the waiting process has it by fork.
+    expect(maps(spawner)).toContain('pam_pwdfile.so');
     expect(maps(waiting)).toContain('pam_pwdfile.so');
 
     const traced = fx.readTrace(traceLog).length;
