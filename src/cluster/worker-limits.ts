@@ -7,7 +7,8 @@
  * are given back by the primary when the worker dies.
  *
  * Except one question: a login attempt from an address without failed logins has
- * nothing to wait for, and that is nearly every attempt. The primary tells every
+ * nothing to wait for, and that is nearly every attempt (and a success from such an
+ * address has nothing to clear: it is not sent either). The primary tells every
  * worker which addresses have a penalty (when it starts, and at each failure or
  * success that changes it), so a worker asks only about those: one IPC round trip
  * less between AUTHENTICATE and OK. A failure reported by another worker reaches
@@ -141,6 +142,9 @@ export class PrimaryLoginLimits implements LoginLimiter {
   }
 
   succeeded(address: string): void {
+    // Only a penalty has anything to clear: nearly every login has none, and the
+    // message would be one more wake-up of the primary between AUTHENTICATE and OK.
+    if (!mayHavePenalty(address)) return;
     send({ t: 'tsieved:succeeded', address });
   }
 }
