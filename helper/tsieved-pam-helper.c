@@ -40,7 +40,8 @@
  *                     serves the broker protocol itself (tsieved-broker.c, built
  *                     into this program), which saves an exec per login. The server
  *                     may send this right after the credentials when it does not
- *                     depend on USER; it then waits in the connection
+ *                     depend on USER; it then waits in the connection, and the
+ *                     helper holds "ok" back and sends it with the broker's PID
  *   helper -> server  broker PID, or tempfail REASON
  * after which the connection is the broker's stdin and stdout. fd 2 carries log
  * lines ("tsieved-pam-helper[PID]: ..."). Credentials never travel in argv or the
@@ -54,8 +55,11 @@
  *   USER; another service asked for gets a pam_start of its own), PAM_RHOST,
  *   pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
  *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session,
- *   status ok, read the command, fork:
- *     child: setgid, setuid, then the PAM environment and exec the broker command,
+ *   status ok (held back when the command came with the credentials), read the
+ *   command, fork:
+ *     child: status ("ok" when held back, and "broker PID", written by the broker
+ *            itself so that no answer can precede it), setgid, setuid, then the
+ *            PAM environment and exec the broker command,
  *            or with no command: not dumpable, and serve in this process
  *     parent: wait, pam_close_session, pam_setcred(DELETE), pam_end
  *
@@ -502,8 +506,15 @@ int tsieved_broker_serve(void);
  * module read as root): it is made non-dumpable, so the user cannot ptrace it, read
  * /proc/PID/mem or get a core dump of it, and it runs only the broker's loop.
  */
-static void start_broker(int switch_user, pid_t parent, char **argv, char **env)
+static void start_broker(int switch_user, pid_t parent, char **argv, char **env, const char *const *ok)
 {
+    /* The broker's pid (after the "ok" fields, when they were held back for it) is
+     * sent from here, the broker itself, so that it is out before any answer: the
+     * server may have sent requests already. */
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof pidbuf, "%ld", (long)getpid());
+    if (ok != NULL) status_send("ok", ok[0], ok[1], ok[2], ok[3], "broker", pidbuf, (const char *)NULL);
+    else status_send("broker", pidbuf, (const char *)NULL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
@@ -568,8 +579,11 @@ static void handle_signals(void)
     sigaction(SIGALRM, &sa, NULL);
 }
 
-/* Forks the broker, reports its pid, waits for it; returns its wait status. */
-static int run_broker(int switch_user, char **argv)
+/*
+ * Forks the broker (which reports its pid, after the "ok" fields `ok` when they
+ * were held back for it), waits for it; returns its wait status.
+ */
+static int run_broker(int switch_user, char **argv, const char *const *ok)
 {
     /* The environment matters only to a program we exec (KRB5CCNAME for k5start). */
     char **env = argv[0] == NULL ? NULL : broker_env();
@@ -577,14 +591,10 @@ static int run_broker(int switch_user, char **argv)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) fail(EXIT_TEMPFAIL, "tempfail", "fork failed", PAM_SYSTEM_ERR);
-    if (pid == 0) start_broker(switch_user, parent, argv, env);
+    if (pid == 0) start_broker(switch_user, parent, argv, env, ok);
     broker_pid = pid;
-    /* The connection is the broker's alone (below): if we kept it open, the server
-     * would never see EOF when the broker dies. */
-    char pidbuf[32];
-    snprintf(pidbuf, sizeof pidbuf, "%ld", (long)pid);
-    /* Before our copy of the connection goes: the broker writes only when asked. */
-    status_send("broker", pidbuf, (const char *)NULL);
+    /* The connection is the broker's alone: if we kept it open, the server would
+     * never see EOF when the broker dies. */
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 0);
@@ -599,6 +609,17 @@ static int run_broker(int switch_user, char **argv)
     broker_pid = 0;
     alarm(0);
     return wstatus;
+}
+
+/* Whether the broker's whole command is already waiting on the connection (the server sent it with the credentials). */
+static int command_waiting(void)
+{
+    char buf[MAX_COMMAND + 1];
+    ssize_t n = recv(IN_FD, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] == '\0' && (i == 0 || buf[i - 1] == '\0')) return 1;
+    }
+    return 0;
 }
 
 /* One login on the connection at fd 0/1; never returns. */
@@ -622,11 +643,16 @@ static void run_session(void)
     char uidbuf[32], gidbuf[32];
     snprintf(uidbuf, sizeof uidbuf, "%lu", (unsigned long)sess.pw.pw_uid);
     snprintf(gidbuf, sizeof gidbuf, "%lu", (unsigned long)sess.pw.pw_gid);
-    status_send("ok", sess.pw.pw_name, uidbuf, gidbuf, sess.pw.pw_dir, (const char *)NULL);
+    const char *ok[] = {sess.pw.pw_name, uidbuf, gidbuf, sess.pw.pw_dir};
+    /* A command sent with the credentials does not wait for "ok": then "ok" waits for
+     * the broker's pid, and both go in one write, so the server is woken once (and
+     * not while we fork). */
+    int held = command_waiting();
+    if (!held) status_send("ok", ok[0], ok[1], ok[2], ok[3], (const char *)NULL);
     char **command = read_command();
     if (pending_signal) fail(EXIT_TEMPFAIL, "tempfail", "ended before the broker started", PAM_SUCCESS);
 
-    int wstatus = run_broker(switch_user, command);
+    int wstatus = run_broker(switch_user, command, held ? ok : NULL);
     close_session(PAM_SUCCESS);
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) exit(0);
     if (WIFSIGNALED(wstatus) && (WTERMSIG(wstatus) == SIGTERM || WTERMSIG(wstatus) == SIGINT || WTERMSIG(wstatus) == SIGHUP))

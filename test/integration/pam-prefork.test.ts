@@ -73,6 +73,8 @@ function maps(pid: number): string {
 class RawLogin {
   private readonly socket: Socket;
   private bytes = Buffer.alloc(0);
+  /** Each read, as it came. */
+  readonly chunks: Buffer[] = [];
   private closed = false;
   private wake: (() => void) | undefined;
 
@@ -80,6 +82,7 @@ class RawLogin {
     this.socket = connect(path);
     this.socket.on('error', () => undefined);
     this.socket.on('data', (d: Buffer) => {
+      this.chunks.push(d);
       this.bytes = Buffer.concat([this.bytes, d]);
       this.wake?.();
     });
@@ -227,12 +230,15 @@ describe('PAM helper: a session process waits ahead of each login', enabled, () 
     expect(childPids(spawner)).toHaveLength(1);
   });
 
-  it('what the server sends right behind the credentials and command is left for the broker', async () => {
+  it('what the server sends right behind the credentials and command is left for the broker, and answered after the status', async () => {
     const { socket } = await startHelper(['--service', service]);
     const stat = encodeRequest(1, 'stat', [{ path: alice.home }]);
     const c = new RawLogin(socket, Buffer.concat([credentials(service, alice), NO_COMMAND, stat]));
     const fields = await c.fields(9);
     expect([fields[0], fields[2], fields[3], fields[7]]).toEqual(['helper', 'ok', alice.name, 'broker']);
+    // With the command already there, "ok" waits for the broker's pid: one write, one wake-up.
+    const okChunk = c.chunks.find((d) => d.includes('ok\0'))!;
+    expect(okChunk.includes(`broker\0${fields[8]}\0`)).toBe(true);
     const [answer] = await c.answers(9, 1);
     expect([answer.id, answer.status]).toEqual([1, STATUS.ok]);
     c.end();
