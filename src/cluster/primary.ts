@@ -33,6 +33,7 @@ import type { Logger } from '../log/logger.js';
 import type { ListenerChangeSummary, ReloadOutcome } from '../main.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/http.js';
 import { startControlSocket, type ControlSocket } from '../control/socket.js';
+import { TurnBatcher, unbatched } from './batch.js';
 import { isMessage, type Answer, type ToPrimary, type ToWorker } from './messages.js';
 import { SharedLimits } from './shared-limits.js';
 
@@ -66,8 +67,20 @@ export async function runPrimary(
   // A worker started later (a replacement) gets the configuration in force, not
   // whatever the file says by then: an edit takes effect with the next reload.
   let applied = source?.text;
+  // The limits' answers and notices go to each worker once per turn (batch.ts).
+  const batchers = new Map<number, TurnBatcher<ToWorker>>();
+  const batched = (worker: Worker): TurnBatcher<ToWorker> => {
+    let batcher = batchers.get(worker.id);
+    if (!batcher) {
+      batcher = new TurnBatcher((message) => {
+        if (worker.isConnected()) worker.send(message);
+      });
+      batchers.set(worker.id, batcher);
+    }
+    return batcher;
+  };
   const limits = new SharedLimits((message) => {
-    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(message);
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) batched(w).send(message);
   });
   const ready = new Set<number>();
   let stopping = false;
@@ -78,10 +91,7 @@ export async function runPrimary(
 
   const onMessage = (worker: Worker, message: unknown): void => {
     if (!isMessage<ToPrimary>(message)) return;
-    const answer = (id: number, value: Answer): void => {
-      const reply: ToWorker = { t: 'tsieved:answer', id, value };
-      worker.send(reply);
-    };
+    const answer = (id: number, value: Answer): void => batched(worker).send({ t: 'tsieved:answer', id, value });
     if (limits.handle(worker.id, message, answer)) return;
     switch (message.t) {
       case 'tsieved:config?': {
@@ -102,7 +112,9 @@ export async function runPrimary(
         break; // the limits' messages, handled above
     }
   };
-  cluster.on('message', onMessage);
+  cluster.on('message', (worker: Worker, message: unknown) => {
+    for (const m of unbatched(message)) onMessage(worker, m);
+  });
 
   /** Asks every running worker; a worker that does not answer in time is reported as such. */
   const ask = async (make: (id: number) => ToWorker): Promise<{ worker: number; value: unknown }[]> => {
@@ -150,6 +162,7 @@ export async function runPrimary(
     return worker;
   };
   cluster.on('exit', (worker, code, signal) => {
+    batchers.delete(worker.id);
     limits.workerGone(worker.id);
     const wasReady = ready.delete(worker.id);
     if (stopping) return;

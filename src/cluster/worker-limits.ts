@@ -26,11 +26,12 @@ import {
   type SessionSlot,
   type Turn,
 } from '../session/login-limits.js';
+import { onPrimaryMessage, TurnBatcher } from './batch.js';
 import { isMessage, type Answer, type ToPrimary, type ToWorker } from './messages.js';
 
-function send(message: ToPrimary): void {
-  process.send?.(message);
-}
+/** To the primary, once per turn (batch.ts). */
+const toPrimary = new TurnBatcher<ToPrimary>((message) => process.send?.(message));
+const send = (message: ToPrimary): void => toPrimary.send(message);
 
 /** Questions to the primary and their answers, matched by id. */
 class PrimaryChannel {
@@ -38,7 +39,7 @@ class PrimaryChannel {
   private readonly waiting = new Map<number, (value: Answer) => void>();
 
   constructor() {
-    process.on('message', (message: unknown) => {
+    onPrimaryMessage((message) => {
       if (!isMessage<ToWorker>(message) || message.t !== 'tsieved:answer') return;
       const resolve = this.waiting.get(message.id);
       this.waiting.delete(message.id);
@@ -67,7 +68,7 @@ export function followPenalties(keys: readonly string[]): void {
   const first = penalized === undefined;
   penalized = new Map(keys.map((key) => [key, performance.now()]));
   if (!first) return;
-  process.on('message', (message: unknown) => {
+  onPrimaryMessage((message) => {
     if (!isMessage<ToWorker>(message)) return;
     if (message.t === 'tsieved:penalized') notePenalty(message.key);
     else if (message.t === 'tsieved:cleared') penalized?.delete(message.key);

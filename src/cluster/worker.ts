@@ -12,6 +12,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ReloadOutcome, RunningServer } from '../main.js';
+import { onPrimaryMessage } from './batch.js';
 import { isMessage, type ToPrimary, type ToWorker } from './messages.js';
 import { followPenalties } from './worker-limits.js';
 
@@ -27,13 +28,12 @@ function send(message: ToPrimary): void {
  */
 export function configFromPrimary(): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const take = (message: unknown): void => {
+    const stop = onPrimaryMessage((message) => {
       if (!isMessage<ToWorker>(message) || message.t !== 'tsieved:config') return;
-      process.off('message', take);
+      stop();
       followPenalties(message.penalized);
       resolve(message.text);
-    };
-    process.on('message', take);
+    });
     send({ t: 'tsieved:config?' });
   });
 }
@@ -50,7 +50,7 @@ export function serveAsWorker(server: RunningServer, config: Config, hooks: Work
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([server.metricsRegistry]);
   }
-  process.on('message', (message: unknown) => {
+  onPrimaryMessage((message) => {
     if (!isMessage<ToWorker>(message)) return;
     // configFromPrimary's, and the penalty list's (worker-limits.ts).
     if (message.t === 'tsieved:config' || message.t === 'tsieved:penalized' || message.t === 'tsieved:cleared') return;
