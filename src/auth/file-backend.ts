@@ -72,12 +72,16 @@ function decoyPassword(table: Table, user: string, algorithm: ScramAlgorithm): s
   return createHmac('sha256', table.stableSecret).update(`decoy-password\0${algorithm}\0${user}`).digest('base64');
 }
 
+/** A capability list refreshes the file in the background at most this often. */
+const CAPABILITY_REFRESH_MS = 1000;
+
 export abstract class FileAccountBackend implements AuthBackend {
   abstract readonly name: string;
   protected readonly table: AccountTable;
   /** SCRAM keys derived from cleartext entries, valid for one table generation. */
   private readonly derived = new Map<string, ScramCredentials>();
   private derivedGeneration = -1;
+  private lastBackgroundRefresh = -Infinity;
 
   constructor(
     readonly path: string,
@@ -88,13 +92,21 @@ export abstract class FileAccountBackend implements AuthBackend {
   }
 
   /**
-   * As of the last read of the file; each read also refreshes it in the
-   * background (a stat) so the next capability list is current. Start-up awaits
-   * `reload()` before listening, so the first greeting already knows about SCRAM
-   * (reading here as well would only read and log the file twice).
+   * As of the last read of the file; a read here also refreshes it in the
+   * background (a stat), at most once a second, so the capability lists that
+   * follow are current. Every capability list asks (three or four per login), and
+   * every login already stats the file for its own lookup; a second's delay before
+   * a change of SCRAM keys shows in the list costs nothing, a stat per listing cost
+   * a thread-pool round trip each. Start-up awaits `reload()` before listening, so
+   * the first greeting already knows about SCRAM (reading here as well would only
+   * read and log the file twice).
    */
   get scramAlgorithms(): readonly ScramAlgorithm[] {
-    void this.table.current().catch(() => undefined);
+    const now = performance.now();
+    if (now - this.lastBackgroundRefresh >= CAPABILITY_REFRESH_MS) {
+      this.lastBackgroundRefresh = now;
+      void this.table.current().catch(() => undefined);
+    }
     return this.table.last.scramAlgorithms;
   }
 

@@ -100,6 +100,20 @@ describe('PasswdFileBackend', () => {
     expect(b.scramAlgorithms).toEqual([]);
   });
 
+  it('the capability list picks up a change of the file by itself, within about a second', async () => {
+    const file = join(dir, 'passwd');
+    const b = new PasswdFileBackend(file, captureLogger().log);
+    await writeFile(file, `a:${dove('SCRAM-SHA-256', 'pa')}\n`);
+    await b.reload();
+    expect(b.scramAlgorithms).toEqual(['SHA-256']);
+    await writeFile(file, `a:${dove('SCRAM-SHA-1', 'pa')}\n`);
+    // Each listing may start a background read (at most one a second); no reload().
+    const started = performance.now();
+    while (b.scramAlgorithms[0] !== 'SHA-1' && performance.now() - started < 5000)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(b.scramAlgorithms).toEqual(['SHA-1']);
+  });
+
   it("checks an unknown user's password against a hash of the most common scheme and cost in the file", async () => {
     const file = join(dir, 'passwd');
     const yescrypt = madeBy('mkpasswd', ['-s', '-m', 'yescrypt'], 'x');
