@@ -142,7 +142,10 @@ describe('the user lock', () => {
     let aAssert: string | undefined;
     const a = withLock(stalledOps, lockDir, o, async (lock) => {
       enter('A');
+      // Stalled until B has taken the lock over (at least 400 ms; a loaded machine
+      // may take B longer to notice the stale lock than a fixed sleep allows).
       await sleep(400);
+      for (let waited = 0; !events.includes('B-in') && waited < 10_000; waited += 20) await sleep(20);
       aHeld = await lock.stillHeld();
       aAssert = await kindOf(lock.assertHeld());
       leave('A');
