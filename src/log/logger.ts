@@ -7,7 +7,7 @@
  * it does not keep up (a slow journald, a stalled pipe) at most MAX_QUEUED_LOG_BYTES
  * wait; further lines are dropped and counted, and one warning line per second says
  * how many were lost. A flood of commands once queued every line in memory until
- * the heap ran out.
+ * the heap ran out. The lines of one event-loop turn go to stderr in one write.
  *
  * Must not know: protocol or storage details beyond the fields it is handed.
  */
@@ -39,18 +39,72 @@ export function createRootLogger(
     sync: false,
     maxLength: options.maxQueuedBytes ?? MAX_QUEUED_LOG_BYTES,
   });
-  const log = pino(settings, queue);
-  reportDrops(queue, log);
+  const lines = new TurnLines(queue);
+  const log = pino(settings, lines);
+  reportDrops(queue, log, lines);
   return log;
+}
+
+type Destination = ReturnType<typeof pino.destination>;
+
+/** Lines of one turn are handed on together once they reach this many characters. */
+const TURN_LINES_LIMIT = 16 * 1024;
+
+/**
+ * Hands the lines logged during one event-loop turn to the destination as one
+ * write. A login logs about nine lines (its commands, the login, the script
+ * stored and activated, the disconnect), and every write the destination starts
+ * on its own is a thread-pool round trip; under load, the lines of many sessions
+ * share one. Never holds more than TURN_LINES_LIMIT: the bound on what waits is
+ * the destination's (MAX_QUEUED_LOG_BYTES). At exit, what is left is written
+ * synchronously, after pino's own flush of the destination.
+ */
+export class TurnLines {
+  private pending = '';
+  private scheduled = false;
+
+  constructor(private readonly queue: Pick<Destination, 'write' | 'flush' | 'flushSync'>) {
+    process.on('exit', () => {
+      this.flush();
+      try {
+        queue.flushSync();
+      } catch {
+        // Destination not open, or gone: nothing more can be written.
+      }
+    });
+  }
+
+  write(line: string): boolean {
+    this.pending += line;
+    if (this.pending.length >= TURN_LINES_LIMIT) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+    return true;
+  }
+
+  /** pino's logger.flush() and the exit: hand on what waits, then flush the destination. */
+  flush(callback?: (error?: Error) => void): void {
+    if (this.pending !== '') {
+      const text = this.pending;
+      this.pending = '';
+      this.queue.write(text);
+    }
+    if (callback) this.queue.flush(callback);
+  }
 }
 
 /**
  * Counts the lines the destination drops ('drop' events) and reports them in one
  * warning per interval. While the destination is still full the report itself is
- * dropped (synchronously, inside the write): then the count is kept and the
- * report tried again an interval later, so no loss goes unreported.
+ * dropped (synchronously, inside the write it is handed on with): then the count
+ * is kept and the report tried again an interval later, so no loss goes unreported.
  */
-function reportDrops(queue: EventEmitter, log: Logger): void {
+function reportDrops(queue: EventEmitter, log: Logger, lines: TurnLines): void {
   let dropped = 0;
   let reporting = false;
   let reportLost = false;
@@ -63,22 +117,34 @@ function reportDrops(queue: EventEmitter, log: Logger): void {
   };
   const report = (): void => {
     timer = undefined;
+    // The turn's other lines first (their drops are counted as usual), then the
+    // report alone, handed on at once so that its own drop is seen here.
+    lines.flush();
     const count = dropped;
     reporting = true;
     reportLost = false;
     log.warn({ event: 'log-dropped', count }, `${count} log lines dropped: the log destination did not keep up`);
+    lines.flush();
     reporting = false;
     if (reportLost) schedule();
     else dropped -= count;
   };
-  queue.on('drop', () => {
+  queue.on('drop', (data: string | Buffer) => {
     if (reporting) {
       reportLost = true;
       return;
     }
-    dropped++;
+    dropped += linesIn(data);
     schedule();
   });
+}
+
+/** Lines in a dropped piece of output (the lines of a turn are written together). */
+function linesIn(data: string | Buffer): number {
+  const text = typeof data === 'string' ? data : data.toString('utf8');
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return Math.max(n, 1);
 }
 
 /** A logger that drops everything; for tests and library use. */

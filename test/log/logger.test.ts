@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, createReadStream, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRootLogger } from '../../src/log/logger.js';
+import { createRootLogger, TurnLines } from '../../src/log/logger.js';
 import { LineBudget } from '../../src/log/line-budget.js';
 import { needs, tool } from '../helpers/tools.js';
 
@@ -89,5 +89,79 @@ describe('LineBudget (per-connection command lines)', () => {
     now = 1000;
     for (let i = 0; i < 10; i++) budget.take();
     expect(budget.due(true)).toBeGreaterThan(0);
+  });
+});
+
+describe('TurnLines (the lines of one turn, one write)', () => {
+  const destination = () => {
+    const writes: string[] = [];
+    let flushes = 0;
+    return {
+      writes,
+      flushes: () => flushes,
+      queue: {
+        write: (text: string) => writes.push(text) > 0,
+        flush: (cb?: (err?: Error) => void) => {
+          flushes++;
+          cb?.();
+        },
+        flushSync: () => undefined,
+      },
+    };
+  };
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('hands the lines of a turn on in one write, in order, and the next turn in another', async () => {
+    const d = destination();
+    const lines = new TurnLines(d.queue);
+    lines.write('a\n');
+    lines.write('b\n');
+    lines.write('c\n');
+    expect(d.writes).toEqual([]);
+    await turn();
+    expect(d.writes).toEqual(['a\nb\nc\n']);
+    lines.write('d\n');
+    await turn();
+    expect(d.writes).toEqual(['a\nb\nc\n', 'd\n']);
+  });
+
+  it('never holds more than 16 KiB: a long turn is handed on as it goes', () => {
+    const d = destination();
+    const lines = new TurnLines(d.queue);
+    const line = 'x'.repeat(1023) + '\n';
+    for (let i = 0; i < 40; i++) lines.write(line);
+    expect(d.writes.length).toBe(2);
+    expect(d.writes.every((w) => w.length === 16 * 1024)).toBe(true);
+  });
+
+  it("flush(callback) hands on what waits and flushes the destination (pino's logger.flush)", async () => {
+    const d = destination();
+    const lines = new TurnLines(d.queue);
+    lines.write('a\n');
+    await new Promise<void>((resolve) => lines.flush(() => resolve()));
+    expect(d.writes).toEqual(['a\n']);
+    expect(d.flushes()).toBe(1);
+  });
+
+  it('a process that exits right after logging still writes every line', () => {
+    // The lines wait for the end of the turn, which an exit never reaches.
+    const logger = join(process.cwd(), 'dist/log/logger.js');
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { createRootLogger } = await import(${JSON.stringify(logger)});
+         const log = createRootLogger('info', undefined, { fd: 1 });
+         for (let i = 0; i < 3; i++) log.info({ event: 'command', i }, 'line');
+         process.exit(0);`,
+      ],
+      { encoding: 'utf8' },
+    );
+    const events = out
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(events).toEqual([0, 1, 2]);
   });
 });
