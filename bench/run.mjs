@@ -4,7 +4,7 @@
 // both servers are started here and stopped again. Workloads and sizes:
 //   logins:   connect + STARTTLS + AUTHENTICATE PLAIN + PUTSCRIPT (4 KiB) + SETACTIVE
 //             + LOGOUT, --concurrency clients (50) for --duration seconds;
-//             logins per second, p50/p99 latency
+//             logins per second, p50/p99 latency, server CPU time per login
 //   idle:     --idle sessions (2000) connected, TLS, logged in, doing nothing;
 //             RSS and PSS of the server's process tree, per session
 //   validate: CHECKSCRIPT of a 1 MiB script (1,048,000 bytes: under both servers' limit);
@@ -154,6 +154,10 @@ const rows = [
   ['login p50 latency (ms)', (r) => round(r.login.p50Ms, 1)],
   ['login p99 latency (ms)', (r) => round(r.login.p99Ms, 1)],
   ['login errors', (r) => r.login.errors],
+  [
+    'server CPU per login, all its processes (ms)',
+    (r) => (r.login.serverCpuMsPerLogin === undefined ? '-' : round(r.login.serverCpuMsPerLogin, 2)),
+  ],
   ['idle sessions held', (r) => r.idle?.sessions ?? '-'],
   ['memory with idle sessions, RSS (MiB)', (r) => (r.idle ? mib(r.idle.during.rss) : '-')],
   ['memory with idle sessions, PSS (MiB)', (r) => (r.idle ? mib(r.idle.during.pss) : '-')],

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SieveClient } from './client.mjs';
 import { makeScript, scriptVariant } from './fixtures.mjs';
-import { treeMemory } from './procmem.mjs';
+import { treeCpuMs, treeMemory } from './procmem.mjs';
 import { median, percentile } from './stats.mjs';
 
 const LOADGEN = fileURLToPath(new URL('./loadgen.mjs', import.meta.url));
@@ -69,13 +69,29 @@ export async function loginWorkload(server, opts) {
     first += clients;
     return startLoadgen(job);
   });
+  // CPU time of every server process over the measured window (after the warm-up):
+  // what a login costs the server, whatever else shares the machine's cores.
+  const cpu = {};
+  const timers =
+    opts.logins === undefined
+      ? [
+          setTimeout(() => (cpu.start = treeCpuMs(server.pid)), opts.warmupMs),
+          setTimeout(() => (cpu.end = treeCpuMs(server.pid)), opts.warmupMs + opts.durationMs),
+        ]
+      : [];
   const results = await Promise.all(gens.map((g) => g.nextLine()));
   await Promise.all(gens.map((g) => g.exited));
+  timers.forEach(clearTimeout);
   const latencies = results.flatMap((r) => r.latencies);
   const measuredMs = Math.max(...results.map((r) => r.measuredMs));
+  const loginsPerSecond = latencies.length / (measuredMs / 1000);
   return {
     logins: latencies.length,
-    loginsPerSecond: latencies.length / (measuredMs / 1000),
+    loginsPerSecond,
+    serverCpuMsPerLogin:
+      cpu.start !== undefined && cpu.end !== undefined
+        ? (cpu.end - cpu.start) / (loginsPerSecond * (opts.durationMs / 1000))
+        : undefined,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
     errors: results.reduce((n, r) => n + r.errors.count, 0),
