@@ -5,7 +5,8 @@
 // broker; Dovecot: the managesieve process). `npm run bench` runs it as root after
 // the other workloads (skip with --no-isolation); alone: `node bench/isolation.mjs`.
 //   pam:    the bare PAM transaction (pam_start to pam_open_session, in a small C
-//           program in this process tree, no server), and AUTHENTICATE to OK
+//           program in this process tree, no server; also without pam_start, which
+//           tsieved's helper makes before a login arrives), and AUTHENTICATE to OK
 //           (after STARTTLS, the AUTHENTICATE command's round trip only), sequential
 //   idle:   PSS per idle logged-in TLS session, with --idle-small (50) and
 //           --idle-large (500) sessions, each on a fresh server; for tsieved also
@@ -143,6 +144,7 @@ int main(int argc, char **argv) {
         struct pam_conv c = {conv, NULL}; pam_handle_t *h;
         double t0 = now();
         if (pam_start(argv[1], argv[i], &c, &h) != PAM_SUCCESS) return 2;
+        double ta = now();
         if (pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK) != PAM_SUCCESS) return 3;
         if (pam_acct_mgmt(h, 0) != PAM_SUCCESS) return 4;
         struct passwd *p = getpwnam(argv[i]);
@@ -151,7 +153,7 @@ int main(int argc, char **argv) {
         if (pam_open_session(h, 0) != PAM_SUCCESS) return 7;
         double t1 = now();
         pam_close_session(h, 0); pam_setcred(h, PAM_DELETE_CRED); pam_end(h, PAM_SUCCESS);
-        printf("%.3f\n", t1 - t0);
+        printf("%.3f %.3f\n", t1 - t0, t1 - ta);
     }
     return 0;
 }
@@ -164,7 +166,14 @@ function barePam(accounts, count) {
   execFileSync('gcc', ['-O2', '-o', bin, src, '-lpam']);
   const names = Array.from({ length: count + 1 }, (_, i) => accounts.users[i % accounts.users.length]);
   const out = execFileSync(bin, [service, accounts.password, ...names], { encoding: 'utf8' });
-  return out.trim().split('\n').map(Number).slice(1); // the first one warms up
+  const rows = out
+    .trim()
+    .split('\n')
+    .map((line) => line.split(' ').map(Number))
+    .slice(1); // the first one warms up
+  // Whole transaction; and without pam_start (reading the PAM configuration and
+  // loading its modules), which tsieved's PAM helper does before a login arrives.
+  return { whole: rows.map((r) => r[0]), withoutStart: rows.map((r) => r[1]) };
 }
 
 async function authenticateToOk(server, accounts, count) {
@@ -206,8 +215,12 @@ try {
   const accounts = makeAccounts(N('users'));
   const users = { users: accounts.users, password: accounts.password };
   const cert = makeCert(work.dir);
-  results.barePamMs = stat(barePam(accounts, N('logins')));
-  console.error(`[pam] bare PAM transaction p50 ${results.barePamMs.p50} ms`);
+  const bare = barePam(accounts, N('logins'));
+  results.barePamMs = stat(bare.whole);
+  results.barePamWithoutStartMs = stat(bare.withoutStart);
+  console.error(
+    `[pam] bare PAM transaction p50 ${results.barePamMs.p50} ms, without pam_start ${results.barePamWithoutStartMs.p50} ms`,
+  );
   const dovecot = values['no-dovecot'] ? undefined : findDovecot();
   const targets = ['tsieved', ...(dovecot ? ['dovecot'] : [])];
   for (const name of targets) {
@@ -299,8 +312,16 @@ const rows = [
     'bare PAM transaction (pam_start..pam_open_session), p50 / p95 (ms)',
     () => `${results.barePamMs.p50} / ${results.barePamMs.p95}`,
   ],
+  [
+    'bare PAM transaction without pam_start (pam_authenticate..pam_open_session), p50 (ms)',
+    () => results.barePamWithoutStartMs.p50,
+  ],
   ['AUTHENTICATE to OK, p50 / p95 (ms)', (r) => `${r.authenticateToOkMs.p50} / ${r.authenticateToOkMs.p95}`],
   ['AUTHENTICATE to OK minus bare PAM, p50 (ms)', (r) => round(r.authenticateToOkMs.p50 - results.barePamMs.p50, 1)],
+  [
+    'AUTHENTICATE to OK minus bare PAM without pam_start, p50 (ms)',
+    (r) => round(r.authenticateToOkMs.p50 - results.barePamWithoutStartMs.p50, 1),
+  ],
   ...Object.keys(results.servers[names[0]]?.idle ?? {}).flatMap((n) => [
     [`PSS per idle session, ${n} sessions, whole server (KiB)`, (r) => r.idle[n]?.pssPerSessionKiB],
     [
