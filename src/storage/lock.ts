@@ -71,7 +71,36 @@ const BEAT_PREFIX = 'beat.';
 /** A lock stamped less than this share of staleMs ago is committed under without a refresh. */
 const FRESH_FOR_COMMIT = 1 / 6;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/**
+ * Sessions of this process waiting for a lock directory, oldest first. A holder in
+ * this process that releases the lock wakes the oldest at once, instead of leaving
+ * it to sleep out a retry delay that grows to 160 ms: two sessions of one user in
+ * one process (Roundcube's connection per click, or a client and a script) took
+ * turns at the pace of the back-off. Waiters in other processes (workers, hosts)
+ * still find the lock free at their next retry.
+ */
+const waitingHere = new Map<string, (() => void)[]>();
+
+function sleepUnlessReleased(lockDir: string, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const queue = waitingHere.get(lockDir) ?? [];
+    waitingHere.set(lockDir, queue);
+    const wake = (): void => {
+      clearTimeout(timer);
+      const i = queue.indexOf(wake);
+      if (i !== -1) queue.splice(i, 1);
+      if (queue.length === 0 && waitingHere.get(lockDir) === queue) waitingHere.delete(lockDir);
+      resolve();
+    };
+    const timer = setTimeout(wake, ms);
+    queue.push(wake);
+  });
+}
+
+/** The lock was released by a session of this process: the oldest waiter here tries now. */
+function releasedHere(lockDir: string): void {
+  waitingHere.get(lockDir)?.[0]?.();
+}
 const newToken = (): string => randomBytes(12).toString('hex');
 const gone = (err: unknown): boolean => errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR';
 
@@ -123,7 +152,7 @@ export async function acquireLock(ops: FileOps, lockDir: string, options: LockOp
     if (performance.now() - started >= options.waitMs) {
       throw new StorageError('trylater', `another session of this user holds the lock ${lockDir}`);
     }
-    await sleep(delay * (0.5 + Math.random()));
+    await sleepUnlessReleased(lockDir, delay * (0.5 + Math.random()));
     delay = Math.min(delay * 2, options.retryMs * 8);
   }
 }
@@ -307,6 +336,7 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
           await ops.rmdir(lockDir).catch(() => undefined);
         }
       }
+      releasedHere(lockDir);
     },
   };
 }

@@ -51,6 +51,31 @@ describe('the user lock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('a release in this process lets the oldest waiter here in at once, not after its retry delay', async () => {
+    const lockDir = join(dir, '.lock');
+    // Retry delays of 2.5-7.5 s: without the wake-up, each waiter would sleep that long.
+    const slow = { staleMs: 60_000, waitMs: 60_000, retryMs: 5_000 };
+    const order: string[] = [];
+    let releasedAt = 0;
+    const first = await acquireLock(nodeFileOps, lockDir, slow);
+    const waiter = (name: string) =>
+      withLock(nodeFileOps, lockDir, slow, async () => {
+        order.push(name);
+        await sleep(20);
+      });
+    const second = waiter('second');
+    await sleep(50); // second has tried and sleeps
+    const third = waiter('third');
+    await sleep(50);
+    releasedAt = performance.now();
+    await first.release();
+    await Promise.all([second, third]);
+    // Oldest first, each let in by the release before it.
+    expect(order).toEqual(['second', 'third']);
+    expect(performance.now() - releasedAt).toBeLessThan(2_000);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('reports trylater after bounded waiting, and releases after a throwing holder', async () => {
     const lockDir = join(dir, '.lock');
     const held = await acquireLock(nodeFileOps, lockDir, opts);
