@@ -4,8 +4,8 @@
  * questions, answers and notices of many connections) goes over the IPC channel as
  * one message. Each IPC message costs both processes a JSON round and a system
  * call with a wake-up (about 25 us of CPU on each side on the bench machine), and a
- * login took about ten of them; without any, two workers used 8-11% less CPU per
- * login (BENCHMARKS.md, "Logins with one and two worker processes").
+ * login took about ten of them: with the limits' messages left out altogether (an
+ * experiment, not a configuration), two workers used 8-11% less CPU per login.
  *
  * The order of messages is kept: a batch holds them in the order queued, and node's
  * channel delivers batches in the order sent, so a failed login reported before an
