@@ -56,7 +56,6 @@ describe('the user lock', () => {
     // Retry delays of 2.5-7.5 s: without the wake-up, each waiter would sleep that long.
     const slow = { staleMs: 60_000, waitMs: 60_000, retryMs: 5_000 };
     const order: string[] = [];
-    let releasedAt = 0;
     const first = await acquireLock(nodeFileOps, lockDir, slow);
     const waiter = (name: string) =>
       withLock(nodeFileOps, lockDir, slow, async () => {
@@ -67,7 +66,7 @@ describe('the user lock', () => {
     await sleep(50); // second has tried and sleeps
     const third = waiter('third');
     await sleep(50);
-    releasedAt = performance.now();
+    const releasedAt = performance.now();
     await first.release();
     await Promise.all([second, third]);
     // Oldest first, each let in by the release before it.
