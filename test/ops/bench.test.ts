@@ -22,7 +22,14 @@ const built = existsSync(join(ROOT, 'dist/cli.js'));
 if (!built && inCI) throw new Error('dist/cli.js is missing: run npm run build');
 
 interface Side {
-  login: { logins: number; loginsPerSecond: number; p50Ms: number; p99Ms: number; errors: number };
+  login: {
+    logins: number;
+    loginsPerSecond: number;
+    p50Ms: number;
+    p99Ms: number;
+    errors: number;
+    serverCpuMsPerLogin?: number;
+  };
   idle: { sessions: number; errors: number; during: { rss: number; pss: number } };
   validate: { bytes: number; medianMs: number; status: string };
 }
@@ -83,6 +90,8 @@ function expectComplete(side: Side | undefined): void {
   expect(s.login.errors).toBe(0);
   expect(s.login.logins).toBeGreaterThan(0);
   expect(s.login.p99Ms).toBeGreaterThanOrEqual(s.login.p50Ms);
+  // A login costs its server some CPU time: zero would mean the wrong processes were read.
+  expect(s.login.serverCpuMsPerLogin).toBeGreaterThan(0);
   expect(s.idle).toMatchObject({ sessions: 10, errors: 0 });
   expect(s.idle.during.pss).toBeGreaterThan(0);
   expect(s.validate.status).toBe('OK');
