@@ -24,19 +24,12 @@ import { SieveTestClient } from '../helpers/client.js';
 import { CLI, startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { BROKER, ROOT, needs } from '../helpers/tools.js';
 import { courierSha256 } from '../helpers/fixture.js';
+import { until } from '../helpers/processes.js';
 
 const USERS = [
   { name: 'ann@example.org', uid: 42101, password: 'ann-secret' },
   { name: 'ben@example.org', uid: 42102, password: 'ben-secret' },
 ] as const;
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const gone = (pid: number) => !existsSync(`/proc/${pid}`);
 

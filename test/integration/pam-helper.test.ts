@@ -19,6 +19,7 @@ import {
 import { StorageError } from '../../src/storage/types.js';
 import { BROKER, PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
+import { until } from '../helpers/processes.js';
 
 const ctx = { remoteAddress: '192.0.2.7', secure: true };
 // gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
@@ -61,14 +62,6 @@ function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

@@ -18,7 +18,7 @@ import { PamBackend, defaultPamHelperPath } from '../../src/auth/pam.js';
 import type { AuthOutcome } from '../../src/auth/types.js';
 import { BrokerLauncher, pamBrokerCommand } from '../../src/storage/broker/launcher.js';
 import { encodeRequest, ResponseDecoder, STATUS, type Response } from '../../src/storage/broker/protocol.js';
-import { childPids } from '../helpers/processes.js';
+import { childPids, until, runningProcess } from '../helpers/processes.js';
 import { BROKER, PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { PAM_MODULE_DIR, PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
 
@@ -29,27 +29,6 @@ const storage = () =>
   configSchema.parse({
     storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', isolation: 'process' },
   }).storage;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -215,7 +194,7 @@ describe('PAM helper: a session process waits ahead of each login', enabled, () 
       await store.close();
       const next = await theOnlyChild(spawner);
       expect(next).not.toBe(waiting);
-      expect(alive(waiting)).toBe(false);
+      expect(runningProcess(waiting)).toBe(false);
     }
   });
 
@@ -278,15 +257,15 @@ describe('PAM helper: a session process waits ahead of each login', enabled, () 
     expect(sessionPid).toBe(waiting);
     const next = childPids(helper.pid!).find((p) => p !== sessionPid)!;
     helper.stdin!.end();
-    await until(() => !alive(helper.pid!) && !alive(next));
-    expect(alive(sessionPid)).toBe(true);
+    await until(() => !runningProcess(helper.pid!) && !runningProcess(next));
+    expect(runningProcess(sessionPid)).toBe(true);
     session.end();
-    await until(() => !alive(sessionPid));
+    await until(() => !runningProcess(sessionPid));
 
     // The helper killed outright (SIGKILL: no clean-up of its own).
     const killed = await startHelper(['--service', service]);
     const idle = await theOnlyChild(killed.helper.pid!);
     killed.helper.kill('SIGKILL');
-    await until(() => !alive(idle));
+    await until(() => !runningProcess(idle));
   });
 });

@@ -13,6 +13,7 @@ import { startTsieved, type RunningTsieved } from '../helpers/tsieved.js';
 import { BROKER, PAM_HELPER, ROOT, needs } from '../helpers/tools.js';
 import { defaultPamHelperPath } from '../../src/auth/pam.js';
 import { PamFixture, type TestUser } from '../storage-broker/pam-fixture.js';
+import { until } from '../helpers/processes.js';
 
 // gcc builds the fixture's tracing PAM module; openssl hashes the pwdfile passwords.
 const enabled = needs(ROOT, PAM_HELPER, BROKER, 'gcc', 'useradd', 'userdel', 'chpasswd', 'usermod', 'openssl');
@@ -38,14 +39,6 @@ capabilities = ["fileinto", "envelope"]
 [log]
 level = "info"
 `;
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function ppidOf(pid: number): number {

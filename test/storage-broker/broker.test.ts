@@ -33,29 +33,13 @@ import { processIsolationProblem } from '../../src/storage/broker/privileges.js'
 import { encodeRequest, MAX_REQUEST_BYTES, OP, ResponseDecoder } from '../../src/storage/broker/protocol.js';
 import { StorageError } from '../../src/storage/types.js';
 import { BROKER as BROKER_BUILT, ROOT, needs, tool } from '../helpers/tools.js';
+import { until, runningProcess } from '../helpers/processes.js';
 
 const BROKER = defaultBrokerPath();
 
 function storageConfig(over: Record<string, unknown> = {}) {
   return configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward', ...over } })
     .storage;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function rejection(p: Promise<unknown>): Promise<StorageError> {
@@ -235,9 +219,9 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
     await until(
       () => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsieved-broker'),
     );
-    expect(alive(pid)).toBe(true);
+    expect(runningProcess(pid)).toBe(true);
     sh.kill('SIGKILL');
-    await until(() => !alive(pid));
+    await until(() => !runningProcess(pid));
     sh.stdin.end();
   });
 });
@@ -322,7 +306,7 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
     const t = Date.now();
     expect((await rejection(files.ops.stat('/'))).kind).toBe('trylater');
     expect(Date.now() - t).toBeLessThan(5_000);
-    await until(() => !alive(files.ops.pid));
+    await until(() => !runningProcess(files.ops.pid));
     expect((await rejection(files.ops.stat('/'))).kind).toBe('trylater');
   });
 
@@ -339,7 +323,7 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
       });
       const files = liar.openFiles(self('liar'));
       expect([out, (await rejection(files.ops.stat('/'))).kind]).toEqual([out, 'trylater']);
-      await until(() => !alive(files.ops.pid));
+      await until(() => !runningProcess(files.ops.pid));
     }
   });
 });
@@ -392,9 +376,9 @@ describe('the store over a broker', needs(BROKER_BUILT), () => {
     }
     const closer = launcher.openFiles(self('closer'));
     const pid = closer.ops.pid;
-    expect(alive(pid)).toBe(true);
+    expect(runningProcess(pid)).toBe(true);
     await closer.close();
-    await until(() => !alive(pid));
+    await until(() => !runningProcess(pid));
   });
 
   it('a broker killed in the middle of a change leaves what the next open repairs', async () => {
@@ -505,7 +489,7 @@ describe('the store over a broker', needs(BROKER_BUILT), () => {
     await Promise.all([a.ops.stat('/'), b.ops.stat('/')]);
     expect(launcher.openCount).toBe(2);
     await launcher.close();
-    await until(() => !alive(a.ops.pid) && !alive(b.ops.pid));
+    await until(() => !runningProcess(a.ops.pid) && !runningProcess(b.ops.pid));
   });
 });
 
