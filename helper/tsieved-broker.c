@@ -29,8 +29,16 @@
  *    10 rename            path, path
  *    11 unlink / 13 rmdir / 14 fsync-directory  path
  *    12 mkdir             u32 mode, path
+ *    15 create-file       u32 mode, u32 flags, path, data
+ *                         a new file made whole in one request: created as 1 does,
+ *                         with mode 0600; all of data written; fchmod to mode unless
+ *                         mode is 0xffffffff; fsync if flags bit 0 (other bits are a
+ *                         protocol error); close, with its error. Stops at the first
+ *                         failure: 1 if nothing was created, 4 if the file was (it is
+ *                         closed and left for the server to remove).
  *   response = u32 id, u8 status, then: 0 ok + result | 1 u32 errno |
- *              2 (not a regular file) | 3 (larger than the limits)
+ *              2 (not a regular file) | 3 (larger than the limits) |
+ *              4 u32 errno (create-file only: created, then a later step failed)
  *
  * Hard limits: a request frame above MAX_REQUEST, an unknown op or a truncated
  * field ends the process (exit 3): the byte stream cannot be trusted after that,
@@ -66,8 +74,10 @@
 #define EXIT_PROTOCOL 3
 
 enum { OP_CREATE = 1, OP_WRITE, OP_FSYNC, OP_FCHMOD, OP_CLOSE, OP_READ, OP_READDIR, OP_STAT, OP_LSTAT,
-       OP_RENAME, OP_UNLINK, OP_MKDIR, OP_RMDIR, OP_SYNCDIR };
-enum { ST_OK = 0, ST_ERRNO = 1, ST_NOTREGULAR = 2, ST_TOOLARGE = 3 };
+       OP_RENAME, OP_UNLINK, OP_MKDIR, OP_RMDIR, OP_SYNCDIR, OP_CREATE_FILE };
+enum { ST_OK = 0, ST_ERRNO = 1, ST_NOTREGULAR = 2, ST_TOOLARGE = 3, ST_CREATED_THEN_ERRNO = 4 };
+#define CREATE_FILE_KEEP_MODE 0xffffffffu
+#define CREATE_FILE_SYNC 1u
 
 static int handles[MAX_HANDLES];
 
@@ -307,6 +317,30 @@ static void op_write(uint32_t id, int fd, const unsigned char *data, size_t n)
     reply_ok(id);
 }
 
+static void op_create_file(uint32_t id, uint32_t mode, uint32_t flags, const char *path,
+                           const unsigned char *data, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0) { reply_errno(id, errno); return; }
+    int err = 0;
+    size_t off = 0;
+    while (err == 0 && off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) err = errno;
+        else if (w == 0) err = EIO;
+        else off += (size_t)w;
+    }
+    if (err == 0 && mode != CREATE_FILE_KEEP_MODE && fchmod(fd, (mode_t)(mode & 0777)) < 0) err = errno;
+    if (err == 0 && (flags & CREATE_FILE_SYNC) && fsync(fd) < 0) err = errno;
+    /* close(2)'s own error is the one AFS reports a full quota with. */
+    if (close(fd) < 0 && err == 0) err = errno;
+    if (err == 0) { reply_ok(id); return; }
+    begin(id, ST_CREATED_THEN_ERRNO);
+    put_u32((uint32_t)err);
+    flush_response();
+}
+
 static void op_syncdir(uint32_t id, const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
@@ -372,6 +406,15 @@ static void serve_one(const unsigned char *body, size_t len)
         bad = get_path(&c, path);
         end_of_fields(&c);
         if (bad) reply_errno(id, bad); else reply_rc(id, mkdir(path, (mode_t)(mode & 0777)));
+        return;
+    }
+    case OP_CREATE_FILE: {
+        uint32_t mode = get_u32(&c);
+        uint32_t flags = get_u32(&c);
+        if ((flags & ~CREATE_FILE_SYNC) != 0) protocol_error();
+        bad = get_path(&c, path);
+        /* The data is the rest of the body. */
+        if (bad) reply_errno(id, bad); else op_create_file(id, mode, flags, path, c.p, c.left);
         return;
     }
     case OP_RENAME: {

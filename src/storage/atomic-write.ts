@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { finishFile, type FileOps, type WritableFile } from './file-ops.js';
+import { createdBeforeFailure, createFile, type FileOps } from './file-ops.js';
 import { toStorageError } from './errors.js';
 import { currentOwner, machineTag, processGone } from './process-owner.js';
 
@@ -98,16 +98,11 @@ export async function prepareWrite(
   options: WriteOptions,
 ): Promise<PreparedWrite> {
   const tempPath = tempPathFor(target);
-  let file: WritableFile;
   try {
     // 0600 until the content is complete, then the wanted mode.
-    file = await ops.createExclusive(tempPath, 0o600);
+    await createFile(ops, tempPath, data, { mode: options.mode, sync: true });
   } catch (err) {
-    throw toStorageError(err, `cannot create a temporary file beside ${target}`);
-  }
-  try {
-    await finishFile(ops, file, data, { mode: options.mode, sync: true });
-  } catch (err) {
+    if (!createdBeforeFailure(err)) throw toStorageError(err, `cannot create a temporary file beside ${target}`);
     // The descriptor is closed, whatever failed.
     await ops.unlink(tempPath).catch(() => undefined);
     throw toStorageError(err, `cannot write ${target}`);

@@ -7,7 +7,7 @@
 import { basename, dirname, join } from 'node:path';
 import { TEMP_MARKER, tempWriterGone } from './atomic-write.js';
 import { errnoCode, toStorageError } from './errors.js';
-import { finishFile, type FileOps } from './file-ops.js';
+import { createdBeforeFailure, createFile, type FileOps } from './file-ops.js';
 import { StorageError } from './types.js';
 
 export const BACKUP_MARKER = '.tsieved-backup-';
@@ -25,17 +25,11 @@ export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffe
   const base = join(dirname(filterPath), basename(filterPath) + BACKUP_MARKER + stamp);
   for (let n = 1; n < 1000; n++) {
     const path = n === 1 ? base : `${base}-${n}`;
-    let file;
     try {
-      file = await ops.createExclusive(path, 0o600);
+      await createFile(ops, path, bytes, { sync: true });
     } catch (err) {
-      if (errnoCode(err) === 'EEXIST') continue;
-      throw toStorageError(err, `cannot back up ${filterPath}`);
-    }
-    try {
-      await finishFile(ops, file, bytes, { sync: true });
-    } catch (err) {
-      await ops.unlink(path).catch(() => undefined);
+      if (!createdBeforeFailure(err) && errnoCode(err) === 'EEXIST') continue;
+      if (createdBeforeFailure(err)) await ops.unlink(path).catch(() => undefined);
       throw toStorageError(err, `cannot back up ${filterPath}`);
     }
     return path;

@@ -105,9 +105,34 @@ function create(path, mode) {
   return fd;
 }
 
+/**
+ * A new file made whole (FileOps createFile): created 0600, all of `data` written,
+ * the mode set, fsync when asked, closed with its error; stops at the first
+ * failure, which says whether the file had been made (`created`).
+ * @param {string} path @param {{ data: Uint8Array, mode?: number, sync?: boolean }} o
+ */
+function createFile(path, o) {
+  const fd = fs.openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  let failed;
+  try {
+    writeAll(fd, o.data);
+    if (o.mode !== undefined) fs.fchmodSync(fd, o.mode);
+    if (o.sync) fs.fsyncSync(fd);
+  } catch (err) {
+    failed = err;
+  }
+  try {
+    fs.closeSync(fd);
+  } catch (err) {
+    failed ??= err;
+  }
+  if (failed !== undefined) throw Object.assign(/** @type {object} */ (failed), { created: true });
+}
+
 /** @type {Record<string, (a: any, b: any) => unknown>} */
 const OPS = {
   create,
+  createFile,
   write: (fd, data) => writeAll(ownedFd(fd), data),
   fchmod: (fd, mode) => fs.fchmodSync(ownedFd(fd), mode),
   fsync: (fd) => fs.fsyncSync(ownedFd(fd)),
@@ -130,8 +155,9 @@ function run(call) {
     if (op === undefined) throw failure('ENOSYS', `unknown file operation ${call.op}`);
     return { id: call.id, v: op(call.a, call.b) };
   } catch (err) {
-    const e = /** @type {{ code?: unknown, message?: unknown }} */ (err);
-    return { id: call.id, e: { code: typeof e.code === 'string' ? e.code : 'EIO', message: String(e.message) } };
+    const e = /** @type {{ code?: unknown, message?: unknown, created?: unknown }} */ (err);
+    const code = typeof e.code === 'string' ? e.code : 'EIO';
+    return { id: call.id, e: { code, message: String(e.message), ...(e.created === true ? { created: true } : {}) } };
   }
 }
 

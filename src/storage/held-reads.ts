@@ -18,7 +18,7 @@
  * Must not know: what the files mean, the lock.
  */
 import { dirname } from 'node:path';
-import type { FileOps, FileStat, WritableFile } from './file-ops.js';
+import { createFile, type FileOps, type FileStat, type NewFileOptions, type WritableFile } from './file-ops.js';
 
 const READS = ['read', 'readdir', 'stat', 'lstat'] as const;
 type Read = (typeof READS)[number];
@@ -83,6 +83,9 @@ export class HeldReads extends CachedReads implements FileOps {
       chmod: (m) => this.changing([path], () => file.chmod(m)),
       close: () => this.changing([path], () => file.close()),
     };
+  }
+  createFile(path: string, data: Uint8Array, options: NewFileOptions): Promise<void> {
+    return this.changing([path], () => createFile(this.ops, path, data, options));
   }
   rename(from: string, to: string): Promise<void> {
     return this.changing([from, to], () => this.ops.rename(from, to));

@@ -47,7 +47,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { finishFile, type FileOps } from './file-ops.js';
+import { createdBeforeFailure, createFile, type FileOps } from './file-ops.js';
 import { tempPathFor } from './atomic-write.js';
 import { currentOwner, formatOwner, ownerGone, parseOwner } from './process-owner.js';
 import { errnoCode, toStorageError } from './errors.js';
@@ -182,14 +182,17 @@ async function takeOwnership(ops: FileOps, lockDir: string, options: LockOptions
   const ownerPath = join(lockDir, ownerName);
   // Creating the owner file has the server stamp the directory: no earlier than now.
   const stamped = performance.now();
-  let written: Promise<void>;
+  // The name is the token; the content says which process holds it (a contender
+  // on this machine breaks the lock at once when that process is gone). A file made
+  // and then not written in full still holds the token, so that failure is ignored.
+  const created = createFile(ops, ownerPath, Buffer.from(formatOwner(currentOwner()))).catch((err: unknown) => {
+    if (!createdBeforeFailure(err)) throw err;
+  });
+  // Over ordered FileOps the directory is read in the same round trip (after it).
+  const listed = ops.ordered ? ops.readdir(lockDir) : undefined;
+  listed?.catch(() => undefined);
   try {
-    const file = await ops.createExclusive(ownerPath, 0o600);
-    // The name is the token; the content says which process holds it (a contender
-    // on this machine breaks the lock at once when that process is gone).
-    written = finishFile(ops, file, Buffer.from(formatOwner(currentOwner()))).catch(() => undefined);
-    // Over ordered FileOps the directory is read in the same round trip.
-    if (!ops.ordered) await written;
+    await created;
   } catch (err) {
     if (gone(err)) return undefined;
     await ops.rmdir(lockDir).catch(() => undefined);
@@ -197,9 +200,7 @@ async function takeOwnership(ops: FileOps, lockDir: string, options: LockOptions
   }
   let entries: string[];
   try {
-    const listed = ops.readdir(lockDir);
-    await written;
-    entries = await listed;
+    entries = await (listed ?? ops.readdir(lockDir));
   } catch (err) {
     if (gone(err)) return undefined;
     await ops.unlink(ownerPath).catch(() => undefined);

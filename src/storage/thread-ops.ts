@@ -23,10 +23,12 @@ import type { Logger } from '../log/logger.js';
 import {
   DIRECTORY_FSYNC_REFUSED,
   errnoError,
+  failureAfterCreate,
   fileStatOf,
   MAX_READ_BYTES,
   type FileOps,
   type FileStat,
+  type NewFileOptions,
   type StatFields,
   type WritableFile,
 } from './file-ops.js';
@@ -42,7 +44,8 @@ interface Call {
 interface Result {
   readonly id: number;
   readonly v?: unknown;
-  readonly e?: { readonly code: string; readonly message: string };
+  /** `created`: a createFile that failed after making the file. */
+  readonly e?: { readonly code: string; readonly message: string; readonly created?: true };
 }
 
 interface Pending {
@@ -122,7 +125,10 @@ class FsThread {
       if (waiter === undefined) continue;
       this.pending.delete(r.id);
       if (r.e === undefined) waiter.resolve(r.v);
-      else waiter.reject(errnoError(r.e.code, r.e.message));
+      else {
+        const err = errnoError(r.e.code, r.e.message);
+        waiter.reject(r.e.created ? failureAfterCreate(err) : err);
+      }
     }
     // Progress: the oldest call still waiting gets a full timeout of its own.
     clearTimeout(this.timer);
@@ -261,6 +267,13 @@ class ThreadFileOps implements FileOps {
         return on('close');
       },
     };
+  }
+
+  /** A new file made whole by the thread in one message (file-ops.ts createFile). */
+  async createFile(path: string, data: Uint8Array, options: NewFileOptions): Promise<void> {
+    // Only the bytes of the view travel (a Buffer may be a slice of a much larger one).
+    const o = { data: new Uint8Array(data), mode: options.mode, sync: options.sync === true };
+    await this.call('createFile', path, o, path);
   }
 
   async readFile(path: string): Promise<Buffer> {

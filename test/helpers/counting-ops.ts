@@ -9,7 +9,7 @@
  * so that counts of the same operation compare across runs.
  */
 import { basename, dirname, relative } from 'node:path';
-import { nodeFileOps, type FileOps, type WritableFile } from '../../src/storage/file-ops.js';
+import { nodeFileOps, type FileOps, type NewFileOptions, type WritableFile } from '../../src/storage/file-ops.js';
 import { TEMP_MARKER } from '../../src/storage/atomic-write.js';
 
 export interface OpCall {
@@ -78,6 +78,15 @@ export function countingOps(root: string, base: FileOps = nodeFileOps): Counting
     rmdir: counted('rmdir', (p) => base.rmdir(p)),
     syncDir: counted('syncDir', (p) => base.syncDir(p)),
     ...(base.ordered === undefined ? {} : { ordered: base.ordered }),
+    // A new file made whole in one call, where the base has that (file threads, a broker).
+    ...(base.createFile === undefined
+      ? {}
+      : {
+          createFile: (path: string, data: Uint8Array, options: NewFileOptions) => (
+            note('createFile', path),
+            base.createFile!(path, data, options)
+          ),
+        }),
   };
   return {
     ops,

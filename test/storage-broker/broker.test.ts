@@ -26,7 +26,7 @@ import type { Identity } from '../../src/auth/types.js';
 import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { FileStore } from '../../src/storage/file-store.js';
-import type { FileOps } from '../../src/storage/file-ops.js';
+import { createdBeforeFailure, createFile, type FileOps } from '../../src/storage/file-ops.js';
 import { fileStoreOptionsFor } from '../../src/storage/launcher.js';
 import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { processIsolationProblem } from '../../src/storage/broker/privileges.js';
@@ -178,6 +178,71 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
     expect([out.readUInt32BE(30), out[34]]).toEqual([3, 0]);
   });
 
+  it('create-file makes a new file whole in one request: data, mode, fsync, close; refuses to replace anything', async () => {
+    const dir = homeFor('raw-create-file');
+    writeFileSync(join(dir, 'old'), 'old content');
+    symlinkSync(join(dir, 'old'), join(dir, 'link'));
+    const b = raw();
+    b.child.stdin!.end(
+      Buffer.concat([
+        encodeRequest(1, 'createFile', [
+          { u32: 0o644 },
+          { u32: 1 },
+          { path: join(dir, 'new') },
+          { data: Buffer.from('keep;\n') },
+        ]),
+        // Kept at 0600 (mode 0xffffffff), no fsync, no data: an empty file.
+        encodeRequest(2, 'createFile', [
+          { u32: 0xffffffff },
+          { u32: 0 },
+          { path: join(dir, 'empty') },
+          { data: Buffer.alloc(0) },
+        ]),
+        // Never replaces a file, never follows a link: EEXIST, and nothing changes.
+        encodeRequest(3, 'createFile', [
+          { u32: 0o644 },
+          { u32: 1 },
+          { path: join(dir, 'old') },
+          { data: Buffer.from('x') },
+        ]),
+        encodeRequest(4, 'createFile', [
+          { u32: 0o644 },
+          { u32: 1 },
+          { path: join(dir, 'link') },
+          { data: Buffer.from('x') },
+        ]),
+        // setuid and other bits beyond 0777 are never set.
+        encodeRequest(5, 'createFile', [
+          { u32: 0o4755 },
+          { u32: 0 },
+          { path: join(dir, 'plain') },
+          { data: Buffer.from('y') },
+        ]),
+        encodeRequest(6, 'createFile', [
+          { u32: 0o644 },
+          { u32: 0 },
+          { path: join(dir, 'absent', 'f') },
+          { data: Buffer.from('z') },
+        ]),
+      ]),
+    );
+    expect(await b.exit).toBe(0);
+    const responses = new ResponseDecoder().push(b.out());
+    expect(responses.map((r) => [r.id, r.status, r.status === 1 ? r.body.readUInt32BE(0) : r.body.length])).toEqual([
+      [1, 0, 0],
+      [2, 0, 0],
+      [3, 1, 17], // EEXIST
+      [4, 1, 17],
+      [5, 0, 0],
+      [6, 1, 2], // ENOENT: nothing was created
+    ]);
+    expect(readFileSync(join(dir, 'new'), 'utf8')).toBe('keep;\n');
+    expect(statSync(join(dir, 'new')).mode & 0o7777).toBe(0o644);
+    expect([statSync(join(dir, 'empty')).size, statSync(join(dir, 'empty')).mode & 0o7777]).toEqual([0, 0o600]);
+    expect(readFileSync(join(dir, 'old'), 'utf8')).toBe('old content');
+    expect(statSync(join(dir, 'plain')).mode & 0o7777).toBe(0o755);
+  });
+
   it('ends the session (exit 3) on a malformed or oversized frame, without reading or answering it', async () => {
     const cases: Record<string, Buffer> = {
       'oversized length': u32(MAX_REQUEST_BYTES + 1),
@@ -199,6 +264,19 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
         Buffer.from('/x'),
       ]),
       'truncated frame then EOF': Buffer.concat([u32(100), Buffer.alloc(10)]),
+      'create-file with a flag it does not know': encodeRequest(1, 'createFile', [
+        { u32: 0o600 },
+        { u32: 2 },
+        { path: '/nonexistent/x' },
+        { data: Buffer.from('x') },
+      ]),
+      'create-file too short for its flags': Buffer.concat([
+        u32(5 + 4 + 2),
+        u32(1),
+        Buffer.from([OP.createFile]),
+        u32(0o600),
+        Buffer.from([0, 1]),
+      ]),
     };
     for (const [what, bytes] of Object.entries(cases)) {
       const b = raw();
@@ -273,6 +351,32 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
       await ops.rmdir(d);
       expect(await code(ops.stat(d))).toBe('ENOENT');
       expect(await code(ops.readdir(join(id.home!, 'nothing')))).toBe('ENOENT');
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('createFile: one request for a new file, the long way for data above one request; a failure says whether the file was made', async () => {
+    const id = self('create-file');
+    const files = launcher.openFiles(id);
+    const ops = files.ops;
+    try {
+      const small = join(id.home!, 'small');
+      await createFile(ops, small, Buffer.from('keep;\n'), { mode: 0o644, sync: true });
+      expect([readFileSync(small, 'utf8'), statSync(small).mode & 0o7777]).toEqual(['keep;\n', 0o644]);
+      const big = Buffer.alloc(2.5 * 1024 * 1024);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
+      await createFile(ops, join(id.home!, 'big'), big, { sync: true });
+      expect(readFileSync(join(id.home!, 'big')).equals(big)).toBe(true);
+      expect(statSync(join(id.home!, 'big')).mode & 0o7777).toBe(0o600);
+      for (const data of [Buffer.from('x'), big]) {
+        let err: unknown;
+        await createFile(ops, small, data).catch((e: unknown) => (err = e));
+        expect((err as { code?: string }).code).toBe('EEXIST');
+        expect(createdBeforeFailure(err)).toBe(false);
+      }
+      expect(readFileSync(small, 'utf8')).toBe('keep;\n');
+      expect(ops.alive).toBe(true);
     } finally {
       await files.close();
     }
@@ -561,6 +665,41 @@ describe('the broker as another user (root)', needs(BROKER_BUILT, ROOT, 'chown')
       expect(files.ops.alive).toBe(true);
     } finally {
       await files.close();
+      execFileSync(tool('umount'), [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+
+  it('create-file that runs out of space after creating the file answers status 4 with the errno, and the file is there, closed', async () => {
+    const mnt = mkdtempSync(join(tmpdir(), 'tsieved-broker-tmpfs-'));
+    execFileSync(tool('mount'), ['-t', 'tmpfs', '-o', 'size=16k,mode=0755', 'tmpfs', mnt]);
+    try {
+      const b = raw();
+      b.child.stdin!.end(
+        Buffer.concat([
+          encodeRequest(1, 'createFile', [
+            { u32: 0o644 },
+            { u32: 1 },
+            { path: join(mnt, 'big') },
+            { data: Buffer.alloc(64 * 1024) },
+          ]),
+          encodeRequest(2, 'createFile', [
+            { u32: 0o644 },
+            { u32: 1 },
+            { path: join(mnt, 'big') },
+            { data: Buffer.alloc(1) },
+          ]),
+        ]),
+      );
+      expect(await b.exit).toBe(0);
+      const responses = new ResponseDecoder().push(b.out());
+      expect(responses.map((r) => [r.id, r.status, r.body.readUInt32BE(0)])).toEqual([
+        [1, 4, 28], // ENOSPC, after the file was made
+        [2, 1, 17], // EEXIST: it is there
+      ]);
+      // Left at 0600: the steps after the failed write did not run.
+      expect(statSync(join(mnt, 'big')).mode & 0o7777).toBe(0o600);
+    } finally {
       execFileSync(tool('umount'), [mnt]);
       rmSync(mnt, { recursive: true, force: true });
     }

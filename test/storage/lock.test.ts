@@ -1,11 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
+import { createFile, failureAfterCreate, nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { acquireLock, withLock } from '../../src/storage/lock.js';
 import { kindOf } from './helpers/store.js';
-import { errnoError } from './helpers/faulty-ops.js';
+import { errnoError, faultyOps } from './helpers/faulty-ops.js';
 import { countingOps } from '../helpers/counting-ops.js';
 
 let dir: string;
@@ -239,6 +240,45 @@ describe('the user lock', () => {
     await lock.release();
     await rm(join(dir, 'aside'), { recursive: true });
   });
+
+  it.each([
+    ['node:fs, create then write', false],
+    ['one call for the whole file, sent with the look at the directory', true],
+  ])(
+    'an owner file made but not written in full still holds the lock; one not made fails and removes the directory (%s)',
+    async (_how, whole) => {
+      const lockDir = join(dir, '.lock');
+      const owner = /\/\.lock\/owner\.[^/]*$/;
+      /** Owner files are made, then their content fails (AFS quota at close), or they cannot be made at all. */
+      const faulty = (made: boolean): FileOps =>
+        whole
+          ? {
+              ...nodeFileOps,
+              ordered: true,
+              createFile: (path, data, options) => {
+                if (!owner.test(path)) return createFile(nodeFileOps, path, data, options);
+                if (!made) return Promise.reject(errnoError('EACCES', 'open'));
+                // Made at once, so the look at the directory sent after it finds it.
+                writeFileSync(path, '', { flag: 'wx', mode: 0o600 });
+                return Promise.reject(failureAfterCreate(errnoError('EDQUOT', 'close')));
+              },
+            }
+          : faultyOps(
+              made
+                ? { closeFails: { match: owner, code: 'EDQUOT' } }
+                : { createFails: { match: owner, code: 'EACCES' } },
+            );
+      let ran = false;
+      await withLock(faulty(true), lockDir, opts, async () => {
+        ran = true;
+        expect((await readdir(lockDir)).filter((e) => e.startsWith('owner.'))).toHaveLength(1);
+      });
+      expect(ran).toBe(true);
+      expect(await readdir(dir)).toEqual([]);
+      expect(await kindOf(acquireLock(faulty(false), lockDir, opts))).toBe('permission');
+      expect(await readdir(dir)).toEqual([]);
+    },
+  );
 
   it('withLock hands the lock to the function (callers without a parameter still work)', async () => {
     const lockDir = join(dir, '.lock');

@@ -8,10 +8,10 @@ import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
-import { finishFile, nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
+import { createdBeforeFailure, createFile, finishFile, nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
 import { StorageError } from '../../src/storage/types.js';
-import { needs, tool } from '../helpers/tools.js';
+import { needs, ROOT, tool } from '../helpers/tools.js';
 import { kindOf, openStore, tempHome, type TempHome } from './helpers/store.js';
 
 const pool = new FsThreadPool({ threads: 2, log: silentLogger() });
@@ -124,6 +124,46 @@ describe('FileOps over file-I/O threads', () => {
     // A closed file's descriptor is no longer ours: nothing reaches whatever reuses the number.
     expect(await codeOf(file.writeAll(Buffer.from('late')))).toBe('EBADF');
   });
+
+  it('makes a new file whole in one call (createFile), and never replaces or follows anything', async () => {
+    const path = join(h.home, 'new');
+    await createFile(ops, path, Buffer.from('keep;\n').subarray(0, 5), { mode: 0o644, sync: true });
+    expect([await readFile(path, 'utf8'), (await stat(path)).mode & 0o777]).toEqual(['keep;', 0o644]);
+    await createFile(ops, join(h.home, 'plain'), Buffer.alloc(0));
+    expect((await stat(join(h.home, 'plain'))).mode & 0o777).toBe(0o600);
+    await symlink(path, join(h.home, 'link'));
+    for (const target of [path, join(h.home, 'link'), join(h.home, 'absent', 'f')]) {
+      let err: unknown;
+      await createFile(ops, target, Buffer.from('x')).catch((e: unknown) => (err = e));
+      expect([target, (err as { code?: string }).code, createdBeforeFailure(err)]).toEqual([
+        target,
+        target.endsWith('f') ? 'ENOENT' : 'EEXIST',
+        false,
+      ]);
+    }
+    expect(await readFile(path, 'utf8')).toBe('keep;');
+  });
+
+  it(
+    'says when createFile failed after making the file (a full disk), which is left closed',
+    needs(ROOT, 'mount'),
+    async () => {
+      const mnt = join(h.home, 'small');
+      await mkdir(mnt);
+      execFileSync(tool('mount'), ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', mnt]);
+      try {
+        let err: unknown;
+        await createFile(ops, join(mnt, 'big'), Buffer.alloc(64 * 1024), { mode: 0o644, sync: true }).catch(
+          (e: unknown) => (err = e),
+        );
+        expect([(err as { code?: string }).code, createdBeforeFailure(err)]).toEqual(['ENOSPC', true]);
+        expect((await stat(join(mnt, 'big'))).mode & 0o777).toBe(0o600);
+        // The thread holds no descriptor of it: the mount can go.
+      } finally {
+        execFileSync(tool('umount'), [mnt]);
+      }
+    },
+  );
 
   it('refuses a FIFO or a directory as a file at once, without blocking the thread', needs('mkfifo'), async () => {
     execFileSync(tool('mkfifo'), [join(h.home, 'pipe')]);

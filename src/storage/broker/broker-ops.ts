@@ -20,15 +20,20 @@ import type { Logger } from '../../log/logger.js';
 import {
   DIRECTORY_FSYNC_REFUSED,
   errnoError,
+  failureAfterCreate,
   fileStatOf,
+  finishFile,
   type FileOps,
   type FileStat,
+  type NewFileOptions,
   type WritableFile,
 } from '../file-ops.js';
 import { StorageError } from '../types.js';
 import {
   BodyReader,
   BrokerProtocolError,
+  CREATE_FILE_KEEP_MODE,
+  CREATE_FILE_SYNC,
   encodeRequest,
   ResponseDecoder,
   STATUS,
@@ -136,6 +141,26 @@ export class BrokerFileOps implements FileOps {
     return this.file(handle, path);
   }
 
+  /**
+   * The whole new file in one request (create-file): one round trip instead of a
+   * create and then its write, fchmod, fsync and close. Data too large for one
+   * request goes the long way.
+   */
+  async createFile(path: string, data: Uint8Array, options: NewFileOptions): Promise<void> {
+    if (data.length > WRITE_CHUNK_BYTES) {
+      const file = await this.createExclusive(path, 0o600);
+      try {
+        await finishFile(this, file, data, options);
+      } catch (err) {
+        throw failureAfterCreate(err);
+      }
+      return;
+    }
+    const mode = options.mode === undefined ? CREATE_FILE_KEEP_MODE : options.mode & 0o777;
+    const flags = options.sync ? CREATE_FILE_SYNC : 0;
+    await this.ok('createFile', [{ u32: mode }, { u32: flags }, { path }, { data }], path);
+  }
+
   async readFile(path: string): Promise<Buffer> {
     return Buffer.from(await this.ok('read', [{ path }], path));
   }
@@ -220,7 +245,12 @@ export class BrokerFileOps implements FileOps {
     switch (res.status) {
       case STATUS.ok:
         return res.body;
-      case STATUS.errno: {
+      case STATUS.errno:
+      case STATUS.createdThenErrno: {
+        if (res.status === STATUS.createdThenErrno && op !== 'createFile') {
+          this.drop(`status ${res.status} to ${op} from the file broker`);
+          throw new StorageError('trylater', `storage unavailable: ${this.deadReason}`);
+        }
         let code = 'EIO';
         try {
           const r = new BodyReader(res.body);
@@ -229,7 +259,9 @@ export class BrokerFileOps implements FileOps {
         } catch {
           this.drop('malformed error from the file broker');
         }
-        throw errnoError(code, `${code}: ${op} ${path}`, path);
+        const err = errnoError(code, `${code}: ${op} ${path}`, path);
+        // create-file made the file before it failed: the file is the caller's to remove.
+        throw res.status === STATUS.createdThenErrno ? failureAfterCreate(err) : err;
       }
       case STATUS.notRegular:
         throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });

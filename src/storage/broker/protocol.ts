@@ -27,10 +27,17 @@ export const OP = {
   mkdir: 12,
   rmdir: 13,
   syncDir: 14,
+  createFile: 15,
 } as const;
 export type OpName = keyof typeof OP;
 
-export const STATUS = { ok: 0, errno: 1, notRegular: 2, tooLarge: 3 } as const;
+/** createdThenErrno: create-file made the file, then a later step failed (u32 errno follows). */
+export const STATUS = { ok: 0, errno: 1, notRegular: 2, tooLarge: 3, createdThenErrno: 4 } as const;
+
+/** create-file's mode field when the file keeps the mode it was created with (0600). */
+export const CREATE_FILE_KEEP_MODE = 0xffffffff;
+/** create-file's flags: fsync before close. The broker refuses any other bit. */
+export const CREATE_FILE_SYNC = 1;
 
 /** The broker's caps (helper/tsieved-broker.c MAX_REQUEST, MAX_READ). */
 export const MAX_REQUEST_BYTES = 1024 * 1024 + 16 * 1024;

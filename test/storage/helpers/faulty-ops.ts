@@ -9,6 +9,8 @@ export function errnoError(code: string, syscall: string): NodeJS.ErrnoException
 }
 
 export interface Faults {
+  /** Fail the creation of new files whose path matches (nothing is created). */
+  createFails?: { match: RegExp; code: string };
   /** Fail close() of new files whose path matches. */
   closeFails?: { match: RegExp; code: string };
   writeFails?: { match: RegExp; code: string };
@@ -18,7 +20,10 @@ export interface Faults {
 export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps {
   return {
     ...base,
+    // Every new file goes through createExclusive below, where the faults are.
+    createFile: undefined,
     async createExclusive(path, mode) {
+      if (faults.createFails?.match.test(path)) throw errnoError(faults.createFails.code, 'open');
       const file = await base.createExclusive(path, mode);
       const wrapped: WritableFile = {
         writeAll: async (data) => {
