@@ -224,6 +224,10 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
           { path: join(dir, 'absent', 'f') },
           { data: Buffer.from('z') },
         ]),
+        // Files sent together are finished together (one journal commit for their
+        // fsyncs), and each is whole before the next request of another kind runs.
+        encodeRequest(7, 'rename', [{ path: join(dir, 'new') }, { path: join(dir, 'renamed') }]),
+        encodeRequest(8, 'read', [{ path: join(dir, 'renamed') }]),
       ]),
     );
     expect(await b.exit).toBe(0);
@@ -235,9 +239,12 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
       [4, 1, 17],
       [5, 0, 0],
       [6, 1, 2], // ENOENT: nothing was created
+      [7, 0, 0],
+      [8, 0, 6],
     ]);
-    expect(readFileSync(join(dir, 'new'), 'utf8')).toBe('keep;\n');
-    expect(statSync(join(dir, 'new')).mode & 0o7777).toBe(0o644);
+    expect(responses[7].body.toString()).toBe('keep;\n');
+    expect(readFileSync(join(dir, 'renamed'), 'utf8')).toBe('keep;\n');
+    expect(statSync(join(dir, 'renamed')).mode & 0o7777).toBe(0o644);
     expect([statSync(join(dir, 'empty')).size, statSync(join(dir, 'empty')).mode & 0o7777]).toEqual([0, 0o600]);
     expect(readFileSync(join(dir, 'old'), 'utf8')).toBe('old content');
     expect(statSync(join(dir, 'plain')).mode & 0o7777).toBe(0o755);
