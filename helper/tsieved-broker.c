@@ -12,8 +12,10 @@
  *
  * Protocol (src/storage/broker/protocol.ts is the other side), on stdin/stdout:
  *   frame    = u32 BE length N, then N bytes of body; requests are handled one at a
- *              time and answered in order; the answers to requests that arrived
- *              together are written together, once the last of them is served
+ *              time and answered in order (but create-file requests that arrived
+ *              together: all created and written, then all fsynced and closed, so
+ *              that they share a journal commit); the answers to requests that
+ *              arrived together are written together, once the last is served
  *   request  = u32 id, u8 op, then the op's fields:
  *              path = u16 BE length + bytes (absolute, no NUL, < PATH_MAX)
  *              u32 = BE; data = the rest of the body
