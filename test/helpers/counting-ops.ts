@@ -7,6 +7,12 @@
  * Paths are shown relative to `root`, with the random parts left out: a temp file
  * as `<name>.tmp`, the lock's owner and beat files as `.lock/owner` and `.lock/beat`,
  * so that counts of the same operation compare across runs.
+ *
+ * Calls are also grouped by when they were made: the calls made before the next
+ * process.nextTick (before the caller waits for any answer) are one group, as the
+ * file broker's FileOps send them in one write (broker-ops.ts corks its pipe until
+ * then). Over ordered FileOps a group is one round trip, so the number of groups is
+ * the number of round trips a command waits for one after another.
  */
 import { basename, dirname, relative } from 'node:path';
 import { nodeFileOps, type FileOps, type NewFileOptions, type WritableFile } from '../../src/storage/file-ops.js';
@@ -21,6 +27,8 @@ export interface CountingOps {
   readonly ops: FileOps;
   /** Every call since the last reset(), in the order made. */
   readonly calls: OpCall[];
+  /** The same calls, as `op path`, in groups sent together (see above). */
+  readonly groups: string[][];
   reset(): void;
   /** Calls per operation ("readFile": 3). */
   byOp(): Record<string, number>;
@@ -47,8 +55,20 @@ function tally(keys: readonly string[]): Record<string, number> {
 
 export function countingOps(root: string, base: FileOps = nodeFileOps): CountingOps {
   const calls: OpCall[] = [];
+  const groups: string[][] = [];
+  let open: string[] | undefined;
   const note = (op: string, path: string): void => {
-    calls.push({ op, path: displayPath(root, path) });
+    const call = { op, path: displayPath(root, path) };
+    calls.push(call);
+    if (open === undefined) {
+      const group: string[] = [];
+      open = group;
+      groups.push(group);
+      process.nextTick(() => {
+        if (open === group) open = undefined;
+      });
+    }
+    open.push(`${call.op} ${call.path}`);
   };
   const counted =
     <A extends unknown[], R>(op: string, f: (path: string, ...rest: A) => Promise<R>) =>
@@ -91,8 +111,11 @@ export function countingOps(root: string, base: FileOps = nodeFileOps): Counting
   return {
     ops,
     calls,
+    groups,
     reset: () => {
       calls.length = 0;
+      groups.length = 0;
+      open = undefined;
     },
     byOp: () => tally(calls.map((c) => c.op)),
     byOpAndPath: () => tally(calls.map((c) => `${c.op} ${c.path}`)),

@@ -15,13 +15,27 @@ export interface Faults {
   closeFails?: { match: RegExp; code: string };
   writeFails?: { match: RegExp; code: string };
   renameFails?: { match: RegExp; code: string };
+  unlinkFails?: { match: RegExp; code: string };
 }
 
+/**
+ * `base` with the faults injected. A failing call fails when it is made, without
+ * waiting: over ordered FileOps (base.ordered, kept) the calls made after it still
+ * go out in the order made.
+ */
 export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps {
   return {
-    ...base,
-    // Every new file goes through createExclusive below, where the faults are.
-    createFile: undefined,
+    // Each method called on base (the in-process file threads' FileOps is a class).
+    // No createFile: every new file goes through createExclusive below, where the
+    // faults are.
+    readFile: (path) => base.readFile(path),
+    readdir: (path) => base.readdir(path),
+    stat: (path) => base.stat(path),
+    lstat: (path) => base.lstat(path),
+    mkdir: (path, mode) => base.mkdir(path, mode),
+    rmdir: (path) => base.rmdir(path),
+    syncDir: (path) => base.syncDir(path),
+    ...(base.ordered === undefined ? {} : { ordered: base.ordered }),
     async createExclusive(path, mode) {
       if (faults.createFails?.match.test(path)) throw errnoError(faults.createFails.code, 'open');
       const file = await base.createExclusive(path, mode);
@@ -42,6 +56,10 @@ export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps 
     async rename(from, to) {
       if (faults.renameFails?.match.test(to)) throw errnoError(faults.renameFails.code, 'rename');
       return base.rename(from, to);
+    },
+    async unlink(path) {
+      if (faults.unlinkFails?.match.test(path)) throw errnoError(faults.unlinkFails.code, 'unlink');
+      return base.unlink(path);
     },
   };
 }
