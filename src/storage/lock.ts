@@ -17,9 +17,15 @@
  * `stillHeld()` / `assertHeld()`, called right before committing, tell it not to
  * commit (one look at the owner file; a refresh first unless the lock was stamped
  * less than a sixth of `staleMs` ago, as it is in most commands, which commit
- * moments after taking it). What remains is the gap between that last check and
- * the commit itself, which no file system lock without fencing can close; it is a
- * few system calls wide.
+ * moments after taking it; over ordered FileOps that look may go out after the
+ * last reads before the commit, in their round trip: `lookAhead()`). What remains
+ * is the gap between that last check and the commit itself, which no file system
+ * lock without fencing can close; it is a few system calls wide.
+ *
+ * Over ordered FileOps (a file broker) the release's two calls go out together,
+ * and with the last change when nothing after it needs the lock (`releaseWith()`):
+ * under load every round trip waits for the broker's and then the server's turn
+ * on the CPU.
  *
  * Clocks: ages are judged on the file server's clock, not this machine's, so
  * instances whose clocks disagree do not break each other's live locks. A refresh
@@ -113,8 +119,24 @@ export interface HeldLock {
   stillHeld(): Promise<boolean>;
   /** stillHeld(), or StorageError('trylater'). */
   assertHeld(): Promise<void>;
+  /**
+   * Over ordered FileOps, makes stillHeld()'s look at the owner file now, so that it
+   * goes out after the calls just made and in their round trip; the next stillHeld()
+   * or assertHeld() takes its answer instead of a round trip of its own, as long as
+   * the lock is still fresh then. Call it with the last calls before a commit.
+   */
+  lookAhead(): void;
   /** Removes the lock if it is still ours; never touches anyone else's. Never throws. */
   release(): Promise<void>;
+  /**
+   * Runs `last`, the final change made under the lock, and releases the lock with
+   * it: over ordered FileOps the release's calls go out in the same round trip as
+   * `last`'s and run after them, whatever their result; otherwise the release
+   * follows once `last` has settled. So `last` must make all its calls before it
+   * first waits, and nothing after it, not even what its failure leads to, may need
+   * the lock. Settles as `last` does, once the lock is released.
+   */
+  releaseWith<T>(last: () => Promise<T>): Promise<T>;
 }
 
 export async function acquireLock(ops: FileOps, lockDir: string, options: LockOptions): Promise<HeldLock> {
@@ -293,20 +315,79 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
   );
   timer.unref();
 
+  // Stamped (taken or refreshed) less than FRESH_FOR_COMMIT of staleMs ago: no
+  // contender can judge it stale for most of staleMs yet, far longer than the few
+  // calls up to the commit, so a refresh (create, close, unlink, and a look on each
+  // side) would change nothing.
+  const fresh = (): boolean =>
+    !lost && !released && performance.now() - lastRefresh < options.staleMs * FRESH_FOR_COMMIT;
+  /** A look at the owner file made ahead (lookAhead), for the next stillHeld(). */
+  let lookedAhead: Promise<boolean> | undefined;
+
   const stillHeld = async (): Promise<boolean> => {
+    const looked = lookedAhead;
+    lookedAhead = undefined;
     await running; // a beat started earlier may be old: check afresh
-    // Stamped (taken or refreshed) less than FRESH_FOR_COMMIT of staleMs ago: no
-    // contender can judge it stale for most of staleMs yet, far longer than the few
-    // calls up to the commit, so a refresh (create, close, unlink, and a look on
-    // each side) would change nothing. Whether our owner file is still there is
-    // looked at all the same: a lock broken some other way is never committed under.
-    if (!lost && !released && performance.now() - lastRefresh < options.staleMs * FRESH_FOR_COMMIT)
-      return ownerPresent();
+    // Whether our owner file is still there is looked at all the same: a lock broken
+    // some other way is never committed under. Fresh still once the answer is in
+    // (a hung file system may have held it, or the calls before it, for long):
+    // otherwise the full refresh.
+    if (fresh()) {
+      const present = await (looked ?? ownerPresent());
+      if (!present || fresh()) return present;
+    }
     return beat();
+  };
+
+  let releasing: Promise<void> | undefined;
+  const release = (): Promise<void> => {
+    releasing ??= removeLock();
+    return releasing;
+  };
+
+  /**
+   * The owner file, then the directory. Over ordered FileOps both go out at once
+   * (and, from releaseWith, with the last change): the rmdir runs after the unlink
+   * whatever it did. After a failed unlink (the lock was broken while we stalled,
+   * or the owner file cannot be removed) that rmdir fails (ENOTEMPTY: an owner file
+   * or beat is inside), or removes a directory left empty: one a breaker was about
+   * to remove, or one a contender has just made and not yet put its owner file in
+   * (its creation fails, and it waits on: takeOwnership). Never one with an owner.
+   */
+  const removeLock = async (): Promise<void> => {
+    released = true;
+    clearInterval(timer);
+    if (running !== undefined) await running; // no await otherwise: releaseWith needs the calls made now
+    if (lost) return;
+    const unlinked = ops.unlink(ownerPath);
+    const removed = ops.ordered ? ops.rmdir(lockDir) : undefined;
+    removed?.catch(() => undefined);
+    try {
+      await unlinked;
+    } catch {
+      return; // not ours any more, or cannot tell: leave it to go stale
+    }
+    try {
+      await (removed ?? ops.rmdir(lockDir));
+    } catch {
+      // A beat of ours left behind (its unlink failed) keeps it non-empty; anything
+      // else belongs to someone else.
+      const rest = await ops.readdir(lockDir).catch(() => [] as string[]);
+      if (rest.length === 1 && rest[0] === BEAT_PREFIX + token) {
+        await ops.unlink(beatPath).catch(() => undefined);
+        await ops.rmdir(lockDir).catch(() => undefined);
+      }
+    }
+    releasedHere(lockDir);
   };
 
   return {
     stillHeld,
+    lookAhead() {
+      if (ops.ordered && running === undefined && fresh()) {
+        lookedAhead = ownerPresent();
+      }
+    },
     async assertHeld() {
       if (!(await stillHeld())) {
         throw new StorageError(
@@ -315,29 +396,26 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
         );
       }
     },
-    async release() {
-      if (released) return;
-      released = true;
-      clearInterval(timer);
-      await running;
-      if (lost) return;
-      try {
-        await ops.unlink(ownerPath);
-      } catch {
-        return; // not ours any more, or cannot tell: leave it to go stale
-      }
-      try {
-        await ops.rmdir(lockDir);
-      } catch {
-        // A beat of ours left behind (its unlink failed) keeps it non-empty; anything
-        // else belongs to someone else.
-        const rest = await ops.readdir(lockDir).catch(() => [] as string[]);
-        if (rest.length === 1 && rest[0] === BEAT_PREFIX + token) {
-          await ops.unlink(beatPath).catch(() => undefined);
-          await ops.rmdir(lockDir).catch(() => undefined);
+    release,
+    async releaseWith<T>(last: () => Promise<T>): Promise<T> {
+      if (!ops.ordered) {
+        try {
+          return await last();
+        } finally {
+          await release();
         }
       }
-      releasedHere(lockDir);
+      let result: Promise<T>;
+      try {
+        result = last(); // its calls are made now ...
+      } finally {
+        void release(); // ... and the release's right after them, before any answer
+      }
+      try {
+        return await result;
+      } finally {
+        await release();
+      }
     },
   };
 }

@@ -38,7 +38,9 @@ const refuse = (): Promise<never> => Promise.reject(new WouldChange());
 const NO_LOCK: HeldLock = {
   stillHeld: () => Promise.resolve(false),
   assertHeld: refuse,
+  lookAhead: () => undefined,
   release: () => Promise.resolve(),
+  releaseWith: refuse,
 };
 
 /** FileOps that read through a per-check cache and refuse every change. */

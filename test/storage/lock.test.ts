@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,8 @@ import { createFile, failureAfterCreate, nodeFileOps, type FileOps } from '../..
 import { acquireLock, withLock } from '../../src/storage/lock.js';
 import { kindOf } from './helpers/store.js';
 import { errnoError, faultyOps } from './helpers/faulty-ops.js';
+import { FsThreadPool } from '../../src/storage/thread-ops.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { countingOps } from '../helpers/counting-ops.js';
 
 let dir: string;
@@ -330,5 +332,128 @@ describe('the user lock', () => {
       await lock.release();
       expect(await readdir(dir)).toEqual([]);
     });
+  });
+});
+
+/**
+ * Over ordered FileOps (the in-process file threads; the file broker alike) the
+ * release's two calls go out together, and with the last change when releaseWith
+ * carries it; a look made ahead stands in for the one before a commit only while
+ * the lock is fresh.
+ */
+describe('the user lock over ordered FileOps', () => {
+  const pool = new FsThreadPool({ threads: 1, log: silentLogger() });
+  afterAll(() => pool.close());
+  const ownerOf = async (lockDir: string): Promise<string> =>
+    join(
+      lockDir,
+      (await readdir(lockDir)).find((e) => e.startsWith('owner.'))!,
+    );
+
+  it('releases in one round trip, and leaves a lock broken and taken by another in place', async () => {
+    const lockDir = join(dir, '.lock');
+    const counting = countingOps(dir, pool.fileOps());
+    const lock = await acquireLock(counting.ops, lockDir, opts);
+    counting.reset();
+    await lock.release();
+    expect(counting.groups).toEqual([['unlink .lock/owner', 'rmdir .lock']]);
+    expect(await readdir(dir)).toEqual([]);
+
+    // Broken (its owner file removed by a breaker) and taken by another, unknown to
+    // the first: its unlink fails, and the rmdir sent with it finds the other's owner.
+    const first = await acquireLock(counting.ops, lockDir, opts);
+    await rm(await ownerOf(lockDir));
+    await rm(lockDir, { recursive: true });
+    const second = await acquireLock(nodeFileOps, lockDir, opts);
+    counting.reset();
+    await first.release();
+    expect(counting.groups).toEqual([['unlink .lock/owner', 'rmdir .lock']]);
+    expect((await readdir(lockDir)).filter((e) => e.startsWith('owner.'))).toHaveLength(1);
+    expect(await second.stillHeld()).toBe(true);
+    await second.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('after a failed unlink of its owner file leaves the lock to go stale, and the next holder breaks it', async () => {
+    const lockDir = join(dir, '.lock');
+    const failing = faultyOps({ unlinkFails: { match: /\/\.lock\/owner\./, code: 'EIO' } }, pool.fileOps());
+    const lock = await acquireLock(failing, lockDir, { ...opts, staleMs: 300 });
+    await lock.release(); // never throws
+    expect((await readdir(lockDir)).filter((e) => e.startsWith('owner.'))).toHaveLength(1);
+    const next = await acquireLock(pool.fileOps(), lockDir, { ...opts, staleMs: 300, waitMs: 5_000 });
+    await next.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a lock broken and left empty is removed by the release sent after the failed unlink, and can be taken again', async () => {
+    const lockDir = join(dir, '.lock');
+    const lock = await acquireLock(pool.fileOps(), lockDir, opts);
+    await rm(await ownerOf(lockDir)); // a breaker, before its rmdir
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
+    await (await acquireLock(pool.fileOps(), lockDir, opts)).release();
+  });
+
+  it('releaseWith sends the release after the last change, in its round trip, and releases when that change fails', async () => {
+    const lockDir = join(dir, '.lock');
+    const counting = countingOps(dir, pool.fileOps());
+    const lock = await acquireLock(counting.ops, lockDir, opts);
+    await writeFile(join(dir, 'a'), 'a');
+    counting.reset();
+    await lock.releaseWith(() => counting.ops.rename(join(dir, 'a'), join(dir, 'b')));
+    expect(counting.groups).toEqual([['rename b', 'unlink .lock/owner', 'rmdir .lock']]);
+    expect(await readdir(dir)).toEqual(['b']);
+
+    const again = await acquireLock(counting.ops, lockDir, opts);
+    counting.reset();
+    const failed = again.releaseWith(() => counting.ops.rename(join(dir, 'missing'), join(dir, 'c')));
+    await expect(failed).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(counting.groups).toEqual([['rename c', 'unlink .lock/owner', 'rmdir .lock']]);
+    expect(await readdir(dir)).toEqual(['b']);
+  });
+
+  it('releaseWith over unordered FileOps releases only once the change has settled', async () => {
+    const lockDir = join(dir, '.lock');
+    const counting = countingOps(dir, nodeFileOps);
+    const lock = await acquireLock(counting.ops, lockDir, opts);
+    await writeFile(join(dir, 'a'), 'a');
+    counting.reset();
+    await lock.releaseWith(() => counting.ops.rename(join(dir, 'a'), join(dir, 'b')));
+    expect(counting.groups).toEqual([['rename b'], ['unlink .lock/owner'], ['rmdir .lock']]);
+    expect(await readdir(dir)).toEqual(['b']);
+  });
+
+  it('a look made ahead answers the next check while the lock is fresh, and sees a broken lock', async () => {
+    const lockDir = join(dir, '.lock');
+    const counting = countingOps(dir, pool.fileOps());
+    const lock = await acquireLock(counting.ops, lockDir, { ...opts, staleMs: 60_000 });
+    counting.reset();
+    void counting.ops.readdir(dir);
+    lock.lookAhead();
+    await lock.assertHeld();
+    expect(counting.groups).toEqual([['readdir .', 'lstat .lock/owner']]);
+
+    await rm(await ownerOf(lockDir));
+    lock.lookAhead();
+    expect(await kindOf(lock.assertHeld())).toBe('trylater');
+    await lock.release();
+    await rm(lockDir, { recursive: true });
+  });
+
+  it('a look made ahead is not trusted once the lock is no longer fresh: the check refreshes it first', async () => {
+    const lockDir = join(dir, '.lock');
+    const counting = countingOps(dir, pool.fileOps());
+    // Long enough that the timer's own refresh (every staleMs / 3) does not run here.
+    const lock = await acquireLock(counting.ops, lockDir, { ...opts, staleMs: 1_200 });
+    counting.reset();
+    lock.lookAhead();
+    // The calls up to the commit took longer than a sixth of staleMs (a slow file system).
+    await sleep(250);
+    expect(await lock.stillHeld()).toBe(true);
+    expect(counting.calls.map((c) => `${c.op} ${c.path}`)).toEqual(
+      expect.arrayContaining(['createExclusive .lock/beat', 'unlink .lock/beat']),
+    );
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
   });
 });
