@@ -152,11 +152,15 @@ export class FileStore implements ScriptStore {
     const nfc = this.files.checkName(name);
     await this.locked(async ({ lock, files, readAhead }) => {
       readAhead([join(files.dir, VERBATIM_FILE)]); // removeScript reads it: with the record
+      const recorded = files.recordedActive();
+      // The look at the lock before the unlink goes out after these reads, in their
+      // round trip: unless this script is recorded active, nothing is read between.
+      lock.lookAhead();
       // RFC 5804 section 2.10: deleting the active script is refused (ACTIVE). Whether
       // the recorded one exists matters only when it is this one.
-      if ((await files.recordedActive()) === nfc && (await files.exists(files.scriptPath(nfc))))
+      if ((await recorded) === nfc && (await files.exists(files.scriptPath(nfc))))
         throw new StorageError('active', `script ${JSON.stringify(nfc)} is active`);
-      await files.removeScript(nfc, lock);
+      await files.removeScript(nfc, lock, { releaseLock: true });
       this.log.info({ script: nfc }, 'script deleted');
     });
   }
@@ -333,10 +337,11 @@ export class FileStore implements ScriptStore {
     const nfc = this.files.checkName(name);
     if (content.length > this.files.limits.maxScriptBytes) this.files.checkSpaceIn([], nfc, content.length);
     return this.locked(async ({ lock, files, guard, readAhead }) => {
-      // Read below whatever the script (the record: when it exists), in the listing's
-      // round trip; over a file broker a read sent along costs no round trip of its own.
+      // Read below whatever the script (the record and the filter: when it exists and
+      // is the active one), in the listing's round trip; over ordered FileOps (a file
+      // broker) a read sent along costs no round trip of its own.
       const record = join(files.dir, ACTIVE_FILE);
-      readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record] : [])]);
+      readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record, guard.filterPath] : [])]);
       const scripts = await files.scan();
       const exists = scripts.some((s) => s.name === nfc);
       if (ifAbsent && exists) return false;
@@ -359,10 +364,13 @@ export class FileStore implements ScriptStore {
           ...(active ? [() => guard.prepareFilter(nfc, content)] : []),
           () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
         ]);
-        await guard.commitWithFilter(writes, lock);
         // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
         const recorded = (await files.readVerbatim()).get(nfc);
-        if (recorded !== undefined && recorded !== sha256(content)) await files.setVerbatim(nfc, undefined);
+        const unmark = recorded !== undefined && recorded !== sha256(content);
+        // With nothing left to do under the lock (no record to change, no name file
+        // to remove after a failure) the last rename carries the lock's release.
+        await guard.commitWithFilter(writes, lock, { releaseLock: !unmark && !enc.nameFile });
+        if (unmark) await files.setVerbatim(nfc, undefined);
         this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
         return true;
       } catch (err) {

@@ -264,19 +264,27 @@ export class FilterGuard {
    * Commits a change that includes the filter (written first). When a later file
    * cannot be renamed into place, the filter is put back as it was, so Exim keeps
    * running what the client was last told is active and the NO is true.
+   * `releaseLock`: the caller needs the lock no longer (commitAll).
    */
-  async commitWithFilter(writes: readonly PreparedWrite[], lock: HeldLock): Promise<void> {
-    if (writes[0]?.target !== this.filterPath) return commitAll(writes, lock);
+  async commitWithFilter(
+    writes: readonly PreparedWrite[],
+    lock: HeldLock,
+    { releaseLock = false }: { readonly releaseLock?: boolean } = {},
+  ): Promise<void> {
+    if (writes[0]?.target !== this.filterPath) return commitAll(writes, lock, { releaseLock });
     const previous = await this.files.readOptional(this.filterPath);
-    await commitAll(writes, lock, async () => {
-      try {
-        if (previous !== undefined)
-          await atomicWrite(this.files.ops, this.filterPath, previous, { mode: this.filterMode });
-        else await this.removeFilter();
-      } catch (err) {
-        // The next open repairs it from the recorded active script.
-        this.files.log.error({ err, filterPath: this.filterPath }, 'could not put the previous filter back');
-      }
+    await commitAll(writes, lock, {
+      releaseLock,
+      undoFirst: async () => {
+        try {
+          if (previous !== undefined)
+            await atomicWrite(this.files.ops, this.filterPath, previous, { mode: this.filterMode });
+          else await this.removeFilter();
+        } catch (err) {
+          // The next open repairs it from the recorded active script.
+          this.files.log.error({ err, filterPath: this.filterPath }, 'could not put the previous filter back');
+        }
+      },
     });
   }
 }
@@ -286,11 +294,18 @@ export class FilterGuard {
  * and `undoFirst` runs when the first one was already in place. A session that
  * stalled long enough for its lock to be broken as stale changes nothing: another
  * session may be working on these files now.
+ *
+ * Each rename waits for the one before: a rename that failed must stop the next
+ * (the filter goes first so that a failed script rename can be undone; see
+ * file-store.ts). With `releaseLock` (the caller does nothing more under the lock)
+ * the last rename carries the lock's release (HeldLock.releaseWith: over ordered
+ * FileOps in the rename's round trip), unless its failure would need the lock to
+ * undo the first.
  */
 export async function commitAll(
   writes: readonly PreparedWrite[],
   lock: HeldLock,
-  undoFirst?: () => Promise<void>,
+  { undoFirst, releaseLock = false }: { readonly undoFirst?: () => Promise<void>; readonly releaseLock?: boolean } = {},
 ): Promise<void> {
   try {
     await lock.assertHeld();
@@ -298,9 +313,13 @@ export async function commitAll(
     await Promise.all(writes.map((w) => w.abort()));
     throw err;
   }
+  const lastIndex = writes.length - 1;
+  const releaseWithLast = releaseLock && (lastIndex === 0 || undoFirst === undefined);
   for (let i = 0; i < writes.length; i++) {
+    const write = writes[i];
     try {
-      await writes[i].commit();
+      // A failed rename removes only its own temp file, which needs no lock.
+      await (i === lastIndex && releaseWithLast ? lock.releaseWith(() => write.commit()) : write.commit());
     } catch (err) {
       await Promise.all(writes.slice(i + 1).map((w) => w.abort()));
       if (i > 0) await undoFirst?.();

@@ -205,18 +205,25 @@ export class StoreFiles {
     await atomicWrite(this.ops, path, encodeNameBytes(name), { mode: 0o600 });
   }
 
-  /** Removes a script, its name file and its preserved-forward entry (under the lock). */
-  async removeScript(nfc: string, lock: HeldLock): Promise<void> {
+  /**
+   * Removes a script, its name file and its preserved-forward entry (under the lock).
+   * `releaseLock`: the caller needs the lock no longer; when the script's unlink is
+   * the last change, the lock's release goes with it (HeldLock.releaseWith).
+   */
+  async removeScript(nfc: string, lock: HeldLock, { releaseLock = false } = {}): Promise<void> {
     const enc = encodeScriptFileName(nfc);
+    // Whether an entry must go too, known before the unlink (it decides what is last).
+    const preserved = (await this.readVerbatim().catch(() => undefined))?.has(nfc) ?? true;
     await lock.assertHeld();
+    const unlink = (): Promise<void> => this.ops.unlink(join(this.dir, enc.file));
     try {
-      await this.ops.unlink(join(this.dir, enc.file));
+      await (releaseLock && !enc.nameFile && !preserved ? lock.releaseWith(unlink) : unlink());
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') throw new StorageError('nonexistent', `no script named ${JSON.stringify(nfc)}`);
       throw toStorageError(err, `cannot delete script ${JSON.stringify(nfc)}`);
     }
     if (enc.nameFile) await this.ops.unlink(join(this.dir, enc.nameFile)).catch(() => undefined);
-    await this.setVerbatim(nfc, undefined).catch(() => undefined);
+    if (preserved) await this.setVerbatim(nfc, undefined).catch(() => undefined);
   }
 
   /** Writes a script file (and its name file) directly: for imports under the lock. */

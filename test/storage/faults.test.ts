@@ -7,15 +7,22 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tool, ROOT, needs } from '../helpers/tools.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { faultyOps } from './helpers/faulty-ops.js';
+import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
+import { FsThreadPool } from '../../src/storage/thread-ops.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { kindOf, openStore, tempHome, type TempHome } from './helpers/store.js';
 
 const b = (s: string) => Buffer.from(s, 'utf8');
+
+const pool = new FsThreadPool({ threads: 1, log: silentLogger() });
+afterAll(() => pool.close());
 
 async function allFiles(h: TempHome): Promise<string[]> {
   return [...(await readdir(h.home)), ...(await readdir(h.scriptsDir)).map((f) => `sieve/${f}`)].sort();
@@ -94,6 +101,73 @@ describe('injected faults', () => {
     const store = await openStore(h, { fileOps: faultyOps({ renameFails: { match: /\.forward$/, code: 'ENOENT' } }) });
     expect(await kindOf(store.setActive('other'))).toBe('trylater');
     await expectUnchanged(h, store, files);
+  });
+});
+
+/**
+ * The last change of a command carries the lock's release over ordered FileOps
+ * (lock.ts releaseWith): a failure of that change must still leave the lock
+ * released, everything as it was and no temp file; a change whose failure needs
+ * the lock to undo the first keeps it until then.
+ */
+describe.each([
+  ['unordered', () => nodeFileOps],
+  ['ordered', () => pool.fileOps()],
+] as const)('the last change failing, over %s FileOps', (_kind, base) => {
+  let h: TempHome;
+  beforeEach(async () => {
+    h = await tempHome();
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('PUTSCRIPT of a new script whose rename fails: NO, no script, no temp file, the lock released', async () => {
+    await populated(h);
+    const files = await allFiles(h);
+    const store = await openStore(h, {
+      fileOps: faultyOps({ renameFails: { match: /new\.sieve$/, code: 'EIO' } }, base()),
+    });
+    expect(await kindOf(store.put('new', b('keep;\n')))).toBe('io');
+    await expectUnchanged(h, store, files);
+  });
+
+  it('PUTSCRIPT of the active script whose rename fails after the filter: the filter put back, the lock released', async () => {
+    await populated(h);
+    const files = await allFiles(h);
+    const store = await openStore(h, {
+      fileOps: faultyOps({ renameFails: { match: /main\.sieve$/, code: 'EIO' } }, base()),
+    });
+    expect(await kindOf(store.put('main', b('discard;\n')))).toBe('io');
+    await expectUnchanged(h, store, files);
+  });
+
+  it('DELETESCRIPT whose unlink fails: NO, the script kept, the lock released', async () => {
+    await populated(h);
+    const files = await allFiles(h);
+    const store = await openStore(h, {
+      fileOps: faultyOps({ unlinkFails: { match: /other\.sieve$/, code: 'EACCES' } }, base()),
+    });
+    expect(await kindOf(store.delete('other'))).toBe('permission');
+    await expectUnchanged(h, store, files);
+  });
+
+  it('DELETESCRIPT under a lock broken just before its look: trylater, the script kept', async () => {
+    await populated(h);
+    const ops = base();
+    // A breaker removes the owner file as the record is asked for (before the
+    // look at the lock that goes out with that read).
+    const breaking: FileOps = Object.assign(faultyOps({}, ops), {
+      readFile: (path: string) => {
+        if (path.endsWith('/.active') && existsSync(join(h.scriptsDir, '.lock'))) {
+          for (const e of readdirSync(join(h.scriptsDir, '.lock'))) rmSync(join(h.scriptsDir, '.lock', e));
+        }
+        return ops.readFile(path);
+      },
+    });
+    const store = await openStore(h, { fileOps: breaking });
+    expect(await kindOf(store.delete('other'))).toBe('trylater');
+    expect((await store.get('other')).toString()).toBe('discard;\n');
   });
 });
 
