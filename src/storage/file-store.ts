@@ -26,14 +26,14 @@ import {
   type ScriptStore,
 } from './types.js';
 import { nodeFileOps, reportingDirSyncFailures, type FileOps } from './file-ops.js';
-import { prepareAll, prepareWrite } from './atomic-write.js';
+import { prepareWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
 import { ACTIVE_FILE, LOCK_DIR, VERBATIM_FILE } from './layout.js';
 import { checkAtOpen, inPlaceWithoutLock, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
-import { FilterGuard } from './filter-guard.js';
+import { FilterGuard, prepareThenLook } from './filter-guard.js';
 import { HeldReads } from './held-reads.js';
 import { sha256, StoreFiles, type StoreLimits } from './store-files.js';
 
@@ -360,8 +360,9 @@ export class FileStore implements ScriptStore {
         // The filter first: if the script's rename then fails, the filter is put
         // back, and the client's NO is true (the other order would leave a new
         // script that the next repair at open makes live).
-        const writes = await prepareAll([
-          ...(active ? [() => guard.prepareFilter(nfc, content)] : []),
+        const filter = active ? await guard.filterFor(nfc, content) : undefined;
+        const writes = await prepareThenLook(files.ops, lock, [
+          ...(filter ? [() => guard.prepareFilter(filter)] : []),
           () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
         ]);
         // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.

@@ -20,6 +20,7 @@ import { atomicWrite, prepareAll, prepareWrite, type PreparedWrite } from './ato
 import { errnoCode, toStorageError } from './errors.js';
 import { writeBackup } from './filter-backup.js';
 import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
+import type { FileOps } from './file-ops.js';
 import type { HeldLock } from './lock.js';
 import { ACTIVE_FILE } from './layout.js';
 import { encodeNameBytes } from './script-names.js';
@@ -60,15 +61,14 @@ export class FilterGuard {
   }
 
   /**
-   * The filter file's temp copy. Its directory is never created here (on AFS,
-   * `~/.public` needs ACLs only the user or an administrator can set), so a missing
-   * one is reported as a set-up problem, not as something that will pass.
+   * The filter file's temp copy, of bytes from filterFor() (known beforehand, so the
+   * file's calls go out at once: prepareThenLook). Its directory is never created
+   * here (on AFS, `~/.public` needs ACLs only the user or an administrator can set),
+   * so a missing one is reported as a set-up problem, not as something that will pass.
    */
-  async prepareFilter(name: string, content: Buffer): Promise<PreparedWrite> {
+  async prepareFilter(filter: Buffer): Promise<PreparedWrite> {
     try {
-      return await prepareWrite(this.files.ops, this.filterPath, await this.filterFor(name, content), {
-        mode: this.filterMode,
-      });
+      return await prepareWrite(this.files.ops, this.filterPath, filter, { mode: this.filterMode });
     } catch (err) {
       if (
         err instanceof StorageError &&
@@ -115,8 +115,9 @@ export class FilterGuard {
 
   /** Writes the filter for the script and records it active, the filter first. */
   async activate(nfc: string, content: Buffer, lock: HeldLock): Promise<void> {
-    const writes = await prepareAll([
-      () => this.prepareFilter(nfc, content),
+    const filter = await this.filterFor(nfc, content);
+    const writes = await prepareThenLook(this.files.ops, lock, [
+      () => this.prepareFilter(filter),
       () => prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }),
     ]);
     await this.commitWithFilter(writes, lock);
@@ -287,6 +288,24 @@ export class FilterGuard {
       },
     });
   }
+}
+
+/**
+ * prepareAll(), with the look at the lock that the commit starts with (commitAll)
+ * sent after the new files' calls, in their round trip (HeldLock.lookAhead), where
+ * it then runs once each file is complete: over ordered FileOps that make a new
+ * file in one call (FileOps.createFile: created, written, synced and closed).
+ * Each of `prepares` must make its call at once (its content known beforehand).
+ * Otherwise the commit looks in a round trip of its own.
+ */
+export function prepareThenLook(
+  ops: FileOps,
+  lock: HeldLock,
+  prepares: readonly (() => Promise<PreparedWrite>)[],
+): Promise<PreparedWrite[]> {
+  const prepared = prepareAll(prepares);
+  if (ops.ordered && ops.createFile !== undefined) lock.lookAhead();
+  return prepared;
 }
 
 /**

@@ -84,9 +84,15 @@ export class HeldReads extends CachedReads implements FileOps {
       close: () => this.changing([path], () => file.close()),
     };
   }
-  createFile(path: string, data: Uint8Array, options: NewFileOptions): Promise<void> {
-    return this.changing([path], () => createFile(this.ops, path, data, options));
-  }
+  /**
+   * Only where the FileOps below makes a new file in one call (as `ordered`, what
+   * they do is told as it is: prepareThenLook in filter-guard.ts relies on it).
+   */
+  readonly createFile: FileOps['createFile'] =
+    this.ops.createFile === undefined
+      ? undefined
+      : (path: string, data: Uint8Array, options: NewFileOptions): Promise<void> =>
+          this.changing([path], () => createFile(this.ops, path, data, options));
   rename(from: string, to: string): Promise<void> {
     return this.changing([from, to], () => this.ops.rename(from, to));
   }

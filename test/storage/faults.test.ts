@@ -14,7 +14,7 @@ import { tool, ROOT, needs } from '../helpers/tools.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { faultyOps } from './helpers/faulty-ops.js';
-import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
+import { nodeFileOps, type FileOps, type NewFileOptions } from '../../src/storage/file-ops.js';
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { kindOf, openStore, tempHome, type TempHome } from './helpers/store.js';
@@ -152,23 +152,54 @@ describe.each([
     await expectUnchanged(h, store, files);
   });
 
+  /**
+   * `ops` where a breaker empties the lock directory (as one that judged it stale
+   * would, before its rmdir) when a call on a path matching `at` is made: before
+   * the look at the lock that goes out with or after that call.
+   */
+  function breakingAt(ops: FileOps, at: RegExp): FileOps {
+    const breakLock = (path: string): void => {
+      const lockDir = join(h.scriptsDir, '.lock');
+      if (at.test(path) && existsSync(lockDir)) for (const e of readdirSync(lockDir)) rmSync(join(lockDir, e));
+    };
+    return Object.assign(faultyOps({}, ops), {
+      readFile: (path: string) => (breakLock(path), ops.readFile(path)),
+      createExclusive: (path: string, mode: number) => (breakLock(path), ops.createExclusive(path, mode)),
+      // A new file in one call where the base has that (the file threads): as the store meets it.
+      ...(ops.createFile === undefined
+        ? {}
+        : {
+            createFile: (path: string, data: Uint8Array, options: NewFileOptions) => (
+              breakLock(path),
+              ops.createFile!(path, data, options)
+            ),
+          }),
+    });
+  }
+
   it('DELETESCRIPT under a lock broken just before its look: trylater, the script kept', async () => {
     await populated(h);
-    const ops = base();
-    // A breaker removes the owner file as the record is asked for (before the
-    // look at the lock that goes out with that read).
-    const breaking: FileOps = Object.assign(faultyOps({}, ops), {
-      readFile: (path: string) => {
-        if (path.endsWith('/.active') && existsSync(join(h.scriptsDir, '.lock'))) {
-          for (const e of readdirSync(join(h.scriptsDir, '.lock'))) rmSync(join(h.scriptsDir, '.lock', e));
-        }
-        return ops.readFile(path);
-      },
-    });
-    const store = await openStore(h, { fileOps: breaking });
+    const store = await openStore(h, { fileOps: breakingAt(base(), /\/\.active$/) });
     expect(await kindOf(store.delete('other'))).toBe('trylater');
     expect((await store.get('other')).toString()).toBe('discard;\n');
   });
+
+  it.each([
+    ['PUTSCRIPT of the active script', (store: FileStore) => store.put('main', b('discard;\n'))],
+    ['PUTSCRIPT of a new script', (store: FileStore) => store.put('new', b('discard;\n'))],
+    ['SETACTIVE of another script', (store: FileStore) => store.setActive('other')],
+  ] as const)(
+    '%s under a lock broken while its new files are made: trylater, nothing changed',
+    async (_what, change) => {
+      await populated(h);
+      const files = await allFiles(h);
+      const store = await openStore(h, { fileOps: breakingAt(base(), /\.tsieved-tmp\./) });
+      expect(await kindOf(change(store))).toBe('trylater');
+      // The lock directory the breaker emptied is left for the breaker to remove.
+      await rm(join(h.scriptsDir, '.lock'), { recursive: true, force: true });
+      await expectUnchanged(h, store, files);
+    },
+  );
 });
 
 describe('real faults on a small tmpfs', needs(ROOT), () => {

@@ -22,8 +22,8 @@
  * broker's and then the server's turn on the CPU. They are bounded too (the
  * groups of calls made before the caller waits, counting-ops.ts). Before the lock's
  * release went out with the last change (and its unlink and rmdir together), the
- * filter was read with the listing and the lock's look with DELETESCRIPT's reads,
- * they were: PUTSCRIPT of the active script 11, of a new one 9, SETACTIVE of
+ * filter was read with the listing and the lock's look before a commit went with
+ * the new files (DELETESCRIPT: with its reads), they were: PUTSCRIPT of the active script 11, of a new one 9, SETACTIVE of
  * another script 10, DELETESCRIPT 7 (open 2, SETACTIVE of the active script 3,
  * LISTSCRIPTS 2); before new files were made in one call (createFile), 14, 11, 13
  * and 8.
@@ -156,7 +156,7 @@ const BOUNDS = {
  * (filter-guard.ts commitAll), and the second one's failure needs the lock to put
  * the filter back, so their release follows in a round trip of its own.
  */
-const ROUND_TRIPS = { open: 2, putActive: 9, putNew: 7, setSame: 3, setOther: 9, delete: 4, list: 2 };
+const ROUND_TRIPS = { open: 2, putActive: 8, putNew: 6, setSame: 3, setOther: 8, delete: 4, list: 2 };
 
 type Command = keyof typeof ROUND_TRIPS;
 
@@ -172,8 +172,9 @@ const isTemp = (call: string): boolean => call.endsWith('.tmp');
 /**
  * What sending calls together must never change: every change to the store's files
  * (a rename into place, an unlink) waits for a look at the lock's owner file made
- * in an earlier round trip, and the lock's release comes after every such change
- * (in the order sent, which is the order an ordered FileOps makes them in).
+ * in an earlier round trip, after every other call of that round trip (the new
+ * files complete, the reads done), and the lock's release comes after every such
+ * change (in the order sent, which is the order an ordered FileOps makes them in).
  */
 function checkOrder(groups: readonly (readonly string[])[]): void {
   const flat = groups.flat();
@@ -187,6 +188,7 @@ function checkOrder(groups: readonly (readonly string[])[]): void {
   const look = groups.findIndex((g) => g.includes('lstat sieve/.lock/owner'));
   expect(look).toBeGreaterThanOrEqual(0);
   expect(look).toBeLessThan(firstChangeGroup);
+  expect(groups[look].at(-1)).toBe('lstat sieve/.lock/owner');
 }
 
 describe.each([['unordered', () => nodeFileOps] as const, ['ordered', () => pool.fileOps()] as const])(
