@@ -342,15 +342,14 @@ export class FileStore implements ScriptStore {
       // broker) a read sent along costs no round trip of its own.
       const record = join(files.dir, ACTIVE_FILE);
       readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record, guard.filterPath] : [])]);
-      const scripts = await files.scan();
-      const exists = scripts.some((s) => s.name === nfc);
+      const { exists, checkSpace } = await files.lookForPut(nfc);
       if (ifAbsent && exists) return false;
-      files.checkSpaceIn(scripts, nfc, content.length);
+      checkSpace(content.length);
       if (approve && !(await approve(content))) return false;
       const enc = encodeScriptFileName(nfc);
       if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
       try {
-        // Recorded active, and there (the scan has just seen it).
+        // Recorded active, and there (just looked at).
         let active = exists && (await files.recordedActive()) === nfc;
         if (active) {
           // Preserving a foreign filter can change which script is active; ask again.

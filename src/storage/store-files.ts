@@ -161,6 +161,45 @@ export class StoreFiles {
     return out.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : (a.name ?? '') > (b.name ?? '') ? 1 : 0));
   }
 
+  /**
+   * Whether script `nfc` exists, and the quota checks for storing it (checkSpaceIn),
+   * for PUTSCRIPT. The listing and a stat of that one script, asked for together
+   * (one round trip over ordered FileOps), decide both when no other entry's stat can
+   * change the answer: no total quota, and fewer other entries than scripts allowed
+   * (each is at most one script). Otherwise every script is looked at (scan).
+   */
+  async lookForPut(nfc: string): Promise<{ readonly exists: boolean; readonly checkSpace: (size: number) => void }> {
+    const enc = encodeScriptFileName(nfc);
+    if (this.limits.maxTotalBytes === 0 && !enc.nameFile) {
+      const path = join(this.dir, enc.file);
+      const target = this.ops.stat(path).then(
+        (st) => st.isFile(),
+        (err: unknown) => {
+          if (errnoCode(err) === 'ENOENT') return false;
+          throw toStorageError(err, `cannot stat ${path}`);
+        },
+      );
+      target.catch(() => undefined); // asked for with the listing; awaited only when it decides
+      let entries: string[];
+      try {
+        entries = await this.ops.readdir(this.dir);
+      } catch (err) {
+        throw toStorageError(err, `cannot list ${this.dir}`);
+      }
+      const others = entries.filter((e) => e !== enc.file && decodeScriptFileName(e).kind !== 'metadata');
+      if (others.length < this.limits.maxScripts) {
+        const exists = await target;
+        // No count to exceed and no total: the size alone.
+        return { exists, checkSpace: (size) => this.checkSpaceIn([], nfc, size) };
+      }
+    }
+    const scripts = await this.scan();
+    return {
+      exists: scripts.some((s) => s.name === nfc),
+      checkSpace: (size) => this.checkSpaceIn(scripts, nfc, size),
+    };
+  }
+
   checkSpaceIn(scripts: readonly ScannedScript[], nfc: string, size: number): void {
     if (size > this.limits.maxScriptBytes) {
       throw new StorageError('quota-maxsize', `script is ${size} bytes, at most ${this.limits.maxScriptBytes} allowed`);

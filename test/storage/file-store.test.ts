@@ -188,6 +188,21 @@ describe('limits', () => {
     await store.rename('a', 'c');
   });
 
+  it('max_scripts counts regular files: at the limit every entry is looked at, below it the listing decides', async () => {
+    const store = await openStore(h, { limits: { maxScripts: 3, maxScriptBytes: 100, maxTotalBytes: 0 } });
+    await store.put('a', b('keep;'));
+    // A directory named like a script is no script; a file that is no script counts.
+    await mkdir(join(h.scriptsDir, 'dir.sieve'));
+    await store.put('b', b('keep;')); // a, dir.sieve: fewer entries than allowed
+    await store.put('c', b('keep;')); // a, b, dir.sieve: three entries, but two scripts
+    expect(await kindOf(store.put('d', b('keep;')))).toBe('quota-maxscripts');
+    await unlink(join(h.scriptsDir, 'c.sieve'));
+    await writeFile(join(h.scriptsDir, 'notes.txt'), 'x');
+    expect(await kindOf(store.put('d', b('keep;')))).toBe('quota-maxscripts');
+    await store.put('b', b('discard;')); // replacing one is no new one
+    expect((await store.get('b')).toString()).toBe('discard;');
+  });
+
   it('max_script_bytes', async () => {
     const store = await openStore(h, { limits: { maxScripts: 5, maxScriptBytes: 10, maxTotalBytes: 0 } });
     await store.put('a', Buffer.alloc(10, 0x20));
