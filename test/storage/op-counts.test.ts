@@ -31,7 +31,9 @@
  * LISTSCRIPTS 2); before new files were made in one call (createFile), 14, 11, 13
  * and 8.
  */
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandContext } from '../../src/commands/command.js';
 import { dispatch } from '../../src/commands/dispatch.js';
@@ -45,6 +47,8 @@ import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
+import { BrokerLauncher } from '../../src/storage/broker/launcher.js';
+import { BROKER, needs } from '../helpers/tools.js';
 import { countingOps, type CountingOps } from '../helpers/counting-ops.js';
 import { fullProfile } from '../sieve/helpers.js';
 import { openStore, tempHome, type TempHome } from './helpers/store.js';
@@ -69,6 +73,8 @@ afterAll(() => pool.close());
 let h: TempHome;
 let counting: CountingOps;
 let base: FileOps;
+/** What the FileOps under test need of a home set up by this process (the broker's: its owner). */
+let prepareHome: (home: string) => void = () => undefined;
 beforeEach(async () => {
   h = await tempHome();
   counting = countingOps(h.home, base);
@@ -77,6 +83,7 @@ beforeEach(async () => {
   await setup.put('other', OTHER);
   await setup.put('bench', BENCH);
   await setup.setActive('bench');
+  prepareHome(h.home);
 });
 afterEach(async () => {
   await h.cleanup();
@@ -121,7 +128,7 @@ interface Measured {
 
 /** The operations `step` makes (the counts of every step are printed, to compare by eye). */
 async function measure(label: string, step: () => Promise<void>): Promise<Measured> {
-  label = `${label} (${base.ordered ? 'ordered' : 'unordered'})`;
+  label = `${label} (${kindNow})`;
   counting.reset();
   await step();
   const m = {
@@ -141,8 +148,8 @@ async function measure(label: string, step: () => Promise<void>): Promise<Measur
 
 /**
  * Bounds per command, for unordered FileOps (node:fs, each call awaited in turn) and
- * for ordered ones (the in-process file threads of thread-ops.ts; the file broker
- * alike), over which PUTSCRIPT reads the active record and the filter with the
+ * for ordered ones (the in-process file threads of thread-ops.ts, and the file
+ * broker itself, below), over which PUTSCRIPT reads the active record and the filter with the
  * listing, in its round trip: for a new script, reads it turns out not to need.
  * Those make a new file (a temp file, the lock's owner file) in one call
  * (createFile) instead of create, write, fchmod, fsync and close: before that,
@@ -194,73 +201,110 @@ function checkOrder(groups: readonly (readonly string[])[]): void {
   expect(groups[look].at(-1)).toBe('lstat sieve/.lock/owner');
 }
 
+/** Which FileOps the running test measures: node:fs, the file threads, the file broker. */
+let kindNow = '';
+
 describe.each([['unordered', () => nodeFileOps] as const, ['ordered', () => pool.fileOps()] as const])(
   'file-system operations per command, %s FileOps',
   (kind, ops) => {
     beforeAll(() => {
       base = ops();
+      kindNow = kind;
     });
-
-    it('opening a store with an active script', async () => {
-      let store: FileStore | undefined;
-      const m = await measure('open', async () => {
-        store = await open();
-      });
-      expect(store).toBeDefined();
-      within(kind, 'open', m);
-    });
-
-    it('PUTSCRIPT of the active script', async () => {
-      const ctx = context(await open());
-      const m = await measure('PUTSCRIPT active', async () => {
-        expect(await run(ctx, atom('PUTSCRIPT'), str('bench'), str(BENCH_2))).toBe('OK\r\n');
-      });
-      expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH_2));
-      within(kind, 'putActive', m);
-    });
-
-    it('PUTSCRIPT of a new script', async () => {
-      const ctx = context(await open());
-      const m = await measure('PUTSCRIPT new', async () => {
-        expect(await run(ctx, atom('PUTSCRIPT'), str('new'), str(OTHER))).toBe('OK\r\n');
-      });
-      expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
-      within(kind, 'putNew', m);
-    });
-
-    it('SETACTIVE of the script already active', async () => {
-      const ctx = context(await open());
-      const m = await measure('SETACTIVE same', async () => {
-        expect(await run(ctx, atom('SETACTIVE'), str('bench'))).toBe('OK\r\n');
-      });
-      expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
-      within(kind, 'setSame', m);
-    });
-
-    it('SETACTIVE of another script', async () => {
-      const ctx = context(await open());
-      const m = await measure('SETACTIVE other', async () => {
-        expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
-      });
-      expect(await readFile(h.filterPath)).toEqual(renderFilter(OTHER));
-      within(kind, 'setOther', m);
-    });
-
-    it('DELETESCRIPT', async () => {
-      const ctx = context(await open());
-      const m = await measure('DELETESCRIPT', async () => {
-        expect(await run(ctx, atom('DELETESCRIPT'), str('other'))).toBe('OK\r\n');
-      });
-      expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\nOK\r\n');
-      within(kind, 'delete', m);
-    });
-
-    it('LISTSCRIPTS', async () => {
-      const ctx = context(await open());
-      const m = await measure('LISTSCRIPTS', async () => {
-        expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\n"other"\r\nOK\r\n');
-      });
-      within(kind, 'list', m);
-    });
+    commandTests(kind);
   },
 );
+
+/**
+ * The same over the file broker itself (ordered, with one call per new file as the
+ * file threads have), so the bounds hold for the FileOps isolated sessions use. As
+ * root the broker runs as another user, who is given the home.
+ */
+describe('file-system operations per command, over the file broker', needs(BROKER), () => {
+  const uid = process.getuid?.() === 0 ? 41231 : undefined;
+  let files: { readonly ops: FileOps; close(): Promise<void> } | undefined;
+  beforeAll(() => {
+    const launcher = new BrokerLauncher({
+      storage: configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' } }).storage,
+      log: silentLogger(),
+    });
+    files = launcher.openFiles({
+      user: 'bench',
+      home: tmpdir(),
+      fields: {},
+      ...(uid === undefined ? {} : { uid, gid: uid }),
+    });
+    base = files.ops;
+    kindNow = 'broker';
+    if (uid !== undefined) prepareHome = (home) => execFileSync('chown', ['-R', `${uid}:${uid}`, home]);
+  });
+  afterAll(async () => {
+    prepareHome = () => undefined;
+    await files?.close();
+  });
+  commandTests('ordered');
+});
+
+function commandTests(kind: 'unordered' | 'ordered'): void {
+  it('opening a store with an active script', async () => {
+    let store: FileStore | undefined;
+    const m = await measure('open', async () => {
+      store = await open();
+    });
+    expect(store).toBeDefined();
+    within(kind, 'open', m);
+  });
+
+  it('PUTSCRIPT of the active script', async () => {
+    const ctx = context(await open());
+    const m = await measure('PUTSCRIPT active', async () => {
+      expect(await run(ctx, atom('PUTSCRIPT'), str('bench'), str(BENCH_2))).toBe('OK\r\n');
+    });
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH_2));
+    within(kind, 'putActive', m);
+  });
+
+  it('PUTSCRIPT of a new script', async () => {
+    const ctx = context(await open());
+    const m = await measure('PUTSCRIPT new', async () => {
+      expect(await run(ctx, atom('PUTSCRIPT'), str('new'), str(OTHER))).toBe('OK\r\n');
+    });
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
+    within(kind, 'putNew', m);
+  });
+
+  it('SETACTIVE of the script already active', async () => {
+    const ctx = context(await open());
+    const m = await measure('SETACTIVE same', async () => {
+      expect(await run(ctx, atom('SETACTIVE'), str('bench'))).toBe('OK\r\n');
+    });
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(BENCH));
+    within(kind, 'setSame', m);
+  });
+
+  it('SETACTIVE of another script', async () => {
+    const ctx = context(await open());
+    const m = await measure('SETACTIVE other', async () => {
+      expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
+    });
+    expect(await readFile(h.filterPath)).toEqual(renderFilter(OTHER));
+    within(kind, 'setOther', m);
+  });
+
+  it('DELETESCRIPT', async () => {
+    const ctx = context(await open());
+    const m = await measure('DELETESCRIPT', async () => {
+      expect(await run(ctx, atom('DELETESCRIPT'), str('other'))).toBe('OK\r\n');
+    });
+    expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\nOK\r\n');
+    within(kind, 'delete', m);
+  });
+
+  it('LISTSCRIPTS', async () => {
+    const ctx = context(await open());
+    const m = await measure('LISTSCRIPTS', async () => {
+      expect(await run(ctx, atom('LISTSCRIPTS'))).toBe('"bench" ACTIVE\r\n"other"\r\nOK\r\n');
+    });
+    within(kind, 'list', m);
+  });
+}
