@@ -17,7 +17,12 @@
  * PUTSCRIPT reads the filter file with the listing, in that round trip, in case the
  * script is the active one (for a new script, a read it turns out not to need);
  * it stats only the script it stores while the other entries cannot reach the
- * quotas (store-files.ts lookForPut), one stat less than the scan's.
+ * quotas (store-files.ts lookForPut), one stat less than the scan's. SETACTIVE
+ * looks for the script already in place without the lock, and over ordered FileOps
+ * sends all of that look's reads with the record's: one round trip instead of
+ * three for the SETACTIVE clients send after every save of the active script, and
+ * for another script five operations more (16 before), three of them reads the
+ * lock's hold makes again.
  *
  * Over ordered FileOps (a file broker) the round trips a command waits for one
  * after another count as much as the operations: under load each costs the
@@ -127,7 +132,12 @@ interface Measured {
 }
 
 /** The operations `step` makes (the counts of every step are printed, to compare by eye). */
-async function measure(label: string, step: () => Promise<void>): Promise<Measured> {
+async function measure(
+  label: string,
+  step: () => Promise<void>,
+  /** Reads made first without the lock and then again under it (each exactly twice). */
+  readAgainUnderLock: readonly string[] = [],
+): Promise<Measured> {
   label = `${label} (${kindNow})`;
   counting.reset();
   await step();
@@ -139,9 +149,10 @@ async function measure(label: string, step: () => Promise<void>): Promise<Measur
   };
   const shown = counting.groups.map((g, i) => `  ${i + 1}: ${g.join(', ')}`).join('\n');
   console.log(`${label}: ${m.total} operations in ${m.groups} groups\n${shown}`);
-  // Within one command no file is read twice, and no directory listed twice.
+  // Within one command no file is read twice, and no directory listed twice, but
+  // for reads made before the lock that the lock's hold has to make again.
   const repeated = Object.entries(m.byPath).filter(([k, n]) => /^(readFile|readdir|lstat|stat) /.test(k) && n > 1);
-  expect(repeated).toEqual([]);
+  expect(repeated).toEqual(readAgainUnderLock.map((k) => [k, 2]));
   if (base.ordered) checkOrder(counting.groups);
   return m;
 }
@@ -157,7 +168,7 @@ async function measure(label: string, step: () => Promise<void>): Promise<Measur
  */
 const BOUNDS = {
   unordered: { open: 6, putActive: 27, putNew: 18, setSame: 6, setOther: 26, delete: 11, list: 4 },
-  ordered: { open: 6, putActive: 17, putNew: 14, setSame: 6, setOther: 16, delete: 9, list: 4 },
+  ordered: { open: 6, putActive: 17, putNew: 14, setSame: 6, setOther: 21, delete: 9, list: 4 },
 };
 
 /**
@@ -166,7 +177,7 @@ const BOUNDS = {
  * (filter-guard.ts commitAll), and the second one's failure needs the lock to put
  * the filter back, so their release follows in a round trip of its own.
  */
-const ROUND_TRIPS = { open: 2, putActive: 7, putNew: 5, setSame: 3, setOther: 8, delete: 4, list: 2 };
+const ROUND_TRIPS = { open: 2, putActive: 7, putNew: 5, setSame: 1, setOther: 8, delete: 4, list: 2 };
 
 type Command = keyof typeof ROUND_TRIPS;
 
@@ -284,9 +295,17 @@ function commandTests(kind: 'unordered' | 'ordered'): void {
 
   it('SETACTIVE of another script', async () => {
     const ctx = context(await open());
-    const m = await measure('SETACTIVE other', async () => {
-      expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
-    });
+    // Over ordered FileOps the look for the script in place reads, with the record,
+    // what it would need if this were the active script: the lock's hold reads them again.
+    const again =
+      kind === 'ordered' ? ['readFile .forward', 'readFile sieve/.verbatim', 'readFile sieve/other.sieve'] : [];
+    const m = await measure(
+      'SETACTIVE other',
+      async () => {
+        expect(await run(ctx, atom('SETACTIVE'), str('other'))).toBe('OK\r\n');
+      },
+      again,
+    );
     expect(await readFile(h.filterPath)).toEqual(renderFilter(OTHER));
     within(kind, 'setOther', m);
   });
