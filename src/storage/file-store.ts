@@ -231,18 +231,25 @@ export class FileStore implements ScriptStore {
     // write, so no lock to take (unless the repair at open still waits for it).
     const inPlace = this.repairPending ? undefined : await inPlaceWithoutLock(this.files, this.guard, nfc);
     if (inPlace !== undefined) return inPlace.verbatim || !approve || approve(inPlace.content);
-    return this.locked(async ({ lock, files, guard, readAhead }) => {
-      // Read by the steps below: all in the round trip of the script's read.
+    // Read by the steps below: all in the round trip of the script's read.
+    const startReads = ({ files, guard, readAhead }: Omit<Held, 'lock'>): Promise<Buffer> => {
       readAhead([guard.filterPath, join(files.dir, VERBATIM_FILE)]);
-      const content = await files.get(nfc); // read under the lock: the filter matches it
-      // A preserved forward is written back as it is: not Sieve to approve.
-      if (approve && !(await files.isVerbatim(nfc, content)) && !(await approve(content))) return false;
-      await guard.preserveForeign(lock);
-      // In place after all (it changed since the look above): nothing to write.
-      if (await guard.isInPlace(nfc, content)) return true;
-      await guard.activate(nfc, content, lock);
-      return true;
-    });
+      return files.get(nfc);
+    };
+    return this.locked(
+      async (held) => {
+        const { lock, files, guard } = held;
+        const content = await startReads(held); // read under the lock: the filter matches it
+        // A preserved forward is written back as it is: not Sieve to approve.
+        if (approve && !(await files.isVerbatim(nfc, content)) && !(await approve(content))) return false;
+        await guard.preserveForeign(lock);
+        // In place after all (it changed since the look above): nothing to write.
+        if (await guard.isInPlace(nfc, content)) return true;
+        await guard.activate(nfc, content, lock);
+        return true;
+      },
+      (held) => void startReads(held).catch(() => undefined),
+    );
   }
 
   async setActiveIfNone(name: string): Promise<ActivationResult> {
@@ -308,18 +315,39 @@ export class FileStore implements ScriptStore {
    * once per hold (held-reads.ts): a command does not read a file again that it has
    * read under this lock and not changed since.
    */
-  private locked<T>(fn: (held: Held) => Promise<T>): Promise<T> {
-    return withLock(this.files.ops, join(this.files.dir, LOCK_DIR), this.lockOptions, async (lock) => {
-      const reads = new HeldReads(this.files.ops);
+  private locked<T>(fn: (held: Held) => Promise<T>, first?: (held: Omit<Held, 'lock'>) => void): Promise<T> {
+    const through = (reads: HeldReads): Omit<Held, 'lock'> => {
       const files = this.files.over(reads);
-      const held: Held = { lock, files, guard: this.guard.over(files), readAhead: (paths) => reads.readAhead(paths) };
-      if (this.repairPending) {
-        await this.repair(held).catch((err: unknown) =>
-          this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'),
-        );
-      }
-      return fn(held);
-    });
+      return { files, guard: this.guard.over(files), readAhead: (paths) => reads.readAhead(paths) };
+    };
+    // Over ordered FileOps (a file broker) the reads `fn` starts with (`first` makes the
+    // same calls) go out with the look that decides whether the lock is ours, and run
+    // after it: under the lock when it is ours, one round trip before `fn` could ask.
+    // `fn` finds their answers in the hold's reads. A failed attempt's reads are dropped.
+    let early: HeldReads | undefined;
+    const along =
+      first && this.files.ops.ordered
+        ? () => {
+            early = new HeldReads(this.files.ops);
+            first(through(early));
+          }
+        : undefined;
+    const dir = join(this.files.dir, LOCK_DIR);
+    return withLock(
+      this.files.ops,
+      dir,
+      this.lockOptions,
+      async (lock) => {
+        const held: Held = { lock, ...through(early ?? new HeldReads(this.files.ops)) };
+        if (this.repairPending) {
+          await this.repair(held).catch((err: unknown) =>
+            this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'),
+          );
+        }
+        return fn(held);
+      },
+      along,
+    );
   }
 
   /** The checks at open (must run under the lock); pending until they have run once. */
@@ -336,50 +364,57 @@ export class FileStore implements ScriptStore {
   ): Promise<boolean> {
     const nfc = this.files.checkName(name);
     if (content.length > this.files.limits.maxScriptBytes) this.files.checkSpaceIn([], nfc, content.length);
-    return this.locked(async ({ lock, files, guard, readAhead }) => {
-      // Read below whatever the script (the record and the filter: when it exists and
-      // is the active one), in the listing's round trip; over ordered FileOps (a file
-      // broker) a read sent along costs no round trip of its own.
+    // Read below whatever the script (the record and the filter: when it exists and is
+    // the active one), in the listing's round trip; over ordered FileOps (a file broker)
+    // a read sent along costs no round trip of its own.
+    const startReads = ({ files, guard, readAhead }: Omit<Held, 'lock'>): ReturnType<StoreFiles['lookForPut']> => {
       const record = join(files.dir, ACTIVE_FILE);
       readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record, guard.filterPath] : [])]);
-      const { exists, checkSpace } = await files.lookForPut(nfc);
-      if (ifAbsent && exists) return false;
-      checkSpace(content.length);
-      if (approve && !(await approve(content))) return false;
-      const enc = encodeScriptFileName(nfc);
-      if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
-      try {
-        // Recorded active, and there (just looked at).
-        let active = exists && (await files.recordedActive()) === nfc;
-        if (active) {
-          // Preserving a foreign filter can change which script is active; ask again.
-          await guard.preserveForeign(lock);
-          active = (await files.recordedActive()) === nfc;
+      return files.lookForPut(nfc);
+    };
+    return this.locked(
+      async (held) => {
+        const { lock, files, guard } = held;
+        const { exists, checkSpace } = await startReads(held);
+        if (ifAbsent && exists) return false;
+        checkSpace(content.length);
+        if (approve && !(await approve(content))) return false;
+        const enc = encodeScriptFileName(nfc);
+        if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
+        try {
+          // Recorded active, and there (just looked at).
+          let active = exists && (await files.recordedActive()) === nfc;
+          if (active) {
+            // Preserving a foreign filter can change which script is active; ask again.
+            await guard.preserveForeign(lock);
+            active = (await files.recordedActive()) === nfc;
+          }
+          // The filter first: if the script's rename then fails, the filter is put
+          // back, and the client's NO is true (the other order would leave a new
+          // script that the next repair at open makes live).
+          const filter = active ? await guard.filterFor(nfc, content) : undefined;
+          const writes = await prepareThenLook(files.ops, lock, [
+            ...(filter ? [() => guard.prepareFilter(filter)] : []),
+            () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
+          ]);
+          // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
+          const recorded = (await files.readVerbatim()).get(nfc);
+          const unmark = recorded !== undefined && recorded !== sha256(content);
+          // With nothing left to do under the lock (no record to change, no name file
+          // to remove after a failure) the last rename carries the lock's release.
+          await guard.commitWithFilter(writes, lock, { releaseLock: !unmark && !enc.nameFile });
+          if (unmark) await files.setVerbatim(nfc, undefined);
+          this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
+          return true;
+        } catch (err) {
+          // A refused write (disk full, quota) leaves no name file without its script.
+          if (enc.nameFile && !(await files.exists(join(files.dir, enc.file)).catch(() => true))) {
+            await files.ops.unlink(join(files.dir, enc.nameFile)).catch(() => undefined);
+          }
+          throw err;
         }
-        // The filter first: if the script's rename then fails, the filter is put
-        // back, and the client's NO is true (the other order would leave a new
-        // script that the next repair at open makes live).
-        const filter = active ? await guard.filterFor(nfc, content) : undefined;
-        const writes = await prepareThenLook(files.ops, lock, [
-          ...(filter ? [() => guard.prepareFilter(filter)] : []),
-          () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
-        ]);
-        // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
-        const recorded = (await files.readVerbatim()).get(nfc);
-        const unmark = recorded !== undefined && recorded !== sha256(content);
-        // With nothing left to do under the lock (no record to change, no name file
-        // to remove after a failure) the last rename carries the lock's release.
-        await guard.commitWithFilter(writes, lock, { releaseLock: !unmark && !enc.nameFile });
-        if (unmark) await files.setVerbatim(nfc, undefined);
-        this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
-        return true;
-      } catch (err) {
-        // A refused write (disk full, quota) leaves no name file without its script.
-        if (enc.nameFile && !(await files.exists(join(files.dir, enc.file)).catch(() => true))) {
-          await files.ops.unlink(join(files.dir, enc.nameFile)).catch(() => undefined);
-        }
-        throw err;
-      }
-    });
+      },
+      (held) => void startReads(held).catch(() => undefined),
+    );
   }
 }

@@ -394,6 +394,57 @@ describe('the user lock over ordered FileOps', () => {
     await (await acquireLock(pool.fileOps(), lockDir, opts)).release();
   });
 
+  it('sends the calls of `along` after the look that decides the lock is ours, in its round trip; a failed attempt calls it again', async () => {
+    const lockDir = join(dir, '.lock');
+    await writeFile(join(dir, 'record'), 'r');
+    const counting = countingOps(dir, pool.fileOps());
+    let calls = 0;
+    let read: Promise<Buffer> | undefined;
+    const along = (): void => {
+      calls++;
+      read = counting.ops.readFile(join(dir, 'record'));
+    };
+    const lock = await acquireLock(counting.ops, lockDir, opts, along);
+    expect(counting.groups).toEqual([['mkdir .lock'], ['createFile .lock/owner', 'readdir .lock', 'readFile record']]);
+    expect([calls, (await read!).toString()]).toEqual([1, 'r']);
+    await lock.release();
+
+    // An attempt that finds another owner's token beside its own fails; the next
+    // attempt, once the directory is free, calls it again.
+    counting.reset();
+    calls = 0;
+    let raced = false;
+    const racing: FileOps = {
+      ...counting.ops,
+      ordered: true,
+      readdir: async (path) => {
+        if (!raced && path === lockDir) {
+          raced = true;
+          await writeFile(join(lockDir, 'owner.someone-else'), '');
+          // The other leaves last, and removes the directory.
+          setTimeout(() => void rm(lockDir, { recursive: true, force: true }), 20);
+        }
+        return counting.ops.readdir(path);
+      },
+    };
+    await (await acquireLock(racing, lockDir, { ...opts, waitMs: 5_000 }, along)).release();
+    expect(calls).toBe(2);
+    expect(await readdir(dir)).toEqual(['record']);
+  });
+
+  it('takes the lock as without them when `along` throws, and never calls it over unordered FileOps', async () => {
+    const lockDir = join(dir, '.lock');
+    const lock = await acquireLock(pool.fileOps(), lockDir, opts, () => {
+      throw new Error('a caller bug');
+    });
+    expect(await lock.stillHeld()).toBe(true);
+    await lock.release();
+    let called = false;
+    await (await acquireLock(nodeFileOps, lockDir, opts, () => (called = true))).release();
+    expect(called).toBe(false);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('releaseWith sends the release after the last change, in its round trip, and releases when that change fails', async () => {
     const lockDir = join(dir, '.lock');
     const counting = countingOps(dir, pool.fileOps());
