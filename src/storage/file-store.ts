@@ -31,6 +31,7 @@ import { toStorageError } from './errors.js';
 import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
 import { encodeScriptFileName } from './script-names.js';
 import { ACTIVE_FILE, LOCK_DIR, VERBATIM_FILE } from './layout.js';
+import { processActiveHints, type ActiveHints } from './active-hints.js';
 import { checkAtOpen, inPlaceWithoutLock, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
 import { FilterGuard, prepareThenLook } from './filter-guard.js';
@@ -65,6 +66,8 @@ export interface FileStoreOptions {
    */
   readonly createBelow?: string | undefined;
   readonly fileOps?: FileOps;
+  /** The active script's name as last seen, read ahead at open (default: this process's). */
+  readonly activeHints?: ActiveHints;
   readonly lock?: Partial<LockOptions>;
   readonly log: Logger;
 }
@@ -101,7 +104,7 @@ export class FileStore implements ScriptStore {
     const store = new FileStore(options);
     // Started first, so that its reads go out with the ones below (one round trip
     // over a file broker); it changes nothing, so it may overlap them.
-    const clean = nothingToRepair(store.files, store.guard);
+    const clean = nothingToRepair(store.files, store.guard, options.activeHints ?? processActiveHints);
     const filterDir = dirname(options.filterPath);
     const besideFilter = store.files.ops.readdir(filterDir).catch(() => undefined);
     const listing = await store.files.ensureDir(store.createBelow);

@@ -11,6 +11,7 @@
  * Must not know: the wire protocol, how the lock works, when a store opens.
  */
 import { join } from 'node:path';
+import type { ActiveHints } from './active-hints.js';
 import type { FilterGuard } from './filter-guard.js';
 import type { HeldLock } from './lock.js';
 import { ACTIVE_FILE, VERBATIM_FILE } from './layout.js';
@@ -24,20 +25,36 @@ export async function checkAtOpen(guard: FilterGuard, lock: HeldLock): Promise<v
   await guard.reconcile(lock);
 }
 
-/** True when the checks at open, run read-only and without the lock, find nothing to change. */
-export async function nothingToRepair(files: StoreFiles, guard: FilterGuard): Promise<boolean> {
+/**
+ * True when the checks at open, run read-only and without the lock, find nothing to
+ * change. The active script is read with the record when `hints` name it (the name
+ * last seen here), otherwise as soon as the record is in; `hints` learn the name.
+ */
+export async function nothingToRepair(files: StoreFiles, guard: FilterGuard, hints?: ActiveHints): Promise<boolean> {
   const view = new ReadOnlyView(files.ops);
   const viewed = new StoreFiles(view, files.dir, files.limits, files.log);
   const filterPath = guard.filterPath;
   const activePath = join(files.dir, ACTIVE_FILE);
-  view.readAhead({ file: [filterPath, activePath, join(files.dir, VERBATIM_FILE)] });
-  // The active script's file, as soon as its name is known.
+  const hinted = hints?.get(files.dir);
+  view.readAhead({
+    file: [
+      filterPath,
+      activePath,
+      join(files.dir, VERBATIM_FILE),
+      ...(hinted === undefined ? [] : [viewed.scriptPath(hinted)]),
+    ],
+  });
+  // The active script's file, as soon as its name is known (read already when hinted).
   void view
     .readFile(activePath)
-    .then((raw) => {
-      const name = activeNameIn(raw);
-      if (name !== undefined) view.readAhead({ file: [viewed.scriptPath(name)] });
-    })
+    .then(
+      (raw) => {
+        const name = activeNameIn(raw);
+        hints?.set(files.dir, name);
+        if (name !== undefined) view.readAhead({ file: [viewed.scriptPath(name)] });
+      },
+      () => hints?.set(files.dir, undefined),
+    )
     .catch(() => undefined);
   return finishesWithoutChange((lock) => checkAtOpen(guard.over(viewed), lock));
 }
