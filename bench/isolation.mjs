@@ -15,9 +15,16 @@
 //           PUTSCRIPT 4 KiB, SETACTIVE, LOGOUT), --concurrent (20) at a time; p50/p99,
 //           and the CPU time all the server's processes used, per session (less
 //           noisy than wall-clock times on a shared machine)
+// Both servers are measured warm, as they run in service: --warmup (10) logins of
+// other users (the last ones) before the sequential AUTHENTICATE to OK ones, and
+// --warmup-sessions (40) full sessions, unmeasured, before the measured ones (a
+// fresh Node process compiles its hot code during its first sessions; Dovecot's
+// processes are C). --warmup 0 --warmup-sessions 0 measures from a cold start (the
+// first login is never measured).
 // Needs root, gcc and the PAM headers, useradd/userdel, openssl, a build. Users,
 // the service file and directories are temporary and removed afterwards.
-// Options: --users N (50), --logins N (40), --idle-small N, --idle-large N,
+// Options: --users N (50), --logins N (40), --warmup N, --warmup-sessions N,
+//          --idle-small N, --idle-large N,
 //          --sessions N, --concurrent N, --workers N (tsieved's server processes;
 //          default: one per core, as the shipped [server] workers = "auto"),
 //          --no-dovecot, --json FILE
@@ -46,6 +53,8 @@ const { values } = parseArgs({
     sessions: { type: 'string', default: '200' },
     concurrent: { type: 'string', default: '20' },
     workers: { type: 'string', default: String(availableParallelism()) },
+    warmup: { type: 'string', default: '10' },
+    'warmup-sessions': { type: 'string', default: '40' },
     'no-dovecot': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
@@ -176,14 +185,17 @@ function barePam(accounts, count) {
   return { whole: rows.map((r) => r[0]), withoutStart: rows.map((r) => r[1]) };
 }
 
-async function authenticateToOk(server, accounts, count) {
+async function authenticateToOk(server, accounts, count, warmup) {
   const times = [];
-  for (let i = 0; i <= count; i++) {
+  const n = accounts.users.length;
+  // Warm-up logins of the last users, so that the measured ones (from the first user
+  // on) are each user's first login on this server whenever there are enough users.
+  for (let i = -Math.max(1, warmup); i < count; i++) {
     const c = await SieveClient.connect('127.0.0.1', server.port);
     await c.starttls();
     const t0 = performance.now();
-    await c.authenticatePlain(accounts.users[i % accounts.users.length], accounts.password);
-    if (i > 0) times.push(performance.now() - t0);
+    await c.authenticatePlain(accounts.users[(i + n) % n], accounts.password);
+    if (i >= 0) times.push(performance.now() - t0);
     await c.logout().catch(() => c.destroy());
   }
   return times;
@@ -249,18 +261,24 @@ try {
     current = await start(N('idle-large'));
     r.version = current.version;
     log(`AUTHENTICATE to OK, ${N('logins')} sequential`);
-    r.authenticateToOkMs = stat(await authenticateToOk(current, accounts, N('logins')));
+    r.authenticateToOkMs = stat(await authenticateToOk(current, accounts, N('logins'), N('warmup')));
+    const sessions = (logins) =>
+      loginWorkload(current, {
+        concurrency: N('concurrent'),
+        processes: 2,
+        users,
+        scriptBytes: 4096,
+        durationMs: 600_000,
+        warmupMs: 0,
+        logins,
+      });
+    if (N('warmup-sessions') > 0) {
+      log(`${N('warmup-sessions')} full sessions to warm up, ${N('concurrent')} at a time`);
+      await sessions(N('warmup-sessions'));
+    }
     log(`${N('sessions')} full sessions, ${N('concurrent')} at a time`);
     const cpuBefore = treeCpuMs(current.pid);
-    const full = await loginWorkload(current, {
-      concurrency: N('concurrent'),
-      processes: 2,
-      users,
-      scriptBytes: 4096,
-      durationMs: 600_000,
-      warmupMs: 0,
-      logins: N('sessions'),
-    });
+    const full = await sessions(N('sessions'));
     // Let the last sessions end (and be reaped) before reading the CPU time.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const cpuMs = treeCpuMs(current.pid) - cpuBefore;

@@ -230,6 +230,10 @@ if (!values['no-isolation'] && values.only !== 'dovecot') {
       String(Math.min(20, opts.concurrency)),
       '--logins',
       String(full ? 40 : 5),
+      '--warmup',
+      String(full ? 10 : 1),
+      '--warmup-sessions',
+      String(full ? 40 : opts.concurrency),
     ];
     if (values['no-dovecot']) args.push('--no-dovecot');
     if (values.json) args.push('--json', `${values.json}.isolation.json`);
