@@ -15,8 +15,9 @@
 //           PUTSCRIPT 4 KiB, SETACTIVE, LOGOUT), --concurrent (20) at a time; p50/p99,
 //           and the CPU time all the server's processes used, per session (less
 //           noisy than wall-clock times on a shared machine)
-// Both servers are measured warm, as they run in service: --warmup (10) logins of
-// other users (the last ones) before the sequential AUTHENTICATE to OK ones, and
+// Both servers are measured warm, as they run in service: --warmup (20: ten for each
+// of two workers) logins of other users (the last ones; more accounts are made when
+// --users is too few for both) before the sequential AUTHENTICATE to OK ones, and
 // --warmup-sessions (40) full sessions, unmeasured, before the measured ones (a
 // fresh Node process compiles its hot code during its first sessions; Dovecot's
 // processes are C). --warmup 0 --warmup-sessions 0 measures from a cold start (the
@@ -53,7 +54,7 @@ const { values } = parseArgs({
     sessions: { type: 'string', default: '200' },
     concurrent: { type: 'string', default: '20' },
     workers: { type: 'string', default: String(availableParallelism()) },
-    warmup: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '20' },
     'warmup-sessions': { type: 'string', default: '40' },
     'no-dovecot': { type: 'boolean', default: false },
     json: { type: 'string' },
@@ -224,8 +225,10 @@ const stat = (ms) => ({
 
 const results = { opts: values, servers: {} };
 try {
-  const accounts = makeAccounts(N('users'));
-  const users = { users: accounts.users, password: accounts.password };
+  // Enough accounts that the measured logins are each user's first on the server.
+  const accounts = makeAccounts(Math.max(N('users'), N('logins') + N('warmup')));
+  // The workloads' users: the first --users accounts (the others only warm up logins).
+  const users = { users: accounts.users.slice(0, N('users')), password: accounts.password };
   const cert = makeCert(work.dir);
   const bare = barePam(accounts, N('logins'));
   results.barePamMs = stat(bare.whole);
