@@ -165,6 +165,20 @@ export async function createFile(
   options: NewFileOptions = {},
 ): Promise<void> {
   if (ops.createFile) return ops.createFile(path, data, options);
+  return createFileInSteps(ops, path, data, options);
+}
+
+/**
+ * createFile() the long way, whatever `ops` has: createExclusive (0600), then
+ * finishFile(), a failure after the creation marked as such. For FileOps whose own
+ * createFile cannot take every file in one call (a file broker, above its request cap).
+ */
+export async function createFileInSteps(
+  ops: FileOps,
+  path: string,
+  data: Uint8Array,
+  options: NewFileOptions = {},
+): Promise<void> {
   const file = await ops.createExclusive(path, 0o600);
   try {
     await finishFile(ops, file, data, options);

@@ -20,9 +20,9 @@ import type { Logger } from '../../log/logger.js';
 import {
   DIRECTORY_FSYNC_REFUSED,
   errnoError,
+  createFileInSteps,
   failureAfterCreate,
   fileStatOf,
-  finishFile,
   type FileOps,
   type FileStat,
   type NewFileOptions,
@@ -147,15 +147,7 @@ export class BrokerFileOps implements FileOps {
    * request goes the long way.
    */
   async createFile(path: string, data: Uint8Array, options: NewFileOptions): Promise<void> {
-    if (data.length > WRITE_CHUNK_BYTES) {
-      const file = await this.createExclusive(path, 0o600);
-      try {
-        await finishFile(this, file, data, options);
-      } catch (err) {
-        throw failureAfterCreate(err);
-      }
-      return;
-    }
+    if (data.length > WRITE_CHUNK_BYTES) return createFileInSteps(this, path, data, options);
     const mode = options.mode === undefined ? CREATE_FILE_KEEP_MODE : options.mode & 0o777;
     const flags = options.sync ? CREATE_FILE_SYNC : 0;
     await this.ok('createFile', [{ u32: mode }, { u32: flags }, { path }, { data }], path);
