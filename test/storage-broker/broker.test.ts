@@ -93,6 +93,11 @@ function raw(): { child: ChildProcess; out: () => Buffer; exit: Promise<number |
   return { child, out: () => Buffer.concat(chunks), exit };
 }
 
+/** A create-file request frame: mode (0xffffffff keeps 0600), flags (1: fsync), path, data. */
+function createFileRequest(id: number, mode: number, flags: number, path: string, data: Buffer): Buffer {
+  return encodeRequest(id, 'createFile', [{ u32: mode }, { u32: flags }, { path }, { data }]);
+}
+
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);
@@ -185,45 +190,15 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
     const b = raw();
     b.child.stdin!.end(
       Buffer.concat([
-        encodeRequest(1, 'createFile', [
-          { u32: 0o644 },
-          { u32: 1 },
-          { path: join(dir, 'new') },
-          { data: Buffer.from('keep;\n') },
-        ]),
+        createFileRequest(1, 0o644, 1, join(dir, 'new'), Buffer.from('keep;\n')),
         // Kept at 0600 (mode 0xffffffff), no fsync, no data: an empty file.
-        encodeRequest(2, 'createFile', [
-          { u32: 0xffffffff },
-          { u32: 0 },
-          { path: join(dir, 'empty') },
-          { data: Buffer.alloc(0) },
-        ]),
+        createFileRequest(2, 0xffffffff, 0, join(dir, 'empty'), Buffer.alloc(0)),
         // Never replaces a file, never follows a link: EEXIST, and nothing changes.
-        encodeRequest(3, 'createFile', [
-          { u32: 0o644 },
-          { u32: 1 },
-          { path: join(dir, 'old') },
-          { data: Buffer.from('x') },
-        ]),
-        encodeRequest(4, 'createFile', [
-          { u32: 0o644 },
-          { u32: 1 },
-          { path: join(dir, 'link') },
-          { data: Buffer.from('x') },
-        ]),
+        createFileRequest(3, 0o644, 1, join(dir, 'old'), Buffer.from('x')),
+        createFileRequest(4, 0o644, 1, join(dir, 'link'), Buffer.from('x')),
         // setuid and other bits beyond 0777 are never set.
-        encodeRequest(5, 'createFile', [
-          { u32: 0o4755 },
-          { u32: 0 },
-          { path: join(dir, 'plain') },
-          { data: Buffer.from('y') },
-        ]),
-        encodeRequest(6, 'createFile', [
-          { u32: 0o644 },
-          { u32: 0 },
-          { path: join(dir, 'absent', 'f') },
-          { data: Buffer.from('z') },
-        ]),
+        createFileRequest(5, 0o4755, 0, join(dir, 'plain'), Buffer.from('y')),
+        createFileRequest(6, 0o644, 0, join(dir, 'absent', 'f'), Buffer.from('z')),
         // Files sent together are finished together (one journal commit for their
         // fsyncs), and each is whole before the next request of another kind runs.
         encodeRequest(7, 'rename', [{ path: join(dir, 'new') }, { path: join(dir, 'renamed') }]),
@@ -271,12 +246,7 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
         Buffer.from('/x'),
       ]),
       'truncated frame then EOF': Buffer.concat([u32(100), Buffer.alloc(10)]),
-      'create-file with a flag it does not know': encodeRequest(1, 'createFile', [
-        { u32: 0o600 },
-        { u32: 2 },
-        { path: '/nonexistent/x' },
-        { data: Buffer.from('x') },
-      ]),
+      'create-file with a flag it does not know': createFileRequest(1, 0o600, 2, '/nonexistent/x', Buffer.from('x')),
       'create-file too short for its flags': Buffer.concat([
         u32(5 + 4 + 2),
         u32(1),
@@ -684,18 +654,8 @@ describe('the broker as another user (root)', needs(BROKER_BUILT, ROOT, 'chown')
       const b = raw();
       b.child.stdin!.end(
         Buffer.concat([
-          encodeRequest(1, 'createFile', [
-            { u32: 0o644 },
-            { u32: 1 },
-            { path: join(mnt, 'big') },
-            { data: Buffer.alloc(64 * 1024) },
-          ]),
-          encodeRequest(2, 'createFile', [
-            { u32: 0o644 },
-            { u32: 1 },
-            { path: join(mnt, 'big') },
-            { data: Buffer.alloc(1) },
-          ]),
+          createFileRequest(1, 0o644, 1, join(mnt, 'big'), Buffer.alloc(64 * 1024)),
+          createFileRequest(2, 0o644, 1, join(mnt, 'big'), Buffer.alloc(1)),
         ]),
       );
       expect(await b.exit).toBe(0);
