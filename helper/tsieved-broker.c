@@ -16,7 +16,14 @@
  *              together: all created and written, then all fsynced and closed, so
  *              that they share a journal commit); the answers to requests that
  *              arrived together are written together, once the last is served
- *   request  = u32 id, u8 op, then the op's fields:
+ *   request  = u32 id, u8 op, then the op's fields; bit 7 of the op byte (0x80,
+ *              if-previous-ok) makes the request run only if the request just before
+ *              it in the stream succeeded (status 0), whatever batch either came in:
+ *              otherwise it is answered 5 (skipped) without any system call, and
+ *              counts as failed for the request after it. The first request of the
+ *              stream has no request before it: with the bit, it is skipped. Its
+ *              fields are checked all the same. The other bits are the op number;
+ *              an unknown number (so any other bit) is a protocol error.
  *              path = u16 BE length + bytes (absolute, no NUL, < PATH_MAX)
  *              u32 = BE; data = the rest of the body
  *     1 create-exclusive  u32 mode, path              -> u32 handle
@@ -40,7 +47,8 @@
  *                         closed and left for the server to remove).
  *   response = u32 id, u8 status, then: 0 ok + result | 1 u32 errno |
  *              2 (not a regular file) | 3 (larger than the limits) |
- *              4 u32 errno (create-file only: created, then a later step failed)
+ *              4 u32 errno (create-file only: created, then a later step failed) |
+ *              5 (skipped: if-previous-ok, and the request before it did not succeed)
  *
  * Hard limits: a request frame above MAX_REQUEST, an unknown op or a truncated
  * field ends the process (exit 3): the byte stream cannot be trusted after that,
@@ -77,7 +85,9 @@
 
 enum { OP_CREATE = 1, OP_WRITE, OP_FSYNC, OP_FCHMOD, OP_CLOSE, OP_READ, OP_READDIR, OP_STAT, OP_LSTAT,
        OP_RENAME, OP_UNLINK, OP_MKDIR, OP_RMDIR, OP_SYNCDIR, OP_CREATE_FILE };
-enum { ST_OK = 0, ST_ERRNO = 1, ST_NOTREGULAR = 2, ST_TOOLARGE = 3, ST_CREATED_THEN_ERRNO = 4 };
+enum { ST_OK = 0, ST_ERRNO = 1, ST_NOTREGULAR = 2, ST_TOOLARGE = 3, ST_CREATED_THEN_ERRNO = 4, ST_SKIPPED = 5 };
+/* In the op byte: run only if the request before succeeded (see the header). */
+#define OP_IF_PREVIOUS_OK 0x80u
 #define CREATE_FILE_KEEP_MODE 0xffffffffu
 #define CREATE_FILE_SYNC 1u
 
@@ -118,9 +128,17 @@ static void put_u32(uint32_t v)
 }
 static void put_u64(uint64_t v) { put_u32((uint32_t)(v >> 32)); put_u32((uint32_t)v); }
 
+/*
+ * Whether the request answered last succeeded: what a request with if-previous-ok
+ * depends on. Answers are made in request order, and a request's last begin() is
+ * its answer, so this is kept here. None yet: not succeeded.
+ */
+static int previous_ok;
+
 /* Starts a response (dropping one begun and not finished): room for the length prefix, then id and status. */
 static void begin(uint32_t id, unsigned status)
 {
+    previous_ok = status == ST_OK;
     out_len = frame_start;
     put_u32(0);
     put_u32(id);
@@ -221,6 +239,18 @@ static int get_path(struct cursor *c, char *buf)
 static void end_of_fields(const struct cursor *c)
 {
     if (c->left != 0) protocol_error();
+}
+
+/*
+ * A request with if-previous-ok whose previous request did not succeed: answered
+ * skipped (which counts as failed for the next one); 1 when it was. Called once
+ * the request's fields have been read, so a malformed one still ends the session.
+ */
+static int skipped(uint32_t id, int if_previous_ok)
+{
+    if (!if_previous_ok || previous_ok) return 0;
+    reply_status(id, ST_SKIPPED);
+    return 1;
 }
 
 static int handle_fd(uint32_t h)
@@ -330,6 +360,7 @@ static void op_write(uint32_t id, int fd, const unsigned char *data, size_t n)
  */
 struct new_file {
     uint32_t id, mode, flags;
+    int skip; /* if-previous-ok, and the request before failed: nothing is done */
     int bad;  /* a path refused (EINVAL): nothing is done */
     int fd;   /* -1: not created (err says why) */
     int err;  /* the first failure */
@@ -342,6 +373,7 @@ struct new_file {
 static void parse_create_file(struct cursor *c, uint32_t id, struct new_file *f)
 {
     f->id = id;
+    f->skip = 0;
     f->mode = get_u32(c);
     f->flags = get_u32(c);
     if ((f->flags & ~CREATE_FILE_SYNC) != 0) protocol_error();
@@ -355,6 +387,7 @@ static void parse_create_file(struct cursor *c, uint32_t id, struct new_file *f)
 
 static void new_file_write(struct new_file *f)
 {
+    if (f->skip) return;
     if (f->bad) { f->err = f->bad; return; }
     f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
     if (f->fd < 0) { f->err = errno; return; }
@@ -374,6 +407,7 @@ static void new_file_write(struct new_file *f)
 
 static void new_file_finish(struct new_file *f)
 {
+    if (f->skip) { reply_status(f->id, ST_SKIPPED); return; }
     if (f->fd < 0) { reply_errno(f->id, f->err); return; }
     if (f->err == 0 && (f->flags & CREATE_FILE_SYNC) && fsync(f->fd) < 0) f->err = errno;
     /* close(2)'s own error is the one AFS reports a full quota with. */
@@ -385,8 +419,9 @@ static void new_file_finish(struct new_file *f)
     flush_response();
 }
 
-/* The op of a whole frame at p (length prefix, id, op). */
-static unsigned frame_op(const unsigned char *p) { return p[8]; }
+/* The op of a whole frame at p (length prefix, id, op), and its if-previous-ok bit. */
+static unsigned frame_op(const unsigned char *p) { return p[8] & ~OP_IF_PREVIOUS_OK & 0xffu; }
+static int frame_if_previous_ok(const unsigned char *p) { return (p[8] & OP_IF_PREVIOUS_OK) != 0; }
 
 /* At most this many create-file requests that came together share the steps above. */
 #define NEW_FILES_TOGETHER 4
@@ -395,7 +430,10 @@ static unsigned frame_op(const unsigned char *p) { return p[8]; }
  * Serves the create-file request at in[off..] and those right behind it that have
  * come whole, NEW_FILES_TOGETHER at most; returns the bytes consumed. Requests are
  * still answered in order, and each has done all it does before any later request
- * of another kind runs.
+ * of another kind runs. Only the first may depend on the request before it
+ * (if-previous-ok), which has been answered: a later one with the bit depends on
+ * one of these, whose outcome is known only at the end, so it starts a group of
+ * its own.
  */
 static size_t serve_new_files(const unsigned char *in, size_t off, size_t len)
 {
@@ -407,11 +445,14 @@ static size_t serve_new_files(const unsigned char *in, size_t off, size_t len)
         size_t n = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
         if (n < 5 || n > MAX_REQUEST) protocol_error();
         if (len - off - used < 4 + n || frame_op(h) != OP_CREATE_FILE) break;
+        int if_previous_ok = frame_if_previous_ok(h);
+        if (count > 0 && if_previous_ok) break;
         struct cursor c = {h + 4, n};
         uint32_t id = get_u32(&c);
         c.p++;
         c.left--;
-        parse_create_file(&c, id, &files[count++]);
+        parse_create_file(&c, id, &files[count]);
+        files[count++].skip = if_previous_ok && !previous_ok;
         used += 4 + n;
     }
     for (int i = 0; i < count; i++) new_file_write(&files[i]);
@@ -443,7 +484,8 @@ static void serve_one(const unsigned char *body, size_t len)
     struct cursor c = {body, len};
     uint32_t id = get_u32(&c);
     if (c.left < 1) protocol_error();
-    unsigned op = c.p[0];
+    unsigned op = c.p[0] & ~OP_IF_PREVIOUS_OK & 0xffu;
+    int cond = (c.p[0] & OP_IF_PREVIOUS_OK) != 0;
     c.p++;
     c.left--;
     int bad;
@@ -452,17 +494,20 @@ static void serve_one(const unsigned char *body, size_t len)
         uint32_t mode = get_u32(&c);
         bad = get_path(&c, path);
         end_of_fields(&c);
+        if (skipped(id, cond)) return;
         if (bad) reply_errno(id, bad); else op_create(id, mode, path);
         return;
     }
     case OP_WRITE: {
         int fd = handle_fd(get_u32(&c));
+        if (skipped(id, cond)) return;
         if (fd < 0) reply_errno(id, EBADF); else op_write(id, fd, c.p, c.left);
         return;
     }
     case OP_FSYNC: case OP_CLOSE: {
         uint32_t h = get_u32(&c);
         end_of_fields(&c);
+        if (skipped(id, cond)) return;
         int fd = handle_fd(h);
         if (fd < 0) { reply_errno(id, EBADF); return; }
         if (op == OP_FSYNC) { reply_rc(id, fsync(fd)); return; }
@@ -475,6 +520,7 @@ static void serve_one(const unsigned char *body, size_t len)
         uint32_t h = get_u32(&c);
         uint32_t mode = get_u32(&c);
         end_of_fields(&c);
+        if (skipped(id, cond)) return;
         int fd = handle_fd(h);
         if (fd < 0) reply_errno(id, EBADF); else reply_rc(id, fchmod(fd, (mode_t)(mode & 0777)));
         return;
@@ -483,6 +529,7 @@ static void serve_one(const unsigned char *body, size_t len)
         uint32_t mode = get_u32(&c);
         bad = get_path(&c, path);
         end_of_fields(&c);
+        if (skipped(id, cond)) return;
         if (bad) reply_errno(id, bad); else reply_rc(id, mkdir(path, (mode_t)(mode & 0777)));
         return;
     }
@@ -490,12 +537,14 @@ static void serve_one(const unsigned char *body, size_t len)
         bad = get_path(&c, path);
         int bad2 = get_path(&c, path2);
         end_of_fields(&c);
+        if (skipped(id, cond)) return;
         if (bad || bad2) reply_errno(id, EINVAL); else reply_rc(id, rename(path, path2));
         return;
     }
     case OP_READ: case OP_READDIR: case OP_STAT: case OP_LSTAT: case OP_UNLINK: case OP_RMDIR: case OP_SYNCDIR:
         bad = get_path(&c, path);
         end_of_fields(&c);
+        if (skipped(id, cond)) return;
         if (bad) { reply_errno(id, bad); return; }
         break;
     default:

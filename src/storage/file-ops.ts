@@ -94,6 +94,64 @@ export interface FileOps {
    * instead of several. node:fs runs them on a thread pool in any order (false).
    */
   readonly ordered?: boolean;
+  /**
+   * Optional, on ordered FileOps that can make a call depend on the one before it
+   * (a file broker, the file threads): makes the first call that `call` makes (at
+   * once, before it first waits) run only if the call made on these FileOps just
+   * before it succeeded; otherwise that call is not made and rejects with
+   * SkippedCall, which counts as a failure for a call depending on it in turn. The
+   * call before must have been made in the same turn of the event loop (nothing
+   * else can then come between them), or ifPreviousSucceeded throws. Used through
+   * whenSucceeded() and inSequence(), which do the same by waiting elsewhere: so a
+   * call that must not run after a failure goes out with the one it depends on, in
+   * its round trip, instead of one round trip later.
+   */
+  ifPreviousSucceeded?<T>(call: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * A call that was not made because the call it depended on failed or was not made
+ * itself (FileOps.ifPreviousSucceeded). It carries no errno code, so it is never
+ * taken for an answer of the file system (ENOENT, EEXIST, ...): callers that
+ * reach it expected the failure before it, which they report instead.
+ */
+export class SkippedCall extends Error {
+  constructor(message = 'not made: the call it depended on failed') {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0; // as errnoError(): a stack would say nothing
+    super(message);
+    Error.stackTraceLimit = limit;
+    this.name = 'SkippedCall';
+  }
+}
+
+export function isSkipped(err: unknown): err is SkippedCall {
+  return err instanceof SkippedCall;
+}
+
+/**
+ * `call` (one FileOps call, made at once, settling as that call does), made only if
+ * `previous` succeeded; otherwise it rejects with SkippedCall. `previous` must be
+ * the call made on `ops` just before, in this turn of the event loop: over FileOps
+ * with ifPreviousSucceeded both go out now (one round trip) and the file broker or
+ * thread decides; over others `call` is made once `previous` has succeeded. The
+ * outcome is the same either way.
+ */
+export function whenSucceeded<T>(ops: FileOps, previous: Promise<unknown>, call: () => Promise<T>): Promise<T> {
+  if (ops.ifPreviousSucceeded) return ops.ifPreviousSucceeded(call);
+  return previous.then(call, () => Promise.reject(new SkippedCall()));
+}
+
+/**
+ * `steps` (each one FileOps call, as for whenSucceeded()) one after another, each
+ * only if the one before succeeded; the promises of all of them, in order, which
+ * the caller must each handle. Over FileOps with ifPreviousSucceeded all are made
+ * now, in one round trip.
+ */
+export function inSequence(ops: FileOps, steps: readonly (() => Promise<unknown>)[]): Promise<unknown>[] {
+  const made: Promise<unknown>[] = [];
+  for (const step of steps) made.push(made.length === 0 ? step() : whenSucceeded(ops, made[made.length - 1], step));
+  return made;
 }
 
 /**

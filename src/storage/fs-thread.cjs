@@ -148,13 +148,27 @@ const OPS = {
   syncDir,
 };
 
-/** @param {{ id: number, op: string, a?: unknown, b?: unknown }} call */
+/**
+ * Whether the call run last succeeded: a call marked `c` runs only if it did
+ * (FileOps.ifPreviousSucceeded), and is otherwise answered `s` (skipped), which
+ * counts as failed for the call after it. The main thread sends such a call right
+ * behind the one it depends on, in the same message. None run yet: not succeeded.
+ */
+let previousOk = false;
+
+/** @typedef {{ id: number, op: string, a?: unknown, b?: unknown, c?: true }} Call */
+
+/** @param {Call} call */
 function run(call) {
+  if (call.c === true && !previousOk) return { id: call.id, s: true };
   const op = OPS[call.op];
   try {
     if (op === undefined) throw failure('ENOSYS', `unknown file operation ${call.op}`);
-    return { id: call.id, v: op(call.a, call.b) };
+    const v = op(call.a, call.b);
+    previousOk = true;
+    return { id: call.id, v };
   } catch (err) {
+    previousOk = false;
     const e = /** @type {{ code?: unknown, message?: unknown, created?: unknown }} */ (err);
     const code = typeof e.code === 'string' ? e.code : 'EIO';
     return { id: call.id, e: { code, message: String(e.message), ...(e.created === true ? { created: true } : {}) } };
@@ -163,6 +177,6 @@ function run(call) {
 
 if (parentPort === null) throw new Error('fs-thread.cjs runs as a worker thread only');
 const port = parentPort;
-port.on('message', (/** @type {{ id: number, op: string, a?: unknown, b?: unknown }[]} */ calls) => {
+port.on('message', (/** @type {Call[]} */ calls) => {
   port.postMessage(calls.map(run));
 });

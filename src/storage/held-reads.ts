@@ -69,6 +69,11 @@ export abstract class CachedReads {
 
 export class HeldReads extends CachedReads implements FileOps {
   readonly ordered: boolean | undefined = this.ops.ordered;
+  /** As the FileOps below: a call made through this view reaches them at once. */
+  readonly ifPreviousSucceeded: FileOps['ifPreviousSucceeded'] =
+    this.ops.ifPreviousSucceeded === undefined
+      ? undefined
+      : <T>(call: () => Promise<T>): Promise<T> => this.ops.ifPreviousSucceeded!(call);
 
   /** Starts reading files now, so that they go out together; askers get the results. */
   readAhead(paths: readonly string[]): void {

@@ -6,7 +6,9 @@
  *
  * A store's calls in flight are all on one thread, so they run in the order made:
  * the store may send dependent calls together and wait once (`ordered`, as over a
- * file broker). Between its calls a store goes to whichever thread waits least.
+ * file broker), also a call to be made only if the one before it succeeded
+ * (`ifPreviousSucceeded`: the thread skips it otherwise). Between its calls a store
+ * goes to whichever thread waits least.
  *
  * A second thread starts when the first has had a call waiting for 20 ms (a slow or
  * hung file system); until then one thread serves all stores, which costs least.
@@ -26,6 +28,7 @@ import {
   failureAfterCreate,
   fileStatOf,
   MAX_READ_BYTES,
+  SkippedCall,
   type FileOps,
   type FileStat,
   type NewFileOptions,
@@ -39,11 +42,15 @@ interface Call {
   readonly op: string;
   readonly a?: unknown;
   readonly b?: unknown;
+  /** Run only if the call the thread ran just before succeeded (FileOps.ifPreviousSucceeded). */
+  readonly c?: true;
 }
 
 interface Result {
   readonly id: number;
   readonly v?: unknown;
+  /** Not run: it was to run only if the call before succeeded, which did not. */
+  readonly s?: true;
   /** `created`: a createFile that failed after making the file. */
   readonly e?: { readonly code: string; readonly message: string; readonly created?: true };
 }
@@ -95,18 +102,32 @@ class FsThread {
     return 0;
   }
 
-  call(op: string, a?: unknown, b?: unknown): Promise<unknown> {
+  /**
+   * Sends a call; `after`: the id of the call it depends on (run only if that one
+   * succeeded), which must be the last one sent, still waiting in the outbox: then
+   * the thread runs the two one right after the other.
+   */
+  call(op: string, a?: unknown, b?: unknown, after?: number): Promise<unknown> {
     if (this.stalled !== undefined) {
       return Promise.reject(new StorageError('trylater', `storage unavailable: ${this.stalled}`));
+    }
+    if (after !== undefined && this.outbox.at(-1)?.id !== after) {
+      // Another call came between them: the thread would judge by that one's outcome.
+      throw new Error('a dependent file call must follow the call it depends on at once');
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { since: performance.now(), resolve, reject });
       // Calls made in one go (without waiting for each other) travel in one message.
       if (this.outbox.length === 0) queueMicrotask(() => this.flush());
-      this.outbox.push({ id, op, a, b });
+      this.outbox.push(after === undefined ? { id, op, a, b } : { id, op, a, b, c: true });
       this.armTimer();
     });
+  }
+
+  /** The id of the call sent last, while it waits in the outbox (made in this turn). */
+  get lastQueued(): number | undefined {
+    return this.outbox.at(-1)?.id;
   }
 
   terminate(): void {
@@ -124,7 +145,8 @@ class FsThread {
       const waiter = this.pending.get(r.id);
       if (waiter === undefined) continue;
       this.pending.delete(r.id);
-      if (r.e === undefined) waiter.resolve(r.v);
+      if (r.s) waiter.reject(new SkippedCall());
+      else if (r.e === undefined) waiter.resolve(r.v);
       else {
         const err = errnoError(r.e.code, r.e.message);
         waiter.reject(r.e.created ? failureAfterCreate(err) : err);
@@ -246,8 +268,40 @@ class ThreadFileOps implements FileOps {
   private thread: FsThread | undefined;
   private inFlight = 0;
   private openFiles = 0;
+  /**
+   * The call this store made last in this turn of the event loop (cleared by a
+   * microtask), where it went; `id` undefined when it was not sent (a stalled thread).
+   */
+  private previous: { readonly thread: FsThread; readonly id: number | undefined } | undefined;
+  /** The next call runs only if the one before it succeeded (ifPreviousSucceeded). */
+  private nextAfterPrevious = false;
 
   constructor(private readonly pick: () => FsThread) {}
+
+  /**
+   * FileOps.ifPreviousSucceeded: the first call `call` makes goes to the thread
+   * right behind this store's call before it (the same thread: calls in flight stay
+   * on one), marked to run only if that one succeeded.
+   */
+  ifPreviousSucceeded<T>(call: () => Promise<T>): Promise<T> {
+    if (this.previous === undefined) throw new Error('ifPreviousSucceeded: no call made before it in this turn');
+    this.nextAfterPrevious = true;
+    let made: Promise<T>;
+    try {
+      made = call();
+    } catch (err) {
+      this.nextAfterPrevious = false;
+      throw err;
+    }
+    const unused = this.nextAfterPrevious;
+    this.nextAfterPrevious = false;
+    if (unused) {
+      // Left set, the mark would fall on some later, unrelated call.
+      made.catch(() => undefined);
+      throw new Error('ifPreviousSucceeded: the call made no file call at once');
+    }
+    return made;
+  }
 
   async createExclusive(path: string, mode: number): Promise<WritableFile> {
     // A descriptor belongs to the thread that opened it: every call on it goes there.
@@ -326,10 +380,32 @@ class ThreadFileOps implements FileOps {
 
   /** One call; a failure keeps its errno code and names the path, as node:fs does. */
   private async call(op: string, a: unknown, b: unknown, path: string, thread = this.route()): Promise<unknown> {
+    const after = this.nextAfterPrevious ? this.previous : undefined;
+    this.nextAfterPrevious = false;
+    if (this.previous === undefined) {
+      queueMicrotask(() => {
+        this.previous = undefined;
+      });
+    }
     this.inFlight++;
     try {
-      return await thread.call(op, a, b);
+      let sent: Promise<unknown>;
+      const queued = thread.lastQueued;
+      try {
+        if (after !== undefined && after.thread !== thread)
+          throw new Error('a dependent file call went to another thread');
+        // The call it depends on was not sent: it failed here (its thread stalled).
+        sent =
+          after !== undefined && after.id === undefined
+            ? Promise.reject(new SkippedCall())
+            : thread.call(op, a, b, after?.id);
+      } finally {
+        const id = thread.lastQueued;
+        this.previous = { thread, id: id === queued ? undefined : id };
+      }
+      return await sent;
     } catch (err) {
+      if (err instanceof SkippedCall) throw err;
       if (err instanceof StorageError) throw err;
       throw Object.assign(err as Error, { path });
     } finally {

@@ -21,6 +21,8 @@ import { TEMP_MARKER } from '../../src/storage/atomic-write.js';
 export interface OpCall {
   readonly op: string;
   readonly path: string;
+  /** Made to run only if the call before it succeeded (FileOps.ifPreviousSucceeded). */
+  readonly ifPrevious?: true;
 }
 
 export interface CountingOps {
@@ -57,8 +59,11 @@ export function countingOps(root: string, base: FileOps = nodeFileOps): Counting
   const calls: OpCall[] = [];
   const groups: string[][] = [];
   let open: string[] | undefined;
+  /** The next call noted was made through ifPreviousSucceeded. */
+  let dependent = false;
   const note = (op: string, path: string): void => {
-    const call = { op, path: displayPath(root, path) };
+    const call: OpCall = { op, path: displayPath(root, path), ...(dependent ? { ifPrevious: true as const } : {}) };
+    dependent = false;
     calls.push(call);
     if (open === undefined) {
       const group: string[] = [];
@@ -98,6 +103,21 @@ export function countingOps(root: string, base: FileOps = nodeFileOps): Counting
     rmdir: counted('rmdir', (p) => base.rmdir(p)),
     syncDir: counted('syncDir', (p) => base.syncDir(p)),
     ...(base.ordered === undefined ? {} : { ordered: base.ordered }),
+    // Calls made only if the one before succeeded, where the base makes them so
+    // (they are counted as any other: the call made is the same).
+    ...(base.ifPreviousSucceeded === undefined
+      ? {}
+      : {
+          ifPreviousSucceeded: <T>(call: () => Promise<T>): Promise<T> =>
+            base.ifPreviousSucceeded!(() => {
+              dependent = true;
+              try {
+                return call();
+              } finally {
+                dependent = false;
+              }
+            }),
+        }),
     // A new file made whole in one call, where the base has that (file threads, a broker).
     ...(base.createFile === undefined
       ? {}

@@ -30,7 +30,15 @@ import { createdBeforeFailure, createFile, type FileOps } from '../../src/storag
 import { fileStoreOptionsFor } from '../../src/storage/launcher.js';
 import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { processIsolationProblem } from '../../src/storage/broker/privileges.js';
-import { encodeRequest, MAX_REQUEST_BYTES, OP, ResponseDecoder } from '../../src/storage/broker/protocol.js';
+import {
+  encodeRequest,
+  IF_PREVIOUS_OK,
+  MAX_REQUEST_BYTES,
+  OP,
+  ResponseDecoder,
+  type Field,
+  type Response,
+} from '../../src/storage/broker/protocol.js';
 import { StorageError } from '../../src/storage/types.js';
 import { BROKER as BROKER_BUILT, ROOT, needs, tool } from '../helpers/tools.js';
 import { until, runningProcess } from '../helpers/processes.js';
@@ -225,6 +233,80 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
     expect(statSync(join(dir, 'plain')).mode & 0o7777).toBe(0o755);
   });
 
+  it('if-previous-ok: a request runs only if the one before it in the stream succeeded, whatever write each came in; otherwise it is answered skipped (5) and counts as failed', async () => {
+    const dir = homeFor('raw-if-previous-ok');
+    writeFileSync(join(dir, 'exists'), 'e');
+    const at = (name: string): Field => ({ path: join(dir, name) });
+    const mkdirIf = (id: number, name: string): Buffer => encodeRequest(id, 'mkdir', [{ u32: 0o700 }, at(name)], true);
+    const b = raw();
+    const chunks: Buffer[] = [];
+    b.child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+    const answers = (): Response[] => new ResponseDecoder().push(Buffer.concat(chunks));
+    const answered = (n: number) => until(() => answers().length >= n);
+    b.child.stdin!.write(
+      Buffer.concat([
+        // The first request of the stream has none before it: skipped.
+        mkdirIf(1, 'first'),
+        encodeRequest(2, 'stat', [{ path: dir }]),
+        mkdirIf(3, 'after-ok'), // made
+        encodeRequest(4, 'stat', [at('absent')]), // ENOENT
+        mkdirIf(5, 'after-failure'), // skipped
+        mkdirIf(6, 'after-skipped'), // skipped: a skipped request counts as failed
+        encodeRequest(7, 'mkdir', [{ u32: 0o700 }, at('independent')]), // made whatever came before
+        // Create-file requests that come together: one that depends on the one before
+        // it waits for that one's outcome.
+        createFileRequest(8, 0o600, 0, join(dir, 'after-ok', 'a'), Buffer.from('a')),
+        encodeRequest(
+          9,
+          'createFile',
+          [{ u32: 0o600 }, { u32: 0 }, at('after-ok/b'), { data: Buffer.from('b') }],
+          true,
+        ),
+        createFileRequest(10, 0o600, 0, join(dir, 'exists'), Buffer.from('x')), // EEXIST
+        encodeRequest(
+          11,
+          'createFile',
+          [{ u32: 0o600 }, { u32: 0 }, at('after-ok/c'), { data: Buffer.from('c') }],
+          true,
+        ),
+        // Every kind of request can depend on the one before: a rename, an unlink.
+        encodeRequest(12, 'rename', [at('exists'), at('renamed')], true), // skipped (11 was)
+        encodeRequest(13, 'unlink', [at('exists')], true), // skipped
+      ]),
+    );
+    await answered(13);
+    // Across writes (and batches): relative to the request before, answered earlier.
+    b.child.stdin!.write(encodeRequest(14, 'stat', [at('absent')]));
+    await answered(14);
+    b.child.stdin!.write(mkdirIf(15, 'next-write-after-failure'));
+    await answered(15);
+    b.child.stdin!.write(encodeRequest(16, 'stat', [{ path: dir }]));
+    await answered(16);
+    b.child.stdin!.end(mkdirIf(17, 'next-write-after-ok'));
+    expect(await b.exit).toBe(0);
+    expect(answers().map((a) => [a.id, a.status, a.status === 1 ? a.body.readUInt32BE(0) : a.body.length])).toEqual([
+      [1, 5, 0],
+      [2, 0, 32],
+      [3, 0, 0],
+      [4, 1, 2],
+      [5, 5, 0],
+      [6, 5, 0],
+      [7, 0, 0],
+      [8, 0, 0],
+      [9, 0, 0],
+      [10, 1, 17],
+      [11, 5, 0],
+      [12, 5, 0],
+      [13, 5, 0],
+      [14, 1, 2],
+      [15, 5, 0],
+      [16, 0, 32],
+      [17, 0, 0],
+    ]);
+    expect(readdirSync(dir).sort()).toEqual(['after-ok', 'exists', 'independent', 'next-write-after-ok']);
+    expect(readdirSync(join(dir, 'after-ok')).sort()).toEqual(['a', 'b']);
+  });
+
   it('ends the session (exit 3) on a malformed or oversized frame, without reading or answering it', async () => {
     const cases: Record<string, Buffer> = {
       'oversized length': u32(MAX_REQUEST_BYTES + 1),
@@ -247,6 +329,13 @@ describe('the broker protocol, byte by byte', needs(BROKER_BUILT), () => {
       ]),
       'truncated frame then EOF': Buffer.concat([u32(100), Buffer.alloc(10)]),
       'create-file with a flag it does not know': createFileRequest(1, 0o600, 2, '/nonexistent/x', Buffer.from('x')),
+      'an op byte with a bit it does not know (0x40)': Buffer.concat([u32(5), u32(1), Buffer.from([0x40 | OP.stat])]),
+      'if-previous-ok on a truncated request (checked though it would be skipped)': Buffer.concat([
+        u32(5 + 2),
+        u32(1),
+        Buffer.from([IF_PREVIOUS_OK | OP.stat]),
+        Buffer.from([0, 9]),
+      ]),
       'create-file too short for its flags': Buffer.concat([
         u32(5 + 4 + 2),
         u32(1),

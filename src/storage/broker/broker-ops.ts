@@ -1,6 +1,8 @@
 /**
  * FileOps over a session's file broker: each call is one request frame
- * (./protocol.ts) to the broker's stdin, answered in order on its stdout. The
+ * (./protocol.ts) to the broker's stdin, answered in order on its stdout; a call
+ * made through ifPreviousSucceeded carries IF_PREVIOUS_OK, and the broker makes it
+ * only if the request before it succeeded (SkippedCall otherwise). The
  * FileStore, its locking, repairs and validation stay in the server; only the
  * system calls happen in the broker, as the user.
  *
@@ -23,6 +25,7 @@ import {
   createFileInSteps,
   failureAfterCreate,
   fileStatOf,
+  SkippedCall,
   type FileOps,
   type FileStat,
   type NewFileOptions,
@@ -123,6 +126,40 @@ export class BrokerFileOps implements FileOps {
 
   /** The broker serves its pipe in order: calls sent together run in the order sent. */
   readonly ordered = true;
+
+  /** The next request goes with IF_PREVIOUS_OK (ifPreviousSucceeded). */
+  private nextIfPreviousOk = false;
+  /** A call has been made in this turn of the event loop (cleared by a microtask). */
+  private madeThisTurn = false;
+  /**
+   * The last call failed here without being sent (a path the broker would refuse):
+   * one depending on it must not depend on whatever the broker served last instead.
+   */
+  private previousNotSent = false;
+
+  /**
+   * FileOps.ifPreviousSucceeded: the first request `call` makes carries IF_PREVIOUS_OK,
+   * so the broker runs it only if the request before it succeeded, in its round trip.
+   */
+  ifPreviousSucceeded<T>(call: () => Promise<T>): Promise<T> {
+    if (!this.madeThisTurn) throw new Error('ifPreviousSucceeded: no call made before it in this turn');
+    this.nextIfPreviousOk = true;
+    let made: Promise<T>;
+    try {
+      made = call();
+    } catch (err) {
+      this.nextIfPreviousOk = false;
+      throw err;
+    }
+    const unused = this.nextIfPreviousOk;
+    this.nextIfPreviousOk = false;
+    if (unused) {
+      // Left set, the flag would fall on some later, unrelated request.
+      made.catch(() => undefined);
+      throw new Error('ifPreviousSucceeded: the call made no request at once');
+    }
+    return made;
+  }
 
   get pid(): number {
     return this.broker.pid;
@@ -259,6 +296,8 @@ export class BrokerFileOps implements FileOps {
         throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREGULAR', path });
       case STATUS.tooLarge:
         throw Object.assign(new Error(`${path} is too large for the file broker`), { code: 'ETOOLARGE', path });
+      case STATUS.skipped:
+        throw new SkippedCall(`not made (${op} ${path}): the call it depended on failed`);
       default:
         this.drop(`unknown status ${res.status} from the file broker`);
         throw new StorageError('trylater', `storage unavailable: ${this.deadReason}`);
@@ -266,16 +305,27 @@ export class BrokerFileOps implements FileOps {
   }
 
   private call(op: OpName, fields: readonly Field[]): Promise<Response> {
+    const ifPreviousOk = this.nextIfPreviousOk;
+    this.nextIfPreviousOk = false;
+    if (!this.madeThisTurn) {
+      this.madeThisTurn = true;
+      queueMicrotask(() => {
+        this.madeThisTurn = false;
+      });
+    }
     if (this.deadReason !== undefined) {
       return Promise.reject(new StorageError('trylater', `storage unavailable: ${this.deadReason}`));
     }
+    if (ifPreviousOk && this.previousNotSent) return Promise.reject(new SkippedCall());
     const id = this.nextId++;
     let frame: Buffer;
     try {
-      frame = encodeRequest(id, op, fields);
+      frame = encodeRequest(id, op, fields, ifPreviousOk);
     } catch (err) {
+      this.previousNotSent = true;
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+    this.previousNotSent = false;
     return new Promise<Response>((resolve, reject) => {
       this.pending.push({ id, resolve, reject });
       this.armTimer();

@@ -3,7 +3,8 @@
  * whose header comment is the specification): a u32 BE length, then a body.
  * Requests carry a u32 id, a u8 op and the op's fields (paths as u16 length +
  * bytes); responses carry the id, a u8 status and the result. The broker answers in
- * order, one request at a time.
+ * order, one request at a time; a request may be made to depend on the one before
+ * it (IF_PREVIOUS_OK: run only if that one succeeded, otherwise answered skipped).
  *
  * Limits are enforced on both sides: the broker ends its process on a request above
  * its cap, and this side drops the broker on a response above MAX_RESPONSE_BYTES
@@ -31,8 +32,18 @@ export const OP = {
 } as const;
 export type OpName = keyof typeof OP;
 
-/** createdThenErrno: create-file made the file, then a later step failed (u32 errno follows). */
-export const STATUS = { ok: 0, errno: 1, notRegular: 2, tooLarge: 3, createdThenErrno: 4 } as const;
+/**
+ * createdThenErrno: create-file made the file, then a later step failed (u32 errno
+ * follows). skipped: a request sent with IF_PREVIOUS_OK whose previous request did
+ * not succeed; nothing was done.
+ */
+export const STATUS = { ok: 0, errno: 1, notRegular: 2, tooLarge: 3, createdThenErrno: 4, skipped: 5 } as const;
+
+/**
+ * In the op byte: run only if the request just before this one in the stream
+ * succeeded (status ok), otherwise answer skipped (helper/tsieved-broker.c).
+ */
+export const IF_PREVIOUS_OK = 0x80;
 
 /** create-file's mode field when the file keeps the mode it was created with (0600). */
 export const CREATE_FILE_KEEP_MODE = 0xffffffff;
@@ -58,11 +69,12 @@ export class BrokerProtocolError extends Error {
 /** A request field: a number (u32), a path (u16-prefixed), or raw trailing data. */
 export type Field = { u32: number } | { path: string } | { data: Uint8Array };
 
-export function encodeRequest(id: number, op: OpName, fields: readonly Field[]): Buffer {
+/** A request frame; `ifPreviousOk`: with the IF_PREVIOUS_OK bit. */
+export function encodeRequest(id: number, op: OpName, fields: readonly Field[], ifPreviousOk = false): Buffer {
   const parts: Buffer[] = [];
   const head = Buffer.alloc(9);
   head.writeUInt32BE(id >>> 0, 4);
-  head.writeUInt8(OP[op], 8);
+  head.writeUInt8(OP[op] | (ifPreviousOk ? IF_PREVIOUS_OK : 0), 8);
   parts.push(head);
   for (const f of fields) {
     if ('u32' in f) {

@@ -1,5 +1,5 @@
 /** FileOps with injected faults, for failures a test cannot cause for real (AFS quota at close). */
-import { nodeFileOps, type FileOps, type WritableFile } from '../../../src/storage/file-ops.js';
+import { isSkipped, nodeFileOps, type FileOps, type WritableFile } from '../../../src/storage/file-ops.js';
 
 export function errnoError(code: string, syscall: string): NodeJS.ErrnoException {
   const err: NodeJS.ErrnoException = new Error(`${code}: injected fault, ${syscall}`);
@@ -21,9 +21,18 @@ export interface Faults {
 /**
  * `base` with the faults injected. A failing call fails when it is made, without
  * waiting: over ordered FileOps (base.ordered, kept) the calls made after it still
- * go out in the order made.
+ * go out in the order made. Where `base` makes a call depend on the one before
+ * (ifPreviousSucceeded, kept), a creation, rename or unlink that is to fail is made
+ * as a call that really fails (an lstat of a path that is not there), so that a
+ * call depending on it is not made, as after a real failure, and so that it is not
+ * made itself when it depends on a call that failed.
  */
 export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps {
+  const fail = (path: string, code: string, syscall: string): Promise<never> =>
+    base.lstat(`${path}.injected-fault-absent`).then(
+      () => Promise.reject(new Error(`${path}.injected-fault-absent exists`)),
+      (err: unknown) => Promise.reject(isSkipped(err) ? err : errnoError(code, syscall)),
+    );
   return {
     // Each method called on base (the in-process file threads' FileOps is a class).
     // No createFile: every new file goes through createExclusive below, where the
@@ -36,8 +45,11 @@ export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps 
     rmdir: (path) => base.rmdir(path),
     syncDir: (path) => base.syncDir(path),
     ...(base.ordered === undefined ? {} : { ordered: base.ordered }),
+    ...(base.ifPreviousSucceeded === undefined
+      ? {}
+      : { ifPreviousSucceeded: <T>(call: () => Promise<T>): Promise<T> => base.ifPreviousSucceeded!(call) }),
     async createExclusive(path, mode) {
-      if (faults.createFails?.match.test(path)) throw errnoError(faults.createFails.code, 'open');
+      if (faults.createFails?.match.test(path)) return fail(path, faults.createFails.code, 'open');
       const file = await base.createExclusive(path, mode);
       const wrapped: WritableFile = {
         writeAll: async (data) => {
@@ -53,12 +65,12 @@ export function faultyOps(faults: Faults, base: FileOps = nodeFileOps): FileOps 
       };
       return wrapped;
     },
-    async rename(from, to) {
-      if (faults.renameFails?.match.test(to)) throw errnoError(faults.renameFails.code, 'rename');
+    rename(from, to) {
+      if (faults.renameFails?.match.test(to)) return fail(to, faults.renameFails.code, 'rename');
       return base.rename(from, to);
     },
-    async unlink(path) {
-      if (faults.unlinkFails?.match.test(path)) throw errnoError(faults.unlinkFails.code, 'unlink');
+    unlink(path) {
+      if (faults.unlinkFails?.match.test(path)) return fail(path, faults.unlinkFails.code, 'unlink');
       return base.unlink(path);
     },
   };
