@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { createdBeforeFailure, createFile, type FileOps } from './file-ops.js';
+import { createdBeforeFailure, createFile, isSkipped, type FileOps } from './file-ops.js';
 import { toStorageError } from './errors.js';
 import { currentOwner, machineTag, processGone } from './process-owner.js';
 
@@ -27,8 +27,17 @@ export interface WriteOptions {
 export interface PreparedWrite {
   readonly target: string;
   readonly tempPath: string;
-  /** Renames the temp file over the target; removes it if that fails. */
+  /** Renames the temp file over the target, then makes that durable (syncDir). */
   commit(): Promise<void>;
+  /**
+   * commit() in two parts, for callers that chain renames (filter-guard.ts
+   * commitAll): the rename alone, its one FileOps call made at once; on failure
+   * the temp file is removed and the failure thrown, but for a rename not made
+   * (SkippedCall, thrown as it is: then abort()) ...
+   */
+  rename(): Promise<void>;
+  /** ... and the directory's fsync, once the rename is made; never fails (see commit). */
+  syncDir(): Promise<void>;
   /** Removes the temp file; never throws. */
   abort(): Promise<void>;
 }
@@ -110,9 +119,24 @@ export async function prepareWrite(
   const removeTemp = async (): Promise<void> => {
     await ops.unlink(tempPath).catch(() => undefined);
   };
+  // Durability of the rename; the change has happened, so a directory that cannot
+  // be synced is not reported as a failure of the write. The store's operations log
+  // such a failure (file-ops.ts reportingDirSyncFailures).
+  const syncDir = (): Promise<void> => ops.syncDir(dirname(target)).catch(() => undefined);
   return {
     target,
     tempPath,
+    async rename() {
+      try {
+        await ops.rename(tempPath, target);
+      } catch (err) {
+        // Not made: as a step that was never started (inSequence), the caller aborts it.
+        if (isSkipped(err)) throw err;
+        await removeTemp();
+        throw toStorageError(err, `cannot rename into ${target}`);
+      }
+    },
+    syncDir,
     async commit() {
       const renamed = ops.rename(tempPath, target);
       // Over ordered FileOps the directory's fsync goes out with the rename (it runs

@@ -248,7 +248,8 @@ export class FileStore implements ScriptStore {
         await guard.preserveForeign(lock);
         // In place after all (it changed since the look above): nothing to write.
         if (await guard.isInPlace(nfc, content)) return true;
-        await guard.activate(nfc, content, lock);
+        // Nothing follows under the lock: the record's rename carries its release.
+        await guard.activate(nfc, content, lock, { releaseLock: true });
         return true;
       },
       (held) => void startReads(held).catch(() => undefined),
@@ -403,9 +404,10 @@ export class FileStore implements ScriptStore {
           // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
           const recorded = (await files.readVerbatim()).get(nfc);
           const unmark = recorded !== undefined && recorded !== sha256(content);
-          // With nothing left to do under the lock (no record to change, no name file
-          // to remove after a failure) the last rename carries the lock's release.
-          await guard.commitWithFilter(writes, lock, { releaseLock: !unmark && !enc.nameFile });
+          // With nothing left to do under the lock after a success (no record to
+          // change) the last rename carries the lock's release; a failure keeps the
+          // lock for what follows it (the filter put back, the name file removed).
+          await guard.commitWithFilter(writes, lock, { releaseLock: !unmark });
           if (unmark) await files.setVerbatim(nfc, undefined);
           this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
           return true;

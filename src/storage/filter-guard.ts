@@ -20,7 +20,7 @@ import { atomicWrite, prepareAll, prepareWrite, type PreparedWrite } from './ato
 import { errnoCode, toStorageError } from './errors.js';
 import { writeBackup } from './filter-backup.js';
 import { EXIM_MAX_FILTER_BYTES, isSieveFilter, isTsievedFilter, renderFilter } from './filter-file.js';
-import type { FileOps } from './file-ops.js';
+import { inSequence, type FileOps } from './file-ops.js';
 import type { HeldLock } from './lock.js';
 import { ACTIVE_FILE } from './layout.js';
 import { encodeNameBytes } from './script-names.js';
@@ -113,14 +113,22 @@ export class FilterGuard {
     );
   }
 
-  /** Writes the filter for the script and records it active, the filter first. */
-  async activate(nfc: string, content: Buffer, lock: HeldLock): Promise<void> {
+  /**
+   * Writes the filter for the script and records it active, the filter first.
+   * `releaseLock`: the caller needs the lock no longer once it has succeeded (commitAll).
+   */
+  async activate(
+    nfc: string,
+    content: Buffer,
+    lock: HeldLock,
+    { releaseLock = false }: { readonly releaseLock?: boolean } = {},
+  ): Promise<void> {
     const filter = await this.filterFor(nfc, content);
     const writes = await prepareThenLook(this.files.ops, lock, [
       () => this.prepareFilter(filter),
       () => prepareWrite(this.files.ops, join(this.files.dir, ACTIVE_FILE), encodeNameBytes(nfc), { mode: 0o600 }),
     ]);
-    await this.commitWithFilter(writes, lock);
+    await this.commitWithFilter(writes, lock, { releaseLock });
     this.files.log.info({ script: nfc, filterPath: this.filterPath }, 'script activated');
   }
 
@@ -265,16 +273,16 @@ export class FilterGuard {
    * Commits a change that includes the filter (written first). When a later file
    * cannot be renamed into place, the filter is put back as it was, so Exim keeps
    * running what the client was last told is active and the NO is true.
-   * `releaseLock`: the caller needs the lock no longer (commitAll).
+   * `releaseLock`: the caller needs the lock no longer once it has succeeded (commitAll).
    */
   async commitWithFilter(
     writes: readonly PreparedWrite[],
     lock: HeldLock,
     { releaseLock = false }: { readonly releaseLock?: boolean } = {},
   ): Promise<void> {
-    if (writes[0]?.target !== this.filterPath) return commitAll(writes, lock, { releaseLock });
+    if (writes[0]?.target !== this.filterPath) return commitAll(this.files.ops, writes, lock, { releaseLock });
     const previous = await this.files.readOptional(this.filterPath);
-    await commitAll(writes, lock, {
+    await commitAll(this.files.ops, writes, lock, {
       releaseLock,
       undoFirst: async () => {
         try {
@@ -309,19 +317,21 @@ export function prepareThenLook(
 }
 
 /**
- * Renames prepared files into place in order; on a failure the rest are removed,
- * and `undoFirst` runs when the first one was already in place. A session that
- * stalled long enough for its lock to be broken as stale changes nothing: another
- * session may be working on these files now.
+ * Renames prepared files into place in order; on a failure the rest are not made
+ * (their temp files removed), and `undoFirst` runs when the first one was already
+ * in place. A session that stalled long enough for its lock to be broken as stale
+ * changes nothing: another session may be working on these files now.
  *
- * Each rename waits for the one before: a rename that failed must stop the next
- * (the filter goes first so that a failed script rename can be undone; see
- * file-store.ts). With `releaseLock` (the caller does nothing more under the lock)
- * the last rename carries the lock's release (HeldLock.releaseWith: over ordered
- * FileOps in the rename's round trip), unless its failure would need the lock to
- * undo the first.
+ * Each rename is made only if the one before succeeded (the filter goes first so
+ * that a failed script rename can be undone; see file-store.ts); with `releaseLock`
+ * (the caller does nothing more under the lock after a success) so is the lock's
+ * release, after the last (HeldLock.releaseAfter): a failure keeps the lock for the
+ * undo. Over FileOps with ifPreviousSucceeded (a file broker, the file threads) all
+ * of that goes out in one round trip, the directories' fsyncs after it; otherwise
+ * each waits for the one before.
  */
 export async function commitAll(
+  ops: FileOps,
   writes: readonly PreparedWrite[],
   lock: HeldLock,
   { undoFirst, releaseLock = false }: { readonly undoFirst?: () => Promise<void>; readonly releaseLock?: boolean } = {},
@@ -333,16 +343,28 @@ export async function commitAll(
     throw err;
   }
   const lastIndex = writes.length - 1;
-  const releaseWithLast = releaseLock && (lastIndex === 0 || undoFirst === undefined);
-  for (let i = 0; i < writes.length; i++) {
-    const write = writes[i];
-    try {
-      // A failed rename removes only its own temp file, which needs no lock.
-      await (i === lastIndex && releaseWithLast ? lock.releaseWith(() => write.commit()) : write.commit());
-    } catch (err) {
-      await Promise.all(writes.slice(i + 1).map((w) => w.abort()));
-      if (i > 0) await undoFirst?.();
-      throw err;
-    }
-  }
+  const renamed = inSequence(
+    ops,
+    writes.map((w, i) =>
+      i === lastIndex && releaseLock ? () => lock.releaseAfter(() => w.rename()) : () => w.rename(),
+    ),
+  );
+  // After a rename that failed or was not made, a directory's fsync does no harm.
+  const chained = ops.ifPreviousSucceeded !== undefined;
+  const synced = writes.map((w, i) =>
+    chained
+      ? w.syncDir()
+      : renamed[i].then(
+          () => w.syncDir(),
+          () => undefined,
+        ),
+  );
+  const results = await Promise.allSettled(renamed);
+  await Promise.all(synced);
+  // The first failure; the renames after it were not made (SkippedCall).
+  const failedAt = results.findIndex((r) => r.status === 'rejected');
+  if (failedAt === -1) return;
+  await Promise.all(writes.slice(failedAt + 1).map((w) => w.abort()));
+  if (failedAt > 0) await undoFirst?.();
+  throw (results[failedAt] as PromiseRejectedResult).reason;
 }

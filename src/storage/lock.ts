@@ -22,10 +22,13 @@
  * is the gap between that last check and the commit itself, which no file system
  * lock without fencing can close; it is a few system calls wide.
  *
- * Over ordered FileOps (a file broker) the release's two calls go out together,
- * and with the last change when nothing after it needs the lock (`releaseWith()`):
- * under load every round trip waits for the broker's and then the server's turn
- * on the CPU.
+ * Over FileOps that make a call depend on the one before (FileOps.ifPreviousSucceeded:
+ * a file broker, the file threads) the owner file goes out with the mkdir, made
+ * only if the mkdir succeeded (never in another session's lock directory), and the
+ * release goes out with the last change when nothing after it needs the lock
+ * (`releaseAfter()`), made only if that change succeeded (a failed one leaves the
+ * lock held for whatever undoes it), its rmdir only if its unlink succeeded: under
+ * load every round trip waits for the broker's and then the server's turn on the CPU.
  *
  * Clocks: ages are judged on the file server's clock, not this machine's, so
  * instances whose clocks disagree do not break each other's live locks. A refresh
@@ -53,7 +56,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createdBeforeFailure, createFile, type FileOps } from './file-ops.js';
+import { createdBeforeFailure, createFile, inSequence, isSkipped, whenSucceeded, type FileOps } from './file-ops.js';
 import { tempPathFor } from './atomic-write.js';
 import { currentOwner, formatOwner, ownerGone, parseOwner } from './process-owner.js';
 import { errnoCode, toStorageError } from './errors.js';
@@ -129,23 +132,26 @@ export interface HeldLock {
   /** Removes the lock if it is still ours; never touches anyone else's. Never throws. */
   release(): Promise<void>;
   /**
-   * Runs `last`, the final change made under the lock, and releases the lock with
-   * it: over ordered FileOps the release's calls go out in the same round trip as
-   * `last`'s and run after them, whatever their result; otherwise the release
-   * follows once `last` has settled. So `last` must make all its calls before it
-   * first waits, and nothing after it, not even what its failure leads to, may need
-   * the lock. Settles as `last` does, once the lock is released.
+   * Runs `last`, the final change made under the lock (one FileOps call, made at
+   * once, settling as that call does: as for whenSucceeded() in file-ops.ts), and
+   * releases the lock once it has succeeded. Over FileOps with ifPreviousSucceeded
+   * the release's calls go out right after it, in its round trip, each made only if
+   * the one before succeeded; otherwise the release follows `last`'s success. A
+   * `last` that fails leaves the lock held (what undoes it runs under the lock;
+   * release() then). Nothing after a success may need the lock. Settles as `last`
+   * does, once the lock is released when it succeeded.
    */
-  releaseWith<T>(last: () => Promise<T>): Promise<T>;
+  releaseAfter<T>(last: () => Promise<T>): Promise<T>;
 }
 
 /**
- * Takes the lock, waiting at most `options.waitMs`. `along`, over ordered FileOps: called
- * in every attempt that can take the lock, right after the look at the lock directory
- * that decides whether it is ours has been asked for; calls it makes go out with that
- * look and run after it, so they run under the lock when the attempt takes it (a
- * command's first reads: one round trip less). An attempt that fails is followed by
- * another call: only what the last call started belongs to the hold.
+ * Takes the lock, waiting at most `options.waitMs`. `along`, over FileOps with
+ * ifPreviousSucceeded: called in every attempt, right after the look at the lock
+ * directory that decides whether it is ours has been asked for; calls it makes go
+ * out with the attempt's mkdir and that look and run after them, so they run under
+ * the lock when the attempt takes it (a command's first reads: one round trip
+ * less). An attempt that fails (the directory is another's) is followed by another
+ * call: only what the last call started belongs to the hold.
  */
 export async function acquireLock(
   ops: FileOps,
@@ -157,15 +163,16 @@ export async function acquireLock(
   let delay = options.retryMs;
   let clock: ServerClock | undefined;
   for (;;) {
+    const attempt = attemptLock(ops, lockDir, along);
     let created = false;
     try {
-      await ops.mkdir(lockDir, 0o700);
+      await attempt.made;
       created = true;
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw toStorageError(err, `cannot create lock ${lockDir}`);
     }
     if (created) {
-      const held = await takeOwnership(ops, lockDir, options, along);
+      const held = await takeOwnership(ops, lockDir, options, attempt);
       if (held) return held;
     } else {
       try {
@@ -207,41 +214,73 @@ export async function withLock<T>(
   }
 }
 
+/** One attempt at the lock: the calls made for it, and the token it puts in. */
+interface Attempt {
+  readonly token: string;
+  readonly ownerName: string;
+  /** When it started: the owner file, once made, has the server stamp the directory later. */
+  readonly stamped: number;
+  /** The mkdir that decides whether the directory is ours. */
+  readonly made: Promise<void>;
+  /** The owner file, made only if the mkdir succeeded (SkippedCall otherwise). */
+  readonly owned: Promise<void>;
+  /** A listing of the directory made after the owner file, where it went out with it. */
+  readonly listed: Promise<string[]> | undefined;
+}
+
 /**
- * After our mkdir: put our token in. Undefined when the directory turned out not to
- * be ours alone (a holder that stalled inside release() removed it, and someone
- * else's directory now stands there); the caller then goes on waiting.
+ * Makes an attempt's calls: the mkdir, then the owner file only if the mkdir
+ * succeeded, so that an owner file never lands in another session's lock directory.
+ * Over FileOps with ifPreviousSucceeded the owner file, a listing of the directory
+ * and `along`'s calls go out with the mkdir (one round trip); otherwise the owner
+ * file follows the mkdir's success, and the listing the owner file.
  */
-async function takeOwnership(
-  ops: FileOps,
-  lockDir: string,
-  options: LockOptions,
-  along: (() => void) | undefined,
-): Promise<HeldLock | undefined> {
+function attemptLock(ops: FileOps, lockDir: string, along: (() => void) | undefined): Attempt {
   const token = newToken();
   const ownerName = OWNER_PREFIX + token;
-  const ownerPath = join(lockDir, ownerName);
-  // Creating the owner file has the server stamp the directory: no earlier than now.
   const stamped = performance.now();
   // The name is the token; the content says which process holds it (a contender
   // on this machine breaks the lock at once when that process is gone). A file made
   // and then not written in full still holds the token, so that failure is ignored.
-  const created = createFile(ops, ownerPath, Buffer.from(formatOwner(currentOwner()))).catch((err: unknown) => {
+  const [made, owned] = inSequence(ops, [
+    () => ops.mkdir(lockDir, 0o700),
+    () => createFile(ops, join(lockDir, ownerName), Buffer.from(formatOwner(currentOwner()))),
+  ]) as [Promise<void>, Promise<void>];
+  const ownedOrPartly = owned.catch((err: unknown) => {
     if (!createdBeforeFailure(err)) throw err;
   });
-  // Over ordered FileOps the directory is read in the same round trip (after it), and
-  // the caller's first calls go with it (acquireLock's `along`).
-  const listed = ops.ordered ? ops.readdir(lockDir) : undefined;
-  listed?.catch(() => undefined);
-  if (listed) {
+  // Not made when the mkdir failed: that failure is the one reported.
+  ownedOrPartly.catch(() => undefined);
+  let listed: Promise<string[]> | undefined;
+  if (ops.ifPreviousSucceeded !== undefined) {
+    // Runs after the owner file (in order): lists it when the mkdir was ours.
+    listed = ops.readdir(lockDir);
+    listed.catch(() => undefined);
     try {
       along?.();
     } catch {
       /* the caller's calls are the caller's: the lock is taken as without them */
     }
   }
+  return { token, ownerName, stamped, made, owned: ownedOrPartly, listed };
+}
+
+/**
+ * After our mkdir: our token goes in (attemptLock). Undefined when the directory
+ * turned out not to be ours alone (a holder that stalled inside release() removed
+ * it, and someone else's directory now stands there); the caller then goes on
+ * waiting.
+ */
+async function takeOwnership(
+  ops: FileOps,
+  lockDir: string,
+  options: LockOptions,
+  attempt: Attempt,
+): Promise<HeldLock | undefined> {
+  const { token, ownerName, stamped } = attempt;
+  const ownerPath = join(lockDir, ownerName);
   try {
-    await created;
+    await attempt.owned;
   } catch (err) {
     if (gone(err)) return undefined;
     await ops.rmdir(lockDir).catch(() => undefined);
@@ -249,7 +288,7 @@ async function takeOwnership(
   }
   let entries: string[];
   try {
-    entries = await (listed ?? ops.readdir(lockDir));
+    entries = await (attempt.listed ?? ops.readdir(lockDir));
   } catch (err) {
     if (gone(err)) return undefined;
     await ops.unlink(ownerPath).catch(() => undefined);
@@ -368,34 +407,44 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
 
   let releasing: Promise<void> | undefined;
   const release = (): Promise<void> => {
-    releasing ??= removeLock();
+    releasing ??= (async () => {
+      released = true;
+      clearInterval(timer);
+      if (running !== undefined) await running;
+      await removeLock();
+    })();
     return releasing;
   };
 
   /**
-   * The owner file, then the directory. Over ordered FileOps both go out at once
-   * (and, from releaseWith, with the last change): the rmdir runs after the unlink
-   * whatever it did. After a failed unlink (the lock was broken while we stalled,
-   * or the owner file cannot be removed) that rmdir fails (ENOTEMPTY: an owner file
-   * or beat is inside), or removes a directory left empty: one a breaker was about
-   * to remove, or one a contender has just made and not yet put its owner file in
-   * (its creation fails, and it waits on: takeOwnership). Never one with an owner.
+   * The owner file, then the directory, the rmdir only if the unlink succeeded
+   * (over FileOps with ifPreviousSucceeded both go out at once). After a failed
+   * unlink (the lock was broken while we stalled, or the owner file cannot be
+   * removed) the lock is left to go stale, and a second rmdir removes the directory
+   * only if it is empty: one a breaker was about to remove, or one a contender has
+   * just made and not yet put its owner file in (its creation fails, and it waits
+   * on: takeOwnership). Never one with an owner. With `after` (the last change, just
+   * made), the unlink too is made only if that succeeded, in its round trip; false
+   * when it did not: nothing was done and the lock is still held.
    */
-  const removeLock = async (): Promise<void> => {
-    released = true;
-    clearInterval(timer);
-    if (running !== undefined) await running; // no await otherwise: releaseWith needs the calls made now
-    if (lost) return;
-    const unlinked = ops.unlink(ownerPath);
-    const removed = ops.ordered ? ops.rmdir(lockDir) : undefined;
-    removed?.catch(() => undefined);
+  const removeLock = async (after?: Promise<unknown>): Promise<boolean> => {
+    if (lost) return true;
+    const unlink = (): Promise<void> => ops.unlink(ownerPath);
+    const unlinked = after === undefined ? unlink() : whenSucceeded(ops, after, unlink);
+    const removed = whenSucceeded(ops, unlinked, () => ops.rmdir(lockDir));
+    removed.catch(() => undefined);
     try {
       await unlinked;
-    } catch {
-      return; // not ours any more, or cannot tell: leave it to go stale
+    } catch (err) {
+      if (isSkipped(err)) return false; // `after` failed: nothing was done
+      // Not ours any more, or cannot tell: the lock is left to go stale. Its directory
+      // goes only if it was left empty (a breaker's, about to be removed by it); one
+      // with an owner file or a beat inside stays (ENOTEMPTY).
+      await ops.rmdir(lockDir).catch(() => undefined);
+      return true;
     }
     try {
-      await (removed ?? ops.rmdir(lockDir));
+      await removed;
     } catch {
       // A beat of ours left behind (its unlink failed) keeps it non-empty; anything
       // else belongs to someone else.
@@ -406,6 +455,7 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
       }
     }
     releasedHere(lockDir);
+    return true;
   };
 
   return {
@@ -424,24 +474,23 @@ function holdLock(ops: FileOps, lockDir: string, token: string, options: LockOpt
       }
     },
     release,
-    async releaseWith<T>(last: () => Promise<T>): Promise<T> {
-      if (!ops.ordered) {
-        try {
-          return await last();
-        } finally {
-          await release();
-        }
+    async releaseAfter<T>(last: () => Promise<T>): Promise<T> {
+      if (releasing !== undefined || running !== undefined || lost) {
+        // Released already, or a refresh under way (the release waits for it): in turn.
+        const result = await last();
+        await release();
+        return result;
       }
-      let result: Promise<T>;
-      try {
-        result = last(); // its calls are made now ...
-      } finally {
-        void release(); // ... and the release's right after them, before any answer
-      }
+      const result = last(); // its call is made now ...
+      const removing = removeLock(result); // ... and the release's right after it
       try {
         return await result;
       } finally {
-        await release();
+        if (await removing) {
+          released = true;
+          clearInterval(timer);
+          releasing ??= Promise.resolve();
+        }
       }
     },
   };

@@ -40,7 +40,7 @@ const NO_LOCK: HeldLock = {
   assertHeld: refuse,
   lookAhead: () => undefined,
   release: () => Promise.resolve(),
-  releaseWith: refuse,
+  releaseAfter: refuse,
 };
 
 /** FileOps that read through a per-check cache and refuse every change. */

@@ -247,7 +247,8 @@ export class StoreFiles {
   /**
    * Removes a script, its name file and its preserved-forward entry (under the lock).
    * `releaseLock`: the caller needs the lock no longer; when the script's unlink is
-   * the last change, the lock's release goes with it (HeldLock.releaseWith).
+   * the last change, the lock's release goes with it (HeldLock.releaseAfter: made
+   * only if the unlink succeeded).
    */
   async removeScript(nfc: string, lock: HeldLock, { releaseLock = false } = {}): Promise<void> {
     const enc = encodeScriptFileName(nfc);
@@ -256,7 +257,7 @@ export class StoreFiles {
     await lock.assertHeld();
     const unlink = (): Promise<void> => this.ops.unlink(join(this.dir, enc.file));
     try {
-      await (releaseLock && !enc.nameFile && !preserved ? lock.releaseWith(unlink) : unlink());
+      await (releaseLock && !enc.nameFile && !preserved ? lock.releaseAfter(unlink) : unlink());
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') throw new StorageError('nonexistent', `no script named ${JSON.stringify(nfc)}`);
       throw toStorageError(err, `cannot delete script ${JSON.stringify(nfc)}`);

@@ -10,7 +10,9 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tool, ROOT, needs } from '../helpers/tools.js';
+import { BROKER, tool, ROOT, needs } from '../helpers/tools.js';
+import { configSchema } from '../../src/config/schema.js';
+import { BrokerLauncher } from '../../src/storage/broker/launcher.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { faultyOps } from './helpers/faulty-ops.js';
@@ -105,25 +107,82 @@ describe('injected faults', () => {
 });
 
 /**
- * The last change of a command carries the lock's release over ordered FileOps
- * (lock.ts releaseWith): a failure of that change must still leave the lock
- * released, everything as it was and no temp file; a change whose failure needs
- * the lock to undo the first keeps it until then.
+ * Each change of a command is made only if the one before succeeded, and the lock's
+ * release only if the last did (lock.ts releaseAfter), over FileOps that send them
+ * together (file-ops.ts ifPreviousSucceeded: the file threads, the file broker) as
+ * over node:fs: a failure of any change must leave everything as it was, no temp
+ * file, and the lock released once what undoes the first change has run under it.
  */
-describe.each([
-  ['unordered', () => nodeFileOps],
-  ['ordered', () => pool.fileOps()],
-] as const)('the last change failing, over %s FileOps', (_kind, base) => {
+describe('a change failing, over unordered FileOps', () => {
+  changeFailureTests(() => nodeFileOps);
+});
+
+describe('a change failing, over ordered FileOps', () => {
+  changeFailureTests(() => pool.fileOps());
+});
+
+describe('a change failing, over the file broker', needs(BROKER), () => {
+  // As root the broker runs as another user, who is given the home.
+  const uid = process.getuid?.() === 0 ? 41233 : undefined;
+  let files: { readonly ops: FileOps; close(): Promise<void> } | undefined;
+  let launcher: BrokerLauncher | undefined;
+  beforeAll(() => {
+    launcher = new BrokerLauncher({
+      storage: configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' } }).storage,
+      log: silentLogger(),
+    });
+    files = launcher.openFiles({
+      user: 'faults',
+      home: tmpdir(),
+      fields: {},
+      ...(uid === undefined ? {} : { uid, gid: uid }),
+    });
+  });
+  afterAll(async () => {
+    await files?.close();
+    await launcher?.close();
+  });
+  changeFailureTests(
+    () => files!.ops,
+    (h) => {
+      if (uid !== undefined) execFileSync('chown', ['-R', `${uid}:${uid}`, h.home]);
+    },
+  );
+});
+
+function changeFailureTests(base: () => FileOps, prepare: (h: TempHome) => void = () => undefined): void {
   let h: TempHome;
   beforeEach(async () => {
     h = await tempHome();
   });
+
+  /**
+   * `ops`, noting for each rename into the filter file whether the lock was held when
+   * it was made: the filter put back after a failed second rename must be (the
+   * release sent with that rename is not made).
+   */
+  function notingLockAtFilterRenames(ops: FileOps): { ops: FileOps; held: boolean[] } {
+    const held: boolean[] = [];
+    const lockDir = join(h.scriptsDir, '.lock');
+    const lockHeld = (): boolean => existsSync(lockDir) && readdirSync(lockDir).some((e) => e.startsWith('owner.'));
+    return {
+      held,
+      ops: {
+        ...ops,
+        rename: (from: string, to: string) => {
+          if (to === h.filterPath) held.push(lockHeld());
+          return ops.rename(from, to);
+        },
+      },
+    };
+  }
   afterEach(async () => {
     await h.cleanup();
   });
 
   it('PUTSCRIPT of a new script whose rename fails: NO, no script, no temp file, the lock released', async () => {
     await populated(h);
+    prepare(h);
     const files = await allFiles(h);
     const store = await openStore(h, {
       fileOps: faultyOps({ renameFails: { match: /new\.sieve$/, code: 'EIO' } }, base()),
@@ -134,16 +193,43 @@ describe.each([
 
   it('PUTSCRIPT of the active script whose rename fails after the filter: the filter put back, the lock released', async () => {
     await populated(h);
+    prepare(h);
+    const files = await allFiles(h);
+    const noting = notingLockAtFilterRenames(
+      faultyOps({ renameFails: { match: /main\.sieve$/, code: 'EIO' } }, base()),
+    );
+    const store = await openStore(h, { fileOps: noting.ops });
+    expect(await kindOf(store.put('main', b('discard;\n')))).toBe('io');
+    // The new filter, then the old one put back: both under the lock.
+    expect(noting.held).toEqual([true, true]);
+    await expectUnchanged(h, store, files);
+  });
+
+  it('PUTSCRIPT of the active script whose filter rename fails: the script not renamed after it, the lock released', async () => {
+    await populated(h);
+    prepare(h);
     const files = await allFiles(h);
     const store = await openStore(h, {
-      fileOps: faultyOps({ renameFails: { match: /main\.sieve$/, code: 'EIO' } }, base()),
+      fileOps: faultyOps({ renameFails: { match: /\/\.forward$/, code: 'EIO' } }, base()),
     });
     expect(await kindOf(store.put('main', b('discard;\n')))).toBe('io');
     await expectUnchanged(h, store, files);
   });
 
+  it('SETACTIVE of another script whose record rename fails after the filter: the filter put back, the lock released', async () => {
+    await populated(h);
+    prepare(h);
+    const files = await allFiles(h);
+    const noting = notingLockAtFilterRenames(faultyOps({ renameFails: { match: /\/\.active$/, code: 'EIO' } }, base()));
+    const store = await openStore(h, { fileOps: noting.ops });
+    expect(await kindOf(store.setActive('other'))).toBe('io');
+    expect(noting.held).toEqual([true, true]);
+    await expectUnchanged(h, store, files);
+  });
+
   it('DELETESCRIPT whose unlink fails: NO, the script kept, the lock released', async () => {
     await populated(h);
+    prepare(h);
     const files = await allFiles(h);
     const store = await openStore(h, {
       fileOps: faultyOps({ unlinkFails: { match: /other\.sieve$/, code: 'EACCES' } }, base()),
@@ -179,6 +265,7 @@ describe.each([
 
   it('DELETESCRIPT under a lock broken just before its look: trylater, the script kept', async () => {
     await populated(h);
+    prepare(h);
     const store = await openStore(h, { fileOps: breakingAt(base(), /\/\.active$/) });
     expect(await kindOf(store.delete('other'))).toBe('trylater');
     expect((await store.get('other')).toString()).toBe('discard;\n');
@@ -192,6 +279,7 @@ describe.each([
     '%s under a lock broken while its new files are made: trylater, nothing changed',
     async (_what, change) => {
       await populated(h);
+      prepare(h);
       const files = await allFiles(h);
       const store = await openStore(h, { fileOps: breakingAt(base(), /\.tsieved-tmp\./) });
       expect(await kindOf(change(store))).toBe('trylater');
@@ -200,7 +288,7 @@ describe.each([
       await expectUnchanged(h, store, files);
     },
   );
-});
+}
 
 describe('real faults on a small tmpfs', needs(ROOT), () => {
   let mountPoint: string;

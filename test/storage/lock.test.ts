@@ -337,8 +337,9 @@ describe('the user lock', () => {
 
 /**
  * Over ordered FileOps (the in-process file threads; the file broker alike) the
- * release's two calls go out together, and with the last change when releaseWith
- * carries it; a look made ahead stands in for the one before a commit only while
+ * release's two calls go out together (the rmdir made only if the unlink
+ * succeeded), and with the last change when releaseAfter carries it (made only if
+ * that succeeded); a look made ahead stands in for the one before a commit only while
  * the lock is fresh.
  */
 describe('the user lock over ordered FileOps', () => {
@@ -360,14 +361,15 @@ describe('the user lock over ordered FileOps', () => {
     expect(await readdir(dir)).toEqual([]);
 
     // Broken (its owner file removed by a breaker) and taken by another, unknown to
-    // the first: its unlink fails, and the rmdir sent with it finds the other's owner.
+    // the first: its unlink fails, so the rmdir sent with it is not made, and the
+    // one that follows (for a directory left empty) finds the other's owner.
     const first = await acquireLock(counting.ops, lockDir, opts);
     await rm(await ownerOf(lockDir));
     await rm(lockDir, { recursive: true });
     const second = await acquireLock(nodeFileOps, lockDir, opts);
     counting.reset();
     await first.release();
-    expect(counting.groups).toEqual([['unlink .lock/owner', 'rmdir .lock']]);
+    expect(counting.groups).toEqual([['unlink .lock/owner', 'rmdir .lock'], ['rmdir .lock']]);
     expect((await readdir(lockDir)).filter((e) => e.startsWith('owner.'))).toHaveLength(1);
     expect(await second.stillHeld()).toBe(true);
     await second.release();
@@ -385,7 +387,7 @@ describe('the user lock over ordered FileOps', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('a lock broken and left empty is removed by the release sent after the failed unlink, and can be taken again', async () => {
+  it('a lock broken and left empty is removed by the rmdir that follows the failed unlink, and can be taken again', async () => {
     const lockDir = join(dir, '.lock');
     const lock = await acquireLock(pool.fileOps(), lockDir, opts);
     await rm(await ownerOf(lockDir)); // a breaker, before its rmdir
@@ -405,7 +407,8 @@ describe('the user lock over ordered FileOps', () => {
       read = counting.ops.readFile(join(dir, 'record'));
     };
     const lock = await acquireLock(counting.ops, lockDir, opts, along);
-    expect(counting.groups).toEqual([['mkdir .lock'], ['createFile .lock/owner', 'readdir .lock', 'readFile record']]);
+    // The owner file, made only if the mkdir succeeds, and the look go out with it.
+    expect(counting.groups).toEqual([['mkdir .lock', 'createFile .lock/owner', 'readdir .lock', 'readFile record']]);
     expect([calls, (await read!).toString()]).toEqual([1, 'r']);
     await lock.release();
 
@@ -414,12 +417,16 @@ describe('the user lock over ordered FileOps', () => {
     counting.reset();
     calls = 0;
     let raced = false;
+    let made: Promise<void> | undefined;
     const racing: FileOps = {
       ...counting.ops,
       ordered: true,
+      mkdir: (path, mode) => (made = counting.ops.mkdir(path, mode)),
       readdir: async (path) => {
         if (!raced && path === lockDir) {
           raced = true;
+          // Once the mkdir (and the owner file made with it) has been made.
+          await made;
           await writeFile(join(lockDir, 'owner.someone-else'), '');
           // The other leaves last, and removes the directory.
           setTimeout(() => void rm(lockDir, { recursive: true, force: true }), 20);
@@ -428,7 +435,10 @@ describe('the user lock over ordered FileOps', () => {
       },
     };
     await (await acquireLock(racing, lockDir, { ...opts, waitMs: 5_000 }, along)).release();
-    expect(calls).toBe(2);
+    // Once in the attempt that raced, once in the one that took the lock, and in
+    // each attempt between them that found the other's directory.
+    expect(calls).toBe(counting.calls.filter((c) => c.op === 'mkdir').length);
+    expect(calls).toBeGreaterThanOrEqual(2);
     expect(await readdir(dir)).toEqual(['record']);
   });
 
@@ -445,32 +455,47 @@ describe('the user lock over ordered FileOps', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('releaseWith sends the release after the last change, in its round trip, and releases when that change fails', async () => {
+  it('releaseAfter sends the release after the last change, in its round trip; a change that fails keeps the lock held', async () => {
     const lockDir = join(dir, '.lock');
     const counting = countingOps(dir, pool.fileOps());
     const lock = await acquireLock(counting.ops, lockDir, opts);
     await writeFile(join(dir, 'a'), 'a');
     counting.reset();
-    await lock.releaseWith(() => counting.ops.rename(join(dir, 'a'), join(dir, 'b')));
+    await lock.releaseAfter(() => counting.ops.rename(join(dir, 'a'), join(dir, 'b')));
     expect(counting.groups).toEqual([['rename b', 'unlink .lock/owner', 'rmdir .lock']]);
     expect(await readdir(dir)).toEqual(['b']);
 
+    // The release went out with the failed rename and was not made: the lock is
+    // still ours (whatever undoes the change runs under it), until release().
     const again = await acquireLock(counting.ops, lockDir, opts);
     counting.reset();
-    const failed = again.releaseWith(() => counting.ops.rename(join(dir, 'missing'), join(dir, 'c')));
+    const failed = again.releaseAfter(() => counting.ops.rename(join(dir, 'missing'), join(dir, 'c')));
     await expect(failed).rejects.toMatchObject({ code: 'ENOENT' });
     expect(counting.groups).toEqual([['rename c', 'unlink .lock/owner', 'rmdir .lock']]);
+    expect((await readdir(lockDir)).filter((e) => e.startsWith('owner.'))).toHaveLength(1);
+    expect(await again.stillHeld()).toBe(true);
+    await again.release();
     expect(await readdir(dir)).toEqual(['b']);
   });
 
-  it('releaseWith over unordered FileOps releases only once the change has settled', async () => {
+  it('releaseAfter over unordered FileOps releases only once the change has succeeded', async () => {
     const lockDir = join(dir, '.lock');
     const counting = countingOps(dir, nodeFileOps);
     const lock = await acquireLock(counting.ops, lockDir, opts);
     await writeFile(join(dir, 'a'), 'a');
     counting.reset();
-    await lock.releaseWith(() => counting.ops.rename(join(dir, 'a'), join(dir, 'b')));
+    await lock.releaseAfter(() => counting.ops.rename(join(dir, 'a'), join(dir, 'b')));
     expect(counting.groups).toEqual([['rename b'], ['unlink .lock/owner'], ['rmdir .lock']]);
+    expect(await readdir(dir)).toEqual(['b']);
+
+    const again = await acquireLock(counting.ops, lockDir, opts);
+    counting.reset();
+    await expect(
+      again.releaseAfter(() => counting.ops.rename(join(dir, 'missing'), join(dir, 'c'))),
+    ).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(counting.groups).toEqual([['rename c']]);
+    expect(await again.stillHeld()).toBe(true);
+    await again.release();
     expect(await readdir(dir)).toEqual(['b']);
   });
 

@@ -36,7 +36,12 @@
  * LISTSCRIPTS 2); before new files were made in one call (createFile), 14, 11, 13
  * and 8. PUTSCRIPT and SETACTIVE of another script send their first reads with
  * the look at the lock directory that makes the lock theirs (lock.ts acquireLock's
- * `along`): one round trip less (7, 5 and 8 before).
+ * `along`): one round trip less (7, 5 and 8 before). Calls that must not run
+ * after a failure of the call before them are sent with it, made only if it
+ * succeeded (FileOps.ifPreviousSucceeded): the lock's owner file with its mkdir,
+ * each rename of a change with the one before, and the lock's release with the
+ * last change (its rmdir with its unlink). Before that: PUTSCRIPT of the active
+ * script 6, of a new one 4, SETACTIVE of another script 7, DELETESCRIPT 4.
  */
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -57,7 +62,7 @@ import { FsThreadPool } from '../../src/storage/thread-ops.js';
 import { BrokerLauncher } from '../../src/storage/broker/launcher.js';
 import { BROKER, needs } from '../helpers/tools.js';
 import { ActiveHints } from '../../src/storage/active-hints.js';
-import { countingOps, type CountingOps } from '../helpers/counting-ops.js';
+import { countingOps, type CountingOps, type OpCall } from '../helpers/counting-ops.js';
 import { fullProfile } from '../sieve/helpers.js';
 import { openStore, tempHome, type TempHome } from './helpers/store.js';
 
@@ -163,7 +168,7 @@ async function measure(
   // for reads made before the lock that the lock's hold has to make again.
   const repeated = Object.entries(m.byPath).filter(([k, n]) => /^(readFile|readdir|lstat|stat) /.test(k) && n > 1);
   expect(repeated).toEqual(readAgainUnderLock.map((k) => [k, 2]));
-  if (base.ordered) checkOrder(counting.groups);
+  if (base.ordered) checkOrder(counting.groups, counting.calls);
   return m;
 }
 
@@ -182,12 +187,13 @@ const BOUNDS = {
 };
 
 /**
- * Round trips per command over ordered FileOps. PUTSCRIPT of the active script and
- * SETACTIVE of another renew two files, each rename waiting for the one before
- * (filter-guard.ts commitAll), and the second one's failure needs the lock to put
- * the filter back, so their release follows in a round trip of its own.
+ * Round trips per command over ordered FileOps. A command that takes the lock
+ * waits for the mkdir (with the owner file and its first reads), for its new
+ * files (with the look at the lock) and for its renames (with the release). Each
+ * waits for the one before only because what it sends depends on that one's
+ * answers: the content of the reads, the look at the lock.
  */
-const ROUND_TRIPS = { open: 2, openAgain: 1, putActive: 6, putNew: 4, setSame: 1, setOther: 7, delete: 4, list: 2 };
+const ROUND_TRIPS = { open: 2, openAgain: 1, putActive: 3, putNew: 3, setSame: 1, setOther: 4, delete: 3, list: 2 };
 
 type Command = keyof typeof ROUND_TRIPS;
 
@@ -206,9 +212,29 @@ const isTemp = (call: string): boolean => call.endsWith('.tmp');
  * in an earlier round trip, after every other call of that round trip (the new
  * files complete, the reads done), and the lock's release comes after every such
  * change (in the order sent, which is the order an ordered FileOps makes them in).
+ * What is sent right behind a change, or behind the lock's mkdir or the release's
+ * unlink, runs only if that succeeded (FileOps.ifPreviousSucceeded): a change after
+ * a failed one, a release after a failed change (its undo needs the lock), an owner
+ * file in a lock directory that is another session's.
  */
-function checkOrder(groups: readonly (readonly string[])[]): void {
+function checkOrder(groups: readonly (readonly string[])[], calls: readonly OpCall[]): void {
   const flat = groups.flat();
+  const isChange = (c: string): boolean => /^(rename|unlink) /.test(c) && !isLock(c) && !isTemp(c);
+  const dependsOnPrevious = (c: string): boolean =>
+    c === 'createFile sieve/.lock/owner' ||
+    c === 'rmdir sieve/.lock' ||
+    isChange(c) ||
+    c === 'unlink sieve/.lock/owner';
+  const guarded = (c: string): boolean => c === 'mkdir sieve/.lock' || isChange(c) || c === 'unlink sieve/.lock/owner';
+  let at = 0;
+  for (const group of groups) {
+    for (let i = 1; i < group.length; i++) {
+      if (guarded(group[i - 1]) && dependsOnPrevious(group[i])) {
+        expect([group[i], calls[at + i].ifPrevious]).toEqual([group[i], true]);
+      }
+    }
+    at += group.length;
+  }
   const lastChange = flat.findLastIndex((c) => /^(rename|unlink) /.test(c) && !isLock(c) && !isTemp(c));
   if (lastChange === -1) return;
   const firstRelease = flat.findIndex((c) => c === 'unlink sieve/.lock/owner');
