@@ -14,7 +14,8 @@
  *   frame    = u32 BE length N, then N bytes of body; requests are handled one at a
  *              time and answered in order (but create-file requests that arrived
  *              together: all created and written, then all fsynced and closed, so
- *              that they share a journal commit); the answers to requests that
+ *              that they share a journal commit; one with if-previous-ok, below,
+ *              waits for the one before it); the answers to requests that
  *              arrived together are written together, once the last is served
  *   request  = u32 id, u8 op, then the op's fields; bit 7 of the op byte (0x80,
  *              if-previous-ok) makes the request run only if the request just before
