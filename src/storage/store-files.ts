@@ -350,6 +350,18 @@ export class StoreFiles {
       if (errnoCode(err) === 'ENOTDIR') throw new StorageError('io', `${this.dir} is not a directory`);
       if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, `cannot use ${this.dir}`);
     }
+    // Usually only the directory itself is missing (a user's first login): made at
+    // once, one round trip over a file broker instead of a look at the parent first.
+    try {
+      await this.ops.mkdir(this.dir, 0o700);
+      this.log.info({ dir: this.dir }, 'created scripts directory');
+      return [];
+    } catch (err) {
+      // Another session was quicker: list what it made.
+      if (errnoCode(err) === 'EEXIST')
+        return this.ops.readdir(this.dir).catch((e) => Promise.reject(toStorageError(e, `cannot use ${this.dir}`)));
+      if (errnoCode(err) !== 'ENOENT') throw toStorageError(err, `cannot create ${this.dir}`);
+    }
     // Walk up to the nearest existing ancestor, creating no more than allowed.
     const missing: string[] = [];
     let cur = this.dir;

@@ -3,6 +3,7 @@ import { readdir, readFile, stat, writeFile, mkdir, symlink, unlink, utimes } fr
 import { join } from 'node:path';
 import { FileStore } from '../../src/storage/file-store.js';
 import { isTsievedFilter, renderFilter, TSIEVED_MARKER_LINE } from '../../src/storage/filter-file.js';
+import { countingOps } from '../helpers/counting-ops.js';
 import { kindOf, openStore, storeOptions, tempHome, type TempHome } from './helpers/store.js';
 
 const b = (s: string) => Buffer.from(s, 'utf8');
@@ -332,6 +333,16 @@ describe('directories', () => {
     expect(await kindOf(FileStore.open(storeOptions(h, { scriptsDir: elsewhere, createBelow: undefined })))).toBe(
       'trylater',
     );
+  });
+
+  it("a user's first login makes the missing scripts directory at once, without looking at its parent first", async () => {
+    const counted = countingOps(h.home);
+    await openStore(h, { fileOps: counted.ops });
+    expect((await stat(h.scriptsDir)).isDirectory()).toBe(true);
+    // Over a file broker each group is a round trip: the first reads, then the mkdir.
+    expect(counted.groups.filter((g) => g.some((c) => c.startsWith('mkdir ')))).toEqual([['mkdir sieve']]);
+    expect(counted.calls.filter((c) => c.path === '.' && c.op !== 'readdir')).toEqual([]);
+    expect(counted.groups).toHaveLength(2);
   });
 
   it('a missing filter directory is a set-up problem (not "try later") and changes nothing', async () => {
