@@ -23,7 +23,10 @@
  * is made again after MS, 30000 by default, so that a changed configuration is
  * read). Once it has accepted a connection it tells the listener, which forks the
  * next. Until then it dies with the listener; should none be waiting, the listener
- * accepts and forks per connection itself.
+ * accepts and forks per connection itself. The server in turn connects ahead of its
+ * next login, so a session process may wait for its credentials: it renews the
+ * started transaction as an idle one does, and ends quietly if the connection is
+ * closed before any credentials arrive.
  *
  * One connection is one login; NUL-terminated fields, in this order:
  *   helper -> server  helper PID              (first, so the server can signal it)
@@ -40,10 +43,12 @@
  *                     serves the broker protocol itself (tsieved-broker.c, built
  *                     into this program), which saves an exec per login. The server
  *                     may send this right after the credentials when it does not
- *                     depend on USER; it then waits in the connection, and the
- *                     helper holds "ok" back and sends it with the broker's PID
+ *                     depend on USER; it then waits in the connection
  *   helper -> server  broker PID, or tempfail REASON
- * after which the connection is the broker's stdin and stdout. fd 2 carries log
+ * after which the connection is the broker's stdin and stdout. "ok" goes out
+ * before the broker is forked, and the server may send the broker's requests as
+ * soon as it has it (after the command): they wait in the connection, and the
+ * broker's PID comes before any answer. fd 2 carries log
  * lines ("tsieved-pam-helper[PID]: ..."). Credentials never travel in argv or the
  * environment.
  * Exit status of a session process: 0 session ended normally, 1 rejected, 111
@@ -55,10 +60,9 @@
  *   USER; another service asked for gets a pam_start of its own), PAM_RHOST,
  *   pam_authenticate(DISALLOW_NULL_AUTHTOK), pam_acct_mgmt,
  *   getpwnam(PAM_USER), initgroups, pam_setcred(ESTABLISH), pam_open_session,
- *   status ok (held back when the command came with the credentials), read the
- *   command, fork:
- *     child: status ("ok" when held back, and "broker PID", written by the broker
- *            itself so that no answer can precede it), setgid, setuid, then the
+ *   status ok, read the command, fork:
+ *     child: status "broker PID" (written by the broker itself, so that no answer
+ *            can precede it), setgid, setuid, then the
  *            PAM environment and exec the broker command,
  *            or with no command: not dumpable, and serve in this process
  *     parent: wait, pam_close_session, pam_setcred(DELETE), pam_end
@@ -506,15 +510,13 @@ int tsieved_broker_serve(void);
  * module read as root): it is made non-dumpable, so the user cannot ptrace it, read
  * /proc/PID/mem or get a core dump of it, and it runs only the broker's loop.
  */
-static void start_broker(int switch_user, pid_t parent, char **argv, char **env, const char *const *ok)
+static void start_broker(int switch_user, pid_t parent, char **argv, char **env)
 {
-    /* The broker's pid (after the "ok" fields, when they were held back for it) is
-     * sent from here, the broker itself, so that it is out before any answer: the
-     * server may have sent requests already. */
+    /* The broker's pid is sent from here, the broker itself, so that it is out before
+     * any answer: the server sends requests as soon as it has "ok", before the fork. */
     char pidbuf[32];
     snprintf(pidbuf, sizeof pidbuf, "%ld", (long)getpid());
-    if (ok != NULL) status_send("ok", ok[0], ok[1], ok[2], ok[3], "broker", pidbuf, (const char *)NULL);
-    else status_send("broker", pidbuf, (const char *)NULL);
+    status_send("broker", pidbuf, (const char *)NULL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
@@ -579,11 +581,8 @@ static void handle_signals(void)
     sigaction(SIGALRM, &sa, NULL);
 }
 
-/*
- * Forks the broker (which reports its pid, after the "ok" fields `ok` when they
- * were held back for it), waits for it; returns its wait status.
- */
-static int run_broker(int switch_user, char **argv, const char *const *ok)
+/* Forks the broker (which reports its pid), waits for it; returns its wait status. */
+static int run_broker(int switch_user, char **argv)
 {
     /* The environment matters only to a program we exec (KRB5CCNAME for k5start). */
     char **env = argv[0] == NULL ? NULL : broker_env();
@@ -591,7 +590,7 @@ static int run_broker(int switch_user, char **argv, const char *const *ok)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) fail(EXIT_TEMPFAIL, "tempfail", "fork failed", PAM_SYSTEM_ERR);
-    if (pid == 0) start_broker(switch_user, parent, argv, env, ok);
+    if (pid == 0) start_broker(switch_user, parent, argv, env);
     broker_pid = pid;
     /* The connection is the broker's alone: if we kept it open, the server would
      * never see EOF when the broker dies. */
@@ -611,15 +610,28 @@ static int run_broker(int switch_user, char **argv, const char *const *ok)
     return wstatus;
 }
 
-/* Whether the broker's whole command is already waiting on the connection (the server sent it with the credentials). */
-static int command_waiting(void)
+/*
+ * Waits for the login's credentials. The server connects ahead of its logins
+ * (pam-spawner.ts keeps a connection ready), so a connection may wait long: the
+ * started transaction is renewed meanwhile, as in an idle session process, and a
+ * connection the server closes before sending anything (it ended, or it let the
+ * connection go) is not a failed login: this process ends without a word.
+ */
+static void await_credentials(void)
 {
-    char buf[MAX_COMMAND + 1];
-    ssize_t n = recv(IN_FD, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-    for (ssize_t i = 0; i < n; i++) {
-        if (buf[i] == '\0' && (i == 0 || buf[i - 1] == '\0')) return 1;
+    for (;;) {
+        struct pollfd p = {IN_FD, POLLIN, 0};
+        int n = poll(&p, 1, prime_due_in());
+        if (n == 0) {
+            prime();
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return; /* read_credentials reports it */
+        char byte;
+        if (recv(IN_FD, &byte, 1, MSG_PEEK) == 0) _exit(0);
+        return;
     }
-    return 0;
 }
 
 /* One login on the connection at fd 0/1; never returns. */
@@ -630,6 +642,7 @@ static void run_session(void)
     status_send("helper", pidbuf, (const char *)NULL);
 
     static struct credentials cred;
+    await_credentials();
     read_credentials(&cred);
     authenticate(&cred);
     uid_t euid = geteuid();
@@ -643,16 +656,13 @@ static void run_session(void)
     char uidbuf[32], gidbuf[32];
     snprintf(uidbuf, sizeof uidbuf, "%lu", (unsigned long)sess.pw.pw_uid);
     snprintf(gidbuf, sizeof gidbuf, "%lu", (unsigned long)sess.pw.pw_gid);
-    const char *ok[] = {sess.pw.pw_name, uidbuf, gidbuf, sess.pw.pw_dir};
-    /* A command sent with the credentials does not wait for "ok": then "ok" waits for
-     * the broker's pid, and both go in one write, so the server is woken once (and
-     * not while we fork). */
-    int held = command_waiting();
-    if (!held) status_send("ok", ok[0], ok[1], ok[2], ok[3], (const char *)NULL);
+    /* "ok" goes out before the fork: the server opens the user's store meanwhile, and
+     * its first requests wait on the connection for the broker. */
+    status_send("ok", sess.pw.pw_name, uidbuf, gidbuf, sess.pw.pw_dir, (const char *)NULL);
     char **command = read_command();
     if (pending_signal) fail(EXIT_TEMPFAIL, "tempfail", "ended before the broker started", PAM_SUCCESS);
 
-    int wstatus = run_broker(switch_user, command, held ? ok : NULL);
+    int wstatus = run_broker(switch_user, command);
     close_session(PAM_SUCCESS);
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) exit(0);
     if (WIFSIGNALED(wstatus) && (WTERMSIG(wstatus) == SIGTERM || WTERMSIG(wstatus) == SIGINT || WTERMSIG(wstatus) == SIGHUP))

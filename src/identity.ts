@@ -24,10 +24,17 @@ export interface Identity {
  * it instead of starting a broker of its own. Opaque to everything but the launcher.
  */
 export interface AttachedBroker {
+  /** The broker's pid; -1 until `started` has resolved. */
   readonly pid: number;
   /** Byte streams to the broker (its stdin/stdout). */
   readonly input: NodeJS.WritableStream;
   readonly output: NodeJS.ReadableStream;
+  /**
+   * Resolves once `output` carries the broker's answers alone (what came before was
+   * its starter's: the PAM helper reports the broker's pid there). Requests may be
+   * written before. Rejects when the broker did not start.
+   */
+  readonly started?: Promise<void>;
   /** Ends the broker and, for PAM, lets the helper close the PAM session. */
   terminate(): void;
   /** Resolves when the broker (for PAM: the helper) has exited. */

@@ -142,8 +142,16 @@ export class PamBackend implements AuthBackend {
     const log = this.options.log.child({ user, rhost });
 
     let socket: Socket;
+    let early: Buffer;
     try {
-      socket = await this.spawner.connect();
+      ({ socket, early } = await this.spawner.connect());
+      // A spare connection whose session process was ended while it waited (its end
+      // of the socket may not have been seen yet) is let go for a fresh one.
+      const waiting = early.toString('latin1').split('\0');
+      if (waiting[0] === 'helper' && waiting.length > 2 && !processAlive(count(waiting[1]))) {
+        socket.destroy();
+        ({ socket, early } = await this.spawner.connect());
+      }
     } catch (err) {
       return { kind: 'unavailable', reason: `cannot start the PAM helper: ${(err as Error).message}` };
     }
@@ -164,7 +172,7 @@ export class PamBackend implements AuthBackend {
 
     // What the helper says before the connection becomes the broker's: NUL-terminated
     // fields (helper PID, then ok USER UID GID HOME or a refusal, then broker PID).
-    let bytes = Buffer.alloc(0);
+    let bytes = early;
     let wake: (() => void) | undefined;
     let ended = false;
     const onData = (c: Buffer): void => {
@@ -172,6 +180,7 @@ export class PamBackend implements AuthBackend {
       wake?.();
     };
     socket.on('data', onData);
+    socket.resume();
     void closed.then(() => {
       ended = true;
       wake?.();
@@ -246,38 +255,50 @@ export class PamBackend implements AuthBackend {
         socket.write(commandBytes(command));
       }
 
-      await until(9);
-      if (timedOut) return abandon('PAM transaction timed out');
-      const after = fields().slice(7);
-      const brokerPid = after[0] === 'broker' ? count(after[1]) : NaN;
-      if (!Number.isSafeInteger(brokerPid)) {
-        const why = refusal(after)?.reason ?? 'the PAM helper did not start the broker';
-        log.error({ reason: why }, 'file broker not started');
-        return abandon(why);
-      }
-      // From here on the connection is the broker's; it writes only when asked.
-      socket.removeListener('data', onData);
-      if (Buffer.byteLength(fields().slice(0, 9).join('\0') + '\0') !== bytes.length)
-        return abandon("unexpected bytes after the PAM helper's status");
-      const pid = helperPid;
+      // "ok" comes before the session process forks the broker, whose pid follows:
+      // the store opens meanwhile, its first requests waiting in the connection.
+      let brokerPid = -1;
+      const helper = helperPid;
+      const started = until(9).then(() => {
+        const after = fields().slice(7);
+        const pid = after[0] === 'broker' ? count(after[1]) : NaN;
+        const end = endOfFields(bytes, 9);
+        if (!Number.isSafeInteger(pid) || end < 0) {
+          const why = refusal(after)?.reason ?? 'the PAM helper did not start the broker';
+          log.error({ reason: why }, 'file broker not started');
+          throw new Error(why);
+        }
+        brokerPid = pid;
+        // From here on the connection is the broker's: what came after its pid is
+        // its answers, handed back to the stream for the broker's reader.
+        socket.pause();
+        socket.removeListener('data', onData);
+        if (end < bytes.length) socket.unshift(bytes.subarray(end));
+        log.info({ event: 'pam-session', brokerPid, helperPid: helper, pamUser: name }, 'PAM session opened');
+      });
+      // Whoever adopts the broker learns of a failure; nobody may be left to (a login
+      // refused for too many sessions terminates it unadopted).
+      started.catch(() => undefined);
       let killTimer: NodeJS.Timeout | undefined;
       const attached: AttachedBroker = {
-        pid: brokerPid,
+        get pid() {
+          return brokerPid;
+        },
         input: socket,
         output: socket,
+        started,
         // The session process closes the PAM session once the broker has ended.
-        exited: closed.then(() => whenGone(pid)).then(() => clearTimeout(killTimer)),
+        exited: closed.then(() => whenGone(helper)).then(() => clearTimeout(killTimer)),
         // The session process passes SIGTERM to the broker (SIGKILL after 5 s), then
         // closes the PAM session; only a session process that is itself stuck is
         // killed, later.
         terminate() {
           socket.end();
-          if (!processAlive(pid)) return;
-          process.kill(pid, 'SIGTERM');
-          killTimer ??= setTimeout(() => processAlive(pid) && process.kill(pid, 'SIGKILL'), 15_000).unref();
+          if (!processAlive(helper)) return;
+          process.kill(helper, 'SIGTERM');
+          killTimer ??= setTimeout(() => processAlive(helper) && process.kill(helper, 'SIGKILL'), 15_000).unref();
         },
       };
-      log.info({ event: 'pam-session', brokerPid, helperPid: pid, pamUser: name }, 'PAM session opened');
       return { kind: 'ok', identity, attached };
     } finally {
       clearTimeout(timer);
@@ -293,6 +314,16 @@ export class PamBackend implements AuthBackend {
     spawners.delete(this.spawnerKey);
     await this.spawner.close();
   }
+}
+
+/** The offset just past the `n`th NUL in `buf`, or -1 when fewer are in. */
+function endOfFields(buf: Buffer, n: number): number {
+  let at = -1;
+  for (let i = 0; i < n; i++) {
+    at = buf.indexOf(0, at + 1);
+    if (at < 0) return -1;
+  }
+  return at + 1;
 }
 
 /** Is the process there and not a zombie? (The helper reaps its session processes.) */

@@ -28,6 +28,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { FileStore } from '../../src/storage/file-store.js';
 import { createdBeforeFailure, createFile, type FileOps } from '../../src/storage/file-ops.js';
 import { fileStoreOptionsFor } from '../../src/storage/launcher.js';
+import { BrokerFileOps } from '../../src/storage/broker/broker-ops.js';
 import { BrokerLauncher, brokerCommand, defaultBrokerPath } from '../../src/storage/broker/launcher.js';
 import { processIsolationProblem } from '../../src/storage/broker/privileges.js';
 import {
@@ -478,6 +479,51 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
     expect(Date.now() - t).toBeLessThan(5_000);
     await until(() => !runningProcess(files.ops.pid));
     expect((await rejection(files.ops.stat('/'))).kind).toBe('trylater');
+  });
+
+  it('a broker adopted before it started: requests wait for it, its output is read only once it has', async () => {
+    const dir = homeFor('adopted');
+    const b = raw();
+    b.child.stdout!.removeAllListeners('data');
+    b.child.stdout!.pause();
+    let start!: () => void;
+    const started = new Promise<void>((r) => (start = r));
+    const ops = new BrokerFileOps(
+      {
+        pid: b.child.pid!,
+        input: b.child.stdin!,
+        output: b.child.stdout!,
+        started,
+        exited: b.exit.then(() => undefined),
+        terminate: () => b.child.kill(),
+      },
+      { log: silentLogger() },
+    );
+    let answered = false;
+    const stat = ops.stat(dir).then((st) => ((answered = true), st));
+    // Answered in the pipe already, but not read while it is the starter's.
+    await until(() => b.child.stdout!.readableLength > 0);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(answered).toBe(false);
+    start();
+    expect((await stat).isDirectory()).toBe(true);
+    await ops.close();
+
+    // One that never starts: its calls fail with TRYLATER and it is ended.
+    const never = raw();
+    const failed = new BrokerFileOps(
+      {
+        pid: never.child.pid!,
+        input: never.child.stdin!,
+        output: never.child.stdout!,
+        started: Promise.reject(new Error('the PAM helper did not start the broker')),
+        exited: never.exit.then(() => undefined),
+        terminate: () => never.child.kill(),
+      },
+      { log: silentLogger() },
+    );
+    expect((await rejection(failed.stat(dir))).kind).toBe('trylater');
+    await never.exit;
   });
 
   it('a broker that sends garbage or an oversized frame is dropped with TRYLATER', async () => {

@@ -51,6 +51,12 @@ export interface BrokerChannel {
   readonly pid: number;
   readonly input: NodeJS.WritableStream;
   readonly output: NodeJS.ReadableStream;
+  /**
+   * When given, `output` carries frames only once this resolves (and is then
+   * resumed; before, it was its starter's); requests may be written before, and
+   * wait in the pipe. A rejection says the broker did not start.
+   */
+  readonly started?: Promise<void>;
   /** Ends the broker (and, through the PAM helper, the PAM session). */
   terminate(): void;
   readonly exited: Promise<void>;
@@ -111,7 +117,16 @@ export class BrokerFileOps implements FileOps {
     this.log = options.log;
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
     this.closeGraceMs = options.closeGraceMs ?? 5_000;
-    broker.output.on('data', (chunk: Buffer) => this.onData(chunk));
+    const listen = (): void => void broker.output.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (broker.started === undefined) listen();
+    else
+      broker.started.then(
+        () => {
+          listen();
+          broker.output.resume();
+        },
+        (err: Error) => this.drop(err.message),
+      );
     this.outputEnded = new Promise((resolve) => {
       broker.output.once('end', () => resolve());
       broker.output.once('close', () => resolve());
