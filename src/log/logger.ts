@@ -12,6 +12,7 @@
  * Must not know: protocol or storage details beyond the fields it is handed.
  */
 import type { EventEmitter } from 'node:events';
+import { writeSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 
 export type { Logger };
@@ -34,12 +35,9 @@ export function createRootLogger(
 ): Logger {
   const settings = { level, base: { service: 'tsieved' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (destination) return pino(settings, destination);
-  const queue = pino.destination({
-    fd: options.fd ?? 2,
-    sync: false,
-    maxLength: options.maxQueuedBytes ?? MAX_QUEUED_LOG_BYTES,
-  });
-  const lines = new TurnLines(queue);
+  const fd = options.fd ?? 2;
+  const queue = pino.destination({ fd, sync: false, maxLength: options.maxQueuedBytes ?? MAX_QUEUED_LOG_BYTES });
+  const lines = new TurnLines(queue, (text) => writeSync(fd, text));
   const log = pino(settings, lines);
   reportDrops(queue, log, lines);
   return log;
@@ -63,10 +61,23 @@ export class TurnLines {
   private pending = '';
   private scheduled = false;
 
-  constructor(private readonly queue: Pick<Destination, 'write' | 'flush' | 'flushSync'>) {
+  constructor(
+    private readonly queue: Pick<Destination, 'write' | 'flush' | 'flushSync'>,
+    /**
+     * Writes at exit. Handed to the destination then, the lines would start an
+     * asynchronous write that the exit may never let happen (flushSync leaves a
+     * write in progress alone): a process ending right after logging lost them now
+     * and then.
+     */
+    writeSync: (text: string) => void = (text) => queue.write(text),
+  ) {
     process.on('exit', () => {
-      this.flush();
       try {
+        // What the destination holds first, then what waits here, in that order.
+        queue.flushSync();
+        const text = this.pending;
+        this.pending = '';
+        if (text !== '') writeSync(text);
         queue.flushSync();
       } catch {
         // Destination not open, or gone: nothing more can be written.
@@ -87,7 +98,7 @@ export class TurnLines {
     return true;
   }
 
-  /** pino's logger.flush() and the exit: hand on what waits, then flush the destination. */
+  /** pino's logger.flush(): hand on what waits, then flush the destination. */
   flush(callback?: (error?: Error) => void): void {
     if (this.pending !== '') {
       const text = this.pending;
