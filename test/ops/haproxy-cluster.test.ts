@@ -74,7 +74,8 @@ function showStat(socket: string): Promise<Map<string, ServerStat>> {
           status: col(row, 'status'),
           chkfail: Number(col(row, 'chkfail')),
           chkdown: Number(col(row, 'chkdown')),
-          checkStatus: col(row, 'check_status'),
+          // "* " before it: a check is running at that moment; the status is the last one's.
+          checkStatus: col(row, 'check_status').replace(/^\* /, ''),
         });
       }
       resolveStat(out);
