@@ -23,10 +23,7 @@
  * is made again after MS, 30000 by default, so that a changed configuration is
  * read). Once it has accepted a connection it tells the listener, which forks the
  * next. Until then it dies with the listener; should none be waiting, the listener
- * accepts and forks per connection itself. The server in turn connects ahead of its
- * next login, so a session process may wait for its credentials: it renews the
- * started transaction as an idle one does, and ends quietly if the connection is
- * closed before any credentials arrive.
+ * accepts and forks per connection itself.
  *
  * One connection is one login; NUL-terminated fields, in this order:
  *   helper -> server  helper PID              (first, so the server can signal it)
@@ -610,30 +607,6 @@ static int run_broker(int switch_user, char **argv)
     return wstatus;
 }
 
-/*
- * Waits for the login's credentials. The server connects ahead of its logins
- * (pam-spawner.ts keeps a connection ready), so a connection may wait long: the
- * started transaction is renewed meanwhile, as in an idle session process, and a
- * connection the server closes before sending anything (it ended, or it let the
- * connection go) is not a failed login: this process ends without a word.
- */
-static void await_credentials(void)
-{
-    for (;;) {
-        struct pollfd p = {IN_FD, POLLIN, 0};
-        int n = poll(&p, 1, prime_due_in());
-        if (n == 0) {
-            prime();
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return; /* read_credentials reports it */
-        char byte;
-        if (recv(IN_FD, &byte, 1, MSG_PEEK) == 0) _exit(0);
-        return;
-    }
-}
-
 /* One login on the connection at fd 0/1; never returns. */
 static void run_session(void)
 {
@@ -642,7 +615,6 @@ static void run_session(void)
     status_send("helper", pidbuf, (const char *)NULL);
 
     static struct credentials cred;
-    await_credentials();
     read_credentials(&cred);
     authenticate(&cred);
     uid_t euid = geteuid();

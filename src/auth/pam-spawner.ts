@@ -6,13 +6,6 @@
  * hundred KiB instead, and ahead of the login: one session process always waits
  * with the service's PAM transaction started.
  *
- * Once logins come, this side also connects ahead of the next one: a spare
- * connection, accepted by a session process that waits for its credentials (and
- * has said its pid), so a login skips the connect, the accept and that first
- * message. One per server process, made again after each login takes it; the
- * session process behind it renews its transaction while it waits, and a spare
- * whose process ended is let go.
- *
  * The socket lives in a directory of its own that only this process's user (root)
  * can enter. The helper ends when its stdin (our pipe) ends, so it never outlives
  * the server; one that died is started again on the next login.
@@ -27,25 +20,10 @@ import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { relayChildLog } from '../log/relay.js';
 
-/** A connection to a session process, and what it said before anyone listened. */
-export interface HelperConnection {
-  readonly socket: Socket;
-  /** The session process's first bytes (its pid), read while the connection was spare. */
-  readonly early: Buffer;
-}
-
-interface Spare {
-  readonly socket: Socket;
-  early: Buffer;
-  readonly onData: (chunk: Buffer) => void;
-}
-
 export class PamSpawner {
   private child: ChildProcess | undefined;
   private ready: Promise<string> | undefined;
   private dir: string | undefined;
-  private spare: Promise<Spare | undefined> | undefined;
-  private closed = false;
 
   constructor(
     private readonly helperPath: string,
@@ -54,57 +32,8 @@ export class PamSpawner {
     private readonly service: string,
   ) {}
 
-  /**
-   * A connection to a fresh session process, the spare one when it is still there
-   * (another is made for the next login); rejects when the helper cannot run. The
-   * socket is paused: its reader resumes it.
-   */
-  async connect(): Promise<HelperConnection> {
-    const spare = this.spare;
-    this.spare = undefined;
-    // Without a spare, this login's connection goes first (the waiting session
-    // process takes it). The next spare is made at once, so that logins at the same
-    // time each take one, and none is made that nobody takes.
-    const fresh = spare === undefined ? this.connectNow() : undefined;
-    this.makeSpare();
-    const taken = spare && (await spare);
-    if (taken && !taken.socket.destroyed && taken.socket.readyState === 'open') {
-      taken.socket.pause();
-      taken.socket.removeListener('data', taken.onData);
-      return { socket: taken.socket, early: taken.early };
-    }
-    taken?.socket.destroy();
-    const socket = await (fresh ?? this.connectNow());
-    socket.pause();
-    return { socket, early: Buffer.alloc(0) };
-  }
-
-  private makeSpare(): void {
-    if (this.closed) return;
-    const made: Promise<Spare | undefined> = this.connectNow().then(
-      (socket) => {
-        const spare: Spare = {
-          socket,
-          early: Buffer.alloc(0),
-          onData: (chunk) => {
-            // The pid, a few bytes; a session process says nothing more unasked.
-            if (spare.early.length < 64) spare.early = Buffer.concat([spare.early, chunk]);
-          },
-        };
-        socket.on('data', spare.onData);
-        socket.on('error', () => undefined);
-        socket.once('close', () => {
-          if (this.spare === made) this.spare = undefined;
-        });
-        if (this.closed) socket.destroy();
-        return spare;
-      },
-      () => undefined,
-    );
-    this.spare = made;
-  }
-
-  private async connectNow(): Promise<Socket> {
+  /** A connection to a fresh session process; rejects when the helper cannot run. */
+  async connect(): Promise<Socket> {
     const path = await this.start();
     return new Promise<Socket>((resolve, reject) => {
       const socket = connect(path);
@@ -123,10 +52,6 @@ export class PamSpawner {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    const spare = this.spare;
-    this.spare = undefined;
-    (await spare)?.socket.destroy();
     const child = this.child;
     this.ready = undefined;
     this.child = undefined;

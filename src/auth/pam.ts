@@ -142,16 +142,8 @@ export class PamBackend implements AuthBackend {
     const log = this.options.log.child({ user, rhost });
 
     let socket: Socket;
-    let early: Buffer;
     try {
-      ({ socket, early } = await this.spawner.connect());
-      // A spare connection whose session process was ended while it waited (its end
-      // of the socket may not have been seen yet) is let go for a fresh one.
-      const waiting = early.toString('latin1').split('\0');
-      if (waiting[0] === 'helper' && waiting.length > 2 && !processAlive(count(waiting[1]))) {
-        socket.destroy();
-        ({ socket, early } = await this.spawner.connect());
-      }
+      socket = await this.spawner.connect();
     } catch (err) {
       return { kind: 'unavailable', reason: `cannot start the PAM helper: ${(err as Error).message}` };
     }
@@ -172,7 +164,7 @@ export class PamBackend implements AuthBackend {
 
     // What the helper says before the connection becomes the broker's: NUL-terminated
     // fields (helper PID, then ok USER UID GID HOME or a refusal, then broker PID).
-    let bytes = early;
+    let bytes = Buffer.alloc(0);
     let wake: (() => void) | undefined;
     let ended = false;
     const onData = (c: Buffer): void => {
@@ -180,7 +172,6 @@ export class PamBackend implements AuthBackend {
       wake?.();
     };
     socket.on('data', onData);
-    socket.resume();
     void closed.then(() => {
       ended = true;
       wake?.();
