@@ -7,7 +7,11 @@
 //   pam:    the bare PAM transaction (pam_start to pam_open_session, in a small C
 //           program in this process tree, no server; also without pam_start, which
 //           tsieved's helper makes before a login arrives), and AUTHENTICATE to OK
-//           (after STARTTLS, the AUTHENTICATE command's round trip only), sequential
+//           (after STARTTLS, the AUTHENTICATE command's round trip only), sequential.
+//           The bare transaction is measured at the start, and again interleaved
+//           with each server's logins (one right before each, for the same user, by
+//           a program that waits for the next name): the machine's speed moves in a
+//           run, and the two figures compare best when taken in the same seconds
 //   idle:   PSS per idle logged-in TLS session, with --idle-small (50) and
 //           --idle-large (500) sessions, each on a fresh server; for tsieved also
 //           the helper + broker processes alone
@@ -29,13 +33,14 @@
 //          --sessions N, --concurrent N, --workers N (tsieved's server processes;
 //          default: one per core, as the shipped [server] workers = "auto"),
 //          --no-dovecot, --json FILE
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline';
 import { SieveClient } from './lib/client.mjs';
 import { findDovecot, startDovecot } from './lib/dovecot.mjs';
 import { freePort, makeCert, makeWorkDir } from './lib/fixtures.mjs';
@@ -148,32 +153,69 @@ static int conv(int n, const struct pam_message **m, struct pam_response **r, vo
     *r = a; return PAM_SUCCESS;
 }
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+static int transaction(const char *service, const char *user) {
+    struct pam_conv c = {conv, NULL}; pam_handle_t *h;
+    double t0 = now();
+    if (pam_start(service, user, &c, &h) != PAM_SUCCESS) return 2;
+    double ta = now();
+    if (pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK) != PAM_SUCCESS) return 3;
+    if (pam_acct_mgmt(h, 0) != PAM_SUCCESS) return 4;
+    struct passwd *p = getpwnam(user);
+    if (!p || initgroups(p->pw_name, p->pw_gid) != 0) return 5;
+    if (pam_setcred(h, PAM_ESTABLISH_CRED) != PAM_SUCCESS) return 6;
+    if (pam_open_session(h, 0) != PAM_SUCCESS) return 7;
+    double t1 = now();
+    pam_close_session(h, 0); pam_setcred(h, PAM_DELETE_CRED); pam_end(h, PAM_SUCCESS);
+    printf("%.3f %.3f\n", t1 - t0, t1 - ta);
+    fflush(stdout);
+    return 0;
+}
+/* SERVICE PASSWORD USER...: one transaction per user; without users, one per line of stdin. */
 int main(int argc, char **argv) {
     pw = argv[2];
-    for (int i = 3; i < argc; i++) {
-        struct pam_conv c = {conv, NULL}; pam_handle_t *h;
-        double t0 = now();
-        if (pam_start(argv[1], argv[i], &c, &h) != PAM_SUCCESS) return 2;
-        double ta = now();
-        if (pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK) != PAM_SUCCESS) return 3;
-        if (pam_acct_mgmt(h, 0) != PAM_SUCCESS) return 4;
-        struct passwd *p = getpwnam(argv[i]);
-        if (!p || initgroups(p->pw_name, p->pw_gid) != 0) return 5;
-        if (pam_setcred(h, PAM_ESTABLISH_CRED) != PAM_SUCCESS) return 6;
-        if (pam_open_session(h, 0) != PAM_SUCCESS) return 7;
-        double t1 = now();
-        pam_close_session(h, 0); pam_setcred(h, PAM_DELETE_CRED); pam_end(h, PAM_SUCCESS);
-        printf("%.3f %.3f\n", t1 - t0, t1 - ta);
+    for (int i = 3; i < argc; i++) if (transaction(argv[1], argv[i]) != 0) return 1;
+    if (argc > 3) return 0;
+    char user[256];
+    while (fgets(user, sizeof user, stdin)) {
+        user[strcspn(user, "\n")] = '\0';
+        if (transaction(argv[1], user) != 0) return 1;
     }
     return 0;
 }
 `;
 
-function barePam(accounts, count) {
+function pamtimeProgram() {
   const src = join(work.dir, 'pamtime.c');
   const bin = join(work.dir, 'pamtime');
   writeFileSync(src, PAMTIME);
   execFileSync('gcc', ['-O2', '-o', bin, src, '-lpam']);
+  return bin;
+}
+
+/** The bare transaction on demand: one per call, for the user given, in one process. */
+function barePamServer(bin, password) {
+  const child = spawn(bin, [service, password], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const waiting = [];
+  lines.on('line', (line) => waiting.shift()?.resolve(line.split(' ').map(Number)));
+  child.once('exit', (code) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(`the PAM timing program ended (${code})`));
+  });
+  return {
+    /** [whole, without pam_start] in ms. */
+    one(user) {
+      return new Promise((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        child.stdin.write(`${user}\n`);
+      });
+    },
+    close() {
+      child.stdin.end();
+    },
+  };
+}
+
+function barePam(bin, accounts, count) {
   const names = Array.from({ length: count + 1 }, (_, i) => accounts.users[i % accounts.users.length]);
   const out = execFileSync(bin, [service, accounts.password, ...names], { encoding: 'utf8' });
   const rows = out
@@ -186,20 +228,29 @@ function barePam(accounts, count) {
   return { whole: rows.map((r) => r[0]), withoutStart: rows.map((r) => r[1]) };
 }
 
-async function authenticateToOk(server, accounts, count, warmup) {
+async function authenticateToOk(server, accounts, count, warmup, bare) {
   const times = [];
+  const bareTimes = { whole: [], withoutStart: [] };
   const n = accounts.users.length;
+  await bare.one(accounts.users[0]); // the program's first transaction warms it up
   // Warm-up logins of the last users, so that the measured ones (from the first user
   // on) are each user's first login on this server whenever there are enough users.
   for (let i = -Math.max(1, warmup); i < count; i++) {
+    const user = accounts.users[(i + n) % n];
     const c = await SieveClient.connect('127.0.0.1', server.port);
     await c.starttls();
+    if (i >= 0) {
+      // The same user's bare transaction, right before the login.
+      const [whole, withoutStart] = await bare.one(user);
+      bareTimes.whole.push(whole);
+      bareTimes.withoutStart.push(withoutStart);
+    }
     const t0 = performance.now();
-    await c.authenticatePlain(accounts.users[(i + n) % n], accounts.password);
+    await c.authenticatePlain(user, accounts.password);
     if (i >= 0) times.push(performance.now() - t0);
     await c.logout().catch(() => c.destroy());
   }
-  return times;
+  return { times, bareTimes };
 }
 
 /** PSS of the server's descendants alone (tsieved: helpers and brokers). */
@@ -230,7 +281,8 @@ try {
   // The workloads' users: the first --users accounts (the others only warm up logins).
   const users = { users: accounts.users.slice(0, N('users')), password: accounts.password };
   const cert = makeCert(work.dir);
-  const bare = barePam(accounts, N('logins'));
+  const pamtime = pamtimeProgram();
+  const bare = barePam(pamtime, accounts, N('logins'));
   results.barePamMs = stat(bare.whole);
   results.barePamWithoutStartMs = stat(bare.withoutStart);
   console.error(
@@ -263,8 +315,16 @@ try {
     const r = {};
     current = await start(N('idle-large'));
     r.version = current.version;
-    log(`AUTHENTICATE to OK, ${N('logins')} sequential`);
-    r.authenticateToOkMs = stat(await authenticateToOk(current, accounts, N('logins'), N('warmup')));
+    log(`AUTHENTICATE to OK, ${N('logins')} sequential, each after a bare PAM transaction`);
+    const barePamNow = barePamServer(pamtime, accounts.password);
+    try {
+      const measured = await authenticateToOk(current, accounts, N('logins'), N('warmup'), barePamNow);
+      r.authenticateToOkMs = stat(measured.times);
+      r.barePamInterleavedMs = stat(measured.bareTimes.whole);
+      r.barePamInterleavedWithoutStartMs = stat(measured.bareTimes.withoutStart);
+    } finally {
+      barePamNow.close();
+    }
     const sessions = (logins) =>
       loginWorkload(current, {
         concurrency: N('concurrent'),
@@ -342,6 +402,15 @@ const rows = [
   [
     'AUTHENTICATE to OK minus bare PAM without pam_start, p50 (ms)',
     (r) => round(r.authenticateToOkMs.p50 - results.barePamWithoutStartMs.p50, 1),
+  ],
+  [
+    'bare PAM transaction interleaved with these logins, with / without pam_start, p50 (ms)',
+    (r) => `${r.barePamInterleavedMs.p50} / ${r.barePamInterleavedWithoutStartMs.p50}`,
+  ],
+  [
+    'AUTHENTICATE to OK minus the interleaved bare PAM, with / without pam_start, p50 (ms)',
+    (r) =>
+      `${round(r.authenticateToOkMs.p50 - r.barePamInterleavedMs.p50, 1)} / ${round(r.authenticateToOkMs.p50 - r.barePamInterleavedWithoutStartMs.p50, 1)}`,
   ],
   ...Object.keys(results.servers[names[0]]?.idle ?? {}).flatMap((n) => [
     [`PSS per idle session, ${n} sessions, whole server (KiB)`, (r) => r.idle[n]?.pssPerSessionKiB],

@@ -36,6 +36,8 @@ interface Side {
 
 interface IsolationSide {
   authenticateToOkMs: { n: number; p50: number };
+  barePamInterleavedMs: { n: number; p50: number };
+  barePamInterleavedWithoutStartMs: { n: number; p50: number };
   idle: Record<
     string,
     { sessions: number; errors: number; pssPerSessionKiB: number; childrenPssPerSessionKiB: number }
@@ -120,6 +122,10 @@ describe.skipIf(!built)('npm run bench', needs('openssl'), () => {
       for (const name of ['tsieved', 'dovecot']) {
         const side = isolation!.servers[name];
         expect(side.authenticateToOkMs.n).toBe(5);
+        // The bare PAM transaction once more, one right before each of those logins.
+        expect(side.barePamInterleavedMs.n).toBe(5);
+        expect(side.barePamInterleavedWithoutStartMs.p50).toBeGreaterThan(0);
+        expect(side.barePamInterleavedWithoutStartMs.p50).toBeLessThan(side.barePamInterleavedMs.p50);
         expect(side.full).toMatchObject({ sessions: 12, errors: 0 });
         expect(side.idle['10']).toMatchObject({ sessions: 10, errors: 0 });
         expect(side.idle['10'].pssPerSessionKiB).toBeGreaterThan(0);
