@@ -130,6 +130,39 @@ export function isSkipped(err: unknown): err is SkippedCall {
 }
 
 /**
+ * For ordered FileOps implementing ifPreviousSucceeded: the mark that the first
+ * request a call makes depends on the one before it. around() raises it for the
+ * call, the request take()s it; a call that made no request at once is refused,
+ * since the mark left raised would fall on some later, unrelated request.
+ */
+export class DependentMark {
+  private raised = false;
+
+  around<T>(call: () => Promise<T>): Promise<T> {
+    this.raised = true;
+    let made: Promise<T>;
+    try {
+      made = call();
+    } catch (err) {
+      this.raised = false;
+      throw err;
+    }
+    if (this.take()) {
+      made.catch(() => undefined);
+      throw new Error('ifPreviousSucceeded: the call made no request at once');
+    }
+    return made;
+  }
+
+  /** Whether the request being made depends on the one before; lowers the mark. */
+  take(): boolean {
+    const raised = this.raised;
+    this.raised = false;
+    return raised;
+  }
+}
+
+/**
  * `call` (one FileOps call, made at once, settling as that call does), made only if
  * `previous` succeeded; otherwise it rejects with SkippedCall. `previous` must be
  * the call made on `ops` just before, in this turn of the event loop: over FileOps

@@ -23,6 +23,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log/logger.js';
 import {
+  DependentMark,
   DIRECTORY_FSYNC_REFUSED,
   errnoError,
   failureAfterCreate,
@@ -274,7 +275,7 @@ class ThreadFileOps implements FileOps {
    */
   private previous: { readonly thread: FsThread; readonly id: number | undefined } | undefined;
   /** The next call runs only if the one before it succeeded (ifPreviousSucceeded). */
-  private nextAfterPrevious = false;
+  private readonly dependent = new DependentMark();
 
   constructor(private readonly pick: () => FsThread) {}
 
@@ -285,22 +286,7 @@ class ThreadFileOps implements FileOps {
    */
   ifPreviousSucceeded<T>(call: () => Promise<T>): Promise<T> {
     if (this.previous === undefined) throw new Error('ifPreviousSucceeded: no call made before it in this turn');
-    this.nextAfterPrevious = true;
-    let made: Promise<T>;
-    try {
-      made = call();
-    } catch (err) {
-      this.nextAfterPrevious = false;
-      throw err;
-    }
-    const unused = this.nextAfterPrevious;
-    this.nextAfterPrevious = false;
-    if (unused) {
-      // Left set, the mark would fall on some later, unrelated call.
-      made.catch(() => undefined);
-      throw new Error('ifPreviousSucceeded: the call made no file call at once');
-    }
-    return made;
+    return this.dependent.around(call);
   }
 
   async createExclusive(path: string, mode: number): Promise<WritableFile> {
@@ -380,8 +366,7 @@ class ThreadFileOps implements FileOps {
 
   /** One call; a failure keeps its errno code and names the path, as node:fs does. */
   private async call(op: string, a: unknown, b: unknown, path: string, thread = this.route()): Promise<unknown> {
-    const after = this.nextAfterPrevious ? this.previous : undefined;
-    this.nextAfterPrevious = false;
+    const after = this.dependent.take() ? this.previous : undefined;
     if (this.previous === undefined) {
       queueMicrotask(() => {
         this.previous = undefined;

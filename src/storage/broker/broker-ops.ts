@@ -23,6 +23,7 @@ import {
   DIRECTORY_FSYNC_REFUSED,
   errnoError,
   createFileInSteps,
+  DependentMark,
   failureAfterCreate,
   fileStatOf,
   SkippedCall,
@@ -143,7 +144,7 @@ export class BrokerFileOps implements FileOps {
   readonly ordered = true;
 
   /** The next request goes with IF_PREVIOUS_OK (ifPreviousSucceeded). */
-  private nextIfPreviousOk = false;
+  private readonly dependent = new DependentMark();
   /** A call has been made in this turn of the event loop (cleared by a microtask). */
   private madeThisTurn = false;
   /**
@@ -158,22 +159,7 @@ export class BrokerFileOps implements FileOps {
    */
   ifPreviousSucceeded<T>(call: () => Promise<T>): Promise<T> {
     if (!this.madeThisTurn) throw new Error('ifPreviousSucceeded: no call made before it in this turn');
-    this.nextIfPreviousOk = true;
-    let made: Promise<T>;
-    try {
-      made = call();
-    } catch (err) {
-      this.nextIfPreviousOk = false;
-      throw err;
-    }
-    const unused = this.nextIfPreviousOk;
-    this.nextIfPreviousOk = false;
-    if (unused) {
-      // Left set, the flag would fall on some later, unrelated request.
-      made.catch(() => undefined);
-      throw new Error('ifPreviousSucceeded: the call made no request at once');
-    }
-    return made;
+    return this.dependent.around(call);
   }
 
   get pid(): number {
@@ -320,8 +306,7 @@ export class BrokerFileOps implements FileOps {
   }
 
   private call(op: OpName, fields: readonly Field[]): Promise<Response> {
-    const ifPreviousOk = this.nextIfPreviousOk;
-    this.nextIfPreviousOk = false;
+    const ifPreviousOk = this.dependent.take();
     if (!this.madeThisTurn) {
       this.madeThisTurn = true;
       queueMicrotask(() => {
