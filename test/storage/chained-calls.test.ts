@@ -11,9 +11,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, chmodSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { BrokerLauncher } from '../../src/storage/broker/launcher.js';
 import {
   createFile,
   inSequence,
@@ -25,6 +23,7 @@ import {
 } from '../../src/storage/file-ops.js';
 import { acquireLock } from '../../src/storage/lock.js';
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
+import { openBrokerFiles, type BrokerFiles } from '../helpers/broker-files.js';
 import { BROKER, needs } from '../helpers/tools.js';
 import { kindOf } from './helpers/store.js';
 
@@ -33,26 +32,13 @@ afterAll(() => pool.close());
 
 /** As root the broker runs as this user, who is given the test directories. */
 const UID = process.getuid?.() === 0 ? 41232 : undefined;
-let launcher: BrokerLauncher | undefined;
-let broker: { readonly ops: FileOps; close(): Promise<void> } | undefined;
+let broker: BrokerFiles | undefined;
 afterAll(async () => {
   await broker?.close();
-  await launcher?.close();
 });
 
 function brokerOps(): FileOps {
-  if (broker === undefined) {
-    launcher = new BrokerLauncher({
-      storage: configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' } }).storage,
-      log: silentLogger(),
-    });
-    broker = launcher.openFiles({
-      user: 'chained',
-      home: tmpdir(),
-      fields: {},
-      ...(UID === undefined ? {} : { uid: UID, gid: UID }),
-    });
-  }
+  broker ??= openBrokerFiles('chained', UID);
   return broker.ops;
 }
 

@@ -10,9 +10,8 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openBrokerFiles, type BrokerFiles } from '../helpers/broker-files.js';
 import { BROKER, tool, ROOT, needs } from '../helpers/tools.js';
-import { configSchema } from '../../src/config/schema.js';
-import { BrokerLauncher } from '../../src/storage/broker/launcher.js';
 import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { faultyOps } from './helpers/faulty-ops.js';
@@ -124,23 +123,12 @@ describe('a change failing, over ordered FileOps', () => {
 describe('a change failing, over the file broker', needs(BROKER), () => {
   // As root the broker runs as another user, who is given the home.
   const uid = process.getuid?.() === 0 ? 41233 : undefined;
-  let files: { readonly ops: FileOps; close(): Promise<void> } | undefined;
-  let launcher: BrokerLauncher | undefined;
+  let files: BrokerFiles | undefined;
   beforeAll(() => {
-    launcher = new BrokerLauncher({
-      storage: configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' } }).storage,
-      log: silentLogger(),
-    });
-    files = launcher.openFiles({
-      user: 'faults',
-      home: tmpdir(),
-      fields: {},
-      ...(uid === undefined ? {} : { uid, gid: uid }),
-    });
+    files = openBrokerFiles('faults', uid);
   });
   afterAll(async () => {
     await files?.close();
-    await launcher?.close();
   });
   changeFailureTests(
     () => files!.ops,

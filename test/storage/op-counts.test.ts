@@ -45,7 +45,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandContext } from '../../src/commands/command.js';
 import { dispatch } from '../../src/commands/dispatch.js';
@@ -59,7 +58,7 @@ import { renderFilter } from '../../src/storage/filter-file.js';
 import type { FileStore } from '../../src/storage/file-store.js';
 import { nodeFileOps, type FileOps } from '../../src/storage/file-ops.js';
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
-import { BrokerLauncher } from '../../src/storage/broker/launcher.js';
+import { openBrokerFiles, type BrokerFiles } from '../helpers/broker-files.js';
 import { BROKER, needs } from '../helpers/tools.js';
 import { ActiveHints } from '../../src/storage/active-hints.js';
 import { countingOps, type CountingOps, type OpCall } from '../helpers/counting-ops.js';
@@ -269,18 +268,9 @@ describe.each([['unordered', () => nodeFileOps] as const, ['ordered', () => pool
  */
 describe('file-system operations per command, over the file broker', needs(BROKER), () => {
   const uid = process.getuid?.() === 0 ? 41231 : undefined;
-  let files: { readonly ops: FileOps; close(): Promise<void> } | undefined;
+  let files: BrokerFiles | undefined;
   beforeAll(() => {
-    const launcher = new BrokerLauncher({
-      storage: configSchema.parse({ storage: { scripts_dir: '{home}/sieve', filter_path: '{home}/.forward' } }).storage,
-      log: silentLogger(),
-    });
-    files = launcher.openFiles({
-      user: 'bench',
-      home: tmpdir(),
-      fields: {},
-      ...(uid === undefined ? {} : { uid, gid: uid }),
-    });
+    files = openBrokerFiles('bench', uid);
     base = files.ops;
     kindNow = 'broker';
     if (uid !== undefined) prepareHome = (home) => execFileSync('chown', ['-R', `${uid}:${uid}`, home]);
