@@ -107,52 +107,44 @@ export async function prepareWrite(
   options: WriteOptions,
 ): Promise<PreparedWrite> {
   const tempPath = tempPathFor(target);
+  const removeTemp = async (): Promise<void> => {
+    await ops.unlink(tempPath).catch(() => undefined);
+  };
   try {
     // 0600 until the content is complete, then the wanted mode.
     await createFile(ops, tempPath, data, { mode: options.mode, sync: true });
   } catch (err) {
     if (!createdBeforeFailure(err)) throw toStorageError(err, `cannot create a temporary file beside ${target}`);
     // The descriptor is closed, whatever failed.
-    await ops.unlink(tempPath).catch(() => undefined);
+    await removeTemp();
     throw toStorageError(err, `cannot write ${target}`);
   }
-  const removeTemp = async (): Promise<void> => {
-    await ops.unlink(tempPath).catch(() => undefined);
-  };
   // Durability of the rename; the change has happened, so a directory that cannot
   // be synced is not reported as a failure of the write. The store's operations log
   // such a failure (file-ops.ts reportingDirSyncFailures).
   const syncDir = (): Promise<void> => ops.syncDir(dirname(target)).catch(() => undefined);
+  const rename = async (): Promise<void> => {
+    try {
+      await ops.rename(tempPath, target);
+    } catch (err) {
+      // Not made: as a step that was never started (inSequence), the caller aborts it.
+      if (isSkipped(err)) throw err;
+      await removeTemp();
+      throw toStorageError(err, `cannot rename into ${target}`);
+    }
+  };
   return {
     target,
     tempPath,
-    async rename() {
-      try {
-        await ops.rename(tempPath, target);
-      } catch (err) {
-        // Not made: as a step that was never started (inSequence), the caller aborts it.
-        if (isSkipped(err)) throw err;
-        await removeTemp();
-        throw toStorageError(err, `cannot rename into ${target}`);
-      }
-    },
+    rename,
     syncDir,
     async commit() {
-      const renamed = ops.rename(tempPath, target);
+      const renamed = rename();
       // Over ordered FileOps the directory's fsync goes out with the rename (it runs
       // after it; after a failed rename it does no harm); otherwise once it is done.
-      const synced = ops.ordered ? ops.syncDir(dirname(target)) : undefined;
-      synced?.catch(() => undefined);
-      try {
-        await renamed;
-      } catch (err) {
-        await removeTemp();
-        throw toStorageError(err, `cannot rename into ${target}`);
-      }
-      // Durability of the rename; the change has happened, so a directory that
-      // cannot be synced is not reported as a failure of the write. The store's
-      // operations log such a failure (file-ops.ts reportingDirSyncFailures).
-      await (synced ?? ops.syncDir(dirname(target))).catch(() => undefined);
+      const synced = ops.ordered ? syncDir() : undefined;
+      await renamed;
+      await (synced ?? syncDir());
     },
     abort: removeTemp,
   };

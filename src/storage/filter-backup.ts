@@ -28,8 +28,9 @@ export async function writeBackup(ops: FileOps, filterPath: string, bytes: Buffe
     try {
       await createFile(ops, path, bytes, { sync: true });
     } catch (err) {
-      if (!createdBeforeFailure(err) && errnoCode(err) === 'EEXIST') continue;
-      if (createdBeforeFailure(err)) await ops.unlink(path).catch(() => undefined);
+      const created = createdBeforeFailure(err);
+      if (!created && errnoCode(err) === 'EEXIST') continue;
+      if (created) await ops.unlink(path).catch(() => undefined);
       throw toStorageError(err, `cannot back up ${filterPath}`);
     }
     return path;
