@@ -239,21 +239,18 @@ export class FileStore implements ScriptStore {
       readAhead([guard.filterPath, join(files.dir, VERBATIM_FILE)]);
       return files.get(nfc);
     };
-    return this.locked(
-      async (held) => {
-        const { lock, files, guard } = held;
-        const content = await startReads(held); // read under the lock: the filter matches it
-        // A preserved forward is written back as it is: not Sieve to approve.
-        if (approve && !(await files.isVerbatim(nfc, content)) && !(await approve(content))) return false;
-        await guard.preserveForeign(lock);
-        // In place after all (it changed since the look above): nothing to write.
-        if (await guard.isInPlace(nfc, content)) return true;
-        // Nothing follows under the lock: the record's rename carries its release.
-        await guard.activate(nfc, content, lock, { releaseLock: true });
-        return true;
-      },
-      (held) => void startReads(held).catch(() => undefined),
-    );
+    return this.locked(async (held) => {
+      const { lock, files, guard } = held;
+      const content = await startReads(held); // read under the lock: the filter matches it
+      // A preserved forward is written back as it is: not Sieve to approve.
+      if (approve && !(await files.isVerbatim(nfc, content)) && !(await approve(content))) return false;
+      await guard.preserveForeign(lock);
+      // In place after all (it changed since the look above): nothing to write.
+      if (await guard.isInPlace(nfc, content)) return true;
+      // Nothing follows under the lock: the record's rename carries its release.
+      await guard.activate(nfc, content, lock, { releaseLock: true });
+      return true;
+    }, startReads);
   }
 
   async setActiveIfNone(name: string): Promise<ActivationResult> {
@@ -319,7 +316,10 @@ export class FileStore implements ScriptStore {
    * once per hold (held-reads.ts): a command does not read a file again that it has
    * read under this lock and not changed since.
    */
-  private locked<T>(fn: (held: Held) => Promise<T>, first?: (held: Omit<Held, 'lock'>) => void): Promise<T> {
+  private locked<T>(
+    fn: (held: Held) => Promise<T>,
+    first?: (held: Omit<Held, 'lock'>) => Promise<unknown>,
+  ): Promise<T> {
     const through = (reads: HeldReads): Omit<Held, 'lock'> => {
       const files = this.files.over(reads);
       return { files, guard: this.guard.over(files), readAhead: (paths) => reads.readAhead(paths) };
@@ -333,7 +333,8 @@ export class FileStore implements ScriptStore {
       first && this.files.ops.ordered
         ? () => {
             early = new HeldReads(this.files.ops);
-            first(through(early));
+            // Its failures are fn's to meet: fn makes the same calls and finds their answers.
+            first(through(early)).catch(() => undefined);
           }
         : undefined;
     const dir = join(this.files.dir, LOCK_DIR);
@@ -376,50 +377,47 @@ export class FileStore implements ScriptStore {
       readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record, guard.filterPath] : [])]);
       return files.lookForPut(nfc);
     };
-    return this.locked(
-      async (held) => {
-        const { lock, files, guard } = held;
-        const { exists, checkSpace } = await startReads(held);
-        if (ifAbsent && exists) return false;
-        checkSpace(content.length);
-        if (approve && !(await approve(content))) return false;
-        const enc = encodeScriptFileName(nfc);
-        if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
-        try {
-          // Recorded active, and there (just looked at).
-          let active = exists && (await files.recordedActive()) === nfc;
-          if (active) {
-            // Preserving a foreign filter can change which script is active; ask again.
-            await guard.preserveForeign(lock);
-            active = (await files.recordedActive()) === nfc;
-          }
-          // The filter first: if the script's rename then fails, the filter is put
-          // back, and the client's NO is true (the other order would leave a new
-          // script that the next repair at open makes live).
-          const filter = active ? await guard.filterFor(nfc, content) : undefined;
-          const writes = await prepareThenLook(files.ops, lock, [
-            ...(filter ? [() => guard.prepareFilter(filter)] : []),
-            () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
-          ]);
-          // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
-          const recorded = (await files.readVerbatim()).get(nfc);
-          const unmark = recorded !== undefined && recorded !== sha256(content);
-          // With nothing left to do under the lock after a success (no record to
-          // change) the last rename carries the lock's release; a failure keeps the
-          // lock for what follows it (the filter put back, the name file removed).
-          await guard.commitWithFilter(writes, lock, { releaseLock: !unmark });
-          if (unmark) await files.setVerbatim(nfc, undefined);
-          this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
-          return true;
-        } catch (err) {
-          // A refused write (disk full, quota) leaves no name file without its script.
-          if (enc.nameFile && !(await files.exists(join(files.dir, enc.file)).catch(() => true))) {
-            await files.ops.unlink(join(files.dir, enc.nameFile)).catch(() => undefined);
-          }
-          throw err;
+    return this.locked(async (held) => {
+      const { lock, files, guard } = held;
+      const { exists, checkSpace } = await startReads(held);
+      if (ifAbsent && exists) return false;
+      checkSpace(content.length);
+      if (approve && !(await approve(content))) return false;
+      const enc = encodeScriptFileName(nfc);
+      if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
+      try {
+        // Recorded active, and there (just looked at).
+        let active = exists && (await files.recordedActive()) === nfc;
+        if (active) {
+          // Preserving a foreign filter can change which script is active; ask again.
+          await guard.preserveForeign(lock);
+          active = (await files.recordedActive()) === nfc;
         }
-      },
-      (held) => void startReads(held).catch(() => undefined),
-    );
+        // The filter first: if the script's rename then fails, the filter is put
+        // back, and the client's NO is true (the other order would leave a new
+        // script that the next repair at open makes live).
+        const filter = active ? await guard.filterFor(nfc, content) : undefined;
+        const writes = await prepareThenLook(files.ops, lock, [
+          ...(filter ? [() => guard.prepareFilter(filter)] : []),
+          () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
+        ]);
+        // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
+        const recorded = (await files.readVerbatim()).get(nfc);
+        const unmark = recorded !== undefined && recorded !== sha256(content);
+        // With nothing left to do under the lock after a success (no record to
+        // change) the last rename carries the lock's release; a failure keeps the
+        // lock for what follows it (the filter put back, the name file removed).
+        await guard.commitWithFilter(writes, lock, { releaseLock: !unmark });
+        if (unmark) await files.setVerbatim(nfc, undefined);
+        this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
+        return true;
+      } catch (err) {
+        // A refused write (disk full, quota) leaves no name file without its script.
+        if (enc.nameFile && !(await files.exists(join(files.dir, enc.file)).catch(() => true))) {
+          await files.ops.unlink(join(files.dir, enc.nameFile)).catch(() => undefined);
+        }
+        throw err;
+      }
+    }, startReads);
   }
 }
