@@ -420,9 +420,12 @@ static void new_file_finish(struct new_file *f)
     flush_response();
 }
 
-/* The op of a whole frame at p (length prefix, id, op), and its if-previous-ok bit. */
-static unsigned frame_op(const unsigned char *p) { return p[8] & ~OP_IF_PREVIOUS_OK & 0xffu; }
-static int frame_if_previous_ok(const unsigned char *p) { return (p[8] & OP_IF_PREVIOUS_OK) != 0; }
+/* An op byte's op number, and its if-previous-ok bit. */
+static unsigned op_number(unsigned char op) { return op & ~OP_IF_PREVIOUS_OK & 0xffu; }
+static int op_if_previous_ok(unsigned char op) { return (op & OP_IF_PREVIOUS_OK) != 0; }
+/* The same for a whole frame at p (length prefix, id, op). */
+static unsigned frame_op(const unsigned char *p) { return op_number(p[8]); }
+static int frame_if_previous_ok(const unsigned char *p) { return op_if_previous_ok(p[8]); }
 
 /* At most this many create-file requests that came together share the steps above. */
 #define NEW_FILES_TOGETHER 4
@@ -485,8 +488,8 @@ static void serve_one(const unsigned char *body, size_t len)
     struct cursor c = {body, len};
     uint32_t id = get_u32(&c);
     if (c.left < 1) protocol_error();
-    unsigned op = c.p[0] & ~OP_IF_PREVIOUS_OK & 0xffu;
-    int cond = (c.p[0] & OP_IF_PREVIOUS_OK) != 0;
+    unsigned op = op_number(c.p[0]);
+    int cond = op_if_previous_ok(c.p[0]);
     c.p++;
     c.left--;
     int bad;
