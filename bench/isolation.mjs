@@ -170,11 +170,10 @@ static int transaction(const char *service, const char *user) {
     fflush(stdout);
     return 0;
 }
-/* SERVICE PASSWORD USER...: one transaction per user; without users, one per line of stdin. */
+/* SERVICE PASSWORD: one transaction per user name read from stdin, a line each. */
 int main(int argc, char **argv) {
+    if (argc != 3) return 1;
     pw = argv[2];
-    for (int i = 3; i < argc; i++) if (transaction(argv[1], argv[i]) != 0) return 1;
-    if (argc > 3) return 0;
     char user[256];
     while (fgets(user, sizeof user, stdin)) {
         user[strcspn(user, "\n")] = '\0';
@@ -215,17 +214,26 @@ function barePamServer(bin, password) {
   };
 }
 
-function barePam(bin, accounts, count) {
-  const names = Array.from({ length: count + 1 }, (_, i) => accounts.users[i % accounts.users.length]);
-  const out = execFileSync(bin, [service, accounts.password, ...names], { encoding: 'utf8' });
-  const rows = out
-    .trim()
-    .split('\n')
-    .map((line) => line.split(' ').map(Number))
-    .slice(1); // the first one warms up
-  // Whole transaction; and without pam_start (reading the PAM configuration and
-  // loading its modules), which tsieved's PAM helper does before a login arrives.
-  return { whole: rows.map((r) => r[0]), withoutStart: rows.map((r) => r[1]) };
+/**
+ * `count` bare transactions one after another, after one that warms the program up:
+ * whole, and without pam_start (reading the PAM configuration and loading its
+ * modules), which tsieved's PAM helper does before a login arrives.
+ */
+async function barePam(bin, accounts, count) {
+  const bare = barePamServer(bin, accounts.password);
+  const whole = [];
+  const withoutStart = [];
+  try {
+    for (let i = 0; i <= count; i++) {
+      const [w, s] = await bare.one(accounts.users[i % accounts.users.length]);
+      if (i === 0) continue;
+      whole.push(w);
+      withoutStart.push(s);
+    }
+  } finally {
+    bare.close();
+  }
+  return { whole, withoutStart };
 }
 
 async function authenticateToOk(server, accounts, count, warmup, bare) {
@@ -282,7 +290,7 @@ try {
   const users = { users: accounts.users.slice(0, N('users')), password: accounts.password };
   const cert = makeCert(work.dir);
   const pamtime = pamtimeProgram();
-  const bare = barePam(pamtime, accounts, N('logins'));
+  const bare = await barePam(pamtime, accounts, N('logins'));
   results.barePamMs = stat(bare.whole);
   results.barePamWithoutStartMs = stat(bare.withoutStart);
   console.error(
