@@ -369,6 +369,23 @@ static void prime(void)
     primed_at = now_ms();
 }
 
+/*
+ * Loads the name service modules that nsswitch.conf names for users and groups
+ * (Debian's default adds libnss_systemd) into the listener, once, with a lookup of
+ * each kind. Every login looks its user up (pam_unix, getpwnam) and its groups
+ * (initgroups); a session process forked with the modules already in memory does
+ * not dlopen, relocate and connect them again (measured with libnss_systemd: per
+ * login five mmaps, four connects and about 10% of the page faults fewer). The
+ * answers are not used.
+ */
+static void load_name_services(void)
+{
+    gid_t groups[1];
+    int count = 1;
+    (void)getpwnam("root");
+    (void)getgrouplist("root", 0, groups, &count);
+}
+
 /* Milliseconds until the started transaction is too old (prime() again), or -1 without --service. */
 static int prime_due_in(void)
 {
@@ -764,6 +781,7 @@ static int listen_for_logins(const char *path)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    load_name_services();
     prime();
     /* Ready: the server waits for this line before it connects. */
     if (write(1, "ready\n", 6) != 6) return EXIT_TEMPFAIL;

@@ -185,6 +185,27 @@ describe('PAM helper: a session process waits ahead of each login', enabled, () 
     expect(next).not.toBe(waiting);
   });
 
+  it('a login maps no library the listener had not: the name services are loaded once, ahead', async () => {
+    const { outcome, store } = await login();
+    try {
+      // The broker is forked from the session process after every lookup of the
+      // login (pam_unix, getpwnam, initgroups): what it has mapped, the login loaded.
+      const libraries = (pid: number) =>
+        new Set(
+          maps(pid)
+            .split('\n')
+            .map((line) => line.split(/\s+/)[5] ?? '')
+            .filter((path) => /\.so(\.|$)/.test(path)),
+        );
+      const listener = libraries(backend.spawnerPid!);
+      const broker = libraries(outcome.attached!.pid);
+      expect(broker.size).toBeGreaterThan(0);
+      expect([...broker].filter((library) => !listener.has(library))).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a login works right after the waiting process was killed, and one waits again', async () => {
     const spawner = backend.spawnerPid!;
     for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
