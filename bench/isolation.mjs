@@ -19,13 +19,16 @@
 //           PUTSCRIPT 4 KiB, SETACTIVE, LOGOUT), --concurrent (20) at a time; p50/p99,
 //           and the CPU time all the server's processes used, per session (less
 //           noisy than wall-clock times on a shared machine)
-// Both servers are measured warm, as they run in service: --warmup (20: ten for each
-// of two workers) logins of other users (the last ones; more accounts are made when
-// --users is too few for both) before the sequential AUTHENTICATE to OK ones, and
-// --warmup-sessions (40) full sessions, unmeasured, before the measured ones (a
-// fresh Node process compiles its hot code during its first sessions; Dovecot's
-// processes are C). --warmup 0 --warmup-sessions 0 measures from a cold start (the
-// first login is never measured).
+// Both servers are measured warm, as they run in service: first --warmup-sessions
+// (2000) full sessions, unmeasured, of the accounts the measured logins do not use,
+// then --warmup (20: ten for each of two workers) logins of those accounts, then
+// the measured logins and sessions. A fresh Node process goes on compiling its hot
+// code for thousands of sessions: V8's log of each of two workers (--log-code)
+// showed 10-35 functions a second optimized over its first 300 sessions, and still
+// 3-5 a second after 1,500, each costing its compiler thread milliseconds of CPU.
+// Dovecot's processes are C.
+// --warmup 0 --warmup-sessions 0 measures from a cold start (the first login is
+// never measured).
 // Needs root, gcc and the PAM headers, useradd/userdel, openssl, a build. Users,
 // the service file and directories are temporary and removed afterwards.
 // Options: --users N (50), --logins N (40), --warmup N, --warmup-sessions N,
@@ -60,7 +63,7 @@ const { values } = parseArgs({
     concurrent: { type: 'string', default: '20' },
     workers: { type: 'string', default: String(availableParallelism()) },
     warmup: { type: 'string', default: '20' },
-    'warmup-sessions': { type: 'string', default: '40' },
+    'warmup-sessions': { type: 'string', default: '2000' },
     'no-dovecot': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
@@ -288,6 +291,10 @@ try {
   const accounts = makeAccounts(Math.max(N('users'), N('logins') + N('warmup')));
   // The workloads' users: the first --users accounts (the others only warm up logins).
   const users = { users: accounts.users.slice(0, N('users')), password: accounts.password };
+  // The warm-up sessions' users: those the measured logins do not use, so that each
+  // measured login stays its user's first on the server.
+  const spare = accounts.users.slice(N('logins'));
+  const warmupUsers = { users: spare.length > 0 ? spare : accounts.users, password: accounts.password };
   const cert = makeCert(work.dir);
   const pamtime = pamtimeProgram();
   const bare = await barePam(pamtime, accounts, N('logins'));
@@ -323,6 +330,20 @@ try {
     const r = {};
     current = await start(N('idle-large'));
     r.version = current.version;
+    const fullSessions = (logins, who = users) =>
+      loginWorkload(current, {
+        concurrency: N('concurrent'),
+        processes: 2,
+        users: who,
+        scriptBytes: 4096,
+        durationMs: 600_000,
+        warmupMs: 0,
+        logins,
+      });
+    if (N('warmup-sessions') > 0) {
+      log(`${N('warmup-sessions')} full sessions to warm up, ${N('concurrent')} at a time`);
+      await fullSessions(N('warmup-sessions'), warmupUsers);
+    }
     log(`AUTHENTICATE to OK, ${N('logins')} sequential, each after a bare PAM transaction`);
     const barePamNow = barePamServer(pamtime, accounts.password);
     try {
@@ -333,23 +354,9 @@ try {
     } finally {
       barePamNow.close();
     }
-    const sessions = (logins) =>
-      loginWorkload(current, {
-        concurrency: N('concurrent'),
-        processes: 2,
-        users,
-        scriptBytes: 4096,
-        durationMs: 600_000,
-        warmupMs: 0,
-        logins,
-      });
-    if (N('warmup-sessions') > 0) {
-      log(`${N('warmup-sessions')} full sessions to warm up, ${N('concurrent')} at a time`);
-      await sessions(N('warmup-sessions'));
-    }
     log(`${N('sessions')} full sessions, ${N('concurrent')} at a time`);
     const cpuBefore = treeCpuMs(current.pid);
-    const full = await sessions(N('sessions'));
+    const full = await fullSessions(N('sessions'));
     // Let the last sessions end (and be reaped) before reading the CPU time.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const cpuMs = treeCpuMs(current.pid) - cpuBefore;

@@ -233,7 +233,7 @@ if (!values['no-isolation'] && values.only !== 'dovecot') {
       '--warmup',
       String(full ? 10 : 1),
       '--warmup-sessions',
-      String(full ? 40 : opts.concurrency),
+      String(full ? 2000 : opts.concurrency),
     ];
     if (values['no-dovecot']) args.push('--no-dovecot');
     if (values.json) args.push('--json', `${values.json}.isolation.json`);
