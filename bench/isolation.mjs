@@ -289,7 +289,7 @@ const results = { opts: values, servers: {} };
 try {
   // Enough accounts that the measured logins are each user's first on the server.
   const accounts = makeAccounts(Math.max(N('users'), N('logins') + N('warmup')));
-  // The workloads' users: the first --users accounts (the others only warm up logins).
+  // The workloads' users: the first --users accounts (the others only warm up).
   const users = { users: accounts.users.slice(0, N('users')), password: accounts.password };
   // The warm-up sessions' users: those the measured logins do not use, so that each
   // measured login stays its user's first on the server.
