@@ -43,6 +43,7 @@ import {
 import { StorageError } from '../../src/storage/types.js';
 import { BROKER as BROKER_BUILT, ROOT, needs, tool } from '../helpers/tools.js';
 import { until, runningProcess } from '../helpers/processes.js';
+import { errnoCodeOf } from '../helpers/errno.js';
 
 const BROKER = defaultBrokerPath();
 
@@ -59,15 +60,6 @@ async function rejection(p: Promise<unknown>): Promise<StorageError> {
     return err as StorageError;
   }
   throw new Error('expected a StorageError');
-}
-
-async function code(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return 'no error';
 }
 
 let base: string;
@@ -385,7 +377,7 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
     const d = join(id.home!, 'd');
     try {
       await ops.mkdir(d, 0o700);
-      expect(await code(ops.mkdir(d, 0o700))).toBe('EEXIST');
+      expect(await errnoCodeOf(ops.mkdir(d, 0o700))).toBe('EEXIST');
       const f = await ops.createExclusive(join(d, 'a'), 0o600);
       const data = Buffer.alloc(2.5 * 1024 * 1024);
       for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
@@ -393,7 +385,7 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
       await f.chmod(0o4755); // setuid bits are never set by the broker
       await f.sync();
       await f.close();
-      expect(await code(ops.createExclusive(join(d, 'a'), 0o600))).toBe('EEXIST');
+      expect(await errnoCodeOf(ops.createExclusive(join(d, 'a'), 0o600))).toBe('EEXIST');
       expect((await ops.readFile(join(d, 'a'))).equals(data)).toBe(true);
       const st = await ops.stat(join(d, 'a'));
       expect([st.size, st.mode & 0o7777, st.isFile(), st.isDirectory(), st.uid]).toEqual([
@@ -407,17 +399,17 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
       symlinkSync('a', join(d, 'link'));
       expect((await ops.lstat(join(d, 'link'))).isSymbolicLink()).toBe(true);
       expect((await ops.stat(join(d, 'link'))).isFile()).toBe(true);
-      expect(await code(ops.createExclusive(join(d, 'link'), 0o600))).toBe('EEXIST');
+      expect(await errnoCodeOf(ops.createExclusive(join(d, 'link'), 0o600))).toBe('EEXIST');
       expect((await ops.readdir(d)).sort()).toEqual(['a', 'link']);
       await ops.rename(join(d, 'a'), join(d, 'b'));
       await ops.syncDir(d);
-      expect(await code(ops.readFile(join(d, 'a')))).toBe('ENOENT');
-      expect(await code(ops.rmdir(d))).toBe('ENOTEMPTY');
+      expect(await errnoCodeOf(ops.readFile(join(d, 'a')))).toBe('ENOENT');
+      expect(await errnoCodeOf(ops.rmdir(d))).toBe('ENOTEMPTY');
       await ops.unlink(join(d, 'b'));
       await ops.unlink(join(d, 'link'));
       await ops.rmdir(d);
-      expect(await code(ops.stat(d))).toBe('ENOENT');
-      expect(await code(ops.readdir(join(id.home!, 'nothing')))).toBe('ENOENT');
+      expect(await errnoCodeOf(ops.stat(d))).toBe('ENOENT');
+      expect(await errnoCodeOf(ops.readdir(join(id.home!, 'nothing')))).toBe('ENOENT');
     } finally {
       await files.close();
     }
@@ -456,8 +448,8 @@ describe('FileOps through the broker', needs(BROKER_BUILT), () => {
     const files = launcher.openFiles(id);
     try {
       const t = Date.now();
-      expect(await code(files.ops.readFile(join(id.home!, 'pipe')))).toBe('ENOTREGULAR');
-      expect(await code(files.ops.readFile('/dev/zero'))).toBe('ENOTREGULAR');
+      expect(await errnoCodeOf(files.ops.readFile(join(id.home!, 'pipe')))).toBe('ENOTREGULAR');
+      expect(await errnoCodeOf(files.ops.readFile('/dev/zero'))).toBe('ENOTREGULAR');
       expect(Date.now() - t).toBeLessThan(2000);
       // ... and the session goes on.
       expect(await files.ops.readdir(id.home!)).toEqual(['pipe']);

@@ -24,6 +24,7 @@ import {
 import { acquireLock } from '../../src/storage/lock.js';
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
 import { openBrokerFiles, type BrokerFiles } from '../helpers/broker-files.js';
+import { errnoCodeOf } from '../helpers/errno.js';
 import { BROKER, needs } from '../helpers/tools.js';
 import { kindOf } from './helpers/store.js';
 
@@ -51,15 +52,6 @@ async function skipped(p: Promise<unknown>): Promise<boolean> {
     return isSkipped(err) && err instanceof SkippedCall;
   }
   return false;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return 'none';
 }
 
 describe('calls made only if the one before succeeded, over node:fs', () => {
@@ -96,7 +88,7 @@ function chainTests(kind: string, opsFor: () => FileOps): void {
       () => ops.unlink(join(dir, 'keep')),
     ]);
     const independent = ops.mkdir(join(dir, 'other'), 0o700);
-    expect(await codeOf(made)).toBe('EEXIST');
+    expect(await errnoCodeOf(made)).toBe('EEXIST');
     expect(await skipped(created)).toBe(true);
     expect(await skipped(removed)).toBe(true);
     await independent;
@@ -130,7 +122,7 @@ function chainTests(kind: string, opsFor: () => FileOps): void {
     await Promise.all([first, second]);
     const again = ops.mkdir(join(dir, 'x'), 0o700);
     const inside = whenSucceeded(ops, again, () => ops.rmdir(join(dir, 'x', 'y')));
-    expect(await codeOf(again)).toBe('EEXIST');
+    expect(await errnoCodeOf(again)).toBe('EEXIST');
     expect(await skipped(inside)).toBe(true);
     expect(readdirSync(join(dir, 'x'))).toEqual(['y']);
   });

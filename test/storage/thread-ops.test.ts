@@ -12,6 +12,7 @@ import { createdBeforeFailure, createFile, finishFile, nodeFileOps, type FileOps
 import { FsThreadPool } from '../../src/storage/thread-ops.js';
 import { StorageError } from '../../src/storage/types.js';
 import { needs, ROOT, tool } from '../helpers/tools.js';
+import { errnoCodeOf } from '../helpers/errno.js';
 import { kindOf, openStore, tempHome, type TempHome } from './helpers/store.js';
 
 const pool = new FsThreadPool({ threads: 2, log: silentLogger() });
@@ -26,15 +27,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await h.cleanup();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('FileOps over file-I/O threads', () => {
   it('makes every call against a real directory', async () => {
@@ -59,7 +51,7 @@ describe('FileOps over file-I/O threads', () => {
     expect((await ops.readdir(dir)).sort()).toEqual(['g']);
     await ops.unlink(join(dir, 'g'));
     await ops.rmdir(dir);
-    expect(await codeOf(ops.stat(dir))).toBe('ENOENT');
+    expect(await errnoCodeOf(ops.stat(dir))).toBe('ENOENT');
   });
 
   it('reports failures with the errno code and path node:fs gives', async () => {
@@ -67,19 +59,19 @@ describe('FileOps over file-I/O threads', () => {
     const failure = await ops.readFile(missing).catch((e: unknown) => e as { code?: string; path?: string });
     expect(failure).toMatchObject({ code: 'ENOENT', path: missing });
     await writeFile(join(h.home, 'x'), 'x');
-    expect(await codeOf(ops.createExclusive(join(h.home, 'x'), 0o600))).toBe('EEXIST');
-    expect(await codeOf(ops.mkdir(join(h.home, 'x'), 0o700))).toBe('EEXIST');
+    expect(await errnoCodeOf(ops.createExclusive(join(h.home, 'x'), 0o600))).toBe('EEXIST');
+    expect(await errnoCodeOf(ops.mkdir(join(h.home, 'x'), 0o700))).toBe('EEXIST');
     await mkdir(join(h.home, 'full'));
     await writeFile(join(h.home, 'full', 'y'), 'y');
-    expect(await codeOf(ops.rmdir(join(h.home, 'full')))).toBe('ENOTEMPTY');
-    expect(await codeOf(ops.readdir(join(h.home, 'x')))).toBe('ENOTDIR');
+    expect(await errnoCodeOf(ops.rmdir(join(h.home, 'full')))).toBe('ENOTEMPTY');
+    expect(await errnoCodeOf(ops.readdir(join(h.home, 'x')))).toBe('ENOTDIR');
     // The same codes as node:fs for the same calls.
-    expect(await codeOf(nodeFileOps.rmdir(join(h.home, 'full')))).toBe('ENOTEMPTY');
+    expect(await errnoCodeOf(nodeFileOps.rmdir(join(h.home, 'full')))).toBe('ENOTEMPTY');
   });
 
   it('never creates through a symbolic link', async () => {
     await symlink(join(h.home, 'target'), join(h.home, 'link'));
-    expect(await codeOf(ops.createExclusive(join(h.home, 'link'), 0o600))).toBe('EEXIST');
+    expect(await errnoCodeOf(ops.createExclusive(join(h.home, 'link'), 0o600))).toBe('EEXIST');
     await expect(stat(join(h.home, 'target'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
@@ -122,7 +114,7 @@ describe('FileOps over file-I/O threads', () => {
     await file.close();
     expect(await readFile(join(h.home, 'part'), 'utf8')).toBe('aaaaa');
     // A closed file's descriptor is no longer ours: nothing reaches whatever reuses the number.
-    expect(await codeOf(file.writeAll(Buffer.from('late')))).toBe('EBADF');
+    expect(await errnoCodeOf(file.writeAll(Buffer.from('late')))).toBe('EBADF');
   });
 
   it('makes a new file whole in one call (createFile), and never replaces or follows anything', async () => {
@@ -167,9 +159,9 @@ describe('FileOps over file-I/O threads', () => {
 
   it('refuses a FIFO or a directory as a file at once, without blocking the thread', needs('mkfifo'), async () => {
     execFileSync(tool('mkfifo'), [join(h.home, 'pipe')]);
-    const codes = await Promise.all(Array.from({ length: 10 }, () => codeOf(ops.readFile(join(h.home, 'pipe')))));
+    const codes = await Promise.all(Array.from({ length: 10 }, () => errnoCodeOf(ops.readFile(join(h.home, 'pipe')))));
     expect(new Set(codes)).toEqual(new Set(['ENOTREGULAR']));
-    expect(await codeOf(ops.readFile(h.home))).toBe('ENOTREGULAR');
+    expect(await errnoCodeOf(ops.readFile(h.home))).toBe('ENOTREGULAR');
     await writeFile(join(h.home, 'ok'), 'ok');
     expect((await ops.readFile(join(h.home, 'ok'))).toString()).toBe('ok');
   });
