@@ -34,7 +34,8 @@
 // Options: --users N (50), --logins N (40), --warmup N, --warmup-sessions N,
 //          --idle-small N, --idle-large N,
 //          --sessions N, --concurrent N, --workers N (tsieved's server processes;
-//          default: one per core, as the shipped [server] workers = "auto"),
+//          default: half the cores, rounded up, as [server] workers = "auto"
+//          resolves with PAM in src/cluster/primary.ts),
 //          --no-dovecot, --json FILE
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -61,7 +62,7 @@ const { values } = parseArgs({
     'idle-large': { type: 'string', default: '500' },
     sessions: { type: 'string', default: '200' },
     concurrent: { type: 'string', default: '20' },
-    workers: { type: 'string', default: String(availableParallelism()) },
+    workers: { type: 'string', default: String(Math.ceil(availableParallelism() / 2)) },
     warmup: { type: 'string', default: '20' },
     'warmup-sessions': { type: 'string', default: '2000' },
     'no-dovecot': { type: 'boolean', default: false },

@@ -92,7 +92,7 @@ async function serve(argv: string[]): Promise<number> {
     process.stderr.write((await usage()) + '\n');
     return 2;
   }
-  const workers = resolveWorkers(config.server.workers);
+  const workers = resolveWorkers(config);
   if (cluster.isPrimary && workers > 1) {
     // A configuration nobody could use is refused here, once, with every problem and
     // exit code 1, as a single process does, before any worker starts.

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AuthBackend } from './auth/types.js';
-import type { Config } from './config/schema.js';
+import { hasSessionProcesses, type Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { mechanismNames } from './sasl/index.js';
 import { ConnectionManager, listenerSpecs, type ListenerSpec } from './server/listener.js';
@@ -171,8 +171,7 @@ export async function buildServices(
  * uid/gid.
  */
 function createStoreLauncher(config: Config, log: Logger): StoreLauncher {
-  const processIsolation = config.storage.isolation === 'process' || config.auth.backend === 'pam';
-  if (!processIsolation) {
+  if (!hasSessionProcesses(config)) {
     if (runningAsRoot()) {
       log.warn(
         { event: 'isolation-none-as-root' },

@@ -28,7 +28,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import { parseConfig, readConfigText } from '../config/loader.js';
-import type { Config } from '../config/schema.js';
+import { hasSessionProcesses, type Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerChangeSummary, ReloadOutcome } from '../main.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/http.js';
@@ -44,9 +44,23 @@ const RESTART_DELAY_MS = 1000;
 
 type Outcome = ReloadOutcome;
 
-/** `[server] workers`: "auto" is one per core the process may use (1 on a single core). */
-export function resolveWorkers(setting: number | 'auto'): number {
-  return setting === 'auto' ? Math.max(1, availableParallelism()) : setting;
+/**
+ * `[server] workers`: a number as given; "auto" is one per core the process may
+ * use, or half as many (rounded up) when every session has a process of its own
+ * (PAM, or isolation = "process"). Those processes (the PAM transaction with its
+ * password hash, the file broker's system calls) take about as much CPU as the
+ * workers do, so workers on every core would only compete with them. Measured on
+ * 2 cores (BENCHMARKS.md, "How many workers"): a second worker added 15% CPU per
+ * full session (the primary hands out every connection and answers each worker's
+ * limit questions) and widened the spread of session times (p99 185-204 against
+ * 151-172 ms, at the same median), because each worker's sessions queue behind
+ * that worker alone.
+ */
+export function resolveWorkers(config: Pick<Config, 'server' | 'auth' | 'storage'>): number {
+  const setting = config.server.workers;
+  if (setting !== 'auto') return setting;
+  const cores = Math.max(1, availableParallelism());
+  return hasSessionProcesses(config) ? Math.ceil(cores / 2) : cores;
 }
 
 /** Where the configuration came from: the file, and its text as last applied. */
@@ -232,7 +246,7 @@ export async function runPrimary(
     await endpoint
       ?.reloadToken(next.metrics.token_file)
       .catch((error: unknown) => log.error({ err: error }, 'metrics token not re-read'));
-    if (resolveWorkers(next.server.workers) !== workers) {
+    if (resolveWorkers(next) !== workers) {
       log.warn(
         { event: 'workers-unchanged', running: workers, configured: next.server.workers },
         '[server] workers changes need a restart',

@@ -46,8 +46,9 @@ const serverSchema = z.strictObject({
   auth_failure_delay_ms: z.number().int().nonnegative().default(2000),
   /**
    * Server processes sharing the listeners (node:cluster): "auto" is one per CPU
-   * core the process may use (os.availableParallelism(); 1 on a single core, where
-   * no primary process is started). Changing it needs a restart.
+   * core the process may use (os.availableParallelism()), or half as many (rounded
+   * up) when sessions have processes of their own (src/cluster/primary.ts says
+   * why); 1 means no primary process. Changing it needs a restart.
    */
   workers: z.union([z.number().int().positive().max(256), z.literal('auto')]).default('auto'),
   /** Seconds to let sessions finish on SIGTERM before closing them. */
@@ -167,4 +168,13 @@ export const configSchema = z.strictObject({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/**
+ * Whether every session has a process of its own: PAM always runs the session in
+ * the PAM helper's child (which holds the user's credentials and tokens), and
+ * `isolation = "process"` gives every other backend a file broker as the user.
+ */
+export function hasSessionProcesses(config: Pick<Config, 'auth' | 'storage'>): boolean {
+  return config.storage.isolation === 'process' || config.auth.backend === 'pam';
+}
 export type ListenerConfig = z.infer<typeof listener>;

@@ -12,10 +12,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
+import { resolveWorkers } from '../../src/cluster/primary.js';
+import { parseConfig } from '../../src/config/loader.js';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(PACKAGE_ROOT, 'dist/tsieved.cjs');
@@ -45,7 +47,7 @@ export interface StartOptions {
   readonly timeoutMs?: number;
   /** A command put before `node dist/tsieved.cjs serve ...` (e.g. setpriv with options); it must exec the rest. */
   readonly wrapper?: readonly string[];
-  /** Keep `[server] workers` as configured or defaulted (one per core) instead of one process. */
+  /** Keep `[server] workers` as configured or defaulted ("auto") instead of one process. */
   readonly defaultWorkers?: boolean;
 }
 
@@ -145,11 +147,13 @@ export function oneWorkerUnlessSet(toml: string): string {
   return `${toml}\n[server]\nworkers = 1\n`;
 }
 
-/** The server processes a configuration asks for (as src/cluster/primary.ts resolves "auto"). */
+/** The server processes a configuration asks for ("auto" resolved by the server's own rule). */
 function workerCount(toml: string): number {
-  const workers = configuredWorkers(toml);
-  if (workers === 'unparsable') return 1;
-  return typeof workers === 'number' ? workers : Math.max(1, availableParallelism());
+  try {
+    return resolveWorkers(parseConfig(toml));
+  } catch {
+    return 1; // a broken configuration: the server refuses it before any worker starts
+  }
 }
 
 function configuredWorkers(toml: string): unknown {

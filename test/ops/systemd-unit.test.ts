@@ -188,8 +188,9 @@ socket = "${join(fx.dir, 'control.sock')}"
     // The file broker the helper forked runs as the user.
     const child = Number((await server.waitForLog((l) => l.event === 'pam-session')).brokerPid);
     expect(procStatus(child)['Uid']?.split(/\s+/)[0]).toBe(String(alice.uid));
-    // With the default workers (one per core), who and /metrics answer for whichever
-    // worker's PAM helper started that process.
+    // With the default workers ("auto": half the cores with PAM, so one process on
+    // 2 cores and a primary with workers on more), who and /metrics answer for
+    // whichever worker's PAM helper started that process.
     const who = JSON.parse(
       execFileSync(process.execPath, [CLI, 'who', '--json', '--config', server.configFile], { encoding: 'utf8' }),
     ) as { user: string; pid?: number }[];
