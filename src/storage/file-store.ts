@@ -1,7 +1,9 @@
 /**
  * One user's scripts in a directory, and the filter file Exim reads: the
  * ScriptStore operations. The directory's files are store-files.ts, the filter file
- * (preserving a foreign one, what is written for a script, repairs) filter-guard.ts.
+ * (preserving a foreign one, what is written for a script, repairs) filter-guard.ts,
+ * a change under the lock locked-section.ts; storing and renaming a script, the
+ * longest changes, are script-changes.ts.
  *
  * Every mutation runs under the user's lock, and the filter file is always written
  * from script content read or written under that lock, so two sessions (or two
@@ -26,31 +28,20 @@ import {
   type ScriptStore,
 } from './types.js';
 import { nodeFileOps, reportingDirSyncFailures, type FileOps } from './file-ops.js';
-import { prepareWrite } from './atomic-write.js';
-import { toStorageError } from './errors.js';
-import { DEFAULT_LOCK_OPTIONS, withLock, type HeldLock, type LockOptions } from './lock.js';
-import { encodeScriptFileName } from './script-names.js';
-import { ACTIVE_FILE, LOCK_DIR, VERBATIM_FILE } from './layout.js';
+import { DEFAULT_LOCK_OPTIONS, type LockOptions } from './lock.js';
+import { VERBATIM_FILE } from './layout.js';
 import { processActiveHints, type ActiveHints } from './active-hints.js';
-import { checkAtOpen, inPlaceWithoutLock, nothingToRepair } from './open-repair.js';
+import { inPlaceWithoutLock, nothingToRepair } from './open-repair.js';
 import { removeStaleTemps } from './filter-backup.js';
-import { FilterGuard, prepareThenLook } from './filter-guard.js';
-import { HeldReads } from './held-reads.js';
+import { FilterGuard } from './filter-guard.js';
+import { LockedSections, type HeldFiles } from './locked-section.js';
+import { putScript, renameScript } from './script-changes.js';
 import { sha256, StoreFiles, type StoreLimits } from './store-files.js';
 
 export { ACTIVE_FILE, IMPORTED_FILE, LOCK_DIR } from './layout.js';
 export { BACKUP_MARKER } from './filter-backup.js';
 export { IMPORT_NAME } from './filter-guard.js';
 export type { StoreLimits } from './store-files.js';
-
-/** What a locked section works with: the lock, and the files read through this hold. */
-interface Held {
-  readonly lock: HeldLock;
-  readonly files: StoreFiles;
-  readonly guard: FilterGuard;
-  /** Starts reads now (one round trip over a file broker with the ones that follow). */
-  readonly readAhead: (paths: readonly string[]) => void;
-}
 
 export interface FileStoreOptions {
   readonly scriptsDir: string;
@@ -75,10 +66,9 @@ export interface FileStoreOptions {
 export class FileStore implements ScriptStore {
   private readonly files: StoreFiles;
   private readonly guard: FilterGuard;
-  private readonly lockOptions: LockOptions;
+  private readonly sections: LockedSections;
   private readonly log: Logger;
   private readonly createBelow: string | undefined;
-  private repairPending = false;
 
   constructor(options: FileStoreOptions) {
     const ops = reportingDirSyncFailures(options.fileOps ?? nodeFileOps, (path, err) =>
@@ -90,7 +80,12 @@ export class FileStore implements ScriptStore {
     const mode = typeof options.filterMode === 'number' ? options.filterMode : parseInt(options.filterMode, 8);
     this.files = new StoreFiles(ops, options.scriptsDir, options.limits, options.log);
     this.guard = new FilterGuard(this.files, options.filterPath, mode);
-    this.lockOptions = { ...DEFAULT_LOCK_OPTIONS, ...options.lock };
+    this.sections = new LockedSections(
+      this.files,
+      this.guard,
+      { ...DEFAULT_LOCK_OPTIONS, ...options.lock },
+      options.log,
+    );
     this.log = options.log;
     this.createBelow = options.createBelow;
   }
@@ -115,9 +110,9 @@ export class FileStore implements ScriptStore {
     if (await clean) return store;
     // The repair runs once the lock is taken: here, or (when another session holds
     // it past the wait) before the first change this session makes.
-    store.repairPending = true;
+    store.sections.repairPending = true;
     try {
-      await store.locked(async () => undefined);
+      await store.sections.run(async () => undefined);
     } catch (err) {
       store.log.warn(
         { err, filterPath: options.filterPath },
@@ -144,16 +139,16 @@ export class FileStore implements ScriptStore {
   }
 
   async put(name: string, content: Buffer, approve?: Approval): Promise<boolean> {
-    return this.putUnless(name, content, { approve });
+    return putScript(this.sections, this.log, name, content, { approve });
   }
 
   async putIfAbsent(name: string, content: Buffer): Promise<boolean> {
-    return this.putUnless(name, content, { ifAbsent: true });
+    return putScript(this.sections, this.log, name, content, { ifAbsent: true });
   }
 
   async delete(name: string): Promise<void> {
     const nfc = this.files.checkName(name);
-    await this.locked(async ({ lock, files, readAhead }) => {
+    await this.sections.run(async ({ lock, files, readAhead }) => {
       readAhead([join(files.dir, VERBATIM_FILE)]); // removeScript reads it: with the record
       const recorded = files.recordedActive();
       // The look at the lock before the unlink goes out after these reads, in their
@@ -169,56 +164,12 @@ export class FileStore implements ScriptStore {
   }
 
   async rename(oldName: string, newName: string): Promise<void> {
-    const from = this.files.checkName(oldName);
-    const to = this.files.checkName(newName);
-    await this.locked(async ({ lock, files }) => {
-      const fromEnc = encodeScriptFileName(from);
-      const toEnc = encodeScriptFileName(to);
-      const fromPath = join(files.dir, fromEnc.file);
-      const toPath = join(files.dir, toEnc.file);
-      if (!(await files.exists(fromPath)))
-        throw new StorageError('nonexistent', `no script named ${JSON.stringify(from)}`);
-      // Section 2.11.1: the new name must not exist (ALREADYEXISTS).
-      if (await files.exists(toPath))
-        throw new StorageError('already-exists', `a script named ${JSON.stringify(to)} exists`);
-      const wasActive = (await files.readActive()) === from;
-      if (toEnc.nameFile) await files.writeNameFile(toEnc.nameFile, to);
-      // A preserved forward stays one under its new name (written before the rename:
-      // an entry for a name that does not exist yet changes nothing).
-      await files.setVerbatim(from, undefined, to);
-      await lock.assertHeld();
-      try {
-        await files.ops.rename(fromPath, toPath);
-      } catch (err) {
-        await files.setVerbatim(to, undefined, from).catch(() => undefined);
-        throw toStorageError(err, `cannot rename script ${JSON.stringify(from)}`);
-      }
-      if (wasActive) {
-        // The filter's content is unchanged; only the recorded name follows.
-        try {
-          await files.writeActive(to);
-        } catch (err) {
-          await files.ops.rename(toPath, fromPath).catch((undo: unknown) => {
-            // .active still names the old script, whose file now has the new name:
-            // the next open's repair cannot tell which was meant, so say it loudly.
-            this.log.error(
-              { event: 'rename-undo-failed', from, to, err: undo },
-              'could not undo a rename after recording the active script failed: .active and the script files are out of step',
-            );
-          });
-          await files.setVerbatim(to, undefined, from).catch(() => undefined);
-          throw err;
-        }
-      }
-      if (fromEnc.nameFile) await files.ops.unlink(join(files.dir, fromEnc.nameFile)).catch(() => undefined);
-      await files.ops.syncDir(files.dir);
-      this.log.info({ from, to, active: wasActive }, 'script renamed');
-    });
+    await renameScript(this.sections, this.log, oldName, newName);
   }
 
   async setActive(name: string, approve?: Approval): Promise<boolean> {
     if (name === '') {
-      await this.locked(async ({ lock, files, guard }) => {
+      await this.sections.run(async ({ lock, files, guard }) => {
         await guard.preserveForeign(lock);
         await lock.assertHeld();
         // No filter file: Exim's router declines and mail is delivered normally.
@@ -232,14 +183,14 @@ export class FileStore implements ScriptStore {
     // Clients send SETACTIVE after every PUTSCRIPT of the active script (Roundcube
     // does on every save): when reads alone find it in place there is nothing to
     // write, so no lock to take (unless the repair at open still waits for it).
-    const inPlace = this.repairPending ? undefined : await inPlaceWithoutLock(this.files, this.guard, nfc);
+    const inPlace = this.sections.repairPending ? undefined : await inPlaceWithoutLock(this.files, this.guard, nfc);
     if (inPlace !== undefined) return inPlace.verbatim || !approve || approve(inPlace.content);
     // Read by the steps below: all in the round trip of the script's read.
-    const startReads = ({ files, guard, readAhead }: Omit<Held, 'lock'>): Promise<Buffer> => {
+    const startReads = ({ files, guard, readAhead }: HeldFiles): Promise<Buffer> => {
       readAhead([guard.filterPath, join(files.dir, VERBATIM_FILE)]);
       return files.get(nfc);
     };
-    return this.locked(async (held) => {
+    return this.sections.run(async (held) => {
       const { lock, files, guard } = held;
       const content = await startReads(held); // read under the lock: the filter matches it
       // A preserved forward is written back as it is: not Sieve to approve.
@@ -255,7 +206,7 @@ export class FileStore implements ScriptStore {
 
   async setActiveIfNone(name: string): Promise<ActivationResult> {
     const nfc = this.files.checkName(name);
-    return this.locked(async ({ lock, files, guard }) => {
+    return this.sections.run(async ({ lock, files, guard }) => {
       const content = await files.get(nfc);
       await guard.preserveForeign(lock);
       const current = await files.readActive();
@@ -287,7 +238,7 @@ export class FileStore implements ScriptStore {
   }
 
   async preserveForward(content: Buffer): Promise<string> {
-    return this.locked(async ({ lock, guard }) => {
+    return this.sections.run(async ({ lock, guard }) => {
       const { name } = await guard.importContent(content, lock);
       this.log.info({ script: name, bytes: content.length }, 'kept a filter file read elsewhere as a script');
       return name;
@@ -299,7 +250,7 @@ export class FileStore implements ScriptStore {
   }
 
   async writeMeta(key: MetaKey, content: Buffer): Promise<void> {
-    await this.locked(async ({ lock, files }) => {
+    await this.sections.run(async ({ lock, files }) => {
       await lock.assertHeld();
       await files.writeMeta(key, content);
     });
@@ -307,117 +258,5 @@ export class FileStore implements ScriptStore {
 
   async close(): Promise<void> {
     // Nothing held between calls: locks live only for the duration of a mutation.
-  }
-
-  // ---- helpers ----
-
-  /**
-   * Runs `fn` under the user's lock, with the store's files seen through reads made
-   * once per hold (held-reads.ts): a command does not read a file again that it has
-   * read under this lock and not changed since.
-   */
-  private locked<T>(
-    fn: (held: Held) => Promise<T>,
-    first?: (held: Omit<Held, 'lock'>) => Promise<unknown>,
-  ): Promise<T> {
-    const through = (reads: HeldReads): Omit<Held, 'lock'> => {
-      const files = this.files.over(reads);
-      return { files, guard: this.guard.over(files), readAhead: (paths) => reads.readAhead(paths) };
-    };
-    // Over ordered FileOps (a file broker) the reads `fn` starts with (`first` makes the
-    // same calls) go out with the look that decides whether the lock is ours, and run
-    // after it: under the lock when it is ours, one round trip before `fn` could ask.
-    // `fn` finds their answers in the hold's reads. A failed attempt's reads are dropped.
-    let early: HeldReads | undefined;
-    const along =
-      first && this.files.ops.ordered
-        ? () => {
-            early = new HeldReads(this.files.ops);
-            // Its failures are fn's to meet: fn makes the same calls and finds their answers.
-            first(through(early)).catch(() => undefined);
-          }
-        : undefined;
-    const dir = join(this.files.dir, LOCK_DIR);
-    return withLock(
-      this.files.ops,
-      dir,
-      this.lockOptions,
-      async (lock) => {
-        const held: Held = { lock, ...through(early ?? new HeldReads(this.files.ops)) };
-        if (this.repairPending) {
-          await this.repair(held).catch((err: unknown) =>
-            this.log.warn({ err, filterPath: this.guard.filterPath }, 'could not check the existing filter file'),
-          );
-        }
-        return fn(held);
-      },
-      along,
-    );
-  }
-
-  /** The checks at open (must run under the lock); pending until they have run once. */
-  private async repair({ lock, guard }: Held): Promise<void> {
-    await checkAtOpen(guard, lock);
-    this.repairPending = false;
-  }
-
-  /** put, or with `ifAbsent` putIfAbsent: false when the name exists or `approve` refused (nothing written). */
-  private async putUnless(
-    name: string,
-    content: Buffer,
-    { ifAbsent = false, approve }: { ifAbsent?: boolean; approve?: Approval | undefined },
-  ): Promise<boolean> {
-    const nfc = this.files.checkName(name);
-    if (content.length > this.files.limits.maxScriptBytes) this.files.checkSpaceIn([], nfc, content.length);
-    // Read below whatever the script (the record and the filter: when it exists and is
-    // the active one), in the listing's round trip; over ordered FileOps (a file broker)
-    // a read sent along costs no round trip of its own.
-    const startReads = ({ files, guard, readAhead }: Omit<Held, 'lock'>): ReturnType<StoreFiles['lookForPut']> => {
-      const record = join(files.dir, ACTIVE_FILE);
-      readAhead([join(files.dir, VERBATIM_FILE), ...(files.ops.ordered ? [record, guard.filterPath] : [])]);
-      return files.lookForPut(nfc);
-    };
-    return this.locked(async (held) => {
-      const { lock, files, guard } = held;
-      const { exists, checkSpace } = await startReads(held);
-      if (ifAbsent && exists) return false;
-      checkSpace(content.length);
-      if (approve && !(await approve(content))) return false;
-      const enc = encodeScriptFileName(nfc);
-      if (enc.nameFile) await files.writeNameFile(enc.nameFile, nfc);
-      try {
-        // Recorded active, and there (just looked at).
-        let active = exists && (await files.recordedActive()) === nfc;
-        if (active) {
-          // Preserving a foreign filter can change which script is active; ask again.
-          await guard.preserveForeign(lock);
-          active = (await files.recordedActive()) === nfc;
-        }
-        // The filter first: if the script's rename then fails, the filter is put
-        // back, and the client's NO is true (the other order would leave a new
-        // script that the next repair at open makes live).
-        const filter = active ? await guard.filterFor(nfc, content) : undefined;
-        const writes = await prepareThenLook(files.ops, lock, [
-          ...(filter ? [() => guard.prepareFilter(filter)] : []),
-          () => prepareWrite(files.ops, join(files.dir, enc.file), content, { mode: 0o600 }),
-        ]);
-        // New bytes are Sieve (PUTSCRIPT validated them): no longer a preserved forward.
-        const recorded = (await files.readVerbatim()).get(nfc);
-        const unmark = recorded !== undefined && recorded !== sha256(content);
-        // With nothing left to do under the lock after a success (no record to
-        // change) the last rename carries the lock's release; a failure keeps the
-        // lock for what follows it (the filter put back, the name file removed).
-        await guard.commitWithFilter(writes, lock, { releaseLock: !unmark });
-        if (unmark) await files.setVerbatim(nfc, undefined);
-        this.log.info({ script: nfc, bytes: content.length, active }, 'script stored');
-        return true;
-      } catch (err) {
-        // A refused write (disk full, quota) leaves no name file without its script.
-        if (enc.nameFile && !(await files.exists(join(files.dir, enc.file)).catch(() => true))) {
-          await files.ops.unlink(join(files.dir, enc.nameFile)).catch(() => undefined);
-        }
-        throw err;
-      }
-    }, startReads);
   }
 }
