@@ -169,6 +169,8 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 
+export type ListenerConfig = z.infer<typeof listener>;
+
 /**
  * Whether every session has a process of its own: PAM always runs the session in
  * the PAM helper's child (which holds the user's credentials and tokens), and
@@ -177,4 +179,3 @@ export type Config = z.infer<typeof configSchema>;
 export function hasSessionProcesses(config: Pick<Config, 'auth' | 'storage'>): boolean {
   return config.storage.isolation === 'process' || config.auth.backend === 'pam';
 }
-export type ListenerConfig = z.infer<typeof listener>;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { prepareWrite } from './atomic-write.js';
 import { toStorageError } from './errors.js';
-import { prepareThenLook } from './filter-guard.js';
+import { prepareThenLook } from './commit-writes.js';
 import { ACTIVE_FILE, VERBATIM_FILE } from './layout.js';
 import type { HeldFiles, LockedSections } from './locked-section.js';
 import { encodeScriptFileName } from './script-names.js';
