@@ -12,7 +12,7 @@ import { FilterParser } from 'ldapts';
 import {
   escapeDnValue,
   escapeFilterValue,
-  expandTemplate,
+  expandLdapTemplate,
   mentionsUser,
   templateValues,
   unknownPlaceholders,
@@ -126,7 +126,7 @@ export function checkLdapConfig(auth: AuthConfig): string[] {
     for (const name of unknownPlaceholders(template)) {
       problems.push(`auth.user_dn_template has an unknown placeholder {${name}}`);
     }
-    if (!/^[^=,]+=/.test(expandTemplate(template, sample, escapeDnValue))) {
+    if (!/^[^=,]+=/.test(expandLdapTemplate(template, sample, escapeDnValue))) {
       problems.push(`auth.user_dn_template "${template}" does not look like a DN (attr=value,...)`);
     }
   } else {
@@ -141,7 +141,7 @@ export function checkLdapConfig(auth: AuthConfig): string[] {
       // ldapts' parser tolerates a missing closing parenthesis; count them ourselves
       // (values in a valid filter carry parentheses only as \28 and \29, RFC 4515).
       if (!parenthesesBalanced(auth.filter)) throw new Error('unbalanced parentheses');
-      FilterParser.parseString(expandTemplate(auth.filter, sample, escapeFilterValue));
+      FilterParser.parseString(expandLdapTemplate(auth.filter, sample, escapeFilterValue));
     } catch (e) {
       problems.push(`auth.filter "${auth.filter}" is not a valid LDAP filter: ${(e as Error).message}`);
     }

@@ -63,6 +63,10 @@ export function mentionsUser(template: string): boolean {
  * Replaces every known placeholder with its value passed through `escape`.
  * Unknown `{...}` sequences are left as they are (the start-up check reports them).
  */
-export function expandTemplate(template: string, values: TemplateValues, escape: (value: string) => string): string {
+export function expandLdapTemplate(
+  template: string,
+  values: TemplateValues,
+  escape: (value: string) => string,
+): string {
   return template.replace(/\{(user|localpart|domain)\}/g, (_m, name: TemplatePlaceholder) => escape(values[name]));
 }

@@ -25,7 +25,7 @@ import { Client } from 'ldapts';
 import type { Logger } from '../log/logger.js';
 import type { AuthBackend, AuthContext, AuthOutcome, RejectionClass } from './types.js';
 import { ldapEndpoint, ldapMode, parseBindPassword, type AuthConfig, type LdapEndpoint } from './ldap-config.js';
-import { escapeDnValue, escapeFilterValue, expandTemplate, templateValues } from './ldap-escape.js';
+import { escapeDnValue, escapeFilterValue, expandLdapTemplate, templateValues } from './ldap-escape.js';
 import {
   LDAP_RESULT,
   LdapDeadlineError,
@@ -190,7 +190,7 @@ export class LdapBackend implements AuthBackend {
         // Even "invalid credentials" here is our configuration's fault, not the user's.
         if (!bound.ok) return unavailable(`service bind as auth.bind_dn failed: ${describeLdapFailure(bound.failure)}`);
       }
-      const filter = expandTemplate(this.#auth.filter, values, escapeFilterValue);
+      const filter = expandLdapTemplate(this.#auth.filter, values, escapeFilterValue);
       const found = await attempt.step(() =>
         client.search(this.#auth.base as string, {
           scope: 'sub',
@@ -218,7 +218,7 @@ export class LdapBackend implements AuthBackend {
       const bound = await attempt.step(() => client.bind(entry.dn, password));
       if (!bound.ok) return userBindOutcome(bound.failure);
     } else {
-      const dn = expandTemplate(this.#auth.user_dn_template as string, values, escapeDnValue);
+      const dn = expandLdapTemplate(this.#auth.user_dn_template as string, values, escapeDnValue);
       const bound = await attempt.step(() => client.bind(dn, password));
       if (!bound.ok) return userBindOutcome(bound.failure);
       const read = await attempt.step(() =>

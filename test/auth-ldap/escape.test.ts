@@ -3,7 +3,7 @@ import { EqualityFilter, FilterParser, SubstringFilter, AndFilter, PresenceFilte
 import {
   escapeDnValue,
   escapeFilterValue,
-  expandTemplate,
+  expandLdapTemplate,
   mentionsUser,
   templateValues,
   unknownPlaceholders,
@@ -77,7 +77,7 @@ describe('templates', () => {
   });
 
   it('expands every occurrence, escaping each value', () => {
-    const out = expandTemplate(
+    const out = expandLdapTemplate(
       '(|(uid={user})(mail={user})(&(uid={localpart})(o={domain})))',
       templateValues('a*@x(y)'),
       escapeFilterValue,
@@ -87,7 +87,7 @@ describe('templates', () => {
 
   it('does not expand placeholders that appear inside a value', () => {
     // A user literally named "{domain}" must not be expanded a second time.
-    expect(expandTemplate('uid={user}', templateValues('{domain}'), escapeDnValue)).toBe('uid={domain}');
+    expect(expandLdapTemplate('uid={user}', templateValues('{domain}'), escapeDnValue)).toBe('uid={domain}');
   });
 
   it('reports unknown placeholders and whether the user is mentioned', () => {
